@@ -1,0 +1,10 @@
+"""raymlops: one declarative YAML from raw data to a monitored model endpoint, on Ray."""
+
+from raymlops.artifacts import Predictor, load_model
+from raymlops.config import PipelineConfig, load_config
+from raymlops.errors import ConfigError, RaymlopsError
+from raymlops.pipeline import Pipeline, RunResult
+
+__version__ = "0.1.0"
+__all__ = ["ConfigError", "Pipeline", "PipelineConfig", "Predictor", "RaymlopsError", "RunResult", "load_config",
+           "load_model"]

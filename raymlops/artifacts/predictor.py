@@ -1,0 +1,97 @@
+"""Predictor: the fitted preprocessing plus the model of one run, applied to pandas DataFrames."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from raymlops.artifacts import run as layout
+from raymlops.data.preprocessing import Preprocessor
+from raymlops.data.schema import InputSchema
+from raymlops.errors import DataError
+
+
+class Predictor:
+    """Applies exactly the transform fitted at training time, then the model.
+
+    Attributes:
+        run_dir: The run directory the predictor was loaded from.
+        schema: Input columns and label metadata.
+        meta: Model type, task, classes, feature columns, run id.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.meta = json.loads((self.run_dir / layout.META).read_text())
+        self.schema = InputSchema.from_dict(json.loads((self.run_dir / layout.SCHEMA).read_text()))
+        self.preprocessor = Preprocessor.from_json((self.run_dir / layout.PREPROCESSING).read_text())
+        self.task: str = self.meta["task"]
+        self.classes: list | None = self.meta.get("classes")
+        self.features: list[str] = self.meta["feature_columns"]
+        self.model_type: str = self.meta["model_type"]
+        if self.model_type == "xgboost":
+            import xgboost
+
+            self.model = xgboost.Booster()
+            self.model.load_model(str(self.run_dir / layout.XGB_MODEL))
+            self.model.set_param({"nthread": 1})
+        else:
+            with open(self.run_dir / layout.SKLEARN_MODEL, "rb") as f:
+                self.model = pickle.load(f)
+
+    @property
+    def version(self) -> str:
+        return self.meta["run_id"]
+
+    def features_of(self, df: pd.DataFrame) -> np.ndarray:
+        """Input rows -> the model's feature matrix."""
+        missing = [c for c in self.schema.names if c not in df.columns]
+        if missing:
+            raise DataError(f"input is missing columns {missing}")
+        out = self.preprocessor.transform(df[self.schema.names])
+        absent = [c for c in self.features if c not in out.columns]
+        if absent:
+            raise DataError(f"preprocessing did not produce feature columns {absent}")
+        return out[self.features].to_numpy(dtype=np.float32, na_value=np.nan)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        """Scores: P(positive) for binary, class probabilities for multiclass, values for regression."""
+        if self.model_type == "xgboost":
+            return np.asarray(self.model.inplace_predict(x))
+        if self.task == "regression":
+            return np.asarray(self.model.predict(x), dtype=np.float64)
+        proba = np.asarray(self.model.predict_proba(x), dtype=np.float64)
+        return proba[:, 1] if self.task == "binary" else proba
+
+    def predict_with_proba(self, df: pd.DataFrame) -> tuple[list, list | None]:
+        """Returns (predictions, probabilities); probabilities are None for regression.
+
+        Binary: probability of ``classes[1]``; multiclass: one probability per class, in ``classes`` order.
+        """
+        scores = self._raw(self.features_of(df))
+        if self.task == "regression":
+            return scores.astype(np.float64).tolist(), None
+        classes = np.asarray(self.classes, dtype=object)
+        if self.task == "binary":
+            return classes[(scores >= 0.5).astype(int)].tolist(), scores.astype(np.float64).tolist()
+        return classes[np.argmax(scores, axis=1)].tolist(), scores.astype(np.float64).tolist()
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Predicted labels (classifiers) or values (regression) for each row."""
+        preds, _ = self.predict_with_proba(df)
+        return np.asarray(preds)
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        if self.task == "regression":
+            raise DataError("predict_proba is for classifiers; this is a regression model")
+        return np.asarray(self.predict_with_proba(df)[1])
+
+
+def load_model(run: str | os.PathLike, storage: str | None = None) -> Predictor:
+    """Loads the predictor of a run (a run directory, or a run id under ``storage``)."""
+    return Predictor(layout.find_run(run, storage))

@@ -1,0 +1,149 @@
+"""The `raymlops` command: parses arguments, calls the public API, prints results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+
+from raymlops.errors import ConfigError, RaymlopsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raymlops", description="One YAML from raw data to a monitored endpoint, on Ray.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_config(sp):
+        sp.add_argument("config", help="pipeline YAML")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value (repeatable)")
+
+    v = sub.add_parser("validate", help="check a config; prints OK or one error per line (exit 2)")
+    with_config(v)
+    sub.add_parser("schema", help="print the config's JSON Schema")
+
+    r = sub.add_parser("run", help="run every step of a pipeline; deploys when it has 'serving'")
+    with_config(r)
+    r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--probe", action="append", default=[], metavar="PATH",
+                   help="after deploying, send this file's rows to /predict and print /drift; then exit")
+    r.add_argument("--exit", action="store_true", help="exit after deploying instead of serving until Ctrl-C")
+    r.add_argument("--quiet", action="store_true", help="hide Ray Tune's progress table")
+
+    s = sub.add_parser("serve", help="deploy an existing run")
+    with_config(s)
+    s.add_argument("--run", default=None, help="run id or directory (default: the pipeline's latest run)")
+    s.add_argument("--address")
+    s.add_argument("--exit", action="store_true", help="exit after deploying")
+
+    pr = sub.add_parser("predict", help="score a dataset in batch with a run's model (Ray Data)")
+    with_config(pr)
+    pr.add_argument("--run", required=True, help="run id or directory")
+    pr.add_argument("--input", required=True, help="file, directory or glob to score")
+    pr.add_argument("--output", required=True, help="Parquet output directory")
+    pr.add_argument("--format", choices=["parquet", "csv", "json"], help="input format (default: from the name)")
+    pr.add_argument("--actors", type=int, default=1, help="scoring actors")
+    pr.add_argument("--address")
+
+    d = sub.add_parser("demo-data", help="write the quickstart's churn dataset")
+    d.add_argument("out_dir")
+    d.add_argument("--rows", type=int, default=20_000)
+    d.add_argument("--seed", type=int, default=7)
+    return p
+
+
+def _serve_forever(pipe) -> None:
+    print("Serving; press Ctrl-C to stop.", flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    from raymlops.serving import shutdown
+
+    shutdown()
+
+
+def _print_probe(path: str, got: dict) -> None:
+    d = got["drift"]
+    print(f"probe {path}: {got['rows']} rows scored, mean prediction {got['mean_prediction']:.3f}")
+    if d.get("enabled"):
+        print(f"  drift: is_drift={d.get('is_drift')} after {d['windows_tested']} window(s) of {d['window']} rows")
+        for name, f in sorted(d.get("features", {}).items(), key=lambda kv: kv[1]["p_value"]):
+            flag = "DRIFT" if f["is_drift"] else "ok"
+            print(f"    {name:<16} {f['test']:<4} stat={f['statistic']:.3f} p={f['p_value']:.2e} {flag}")
+
+
+def _run(args) -> int:
+    from raymlops import Pipeline
+
+    pipe = Pipeline.from_yaml(args.config, args.overrides)
+    local = pipe.connect(getattr(args, "address", None))
+    if args.cmd == "serve":
+        url = pipe.serve(args.run)
+        print(url)
+    else:
+        result = pipe.run(progress=not args.quiet)
+        print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "metrics": result.metrics,
+                          "endpoint": result.endpoint}, indent=2))
+        if result.endpoint and args.probe:
+            from raymlops.artifacts import load_model
+            from raymlops.pipeline.probe import probe
+
+            columns = load_model(result.run_dir).schema.names
+            for path in args.probe:
+                _print_probe(path, probe(result.endpoint, path, columns))
+            return 0
+        if not result.endpoint:
+            return 0
+    if local and not args.exit:
+        _serve_forever(pipe)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "validate":
+            from raymlops.config import load_config
+
+            load_config(args.config, args.overrides)
+            print("OK")
+            return 0
+        if args.cmd == "schema":
+            from raymlops.config import json_schema
+
+            print(json.dumps(json_schema(), indent=2))
+            return 0
+        if args.cmd == "demo-data":
+            from raymlops.data.demo import write_demo_data
+
+            for name, path in write_demo_data(args.out_dir, args.rows, args.seed).items():
+                print(f"{name}: {path}")
+            return 0
+        if args.cmd == "predict":
+            from raymlops import load_config
+            from raymlops.pipeline import Pipeline
+            from raymlops.pipeline.predict import score
+
+            cfg = load_config(args.config, args.overrides)
+            Pipeline(cfg).connect(args.address)
+            n = score(args.run, args.input, args.output, storage=cfg.storage, fmt=args.format, actors=args.actors)
+            print(f"wrote {n} rows to {args.output}")
+            return 0
+        return _run(args)
+    except ConfigError as e:
+        for issue in e.issues:
+            print(issue, file=sys.stderr)
+        return 2
+    except RaymlopsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: sources read with Ray Data, splits, fitted preprocessing, and the input schema."""

@@ -1,0 +1,156 @@
+"""The model's input schema: inferred from the training data, enforced on every online request."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raymlops.errors import DataError
+
+KINDS = ("number", "integer", "boolean", "string", "timestamp")
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass
+class InputSchema:
+    """Input columns, with their types; also carries the task's label metadata."""
+
+    columns: list[Column]
+    label: str | None = None
+    task: str | None = None
+    classes: list[Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSchema":
+        d = dict(d)
+        d["columns"] = [Column(**c) for c in d["columns"]]
+        return cls(**d)
+
+
+def arrow_kind(t) -> str:
+    """Maps a pyarrow type to a schema kind."""
+    import pyarrow.types as pt
+
+    if pt.is_boolean(t):
+        return "boolean"
+    if pt.is_integer(t):
+        return "integer"
+    if pt.is_floating(t) or pt.is_decimal(t):
+        return "number"
+    if pt.is_string(t) or pt.is_large_string(t) or pt.is_dictionary(t):
+        return "string"
+    if pt.is_timestamp(t) or pt.is_date(t):
+        return "timestamp"
+    raise DataError(f"unsupported column type {t}; expected numbers, booleans, strings or timestamps")
+
+
+def input_columns(all_columns: list[str], excluded: set[str], steps: list) -> list[str]:
+    """The raw columns a request must carry: features after the leading select/drop steps.
+
+    A custom step can read any column, so narrowing stops at the first one.
+    """
+    cols = [c for c in all_columns if c not in excluded]
+    for s in steps:
+        if s.type == "select":
+            cols = [c for c in s.columns if c in cols]
+        elif s.type == "drop":
+            cols = [c for c in cols if c not in s.columns]
+        elif s.type == "custom":
+            break
+    return cols
+
+
+# ------------------------------------------------------------------ requests
+
+
+class RecordErrors(DataError):
+    """Request rows that do not fit the schema; ``errors`` follow FastAPI's 422 format."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+_CHECKS = {
+    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "integer": (lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+                "an integer"),
+    "boolean": (lambda v: isinstance(v, bool), "a boolean"),
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "timestamp": (lambda v: isinstance(v, str) and not pd.isna(pd.to_datetime(v, errors="coerce", utc=True)),
+                  "an ISO-8601 timestamp string"),
+}
+
+
+def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"),
+                     max_errors: int = 20) -> pd.DataFrame:
+    """Checks request rows against the schema and returns them as a typed DataFrame.
+
+    Raises:
+        RecordErrors: naming each bad field as ``loc`` (FastAPI's error format).
+    """
+    errors: list[dict] = []
+
+    def err(loc: tuple, msg: str, kind: str) -> None:
+        if len(errors) < max_errors:
+            errors.append({"loc": list(loc_prefix + loc), "msg": msg, "type": kind})
+
+    for i, row in enumerate(records):
+        if not isinstance(row, dict):
+            err((i,), f"expected an object of column values, got {type(row).__name__}", "dict_type")
+            continue
+        for col in schema.columns:
+            if col.name not in row:
+                err((i, col.name), "field required", "missing")
+                continue
+            v = row[col.name]
+            if _is_missing(v):
+                if not col.nullable:
+                    err((i, col.name), "null is not allowed for this column", "null_not_allowed")
+                continue
+            ok, expected = _CHECKS[col.type]
+            if not ok(v):
+                err((i, col.name), f"expected {expected}, got {type(v).__name__} {v!r}"[:200], f"{col.type}_type")
+    if errors:
+        raise RecordErrors(errors)
+    data = {}
+    for col in schema.columns:
+        values = [row.get(col.name) for row in records]
+        if col.type == "number":
+            data[col.name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        elif col.type == "integer":
+            has_null = any(v is None for v in values)
+            data[col.name] = np.array([np.nan if v is None else v for v in values],
+                                      dtype="float64" if has_null else "int64")
+        elif col.type == "timestamp":
+            data[col.name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+        else:
+            data[col.name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
+
+
+def frame_errors(df: pd.DataFrame, schema: InputSchema) -> list[str]:
+    """Columns of a batch DataFrame that are missing (for offline scoring)."""
+    return [c for c in schema.names if c not in df.columns]

@@ -1,0 +1,45 @@
+"""Exceptions raised by raymlops; all derive from RaymlopsError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RaymlopsError(Exception):
+    """Base class for every error raymlops raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(RaymlopsError):
+    """A config failed to load or validate; carries every issue found.
+
+    Survives pickling across Ray processes (the issues are plain dataclasses).
+    """
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def __reduce__(self):
+        return (ConfigError, (self.issues,))
+
+
+class DataError(RaymlopsError):
+    """Input data does not match what a step expects."""
+
+
+class RunNotFoundError(RaymlopsError):
+    """A run id or run directory does not exist in storage."""

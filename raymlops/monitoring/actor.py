@@ -1,0 +1,72 @@
+"""The drift monitor actor: receives served inputs in batches, tests every full window."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pandas as pd
+
+
+class DriftMonitor:
+    """Holds a loaded detector; ``observe`` is fire-and-forget for callers, ``latest`` reads the result.
+
+    Windows are tumbling: each ``window`` rows are tested once, in arrival order.
+    """
+
+    def __init__(self, drift_dir: str, window: int, p_val: float, model_version: str):
+        from raymlops.monitoring.drift import DriftTester
+
+        self.tester = DriftTester(drift_dir)
+        self.window, self.p_val, self.model_version = window, p_val, model_version
+        self._lock = threading.Lock()
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+        self.rows_seen = 0
+        self.windows_tested = 0
+        self._latest: dict[str, Any] | None = None
+
+    def observe(self, rows: pd.DataFrame) -> int:
+        """Adds rows; tests each window that fills. Returns the windows tested so far."""
+        with self._lock:
+            self._pending.append(rows[self.tester.encoder.names])
+            self._pending_rows += len(rows)
+            self.rows_seen += len(rows)
+            while self._pending_rows >= self.window:
+                buf = pd.concat(self._pending, ignore_index=True)
+                window, rest = buf.iloc[: self.window], buf.iloc[self.window:]
+                self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)
+                result = self.tester.test(window)
+                self.windows_tested += 1
+                self._latest = {**result, "window_rows": len(window), "tested_at": time.time()}
+            return self.windows_tested
+
+    def latest(self) -> dict[str, Any]:
+        with self._lock:
+            base = {"model_version": self.model_version, "window": self.window, "p_val": self.p_val,
+                    "rows_seen": self.rows_seen, "rows_pending": self._pending_rows,
+                    "windows_tested": self.windows_tested}
+            if self._latest is None:
+                return {**base, "is_drift": None, "features": {}, "tested_at": None}
+            return {**base, **self._latest}
+
+
+def actor_name(app_name: str) -> str:
+    return f"raymlops-drift-{app_name}"
+
+
+def start_monitor(drift_dir: str, window: int, p_val: float, model_version: str, app_name: str, namespace: str):
+    """Starts (or replaces) the named, detached drift actor of a Serve app; returns its handle."""
+    import ray
+
+    name = actor_name(app_name)
+    try:
+        ray.kill(ray.get_actor(name, namespace=namespace))
+    except ValueError:
+        pass
+    cls = ray.remote(num_cpus=0, max_concurrency=4)(DriftMonitor)
+    handle = cls.options(name=name, namespace=namespace, lifetime="detached").remote(
+        drift_dir, window, p_val, model_version)
+    ray.get(handle.latest.remote())  # fail here, not in serving, if the detector cannot load
+    return handle

@@ -1,0 +1,43 @@
+"""Connects to (or starts) Ray for a pipeline."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
+    """Initialises Ray unless it already is; returns True if this call started a local Ray."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Train V2's controller polls its workers every 2 s by default; short runs spend most of it waiting.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/raymlops/numba"))
+    if quiet:
+        _quiet_ray_data()
+    if ray.is_initialized():
+        return False
+    address = address or ray_cfg.address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict = {"namespace": ray_cfg.namespace, "logging_level": logging.WARNING if quiet else logging.INFO}
+    if address:
+        ray.init(address=address, **kwargs)
+        return False
+    if ray_cfg.num_cpus:
+        kwargs["num_cpus"] = ray_cfg.num_cpus
+    if ray_cfg.object_store_memory_mb:
+        kwargs["object_store_memory"] = ray_cfg.object_store_memory_mb * 1024 * 1024
+    # The dashboard hosts the State API, which Ray Train's placement-group cleaner needs: without it every
+    # finished Train run leaks its workers' CPUs and later trials wait for ever.
+    ray.init(include_dashboard=True, log_to_driver=not quiet, **kwargs)
+    return True
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data logs every execution at INFO and draws progress bars; keep the CLI readable."""
+    from ray.data.context import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    for name in ("ray.data", "ray.tune", "ray.train", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)

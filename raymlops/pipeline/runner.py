@@ -1,0 +1,117 @@
+"""Pipeline: the public facade that runs the steps a config declares, in order."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from raymlops.artifacts import RunWriter
+from raymlops.artifacts import run as layout
+from raymlops.config import PipelineConfig, load_config
+
+
+@dataclass
+class RunResult:
+    """What a pipeline run produced."""
+
+    run_id: str | None
+    run_dir: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    endpoint: str | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _stderr(msg: str) -> None:
+    print(f"[raymlops {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Pipeline:
+    """Runs one pipeline config: training (Ray Data + Tune), then serving and drift monitoring.
+
+    Example:
+        >>> result = Pipeline.from_yaml("configs/quickstart.yaml").run()
+        >>> result.run_id, result.metrics["auc"], result.endpoint
+    """
+
+    def __init__(self, config: PipelineConfig, say: Callable[[str], None] | None = _stderr):
+        self.config = config
+        self.say = say or (lambda _msg: None)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None, **kwargs) -> "Pipeline":
+        return cls(load_config(path, overrides), **kwargs)
+
+    @property
+    def app_name(self) -> str:
+        return (self.config.serving.app_name if self.config.serving else None) or self.config.name
+
+    def connect(self, address: str | None = None) -> bool:
+        """Connects to Ray (starting a local one if no address is given); True if started locally."""
+        from raymlops.pipeline.ray_env import ensure_ray
+
+        return ensure_ray(self.config.ray, address)
+
+    def train(self, progress: bool = True) -> RunResult:
+        """Runs the training step and publishes the run directory."""
+        from raymlops.monitoring.drift import fit_and_save
+        from raymlops.pipeline.train import train
+
+        cfg = self.config
+        if cfg.training is None:
+            raise ValueError("this config has no 'training' section")
+        self.connect()
+        writer = RunWriter(cfg.storage, cfg.name)
+        self.say(f"run {writer.run_id} of pipeline {cfg.name!r}")
+        try:
+            metrics = train(cfg, writer, self.say, progress=progress)
+            if cfg.monitoring and cfg.monitoring.drift:
+                self.say("fitting the drift detector on the reference sample")
+                import json
+
+                import pandas as pd
+
+                from raymlops.data.schema import InputSchema
+
+                schema = InputSchema.from_dict(json.loads(writer.path(layout.SCHEMA).read_text()))
+                wanted = cfg.monitoring.drift.features
+                cols = [c for c in schema.columns if wanted is None or c.name in wanted]
+                fit_and_save(pd.read_parquet(writer.path(layout.REFERENCE)), cols, cfg.monitoring.drift.p_val,
+                             writer.path(layout.DRIFT_DIR))
+            run_dir = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        self.say(f"run saved to {run_dir}")
+        return RunResult(writer.run_id, run_dir, metrics["best"], trials=metrics["trials"])
+
+    def serve(self, run: str | os.PathLike | None = None) -> str:
+        """Deploys a run (default: the latest of this pipeline) and returns its endpoint URL."""
+        from raymlops.monitoring.actor import actor_name, start_monitor
+        from raymlops.serving import deploy
+
+        cfg = self.config
+        if cfg.serving is None:
+            raise ValueError("this config has no 'serving' section")
+        self.connect()
+        run_dir = layout.find_run(run, cfg.storage) if run else layout.latest_run(cfg.storage, cfg.name)
+        drift = None
+        if cfg.monitoring and cfg.monitoring.drift and (run_dir / layout.DRIFT_DIR).is_dir():
+            d = cfg.monitoring.drift
+            start_monitor(str(run_dir / layout.DRIFT_DIR), d.window, d.p_val, run_dir.name, self.app_name,
+                          cfg.ray.namespace)
+            drift = actor_name(self.app_name)
+        self.say(f"deploying run {run_dir.name} as Serve app {self.app_name!r}")
+        url = deploy(str(run_dir), cfg.serving, self.app_name, drift, cfg.ray.namespace)
+        self.say(f"serving at {url}/predict")
+        return url
+
+    def run(self, progress: bool = True) -> RunResult:
+        """Trains, then deploys when the config has a 'serving' section."""
+        result = self.train(progress=progress)
+        if self.config.serving is not None:
+            result.endpoint = self.serve(result.run_dir)
+        return result

@@ -1,0 +1,160 @@
+"""The training step: read, split, fit preprocessing, search, and write the run's artifacts."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from raymlops.artifacts import run as layout
+from raymlops.config.models import PipelineConfig
+from raymlops.data.preprocessing import Preprocessor
+from raymlops.data.schema import Column, InputSchema, arrow_kind, input_columns
+from raymlops.data.sources import read_source
+from raymlops.data.stats import CategoricalStats, column_stats
+from raymlops.data.split import SPLIT_COLUMN, annotate, time_cutoff
+from raymlops.errors import DataError
+from raymlops.training import TrainSpec, run_search
+
+LABEL = "__label"
+
+
+def _split_part(df: pd.DataFrame, valid: bool) -> pd.DataFrame:
+    return df[df[SPLIT_COLUMN] == valid].drop(columns=[SPLIT_COLUMN])
+
+
+def _prepare(df: pd.DataFrame, pre: Preprocessor, inputs: list[str], label: str, classes: list | None) -> pd.DataFrame:
+    """Raw rows -> model features plus the encoded label column."""
+    out = pre.transform(df[inputs]).reset_index(drop=True)
+    y = df[label].reset_index(drop=True)
+    if classes is not None:
+        codes = {c: i for i, c in enumerate(classes)}
+        out[LABEL] = y.map(lambda v: codes[v.item() if isinstance(v, np.generic) else v]).astype("int64")
+    else:
+        out[LABEL] = y.astype("float64")
+    return out
+
+
+def _drop_null_labels(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    return df[df[label].notna()]
+
+
+def _classes(stats: CategoricalStats, label: str, task: str) -> list | None:
+    if task == "regression":
+        return None
+    values = sorted(stats.most_frequent(), key=lambda v: (str(type(v)), v))
+    if task == "binary" and len(values) != 2:
+        raise DataError(f"task 'binary' needs exactly 2 label values in {label!r}; found {values[:10]}")
+    if task == "multiclass" and len(values) < 2:
+        raise DataError(f"task 'multiclass' needs at least 2 label values in {label!r}; found {values}")
+    return values
+
+
+def _schema(arrow, inputs: list[str], nulls: dict[str, int], cfg: PipelineConfig, classes) -> InputSchema:
+    imputed = {c for s in cfg.training.preprocessing if s.type == "impute" for c in s.columns}
+    cols = [Column(c, arrow_kind(arrow.field(c).type), nulls.get(c, 0) > 0 or c in imputed) for c in inputs]
+    return InputSchema(cols, label=cfg.training.label, task=cfg.training.task, classes=classes)
+
+
+def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], None], progress: bool = True) -> dict:
+    """Runs the training step into ``writer``'s directory; returns the metrics document."""
+    t = cfg.training
+    src = cfg.sources[t.source]
+    started = time.time()
+
+    say(f"reading source {t.source!r} ({src.format}: {src.path})")
+    ds = read_source(src)
+    names = ds.schema().names
+    if t.label not in names:
+        raise DataError(f"label column {t.label!r} is not in source {t.source!r}; columns: {names}")
+    unknown = [c for c in t.exclude if c not in names]
+    if unknown:
+        raise DataError(f"training.exclude names columns not in the source: {unknown}")
+    excluded = {t.label, *t.exclude} | ({src.timestamp} if src.timestamp else set())
+    inputs = input_columns(names, excluded, t.preprocessing)
+    if not inputs:
+        raise DataError("no input columns left after exclude/select/drop")
+
+    say(f"splitting ({t.split.type}, {t.split.fraction:.0%} validation)")
+    ds = ds.map_batches(_drop_null_labels, fn_kwargs={"label": t.label}, batch_format="pandas")
+    kwargs = {"kind": t.split.type, "fraction": t.split.fraction}
+    if t.split.type == "time":
+        ts = np.concatenate([b[src.timestamp] for b in ds.select_columns([src.timestamp]).iter_batches(
+            batch_format="numpy", batch_size=1_000_000)])
+        kwargs.update(timestamp=src.timestamp, cutoff=time_cutoff(ts, t.split.fraction))
+    else:
+        kwargs["seed"] = t.split.seed
+    annotated = ds.map_batches(annotate, fn_kwargs=kwargs, batch_format="pandas").materialize()
+    train_raw = annotated.map_batches(_split_part, fn_kwargs={"valid": False}, batch_format="pandas").materialize()
+    valid_raw = annotated.map_batches(_split_part, fn_kwargs={"valid": True}, batch_format="pandas").materialize()
+    n_train, n_valid = train_raw.count(), valid_raw.count()
+    if n_train == 0 or n_valid == 0:
+        raise DataError(f"the split left {n_train} training and {n_valid} validation rows; need both > 0")
+    arrow = ds.schema().base_schema
+    kinds = {c: arrow_kind(arrow.field(c).type) for c in inputs}
+    numeric = [c for c in inputs if kinds[c] in ("number", "integer", "timestamp")]
+    categorical = [c for c in inputs if c not in numeric]
+    _, nstats, cstats = column_stats(train_raw, numeric, categorical, rows=n_train)
+    nulls = {**{c: s.nulls for c, s in nstats.items()}, **{c: s.nulls for c, s in cstats.items()}}
+    classes = _classes(column_stats(annotated, categorical=[t.label])[2][t.label], t.label, t.task) \
+        if t.task != "regression" else None
+    say(f"{n_train} training rows, {n_valid} validation rows, {len(inputs)} input columns")
+
+    say(f"fitting {len(t.preprocessing)} preprocessing step(s) on the training split")
+    pre = Preprocessor.from_config(t.preprocessing).fit(train_raw.select_columns(inputs))
+    prep_kwargs = {"pre": pre, "inputs": inputs, "label": t.label, "classes": classes}
+    train_ds = train_raw.map_batches(_prepare, fn_kwargs=prep_kwargs, batch_format="pandas").materialize()
+    valid_ds = valid_raw.map_batches(_prepare, fn_kwargs=prep_kwargs, batch_format="pandas").materialize()
+    feature_schema = train_ds.schema().base_schema
+    features = [f.name for f in feature_schema if f.name != LABEL]
+    non_numeric = [f.name for f in feature_schema if f.name != LABEL and arrow_kind(f.type) in ("string", "timestamp")]
+    if non_numeric:
+        raise DataError(f"columns {non_numeric} are not numeric after preprocessing; "
+                        "add an 'onehot' or 'ordinal' step for them, or 'drop' them")
+    schema = _schema(arrow, inputs, nulls, cfg, classes)
+
+    spec = TrainSpec(task=t.task, label=LABEL, feature_columns=features,
+                     n_classes=len(classes) if classes else None, model=t.model.model_dump(exclude={"params"}),
+                     metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed)
+    say(f"searching: {t.tune.num_samples} sample(s) of {t.model.type}, metric {t.tune.metric} ({t.tune.mode})")
+    result = run_search(spec, t.tune, t.model.params, train_ds, valid_ds, str(writer.path("tune")), progress=progress)
+    best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
+    say(f"best trial: {best}")
+
+    model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
+    shutil.copyfile(result.model_path, writer.path(model_file))
+    writer.path(layout.PREPROCESSING).write_text(pre.to_json())
+    writer.json(layout.SCHEMA, schema.to_dict())
+
+    ref_size = cfg.monitoring.drift.reference_size if cfg.monitoring and cfg.monitoring.drift else 2000
+    frac = min(1.0, 1.5 * ref_size / n_train)
+    reference = train_raw.select_columns(inputs).random_sample(frac, seed=t.split.seed if t.split.type == "random" else 0)
+    reference = reference.limit(ref_size).to_pandas()
+    reference.to_parquet(writer.path(layout.REFERENCE), index=False)
+
+    metrics = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
+               "best_params": result.best_params, "trials": result.trials}
+    writer.json(layout.METRICS, metrics)
+    import ray
+    import sklearn
+    import xgboost
+
+    writer.json(layout.META, {
+        "run_id": writer.run_id, "pipeline": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": t.task, "label": t.label, "classes": classes, "model_type": t.model.type,
+        "model_file": model_file, "feature_columns": features, "input_columns": inputs,
+        "rows": {"train": n_train, "valid": n_valid}, "source": src.model_dump(),
+        "train_seconds": round(time.time() - started, 1),
+        "versions": {"python": platform.python_version(), "ray": ray.__version__,
+                     "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
+        "spec": {k: v for k, v in asdict(spec).items() if k != "feature_columns"},
+    })
+    writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_none=True)), sort_keys=False))
+    return metrics

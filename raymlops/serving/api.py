@@ -1,0 +1,59 @@
+"""HTTP request and response models (they make the OpenAPI document exact)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class PredictRequest(BaseModel):
+    instances: list[dict[str, Any]] = Field(min_length=1, description="Rows as {column: value} objects.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any]
+    probabilities: list[float] | list[list[float]] | None = Field(
+        None, description="Binary: P(classes[1]); multiclass: one list per row in classes order.")
+    model_version: str
+    request_id: str
+
+
+class ColumnInfo(BaseModel):
+    name: str
+    type: str
+    nullable: bool
+
+
+class SchemaResponse(BaseModel):
+    columns: list[ColumnInfo]
+    task: str
+    label: str | None = None
+    classes: list[Any] | None = None
+    model_version: str
+
+
+class FeatureDrift(BaseModel):
+    test: str
+    statistic: float
+    p_value: float
+    is_drift: bool
+
+
+class DriftResponse(BaseModel):
+    enabled: bool
+    is_drift: bool | None = None
+    model_version: str | None = None
+    window: int | None = None
+    p_val: float | None = None
+    threshold: float | None = None
+    rows_seen: int = 0
+    rows_pending: int = 0
+    windows_tested: int = 0
+    tested_at: float | None = None
+    features: dict[str, FeatureDrift] = Field(default_factory=dict)
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model_version: str

@@ -1,0 +1,116 @@
+"""The Serve deployment: a lean FastAPI ingress that validates, predicts in-process and hands inputs to
+the drift actor in the background."""
+
+
+import asyncio
+import uuid
+
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from raymlops.serving.api import DriftResponse, HealthResponse, PredictRequest, PredictResponse, SchemaResponse
+
+app = FastAPI(title="raymlops model server", description="Predictions, schema, health and drift for one run.")
+
+FLUSH_ROWS = 256
+FLUSH_SECONDS = 0.5
+
+
+def _unprocessable(errors: list[dict]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+@serve.deployment
+@serve.ingress(app)
+class ModelServer:
+    """One replica: the run's Predictor plus an optional drift actor it feeds."""
+
+    def __init__(self, run_dir: str, max_batch_rows: int, drift_actor: str | None = None,
+                 namespace: str = "raymlops"):
+        import ray
+
+        from raymlops.artifacts import Predictor
+
+        self.predictor = Predictor(run_dir)
+        self.schema = self.predictor.schema
+        self.version = self.predictor.version
+        self.max_batch_rows = max_batch_rows
+        self.drift = ray.get_actor(drift_actor, namespace=namespace) if drift_actor else None
+        self._buffer: list[pd.DataFrame] = []
+        self._buffered = 0
+        self._flusher = None
+
+    # ------------------------------------------------------------------ drift feed
+
+    def _flush(self) -> None:
+        if self._buffer and self.drift is not None:
+            rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+            self._buffer, self._buffered = [], 0
+            self.drift.observe.remote(rows)  # fire-and-forget: never awaited on the request path
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self._flush()
+
+    def _feed_drift(self, df: pd.DataFrame) -> None:
+        if self.drift is None:
+            return
+        self._buffer.append(df)
+        self._buffered += len(df)
+        if self._buffered >= FLUSH_ROWS:
+            self._flush()
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    # ---------------------------------------------------------------------- routes
+
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
+              responses={422: {"description": "A field is missing, mistyped or the body is malformed."}})
+    async def predict(self, body: PredictRequest, request: Request) -> JSONResponse:
+        from raymlops.data.schema import RecordErrors, records_to_frame
+
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(body.instances) > self.max_batch_rows:
+            return _unprocessable([{"loc": ["body", "instances"], "type": "too_long",
+                                    "msg": f"at most {self.max_batch_rows} rows per request, got {len(body.instances)}"}])
+        try:
+            df = records_to_frame(body.instances, self.schema)
+        except RecordErrors as e:
+            return _unprocessable(e.errors)
+        preds, probs = self.predictor.predict_with_proba(df)
+        self._feed_drift(df)
+        out = {"predictions": preds, "model_version": self.version, "request_id": request_id}
+        if probs is not None:
+            out["probabilities"] = probs
+        return JSONResponse(out, headers={"x-request-id": request_id})
+
+    @app.get("/health", response_model=HealthResponse)
+    def health(self) -> dict:
+        return {"status": "ok", "model_version": self.version}
+
+    @app.get("/schema", response_model=SchemaResponse)
+    def schema(self) -> dict:
+        s = self.schema
+        return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
+                "classes": s.classes, "model_version": self.version}
+
+    @app.get("/drift", response_model=DriftResponse, response_model_exclude_none=True)
+    async def drift_status(self) -> dict:
+        if self.drift is None:
+            return {"enabled": False}
+        self._flush()
+        return {"enabled": True, **(await self.drift.latest.remote())}
+
+
+def build(run_dir: str, serving_cfg, drift_actor: str | None, namespace: str):
+    """The bound Serve application for a run."""
+    return ModelServer.options(
+        num_replicas=serving_cfg.num_replicas,
+        max_ongoing_requests=serving_cfg.max_ongoing_requests,
+        ray_actor_options={"num_cpus": serving_cfg.num_cpus},
+    ).bind(run_dir, serving_cfg.max_batch_rows, drift_actor, namespace)
+
+

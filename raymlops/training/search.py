@@ -1,0 +1,125 @@
+"""Runs the hyperparameter search with Ray Tune and picks the best trial."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from raymlops.errors import RaymlopsError
+
+
+@dataclass
+class TrainSpec:
+    """Everything a trial needs besides its params (shipped to trials and Train workers)."""
+
+    task: str
+    label: str
+    feature_columns: list[str]
+    n_classes: int | None
+    model: dict[str, Any]
+    metric: str
+    mode: str
+    seed: int | None = 0
+    storage_dir: str = ""
+    report_every: int = 0  # report intermediate results every N boosting rounds (0: only the final one)
+
+
+@dataclass
+class SearchResult:
+    best_params: dict[str, Any]
+    best_metrics: dict[str, float]
+    model_path: str
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TrainingError(RaymlopsError):
+    """Every trial failed."""
+
+
+def _clean(metrics: dict) -> dict[str, float]:
+    keep = ("auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2")
+    return {k: float(metrics[k]) for k in keep if k in metrics and metrics[k] is not None}
+
+
+def _default_concurrency(spec: TrainSpec, cpus_per_trial: float) -> int:
+    import ray
+
+    # Keep one CPU free: Ray Data feeds the training workers and needs CPU of its own, and two Train runs
+    # holding every CPU deadlock waiting for it.
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return max(1, int((cpus - 1) // max(cpus_per_trial, 1e-9)))
+
+
+def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, valid_ds, storage_dir: str,
+               progress: bool = True) -> SearchResult:
+    """Runs ``tune_cfg.num_samples`` trials and returns the best one by ``spec.metric``.
+
+    Args:
+        spec: Task, columns and model settings.
+        tune_cfg: The ``training.tune`` section.
+        params: Model params as configured (values may be SearchSpace).
+        train_ds: Preprocessed training split (Ray Dataset with feature and label columns).
+        valid_ds: Preprocessed validation split.
+        storage_dir: Absolute directory for Tune's experiment state.
+        progress: Print Tune's progress table.
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    from raymlops.training import sk, xgb
+    from raymlops.training.space import to_tune
+
+    # Intermediate (per-round) results may lack metrics xgboost cannot compute per round (f1, r2).
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if spec.model["type"] == "xgboost":
+        fn = xgb.trial
+        # The trial only drives a Train run; the workers hold the CPUs.
+        # A zero-CPU bundle: a fractional CPU here would leave Ray Data less than the whole CPU its tasks
+        # need and deadlock the Train run on a small machine.
+        resources = {"cpu": 0, "memory": 64 * 1024 * 1024}
+        per_trial = spec.model["num_workers"] * spec.model["cpus_per_worker"]
+        max_t = spec.model["num_boost_round"] + 1
+    else:
+        fn = sk.trial
+        resources = {"cpu": spec.model["cpus_per_trial"]}
+        per_trial = spec.model["cpus_per_trial"]
+        max_t = 1
+    spec.storage_dir = storage_dir
+    if tune_cfg.scheduler == "asha":
+        spec.report_every = max(1, max_t // 10)
+    trainable = tune.with_resources(tune.with_parameters(fn, train_ds=train_ds, valid_ds=valid_ds, spec=spec),
+                                    resources)
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(10, max_t))
+                 if tune_cfg.scheduler == "asha" else FIFOScheduler())
+    tuner = tune.Tuner(
+        trainable,
+        param_space=to_tune(params),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode,
+            num_samples=tune_cfg.num_samples, scheduler=scheduler,
+            search_alg=BasicVariantGenerator(
+                random_state=tune_cfg.seed,
+                max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(spec, per_trial)),
+        ),
+        run_config=tune.RunConfig(name="search", storage_path=storage_dir, verbose=1 if progress else 0),
+    )
+    grid = tuner.fit()
+    trials, errors = [], []
+    for r in grid:
+        ok = r.error is None and spec.metric in (r.metrics or {})
+        trials.append({"params": r.config, "metrics": _clean(r.metrics or {}), "status": "ok" if ok else ("failed" if r.error else "stopped"),
+                       **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {})})
+        if r.error is not None:
+            errors.append(r.error)
+    finished = [r for r in grid if r.error is None and spec.metric in (r.metrics or {})
+                and not math.isnan(float(r.metrics[spec.metric]))]
+    if not finished:
+        first = errors[0] if errors else "no trial reported the metric"
+        raise TrainingError(f"all {len(trials)} trials failed; first error:\n{first}")
+    best = (max if spec.mode == "max" else min)(finished, key=lambda r: float(r.metrics[spec.metric]))
+    m = best.metrics
+    model_path = m.get("model_path") or os.path.join(m["checkpoint_path"], m["model_file"])
+    return SearchResult(best_params=best.config, best_metrics=_clean(m), model_path=model_path, trials=trials)

@@ -1,0 +1,113 @@
+"""XGBoost trials: each Tune trial drives a data-parallel Ray Train ``XGBoostTrainer`` run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MODEL_FILE = "model.ubj"
+
+# Our metric -> (xgboost eval_metric, maximize, transform of xgboost's value into ours).
+_PER_ROUND = {
+    ("binary", "auc"): ("auc", True, float),
+    ("binary", "logloss"): ("logloss", False, float),
+    ("binary", "accuracy"): ("error", False, lambda v: 1.0 - v),
+    ("multiclass", "logloss"): ("mlogloss", False, float),
+    ("multiclass", "accuracy"): ("merror", False, lambda v: 1.0 - v),
+    ("regression", "rmse"): ("rmse", False, float),
+    ("regression", "mae"): ("mae", False, float),
+}
+_FALLBACK = {"binary": "logloss", "multiclass": "logloss", "regression": "rmse"}
+
+
+def xgb_params(spec, params: dict[str, Any]) -> tuple[dict[str, Any], str, bool]:
+    """Full xgboost params for a trial; returns (params, per-round eval metric, maximize)."""
+    objective = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
+    metric = spec.metric if (spec.task, spec.metric) in _PER_ROUND else _FALLBACK[spec.task]
+    eval_metric, maximize, _ = _PER_ROUND[(spec.task, metric)]
+    out = {"objective": objective[spec.task], "tree_method": "hist", "seed": spec.seed,
+           "nthread": max(1, int(spec.model["cpus_per_worker"])), **params, "eval_metric": eval_metric}
+    if spec.task == "multiclass":
+        out["num_class"] = spec.n_classes
+    return out, metric, maximize
+
+
+def _to_dmatrix(shard, spec):
+    import xgboost
+
+    df = pd.concat(list(shard.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
+    x = df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan)
+    return xgboost.DMatrix(x, label=df[spec.label].to_numpy(), feature_names=spec.feature_columns)
+
+
+def train_worker(config: dict) -> None:
+    """Runs on each Ray Train worker: trains on its shard, reports every round, checkpoints at the end."""
+    import ray.train
+    import xgboost
+
+    spec, params = config["spec"], config["params"]
+    full, metric, maximize = xgb_params(spec, params)
+    _, _, convert = _PER_ROUND[(spec.task, metric)]
+    dtrain = _to_dmatrix(ray.train.get_dataset_shard("train"), spec)
+    dvalid = _to_dmatrix(ray.train.get_dataset_shard("valid"), spec)
+
+    class Report(xgboost.callback.TrainingCallback):
+        """Intermediate results for schedulers that prune (ASHA); a report is a sync across workers."""
+
+        def after_iteration(self, model, epoch, evals_log):
+            if (epoch + 1) % spec.report_every:
+                return False
+            value = evals_log["valid"][full["eval_metric"]][-1]
+            # Reported under the tuned metric's name when xgboost computes it per round, so ASHA can prune.
+            key = metric if metric == spec.metric else f"round_{metric}"
+            ray.train.report({key: convert(value), "round": epoch + 1})
+            return False
+
+    callbacks: list = [Report()] if spec.report_every else []
+    if spec.model.get("early_stopping_rounds"):
+        callbacks.append(xgboost.callback.EarlyStopping(
+            rounds=spec.model["early_stopping_rounds"], metric_name=full["eval_metric"],
+            data_name="valid", maximize=maximize, save_best=True))
+    booster = xgboost.train(full, dtrain, num_boost_round=spec.model["num_boost_round"],
+                            evals=[(dvalid, "valid")], callbacks=callbacks, verbose_eval=False)
+    final: dict = {"round": booster.num_boosted_rounds()}
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            # The validation split is not sharded, so rank 0 scores all of it; Tune sees rank 0's metrics.
+            from raymlops.training.metrics import evaluate
+
+            final.update(evaluate(spec.task, dvalid.get_label(), booster.predict(dvalid), spec.n_classes))
+            final["model_file"] = MODEL_FILE
+            booster.save_model(os.path.join(tmp, MODEL_FILE))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(final, checkpoint=checkpoint)
+
+
+def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
+    """A Tune trial: one Ray Train run with this trial's params; its reports reach Tune through
+    TuneReportCallback (the final one carries the validation metrics and the checkpoint path)."""
+    import ray.train
+    from ray import tune
+    from ray.train.xgboost import XGBoostTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    # Train runs (and their checkpoints) live beside Tune's state, under the run's storage.
+    storage = os.path.join(spec.storage_dir, "train")
+    trainer = XGBoostTrainer(
+        train_worker,
+        train_loop_config={"spec": spec, "params": config},
+        datasets={"train": train_ds, "valid": valid_ds},
+        # Only the training split is sharded, and only across several workers: every worker evaluates on
+        # the whole validation split, and each split costs a coordinator actor.
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model["num_workers"] > 1 else []),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.model["num_workers"], resources_per_worker={"CPU": spec.model["cpus_per_worker"]}),
+        run_config=ray.train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
+                                       callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
