@@ -70,7 +70,8 @@ def _serve_forever(pipe) -> None:
 
 def _print_probe(path: str, got: dict) -> None:
     d = got["drift"]
-    print(f"probe {path}: {got['rows']} rows scored, mean prediction {got['mean_prediction']:.3f}")
+    score = "n/a" if got["mean_score"] is None else f"{got['mean_score']:.3f}"
+    print(f"probe {path}: {got['rows']} rows scored, mean score {score}")
     if d.get("enabled"):
         print(f"  drift: is_drift={d.get('is_drift')} after {d['windows_tested']} window(s) of {d['window']} rows")
         for name, f in sorted(d.get("features", {}).items(), key=lambda kv: kv[1]["p_value"]):

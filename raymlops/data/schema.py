@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from raymlops.data.stats import is_missing
 from raymlops.errors import DataError
 
 KINDS = ("number", "integer", "boolean", "string", "timestamp")
@@ -89,10 +89,6 @@ class RecordErrors(DataError):
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
 
 
-def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
 _CHECKS = {
     "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     "integer": (lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
@@ -126,7 +122,7 @@ def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple 
                 err((i, col.name), "field required", "missing")
                 continue
             v = row[col.name]
-            if _is_missing(v):
+            if is_missing(v):
                 if not col.nullable:
                     err((i, col.name), "null is not allowed for this column", "null_not_allowed")
                 continue

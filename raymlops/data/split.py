@@ -11,9 +11,14 @@ SPLIT_COLUMN = "__raymlops_valid"
 def random_mask(df: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     """True for validation rows: a seeded hash of each row's content, so the split is reproducible
     whatever the block layout and needs no shuffle."""
-    key = f"raymlops{seed:08d}"[-16:]
-    h = pd.util.hash_pandas_object(df, index=False, hash_key=key).to_numpy(dtype=np.uint64)
-    return (h / np.float64(2**64)) < fraction
+    h = pd.util.hash_pandas_object(df, index=False).to_numpy(dtype=np.uint64)
+    # pandas ignores hash_key for numeric columns, so the seed is mixed in here (splitmix64 finalizer).
+    z = h ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / np.float64(2**53) < fraction
 
 
 def to_datetime64(values) -> np.ndarray:

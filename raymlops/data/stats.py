@@ -17,8 +17,15 @@ SAMPLE_ROWS = 200_000
 MISSING = "__missing__"
 
 
+def is_missing(v: Any) -> bool:
+    """None, NaN, NaT and pandas' NA (Arrow-backed columns) all mean 'no value'."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, (float, np.floating)) and bool(np.isnan(v))
+
+
 def _py(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+    if is_missing(v):
         return MISSING
     return v.item() if isinstance(v, np.generic) else v
 

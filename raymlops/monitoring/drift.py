@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raymlops.data.stats import is_missing
+
 ENCODER_FILE = "encoder.json"
 DETECTOR_DIR = "detector"
 NUMERIC = ("number", "integer")
@@ -61,8 +63,7 @@ class DriftEncoder:
             else:
                 codes = {v: j for j, v in enumerate(c["categories"])}
                 unseen, missing = len(codes), len(codes) + 1
-                out[:, i] = [missing if v is None or (isinstance(v, float) and np.isnan(v))
-                             else codes.get(str(v), unseen) for v in col.tolist()]
+                out[:, i] = [missing if is_missing(v) else codes.get(str(v), unseen) for v in col.tolist()]
         return out
 
     def to_json(self) -> str:

@@ -18,22 +18,25 @@ def probe(endpoint: str, path: str, columns: list[str], batch: int = 100, timeou
     """POSTs every row of ``path`` to ``/predict`` in batches, then waits for ``/drift`` to test them.
 
     Returns:
-        {"rows": n, "positive_rate": ..., "drift": <the /drift document>}
+        {"rows": n, "mean_score": mean P(positive) (binary) or prediction, "drift": <the /drift document>}
     """
     import httpx
 
     df = pd.read_parquet(path)[columns]
     preds: list = []
+    probs: list = []
     with httpx.Client(timeout=timeout) as client:
         before = client.get(f"{endpoint}/drift").json().get("rows_seen", 0)
         for i in range(0, len(df), batch):
             r = client.post(f"{endpoint}/predict", json={"instances": _jsonable(df.iloc[i: i + batch])})
             r.raise_for_status()
-            preds.extend(r.json()["predictions"])
+            body = r.json()
+            preds.extend(body["predictions"])
+            probs.extend(body.get("probabilities") or [])
         drift = client.get(f"{endpoint}/drift").json()
         deadline = time.time() + timeout
         while drift.get("enabled") and drift["rows_seen"] < before + len(df) and time.time() < deadline:
             time.sleep(0.2)
             drift = client.get(f"{endpoint}/drift").json()
-    numeric = [p for p in preds if isinstance(p, (int, float))]
-    return {"rows": len(preds), "mean_prediction": sum(numeric) / len(numeric) if numeric else None, "drift": drift}
+    scores = [p for p in (probs or preds) if isinstance(p, (int, float))]
+    return {"rows": len(preds), "mean_score": sum(scores) / len(scores) if scores else None, "drift": drift}

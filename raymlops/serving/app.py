@@ -72,6 +72,7 @@ class ModelServer:
     async def predict(self, body: PredictRequest, request: Request) -> JSONResponse:
         from raymlops.data.schema import RecordErrors, records_to_frame
 
+        # Serve's proxy sets x-request-id (the client's, or a new one) and echoes it on the response.
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         if len(body.instances) > self.max_batch_rows:
             return _unprocessable([{"loc": ["body", "instances"], "type": "too_long",
@@ -85,7 +86,7 @@ class ModelServer:
         out = {"predictions": preds, "model_version": self.version, "request_id": request_id}
         if probs is not None:
             out["probabilities"] = probs
-        return JSONResponse(out, headers={"x-request-id": request_id})
+        return JSONResponse(out)
 
     @app.get("/health", response_model=HealthResponse)
     def health(self) -> dict:

@@ -1,0 +1,116 @@
+"""The quickstart run served over real HTTP by Ray Serve, with its drift actor."""
+
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymlops import load_model
+from raymlops.pipeline.probe import _jsonable
+
+
+@pytest.fixture(scope="module")
+def endpoint(quickstart):
+    pipe, result = quickstart
+    url = pipe.serve(result.run_dir)
+    yield url, result
+    from raymlops.serving import shutdown
+
+    shutdown(pipe.app_name)
+
+
+def post(url, body, **kw):
+    return httpx.post(f"{url}/predict", json=body, timeout=60, **kw)
+
+
+def rows_of(path, n, model):
+    return _jsonable(pd.read_parquet(path)[model.schema.names].head(n))
+
+
+def test_http_predictions_equal_offline(endpoint, demo_dir):
+    url, result = endpoint
+    model = load_model(result.run_dir)
+    df = pd.read_parquet(demo_dir / "holdout.parquet").head(200)
+    r = post(url, {"instances": _jsonable(df[model.schema.names])}, headers={"x-request-id": "abc"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    preds, probs = model.predict_with_proba(df)
+    assert body["predictions"] == preds
+    assert np.allclose(body["probabilities"], probs, atol=1e-6, rtol=0)
+    assert body["model_version"] == result.run_id and body["request_id"] == "abc"
+    assert r.headers["x-request-id"] == "abc"
+    r = post(url, {"instances": _jsonable(df[model.schema.names].head(1))})
+    assert r.json()["request_id"] == r.headers["x-request-id"] != "abc"
+
+
+def test_schema_and_health(endpoint):
+    url, result = endpoint
+    schema = httpx.get(f"{url}/schema").json()
+    cols = {c["name"]: c for c in schema["columns"]}
+    assert cols["tenure_months"]["type"] == "integer" and cols["plan"]["type"] == "string"
+    assert cols["usage_gb"]["nullable"] and not cols["monthly_charges"]["nullable"]
+    assert schema["classes"] == [0, 1] and schema["task"] == "binary"
+    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model_version": result.run_id}
+
+
+
+@pytest.mark.parametrize("mutate,loc", [
+    (lambda r: r.pop("tenure_months"), ["body", "instances", 0, "tenure_months"]),
+    (lambda r: r.update(tenure_months="ten"), ["body", "instances", 0, "tenure_months"]),
+    (lambda r: r.update(plan=3), ["body", "instances", 0, "plan"]),
+    (lambda r: r.update(monthly_charges=None), ["body", "instances", 0, "monthly_charges"]),
+    (lambda r: r.update(autopay="yes"), ["body", "instances", 0, "autopay"]),
+])
+def test_bad_fields_are_422_naming_the_field(endpoint, demo_dir, mutate, loc):
+    url, result = endpoint
+    row = rows_of(demo_dir / "holdout.parquet", 1, load_model(result.run_dir))[0]
+    mutate(row)
+    r = post(url, {"instances": [row]})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+@pytest.mark.parametrize("content,loc", [
+    (b'{"instances": [', ["body"]),
+    (b'{"rows": []}', ["body", "instances"]),
+    (b'{"instances": []}', ["body", "instances"]),
+    (b'{"instances": [1]}', ["body", "instances", 0]),
+    (b'[1, 2]', ["body"]),
+])
+def test_malformed_bodies_are_422(endpoint, content, loc):
+    url, _ = endpoint
+    r = httpx.post(f"{url}/predict", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][: len(loc)] == loc
+
+
+def _wait_windows(url, n, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = httpx.get(f"{url}/drift").json()
+        if d["windows_tested"] >= n:
+            return d
+        time.sleep(0.2)
+    raise AssertionError(f"drift actor tested {d['windows_tested']} windows, expected {n}: {d}")
+
+
+def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_dir):
+    url, result = endpoint
+    model = load_model(result.run_dir)
+    start = httpx.get(f"{url}/drift").json()
+    assert start["enabled"] and start["window"] == 500
+    base = start["windows_tested"]
+    for chunk in np.array_split(np.arange(500), 5):  # several requests make one window
+        rows = rows_of(demo_dir / "holdout.parquet", 500, model)
+        assert post(url, {"instances": [rows[i] for i in chunk]}).status_code == 200
+    d = _wait_windows(url, base + 1)
+    assert d["is_drift"] is False, d
+    assert d["rows_seen"] >= 500 and set(d["features"]) == set(model.schema.names)
+    assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 500, model)}).status_code == 200
+    d = _wait_windows(url, base + 2)
+    assert d["is_drift"] is True
+    drifted = {f for f, v in d["features"].items() if v["is_drift"]}
+    assert {"monthly_charges", "tenure_months", "support_calls"} <= drifted, d["features"]
+    assert d["features"]["plan"]["test"] == "chi2" and d["features"]["tenure_months"]["test"] == "ks"

@@ -1,0 +1,91 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymlops import load_model
+from raymlops.errors import DataError
+from tests.integration.conftest import pipeline
+
+
+def test_quickstart_run_has_every_artifact(quickstart, storage):
+    _, result = quickstart
+    d = result.run_dir
+    for name in ("config.yaml", "meta.json", "metrics.json", "schema.json", "preprocessing.json", "model.ubj",
+                 "reference.parquet", "drift/encoder.json"):
+        assert (d / name).exists(), name
+    assert not [p for p in d.parent.iterdir() if p.name.endswith(".partial")]
+    metrics = json.loads((d / "metrics.json").read_text())
+    ok = [t for t in metrics["trials"] if t["status"] == "ok"]
+    assert len(metrics["trials"]) == 2 and len(ok) == 2
+    assert metrics["best"]["auc"] == max(t["metrics"]["auc"] for t in ok)
+    assert result.metrics["auc"] > 0.7  # the demo label has real signal
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["classes"] == [0, 1] and meta["model_type"] == "xgboost"
+    assert "customer_id" not in meta["input_columns"] and "event_ts" not in meta["input_columns"]
+    assert len(pd.read_parquet(d / "reference.parquet")) == 2000
+
+
+def test_load_model_by_dir_and_by_id(quickstart, storage, demo_dir):
+    _, result = quickstart
+    rows = pd.read_parquet(demo_dir / "holdout.parquet").head(300)
+    by_dir = load_model(result.run_dir)
+    by_id = load_model(result.run_id, storage=storage)
+    preds, probs = by_dir.predict_with_proba(rows)
+    assert by_id.predict_proba(rows).tolist() == probs
+    assert set(preds) <= {0, 1} and all(0 <= p <= 1 for p in probs)
+    assert by_dir.predict(rows).tolist() == preds
+
+
+def test_validation_metric_is_reproducible_offline(quickstart, demo_dir):
+    """The stored AUC is the model's AUC on the time-split validation rows, recomputed here."""
+    from sklearn.metrics import roc_auc_score
+
+    _, result = quickstart
+    df = pd.read_parquet(demo_dir / "train.parquet")
+    cut = np.sort(df["event_ts"].to_numpy())[int(len(df) * 0.8)]
+    valid = df[df["event_ts"] >= cut]
+    auc = roc_auc_score(valid["churned"], load_model(result.run_dir).predict_proba(valid))
+    assert auc == pytest.approx(result.metrics["auc"], abs=1e-4)
+
+
+def test_batch_predict_matches_load_model(quickstart, demo_dir, tmp_path, storage):
+    from raymlops.pipeline.predict import score
+
+    _, result = quickstart
+    out = tmp_path / "scored"
+    n = score(result.run_id, str(demo_dir / "holdout.parquet"), str(out), storage=storage)
+    scored = pd.read_parquet(out).sort_values("customer_id").reset_index(drop=True)
+    rows = pd.read_parquet(demo_dir / "holdout.parquet").sort_values("customer_id").reset_index(drop=True)
+    assert n == len(rows) == len(scored)
+    expected = load_model(result.run_dir).predict_proba(rows)
+    assert np.allclose(scored["probability"], expected, atol=1e-6)
+    assert (scored["model_version"] == result.run_id).all()
+
+
+def test_sklearn_multiclass_grid(ray_session, demo_dir, storage):
+    result = pipeline("sklearn_multiclass.yaml", demo_dir, storage).train(progress=False)
+    assert len(result.trials) == 2 and {t["params"]["C"] for t in result.trials} == {0.1, 1.0}
+    assert set(result.metrics) == {"logloss", "accuracy", "f1"}
+    model = load_model(result.run_dir)
+    assert model.classes == ["month-to-month", "one-year", "two-year"]
+    proba = model.predict_proba(pd.read_parquet(demo_dir / "holdout.parquet").head(50))
+    assert proba.shape == (50, 3) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_sklearn_regression_with_asha(ray_session, demo_dir, storage):
+    result = pipeline("sklearn_regression.yaml", demo_dir, storage).train(progress=False)
+    assert set(result.metrics) == {"rmse", "mae", "r2"}
+    assert result.metrics["r2"] > 0.8  # price is driven by plan
+    preds = load_model(result.run_dir).predict(pd.read_parquet(demo_dir / "holdout.parquet").head(20))
+    assert preds.dtype == np.float64 and not any(math.isnan(p) for p in preds)
+
+
+def test_a_failing_run_leaves_nothing_visible(ray_session, demo_dir, storage):
+    pipe = pipeline("sklearn_multiclass.yaml", demo_dir, storage, "training.label=no_such_column")
+    with pytest.raises(DataError, match="label column 'no_such_column' is not in source"):
+        pipe.train(progress=False)
+    assert not list((Path(storage) / "runs" / "contract-multiclass").glob(".*.partial"))

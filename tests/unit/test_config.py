@@ -1,0 +1,139 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raymlops.config import load_config
+from raymlops.config.models import SearchSpace
+from raymlops.errors import ConfigError
+from tests.conftest import ROOT, cli_env
+
+BASE = """\
+name: demo
+sources:
+  events:
+    format: parquet
+    path: data/x.parquet
+    timestamp: ts
+training:
+  source: events
+  label: y
+  task: binary
+  model:
+    type: xgboost
+    params:
+      max_depth: {randint: [3, 8]}
+      eta: 0.1
+  tune:
+    num_samples: 2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def issues(path, overrides=None) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_config(path, overrides)
+    return [str(i) for i in e.value.issues]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.name
+
+
+def test_defaults_and_search_space(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.storage == "./.raymlops"
+    assert cfg.training.tune.metric == "auc" and cfg.training.tune.mode == "max"
+    assert isinstance(cfg.training.model.params["max_depth"], SearchSpace)
+    assert cfg.training.model.params["eta"] == 0.1
+
+
+def test_misspelled_key_and_wrong_type_name_file_line_and_path(tmp_path):
+    text = BASE.replace("num_samples: 2", "num_sample: 2").replace("type: xgboost", "type: xgboost\n    num_workers: two")
+    p = write(tmp_path, text)
+    got = issues(p)
+    assert f"{p}:18: training.tune.num_sample: unknown key; did you mean 'num_samples'?" in got
+    assert any(g.startswith(f"{p}:13: training.model.num_workers: got 'two'") for g in got), got
+
+
+def test_wrong_variant_tag_suggests(tmp_path):
+    p = write(tmp_path, BASE.replace("type: xgboost", "type: xgbost"))
+    (msg,) = issues(p)
+    assert msg.startswith(f"{p}:12: training.model.type: got 'xgbost'; did you mean 'xgboost'?")
+
+
+def test_bad_search_space(tmp_path):
+    p = write(tmp_path, BASE.replace("{randint: [3, 8]}", "{randint: [8, 3]}").replace("eta: 0.1", "eta: {unifrom: [0, 1]}"))
+    got = issues(p)
+    assert any(":14: training.model.params.max_depth: randint: lower bound must be < upper bound" in g for g in got), got
+    assert any(":15: training.model.params.eta: unknown search space 'unifrom'" in g for g in got), got
+
+
+def test_env_interpolation_and_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", "/srv/data")
+    monkeypatch.delenv("MISSING_VAR", raising=False)
+    text = BASE.replace("data/x.parquet", "${DATA_ROOT}/x.parquet").replace("num_samples: 2", "num_samples: ${N:-5}")
+    cfg = load_config(write(tmp_path, text), ["training.tune.scheduler=asha", "serving.port=9000"])
+    assert cfg.sources["events"].path == "/srv/data/x.parquet"
+    assert cfg.training.tune.num_samples == 5
+    assert cfg.training.tune.scheduler == "asha"
+    assert cfg.serving.port == 9000
+    got = issues(write(tmp_path, BASE.replace("data/x.parquet", "${MISSING_VAR}")))
+    assert any("sources.events.path: environment variable ${MISSING_VAR} is not set" in g for g in got)
+    assert issues(write(tmp_path, BASE), ["training.tune.num_samples=-1"]) == [
+        "--set: training.tune.num_samples: got -1; input should be greater than or equal to 1"]
+
+
+def test_cross_field_checks(tmp_path):
+    p = write(tmp_path, BASE.replace("source: events", "source: evnts").replace("num_samples: 2", "metric: rmse"))
+    got = issues(p)
+    assert any(":8: training.source: unknown source 'evnts'" in g for g in got), got
+    assert any(":17: training.tune.metric: got 'rmse'; task 'binary' supports" in g for g in got), got
+    no_ts = BASE.replace("    timestamp: ts\n", "") + "  split:\n    type: time\n"
+    assert any("training.split.type: 'time' needs sources.events.timestamp" in g for g in issues(write(tmp_path, no_ts)))
+
+
+def test_yaml_syntax_error_and_duplicates(tmp_path):
+    (msg,) = issues(write(tmp_path, "name: x\nsources: [\n"))
+    assert "invalid YAML" in msg and msg.startswith(str(tmp_path / "c.yaml") + ":")
+    got = issues(write(tmp_path, BASE + "name: again\n"))
+    assert any(":18: name: duplicate key" in g for g in got), got
+
+
+def test_route_prefix_message(tmp_path):
+    got = issues(write(tmp_path, BASE + "serving:\n  route_prefix: churn\n"))
+    assert any('serving.route_prefix: got "churn"; route_prefix must start with "/"' in g for g in got), got
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "raymlops.cli", *args], capture_output=True, text=True,
+                          env=cli_env(), cwd=ROOT, timeout=120)
+
+
+def test_cli_validate_reports_every_error_with_exit_2(tmp_path):
+    text = BASE.replace("num_samples: 2", "num_sample: 2").replace("task: binary", "task: binry")
+    p = write(tmp_path, text)
+    r = run_cli("validate", str(p))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert any(line.startswith(f"{p}:10: training.task: got 'binry'") for line in lines), lines
+    assert any(line.startswith(f"{p}:17: training.tune.num_sample: unknown key") for line in lines), lines
+    ok = run_cli("validate", str(ROOT / "configs" / "quickstart.yaml"))
+    assert ok.returncode == 0 and ok.stdout.strip() == "OK"
+
+
+def test_cli_schema_is_json_schema():
+    r = run_cli("schema")
+    assert r.returncode == 0
+    schema = json.loads(r.stdout)
+    assert {"name", "sources", "training", "serving", "monitoring"} <= set(schema["properties"])
