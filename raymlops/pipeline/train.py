@@ -26,7 +26,9 @@ from raymlops.training import TrainSpec, run_search
 LABEL = "__label"
 
 
-def _split_part(df: pd.DataFrame, valid: bool) -> pd.DataFrame:
+def _split_part(df: pd.DataFrame, valid: bool, **split) -> pd.DataFrame:
+    """The rows of one side of the split (the split is a pure function of each row)."""
+    df = annotate(df, **split)
     return df[df[SPLIT_COLUMN] == valid].drop(columns=[SPLIT_COLUMN])
 
 
@@ -83,7 +85,8 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
         raise DataError("no input columns left after exclude/select/drop")
 
     say(f"splitting ({t.split.type}, {t.split.fraction:.0%} validation)")
-    ds = ds.map_batches(_drop_null_labels, fn_kwargs={"label": t.label}, batch_format="pandas")
+    # Read once; both splits and every statistic below come from these blocks.
+    ds = ds.map_batches(_drop_null_labels, fn_kwargs={"label": t.label}, batch_format="pandas").materialize()
     kwargs = {"kind": t.split.type, "fraction": t.split.fraction}
     if t.split.type == "time":
         ts = np.concatenate([b[src.timestamp] for b in ds.select_columns([src.timestamp]).iter_batches(
@@ -91,9 +94,8 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
         kwargs.update(timestamp=src.timestamp, cutoff=time_cutoff(ts, t.split.fraction))
     else:
         kwargs["seed"] = t.split.seed
-    annotated = ds.map_batches(annotate, fn_kwargs=kwargs, batch_format="pandas").materialize()
-    train_raw = annotated.map_batches(_split_part, fn_kwargs={"valid": False}, batch_format="pandas").materialize()
-    valid_raw = annotated.map_batches(_split_part, fn_kwargs={"valid": True}, batch_format="pandas").materialize()
+    train_raw = ds.map_batches(_split_part, fn_kwargs={"valid": False, **kwargs}, batch_format="pandas").materialize()
+    valid_raw = ds.map_batches(_split_part, fn_kwargs={"valid": True, **kwargs}, batch_format="pandas").materialize()
     n_train, n_valid = train_raw.count(), valid_raw.count()
     if n_train == 0 or n_valid == 0:
         raise DataError(f"the split left {n_train} training and {n_valid} validation rows; need both > 0")
@@ -103,7 +105,7 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     categorical = [c for c in inputs if c not in numeric]
     _, nstats, cstats = column_stats(train_raw, numeric, categorical, rows=n_train)
     nulls = {**{c: s.nulls for c, s in nstats.items()}, **{c: s.nulls for c, s in cstats.items()}}
-    classes = _classes(column_stats(annotated, categorical=[t.label])[2][t.label], t.label, t.task) \
+    classes = _classes(column_stats(ds, categorical=[t.label])[2][t.label], t.label, t.task) \
         if t.task != "regression" else None
     say(f"{n_train} training rows, {n_valid} validation rows, {len(inputs)} input columns")
 

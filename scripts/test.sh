@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up .venv (locked dependencies) and runs the layer contracts and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+echo "==> import layers (import-linter)"
+lint-imports --config pyproject.toml
+echo "==> pytest"
+# Exit code 5 (no tests collected) is a failure too: `set -e` propagates any non-zero exit.
+exec python -m pytest tests "$@"

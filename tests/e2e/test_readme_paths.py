@@ -1,0 +1,73 @@
+"""The README's paths, run as a user runs them: the CLI in a subprocess, and `ray job submit`."""
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, cli_env, free_port
+
+
+def run(cmd, timeout, **env):
+    r = subprocess.run(cmd, cwd=ROOT, env=cli_env(**env), capture_output=True, text=True, timeout=timeout)
+    return r
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e-demo")
+    r = run(["raymlops", "demo-data", str(out), "--rows", "8000"], 120)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
+    r = run(["raymlops", "run", "configs/quickstart.yaml", "--quiet",
+             "--probe", str(demo / "holdout.parquet"), "--probe", str(demo / "shifted.parquet"),
+             "--set", "training.tune.num_samples=2", "--set", f"serving.port={free_port()}"],
+            900, DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    out = r.stdout
+    summary = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])
+    assert summary["metrics"]["auc"] > 0.7 and summary["endpoint"].endswith("/churn")
+    assert (tmp_path / "store" / "runs" / "churn-quickstart" / summary["run_id"] / "model.ubj").exists()
+    holdout, shifted = out.split("probe ")[1:]
+    assert "1000 rows scored" in holdout and "1000 rows scored" in shifted
+    assert "drift: is_drift=True" in shifted
+    assert "tenure_months    ks" in shifted
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "configs" / "quickstart.yaml").read_text().replace("num_samples: 3", "num_sampels: 3"))
+    r = run(["raymlops", "run", str(bad)], 120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{bad}:" in r.stderr and "training.tune.num_sampels: unknown key; did you mean 'num_samples'?" in r.stderr
+
+
+@pytest.fixture
+def ray_head():
+    """A real `ray start --head` cluster (token auth on, as Ray 2.60 defaults), stopped afterwards."""
+    gcs, dash = free_port(), free_port()
+    r = run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
+             "--include-dashboard=true", "--disable-usage-stats"], 180)
+    assert r.returncode == 0, r.stderr
+    yield f"http://127.0.0.1:{dash}"
+    run(["ray", "stop", "--force"], 120)
+
+
+def test_ray_job_submit_runs_the_quickstart(ray_head, tmp_path):
+    port = free_port()
+    env = json.dumps({"env_vars": {"RAYMLOPS_STORAGE": str(tmp_path / "store")}})
+    r = run(["ray", "job", "submit", "--address", ray_head, "--working-dir", ".", "--runtime-env-json", env, "--",
+             "python", "jobs/run_pipeline.py", "configs/quickstart.yaml",
+             "--set", "training.tune.num_samples=1", "--set", f"serving.port={port}"],
+            900, RAY_AUTH_MODE="token")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith('{"run_id"'))
+    result = json.loads(line)
+    assert result["run_dir"].startswith(str(tmp_path / "store"))
+    # The app outlives the job: it is served by the cluster.
+    health = httpx.get(f"{result['endpoint']}/health", timeout=30).json()
+    assert health == {"status": "ok", "model_version": result["run_id"]}
