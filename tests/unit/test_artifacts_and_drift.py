@@ -30,3 +30,17 @@ def test_drift_encoder_handles_all_missing_kinds_and_unseen_values():
     assert out[:, 0].tolist() == [0, 2, 3, 3]  # a, unseen, missing, missing
     assert out[:, 1].tolist() == [2.0, 2.0, 5.0, 1.0]  # missing -> reference median
     assert enc.encode(ref)[:, 0].tolist() == [0, 1, 3]  # pandas NA is missing, not a category
+
+
+def test_cluster_yaml_follows_the_ray_cluster_launcher_schema():
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    import ray.autoscaler
+    import yaml
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    assert any("scripts/setup.sh" in c for c in config["setup_commands"])
