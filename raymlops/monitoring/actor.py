@@ -61,10 +61,16 @@ def start_monitor(drift_dir: str, window: int, p_val: float, model_version: str,
     import ray
 
     name = actor_name(app_name)
-    try:
-        ray.kill(ray.get_actor(name, namespace=namespace))
-    except ValueError:
-        pass
+    deadline = time.time() + 30
+    while True:  # ray.kill is asynchronous: wait until the old actor's name is free
+        try:
+            old = ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            break
+        if time.time() > deadline:
+            raise RuntimeError(f"the previous drift actor {name!r} did not stop within 30 s")
+        ray.kill(old)
+        time.sleep(0.2)
     cls = ray.remote(num_cpus=0, max_concurrency=4)(DriftMonitor)
     handle = cls.options(name=name, namespace=namespace, lifetime="detached").remote(
         drift_dir, window, p_val, model_version)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from raymlops.artifacts import RunWriter
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig, load_config
+from raymlops.errors import DataError
 
 
 @dataclass
@@ -23,6 +24,23 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     endpoint: str | None = None
     trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fit_drift(drift_cfg, writer: RunWriter) -> None:
+    """Fits and saves the drift detector on the run's reference sample and input schema."""
+    import json
+
+    import pandas as pd
+
+    from raymlops.data.schema import InputSchema
+    from raymlops.monitoring.drift import fit_and_save
+
+    schema = InputSchema.from_dict(json.loads(writer.path(layout.SCHEMA).read_text()))
+    unknown = sorted(set(drift_cfg.features or []) - set(schema.names))
+    if unknown:
+        raise DataError(f"monitoring.drift.features names columns that are not model inputs: {unknown}")
+    cols = [c for c in schema.columns if drift_cfg.features is None or c.name in drift_cfg.features]
+    fit_and_save(pd.read_parquet(writer.path(layout.REFERENCE)), cols, drift_cfg.p_val, writer.path(layout.DRIFT_DIR))
 
 
 def _stderr(msg: str) -> None:
@@ -57,7 +75,6 @@ class Pipeline:
 
     def train(self, progress: bool = True) -> RunResult:
         """Runs the training step and publishes the run directory."""
-        from raymlops.monitoring.drift import fit_and_save
         from raymlops.pipeline.train import train
 
         cfg = self.config
@@ -70,17 +87,7 @@ class Pipeline:
             metrics = train(cfg, writer, self.say, progress=progress)
             if cfg.monitoring and cfg.monitoring.drift:
                 self.say("fitting the drift detector on the reference sample")
-                import json
-
-                import pandas as pd
-
-                from raymlops.data.schema import InputSchema
-
-                schema = InputSchema.from_dict(json.loads(writer.path(layout.SCHEMA).read_text()))
-                wanted = cfg.monitoring.drift.features
-                cols = [c for c in schema.columns if wanted is None or c.name in wanted]
-                fit_and_save(pd.read_parquet(writer.path(layout.REFERENCE)), cols, cfg.monitoring.drift.p_val,
-                             writer.path(layout.DRIFT_DIR))
+                _fit_drift(cfg.monitoring.drift, writer)
             run_dir = writer.commit()
         except BaseException:
             writer.abort()

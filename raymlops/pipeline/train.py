@@ -125,7 +125,8 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     spec = TrainSpec(task=t.task, label=LABEL, feature_columns=features,
                      n_classes=len(classes) if classes else None, model=t.model.model_dump(exclude={"params"}),
                      metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed)
-    say(f"searching: {t.tune.num_samples} sample(s) of {t.model.type}, metric {t.tune.metric} ({t.tune.mode})")
+    say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
+        f"scheduler {t.tune.scheduler}")
     result = run_search(spec, t.tune, t.model.params, train_ds, valid_ds, str(writer.path("tune")), progress=progress)
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
     say(f"best trial: {best}")
