@@ -269,7 +269,7 @@ class MonitoringConfig(Strict):
 
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Pipeline name (letters, digits, _ . -).")
-    storage: str = Field("./.raymlops", description="Local directory or URI holding runs.")
+    storage: str = Field("./.raymlops", description="Local or shared directory holding runs.")
     ray: RayConfig = Field(default_factory=RayConfig)
     sources: dict[str, SourceConfig] = Field(min_length=1)
     training: TrainingConfig | None = None
@@ -280,6 +280,9 @@ class PipelineConfig(Strict):
 def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     """Checks that span sections; returns (key path, message) pairs."""
     out: list[tuple[tuple, str]] = []
+    if "://" in cfg.storage and not cfg.storage.startswith("file://"):
+        out.append((("storage",), f"got {cfg.storage!r}; runs are stored on local or shared (NFS) paths for now, "
+                                  "remote URIs are not supported yet (sources may be URIs)"))
     t = cfg.training
     if t is not None:
         if t.source not in cfg.sources:

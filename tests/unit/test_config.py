@@ -137,3 +137,8 @@ def test_cli_schema_is_json_schema():
     assert r.returncode == 0
     schema = json.loads(r.stdout)
     assert {"name", "sources", "training", "serving", "monitoring"} <= set(schema["properties"])
+
+
+def test_remote_storage_is_a_config_error_not_a_crash(tmp_path):
+    (msg,) = issues(write(tmp_path, BASE.replace("name: demo", "name: demo\nstorage: s3://bucket/runs")))
+    assert msg.startswith(f"{tmp_path / 'c.yaml'}:2: storage: got 's3://bucket/runs'; runs are stored on local")
