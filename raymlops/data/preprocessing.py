@@ -15,7 +15,6 @@ import json
 import re
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 from raymlops.data.stats import MISSING, column_stats

@@ -43,7 +43,7 @@ def _clean(metrics: dict) -> dict[str, float]:
     return {k: float(metrics[k]) for k in keep if k in metrics and metrics[k] is not None}
 
 
-def _default_concurrency(spec: TrainSpec, cpus_per_trial: float) -> int:
+def _default_concurrency(cpus_per_trial: float) -> int:
     import ray
 
     # Keep one CPU free: Ray Data feeds the training workers and needs CPU of its own, and two Train runs
@@ -102,7 +102,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
             num_samples=tune_cfg.num_samples, scheduler=scheduler,
             search_alg=BasicVariantGenerator(
                 random_state=tune_cfg.seed,
-                max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(spec, per_trial)),
+                max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(per_trial)),
         ),
         run_config=tune.RunConfig(name="search", storage_path=storage_dir, verbose=1 if progress else 0),
     )
