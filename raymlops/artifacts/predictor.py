@@ -57,7 +57,9 @@ class Predictor:
         absent = [c for c in self.features if c not in out.columns]
         if absent:
             raise DataError(f"preprocessing did not produce feature columns {absent}")
-        return out[self.features].to_numpy(dtype=np.float32, na_value=np.nan)
+        # XGBoost trains on float32, scikit-learn trials on float64: score with what the model saw.
+        dtype = np.float32 if self.model_type == "xgboost" else np.float64
+        return out[self.features].to_numpy(dtype=dtype, na_value=np.nan)
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
         """Scores: P(positive) for binary, class probabilities for multiclass, values for regression."""

@@ -58,7 +58,7 @@ def _build(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> An
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
-            key = ctor.construct_object(knode, deep=True)
+            key = _scalar(knode, path, doc, ctor)
             kpath = path + (key,)
             if key in out:
                 doc.issues.append(ConfigIssue(doc.file, knode.start_mark.line + 1, _dotted(kpath), "duplicate key"))
@@ -71,10 +71,20 @@ def _build(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> An
             doc.lines[path + (i,)] = item.start_mark.line + 1
             items.append(_build(item, path + (i,), doc, ctor))
         return items
-    value = ctor.construct_object(node, deep=True)
+    value = _scalar(node, path, doc, ctor)
     if isinstance(value, str) and "${" in value:
         value = _interpolate(value, path, doc)
     return value
+
+
+def _scalar(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
+    """A scalar's value; an invalid one (a date like 2024-02-30, an unknown !tag) becomes an issue."""
+    try:
+        return ctor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError) as e:
+        problem = getattr(e, "problem", None) or str(e)
+        doc.issues.append(ConfigIssue(doc.file, node.start_mark.line + 1, _dotted(path), f"invalid value: {problem}"))
+        return None
 
 
 def _interpolate(value: str, path: tuple, doc: _Doc) -> Any:
@@ -107,11 +117,12 @@ def _apply_override(data: dict, expr: str, doc: _Doc) -> None:
     parts = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):
         value = raw
     node: Any = data
     for i, p in enumerate(parts[:-1]):
-        nxt = node.get(p) if isinstance(node, dict) else (node[p] if isinstance(node, list) and p < len(node) else None)
+        in_list = isinstance(node, list) and isinstance(p, int) and p < len(node)
+        nxt = node.get(p) if isinstance(node, dict) else (node[p] if in_list else None)
         if nxt is None:
             nxt = {}
             if isinstance(node, dict):

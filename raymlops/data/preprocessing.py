@@ -37,8 +37,8 @@ def _safe_name(col: str, cat: Any) -> str:
     return re.sub(r"[\[\]<,]", "_", f"{col}={cat}")
 
 
-def _numeric(ds, columns: list[str]):
-    return column_stats(ds, numeric=columns)[1]
+def _numeric(ds, columns: list[str], rows: int | None):
+    return column_stats(ds, numeric=columns, rows=rows)[1]
 
 
 def _categories(ds, columns: list[str]):
@@ -55,7 +55,7 @@ class Step:
         self.params = params
         self.state: dict[str, Any] = {}
 
-    def fit(self, ds) -> "Step":  # noqa: ARG002 - stateless steps ignore the data
+    def fit(self, ds, rows: int | None = None) -> "Step":  # noqa: ARG002 - stateless steps ignore the data
         return self
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -88,14 +88,14 @@ class Drop(Step):
 class Impute(Step):
     kind = "impute"
 
-    def fit(self, ds):
+    def fit(self, ds, rows=None):
         strategy = self.params["strategy"]
         if strategy == "constant":
             fill = {c: self.params["value"] for c in self.columns}
         elif strategy == "most_frequent":
             fill = {c: next(iter(st.most_frequent()), None) for c, st in _categories(ds, self.columns).items()}
         else:
-            stats = _numeric(ds, self.columns)
+            stats = _numeric(ds, self.columns, rows)
             fill = {c: (st.mean if st.count else None) if strategy == "mean" else st.median for c, st in stats.items()}
         self.state = {"fill": fill}
         return self
@@ -109,8 +109,8 @@ class Impute(Step):
 class StandardScale(Step):
     kind = "standard_scale"
 
-    def fit(self, ds):
-        self.state = {c: {"mean": st.mean, "std": st.std} for c, st in _numeric(ds, self.columns).items()}
+    def fit(self, ds, rows=None):
+        self.state = {c: {"mean": st.mean, "std": st.std} for c, st in _numeric(ds, self.columns, rows).items()}
         return self
 
     def transform(self, df):
@@ -125,8 +125,8 @@ class StandardScale(Step):
 class MinMaxScale(Step):
     kind = "minmax_scale"
 
-    def fit(self, ds):
-        stats = _numeric(ds, self.columns)
+    def fit(self, ds, rows=None):
+        stats = _numeric(ds, self.columns, rows)
         self.state = {c: {"min": st.min if st.count else 0.0, "max": st.max if st.count else 0.0}
                       for c, st in stats.items()}
         return self
@@ -143,7 +143,7 @@ class MinMaxScale(Step):
 class OneHot(Step):
     kind = "onehot"
 
-    def fit(self, ds):
+    def fit(self, ds, rows=None):
         top = self.params.get("max_categories")
         self.state = {c: st.most_frequent()[:top] for c, st in _categories(ds, self.columns).items()}
         return self
@@ -162,7 +162,7 @@ class OneHot(Step):
 class Ordinal(Step):
     kind = "ordinal"
 
-    def fit(self, ds):
+    def fit(self, ds, rows=None):
         self.state = {c: sorted(st.most_frequent(), key=str) for c, st in _categories(ds, self.columns).items()}
         return self
 
@@ -208,12 +208,13 @@ class Preprocessor:
             steps.append(STEPS[kind](columns, **d))
         return cls(steps)
 
-    def fit(self, ds) -> "Preprocessor":
-        """Fits each step on the output of the steps before it (``ds`` is the training split)."""
+    def fit(self, ds, rows: int | None = None) -> "Preprocessor":
+        """Fits each step on the output of the steps before it (``ds`` is the training split, ``rows`` its
+        row count, which bounds the sample kept for medians)."""
         done: list[Step] = []
         for step in self.steps:
             current = ds.map_batches(Preprocessor(list(done)).transform, batch_format="pandas") if done else ds
-            step.fit(current)
+            step.fit(current, rows)
             done.append(step)
         return self
 

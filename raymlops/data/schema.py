@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -89,15 +90,32 @@ class RecordErrors(DataError):
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
 
 
+FLOAT32_MAX = 3.4028234e38
+
+
+def _finite(v: Any) -> bool:
+    """A JSON number the model can take: finite and within float32 (the feature matrix's type)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v)) and abs(float(v)) <= FLOAT32_MAX
+    except OverflowError:
+        return False
+
+
 _CHECKS = {
-    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
-    "integer": (lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
-                "an integer"),
+    "number": (_finite, "a finite number within float32 range"),
+    "integer": (lambda v: _finite(v) and float(v).is_integer() and -2**63 <= v < 2**63, "an integer"),
     "boolean": (lambda v: isinstance(v, bool), "a boolean"),
     "string": (lambda v: isinstance(v, str), "a string"),
-    "timestamp": (lambda v: isinstance(v, str) and not pd.isna(pd.to_datetime(v, errors="coerce", utc=True)),
-                  "an ISO-8601 timestamp string"),
+    "timestamp": (lambda v: isinstance(v, str) and not pd.isna(_timestamps([v])[0]), "an ISO-8601 timestamp string"),
 }
+
+
+def _timestamps(values: list) -> pd.Series:
+    """ISO-8601 strings (any offset) as naive UTC timestamps, as training batches see them."""
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601")
+    return parsed.dt.tz_convert(None)
 
 
 def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"),
@@ -134,14 +152,14 @@ def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple 
     data = {}
     for col in schema.columns:
         values = [row.get(col.name) for row in records]
-        if col.type == "number":
-            data[col.name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
-        elif col.type == "integer":
-            has_null = any(v is None for v in values)
-            data[col.name] = np.array([np.nan if v is None else v for v in values],
-                                      dtype="float64" if has_null else "int64")
+        has_null = any(is_missing(v) for v in values)
+        if col.type in ("number", "integer"):
+            dtype = "int64" if col.type == "integer" and not has_null else "float64"
+            data[col.name] = np.array([np.nan if is_missing(v) else v for v in values], dtype=dtype)
         elif col.type == "timestamp":
-            data[col.name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+            data[col.name] = _timestamps(values)
+        elif col.type == "boolean" and not has_null:
+            data[col.name] = np.array(values, dtype=bool)
         else:
             data[col.name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data)

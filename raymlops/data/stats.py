@@ -101,7 +101,9 @@ def column_stats(ds, numeric: list[str] = (), categorical: list[str] = (), rows:
 
     Medians come from a uniform sample of at most ~SAMPLE_ROWS values per column.
     """
-    rate = 1.0 if rows is None else min(1.0, SAMPLE_ROWS / max(rows, 1))
+    if numeric and rows is None:
+        rows = ds.count()
+    rate = min(1.0, SAMPLE_ROWS / max(rows or 1, 1))
     parts = ds.map_batches(_partial, batch_format="pandas", batch_size=None,
                            fn_kwargs={"numeric": list(numeric), "categorical": list(categorical),
                                       "rate": rate, "seed": seed}).take_all()

@@ -12,6 +12,7 @@ import pandas as pd
 from raymlops.artifacts import Predictor, find_run
 from raymlops.config.models import SourceConfig
 from raymlops.data.sources import read_source
+from raymlops.errors import DataError
 
 
 class _Scorer:
@@ -50,6 +51,8 @@ def score(run: str, input_path: str, output_path: str, storage: str | None = Non
     """
     import ray.data
 
+    if "://" in output_path:
+        raise DataError(f"--output {output_path!r}: scoring writes to a local or shared path; URIs are not supported yet")
     run_dir = str(find_run(run, storage))
     ds = read_source(SourceConfig(format=fmt or _format_of(input_path), path=input_path))
     scored = ds.map_batches(_Scorer, fn_constructor_args=(run_dir,), batch_format="pandas", batch_size=batch_size,

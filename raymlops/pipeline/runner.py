@@ -12,7 +12,7 @@ from typing import Any, Callable
 from raymlops.artifacts import RunWriter
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig, load_config
-from raymlops.errors import DataError
+from raymlops.errors import RaymlopsError
 
 
 @dataclass
@@ -36,9 +36,6 @@ def _fit_drift(drift_cfg, writer: RunWriter) -> None:
     from raymlops.monitoring.drift import fit_and_save
 
     schema = InputSchema.from_dict(json.loads(writer.path(layout.SCHEMA).read_text()))
-    unknown = sorted(set(drift_cfg.features or []) - set(schema.names))
-    if unknown:
-        raise DataError(f"monitoring.drift.features names columns that are not model inputs: {unknown}")
     cols = [c for c in schema.columns if drift_cfg.features is None or c.name in drift_cfg.features]
     fit_and_save(pd.read_parquet(writer.path(layout.REFERENCE)), cols, drift_cfg.p_val, writer.path(layout.DRIFT_DIR))
 
@@ -79,7 +76,7 @@ class Pipeline:
 
         cfg = self.config
         if cfg.training is None:
-            raise ValueError("this config has no 'training' section")
+            raise RaymlopsError("this config has no 'training' section")
         self.connect()
         writer = RunWriter(cfg.storage, cfg.name)
         self.say(f"run {writer.run_id} of pipeline {cfg.name!r}")
@@ -102,7 +99,7 @@ class Pipeline:
 
         cfg = self.config
         if cfg.serving is None:
-            raise ValueError("this config has no 'serving' section")
+            raise RaymlopsError("this config has no 'serving' section")
         self.connect()
         run_dir = layout.find_run(run, cfg.storage) if run else layout.latest_run(cfg.storage, cfg.name)
         drift = None

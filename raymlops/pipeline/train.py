@@ -65,6 +65,17 @@ def _schema(arrow, inputs: list[str], nulls: dict[str, int], cfg: PipelineConfig
     return InputSchema(cols, label=cfg.training.label, task=cfg.training.task, classes=classes)
 
 
+def _check_step_columns(steps: list, available: list[str]) -> None:
+    """Steps before the first custom one may only name existing feature columns (checked before any work)."""
+    for i, step in enumerate(steps):
+        if step.type == "custom":
+            return
+        unknown = [c for c in step.columns if c not in available]
+        if unknown:
+            raise DataError(f"training.preprocessing[{i}] ({step.type}): unknown columns {unknown}; "
+                            f"feature columns: {available}")
+
+
 def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], None], progress: bool = True) -> dict:
     """Runs the training step into ``writer``'s directory; returns the metrics document."""
     t = cfg.training
@@ -80,9 +91,14 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     if unknown:
         raise DataError(f"training.exclude names columns not in the source: {unknown}")
     excluded = {t.label, *t.exclude} | ({src.timestamp} if src.timestamp else set())
+    _check_step_columns(t.preprocessing, [c for c in names if c not in excluded])
     inputs = input_columns(names, excluded, t.preprocessing)
     if not inputs:
         raise DataError("no input columns left after exclude/select/drop")
+    drift = cfg.monitoring.drift if cfg.monitoring else None
+    if drift and drift.features and set(drift.features) - set(inputs):
+        raise DataError(f"monitoring.drift.features names columns that are not model inputs: "
+                        f"{sorted(set(drift.features) - set(inputs))}; inputs: {inputs}")
 
     say(f"splitting ({t.split.type}, {t.split.fraction:.0%} validation)")
     # Read once; both splits and every statistic below come from these blocks.
@@ -110,7 +126,7 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     say(f"{n_train} training rows, {n_valid} validation rows, {len(inputs)} input columns")
 
     say(f"fitting {len(t.preprocessing)} preprocessing step(s) on the training split")
-    pre = Preprocessor.from_config(t.preprocessing).fit(train_raw.select_columns(inputs))
+    pre = Preprocessor.from_config(t.preprocessing).fit(train_raw.select_columns(inputs), rows=n_train)
     prep_kwargs = {"pre": pre, "inputs": inputs, "label": t.label, "classes": classes}
     train_ds = train_raw.map_batches(_prepare, fn_kwargs=prep_kwargs, batch_format="pandas").materialize()
     valid_ds = valid_raw.map_batches(_prepare, fn_kwargs=prep_kwargs, batch_format="pandas").materialize()
@@ -136,10 +152,12 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     writer.path(layout.PREPROCESSING).write_text(pre.to_json())
     writer.json(layout.SCHEMA, schema.to_dict())
 
-    ref_size = cfg.monitoring.drift.reference_size if cfg.monitoring and cfg.monitoring.drift else 2000
-    frac = min(1.0, 1.5 * ref_size / n_train)
-    reference = train_raw.select_columns(inputs).random_sample(frac, seed=t.split.seed if t.split.type == "random" else 0)
-    reference = reference.limit(ref_size).to_pandas()
+    # A uniform sample of the training split (not its first rows: data is often time-ordered).
+    ref_size = drift.reference_size if drift else 2000
+    seed = t.split.seed if t.split.type == "random" else 0
+    reference = train_raw.select_columns(inputs).random_sample(min(1.0, 1.5 * ref_size / n_train), seed=seed)
+    reference = reference.to_pandas()
+    reference = reference.sample(n=min(len(reference), ref_size), random_state=seed).reset_index(drop=True)
     reference.to_parquet(writer.path(layout.REFERENCE), index=False)
 
     metrics = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,

@@ -71,6 +71,7 @@ class ModelServer:
               responses={422: {"description": "A field is missing, mistyped or the body is malformed."}})
     async def predict(self, body: PredictRequest, request: Request) -> JSONResponse:
         from raymlops.data.schema import RecordErrors, records_to_frame
+        from raymlops.errors import DataError
 
         # Serve's proxy sets x-request-id (the client's, or a new one) and echoes it on the response.
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -81,7 +82,11 @@ class ModelServer:
             df = records_to_frame(body.instances, self.schema)
         except RecordErrors as e:
             return _unprocessable(e.errors)
-        preds, probs = self.predictor.predict_with_proba(df)
+        try:
+            preds, probs = self.predictor.predict_with_proba(df)
+        except (DataError, ValueError) as e:  # e.g. an estimator that cannot take a missing value
+            return _unprocessable([{"loc": ["body", "instances"], "type": "value_error",
+                                    "msg": f"the model cannot score these rows: {e}"[:500]}])
         self._feed_drift(df)
         out = {"predictions": preds, "model_version": self.version, "request_id": request_id}
         if probs is not None:
@@ -103,7 +108,11 @@ class ModelServer:
         if self.drift is None:
             return {"enabled": False}
         self._flush()
-        return {"enabled": True, **(await self.drift.latest.remote())}
+        try:
+            latest = await self.drift.latest.remote()
+        except Exception as e:  # the actor died or was replaced by a newer deployment
+            return JSONResponse(status_code=503, content={"detail": f"drift monitor unavailable: {type(e).__name__}"})
+        return {"enabled": True, **latest}
 
 
 def build(run_dir: str, serving_cfg, drift_actor: str | None, namespace: str):

@@ -43,6 +43,14 @@ def _clean(metrics: dict) -> dict[str, float]:
     return {k: float(metrics[k]) for k in keep if k in metrics and metrics[k] is not None}
 
 
+def _completed(r, metric: str) -> bool:
+    """A trial that ran to the end: its last result carries the metric and the model (ASHA-stopped trials
+    carry only intermediate metrics)."""
+    m = r.metrics or {}
+    return (r.error is None and metric in m and not math.isnan(float(m[metric]))
+            and ("model_path" in m or ("model_file" in m and "checkpoint_path" in m)))
+
+
 def _default_concurrency(cpus_per_trial: float) -> int:
     import ray
 
@@ -81,7 +89,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         # need and deadlock the Train run on a small machine.
         resources = {"cpu": 0, "memory": 64 * 1024 * 1024}
         per_trial = spec.model["num_workers"] * spec.model["cpus_per_worker"]
-        max_t = spec.model["num_boost_round"] + 1
+        max_t = spec.model["num_boost_round"]
     else:
         fn = sk.trial
         resources = {"cpu": spec.model["cpus_per_trial"]}
@@ -92,7 +100,9 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         spec.report_every = max(1, max_t // 10)
     trainable = tune.with_resources(tune.with_parameters(fn, train_ds=train_ds, valid_ds=valid_ds, spec=spec),
                                     resources)
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(10, max_t))
+    # ASHA's rungs count boosting rounds (every xgboost report carries "round"); sklearn reports once.
+    scheduler = (ASHAScheduler(time_attr="round" if spec.model["type"] == "xgboost" else "training_iteration",
+                               max_t=max_t, grace_period=max(1, spec.report_every))
                  if tune_cfg.scheduler == "asha" else FIFOScheduler())
     tuner = tune.Tuner(
         trainable,
@@ -109,13 +119,12 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     grid = tuner.fit()
     trials, errors = [], []
     for r in grid:
-        ok = r.error is None and spec.metric in (r.metrics or {})
+        ok = _completed(r, spec.metric)
         trials.append({"params": r.config, "metrics": _clean(r.metrics or {}), "status": "ok" if ok else ("failed" if r.error else "stopped"),
                        **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {})})
         if r.error is not None:
             errors.append(r.error)
-    finished = [r for r in grid if r.error is None and spec.metric in (r.metrics or {})
-                and not math.isnan(float(r.metrics[spec.metric]))]
+    finished = [r for r in grid if _completed(r, spec.metric)]
     if not finished:
         first = errors[0] if errors else "no trial reported the metric"
         raise TrainingError(f"all {len(trials)} trials failed; first error:\n{first}")

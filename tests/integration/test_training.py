@@ -89,3 +89,19 @@ def test_a_failing_run_leaves_nothing_visible(ray_session, demo_dir, storage):
     with pytest.raises(DataError, match="label column 'no_such_column' is not in source"):
         pipe.train(progress=False)
     assert not list((Path(storage) / "runs" / "contract-multiclass").glob(".*.partial"))
+
+
+def test_xgboost_with_asha_reports_rounds_and_keeps_a_complete_best(ray_session, demo_dir, storage):
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.scheduler=asha",
+                    "training.tune.num_samples=2", "training.model.num_boost_round=20",
+                    "training.model.early_stopping_rounds=null", "monitoring=null", "serving=null")
+    result = pipe.train(progress=False)
+    statuses = [t["status"] for t in result.trials]
+    assert len(statuses) == 2 and "ok" in statuses and set(statuses) <= {"ok", "stopped"}, result.trials
+    assert (result.run_dir / "model.ubj").exists() and result.metrics["auc"] > 0.7
+
+
+def test_unknown_preprocessing_columns_fail_before_any_work(ray_session, demo_dir, storage):
+    pipe = pipeline("sklearn_multiclass.yaml", demo_dir, storage, "training.preprocessing.0.columns=[usage_gbb]")
+    with pytest.raises(DataError, match=r"training.preprocessing\[0\] \(impute\): unknown columns \['usage_gbb'\]"):
+        pipe.train(progress=False)

@@ -142,3 +142,13 @@ def test_cli_schema_is_json_schema():
 def test_remote_storage_is_a_config_error_not_a_crash(tmp_path):
     (msg,) = issues(write(tmp_path, BASE.replace("name: demo", "name: demo\nstorage: s3://bucket/runs")))
     assert msg.startswith(f"{tmp_path / 'c.yaml'}:2: storage: got 's3://bucket/runs'; runs are stored on local")
+
+
+def test_invalid_scalars_and_list_paths_are_issues_not_tracebacks(tmp_path):
+    (msg,) = issues(write(tmp_path, BASE.replace("name: demo", "name: 2024-02-30")))
+    assert msg == f"{tmp_path / 'c.yaml'}:1: name: invalid value: day is out of range for month"
+    (msg,) = issues(write(tmp_path, BASE.replace("name: demo", "name: !env demo")))
+    assert msg.startswith(f"{tmp_path / 'c.yaml'}:1: name: invalid value:")
+    text = BASE + "  preprocessing:\n    - type: drop\n      columns: [a]\n"
+    assert issues(write(tmp_path, text), ["training.preprocessing.first.columns=[b]"]) == [
+        "--set: training.preprocessing.first: no such list item"]

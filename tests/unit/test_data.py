@@ -115,3 +115,25 @@ def test_records_to_frame_names_the_bad_field(row, loc, kind):
     with pytest.raises(RecordErrors) as e:
         records_to_frame([row], SCHEMA)
     assert e.value.errors[0]["loc"] == loc and e.value.errors[0]["type"] == kind
+
+
+TS_SCHEMA = InputSchema([Column("i", "integer", True), Column("n", "number", True), Column("t", "timestamp", False),
+                         Column("b", "boolean", False)])
+
+
+def test_nan_is_null_and_types_match_training_batches():
+    df = records_to_frame([{"i": float("nan"), "n": 1, "t": "2024-01-01", "b": True},
+                           {"i": 3, "n": None, "t": "2024-01-02T05:00:00+02:00", "b": False}], TS_SCHEMA)
+    assert np.isnan(df["i"].iloc[0]) and df["i"].iloc[1] == 3
+    assert df["b"].dtype == bool and (~df["b"]).tolist() == [False, True]
+    assert str(df["t"].dtype) == "datetime64[ns]"  # naive UTC, like Arrow timestamps in training
+    assert df["t"].iloc[1] == pd.Timestamp("2024-01-02 03:00:00")
+
+
+@pytest.mark.parametrize("value,col", [(2**63, "i"), (1e19, "i"), (10**400, "n"), (float("inf"), "n"), (1e39, "n"),
+                                       ("2024-13-45", "t")])
+def test_out_of_range_values_are_field_errors_not_crashes(value, col):
+    row = {"i": 1, "n": 1.0, "t": "2024-01-01", "b": True, col: value}
+    with pytest.raises(RecordErrors) as e:
+        records_to_frame([row], TS_SCHEMA)
+    assert e.value.errors[0]["loc"][-1] == col
