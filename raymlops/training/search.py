@@ -89,7 +89,9 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         # need and deadlock the Train run on a small machine.
         resources = {"cpu": 0, "memory": 64 * 1024 * 1024}
         per_trial = spec.model["num_workers"] * spec.model["cpus_per_worker"]
-        max_t = spec.model["num_boost_round"]
+        # One past the last round: an intermediate report at max_t would make ASHA stop the trial before
+        # its final report (metrics + model) arrives.
+        max_t = spec.model["num_boost_round"] + 1
     else:
         fn = sk.trial
         resources = {"cpu": spec.model["cpus_per_trial"]}
