@@ -98,7 +98,6 @@ def test_xgboost_with_asha_reports_rounds_and_keeps_a_complete_best(ray_session,
     result = pipe.train(progress=False)
     statuses = [t["status"] for t in result.trials]
     assert len(statuses) == 2 and "ok" in statuses and set(statuses) <= {"ok", "stopped"}, result.trials
-    assert "stopped" in statuses or len(set(statuses)) == 1  # a pruned trial is recorded as stopped
     assert (result.run_dir / "model.ubj").exists() and result.metrics["auc"] > 0.6  # 20 rounds: well above chance
 
 
