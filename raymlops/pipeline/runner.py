@@ -26,20 +26,6 @@ class RunResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _fit_drift(drift_cfg, writer: RunWriter) -> None:
-    """Fits and saves the drift detector on the run's reference sample and input schema."""
-    import json
-
-    import pandas as pd
-
-    from raymlops.data.schema import InputSchema
-    from raymlops.monitoring.drift import fit_and_save
-
-    schema = InputSchema.from_dict(json.loads(writer.path(layout.SCHEMA).read_text()))
-    cols = [c for c in schema.columns if drift_cfg.features is None or c.name in drift_cfg.features]
-    fit_and_save(pd.read_parquet(writer.path(layout.REFERENCE)), cols, drift_cfg.p_val, writer.path(layout.DRIFT_DIR))
-
-
 def _stderr(msg: str) -> None:
     print(f"[raymlops {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -82,9 +68,6 @@ class Pipeline:
         self.say(f"run {writer.run_id} of pipeline {cfg.name!r}")
         try:
             metrics = train(cfg, writer, self.say, progress=progress)
-            if cfg.monitoring and cfg.monitoring.drift:
-                self.say("fitting the drift detector on the reference sample")
-                _fit_drift(cfg.monitoring.drift, writer)
             run_dir = writer.commit()
         except BaseException:
             writer.abort()

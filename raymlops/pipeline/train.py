@@ -21,6 +21,7 @@ from raymlops.data.sources import read_source
 from raymlops.data.stats import CategoricalStats, column_stats
 from raymlops.data.split import SPLIT_COLUMN, annotate, time_cutoff
 from raymlops.errors import DataError
+from raymlops.monitoring.drift import fit_and_save
 from raymlops.training import TrainSpec, run_search
 
 LABEL = "__label"
@@ -159,6 +160,10 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     reference = reference.to_pandas()
     reference = reference.sample(n=min(len(reference), ref_size), random_state=seed).reset_index(drop=True)
     reference.to_parquet(writer.path(layout.REFERENCE), index=False)
+    if drift:
+        say("fitting the drift detector on the reference sample")
+        monitored = [c for c in schema.columns if drift.features is None or c.name in drift.features]
+        fit_and_save(reference, monitored, drift.p_val, writer.path(layout.DRIFT_DIR))
 
     metrics = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
                "best_params": result.best_params, "trials": result.trials}
