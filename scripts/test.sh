@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/redis.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> import layers (import-linter)"
 lint-imports --config pyproject.toml

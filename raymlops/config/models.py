@@ -35,6 +35,139 @@ class SourceConfig(Strict):
     timestamp: str | None = Field(None, description="Event-time column (enables time-based splits).")
 
 
+
+# ---------------------------------------------------------------------- features
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+AGG_FUNCTIONS = ("sum", "mean", "count", "min", "max", "std", "last", "distinct_count")
+
+
+def duration_seconds(v: str) -> int:
+    """'7d' -> 604800 (units s, m, h, d)."""
+    m = _DURATION.match(v)
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def _check_duration(v: str) -> str:
+    m = _DURATION.match(str(v))
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"got {v!r}; expected a positive duration like '30s', '15m', '12h' or '7d'")
+    return str(v)
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+class SqliteOnlineStoreConfig(Strict):
+    type: Literal["sqlite"] = "sqlite"
+    path: str | None = Field(None, description="SQLite file; default <storage>/features/online.db.")
+
+
+class RedisOnlineStoreConfig(Strict):
+    type: Literal["redis"]
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL of a Redis server.")
+    key_prefix: str | None = Field(None, description="Prefix of every key; default the pipeline name.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"got {v!r}; expected a redis://host:port/db URL")
+        return v
+
+
+OnlineStoreConfig = Annotated[Union[SqliteOnlineStoreConfig, RedisOnlineStoreConfig], Field(discriminator="type")]
+
+
+class OfflineStoreConfig(Strict):
+    path: str | None = Field(None, description="Local path or pyarrow/fsspec URI; default <storage>/features/offline.")
+
+
+class EntityConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    join_keys: list[str] = Field(min_length=1, description="Key columns identifying one entity.")
+    description: str | None = None
+
+
+class AggregationConfig(Strict):
+    column: str = Field(description="Source column aggregated per entity.")
+    function: Literal["sum", "mean", "count", "min", "max", "std", "last", "distinct_count"]
+    window: Duration = Field(description="Rows with T - window < ts <= T count at time T.")
+    name: str | None = Field(None, description="Feature name; default <column>_<function>_<window>.")
+
+    @property
+    def feature_name(self) -> str:
+        return self.name or f"{self.column}_{self.function}_{self.window}"
+
+
+class FeatureViewConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    entity: str = Field(description="Name of an entity under features.entities.")
+    source: str = Field(description="Name of a source under 'sources'.")
+    timestamp: str = Field(description="Event-time column of the source.")
+    created_timestamp: str | None = Field(None, description="Breaks ties between rows with equal event time.")
+    ttl: Duration | None = Field(None, description="How old a value may be at retrieval; none = no lower bound.")
+    fields: list[str] = Field(default_factory=list, description="Columns passed through as features.")
+    aggregations: list[AggregationConfig] = Field(default_factory=list)
+    transform: str | None = Field(None, description="'module:function' batch transform (pandas) before aggregation.")
+    description: str | None = None
+    owner: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("transform")
+    @classmethod
+    def _import_path(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError(f"got {v!r}; expected 'package.module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _features(self) -> "FeatureViewConfig":
+        if not self.fields and not self.aggregations:
+            raise ValueError("a view needs 'fields', 'aggregations' or both")
+        names = self.feature_names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature names {dupes} appear twice; give an aggregation a 'name'")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*self.fields, *(a.feature_name for a in self.aggregations)]
+
+    @property
+    def ttl_seconds(self) -> int | None:
+        return duration_seconds(self.ttl) if self.ttl else None
+
+
+class FeaturesConfig(Strict):
+    online_store: OnlineStoreConfig = Field(default_factory=SqliteOnlineStoreConfig)
+    offline_store: OfflineStoreConfig = Field(default_factory=OfflineStoreConfig)
+    entities: list[EntityConfig] = Field(min_length=1)
+    views: list[FeatureViewConfig] = Field(min_length=1)
+
+    def view(self, name: str) -> FeatureViewConfig:
+        return next(v for v in self.views if v.name == name)
+
+    def entity(self, name: str) -> EntityConfig:
+        return next(e for e in self.entities if e.name == name)
+
+
+def feature_ref_issue(ref: str, features: "FeaturesConfig | None") -> str | None:
+    """Why 'view:feature' (or 'view:*') does not name a declared feature, or None."""
+    if features is None:
+        return "feature references need a 'features' section"
+    view, sep, name = ref.partition(":")
+    if not sep or not view or not name:
+        return f"got {ref!r}; expected 'view:feature' or 'view:*'"
+    views = {v.name: v for v in features.views}
+    if view not in views:
+        return f"unknown feature view {view!r}; defined: {sorted(views)}"
+    if name != "*" and name not in views[view].feature_names:
+        return f"view {view!r} has no feature {name!r}; it has {views[view].feature_names}"
+    return None
+
 # ----------------------------------------------------------------- preprocessing
 
 
@@ -208,8 +341,16 @@ class TuneConfig(Strict):
     seed: int | None = 0
 
 
+class TrainingDatasetConfig(Strict):
+    labels: str = Field(description="Source with the join keys, an event timestamp and the label.")
+    features: list[str] = Field(min_length=1, description="Feature references 'view:feature' or 'view:*'.")
+    event_timestamp: str | None = Field(None, description="Timestamp column of the labels; default its source's.")
+
+
 class TrainingConfig(Strict):
-    source: str = Field(description="Name of a source under 'sources'.")
+    source: str | None = Field(None, description="Name of a source under 'sources' (or use 'dataset').")
+    dataset: TrainingDatasetConfig | None = Field(
+        None, description="A point-in-time-correct training set: labels joined with features as of each row's time.")
     label: str = Field(description="Label column.")
     task: Literal["binary", "multiclass", "regression"]
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features (ids, ...).")
@@ -220,6 +361,8 @@ class TrainingConfig(Strict):
 
     @model_validator(mode="after")
     def _default_metric(self) -> "TrainingConfig":
+        if (self.source is None) == (self.dataset is None):
+            raise ValueError("set exactly one of 'source' (a table) or 'dataset' (labels + features)")
         if self.tune.metric is None:
             self.tune.metric = TASK_METRICS[self.task][0]
         if self.tune.mode is None:
@@ -239,6 +382,8 @@ class ServingConfig(Strict):
     num_cpus: float = Field(0.5, ge=0, description="CPUs per replica.")
     max_ongoing_requests: int = Field(32, ge=1)
     max_batch_rows: int = Field(10_000, ge=1, description="Largest 'instances' list accepted by /predict.")
+    features: bool = Field(False, description="Accept entity keys ({'entities': [...]}) and fetch the "
+                                              "training.dataset features from the online store.")
 
     @field_validator("route_prefix")
     @classmethod
@@ -272,9 +417,36 @@ class PipelineConfig(Strict):
     storage: str = Field("./.raymlops", description="Local or shared directory holding runs.")
     ray: RayConfig = Field(default_factory=RayConfig)
     sources: dict[str, SourceConfig] = Field(min_length=1)
+    features: FeaturesConfig | None = None
     training: TrainingConfig | None = None
     serving: ServingConfig | None = None
     monitoring: MonitoringConfig | None = None
+
+
+def _features_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
+    f = cfg.features
+    if f is None:
+        return []
+    out: list[tuple[tuple, str]] = []
+    entities = [e.name for e in f.entities]
+    for i, name in enumerate(entities):
+        if entities.index(name) != i:
+            out.append((("features", "entities", i, "name"), f"entity {name!r} is declared twice"))
+    views = [v.name for v in f.views]
+    for i, v in enumerate(f.views):
+        where = ("features", "views", i)
+        if views.index(v.name) != i:
+            out.append((where + ("name",), f"view {v.name!r} is declared twice"))
+        if v.entity not in entities:
+            out.append((where + ("entity",), f"unknown entity {v.entity!r}; defined: {entities}"))
+        if v.source not in cfg.sources:
+            out.append((where + ("source",), f"unknown source {v.source!r}; defined: {sorted(cfg.sources)}"))
+        keys = set(f.entity(v.entity).join_keys) if v.entity in entities else set()
+        reserved = keys | {v.timestamp} | ({v.created_timestamp} if v.created_timestamp else set())
+        for j, field in enumerate(v.fields):
+            if field in reserved:
+                out.append((where + ("fields", j), f"{field!r} is a join key or timestamp, not a feature"))
+    return out
 
 
 def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
@@ -283,8 +455,23 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     if "://" in cfg.storage and not cfg.storage.startswith("file://"):
         out.append((("storage",), f"got {cfg.storage!r}; runs are stored on local or shared (NFS) paths for now, "
                                   "remote URIs are not supported yet (sources may be URIs)"))
+    out += _features_issues(cfg)
     t = cfg.training
-    if t is not None:
+    if t is not None and t.dataset is not None:
+        d = t.dataset
+        if d.labels not in cfg.sources:
+            out.append((("training", "dataset", "labels"), f"unknown source {d.labels!r}; defined: {sorted(cfg.sources)}"))
+        elif not (d.event_timestamp or cfg.sources[d.labels].timestamp):
+            out.append((("training", "dataset", "event_timestamp"),
+                        f"set it, or sources.{d.labels}.timestamp: the time each label row is observed"))
+        for i, ref in enumerate(d.features):
+            why = feature_ref_issue(ref, cfg.features)
+            if why:
+                out.append((("training", "dataset", "features", i), why))
+        if isinstance(t.split, TimeSplit) and d.labels in cfg.sources and not cfg.sources[d.labels].timestamp \
+                and not d.event_timestamp:
+            out.append((("training", "split", "type"), "'time' needs the labels' event timestamp"))
+    elif t is not None:
         if t.source not in cfg.sources:
             out.append((("training", "source"), f"unknown source {t.source!r}; defined: {sorted(cfg.sources)}"))
         elif isinstance(t.split, TimeSplit) and not cfg.sources[t.source].timestamp:
@@ -292,6 +479,8 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
         if t.tune.metric not in TASK_METRICS[t.task]:
             out.append((("training", "tune", "metric"),
                         f"got {t.tune.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
+    if cfg.serving is not None and cfg.serving.features and (t is None or t.dataset is None):
+        out.append((("serving", "features"), "fetching features online needs 'training.dataset' (its feature list)"))
     if cfg.serving is not None and t is None:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
     if cfg.monitoring is not None and cfg.monitoring.drift is not None and t is None:

@@ -4,6 +4,8 @@ Files written:
     train.parquet    six months of customer snapshots (Jan-Jun 2024), the training source
     holdout.parquet  July 2024 from the same distribution (no drift)
     shifted.parquet  September 2024 after a price rise and a marketing push: drifted inputs
+    transactions.parquet  card transactions of customers 1..N/10 (Jan-Jun 2024), with late-ingested rows
+    labels.parquet   churn labels observed at points in time, driven by the recent transactions
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def write_demo_data(out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 
         "holdout": _customers(rng, max(rows // 10, 1000), "2024-07-01", 31, False, 10_000_000),
         "shifted": _customers(rng, max(rows // 10, 1000), "2024-09-01", 30, True, 20_000_000),
     }
+    parts.update(_transactions(rng, max(rows // 10, 200)))
     paths = {}
     for name, df in parts.items():
         path = out / f"{name}.parquet"
@@ -81,3 +84,54 @@ def write_demo_data(out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 
         os.replace(tmp, path)
         paths[name] = path
     return paths
+
+
+SEGMENTS = ["consumer", "small-business", "student"]
+CATEGORIES = ["grocery", "travel", "electronics", "dining", "utilities", "fuel"]
+
+
+def _transactions(rng: np.random.Generator, customers: int) -> dict[str, pd.DataFrame]:
+    """Transactions plus point-in-time labels whose churn depends on the spending just before them."""
+    ids = np.arange(1, customers + 1)
+    activity = rng.gamma(2.0, 1.5, customers)  # transactions per week
+    segment = rng.choice(SEGMENTS, customers, p=[0.6, 0.25, 0.15])
+    start = pd.Timestamp("2024-01-01")
+    n_tx = rng.poisson(activity * 26).clip(1)
+    cust = np.repeat(ids, n_tx)
+    days = rng.uniform(0, 182, len(cust))
+    # Disengaging customers spend less and less often towards the end of the period.
+    fading = rng.random(customers) < 0.3
+    keep = ~(fading[cust - 1] & (rng.random(len(cust)) < days / 182))
+    cust, days = cust[keep], days[keep]
+    event = start + pd.to_timedelta(days * 86400, unit="s").floor("s")
+    lag = pd.to_timedelta(rng.exponential(600, len(cust)).round(), unit="s")
+    late = rng.random(len(cust)) < 0.03  # some rows arrive days later
+    lag = lag + pd.to_timedelta(np.where(late, rng.uniform(1, 5, len(cust)) * 86400, 0).round(), unit="s")
+    amount = np.exp(rng.normal(3.3, 0.8, len(cust))).round(2)
+    tx = pd.DataFrame({
+        "customer_id": cust, "event_time": event, "ingested_at": event + lag,
+        "amount": amount, "merchant_category": rng.choice(CATEGORIES, len(cust)),
+        "balance": (rng.normal(1500, 700, len(cust)) * np.where(fading[cust - 1], 0.5, 1.0)).round(2),
+        "segment": segment[cust - 1],
+    })
+    tx.loc[rng.random(len(tx)) < 0.02, "amount"] = np.nan
+    tx = tx.sort_values(["event_time", "customer_id"]).reset_index(drop=True)
+
+    n_labels = customers * 4
+    lab_cust = rng.choice(ids, n_labels)
+    lab_time = start + pd.to_timedelta(rng.uniform(30, 182, n_labels) * 86400, unit="s").floor("s")
+    # The label depends on each customer's spend in the 30 days before the label time (computed exactly).
+    spend = np.zeros(n_labels)
+    count = np.zeros(n_labels)
+    by_cust = {c: g for c, g in tx.groupby("customer_id")}
+    for i, (c, t) in enumerate(zip(lab_cust, lab_time)):
+        g = by_cust.get(c)
+        if g is None:
+            continue
+        w = g[(g.event_time > t - pd.Timedelta(days=30)) & (g.event_time <= t)]
+        spend[i], count[i] = w.amount.sum(), len(w)
+    logit = 0.8 - 0.35 * count + 0.002 * (150 - np.minimum(spend, 600)) + 0.6 * (segment[lab_cust - 1] == "student")
+    churned = (rng.random(n_labels) < 1 / (1 + np.exp(-logit))).astype(int)
+    labels = pd.DataFrame({"customer_id": lab_cust, "event_timestamp": lab_time, "tenure_months":
+                           rng.integers(1, 60, n_labels), "churned": churned})
+    return {"transactions": tx, "labels": labels.sort_values("event_timestamp").reset_index(drop=True)}

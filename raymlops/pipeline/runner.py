@@ -52,7 +52,7 @@ class Pipeline:
 
     def connect(self, address: str | None = None) -> bool:
         """Connects to Ray (starting a local one if no address is given); True if started locally."""
-        from raymlops.pipeline.ray_env import ensure_ray
+        from raymlops.data.ray_env import ensure_ray
 
         return ensure_ray(self.config.ray, address)
 

@@ -13,7 +13,7 @@ def ray_session():
     import ray
 
     from raymlops.config.models import RayConfig
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.data.ray_env import ensure_ray
 
     ensure_ray(RayConfig(num_cpus=2, object_store_memory_mb=768))
     yield

@@ -1,0 +1,1 @@
+"""Feature store: offline definitions, materialization and online serving of features."""

@@ -1,0 +1,199 @@
+"""Per-partition kernels on Arrow/numpy: key codes, the as-of merge and the sliding-window aggregates.
+
+Everything here works on one partition in memory (no Ray); `pit.py` and `build.py` distribute it.
+Timestamps are int64 UTC nanoseconds throughout; a missing created timestamp sorts before any value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NAT = np.iinfo(np.int64).min
+
+
+def utc_ns(col) -> np.ndarray:
+    """A timestamp column (naive = UTC, or tz-aware; Arrow or pandas) as int64 UTC ns; nulls become NAT."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if isinstance(col, pa.Array) and pa.types.is_timestamp(col.type):
+        # Arrow stores tz-aware timestamps as UTC instants, and naive ones are read as UTC.
+        ints = col.cast(pa.timestamp("ns", tz=col.type.tz)).view(pa.int64())
+        return np.asarray(ints.fill_null(NAT).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if isinstance(col, pa.Array):
+        col = col.to_pandas()
+    s = pd.to_datetime(pd.Series(col), utc=True)
+    return s.dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
+
+
+def key_codes(left: list, right: list) -> tuple[np.ndarray, np.ndarray]:
+    """Dense int64 codes for the join keys of two sides (same code = same key); -1 where a key is null."""
+    n = len(left[0])
+    if len(left) == 1:
+        both = pd.Series(np.concatenate([_values(left[0]), _values(right[0])]))
+        codes, _ = pd.factorize(both, use_na_sentinel=True)
+    else:
+        frame = pd.DataFrame({i: np.concatenate([_values(a), _values(b)]) for i, (a, b) in enumerate(zip(left, right))})
+        codes = frame.groupby(list(frame.columns), sort=False, dropna=True).ngroup().to_numpy()
+        codes = np.where(codes < 0, -1, codes)
+    codes = codes.astype(np.int64)
+    return codes[:n], codes[n:]
+
+
+def _values(col) -> np.ndarray:
+    if isinstance(col, (pa.ChunkedArray, pa.Array)):
+        return col.to_numpy(zero_copy_only=False)
+    return np.asarray(col)
+
+
+def _dense_rank(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Ranks of int64 values within the union of the arrays (so (code, rank) packs into one int64)."""
+    uniq = np.unique(np.concatenate(arrays))
+    return [np.searchsorted(uniq, a).astype(np.int64) for a in arrays]
+
+
+def _pack(code: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    return (code << np.int64(32)) | rank
+
+
+def sort_order(code: np.ndarray, ts: np.ndarray, created: np.ndarray | None) -> np.ndarray:
+    """Row order by (key, event time, created time)."""
+    keys = (ts, code) if created is None else (created, ts, code)
+    return np.lexsort(keys)
+
+
+def asof_indices(e_code: np.ndarray, e_ts: np.ndarray, f_code: np.ndarray, f_ts: np.ndarray,
+                 f_created: np.ndarray | None, ttl_ns: int | None) -> np.ndarray:
+    """For each entity row, the feature row that is its value as of that time, or -1.
+
+    The candidates share the key and have ``T - ttl <= ts <= T`` (no lower bound without a ttl); the latest
+    ``ts`` wins and ties go to the latest created time (then to the last row in input order).
+    """
+    keep = f_code >= 0
+    order = sort_order(f_code, f_ts, f_created)
+    order = order[keep[order]]
+    fc, ft = f_code[order], f_ts[order]
+    fr, er = _dense_rank(ft, e_ts)
+    hit = np.searchsorted(_pack(fc, fr), _pack(np.maximum(e_code, 0), er), side="right") - 1
+    ok = (hit >= 0) & (e_code >= 0) & (e_ts != NAT)
+    safe = np.where(ok, hit, 0)
+    ok &= fc[safe] == e_code
+    if ttl_ns is not None:
+        ok &= ft[safe] >= e_ts - ttl_ns
+    return np.where(ok, order[safe], -1)
+
+
+def take_or_null(table: pa.Table, idx: np.ndarray) -> pa.Table:
+    """Rows of ``table`` at ``idx``; -1 gives a row of nulls."""
+    return table.take(pa.array(idx, mask=idx < 0, type=pa.int64()))
+
+
+# ------------------------------------------------------------------------ windows
+
+
+def window_bounds(code: np.ndarray, ts: np.ndarray, window_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by (code, ts): [start, end) of the rows with the same key and ``T - w < ts <= T``.
+
+    Rows with equal (key, ts) get the same window (every tie is as of the same instant). Both bounds are
+    non-decreasing over the sorted rows.
+    """
+    r_ts, r_lo = _dense_rank(ts, ts - window_ns)
+    packed = _pack(code, r_ts)
+    end = np.searchsorted(packed, packed, side="right")
+    start = np.searchsorted(packed, _pack(code, r_lo), side="right")
+    return start, end
+
+
+def aggregate(function: str, values, start: np.ndarray, end: np.ndarray) -> pa.Array:
+    """One sliding-window aggregate per row over ``values[start:end]`` (nulls are skipped)."""
+    arr = values if isinstance(values, pa.Array) else pa.array(values)
+    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if function == "last":
+        idx = np.where(valid, np.arange(len(valid)), -1)
+        last = np.maximum.accumulate(idx) if len(idx) else idx
+        pick = last[np.maximum(end - 1, 0)] if len(last) else last
+        pick = np.where((end > start) & (pick >= start), pick, -1)
+        return arr.take(pa.array(pick, mask=pick < 0, type=pa.int64()))
+    if function == "distinct_count":
+        return pa.array(_distinct_counts(arr, valid, start, end), type=pa.int64())
+    if function == "count":
+        c = np.concatenate([[0], np.cumsum(valid, dtype=np.int64)])
+        return pa.array(c[end] - c[start], type=pa.int64())
+    x = np.asarray(pc.cast(arr, pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    n = np.concatenate([[0], np.cumsum(valid, dtype=np.int64)])
+    n = n[end] - n[start]
+    if function in ("min", "max"):
+        out = _range_extreme(np.where(valid, x, np.nan), start, end, np.fmin if function == "min" else np.fmax)
+    else:
+        # Window sums by reduceat over (start, end) pairs: exact sequential sums, no prefix-sum cancellation.
+        s = _window_sums(np.where(valid, x, 0.0), start, end)
+        if function == "sum":
+            out = s
+        elif function == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = s / n
+        else:  # std, sample (ddof=1); centred on the partition mean to keep the squares well conditioned
+            shift = x[valid].mean() if valid.any() else 0.0
+            xc = np.where(valid, x - shift, 0.0)
+            sc, q = _window_sums(xc, start, end), _window_sums(xc * xc, start, end)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = np.sqrt(np.maximum(q - sc * sc / n, 0.0) / (n - 1))
+            out = np.where(n > 1, out, np.nan)
+    out = np.where(n > 0, out, np.nan)
+    return pa.array(out, mask=np.isnan(out), type=pa.float64())
+
+
+def _window_sums(x: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """sum(x[start[i]:end[i]]) for every i (empty windows give 0)."""
+    if not len(x):
+        return np.zeros(0)
+    idx = np.empty(2 * len(start), dtype=np.int64)
+    idx[0::2], idx[1::2] = start, end
+    sums = np.add.reduceat(np.append(x, 0.0), idx)[0::2]
+    return np.where(end > start, sums, 0.0)
+
+
+def _range_extreme(x: np.ndarray, start: np.ndarray, end: np.ndarray, op) -> np.ndarray:
+    """min/max over [start, end) for every row with a sparse table (O(n log n), NaN-skipping)."""
+    length = end - start
+    out = np.full(len(x), np.nan)
+    if not len(x) or length.max(initial=0) == 0:
+        return out
+    levels = [x]
+    while (1 << len(levels)) <= length.max():
+        prev, half = levels[-1], 1 << (len(levels) - 1)
+        levels.append(op(prev[:-half], prev[half:]) if len(prev) > half else prev[:0])
+    has = length > 0
+    k = np.zeros(len(x), dtype=np.int64)
+    k[has] = np.floor(np.log2(length[has])).astype(np.int64)
+    for lvl in np.unique(k[has]):
+        rows = np.flatnonzero(has & (k == lvl))
+        table = levels[lvl]
+        out[rows] = op(table[start[rows]], table[end[rows] - (1 << lvl)])
+    return out
+
+
+def _distinct_counts(arr: pa.Array, valid: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Distinct non-null values in each window; two pointers (both bounds only move forward)."""
+    vals, _ = pd.factorize(pd.Series(arr.to_pandas()), use_na_sentinel=True)
+    counts: dict[int, int] = {}
+    out = np.zeros(len(vals), dtype=np.int64)
+    lo = hi = 0
+    for i in range(len(vals)):
+        s, e = int(start[i]), int(end[i])
+        while hi < e:
+            if valid[hi]:
+                counts[vals[hi]] = counts.get(vals[hi], 0) + 1
+            hi += 1
+        while lo < s:
+            if valid[lo]:
+                c = counts[vals[lo]] - 1
+                if c:
+                    counts[vals[lo]] = c
+                else:
+                    del counts[vals[lo]]
+            lo += 1
+        out[i] = len(counts)
+    return out

@@ -1,0 +1,279 @@
+"""The offline store: each view's rows as date-partitioned Parquet, versioned by manifests committed last.
+
+Layout under the store root (a local path or a pyarrow/fsspec URI)::
+
+    <view>/data/<write id>/date=YYYY-MM-DD/*.parquet    files of one write (invisible until committed)
+    <view>/_versions/00000001.json                      manifest: the complete file list of a version
+
+A write puts its files in a fresh directory, then publishes a manifest naming every file of the new
+version. Readers only read files a manifest names, so a crash before the manifest leaves the previous
+version whole, and a half-written manifest is never read (it is written under a temp name and renamed,
+or PUT in one piece on object stores).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from raymlops.errors import DataError
+from raymlops.features.kernels import utc_ns
+
+DATE = "date"
+VERSIONS = "_versions"
+
+
+def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path for a local path or a URI (pyarrow first, fsspec for the rest)."""
+    if "://" not in root:
+        return pafs.LocalFileSystem(), os.path.abspath(root)
+    try:
+        return pafs.FileSystem.from_uri(root)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(root)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def iso(ns: int | None) -> str | None:
+    return None if ns is None else np.datetime64(int(ns), "ns").astype("datetime64[us]").item().isoformat() + "Z"
+
+
+@dataclass
+class Version:
+    """One committed version of a view."""
+
+    number: int
+    manifest: dict
+
+    @property
+    def files(self) -> list[dict]:
+        return self.manifest["files"]
+
+    @property
+    def rows(self) -> int:
+        return sum(f["rows"] for f in self.files)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.manifest["schema"])))
+
+
+class OfflineStore:
+    """Versioned, date-partitioned Parquet per feature view."""
+
+    def __init__(self, root: str):
+        self.uri = root
+        self.fs, self.root = filesystem(root)
+
+    def _dir(self, view: str, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), view, *parts])
+
+    # ------------------------------------------------------------------ reading
+
+    def versions(self, view: str) -> list[Version]:
+        """Every committed version of a view, oldest first."""
+        sel = pafs.FileSelector(self._dir(view, VERSIONS), allow_not_found=True)
+        out = []
+        for info in self.fs.get_file_info(sel):
+            name = info.base_name
+            if info.type == pafs.FileType.File and name.endswith(".json") and name[:-5].isdigit():
+                with self.fs.open_input_stream(info.path) as f:
+                    out.append(Version(int(name[:-5]), json.loads(f.read())))
+        return sorted(out, key=lambda v: v.number)
+
+    def latest(self, view: str, version: int | None = None) -> Version | None:
+        found = self.versions(view)
+        if version is not None:
+            found = [v for v in found if v.number == version]
+            if not found:
+                raise DataError(f"feature view {view!r} has no version {version}")
+        return found[-1] if found else None
+
+    def paths(self, view: str, version: Version) -> list[str]:
+        return [self._dir(view, f["path"]) for f in version.files]
+
+    def read_table(self, view: str, columns: list[str] | None = None, version: int | None = None) -> pa.Table:
+        """A whole version as one Arrow table (small views and tests; the joins use `read_dataset`)."""
+        v = self._require(view, version)
+        tables = [pq.read_table(p, columns=columns, filesystem=self.fs, partitioning=None)
+                  for p in self.paths(view, v)]
+        schema = v.schema if columns is None else pa.schema([v.schema.field(c) for c in columns])
+        return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables]) if tables \
+            else schema.empty_table()
+
+    def read_dataset(self, view: str, columns: list[str] | None = None, version: int | None = None):
+        """A version as a lazy Ray Dataset (read in parallel by Ray Data, never through the driver)."""
+        import ray.data
+
+        v = self._require(view, version)
+        paths = self.paths(view, v)
+        if not paths:
+            schema = v.schema if columns is None else pa.schema([v.schema.field(c) for c in columns])
+            return ray.data.from_arrow(schema.empty_table())
+        ctx = ray.data.DataContext.get_current()
+        saved = ctx.use_datasource_v2
+        ctx.use_datasource_v2 = False  # Ray 2.60's V2 lists explicit file paths ~10x slower (53 s for 364 files)
+        try:
+            return ray.data.read_parquet(paths, columns=columns, filesystem=self.fs, partitioning=None)
+        finally:
+            ctx.use_datasource_v2 = saved
+
+    def _require(self, view: str, version: int | None) -> Version:
+        v = self.latest(view, version)
+        if v is None:
+            raise DataError(f"feature view {view!r} has no data in the offline store {self.uri!r}; "
+                            "run `raymlops features build CONFIG` first")
+        return v
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, view: str, data, timestamp: str, mode: str = "overwrite", start: int | None = None,
+              end: int | None = None, info: dict | None = None) -> Version:
+        """Writes ``data`` (a Ray Dataset or an Arrow table) as a new version and returns it.
+
+        Args:
+            mode: 'overwrite' (the new rows are the whole view), 'append' (added to the previous version),
+                or 'backfill' (replace the previous rows with ``start <= ts < end`` by the new ones).
+            start, end: the backfilled range (UTC ns; None = unbounded); rows of ``data`` must lie in it.
+        """
+        if mode not in ("overwrite", "append", "backfill"):
+            raise ValueError(f"unknown write mode {mode!r}")
+        write_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        out_dir = self._dir(view, "data", write_id)
+        try:
+            self._write_files(data, out_dir, timestamp)
+            new = self._describe(out_dir, timestamp, view)
+            prev = self.latest(view)
+            files = new
+            if prev is not None and mode != "overwrite":
+                keep, carried = (list(prev.files), []) if mode == "append" else \
+                    self._carry(view, prev, out_dir, timestamp, start, end)
+                files = keep + carried + new
+            schema = self._schema(view, files, data)
+            manifest = {
+                "version": (prev.number if prev else 0) + 1, "view": view, "mode": mode, "write_id": write_id,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "range": [iso(start), iso(end)] if mode == "backfill" else None,
+                "written_rows": sum(f["rows"] for f in new), "files": files,
+                "min_ts": min((f["min_ts"] for f in files if f["rows"]), default=None),
+                "max_ts": max((f["max_ts"] for f in files if f["rows"]), default=None),
+                "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(), **(info or {}),
+            }
+            return self._commit(view, manifest)
+        except BaseException:
+            self.fs.delete_dir_contents(out_dir, missing_dir_ok=True)
+            try:
+                self.fs.delete_dir(out_dir)
+            except (FileNotFoundError, OSError):
+                pass
+            raise
+
+    def _write_files(self, data, out_dir: str, timestamp: str) -> None:
+        self.fs.create_dir(out_dir, recursive=True)
+        if isinstance(data, pa.Table):
+            table = with_date(data, timestamp)
+            if table.num_rows:
+                pq.write_to_dataset(table, out_dir, partition_cols=[DATE], filesystem=self.fs,
+                                    basename_template="part-{i}.parquet")
+        else:
+            data.map_batches(with_date, fn_kwargs={"timestamp": timestamp}, batch_format="pyarrow") \
+                .write_parquet(out_dir, partition_cols=[DATE], filesystem=self.fs)
+
+    def _describe(self, out_dir: str, timestamp: str, view: str) -> list[dict]:
+        """Row counts and time range of every file a write produced (paths relative to the view)."""
+        files = []
+        prefix = self._dir(view) + "/"
+        for info in self.fs.get_file_info(pafs.FileSelector(out_dir, recursive=True)):
+            if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
+                continue
+            ts = utc_ns(pq.read_table(info.path, columns=[timestamp], filesystem=self.fs,
+                                      partitioning=None).column(timestamp))
+            files.append({"path": info.path.removeprefix(prefix), "rows": int(len(ts)),
+                          "min_ts": int(ts.min()) if len(ts) else None, "max_ts": int(ts.max()) if len(ts) else None})
+        return sorted(files, key=lambda f: f["path"])
+
+    def _carry(self, view: str, prev: Version, out_dir: str, timestamp: str, start: int | None,
+               end: int | None) -> tuple[list[dict], list[dict]]:
+        """Previous files to keep, plus rewritten parts of files that straddle a backfilled range."""
+        lo = np.iinfo(np.int64).min if start is None else start
+        hi = np.iinfo(np.int64).max if end is None else end
+        keep, carry = [], []
+        for f in prev.files:
+            if not f["rows"] or f["max_ts"] < lo or f["min_ts"] >= hi:
+                keep.append(f)
+            elif not (lo <= f["min_ts"] and f["max_ts"] < hi):
+                table = pq.read_table(self._dir(view, f["path"]), filesystem=self.fs, partitioning=None)
+                ts = utc_ns(table.column(timestamp))
+                outside = table.filter(pa.array((ts < lo) | (ts >= hi)))
+                carry.append(outside)
+        if carry:
+            carry_dir = out_dir + "/carried"
+            self._write_files(pa.concat_tables(carry, promote_options="default"), carry_dir, timestamp)
+            return keep, self._describe(carry_dir, timestamp, view)
+        return keep, []
+
+    def _schema(self, view: str, files: list[dict], data) -> pa.Schema:
+        if files:
+            schema = pq.read_schema(self._dir(view, files[-1]["path"]), filesystem=self.fs)
+        elif isinstance(data, pa.Table):
+            schema = data.schema
+        else:
+            schema = data.schema().base_schema
+        return pa.schema([f for f in schema if f.name != DATE]).remove_metadata()
+
+    def _commit(self, view: str, manifest: dict) -> Version:
+        """Publishes a manifest under the next version number; fails if another writer took it."""
+        vdir = self._dir(view, VERSIONS)
+        self.fs.create_dir(vdir, recursive=True)
+        final = f"{vdir}/{manifest['version']:08d}.json"
+        body = json.dumps(manifest, indent=1).encode()
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            tmp = f"{vdir}/.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, final)  # atomic and exclusive: a concurrent writer's version is never replaced
+            except FileExistsError:
+                raise DataError(f"feature view {view!r}: version {manifest['version']} was committed by "
+                                "another writer meanwhile; re-run the build") from None
+            finally:
+                os.unlink(tmp)
+        else:
+            if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
+                raise DataError(f"feature view {view!r}: version {manifest['version']} already exists")
+            with self.fs.open_output_stream(final) as f:
+                f.write(body)
+        return Version(manifest["version"], manifest)
+
+
+def with_date(table: pa.Table, timestamp: str) -> pa.Table:
+    """Adds the UTC date partition column."""
+    days = (utc_ns(table.column(timestamp)) // (86_400 * 10**9)).astype("datetime64[D]")
+    return table.append_column(DATE, pa.array(np.datetime_as_string(days, unit="D")))
+
+
+def time_filter(table: pa.Table, timestamp: str, start: int | None, end: int | None) -> pa.Table:
+    """Rows with ``start <= ts < end`` (either bound may be None)."""
+    if start is None and end is None:
+        return table
+    ts = utc_ns(table.column(timestamp))
+    keep = np.ones(len(ts), dtype=bool)
+    if start is not None:
+        keep &= ts >= start
+    if end is not None:
+        keep &= ts < end
+    return table.filter(pa.array(keep))
+

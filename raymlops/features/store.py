@@ -1,0 +1,265 @@
+"""FeatureStore: the SDK facade over feature pipelines, the offline and online stores (thin; it delegates)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pandas as pd
+
+from raymlops.config.models import FeatureViewConfig, PipelineConfig, feature_ref_issue
+from raymlops.errors import DataError, RaymlopsError
+
+PRESENT, NOT_FOUND, OUTSIDE_TTL = "PRESENT", "NOT_FOUND", "OUTSIDE_TTL"
+
+
+@dataclass
+class OnlineFeatures:
+    """Values per feature (one per entity row, in order) and a status per value."""
+
+    values: dict[str, list[Any]] = field(default_factory=dict)
+    statuses: dict[str, list[str]] = field(default_factory=dict)
+    event_timestamps: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return dict(self.values)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return pd.DataFrame(self.values)
+
+
+def parse_time(value, what: str = "time") -> int | None:
+    """A datetime, ISO string or pandas Timestamp (naive = UTC) as UTC ns."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"cannot read {what} {value!r}: {e}") from None
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).value
+
+
+class FeatureStore:
+    """Feature views declared in a pipeline YAML: build, retrieve point-in-time, materialize, serve online.
+
+    Example:
+        >>> fs = FeatureStore.from_yaml("configs/features.yaml")
+        >>> fs.build()
+        >>> train = fs.get_historical_features(labels, features=["txn_stats:amount_sum_7d"])
+        >>> fs.materialize(end="2024-07-01")
+        >>> fs.get_online_features(["txn_stats:amount_sum_7d"], [{"customer_id": 1}]).to_dict()
+    """
+
+    def __init__(self, config: PipelineConfig):
+        if config.features is None:
+            raise RaymlopsError("this config has no 'features' section")
+        from raymlops.features.offline import OfflineStore
+
+        self.config = config
+        self.features = config.features
+        root = self.features.offline_store.path or os.path.join(config.storage, "features", "offline")
+        self.offline = OfflineStore(root)
+        self._online = None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> "FeatureStore":
+        from raymlops.config import load_config
+
+        return cls(load_config(path, overrides))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def connect(self, address: str | None = None) -> bool:
+        from raymlops.data.ray_env import ensure_ray
+
+        return ensure_ray(self.config.ray, address)
+
+    @property
+    def online(self):
+        if self._online is None:
+            from raymlops.features.online import open_online_store
+
+            self._online = open_online_store(self.features.online_store, self.config.storage, self.config.name)
+        return self._online
+
+    def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+
+    def view(self, name: str) -> FeatureViewConfig:
+        names = [v.name for v in self.features.views]
+        if name not in names:
+            raise DataError(f"unknown feature view {name!r}; defined: {names}")
+        return self.features.view(name)
+
+    def join_keys(self, view: FeatureViewConfig) -> list[str]:
+        return list(self.features.entity(view.entity).join_keys)
+
+    def _views(self, names: Sequence[str] | None) -> list[FeatureViewConfig]:
+        return [self.view(n) for n in names] if names else list(self.features.views)
+
+    def resolve(self, refs: Sequence[str], full_feature_names: bool = False) -> list[tuple[FeatureViewConfig, dict]]:
+        """'view:feature' / 'view:*' references -> [(view, {stored name: output name})], views in first-use order."""
+        if isinstance(refs, str) or not refs:
+            raise DataError("features must be a non-empty list of 'view:feature' references")
+        out: dict[str, dict[str, str]] = {}
+        for ref in refs:
+            why = feature_ref_issue(ref, self.features)
+            if why:
+                raise DataError(why)
+            view, _, name = ref.partition(":")
+            names = self.features.view(view).feature_names if name == "*" else [name]
+            for n in names:
+                out.setdefault(view, {})[n] = f"{view}__{n}" if full_feature_names else n
+        outputs = [o for m in out.values() for o in m.values()]
+        dupes = sorted({o for o in outputs if outputs.count(o) > 1})
+        if dupes:
+            raise DataError(f"features {dupes} come from more than one view; pass full_feature_names=True")
+        return [(self.features.view(v), m) for v, m in out.items()]
+
+    # -------------------------------------------------------------- offline side
+
+    def build(self, views: Sequence[str] | None = None, start=None, end=None, append: bool = False) -> dict:
+        """Runs the feature pipelines (all views by default); returns {view: committed version manifest}.
+
+        No range rebuilds the whole view; ``start``/``end`` backfill that range; ``append`` adds the rows
+        after the latest stored time.
+        """
+        from raymlops.data.sources import read_source
+        from raymlops.features.build import build_view
+
+        self.connect()
+        lo, hi = parse_time(start, "start"), parse_time(end, "end")
+        mode = "append" if append else ("backfill" if lo is not None or hi is not None else "overwrite")
+        out = {}
+        for v in self._views(views):
+            src = self.config.sources[v.source]
+            info = {"source": {"name": v.source, "format": src.format, "path": src.path}}
+            out[v.name] = build_view(read_source(src), v, self.join_keys(v), self.offline, mode, lo, hi, info).manifest
+        return out
+
+    def get_historical_features(self, entity_df, features: Sequence[str], event_timestamp: str = "event_timestamp",
+                                full_feature_names: bool = False, keep_order: bool = True):
+        """Each entity row with every requested feature's value as of the row's time (point-in-time correct).
+
+        Args:
+            entity_df: pandas DataFrame or Ray Dataset with the join keys and ``event_timestamp``.
+            features: 'view:feature' or 'view:*' references.
+            keep_order: return rows in input order (a Ray Dataset result is sorted; pandas always is).
+
+        Returns:
+            pandas for a pandas input, a Ray Dataset for a Ray Dataset input; one row per input row,
+            duplicates kept, missing values null, timestamps UTC-aware.
+        """
+        from raymlops.features.pit import ROW, ViewJoin, join_view, with_row_ids
+
+        self.connect()
+        plan = self.resolve(features, full_feature_names)
+        keys = list(dict.fromkeys(k for v, _ in plan for k in self.join_keys(v)))
+        ds = with_row_ids(entity_df, event_timestamp, keys)
+        for view, names in plan:
+            columns = list(dict.fromkeys([*self.join_keys(view), view.timestamp,
+                                          *([view.created_timestamp] if view.created_timestamp else []), *names]))
+            feats = self.offline.read_dataset(view.name, columns=columns)
+            join = ViewJoin(view.name, self.join_keys(view), view.timestamp, view.created_timestamp,
+                            view.ttl_seconds * 10**9 if view.ttl_seconds else None, names)
+            ds = join_view(ds, feats, join, event_timestamp)
+        if isinstance(entity_df, pd.DataFrame):
+            import pyarrow as pa
+            import ray
+
+            out = pa.concat_tables(ray.get(ds.to_arrow_refs()), promote_options="default").to_pandas()
+            return out.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
+        if keep_order:
+            ds = ds.sort(ROW)
+        return ds.drop_columns([ROW])
+
+    # --------------------------------------------------------------- online side
+
+    def materialize(self, start=None, end=None, incremental: bool = False, views: Sequence[str] | None = None) -> dict:
+        """Loads each entity's latest value with ``start <= ts < end`` (end default: now) into the online store."""
+        from raymlops.features.materialize import materialize_view
+
+        self.connect()
+        hi = parse_time(end, "end") if end is not None else time.time_ns()
+        lo = parse_time(start, "start")
+        return {v.name: materialize_view(self.offline, self.online, v, self.join_keys(v), lo, hi, incremental)
+                for v in self._views(views)}
+
+    def get_online_features(self, features: Sequence[str], entity_rows: Sequence[dict],
+                            full_feature_names: bool = False) -> OnlineFeatures:
+        """Latest values per entity row from the online store, with a status per value
+        (PRESENT, NOT_FOUND, or OUTSIDE_TTL when the value is older than the view's ttl)."""
+        from raymlops.features.offline import iso
+
+        plan = self.resolve(features, full_feature_names)
+        now = time.time_ns()
+        out = OnlineFeatures()
+        for view, names in plan:
+            keys = self.join_keys(view)
+            tuples = []
+            for i, row in enumerate(entity_rows):
+                missing = [k for k in keys if k not in row]
+                if missing:
+                    raise DataError(f"entity_rows[{i}] lacks join key(s) {missing} of view {view.name!r}")
+                tuples.append(tuple(row[k] for k in keys))
+            records = self.online.read(view.name, tuples)
+            ttl = view.ttl_seconds * 10**9 if view.ttl_seconds else None
+            stamps = [iso(r.event_ts) if r else None for r in records]
+            for stored, name in names.items():
+                vals, stats = [], []
+                for r in records:
+                    if r is None:
+                        vals.append(None), stats.append(NOT_FOUND)
+                    elif ttl is not None and now - r.event_ts > ttl:
+                        vals.append(None), stats.append(OUTSIDE_TTL)
+                    else:
+                        vals.append(r.values.get(stored)), stats.append(PRESENT)
+                out.values[name], out.statuses[name], out.event_timestamps[name] = vals, stats, stamps
+        return out
+
+    # ------------------------------------------------------------ discoverability
+
+    def list_views(self) -> list[dict]:
+        return [self._summary(v) for v in self.features.views]
+
+    def describe(self, name: str) -> dict:
+        import json
+
+        from raymlops.features.materialize import meta_key
+        from raymlops.features.offline import iso
+
+        v = self.view(name)
+        versions = self.offline.versions(name)
+        latest = versions[-1] if versions else None
+        schema = {f.name: str(f.type) for f in latest.schema} if latest else None
+        try:
+            mat = json.loads(self.online.get_meta(meta_key(name)) or "null")
+        except RaymlopsError as e:
+            mat = {"error": str(e)}
+        fresh = None
+        if latest and latest.manifest.get("max_ts") is not None:
+            fresh = round((time.time_ns() - latest.manifest["max_ts"]) / 1e9)
+        return {
+            **self._summary(v), "schema": schema, "source": v.source, "timestamp": v.timestamp,
+            "created_timestamp": v.created_timestamp,
+            "aggregations": [a.model_dump() | {"feature": a.feature_name} for a in v.aggregations],
+            "transform": v.transform,
+            "offline_versions": [{"version": x.number, "mode": x.manifest["mode"], "rows": x.rows,
+                                  "written_rows": x.manifest["written_rows"], "created_at": x.manifest["created_at"],
+                                  "range": x.manifest.get("range"), "min_ts": iso(x.manifest.get("min_ts")),
+                                  "max_ts": iso(x.manifest.get("max_ts"))} for x in versions],
+            "last_materialization": (mat or {}).get("runs", [None])[-1] if isinstance(mat, dict) and "runs" in mat
+            else mat,
+            "online_watermark": iso(mat.get("watermark")) if isinstance(mat, dict) and mat.get("watermark") else None,
+            "freshness_seconds": fresh,
+        }
+
+    def _summary(self, v: FeatureViewConfig) -> dict:
+        latest = self.offline.latest(v.name)
+        return {"name": v.name, "entity": v.entity, "join_keys": self.join_keys(v), "features": v.feature_names,
+                "ttl": v.ttl, "description": v.description, "owner": v.owner, "tags": v.tags,
+                "offline_version": latest.number if latest else None, "offline_rows": latest.rows if latest else 0}
