@@ -3,8 +3,9 @@
 from raymlops.artifacts import Predictor, load_model
 from raymlops.config import PipelineConfig, load_config
 from raymlops.errors import ConfigError, RaymlopsError
+from raymlops.features import FeatureStore
 from raymlops.pipeline import Pipeline, RunResult
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "Pipeline", "PipelineConfig", "Predictor", "RaymlopsError", "RunResult", "load_config",
+__all__ = ["ConfigError", "FeatureStore", "Pipeline", "PipelineConfig", "Predictor", "RaymlopsError", "RunResult", "load_config",
            "load_model"]

@@ -47,10 +47,37 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--actors", type=int, default=1, help="scoring actors")
     pr.add_argument("--address")
 
+    f = sub.add_parser("features", help="feature views: build, materialize, list, describe, serve")
+    fsub = f.add_subparsers(dest="fcmd", required=True)
+    fb = fsub.add_parser("build", help="run the feature pipelines into the offline store (a new version each)")
+    with_config(fb)
+    fb.add_argument("--view", action="append", help="only this view (repeatable)")
+    fb.add_argument("--start", help="backfill rows from this time (ISO 8601; naive = UTC)")
+    fb.add_argument("--end", help="backfill rows before this time")
+    fb.add_argument("--append", action="store_true", help="add the rows after the latest stored time")
+    fb.add_argument("--address")
+    fm = fsub.add_parser("materialize", help="load each entity's latest values into the online store")
+    with_config(fm)
+    fm.add_argument("--view", action="append")
+    fm.add_argument("--start", help="window start (default: unbounded)")
+    fm.add_argument("--end", help="window end, exclusive (default: now)")
+    fm.add_argument("--incremental", action="store_true", help="start from the last materialization's end")
+    fm.add_argument("--address")
+    fl = fsub.add_parser("list", help="the declared views with their offline versions")
+    with_config(fl)
+    fd = fsub.add_parser("describe", help="one view: schema, entity, ttl, source, versions, freshness")
+    with_config(fd)
+    fd.add_argument("view")
+    fs_ = fsub.add_parser("serve", help="deploy the feature server (POST <prefix>/online)")
+    with_config(fs_)
+    fs_.add_argument("--address")
+    fs_.add_argument("--exit", action="store_true", help="exit after deploying")
+
     d = sub.add_parser("demo-data", help="write the quickstart's churn dataset")
     d.add_argument("out_dir")
     d.add_argument("--rows", type=int, default=20_000)
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--anchor", help="end of the transactions' time span (default: today, UTC)")
     return p
 
 
@@ -106,6 +133,41 @@ def _run(args) -> int:
     return 0
 
 
+def _features(args) -> int:
+    from raymlops import FeatureStore
+
+    store = FeatureStore.from_yaml(args.config, args.overrides)
+    if args.fcmd == "list":
+        for v in store.list_views():
+            print(f"{v['name']:<20} entity={v['entity']} keys={','.join(v['join_keys'])} ttl={v['ttl'] or '-'} "
+                  f"features={len(v['features'])} offline_version={v['offline_version'] or '-'} "
+                  f"rows={v['offline_rows']}")
+        return 0
+    if args.fcmd == "describe":
+        print(json.dumps(store.describe(args.view), indent=2, default=str))
+        return 0
+    local = store.connect(args.address)
+    if args.fcmd == "build":
+        out = store.build(args.view, start=args.start, end=args.end, append=args.append)
+        for view, m in out.items():
+            print(f"{view}: version {m['version']} ({m['mode']}), {m['written_rows']} rows written, "
+                  f"{sum(f['rows'] for f in m['files'])} rows in the view")
+        return 0
+    if args.fcmd == "materialize":
+        out = store.materialize(start=args.start, end=args.end, incremental=args.incremental, views=args.view)
+        for view, run in out.items():
+            print(f"{view}: {run['entities']} entities written for [{run['start'] or '-inf'}, {run['end']}) "
+                  f"from offline version {run['offline_version']}")
+        return 0
+    from raymlops.features.server import deploy_feature_server
+
+    url = deploy_feature_server(store.portable_config(), store.features.server, f"{store.config.name}-features")
+    print(f"{url}/online")
+    if local and not args.exit:
+        _serve_forever(None)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -123,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "demo-data":
             from raymlops.data.demo import write_demo_data
 
-            for name, path in write_demo_data(args.out_dir, args.rows, args.seed).items():
+            for name, path in write_demo_data(args.out_dir, args.rows, args.seed, args.anchor).items():
                 print(f"{name}: {path}")
             return 0
+        if args.cmd == "features":
+            return _features(args)
         if args.cmd == "predict":
             from raymlops import load_config
             from raymlops.pipeline import Pipeline

@@ -90,3 +90,8 @@ def latest_run(storage: str, pipeline: str) -> Path:
     if not runs:
         raise RunNotFoundError(f"no runs of pipeline {pipeline!r} under {root}")
     return runs[-1]
+
+
+def read_meta(run_dir: str | os.PathLike) -> dict:
+    """A run's meta.json."""
+    return json.loads((Path(run_dir) / META).read_text())

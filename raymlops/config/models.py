@@ -141,8 +141,25 @@ class FeatureViewConfig(Strict):
         return duration_seconds(self.ttl) if self.ttl else None
 
 
+class FeatureServerConfig(Strict):
+    route_prefix: str = Field("/features", description="POST {route_prefix}/online serves online features.")
+    host: str = Field("127.0.0.1", description="Bind address of Serve's HTTP proxy (shared by every app).")
+    port: int = Field(8000, ge=1, le=65535)
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0.25, ge=0)
+    max_ongoing_requests: int = Field(64, ge=1)
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v.startswith("/") or (len(v) > 1 and v.endswith("/")):
+            raise ValueError(f'got "{v}"; route_prefix must start with "/" and not end with "/"')
+        return v
+
+
 class FeaturesConfig(Strict):
     online_store: OnlineStoreConfig = Field(default_factory=SqliteOnlineStoreConfig)
+    server: FeatureServerConfig = Field(default_factory=FeatureServerConfig)
     offline_store: OfflineStoreConfig = Field(default_factory=OfflineStoreConfig)
     entities: list[EntityConfig] = Field(min_length=1)
     views: list[FeatureViewConfig] = Field(min_length=1)

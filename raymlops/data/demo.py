@@ -4,7 +4,8 @@ Files written:
     train.parquet    six months of customer snapshots (Jan-Jun 2024), the training source
     holdout.parquet  July 2024 from the same distribution (no drift)
     shifted.parquet  September 2024 after a price rise and a marketing push: drifted inputs
-    transactions.parquet  card transactions of customers 1..N/10 (Jan-Jun 2024), with late-ingested rows
+    transactions.parquet  card transactions of customers 1..N/10 over the 182 days before ``anchor``
+                     (default: today, UTC), so the online store has fresh values; some rows are ingested late
     labels.parquet   churn labels observed at points in time, driven by the recent transactions
 """
 
@@ -65,8 +66,13 @@ def _customers(rng: np.random.Generator, n: int, start: str, days: int, shifted:
     return df.sort_values("event_ts").reset_index(drop=True)
 
 
-def write_demo_data(out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 7) -> dict[str, Path]:
-    """Writes the demo files under ``out_dir``; returns their paths by name."""
+def write_demo_data(out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 7,
+                    anchor: str | None = None) -> dict[str, Path]:
+    """Writes the demo files under ``out_dir``; returns their paths by name.
+
+    The transactions end at ``anchor`` (default: today's UTC midnight); only their absolute times move with
+    it, so every relative quantity (and any model trained on them) is the same whatever the day.
+    """
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,8 @@ def write_demo_data(out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 
         "holdout": _customers(rng, max(rows // 10, 1000), "2024-07-01", 31, False, 10_000_000),
         "shifted": _customers(rng, max(rows // 10, 1000), "2024-09-01", 30, True, 20_000_000),
     }
-    parts.update(_transactions(rng, max(rows // 10, 200)))
+    end = pd.Timestamp(anchor) if anchor else pd.Timestamp.now("UTC").tz_localize(None).normalize()
+    parts.update(_transactions(rng, max(rows // 10, 200), end))
     paths = {}
     for name, df in parts.items():
         path = out / f"{name}.parquet"
@@ -90,12 +97,12 @@ SEGMENTS = ["consumer", "small-business", "student"]
 CATEGORIES = ["grocery", "travel", "electronics", "dining", "utilities", "fuel"]
 
 
-def _transactions(rng: np.random.Generator, customers: int) -> dict[str, pd.DataFrame]:
+def _transactions(rng: np.random.Generator, customers: int, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """Transactions plus point-in-time labels whose churn depends on the spending just before them."""
     ids = np.arange(1, customers + 1)
     activity = rng.gamma(2.0, 1.5, customers)  # transactions per week
     segment = rng.choice(SEGMENTS, customers, p=[0.6, 0.25, 0.15])
-    start = pd.Timestamp("2024-01-01")
+    start = end - pd.Timedelta(days=182)
     n_tx = rng.poisson(activity * 26).clip(1)
     cust = np.repeat(ids, n_tx)
     days = rng.uniform(0, 182, len(cust))

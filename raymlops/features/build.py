@@ -14,6 +14,7 @@ from raymlops.errors import DataError
 from raymlops.features.kernels import NAT, aggregate, key_codes, sort_order, utc_ns, window_bounds
 from raymlops.features.offline import OfflineStore, Version, time_filter
 from raymlops.features.partition import PART, cluster_cpus, normalize_keys, partition_count, with_partition
+from raymlops.features.shuffle import Side, shuffle_apply
 
 UTC_NS = pa.timestamp("ns", tz="UTC")
 SEC = 10**9
@@ -106,8 +107,8 @@ def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: Offli
     kwargs = {"view": view, "join_keys": keys, "start": start}
     if view.aggregations:
         parts = partition_count(source_ds.count(), cluster_cpus())
-        ds = ds.map_batches(with_partition, fn_kwargs={"keys": keys, "partitions": parts}, batch_format="pyarrow")
-        ds = ds.groupby(PART, num_partitions=parts).map_groups(compute_view, fn_kwargs=kwargs, batch_format="pyarrow")
+        side = Side(ds, with_partition, {"keys": keys, "partitions": parts})
+        ds = shuffle_apply([side], compute_view, parts, kwargs)
     else:
         ds = ds.map_batches(compute_view, fn_kwargs=kwargs, batch_format="pyarrow")
     return store.write(view.name, ds, view.timestamp, mode=mode, start=start, end=end, info=info)

@@ -12,7 +12,8 @@ from raymlops.config.models import FeatureViewConfig
 from raymlops.features.kernels import key_codes, sort_order, utc_ns
 from raymlops.features.offline import OfflineStore, iso, time_filter
 from raymlops.features.online import OnlineRecord, OnlineStore
-from raymlops.features.partition import PART, cluster_cpus, partition_count, with_partition
+from raymlops.features.partition import cluster_cpus, partition_count, with_partition
+from raymlops.features.shuffle import Side, shuffle_apply
 
 WRITE_BATCH = 10_000
 
@@ -31,7 +32,7 @@ def _latest_per_key(table: pa.Table, view: FeatureViewConfig, join_keys: list[st
     order = order[code[order] >= 0]
     sc = code[order]
     last = order[np.flatnonzero(np.append(sc[1:] != sc[:-1], True))] if len(order) else order
-    return table.drop_columns([PART]).take(pa.array(last, type=pa.int64()))
+    return table.take(pa.array(last, type=pa.int64()))
 
 
 def _window(table: pa.Table, timestamp: str, start: int | None, end: int | None) -> pa.Table:
@@ -58,9 +59,8 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
         parts = partition_count(version.rows, cluster_cpus())
         ds = ds.map_batches(_window, fn_kwargs={"timestamp": view.timestamp, "start": start, "end": end},
                             batch_format="pyarrow")
-        ds = ds.map_batches(with_partition, fn_kwargs={"keys": keys, "partitions": parts}, batch_format="pyarrow")
-        ds = ds.groupby(PART, num_partitions=parts).map_groups(
-            _latest_per_key, fn_kwargs={"view": view, "join_keys": keys}, batch_format="pyarrow")
+        ds = shuffle_apply([Side(ds, with_partition, {"keys": keys, "partitions": parts})], _latest_per_key, parts,
+                           {"view": view, "join_keys": keys})
         for batch in ds.iter_batches(batch_size=WRITE_BATCH, batch_format="pyarrow"):
             written += online.write(view.name, _records(batch, view, keys))
     run = {"start": iso(start), "end": iso(end), "offline_version": version.number if version else None,

@@ -16,9 +16,9 @@ import pyarrow as pa
 from raymlops.errors import DataError
 from raymlops.features.kernels import asof_indices, key_codes, take_or_null, utc_ns
 from raymlops.features.partition import PART, check_key_types, cluster_cpus, partition_count, with_partition
+from raymlops.features.shuffle import Side, shuffle_apply
 
 ROW = "__raymlops_row"
-SIDE = "__raymlops_side"
 ET = "__raymlops_et"
 UTC_NS = pa.timestamp("ns", tz="UTC")
 
@@ -40,7 +40,7 @@ def _entity_side(table: pa.Table, keys: list[str], event_timestamp: str, partiti
     ts = utc_ns(table.column(event_timestamp))
     i = table.schema.get_field_index(event_timestamp)
     table = table.set_column(i, event_timestamp, pa.array(ts, type=UTC_NS, mask=ts == np.iinfo(np.int64).min))
-    return table.append_column(ET, pa.array(ts)).append_column(SIDE, pa.array(np.zeros(len(table), np.int8)))
+    return table.append_column(ET, pa.array(ts))
 
 
 def _feature_side(table: pa.Table, join: ViewJoin, partitions: int) -> pa.Table:
@@ -51,15 +51,11 @@ def _feature_side(table: pa.Table, join: ViewJoin, partitions: int) -> pa.Table:
     if join.created:
         cols["__f_created"] = pa.array(utc_ns(table.column(join.created)))
     cols[PART] = table.column(PART)
-    cols[SIDE] = pa.array(np.ones(len(table), np.int8))
     return pa.table(cols)
 
 
-def _asof_group(table: pa.Table, join: ViewJoin, entity_columns: list[str]) -> pa.Table:
+def _asof_group(ents: pa.Table, feats: pa.Table, join: ViewJoin, entity_columns: list[str]) -> pa.Table:
     """One partition: entity rows with the feature values as of their time."""
-    side = table.column(SIDE).to_numpy()
-    ents = table.filter(pa.array(side == 0))
-    feats = table.filter(pa.array(side == 1))
     ec, fc = key_codes([ents.column(k) for k in join.keys], [feats.column(k) for k in join.keys])
     created = feats.column("__f_created").to_numpy() if join.created else None
     idx = asof_indices(ec, ents.column(ET).to_numpy(), fc, feats.column("__f_ts").to_numpy(), created, join.ttl_ns)
@@ -82,12 +78,10 @@ def join_view(entities, features, join: ViewJoin, event_timestamp: str, partitio
     if partitions is None:
         partitions = partition_count(features.count() + entities.count(), cluster_cpus())
     entity_columns = list(ent_schema.names)
-    e = entities.map_batches(_entity_side, fn_kwargs={"keys": join.keys, "event_timestamp": event_timestamp,
-                                                      "partitions": partitions}, batch_format="pyarrow")
-    f = features.map_batches(_feature_side, fn_kwargs={"join": join, "partitions": partitions},
-                             batch_format="pyarrow")
-    return e.union(f).groupby(PART, num_partitions=partitions).map_groups(
-        _asof_group, fn_kwargs={"join": join, "entity_columns": entity_columns}, batch_format="pyarrow")
+    sides = [Side(entities, _entity_side, {"keys": join.keys, "event_timestamp": event_timestamp,
+                                           "partitions": partitions}),
+             Side(features, _feature_side, {"join": join, "partitions": partitions})]
+    return shuffle_apply(sides, _asof_group, partitions, {"join": join, "entity_columns": entity_columns})
 
 
 # ----------------------------------------------------------------- row identity

@@ -71,6 +71,18 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ plumbing
 
+    def portable_config(self) -> dict:
+        """The config as JSON with storage paths made absolute (for Serve replicas and Ray workers)."""
+        cfg = self.config.model_copy(deep=True)
+        if "://" not in cfg.storage:
+            cfg.storage = os.path.abspath(cfg.storage)
+        off = cfg.features.offline_store
+        off.path = self.offline.uri if "://" in self.offline.uri else os.path.abspath(self.offline.uri)
+        online = cfg.features.online_store
+        if online.type == "sqlite" and online.path and "://" not in online.path:
+            online.path = os.path.abspath(online.path)
+        return cfg.model_dump(mode="json")
+
     def connect(self, address: str | None = None) -> bool:
         from raymlops.data.ray_env import ensure_ray
 

@@ -56,6 +56,24 @@ class Pipeline:
 
         return ensure_ray(self.config.ray, address)
 
+    @property
+    def feature_store(self):
+        """The config's FeatureStore (needs a 'features' section)."""
+        from raymlops.features import FeatureStore
+
+        if getattr(self, "_feature_store", None) is None:
+            self._feature_store = FeatureStore(self.config)
+        return self._feature_store
+
+    def build_features(self) -> dict:
+        """Runs every feature pipeline into the offline store; returns {view: manifest}."""
+        self.connect()
+        self.say(f"building {len(self.config.features.views)} feature view(s) into {self.feature_store.offline.uri}")
+        out = self.feature_store.build()
+        for view, m in out.items():
+            self.say(f"  {view}: version {m['version']}, {sum(f['rows'] for f in m['files'])} rows")
+        return out
+
     def train(self, progress: bool = True) -> RunResult:
         """Runs the training step and publishes the run directory."""
         from raymlops.pipeline.train import train
@@ -85,6 +103,16 @@ class Pipeline:
             raise RaymlopsError("this config has no 'serving' section")
         self.connect()
         run_dir = layout.find_run(run, cfg.storage) if run else layout.latest_run(cfg.storage, cfg.name)
+        features = None
+        if cfg.serving.features:
+            refs = layout.read_meta(run_dir).get("dataset", {}).get("features")
+            if not refs:
+                raise RaymlopsError(f"serving.features is set but run {run_dir.name} was not trained from a "
+                                    "feature set (training.dataset)")
+            self.say("materializing the latest feature values into the online store")
+            for view, m in self.feature_store.materialize().items():
+                self.say(f"  {view}: {m['entities']} entities")
+            features = {"config": self.feature_store.portable_config(), "refs": refs}
         drift = None
         if cfg.monitoring and cfg.monitoring.drift and (run_dir / layout.DRIFT_DIR).is_dir():
             d = cfg.monitoring.drift
@@ -92,12 +120,15 @@ class Pipeline:
                           cfg.ray.namespace)
             drift = actor_name(self.app_name)
         self.say(f"deploying run {run_dir.name} as Serve app {self.app_name!r}")
-        url = deploy(str(run_dir), cfg.serving, self.app_name, drift, cfg.ray.namespace)
+        url = deploy(str(run_dir), cfg.serving, self.app_name, drift, cfg.ray.namespace, features)
         self.say(f"serving at {url}/predict")
         return url
 
     def run(self, progress: bool = True) -> RunResult:
-        """Trains, then deploys when the config has a 'serving' section."""
+        """Builds the feature views the training set needs, trains, then deploys when the config has a
+        'serving' section."""
+        if self.config.training is not None and self.config.training.dataset is not None:
+            self.build_features()
         result = self.train(progress=progress)
         if self.config.serving is not None:
             result.endpoint = self.serve(result.run_dir)

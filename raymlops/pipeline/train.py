@@ -77,21 +77,41 @@ def _check_step_columns(steps: list, available: list[str]) -> None:
                             f"feature columns: {available}")
 
 
+def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
+    """The rows to train on (a source, or labels joined point-in-time with features), their timestamp
+    column, and a description of where they came from."""
+    t = cfg.training
+    if t.source is not None:
+        src = cfg.sources[t.source]
+        say(f"reading source {t.source!r} ({src.format}: {src.path})")
+        return read_source(src), src.timestamp, {"source": src.model_dump()}
+    from raymlops.features.store import FeatureStore
+
+    d = t.dataset
+    labels = cfg.sources[d.labels]
+    ts = d.event_timestamp or labels.timestamp
+    store = FeatureStore(cfg)
+    say(f"building the training set: {d.labels!r} joined point-in-time with {len(d.features)} feature reference(s)")
+    ds = store.get_historical_features(read_source(labels), d.features, event_timestamp=ts, keep_order=False)
+    versions = {v.name: store.offline.latest(v.name).number for v, _ in store.resolve(d.features)}
+    return ds.materialize(), ts, {"source": labels.model_dump(), "dataset": {
+        "labels": d.labels, "features": list(d.features), "event_timestamp": ts, "offline_versions": versions}}
+
+
 def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], None], progress: bool = True) -> dict:
     """Runs the training step into ``writer``'s directory; returns the metrics document."""
     t = cfg.training
-    src = cfg.sources[t.source]
     started = time.time()
 
-    say(f"reading source {t.source!r} ({src.format}: {src.path})")
-    ds = read_source(src)
+    ds, timestamp, origin = _training_table(cfg, say)
+    where = t.source or f"dataset (labels {t.dataset.labels!r})"
     names = ds.schema().names
     if t.label not in names:
-        raise DataError(f"label column {t.label!r} is not in source {t.source!r}; columns: {names}")
+        raise DataError(f"label column {t.label!r} is not in {where}; columns: {names}")
     unknown = [c for c in t.exclude if c not in names]
     if unknown:
-        raise DataError(f"training.exclude names columns not in the source: {unknown}")
-    excluded = {t.label, *t.exclude} | ({src.timestamp} if src.timestamp else set())
+        raise DataError(f"training.exclude names columns not in {where}: {unknown}")
+    excluded = {t.label, *t.exclude} | ({timestamp} if timestamp else set())
     _check_step_columns(t.preprocessing, [c for c in names if c not in excluded])
     inputs = input_columns(names, excluded, t.preprocessing)
     if not inputs:
@@ -106,9 +126,9 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     ds = ds.map_batches(_drop_null_labels, fn_kwargs={"label": t.label}, batch_format="pandas").materialize()
     kwargs = {"kind": t.split.type, "fraction": t.split.fraction}
     if t.split.type == "time":
-        ts = np.concatenate([b[src.timestamp] for b in ds.select_columns([src.timestamp]).iter_batches(
+        ts = np.concatenate([b[timestamp] for b in ds.select_columns([timestamp]).iter_batches(
             batch_format="numpy", batch_size=1_000_000)])
-        kwargs.update(timestamp=src.timestamp, cutoff=time_cutoff(ts, t.split.fraction))
+        kwargs.update(timestamp=timestamp, cutoff=time_cutoff(ts, t.split.fraction))
     else:
         kwargs["seed"] = t.split.seed
     train_raw = ds.map_batches(_split_part, fn_kwargs={"valid": False, **kwargs}, batch_format="pandas").materialize()
@@ -176,7 +196,7 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
         "run_id": writer.run_id, "pipeline": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "task": t.task, "label": t.label, "classes": classes, "model_type": t.model.type,
         "model_file": model_file, "feature_columns": features, "input_columns": inputs,
-        "rows": {"train": n_train, "valid": n_valid}, "source": src.model_dump(),
+        "rows": {"train": n_train, "valid": n_valid}, **origin,
         "train_seconds": round(time.time() - started, 1),
         "versions": {"python": platform.python_version(), "ray": ray.__version__,
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class PredictRequest(BaseModel):
-    instances: list[dict[str, Any]] = Field(min_length=1, description="Rows as {column: value} objects.")
+    instances: list[dict[str, Any]] | None = Field(None, min_length=1, description="Rows as {column: value} objects.")
+    entities: list[dict[str, Any]] | None = Field(
+        None, min_length=1, description="Rows of entity keys (plus any non-feature inputs); the features are "
+                                        "fetched from the online store. Only for models trained from a feature set.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "PredictRequest":
+        if (self.instances is None) == (self.entities is None):
+            raise ValueError("send exactly one of 'instances' (feature values) or 'entities' (entity keys)")
+        return self
 
 
 class PredictResponse(BaseModel):
     predictions: list[Any]
+    features: dict[str, list[Any]] | None = Field(None, description="Feature values fetched for 'entities' requests.")
+    feature_statuses: dict[str, list[str]] | None = Field(
+        None, description="Per fetched value: PRESENT, NOT_FOUND or OUTSIDE_TTL.")
     probabilities: list[float] | list[list[float]] | None = Field(
         None, description="Binary: P(classes[1]); multiclass: one list per row in classes order.")
     model_version: str
@@ -57,3 +69,4 @@ class DriftResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     model_version: str
+

@@ -28,7 +28,7 @@ class ModelServer:
     """One replica: the run's Predictor plus an optional drift actor it feeds."""
 
     def __init__(self, run_dir: str, max_batch_rows: int, drift_actor: str | None = None,
-                 namespace: str = "raymlops"):
+                 namespace: str = "raymlops", features: dict | None = None):
         import ray
 
         from raymlops.artifacts import Predictor
@@ -38,6 +38,15 @@ class ModelServer:
         self.version = self.predictor.version
         self.max_batch_rows = max_batch_rows
         self.drift = ray.get_actor(drift_actor, namespace=namespace) if drift_actor else None
+        self.features = self.feature_refs = None
+        if features:
+            from raymlops.config.models import PipelineConfig
+            from raymlops.features import FeatureStore
+
+            self.features = FeatureStore(PipelineConfig.model_validate(features["config"]))
+            self.feature_refs = features["refs"]
+            self.join_keys = list(dict.fromkeys(
+                k for v, _ in self.features.resolve(self.feature_refs) for k in self.features.join_keys(v)))
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
         self._flusher = None
@@ -75,11 +84,18 @@ class ModelServer:
 
         # Serve's proxy sets x-request-id (the client's, or a new one) and echoes it on the response.
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(body.instances) > self.max_batch_rows:
-            return _unprocessable([{"loc": ["body", "instances"], "type": "too_long",
-                                    "msg": f"at most {self.max_batch_rows} rows per request, got {len(body.instances)}"}])
+        field = "instances" if body.instances is not None else "entities"
+        rows = body.instances if body.instances is not None else body.entities
+        if len(rows) > self.max_batch_rows:
+            return _unprocessable([{"loc": ["body", field], "type": "too_long",
+                                    "msg": f"at most {self.max_batch_rows} rows per request, got {len(rows)}"}])
+        fetched = None
+        if body.entities is not None:
+            rows, fetched = self._with_features(body.entities)
+            if fetched is None:
+                return _unprocessable(rows)
         try:
-            df = records_to_frame(body.instances, self.schema)
+            df = records_to_frame(rows, self.schema, loc_prefix=("body", field))
         except RecordErrors as e:
             return _unprocessable(e.errors)
         try:
@@ -91,7 +107,27 @@ class ModelServer:
         out = {"predictions": preds, "model_version": self.version, "request_id": request_id}
         if probs is not None:
             out["probabilities"] = probs
+        if fetched is not None:
+            out["features"], out["feature_statuses"] = fetched.values, fetched.statuses
         return JSONResponse(out)
+
+    def _with_features(self, entities: list[dict]):
+        """Entity rows plus their online feature values (request values win); or (errors, None)."""
+        if self.features is None:
+            return [{"loc": ["body", "entities"], "type": "value_error",
+                     "msg": "this model was not trained from a feature set; send 'instances' with feature values"}], None
+        errors = [{"loc": ["body", "entities", i, k], "type": "missing", "msg": "join key required"}
+                  for i, row in enumerate(entities) for k in self.join_keys if k not in row]
+        if errors:
+            return errors[:20], None
+        from raymlops.errors import DataError
+
+        try:
+            got = self.features.get_online_features(self.feature_refs, entities)
+        except DataError as e:
+            return [{"loc": ["body", "entities"], "type": "value_error", "msg": str(e)[:500]}], None
+        rows = [{**{name: vals[i] for name, vals in got.values.items()}, **row} for i, row in enumerate(entities)]
+        return rows, got
 
     @app.get("/health", response_model=HealthResponse)
     def health(self) -> dict:
@@ -115,12 +151,12 @@ class ModelServer:
         return {"enabled": True, **latest}
 
 
-def build(run_dir: str, serving_cfg, drift_actor: str | None, namespace: str):
-    """The bound Serve application for a run."""
+def build(run_dir: str, serving_cfg, drift_actor: str | None, namespace: str, features: dict | None = None):
+    """The bound Serve application for a run (``features``: config and refs for entity-key requests)."""
     return ModelServer.options(
         num_replicas=serving_cfg.num_replicas,
         max_ongoing_requests=serving_cfg.max_ongoing_requests,
         ray_actor_options={"num_cpus": serving_cfg.num_cpus},
-    ).bind(run_dir, serving_cfg.max_batch_rows, drift_actor, namespace)
+    ).bind(run_dir, serving_cfg.max_batch_rows, drift_actor, namespace, features)
 
 

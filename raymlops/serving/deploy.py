@@ -4,14 +4,14 @@ from __future__ import annotations
 
 
 def deploy(run_dir: str, serving_cfg, app_name: str, drift_actor: str | None = None,
-           namespace: str = "raymlops") -> str:
+           namespace: str = "raymlops", features: dict | None = None) -> str:
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL."""
     from ray import serve
 
     from raymlops.serving.app import build
 
     serve.start(http_options={"host": serving_cfg.host, "port": serving_cfg.port})
-    serve.run(build(str(run_dir), serving_cfg, drift_actor, namespace), name=app_name,
+    serve.run(build(str(run_dir), serving_cfg, drift_actor, namespace, features), name=app_name,
               route_prefix=serving_cfg.route_prefix, blocking=False)
     prefix = "" if serving_cfg.route_prefix == "/" else serving_cfg.route_prefix
     host = "127.0.0.1" if serving_cfg.host in ("0.0.0.0", "::") else serving_cfg.host

@@ -1,0 +1,77 @@
+"""The feature server: a Ray Serve deployment answering online feature lookups over HTTP (Feast's shape)."""
+
+# No `from __future__ import annotations`: Serve's class-based FastAPI ingress needs real annotations.
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from raymlops.features.api import OnlineFeaturesRequest, OnlineFeaturesResponse
+
+app = FastAPI(title="raymlops feature server", description="Online feature values by entity key.")
+
+
+def _unprocessable(errors: list) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+@serve.deployment
+@serve.ingress(app)
+class FeatureServer:
+    """One replica holding an online-store connection."""
+
+    def __init__(self, config: dict):
+        from raymlops.config.models import PipelineConfig
+        from raymlops.features.store import FeatureStore
+
+        self.store = FeatureStore(PipelineConfig.model_validate(config))
+
+    @app.post("/online", response_model=OnlineFeaturesResponse,
+              responses={422: {"description": "Unknown feature, missing join key or ragged entity lists."}})
+    def online(self, body: OnlineFeaturesRequest):
+        from raymlops.config.models import feature_ref_issue
+        from raymlops.errors import DataError
+
+        errors = [{"loc": ["body", "features", i], "type": "value_error", "msg": why}
+                  for i, ref in enumerate(body.features) if (why := feature_ref_issue(ref, self.store.features))]
+        if errors:
+            return _unprocessable(errors)
+        lengths = {k: len(v) for k, v in body.entities.items()}
+        n = max(lengths.values())
+        ragged = [{"loc": ["body", "entities", k], "type": "value_error",
+                   "msg": f"has {m} values; every key needs {n}"} for k, m in lengths.items() if m != n]
+        if ragged:
+            return _unprocessable(ragged)
+        try:
+            plan = self.store.resolve(body.features, body.full_feature_names)
+        except DataError as e:
+            return _unprocessable([{"loc": ["body", "features"], "type": "value_error", "msg": str(e)}])
+        keys = list(dict.fromkeys(k for v, _ in plan for k in self.store.join_keys(v)))
+        missing = [{"loc": ["body", "entities", k], "type": "missing", "msg": "join key required"}
+                   for k in keys if k not in body.entities]
+        if missing:
+            return _unprocessable(missing)
+        rows = [{k: body.entities[k][i] for k in keys} for i in range(n)]
+        try:
+            got = self.store.get_online_features(body.features, rows, body.full_feature_names)
+        except DataError as e:
+            return _unprocessable([{"loc": ["body", "entities"], "type": "value_error", "msg": str(e)[:500]}])
+        results = [{"values": body.entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [None] * n}
+                   for k in keys]
+        results += [{"values": got.values[f], "statuses": got.statuses[f], "event_timestamps": got.event_timestamps[f]}
+                    for f in got.values]
+        return JSONResponse({"metadata": {"feature_names": [*keys, *got.values]}, "results": results})
+
+    @app.get("/health")
+    def health(self) -> dict:
+        return {"status": "ok"}
+
+
+def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:
+    """Deploys the feature server as its own Serve app; returns its base URL."""
+    serve.start(http_options={"host": server_cfg.host, "port": server_cfg.port})
+    bound = FeatureServer.options(num_replicas=server_cfg.num_replicas, max_ongoing_requests=server_cfg.max_ongoing_requests,
+                                  ray_actor_options={"num_cpus": server_cfg.num_cpus}).bind(config)
+    serve.run(bound, name=app_name, route_prefix=server_cfg.route_prefix, blocking=False)
+    host = "127.0.0.1" if server_cfg.host in ("0.0.0.0", "::") else server_cfg.host
+    return f"http://{host}:{server_cfg.port}{server_cfg.route_prefix}"
