@@ -198,23 +198,25 @@ class MemorySampler(threading.Thread):
         self.peak_rss = self.peak_pss = 0
         self.procs_at_peak = 0
 
+    def sample(self, pss: bool = False) -> tuple[int, int, int]:
+        """(RSS sum, PSS sum or 0, process count) right now."""
+        procs = [self.me, *self.me.children(recursive=True)]
+        rss_sum = pss_sum = 0
+        for p in procs:
+            try:
+                info = p.memory_full_info() if pss else p.memory_info()
+                rss_sum += info.rss
+                pss_sum += info.pss if pss else 0
+            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+                pass
+        return rss_sum, pss_sum, len(procs)
+
     def run(self) -> None:
         i = 0
         while not self.stop_event.is_set():
-            procs = [self.me, *self.me.children(recursive=True)]
-            rss = pss = 0
-            for p in procs:
-                try:
-                    if i % PSS_EVERY == 0:
-                        info = p.memory_full_info()
-                        pss += info.pss
-                    else:
-                        info = p.memory_info()
-                    rss += info.rss
-                except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
-                    pass
+            rss, pss, procs = self.sample(pss=i % PSS_EVERY == 0)
             if rss > self.peak_rss:
-                self.peak_rss, self.procs_at_peak = rss, len(procs)
+                self.peak_rss, self.procs_at_peak = rss, procs
             self.peak_pss = max(self.peak_pss, pss)
             i += 1
             self.stop_event.wait(SAMPLE_S)
@@ -392,7 +394,9 @@ def main() -> int:
             entities = pd.read_parquet(main_data["entities"])
             config = write_config(tmp, "main", main_data["store"])
             print("raymlops timed run ...", file=sys.stderr, flush=True)
-            with MemorySampler() as mem:
+            mem = MemorySampler()
+            idle_rss, idle_pss, _ = mem.sample(pss=True)
+            with mem:
                 t = time.perf_counter()
                 ours = raymlops_pit(config, entities)
                 ray_s = time.perf_counter() - t
@@ -416,6 +420,8 @@ def main() -> int:
     print(f"{'raymlops':<10} {n:>12,} {ray_s:>9.2f} {n / ray_s:>11,.0f} {mib(mem.peak_rss):>9.0f}  "
           f"sum of RSS, driver + {mem.procs_at_peak - 1} Ray processes, sampled every {SAMPLE_S * 1000:.0f} ms "
           f"(PSS sum {mib(mem.peak_pss):.0f} MiB, every {SAMPLE_S * PSS_EVERY * 1000:.0f} ms)")
+    print(f"{'':<10} {'':>12} {'':>9} {'':>11} {mib(mem.peak_rss - idle_rss):>9.0f}  the same minus the idle "
+          f"Ray footprint just before the run (RSS {mib(idle_rss):.0f} MiB, PSS {mib(idle_pss):.0f} MiB)")
     print(f"{'pandas':<10} {n:>12,} {base['seconds']:>9.2f} {n / base['seconds']:>11,.0f} "
           f"{base['peak_mib']:>9.0f}  ru_maxrss of the one baseline process")
     print(f"raymlops/pandas time ratio: {ray_s / base['seconds']:.2f} (<1: raymlops faster);  "

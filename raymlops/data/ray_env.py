@@ -41,3 +41,23 @@ def _quiet_ray_data() -> None:
     ctx.enable_progress_bars = False
     for name in ("ray.data", "ray.tune", "ray.train", "ray.serve"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def start_serve(host: str, port: int) -> str:
+    """Starts Serve's HTTP proxy (if not running) and returns its base URL.
+
+    A running proxy keeps the host and port it started with, so the URL is read back from Serve rather
+    than assumed from the arguments.
+    """
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port})
+    try:
+        from ray.serve.context import _get_global_client
+
+        cfg = _get_global_client().http_config
+        host, port = cfg.host, cfg.port
+    except Exception:  # private API moved: fall back to what was asked for
+        pass
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{host}:{port}"

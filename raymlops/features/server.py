@@ -69,9 +69,10 @@ class FeatureServer:
 
 def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:
     """Deploys the feature server as its own Serve app; returns its base URL."""
-    serve.start(http_options={"host": server_cfg.host, "port": server_cfg.port})
+    from raymlops.data.ray_env import start_serve
+
+    base = start_serve(server_cfg.host, server_cfg.port)
     bound = FeatureServer.options(num_replicas=server_cfg.num_replicas, max_ongoing_requests=server_cfg.max_ongoing_requests,
                                   ray_actor_options={"num_cpus": server_cfg.num_cpus}).bind(config)
     serve.run(bound, name=app_name, route_prefix=server_cfg.route_prefix, blocking=False)
-    host = "127.0.0.1" if server_cfg.host in ("0.0.0.0", "::") else server_cfg.host
-    return f"http://{host}:{server_cfg.port}{server_cfg.route_prefix}"
+    return base + ("" if server_cfg.route_prefix == "/" else server_cfg.route_prefix)

@@ -8,14 +8,13 @@ def deploy(run_dir: str, serving_cfg, app_name: str, drift_actor: str | None = N
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL."""
     from ray import serve
 
+    from raymlops.data.ray_env import start_serve
     from raymlops.serving.app import build
 
-    serve.start(http_options={"host": serving_cfg.host, "port": serving_cfg.port})
+    base = start_serve(serving_cfg.host, serving_cfg.port)
     serve.run(build(str(run_dir), serving_cfg, drift_actor, namespace, features), name=app_name,
               route_prefix=serving_cfg.route_prefix, blocking=False)
-    prefix = "" if serving_cfg.route_prefix == "/" else serving_cfg.route_prefix
-    host = "127.0.0.1" if serving_cfg.host in ("0.0.0.0", "::") else serving_cfg.host
-    return f"http://{host}:{serving_cfg.port}{prefix}"
+    return base + ("" if serving_cfg.route_prefix == "/" else serving_cfg.route_prefix)
 
 
 def shutdown(app_name: str | None = None) -> None:

@@ -1,0 +1,188 @@
+"""The feature platform on a real Ray: feature pipelines, backfills, crash safety, materialization into
+SQLite and a real Redis, the feature server over HTTP, and a model trained from a PIT set served by key."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymlops import FeatureStore, Pipeline, load_model
+from raymlops.errors import DataError
+from tests.conftest import ROOT, free_port
+
+
+def overrides(demo_dir, storage, *extra) -> list[str]:
+    return [f"storage={storage}", f"sources.transactions.path={demo_dir}/transactions.parquet",
+            f"sources.labels.path={demo_dir}/labels.parquet", *extra]
+
+
+@pytest.fixture(scope="module")
+def built(ray_session, demo_dir, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("features")
+    fs = FeatureStore.from_yaml(ROOT / "configs" / "features.yaml", overrides(demo_dir, storage))
+    fs.build()
+    return fs
+
+
+def post(url: str, body) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_window_aggregates_match_pandas(built, demo_dir):
+    tx = pd.read_parquet(demo_dir / "transactions.parquet")
+    view = built.offline.read_table("txn_stats").to_pandas()
+    assert len(view) == len(tx)
+    sample = view.sample(150, random_state=0)
+    for _, r in sample.iterrows():
+        t = r.event_time.tz_convert(None)
+        mine = tx[tx.customer_id == r.customer_id]
+        w7 = mine[(mine.event_time > t - pd.Timedelta(days=7)) & (mine.event_time <= t)]
+        w30 = mine[(mine.event_time > t - pd.Timedelta(days=30)) & (mine.event_time <= t)]
+        assert r.amount_sum_7d == pytest.approx(w7.amount.sum())
+        assert r.amount_sum_30d == pytest.approx(w30.amount.sum())
+        assert r.amount_count_30d == w30.amount.count()
+        assert r.amount_max_30d == pytest.approx(w30.amount.max()) or (np.isnan(r.amount_max_30d)
+                                                                       and w30.amount.count() == 0)
+        assert r.merchant_category_distinct_count_30d == w30.merchant_category.nunique()
+
+
+def test_backfill_and_append_keep_the_view_whole(built):
+    before = built.offline.latest("txn_stats")
+    full = built.offline.read_table("txn_stats").to_pandas()
+    mid = full.event_time.quantile(0.5)
+    built.build(start=mid - pd.Timedelta(days=3), end=mid + pd.Timedelta(days=2))
+    after = built.offline.read_table("txn_stats").to_pandas()
+    assert built.offline.latest("txn_stats").number == before.number + 1
+    key = ["customer_id", "event_time", "ingested_at"]
+    pd.testing.assert_frame_equal(after.sort_values(key).reset_index(drop=True),
+                                  full.sort_values(key).reset_index(drop=True), check_dtype=False)
+    m = built.build(append=True)["txn_stats"]  # nothing newer in the source: an empty, valid version
+    assert m["mode"] == "append" and m["written_rows"] == 0
+    assert built.offline.read_table("txn_stats").num_rows == len(full)
+
+
+def test_crash_during_build_keeps_previous_version(built, demo_dir, tmp_path):
+    version = built.offline.latest("txn_stats").number
+    data = built.offline._dir("txn_stats", "data")
+    writes = lambda: sorted(i.path for i in built.offline.fs.get_file_info(  # noqa: E731
+        __import__("pyarrow.fs").fs.FileSelector(data)))
+    before = writes()
+    bad = FeatureStore.from_yaml(ROOT / "configs" / "features.yaml", overrides(
+        demo_dir, built.config.storage, "features.views.0.transform=tests.integration.failing:fail_late"))
+    with pytest.raises(Exception, match="injected failure"):
+        bad.build()
+    assert built.offline.latest("txn_stats").number == version
+    assert writes() == before  # the failed write's directory is gone
+    assert built.offline.read_table("txn_stats").num_rows > 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_materialize_and_online_lookup(built, backend, redis_url, tmp_path):
+    cfg = built.config.model_copy(deep=True)
+    if backend == "redis":
+        from raymlops.config.models import RedisOnlineStoreConfig
+
+        cfg.features.online_store = RedisOnlineStoreConfig(type="redis", url=redis_url, key_prefix=f"t{free_port()}")
+    else:
+        cfg.features.online_store.path = str(tmp_path / "online.db")
+    fs = FeatureStore(cfg)
+    view = fs.offline.read_table("txn_stats").to_pandas()
+    cut = view.event_time.quantile(0.7)
+    # an older window first, then the newer one; then the older one again, which must not overwrite
+    fs.materialize(end=cut)
+    run = fs.materialize(incremental=True)["txn_stats"]
+    assert run["start"] is not None
+    fs.materialize(end=cut)
+    latest = view.sort_values(["event_time", "ingested_at"]).groupby("customer_id").tail(1).set_index("customer_id")
+    ids = list(latest.index[:10]) + list(latest.index[-30:]) + [-5]  # stalest and freshest entities
+    got = fs.get_online_features(["txn_stats:amount_sum_30d", "txn_stats:segment"], [{"customer_id": int(i)} for i in ids])
+    now = pd.Timestamp.now(tz="UTC")
+    for i, cid in enumerate(ids[:-1]):
+        fresh = now - latest.loc[cid].event_time <= pd.Timedelta(days=30)
+        assert got.statuses["segment"][i] == ("PRESENT" if fresh else "OUTSIDE_TTL")
+        if fresh:
+            assert got.values["segment"][i] == latest.loc[cid].segment
+            assert got.values["amount_sum_30d"][i] == pytest.approx(latest.loc[cid].amount_sum_30d, nan_ok=True)
+    assert got.statuses["segment"][-1] == "NOT_FOUND" and got.values["segment"][-1] is None
+    assert "PRESENT" in got.statuses["segment"]
+    desc = fs.describe("txn_stats")
+    assert desc["last_materialization"]["entities"] >= 0 and desc["online_watermark"]
+    with pytest.raises(DataError, match="join key"):
+        fs.get_online_features(["txn_stats:segment"], [{"id": 1}])
+    fs.close()
+
+
+@pytest.fixture(scope="module")
+def served(built, demo_dir):
+    """The features example trained from its PIT set and served by entity key (the feature server too)."""
+    port = free_port()
+    pipe = Pipeline.from_yaml(ROOT / "configs" / "features.yaml", overrides(
+        demo_dir, built.config.storage, f"serving.port={port}", "training.tune.num_samples=1",
+        f"features.server.port={port}"), say=None)
+    result = pipe.run(progress=False)
+    from raymlops.features.server import deploy_feature_server
+
+    fs = pipe.feature_store
+    feature_url = deploy_feature_server(fs.portable_config(), fs.features.server, "features-test")
+    yield pipe, result, feature_url
+    from ray import serve
+
+    serve.delete(pipe.app_name)
+    serve.delete("features-test")
+
+
+def test_trained_from_pit_set_and_served_by_entity(served, demo_dir):
+    pipe, result, _ = served
+    meta = json.loads((result.run_dir / "meta.json").read_text())
+    assert meta["dataset"]["features"] == ["txn_stats:*"] and meta["dataset"]["offline_versions"]["txn_stats"] >= 1
+    assert result.metrics["auc"] > 0.7  # the label depends on the 30-day spending features
+    ids = [1, 2, 3, 999_999]
+    status, body = post(result.endpoint + "/predict",
+                        {"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]})
+    assert status == 200, body
+    assert body["feature_statuses"]["segment"][-1] == "NOT_FOUND"
+    rows = pd.DataFrame([{**{k: v[i] for k, v in body["features"].items()}, "tenure_months": 12}
+                         for i in range(len(ids))])
+    local = load_model(result.run_dir).predict_proba(rows)
+    assert np.allclose(local, body["probabilities"], atol=1e-6)
+
+
+def test_entity_request_errors_are_422(served):
+    _, result, _ = served
+    status, body = post(result.endpoint + "/predict", {"entities": [{"tenure_months": 3}]})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "entities", 0, "customer_id"]
+    status, body = post(result.endpoint + "/predict", {"entities": [{"customer_id": 1, "tenure_months": "x"}]})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "entities", 0, "tenure_months"]
+    status, body = post(result.endpoint + "/predict", {"entities": [{"customer_id": 1}], "instances": [{}]})
+    assert status == 422
+
+
+def test_feature_server_http(served):
+    _, _, url = served
+    status, body = post(url + "/online", {"features": ["txn_stats:segment", "txn_stats:amount_count_30d"],
+                                          "entities": {"customer_id": [1, 2, 999_999]}})
+    assert status == 200, body
+    assert body["metadata"]["feature_names"] == ["customer_id", "segment", "amount_count_30d"]
+    assert body["results"][0]["values"] == [1, 2, 999_999]
+    assert body["results"][1]["statuses"][2] == "NOT_FOUND"
+    assert "PRESENT" in body["results"][1]["statuses"][:2] or "OUTSIDE_TTL" in body["results"][1]["statuses"][:2]
+    status, body = post(url + "/online", {"features": ["txn_stats:nope"], "entities": {"customer_id": [1]}})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "features", 0]
+    status, body = post(url + "/online", {"features": ["txn_stats:segment"], "entities": {"user": [1]}})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "entities", "customer_id"]
+    status, body = post(url + "/online", {"features": ["txn_stats:segment"], "entities": {"customer_id": [1, 2],
+                                                                                         "other": [1]}})
+    assert status == 422
+    with urllib.request.urlopen(url + "/openapi.json") as r:
+        paths = json.loads(r.read())["paths"]
+    assert "/online" in paths or any(p.endswith("/online") for p in paths)
