@@ -58,9 +58,10 @@ PSS_EVERY = 5
 # ------------------------------------------------------------------------------------------------- data
 
 
-def make_features(rng: np.random.Generator, m: int, keys: int, days: int) -> pa.Table:
+def make_features(rng: np.random.Generator, m: int, keys: int, days: int, shuffled: bool = False) -> pa.Table:
     """M feature rows over `days` days; ~10% repeat another row's (key, event time) with a later or earlier
-    ingestion time, so ties in event time are decided by the created timestamp."""
+    ingestion time, so ties in event time are decided by the created timestamp. Rows come in event-time
+    order (as a daily batch would), or in random order with `shuffled`."""
     cid = rng.integers(0, keys, m, dtype=np.int64)
     ts = T0 + rng.integers(0, days * 86_400, m, dtype=np.int64) * 10**9  # whole seconds
     dup = int(m * 0.10)
@@ -76,8 +77,8 @@ def make_features(rng: np.random.Generator, m: int, keys: int, days: int) -> pa.
             vals = rng.integers(0, 1000, m).astype(dtype)
         mask = rng.random(m) < 0.02 if name == "balance" else None  # stored nulls pass through as nulls
         cols[name] = pa.array(vals, mask=mask)
-    perm = rng.permutation(m)
-    return pa.table(cols).take(pa.array(perm))
+    order = rng.permutation(m) if shuffled else np.argsort(ts, kind="stable")
+    return pa.table(cols).take(pa.array(order))
 
 
 def make_entities(rng: np.random.Generator, n: int, keys: int, days: int, feats: pa.Table) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def make_entities(rng: np.random.Generator, n: int, keys: int, days: int, feats:
                          "label": rng.integers(0, 2, n).astype(np.int8)})
 
 
-def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int) -> dict:
+def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffled: bool) -> dict:
     """Writes the entity rows (Parquet), the feature view into an OfflineStore, and a small warm-up view."""
     from raymlops.features.offline import OfflineStore
 
@@ -104,7 +105,7 @@ def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int) -> dict
     for name, n_rows, m_rows in (("main", n, m), ("warm", min(n, WARM_ENTITIES), min(m, WARM_FEATURES))):
         t = time.perf_counter()
         k = keys if name == "main" else min(keys, max(1, m_rows // 10))
-        feats = make_features(rng, m_rows, k, days)
+        feats = make_features(rng, m_rows, k, days, shuffled)
         ents = make_entities(rng, n_rows, k, days, feats)
         store = OfflineStore(str(tmp / f"store_{name}"))
         version = store.write(VIEW, feats, TS)
@@ -112,7 +113,8 @@ def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int) -> dict
         ents.to_parquet(ents_path, index=False)
         files = store.paths(VIEW, version)
         out[name] = {"store": store.uri, "entities": str(ents_path), "files": files, "rows": version.rows,
-                     "bytes": sum(os.path.getsize(f) for f in files), "seconds": time.perf_counter() - t}
+                     "bytes": sum(os.path.getsize(f) for f in files), "seconds": time.perf_counter() - t,
+                     "row_groups": sum(pq.ParquetFile(f).metadata.num_row_groups for f in files)}
         del feats, ents
     return out
 
@@ -345,6 +347,9 @@ def main() -> int:
     parser.add_argument("--entity-keys", type=int, default=100_000, help="distinct customer_id values")
     parser.add_argument("--days", type=int, default=90, help="time span of the feature rows (one file per day)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1, help="timed runs per target, alternating the order")
+    parser.add_argument("--shuffled-write", action="store_true",
+                        help="write the feature rows in random order (OfflineStore then writes tiny row groups)")
     parser.add_argument("--profile", action="store_true", help="also time raymlops phase by phase")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it (default: a temp dir)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -360,20 +365,16 @@ def main() -> int:
         return 0
 
     started = time.perf_counter()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pit_bench_") as tmp_name:
         tmp = Path(args.keep or tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
         sizes = {"n": args.entities, "m": args.features, "keys": args.entity_keys, "days": args.days,
-                 "seed": args.seed}
+                 "seed": args.seed, "shuffled": args.shuffled_write}
         print(f"generating {args.entities:,} entity rows x {args.features:,} feature rows "
               f"({args.entity_keys:,} keys, {args.days} days) ...", file=sys.stderr, flush=True)
         data = run_child("generate", {"tmp": str(tmp), "sizes": sizes})
         main_data = data["main"]
-
-        print("pandas baseline (subprocess) ...", file=sys.stderr, flush=True)
-        base = run_child("baseline", {"entities": main_data["entities"], "files": main_data["files"],
-                                      "out": str(tmp / "baseline_out.parquet")})
-        theirs = pd.read_parquet(tmp / "baseline_out.parquet")
 
         import ray
 
@@ -386,6 +387,7 @@ def main() -> int:
         ray.init(address="local", num_cpus=cpus, object_store_memory=store_mem, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING)
         _quiet_ray_data()
+        bases, ours_runs, problems, agreed = [], [], [], []
         try:
             print("raymlops warm-up (small view, untimed) ...", file=sys.stderr, flush=True)
             t = time.perf_counter()
@@ -393,15 +395,29 @@ def main() -> int:
             warm_s = time.perf_counter() - t
             entities = pd.read_parquet(main_data["entities"])
             config = write_config(tmp, "main", main_data["store"])
-            print("raymlops timed run ...", file=sys.stderr, flush=True)
-            mem = MemorySampler()
-            idle_rss, idle_pss, _ = mem.sample(pss=True)
-            with mem:
-                t = time.perf_counter()
-                ours = raymlops_pit(config, entities)
-                ray_s = time.perf_counter() - t
-            ok, detail = compare(ours, theirs)
-            del ours
+            theirs = None
+            for rnd in range(args.rounds):
+                for target in (("pandas", "raymlops") if rnd % 2 == 0 else ("raymlops", "pandas")):
+                    print(f"round {rnd + 1}/{args.rounds}: {target} ...", file=sys.stderr, flush=True)
+                    if target == "pandas":
+                        out_path = tmp / "baseline_out.parquet"
+                        bases.append(run_child("baseline", {"entities": main_data["entities"],
+                                                            "files": main_data["files"], "out": str(out_path)}))
+                        theirs = pd.read_parquet(out_path)
+                        continue
+                    mem = MemorySampler()
+                    idle_rss, idle_pss, _ = mem.sample(pss=True)
+                    with mem:
+                        t = time.perf_counter()
+                        ours = raymlops_pit(config, entities)
+                        seconds = time.perf_counter() - t
+                    ours_runs.append({"seconds": seconds, "mem": mem, "idle_rss": idle_rss, "idle_pss": idle_pss,
+                                      "out": ours})
+                for run in ours_runs:
+                    if run["out"] is not None:
+                        ok, detail = compare(run["out"], theirs)
+                        run["out"] = None
+                        (agreed if ok else problems).append(detail)
             if args.profile:
                 print("raymlops profile run ...", file=sys.stderr, flush=True)
                 profile(config, entities)
@@ -414,22 +430,38 @@ def main() -> int:
           f"{platform.node()}, {cpus} CPUs, {mib(psutil.virtual_memory().total) / 1024:.0f} GiB, "
           f"Python {platform.python_version()}, Ray {ray.__version__}, pandas {pd.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"feature data: {len(main_data['files'])} Parquet files, {mib(main_data['bytes']):.0f} MiB, "
-          f"generated in {main_data['seconds']:.1f} s; both sides read these same files")
-    print(f"{'target':<10} {'entity rows':>12} {'seconds':>9} {'rows/s':>11} {'peak MiB':>9}  peak measures")
-    print(f"{'raymlops':<10} {n:>12,} {ray_s:>9.2f} {n / ray_s:>11,.0f} {mib(mem.peak_rss):>9.0f}  "
-          f"sum of RSS, driver + {mem.procs_at_peak - 1} Ray processes, sampled every {SAMPLE_S * 1000:.0f} ms "
-          f"(PSS sum {mib(mem.peak_pss):.0f} MiB, every {SAMPLE_S * PSS_EVERY * 1000:.0f} ms)")
-    print(f"{'':<10} {'':>12} {'':>9} {'':>11} {mib(mem.peak_rss - idle_rss):>9.0f}  the same minus the idle "
-          f"Ray footprint just before the run (RSS {mib(idle_rss):.0f} MiB, PSS {mib(idle_pss):.0f} MiB)")
-    print(f"{'pandas':<10} {n:>12,} {base['seconds']:>9.2f} {n / base['seconds']:>11,.0f} "
-          f"{base['peak_mib']:>9.0f}  ru_maxrss of the one baseline process")
-    print(f"raymlops/pandas time ratio: {ray_s / base['seconds']:.2f} (<1: raymlops faster);  "
-          f"peak memory ratio (RSS): {mib(mem.peak_rss) / base['peak_mib']:.2f}")
-    print("pandas phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in base["phases"].items()))
+    print(f"feature data: {len(main_data['files'])} Parquet files, {main_data['row_groups']:,} row groups, "
+          f"{mib(main_data['bytes']):.0f} MiB, written by OfflineStore.write in "
+          f"{'random' if args.shuffled_write else 'event-time'} row order ({main_data['seconds']:.1f} s); "
+          f"both sides read these same files")
+    print(f"{'round':<6} {'target':<9} {'entity rows':>12} {'seconds':>9} {'rows/s':>11} {'peak MiB':>9}")
+    for i in range(args.rounds):
+        b, r = bases[i], ours_runs[i]
+        print(f"{i + 1:<6} {'raymlops':<9} {n:>12,} {r['seconds']:>9.2f} {n / r['seconds']:>11,.0f} "
+              f"{mib(r['mem'].peak_rss):>9.0f}  (minus idle Ray: {mib(r['mem'].peak_rss - r['idle_rss']):.0f}; "
+              f"PSS {mib(r['mem'].peak_pss):.0f})")
+        print(f"{i + 1:<6} {'pandas':<9} {n:>12,} {b['seconds']:>9.2f} {n / b['seconds']:>11,.0f} "
+              f"{b['peak_mib']:>9.0f}  (read {b['phases']['read']:.2f}, sort {b['phases']['sort']:.2f}, "
+              f"merge_asof {b['phases']['merge_asof']:.2f}, restore order {b['phases']['restore order']:.2f} s)")
+        print(f"{i + 1:<6} {'ratio':<9} {'':>12} {r['seconds'] / b['seconds']:>9.2f}  raymlops/pandas time")
+    best_r = min(r["seconds"] for r in ours_runs)
+    best_b = min(b["seconds"] for b in bases)
+    last = ours_runs[-1]
+    print(f"best of {args.rounds}: raymlops {best_r:.2f} s ({n / best_r:,.0f} rows/s), pandas {best_b:.2f} s "
+          f"({n / best_b:,.0f} rows/s); raymlops/pandas time ratio {best_r / best_b:.2f} (<1: raymlops faster)")
+    print(f"peak MiB, raymlops: sum of RSS over the driver and {last['mem'].procs_at_peak - 1} Ray processes "
+          f"(GCS, raylet with the object store, agents, workers), sampled every {SAMPLE_S * 1000:.0f} ms; shared "
+          f"object-store pages count once per process mapping them (PSS, every {SAMPLE_S * PSS_EVERY * 1000:.0f} "
+          f"ms, splits them); idle Ray before the run: RSS {mib(last['idle_rss']):.0f} MiB, "
+          f"PSS {mib(last['idle_pss']):.0f} MiB")
+    print("peak MiB, pandas: ru_maxrss of the one baseline process (a fresh subprocess per round)")
     print(f"raymlops: timed after an untimed warm-up retrieval ({WARM_ENTITIES:,} x {WARM_FEATURES:,} rows, "
           f"{warm_s:.1f} s) that started the Ray workers; includes entity upload, read, shuffle, merge and "
           f"collecting to pandas in input order; local Ray, num_cpus={cpus}, object store {mib(store_mem):.0f} MiB")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
+          f"(other work on this machine skews both sides)")
+    ok = not problems
+    detail = problems[0] if problems else f"{agreed[0]}; every round"
     print(f"results agree: {'yes' if ok else 'no'} ({detail})")
     print(f"\ntotal runtime {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1

@@ -152,3 +152,54 @@ def test_invalid_scalars_and_list_paths_are_issues_not_tracebacks(tmp_path):
     text = BASE + "  preprocessing:\n    - type: drop\n      columns: [a]\n"
     assert issues(write(tmp_path, text), ["training.preprocessing.first.columns=[b]"]) == [
         "--set: training.preprocessing.first: no such list item"]
+
+
+FEATURES = """\
+name: feat
+sources:
+  tx: {format: parquet, path: data/tx.parquet, timestamp: t}
+  labels: {format: parquet, path: data/l.parquet, timestamp: t}
+features:
+  online_store: {type: redis, url: "redis://127.0.0.1:6379/0"}
+  entities:
+    - {name: customer, join_keys: [customer_id]}
+  views:
+    - name: stats
+      entity: customer
+      source: tx
+      timestamp: t
+      ttl: 30d
+      fields: [balance]
+      aggregations:
+        - {column: amount, function: sum, window: 7d}
+training:
+  dataset: {labels: labels, features: ["stats:amount_sum_7d", "stats:*"]}
+  label: y
+  task: binary
+  model: {type: xgboost}
+"""
+
+
+def test_features_section_validates_and_names_features(tmp_path):
+    cfg = load_config(write(tmp_path, FEATURES))
+    view = cfg.features.views[0]
+    assert view.feature_names == ["balance", "amount_sum_7d"] and view.ttl_seconds == 30 * 86400
+    assert cfg.features.online_store.type == "redis" and cfg.training.source is None
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("entity: customer\n", "entity: custmer\n", ":11: features.views[0].entity: unknown entity 'custmer'"),
+    ("ttl: 30d", "ttl: 30days", ":14: features.views[0].ttl: got '30days'; expected a positive duration"),
+    ("function: sum", "function: median", "features.views[0].aggregations[0].function:"),
+    ("stats:amount_sum_7d", "stats:amount_sum_8d", "training.dataset.features[0]: view 'stats' has no feature "
+                                                   "'amount_sum_8d'"),
+    ("source: tx", "source: tz", "features.views[0].source: unknown source 'tz'"),
+    ("fields: [balance]", "fields: [customer_id]", "features.views[0].fields[0]: 'customer_id' is a join key"),
+    ("type: redis, url: \"redis://127.0.0.1:6379/0\"", "type: redis, url: \"http://x\"",
+     "features.online_store.url: got 'http://x'; expected a redis://"),
+    ("dataset: {labels: labels,", "source: tx\n  dataset: {labels: labels,", "set exactly one of 'source'"),
+])
+def test_feature_config_errors_have_line_and_path(tmp_path, old, new, expected):
+    assert old in FEATURES
+    got = issues(write(tmp_path, FEATURES.replace(old, new)))
+    assert any(expected in g for g in got), got

@@ -1,0 +1,30 @@
+"""The feature commands as a user runs them: build, materialize, list, describe (each its own process)."""
+
+import json
+
+import pandas as pd
+
+from tests.e2e.test_readme_paths import demo, run  # noqa: F401  (module fixture reused)
+
+
+def test_features_cli_build_materialize_list_describe(demo, tmp_path):  # noqa: F811
+    env = {"DEMO_DATA": str(demo), "RAYMLOPS_STORAGE": str(tmp_path / "store")}
+    r = run(["raymlops", "features", "build", "configs/features.yaml"], 600, **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "txn_stats: version 1 (overwrite)" in r.stdout
+    r = run(["raymlops", "features", "materialize", "configs/features.yaml"], 600, **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    customers = pd.read_parquet(demo / "transactions.parquet").customer_id.nunique()
+    assert f"txn_stats: {customers} entities written" in r.stdout  # every customer's latest row
+    r = run(["raymlops", "features", "materialize", "configs/features.yaml", "--incremental"], 600, **env)
+    assert r.returncode == 0 and "from offline version 1" in r.stdout, r.stderr[-4000:]
+    r = run(["raymlops", "features", "list", "configs/features.yaml"], 120, **env)
+    assert r.returncode == 0 and "txn_stats" in r.stdout and "offline_version=1" in r.stdout, r.stderr
+    r = run(["raymlops", "features", "describe", "configs/features.yaml", "txn_stats"], 120, **env)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["entity"] == "customer" and d["ttl"] == "30d" and d["owner"] == "data-platform@example.com"
+    assert d["schema"]["amount_sum_7d"] == "double" and d["offline_versions"][0]["rows"] > 0
+    assert d["last_materialization"]["offline_version"] == 1 and d["freshness_seconds"] is not None
+    r = run(["raymlops", "features", "describe", "configs/features.yaml", "nope"], 120, **env)
+    assert r.returncode == 1 and "unknown feature view 'nope'" in r.stderr
