@@ -51,8 +51,8 @@ FIELDS = {  # feature column -> numpy dtype
 T0 = int(pd.Timestamp("2024-01-01", tz="UTC").value)
 UTC_NS = pa.timestamp("ns", tz="UTC")
 WARM_FEATURES, WARM_ENTITIES = 200_000, 20_000  # the warm-up view (its own store) and entity slice
-SAMPLE_S = 0.05  # memory sampling period; PSS is read every PSS_EVERY samples (it costs ~2 ms per process)
-PSS_EVERY = 5
+SAMPLE_S = 0.05  # memory sampling period; PSS every PSS_EVERY samples (~35 ms a read with a big object store)
+PSS_EVERY = 20
 
 
 # ------------------------------------------------------------------------------------------------- data
