@@ -18,8 +18,8 @@ from raymlops.config.models import PipelineConfig
 from raymlops.data.preprocessing import Preprocessor
 from raymlops.data.schema import Column, InputSchema, arrow_kind, input_columns
 from raymlops.data.sources import read_source
-from raymlops.data.stats import CategoricalStats, column_stats
 from raymlops.data.split import SPLIT_COLUMN, annotate, time_cutoff
+from raymlops.data.stats import CategoricalStats, column_stats
 from raymlops.errors import DataError
 from raymlops.monitoring.drift import fit_and_save
 from raymlops.training import TrainSpec, run_search
