@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from online_bench import FEATURES, VIEW, compare, free_port, ms, rows, start_redis, stop  # noqa: E402
+from bench_common import free_port, start_redis, stop  # noqa: E402
+from online_bench import FEATURES, VIEW, compare, ms, rows  # noqa: E402
 
 BARE = '''
 import sys, uvicorn

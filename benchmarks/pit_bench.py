@@ -10,12 +10,14 @@ commits the features to a raymlops OfflineStore (date-partitioned Parquet), then
   * pandas:   pd.read_parquet of the same store files + sort + pd.merge_asof(by=key, tolerance=7d) +
     restore input order, in a fresh subprocess,
 
-checks that both give the same values and nulls row for row, and prints entity rows/s, peak memory and the
-raymlops/pandas time ratio, all from the same run. --profile adds a phase-by-phase raymlops run (read,
-prepare, shuffle, per-partition merge, collect) built from the functions in raymlops/features/pit.py.
+checks that both give the same values and nulls row for row (exit code 1 if not), and prints entity rows/s,
+peak memory and the raymlops/pandas time ratio, all from the same run (--rounds R alternates the two R times).
+--profile adds one more raymlops run timed phase by phase (count, read, shuffle + merge, collect) with the calls
+FeatureStore makes, and every Ray task of that run from ray.timeline() grouped by function.
+--shuffled-write writes the feature rows in random order instead of event-time order.
 
 Usage: .venv/bin/python benchmarks/pit_bench.py [--entities 1000000] [--features 10000000]
-       [--entity-keys 100000] [--days 90] [--seed 0] [--profile]
+       [--entity-keys 100000] [--days 90] [--seed 0] [--rounds 1] [--shuffled-write] [--profile]
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def make_features(rng: np.random.Generator, m: int, keys: int, days: int, shuffl
             vals = rng.integers(0, 1000, m).astype(dtype)
         mask = rng.random(m) < 0.02 if name == "balance" else None  # stored nulls pass through as nulls
         cols[name] = pa.array(vals, mask=mask)
-    order = rng.permutation(m) if shuffled else np.argsort(ts, kind="stable")
+    # (its own generator, so that both orders give the same rows and the same entity rows)
+    order = np.random.default_rng(m).permutation(m) if shuffled else np.argsort(ts, kind="stable")
     return pa.table(cols).take(pa.array(order))
 
 
@@ -259,12 +262,12 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
 
     start = time.time()
     ents = timed("entity rows -> Ray Dataset (pit.with_row_ids)", lambda: pit.with_row_ids(entities, ETS, [KEY]))
-    lazy = timed("plan the read (offline.read_dataset)", lambda: fs.offline.read_dataset(
-        VIEW, columns=[KEY, TS, CREATED, *names]))
-    timed("count feature rows on the lazy read (join_view does this)", lazy.count)
-    feats = timed("read the Parquet files (read_dataset.materialize)", lazy.materialize)
-    read_stats = feats.stats()
-    ds = timed("pit.join_view on the read data (until it returns)", lambda: pit.join_view(ents, feats, join, ETS))
+    from raymlops.features.partition import cluster_cpus
+
+    feats = timed("group the files (offline.file_set)", lambda: fs.offline.file_set(
+        VIEW, [KEY, TS, CREATED, *names], min_groups=2 * cluster_cpus()))
+    read_stats = f"{len(feats.groups)} file groups, read inside the shuffle map tasks"
+    ds = timed("pit.join_view: read + split + merge tasks submitted", lambda: pit.join_view(ents, feats, join, ETS))
 
     def wait():
         out = ds.to_arrow_refs()
@@ -278,7 +281,7 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
     timed("collect: sort by row id, drop it", lambda: frame.sort_values(pit.ROW, kind="stable").drop(
         columns=[pit.ROW]).reset_index(drop=True))
     total = sum(times.values())
-    print(f"\nraymlops phases (driver wall clock; the read is materialized on its own here):")
+    print("\nraymlops phases (driver wall clock):")
     for name, s in times.items():
         print(f"  {name:<62} {s:>8.2f} s")
     print(f"  {'total':<62} {total:>8.2f} s   ({len(refs)} output blocks, "
@@ -304,14 +307,14 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
         for sub in by_worker.get(e["tid"], []):
             if e["ts"] <= sub["ts"] and sub["ts"] + sub["dur"] <= e["ts"] + e["dur"] + 1:
                 row[sub["cat"]] += sub["dur"] / 1e6
-    print(f"\nRay tasks of that run (ray.timeline(); seconds from the run's start; task s = sum over tasks):")
+    print("\nRay tasks of that run (ray.timeline(); seconds from the run's start; task s = sum over tasks):")
     print(f"  {'function':<48} {'tasks':>6} {'from':>7} {'to':>7} {'task s':>8} {'max s':>7} "
           f"{'args s':>7} {'exec s':>8} {'store s':>7}")
     for name, r in sorted(tasks.items(), key=lambda kv: kv[1]["first"]):
         print(f"  {name:<48} {r['n']:>6} {r['first']:>7.2f} {r['last']:>7.2f} {r['sum']:>8.2f} {r['max']:>7.2f} "
               f"{r['task:deserialize_arguments']:>7.2f} {r['task:execute']:>8.2f} {r['task:store_outputs']:>7.2f}")
     print("  (args s: fetching/deserializing inputs; exec s: the function; store s: putting outputs)")
-    print(f"\n--- ds.stats() of the read ---\n{read_stats.strip()}")
+    print(f"\n--- feature read ---\n{read_stats}")
 
 
 # ------------------------------------------------------------------------------------------- comparison

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import free_port, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "quickstart.yaml"
@@ -70,13 +72,6 @@ class Sample:
         return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
 
 
-def free_port() -> int:
-    """A loopback port that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_healthy(url: str, timeout: float = 90) -> None:
     """Polls GET url until it answers 200; raises after timeout seconds."""
     deadline = time.monotonic() + timeout
@@ -114,16 +109,6 @@ def start_bare(run_dir: Path) -> tuple[subprocess.Popen, str]:
         stop(proc)
         raise
     return proc, f"{base}/predict"
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Terminates the subprocess, killing it if it does not exit within 10 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def payloads(holdout: Path, columns: list[str], rows: int) -> list[bytes]:

@@ -70,19 +70,32 @@ def asof_indices(e_code: np.ndarray, e_ts: np.ndarray, f_code: np.ndarray, f_ts:
 
     The candidates share the key and have ``T - ttl <= ts <= T`` (no lower bound without a ttl); the latest
     ``ts`` wins and ties go to the latest created time (then to the last row in input order).
+
+    One stable lexsort of both sides by (key, time, side, created), features before entities at equal
+    (key, time): the last feature row at or before each entity row's position is its candidate.
     """
-    keep = f_code >= 0
-    order = sort_order(f_code, f_ts, f_created)
-    order = order[keep[order]]
-    fc, ft = f_code[order], f_ts[order]
-    fr, er = _dense_rank(ft, e_ts)
-    hit = np.searchsorted(_pack(fc, fr), _pack(np.maximum(e_code, 0), er), side="right") - 1
-    ok = (hit >= 0) & (e_code >= 0) & (e_ts != NAT)
-    safe = np.where(ok, hit, 0)
-    ok &= fc[safe] == e_code
-    if ttl_ns is not None:
-        ok &= ft[safe] >= e_ts - ttl_ns
-    return np.where(ok, order[safe], -1)
+    nf, ne = len(f_code), len(e_code)
+    f_code = np.where(f_ts == NAT, -1, f_code)  # a feature row without a time never matches
+    code = np.concatenate([f_code, e_code])
+    ts = np.concatenate([f_ts, e_ts])
+    side = np.concatenate([np.zeros(nf, np.int8), np.ones(ne, np.int8)])
+    created = np.concatenate([f_created if f_created is not None else np.zeros(nf, np.int64),
+                              np.zeros(ne, np.int64)])
+    order = np.lexsort((created, side, ts, code))
+    is_feature = order < nf
+    last = np.maximum.accumulate(np.where(is_feature, np.arange(len(order)), -1)) if len(order) else order
+    pos = np.flatnonzero(~is_feature)
+    hit = last[pos]
+    e_idx = order[pos] - nf
+    f_idx = np.where(hit >= 0, order[np.maximum(hit, 0)], 0)
+    ok = (hit >= 0) & (e_code[e_idx] >= 0) & (e_ts[e_idx] != NAT)
+    if nf:
+        ok &= f_code[f_idx] == e_code[e_idx]
+        if ttl_ns is not None:
+            ok &= f_ts[f_idx] >= e_ts[e_idx] - ttl_ns
+    out = np.full(ne, -1, np.int64)
+    out[e_idx] = np.where(ok, f_idx, -1)
+    return out
 
 
 def take_or_null(table: pa.Table, idx: np.ndarray) -> pa.Table:

@@ -50,6 +50,17 @@ def iso(ns: int | None) -> str | None:
 
 
 @dataclass
+class FileSet:
+    """A version's files in row-balanced groups, for map tasks that read their group themselves."""
+
+    groups: list[list[str]]
+    filesystem: pafs.FileSystem
+    columns: list[str]
+    schema: pa.Schema
+    rows: int
+
+
+@dataclass
 class Version:
     """One committed version of a view."""
 
@@ -129,6 +140,22 @@ class OfflineStore:
         finally:
             ctx.use_datasource_v2 = saved
 
+    def file_set(self, view: str, columns: list[str], min_groups: int, rows_per_group: int = 2_000_000,
+                 version: int | None = None) -> FileSet:
+        """The files of a version in groups of similar row counts (at least ``min_groups``, about
+        ``rows_per_group`` rows each), one per shuffle map task."""
+        v = self._require(view, version)
+        files = sorted(((f["rows"], self._dir(view, f["path"])) for f in v.files if f["rows"]), reverse=True)
+        n = max(1, min(max(min_groups, -(-v.rows // rows_per_group)), len(files)))
+        out: list[list[str]] = [[] for _ in range(n)]
+        load = [0] * n
+        for rows, path in files:  # greedy: the largest file to the lightest group
+            i = load.index(min(load))
+            out[i].append(path)
+            load[i] += rows
+        schema = pa.schema([v.schema.field(c) for c in columns])
+        return FileSet([g for g in out if g], self.fs, columns, schema, v.rows)
+
     def _require(self, view: str, version: int | None) -> Version:
         v = self.latest(view, version)
         if v is None:
@@ -182,7 +209,8 @@ class OfflineStore:
     def _write_files(self, data, out_dir: str, timestamp: str) -> None:
         self.fs.create_dir(out_dir, recursive=True)
         if isinstance(data, pa.Table):
-            table = with_date(data, timestamp)
+            # time order makes few, large row groups per date file (random order gives tiny ones)
+            table = with_date(data.sort_by(timestamp), timestamp)
             if table.num_rows:
                 pq.write_to_dataset(table, out_dir, partition_cols=[DATE], filesystem=self.fs,
                                     basename_template="part-{i}.parquet")

@@ -67,20 +67,23 @@ def _asof_group(ents: pa.Table, feats: pa.Table, join: ViewJoin, entity_columns:
 
 
 def join_view(entities, features, join: ViewJoin, event_timestamp: str, partitions: int | None = None):
-    """Ray Dataset of entity rows (with ROW ids) -> the same rows plus this view's features (any order)."""
+    """Ray Dataset of entity rows (with ROW ids) -> the same rows plus this view's features (any order).
+
+    ``features`` is the view's offline FileSet: each shuffle map task reads its group of files itself.
+    """
     ent_schema = entities.schema().base_schema
-    feat_schema = features.schema().base_schema
+    feat_schema = features.schema
     check_key_types(join.keys, ent_schema, feat_schema, f"feature view {join.view!r}")
     clash = [n for n in join.features.values() if n in ent_schema.names]
     if clash:
         raise DataError(f"features {clash} of view {join.view!r} have the same names as entity columns; "
                         "rename those columns or use full_feature_names=True")
     if partitions is None:
-        partitions = partition_count(features.count() + entities.count(), cluster_cpus())
+        partitions = partition_count(features.rows + entities.count(), cluster_cpus())
     entity_columns = list(ent_schema.names)
     sides = [Side(entities, _entity_side, {"keys": join.keys, "event_timestamp": event_timestamp,
                                            "partitions": partitions}),
-             Side(features, _feature_side, {"join": join, "partitions": partitions})]
+             Side(None, _feature_side, {"join": join, "partitions": partitions}, files=features)]
     return shuffle_apply(sides, _asof_group, partitions, {"join": join, "entity_columns": entity_columns})
 
 

@@ -19,11 +19,24 @@ from raymlops.features.partition import PART
 
 @dataclass
 class Side:
-    """One input: a Ray Dataset and the per-block function that must add the PART column."""
+    """One input and the per-block function that must add the PART column.
+
+    The input is a Ray Dataset (its blocks are split), or ``files``: groups of Parquet files that each map
+    task reads itself (read, prepare and split fused into one task, no intermediate dataset).
+    """
 
     dataset: Any
     prepare: Callable[..., pa.Table]
     kwargs: dict = field(default_factory=dict)
+    files: Any = None  # a raymlops.features.offline.FileSet
+
+
+def _split_files(paths: list[str], filesystem, columns: list[str], schema: pa.Schema, prepare, kwargs: dict,
+                 partitions: int):
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p, columns=columns, filesystem=filesystem, partitioning=None).cast(schema) for p in paths]
+    return _split(pa.concat_tables(tables) if tables else schema.empty_table(), prepare, kwargs, partitions)
 
 
 def _split(block: pa.Table, prepare, kwargs: dict, partitions: int):
@@ -61,12 +74,19 @@ def shuffle_apply(sides: list[Side], kernel: Callable[..., pa.Table], partitions
     import ray.data
 
     split = ray.remote(_split).options(num_returns=partitions)
+    split_files = ray.remote(_split_files).options(num_returns=partitions)
     per_side: list[list] = []
     for side in sides:
-        blocks = side.dataset.to_arrow_refs()
-        if not blocks:  # an empty dataset still needs a (typed, empty) piece per partition
-            blocks = [ray.put(_empty(side.dataset.schema().base_schema))]
-        outs = [split.remote(b, side.prepare, side.kwargs, partitions) for b in blocks]
+        if side.files is not None:
+            fs = side.files
+            groups = fs.groups or [[]]
+            outs = [split_files.remote(g, fs.filesystem, fs.columns, fs.schema, side.prepare, side.kwargs, partitions)
+                    for g in groups]
+        else:
+            blocks = side.dataset.to_arrow_refs()
+            if not blocks:  # an empty dataset still needs a (typed, empty) piece per partition
+                blocks = [ray.put(_empty(side.dataset.schema().base_schema))]
+            outs = [split.remote(b, side.prepare, side.kwargs, partitions) for b in blocks]
         per_side.append([o if partitions > 1 else [o] for o in outs])
     reduce = ray.remote(_reduce).options(scheduling_strategy="SPREAD")
     results = []

@@ -175,7 +175,9 @@ class FeatureStore:
         for view, names in plan:
             columns = list(dict.fromkeys([*self.join_keys(view), view.timestamp,
                                           *([view.created_timestamp] if view.created_timestamp else []), *names]))
-            feats = self.offline.read_dataset(view.name, columns=columns)
+            from raymlops.features.partition import cluster_cpus
+
+            feats = self.offline.file_set(view.name, columns, min_groups=2 * cluster_cpus())
             join = ViewJoin(view.name, self.join_keys(view), view.timestamp, view.created_timestamp,
                             view.ttl_seconds * 10**9 if view.ttl_seconds else None, names)
             ds = join_view(ds, feats, join, event_timestamp)

@@ -89,3 +89,13 @@ def test_killed_writer_never_exposes_partial_data(tmp_path):
         t = store.read_table("view")
         assert t.num_rows == latest.rows and t.num_rows in (1, 400_000)
         assert np.unique(t.column("v").to_numpy()).size == 1
+
+
+def test_uri_roots_work_like_paths(tmp_path):
+    store = OfflineStore(f"file://{tmp_path}/uri-root")
+    store.write("view", table(["2024-01-01", "2024-01-02"], [1.0, 2.0]), "ts")
+    store.write("view", table(["2024-01-03"], [3.0]), "ts", mode="append")
+    assert read(store) == [("01-01 00", 1.0), ("01-02 00", 2.0), ("01-03 00", 3.0)]
+    assert (tmp_path / "uri-root" / "view" / "_versions" / "00000002.json").is_file()
+    groups = store.file_set("view", ["k", "ts", "v"], min_groups=2)
+    assert sum(len(g) for g in groups.groups) == 3 and groups.rows == 3
