@@ -176,6 +176,9 @@ class OfflineStore:
         """
         if mode not in ("overwrite", "append", "backfill"):
             raise ValueError(f"unknown write mode {mode!r}")
+        names = data.schema.names if isinstance(data, pa.Table) else data.schema().names
+        if timestamp not in names:
+            raise DataError(f"feature view {view!r}: timestamp column {timestamp!r} is not among {names}")
         write_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         out_dir = self._dir(view, "data", write_id)
         try:

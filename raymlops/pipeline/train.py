@@ -104,7 +104,7 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     started = time.time()
 
     ds, timestamp, origin = _training_table(cfg, say)
-    where = t.source or f"dataset (labels {t.dataset.labels!r})"
+    where = f"source {t.source!r}" if t.source else f"the training set (labels {t.dataset.labels!r} + features)"
     names = ds.schema().names
     if t.label not in names:
         raise DataError(f"label column {t.label!r} is not in {where}; columns: {names}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 
 class PredictRequest(BaseModel):
@@ -12,12 +12,7 @@ class PredictRequest(BaseModel):
     entities: list[dict[str, Any]] | None = Field(
         None, min_length=1, description="Rows of entity keys (plus any non-feature inputs); the features are "
                                         "fetched from the online store. Only for models trained from a feature set.")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> "PredictRequest":
-        if (self.instances is None) == (self.entities is None):
-            raise ValueError("send exactly one of 'instances' (feature values) or 'entities' (entity keys)")
-        return self
+    # Exactly one of the two is required; the ingress answers a 422 naming the field otherwise.
 
 
 class PredictResponse(BaseModel):

@@ -84,6 +84,11 @@ class ModelServer:
 
         # Serve's proxy sets x-request-id (the client's, or a new one) and echoes it on the response.
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if (body.instances is None) == (body.entities is None):
+            loc, kind = (["body", "instances"], "missing") if body.instances is None else (["body", "entities"],
+                                                                                           "value_error")
+            return _unprocessable([{"loc": loc, "type": kind, "msg": "send exactly one of 'instances' (feature "
+                                                                     "values) or 'entities' (entity keys)"}])
         field = "instances" if body.instances is not None else "entities"
         rows = body.instances if body.instances is not None else body.entities
         if len(rows) > self.max_batch_rows:

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from raymlops.errors import DataError
 from raymlops.features.offline import OfflineStore
 
 UTC = pa.timestamp("ns", tz="UTC")
@@ -57,7 +58,7 @@ def test_failed_write_leaves_previous_version_and_no_files(tmp_path):
     store = OfflineStore(str(tmp_path))
     store.write("view", table(["2024-01-01"], [1.0]), "ts")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    with pytest.raises(KeyError):
+    with pytest.raises(DataError, match="no_such_column"):
         store.write("view", table(["2024-01-05"], [5.0]), "no_such_column")
     assert read(store) == [("01-01 00", 1.0)]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
