@@ -72,7 +72,7 @@ def compute_view(table: pa.Table, view: FeatureViewConfig, join_keys: list[str],
             bounds[agg.window] = window_bounds(code, ts, duration_seconds(agg.window) * SEC)
         lo, hi = bounds[agg.window]
         out = out.append_column(agg.feature_name, aggregate(agg.function, table.column(agg.column).combine_chunks(),
-                                                            lo, hi))
+                                                            lo, hi, code))
     return time_filter(out, view.timestamp, start, None)
 
 

@@ -29,23 +29,33 @@ def utc_ns(col) -> np.ndarray:
 
 
 def key_codes(left: list, right: list) -> tuple[np.ndarray, np.ndarray]:
-    """Dense int64 codes for the join keys of two sides (same code = same key); -1 where a key is null."""
+    """Dense int64 codes for the join keys of two sides (same code = same key); -1 where a key is null.
+
+    Codes come from Arrow dictionary encoding, so 64-bit integer ids never pass through floats.
+    """
     n = len(left[0])
-    if len(left) == 1:
-        both = pd.Series(np.concatenate([_values(left[0]), _values(right[0])]))
-        codes, _ = pd.factorize(both, use_na_sentinel=True)
+    per_column = []
+    for a, b in zip(left, right):
+        both = pa.concat_arrays([_arrow(a), _arrow(b).cast(_arrow(a).type)])
+        enc = both.dictionary_encode()
+        per_column.append(np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64))
+    if len(per_column) == 1:
+        codes = per_column[0]
     else:
-        frame = pd.DataFrame({i: np.concatenate([_values(a), _values(b)]) for i, (a, b) in enumerate(zip(left, right))})
-        codes = frame.groupby(list(frame.columns), sort=False, dropna=True).ngroup().to_numpy()
-        codes = np.where(codes < 0, -1, codes)
-    codes = codes.astype(np.int64)
+        stacked = np.stack(per_column, axis=1)
+        null = (stacked < 0).any(axis=1)
+        _, codes = np.unique(stacked, axis=0, return_inverse=True)
+        codes = np.where(null, -1, codes.reshape(-1)).astype(np.int64)
     return codes[:n], codes[n:]
 
 
-def _values(col) -> np.ndarray:
-    if isinstance(col, (pa.ChunkedArray, pa.Array)):
-        return col.to_numpy(zero_copy_only=False)
-    return np.asarray(col)
+def _arrow(col) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    if isinstance(col, pa.Array):
+        return col
+    arr = np.asarray(col)
+    return pa.array(arr, from_pandas=True) if arr.dtype != object else pa.array(list(arr), from_pandas=True)
 
 
 def _dense_rank(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -119,8 +129,11 @@ def window_bounds(code: np.ndarray, ts: np.ndarray, window_ns: int) -> tuple[np.
     return start, end
 
 
-def aggregate(function: str, values, start: np.ndarray, end: np.ndarray) -> pa.Array:
-    """One sliding-window aggregate per row over ``values[start:end]`` (nulls are skipped)."""
+def aggregate(function: str, values, start: np.ndarray, end: np.ndarray, code: np.ndarray | None = None) -> pa.Array:
+    """One sliding-window aggregate per row over ``values[start:end]`` (nulls are skipped).
+
+    ``code`` (the sorted key codes) lets ``std`` centre each entity's values on that entity's mean.
+    """
     arr = values if isinstance(values, pa.Array) else pa.array(values)
     valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     if function == "last":
@@ -147,15 +160,25 @@ def aggregate(function: str, values, start: np.ndarray, end: np.ndarray) -> pa.A
         elif function == "mean":
             with np.errstate(invalid="ignore", divide="ignore"):
                 out = s / n
-        else:  # std, sample (ddof=1); centred on the partition mean to keep the squares well conditioned
-            shift = x[valid].mean() if valid.any() else 0.0
-            xc = np.where(valid, x - shift, 0.0)
+        else:  # std, sample (ddof=1); centred per entity to keep the squares well conditioned
+            xc = np.where(valid, x - _group_means(x, valid, code), 0.0)
             sc, q = _window_sums(xc, start, end), _window_sums(xc * xc, start, end)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out = np.sqrt(np.maximum(q - sc * sc / n, 0.0) / (n - 1))
             out = np.where(n > 1, out, np.nan)
     out = np.where(n > 0, out, np.nan)
     return pa.array(out, mask=np.isnan(out), type=pa.float64())
+
+
+def _group_means(x: np.ndarray, valid: np.ndarray, code: np.ndarray | None) -> np.ndarray:
+    """Each row's entity mean over valid values (rows sorted by code; one group without codes)."""
+    if code is None or not len(x):
+        return np.full(len(x), x[valid].mean() if valid.any() else 0.0)
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    sums = np.add.reduceat(np.where(valid, x, 0.0), starts)
+    counts = np.add.reduceat(valid.astype(np.int64), starts)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    return np.repeat(means, np.diff(np.r_[starts, len(x)]))
 
 
 def _window_sums(x: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:

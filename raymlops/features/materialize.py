@@ -66,7 +66,8 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
     run = {"start": iso(start), "end": iso(end), "offline_version": version.number if version else None,
            "entities": written, "seconds": round(time.time() - started, 2),
            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    history["watermark"] = max(end, history.get("watermark") or end)
+    if version is not None:  # nothing loaded before the first build: keep the watermark where it was
+        history["watermark"] = max(end, history.get("watermark") or end)
     history["runs"] = (history.get("runs", []) + [run])[-50:]
     online.set_meta(meta_key(view.name), json.dumps(history))
     return run

@@ -255,8 +255,14 @@ class OfflineStore:
         return keep, []
 
     def _schema(self, view: str, files: list[dict], data) -> pa.Schema:
+        """The version's schema: every file's schema unified (a null-typed or int batch widens, never breaks)."""
         if files:
-            schema = pq.read_schema(self._dir(view, files[-1]["path"]), filesystem=self.fs)
+            schemas = [pq.read_schema(self._dir(view, f["path"]), filesystem=self.fs) for f in files]
+            try:
+                schema = pa.unify_schemas(schemas, promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                raise DataError(f"feature view {view!r}: this write's columns do not match the stored ones: {e}") \
+                    from None
         elif isinstance(data, pa.Table):
             schema = data.schema
         else:

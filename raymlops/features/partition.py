@@ -47,9 +47,17 @@ def normalize_keys(table: pa.Table, keys: list[str]) -> pa.Table:
 def with_partition(table: pa.Table, keys: list[str], partitions: int) -> pa.Table:
     """Adds PART = stable hash of the join keys modulo ``partitions`` (nulls hash too; they never match)."""
     table = normalize_keys(table, keys)
-    frame = pd.DataFrame({k: table.column(k).to_pandas() for k in keys})
+    frame = pd.DataFrame({k: _hashable(table.column(k)) for k in keys})
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
     return table.append_column(PART, pa.array((h % np.uint64(partitions)).astype(np.int64)))
+
+
+def _hashable(col) -> np.ndarray:
+    """Key values to hash, never widened to float (an int column with a null must hash like one without;
+    null keys never match, so where they land does not matter)."""
+    if pa.types.is_integer(col.type):
+        return np.asarray(col.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return col.to_pandas().to_numpy()
 
 
 def partition_count(rows: int, cpus: int, rows_per_partition: int = 1_000_000) -> int:

@@ -88,10 +88,14 @@ class FeatureServer:
         if missing:
             return _unprocessable(missing)
         rows = [{k: body.entities[k][i] for k in keys} for i in range(n)]
+        from raymlops.features.online import OnlineStoreError
+
         try:
             got = self.store.get_online_features(body.features, rows, body.full_feature_names)
         except DataError as e:
             return _unprocessable([{"loc": ["body", "entities"], "type": "value_error", "msg": str(e)[:500]}])
+        except OnlineStoreError as e:  # the store is down: the server's problem, not the client's
+            return JSONResponse(status_code=503, content={"detail": f"online store unavailable: {e}"[:500]})
         results = [{"values": body.entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [None] * n}
                    for k in keys]
         results += [{"values": got.values[f], "statuses": got.statuses[f], "event_timestamps": got.event_timestamps[f]}

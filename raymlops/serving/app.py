@@ -98,7 +98,7 @@ class ModelServer:
         if body.entities is not None:
             rows, fetched = self._with_features(body.entities)
             if fetched is None:
-                return _unprocessable(rows)
+                return rows if isinstance(rows, JSONResponse) else _unprocessable(rows)
         try:
             df = records_to_frame(rows, self.schema, loc_prefix=("body", field))
         except RecordErrors as e:
@@ -126,11 +126,14 @@ class ModelServer:
         if errors:
             return errors[:20], None
         from raymlops.errors import DataError
+        from raymlops.features.online import OnlineStoreError
 
         try:
             got = self.features.get_online_features(self.feature_refs, entities)
         except DataError as e:
             return [{"loc": ["body", "entities"], "type": "value_error", "msg": str(e)[:500]}], None
+        except OnlineStoreError as e:
+            return JSONResponse(status_code=503, content={"detail": f"online store unavailable: {e}"[:500]}), None
         rows = [{**{name: vals[i] for name, vals in got.values.items()}, **row} for i, row in enumerate(entities)]
         return rows, got
 

@@ -109,3 +109,22 @@ def test_window_aggregates_match_brute_force(fn, seed):
             assert g is None
         else:
             assert g == pytest.approx(w, rel=1e-9, abs=1e-9)
+
+
+def test_keys_hash_and_code_alike_with_nulls_and_big_ids():
+    from raymlops.features.partition import with_partition
+
+    with_null = with_partition(pa.table({"k": pa.array([1, 2, None])}), ["k"], 16).column("__raymlops_part")
+    without = with_partition(pa.table({"k": pa.array([1, 2])}), ["k"], 16).column("__raymlops_part")
+    assert with_null.to_pylist()[:2] == without.to_pylist()
+    ec, fc = key_codes([pa.array([2**60 + 1, None])], [pa.array([2**60, 2**60 + 1])])
+    assert ec[0] == fc[1] != fc[0] and ec[1] == -1
+
+
+def test_std_is_exact_for_large_values_beside_small_ones():
+    code = np.array([0, 0, 0, 1, 1, 1])
+    ts = np.array([1, 2, 3, 1, 2, 3]) * DAY
+    start, end = window_bounds(code, ts, 100 * DAY)
+    got = aggregate("std", pa.array([1e9, 1e9 + 1, 1e9 + 2, 0.0, 0.0, 0.0]), start, end, code).to_pylist()
+    assert got[0] is None and got[1] == pytest.approx(0.7071067811865476) and got[2] == pytest.approx(1.0)
+    assert got[4] == pytest.approx(0.0, abs=1e-12)

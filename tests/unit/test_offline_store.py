@@ -100,3 +100,13 @@ def test_uri_roots_work_like_paths(tmp_path):
     assert (tmp_path / "uri-root" / "view" / "_versions" / "00000002.json").is_file()
     groups = store.file_set("view", ["k", "ts", "v"], min_groups=2)
     assert sum(len(g) for g in groups.groups) == 3 and groups.rows == 3
+
+
+def test_an_all_null_batch_widens_instead_of_breaking_the_view(tmp_path):
+    store = OfflineStore(str(tmp_path))
+    store.write("view", table(["2024-01-01"], [1.5]), "ts")
+    nulls = pa.table({"k": pa.array([1], pa.int64()), "ts": pa.array(pd.to_datetime(["2024-01-02"], utc=True), UTC),
+                      "v": pa.array([None], pa.null())})
+    store.write("view", nulls, "ts", mode="append")
+    assert store.latest("view").schema.field("v").type == pa.float64()
+    assert store.read_table("view").column("v").to_pylist() == [1.5, None]
