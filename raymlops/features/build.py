@@ -99,8 +99,11 @@ def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: Offli
             start, end = prev.manifest["max_ts"] + 1, None
         else:
             mode = "overwrite"
-    # Window aggregates at `start` need the rows of the longest window before it.
+    # Window aggregates at `start` need the rows of the longest window before it; and rows up to one
+    # window after a backfilled range aggregate over it, so they are recomputed and replaced too.
     lookback = max((duration_seconds(a.window) for a in view.aggregations), default=0) * SEC
+    if mode == "backfill" and end is not None:
+        end += lookback
     read_lo = None if start is None else start - lookback
     ds = source_ds.map_batches(_prepare, fn_kwargs={"view": view, "keys": keys, "columns": needed, "lo": read_lo,
                                                     "hi": end}, batch_format="pyarrow")

@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raymlops.errors import DataError
+
 NAT = np.iinfo(np.int64).min
 
 
@@ -24,7 +26,12 @@ def utc_ns(col) -> np.ndarray:
         return np.asarray(ints.fill_null(NAT).to_numpy(zero_copy_only=False), dtype=np.int64)
     if isinstance(col, pa.Array):
         col = col.to_pandas()
-    s = pd.to_datetime(pd.Series(col), utc=True)
+    col = pd.Series(col)
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        # epoch numbers are ambiguous (s? ms? ns?): refuse rather than guess
+        raise DataError(f"timestamp column {col.name!r} holds numbers ({col.dtype}); store timestamps, or "
+                        "convert epoch values with pandas.to_datetime(..., unit='s') first")
+    s = pd.to_datetime(col, utc=True)
     return s.dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
 
 

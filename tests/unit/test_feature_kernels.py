@@ -128,3 +128,12 @@ def test_std_is_exact_for_large_values_beside_small_ones():
     got = aggregate("std", pa.array([1e9, 1e9 + 1, 1e9 + 2, 0.0, 0.0, 0.0]), start, end, code).to_pylist()
     assert got[0] is None and got[1] == pytest.approx(0.7071067811865476) and got[2] == pytest.approx(1.0)
     assert got[4] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_epoch_numbers_are_refused_as_timestamps():
+    from raymlops.errors import DataError
+
+    with pytest.raises(DataError, match="holds numbers"):
+        utc_ns(pd.Series([1_700_000_000], name="when"))
+    with pytest.raises(DataError, match="holds numbers"):
+        utc_ns(pa.array([1_700_000_000]))
