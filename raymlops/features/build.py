@@ -11,12 +11,11 @@ import pyarrow as pa
 
 from raymlops.config.models import FeatureViewConfig, duration_seconds
 from raymlops.errors import DataError
-from raymlops.features.kernels import NAT, aggregate, key_codes, sort_order, utc_ns, window_bounds
+from raymlops.features.kernels import aggregate, key_codes, sort_order, utc_array, utc_ns, window_bounds
 from raymlops.features.offline import OfflineStore, Version, time_filter
 from raymlops.features.partition import PART, cluster_cpus, normalize_keys, partition_count, with_partition
 from raymlops.features.shuffle import Side, shuffle_apply
 
-UTC_NS = pa.timestamp("ns", tz="UTC")
 SEC = 10**9
 
 
@@ -35,17 +34,12 @@ def _transform(batch: pd.DataFrame, path: str) -> pd.DataFrame:
     return out
 
 
-def _utc_column(col) -> pa.Array:
-    ns = utc_ns(col)
-    return pa.array(ns, type=UTC_NS, mask=ns == NAT)
-
-
 def _prepare(table: pa.Table, view: FeatureViewConfig, keys: list[str], columns: list[str], lo: int | None,
              hi: int | None) -> pa.Table:
     """Needed columns only, timestamps as UTC, rows without a key or time dropped, rows outside [lo, hi) dropped."""
     table = normalize_keys(table.select(columns), keys)
     for c in filter(None, [view.timestamp, view.created_timestamp]):
-        table = table.set_column(table.schema.get_field_index(c), c, _utc_column(table.column(c)))
+        table = table.set_column(table.schema.get_field_index(c), c, utc_array(utc_ns(table.column(c))))
     ok = np.ones(table.num_rows, dtype=bool)
     for k in [*keys, view.timestamp]:
         ok &= ~np.asarray(table.column(k).is_null().to_numpy(zero_copy_only=False), dtype=bool)

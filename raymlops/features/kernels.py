@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from raymlops.errors import DataError
 
 NAT = np.iinfo(np.int64).min
+UTC_NS = pa.timestamp("ns", tz="UTC")
 
 
 def utc_ns(col) -> np.ndarray:
@@ -33,6 +34,11 @@ def utc_ns(col) -> np.ndarray:
                         "convert epoch values with pandas.to_datetime(..., unit='s') first")
     s = pd.to_datetime(col, utc=True)
     return s.dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
+
+
+def utc_array(ns: np.ndarray) -> pa.Array:
+    """int64 UTC ns (NAT = null) as a UTC-aware Arrow timestamp array."""
+    return pa.array(ns, type=UTC_NS, mask=ns == NAT)
 
 
 def key_codes(left: list, right: list) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from raymlops.config.models import FeatureViewConfig
-from raymlops.features.kernels import key_codes, sort_order, utc_ns
+from raymlops.features.kernels import NAT, key_codes, sort_order, utc_ns
 from raymlops.features.offline import OfflineStore, iso, time_filter
 from raymlops.features.online import OnlineRecord, OnlineStore
 from raymlops.features.partition import cluster_cpus, partition_count, with_partition
@@ -35,10 +35,6 @@ def _latest_per_key(table: pa.Table, view: FeatureViewConfig, join_keys: list[st
     return table.take(pa.array(last, type=pa.int64()))
 
 
-def _window(table: pa.Table, timestamp: str, start: int | None, end: int | None) -> pa.Table:
-    return time_filter(table, timestamp, start, end)
-
-
 def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str],
                      start: int | None, end: int, incremental: bool = False) -> dict:
     """Writes the latest value per entity with ``start <= ts < end`` to the online store; returns the record.
@@ -57,7 +53,7 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
                                                                  else []), *view.feature_names]))
         ds = offline.read_dataset(view.name, columns=columns, version=version.number)
         parts = partition_count(version.rows, cluster_cpus())
-        ds = ds.map_batches(_window, fn_kwargs={"timestamp": view.timestamp, "start": start, "end": end},
+        ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": start, "end": end},
                             batch_format="pyarrow")
         ds = shuffle_apply([Side(ds, with_partition, {"keys": keys, "partitions": parts})], _latest_per_key, parts,
                            {"view": view, "join_keys": keys})
@@ -80,5 +76,5 @@ def _records(batch: pa.Table, view: FeatureViewConfig, keys: list[str]):
     values = {f: batch.column(f).to_pylist() for f in view.feature_names}
     for i in range(batch.num_rows):
         rec = OnlineRecord({f: v[i] for f, v in values.items()}, int(ts[i]),
-                           None if created is None or created[i] == np.iinfo(np.int64).min else int(created[i]))
+                           None if created is None or created[i] == NAT else int(created[i]))
         yield tuple(col[i] for col in key_cols), rec

@@ -14,13 +14,12 @@ import pandas as pd
 import pyarrow as pa
 
 from raymlops.errors import DataError
-from raymlops.features.kernels import asof_indices, key_codes, take_or_null, utc_ns
+from raymlops.features.kernels import asof_indices, key_codes, take_or_null, utc_array, utc_ns
 from raymlops.features.partition import PART, check_key_types, cluster_cpus, partition_count, with_partition
 from raymlops.features.shuffle import Side, shuffle_apply
 
 ROW = "__raymlops_row"
 ET = "__raymlops_et"
-UTC_NS = pa.timestamp("ns", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def _entity_side(table: pa.Table, keys: list[str], event_timestamp: str, partiti
     table = with_partition(table, keys, partitions)
     ts = utc_ns(table.column(event_timestamp))
     i = table.schema.get_field_index(event_timestamp)
-    table = table.set_column(i, event_timestamp, pa.array(ts, type=UTC_NS, mask=ts == np.iinfo(np.int64).min))
+    table = table.set_column(i, event_timestamp, utc_array(ts))
     return table.append_column(ET, pa.array(ts))
 
 

@@ -53,14 +53,10 @@ def _split(block: pa.Table, prepare, kwargs: dict, partitions: int):
 def _reduce(kernel, kwargs: dict, sizes: tuple, *pieces: pa.Table) -> pa.Table:
     tables, i = [], 0
     for n in sizes:
-        side = [p for p in pieces[i:i + n]]
+        side = list(pieces[i:i + n])
         i += n
         tables.append(pa.concat_tables(side, promote_options="permissive") if len(side) > 1 else side[0])
     return kernel(*tables, **kwargs)
-
-
-def _empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
 
 
 def shuffle_apply(sides: list[Side], kernel: Callable[..., pa.Table], partitions: int,
@@ -85,7 +81,7 @@ def shuffle_apply(sides: list[Side], kernel: Callable[..., pa.Table], partitions
         else:
             blocks = side.dataset.to_arrow_refs()
             if not blocks:  # an empty dataset still needs a (typed, empty) piece per partition
-                blocks = [ray.put(_empty(side.dataset.schema().base_schema))]
+                blocks = [ray.put(side.dataset.schema().base_schema.empty_table())]
             outs = [split.remote(b, side.prepare, side.kwargs, partitions) for b in blocks]
         per_side.append([o if partitions > 1 else [o] for o in outs])
     reduce = ray.remote(_reduce).options(scheduling_strategy="SPREAD")

@@ -238,7 +238,7 @@ class FeatureStore:
     # ------------------------------------------------------------ discoverability
 
     def list_views(self) -> list[dict]:
-        return [self._summary(v) for v in self.features.views]
+        return [self._summary(v, self.offline.latest(v.name)) for v in self.features.views]
 
     def describe(self, name: str) -> dict:
         import json
@@ -251,14 +251,15 @@ class FeatureStore:
         latest = versions[-1] if versions else None
         schema = {f.name: str(f.type) for f in latest.schema} if latest else None
         try:
-            mat = json.loads(self.online.get_meta(meta_key(name)) or "null")
-        except RaymlopsError as e:
-            mat = {"error": str(e)}
+            mat = json.loads(self.online.get_meta(meta_key(name)) or "{}")
+            last_run, watermark = (mat.get("runs") or [None])[-1], iso(mat.get("watermark"))
+        except RaymlopsError as e:  # the online store is unreachable: still describe the offline side
+            last_run, watermark = {"error": str(e)}, None
         fresh = None
         if latest and latest.manifest.get("max_ts") is not None:
             fresh = round((time.time_ns() - latest.manifest["max_ts"]) / 1e9)
         return {
-            **self._summary(v), "schema": schema, "source": v.source, "timestamp": v.timestamp,
+            **self._summary(v, latest), "schema": schema, "source": v.source, "timestamp": v.timestamp,
             "created_timestamp": v.created_timestamp,
             "aggregations": [a.model_dump() | {"feature": a.feature_name} for a in v.aggregations],
             "transform": v.transform,
@@ -266,14 +267,12 @@ class FeatureStore:
                                   "written_rows": x.manifest["written_rows"], "created_at": x.manifest["created_at"],
                                   "range": x.manifest.get("range"), "min_ts": iso(x.manifest.get("min_ts")),
                                   "max_ts": iso(x.manifest.get("max_ts"))} for x in versions],
-            "last_materialization": (mat or {}).get("runs", [None])[-1] if isinstance(mat, dict) and "runs" in mat
-            else mat,
-            "online_watermark": iso(mat.get("watermark")) if isinstance(mat, dict) and mat.get("watermark") else None,
+            "last_materialization": last_run,
+            "online_watermark": watermark,
             "freshness_seconds": fresh,
         }
 
-    def _summary(self, v: FeatureViewConfig) -> dict:
-        latest = self.offline.latest(v.name)
+    def _summary(self, v: FeatureViewConfig, latest) -> dict:
         return {"name": v.name, "entity": v.entity, "join_keys": self.join_keys(v), "features": v.feature_names,
                 "ttl": v.ttl, "description": v.description, "owner": v.owner, "tags": v.tags,
                 "offline_version": latest.number if latest else None, "offline_rows": latest.rows if latest else 0}
