@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -31,10 +32,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="after deploying, send this file's rows to /predict and print /drift; then exit")
     r.add_argument("--exit", action="store_true", help="exit after deploying instead of serving until Ctrl-C")
     r.add_argument("--quiet", action="store_true", help="hide Ray Tune's progress table")
+    r.add_argument("--no-cache", action="store_true", help="run every step even if its inputs are unchanged")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the newest interrupted run of this config (finished trials are kept)")
 
     s = sub.add_parser("serve", help="deploy an existing run")
     with_config(s)
-    s.add_argument("--run", default=None, help="run id or directory (default: the pipeline's latest run)")
+    s.add_argument("--run", default=None, help="run id or directory (default: serving.model, else the latest run)")
+    s.add_argument("--model", default=None, metavar="URI",
+                   help="a registered model: models:/NAME@ALIAS (followed as the alias moves) or models:/NAME/VERSION")
     s.add_argument("--address")
     s.add_argument("--exit", action="store_true", help="exit after deploying")
 
@@ -72,6 +78,38 @@ def _parser() -> argparse.ArgumentParser:
     with_config(fs_)
     fs_.add_argument("--address")
     fs_.add_argument("--exit", action="store_true", help="exit after deploying")
+
+    def with_registry(sp):
+        sp.add_argument("--config", help="pipeline YAML whose registry section (and storage) to use")
+        sp.add_argument("--storage", help="storage holding the embedded store (default ./.raymlops)")
+        sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else embedded)")
+
+    u = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
+    with_registry(u)
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    m = sub.add_parser("models", help="registered models: list, promote, history")
+    msub = m.add_subparsers(dest="mcmd", required=True)
+    ml = msub.add_parser("list", help="registered models with versions, aliases and metrics")
+    ml.add_argument("name", nargs="?")
+    with_registry(ml)
+    mp = msub.add_parser("promote", help="move an alias to a version (its promotion gate is enforced)")
+    mp.add_argument("name")
+    mp.add_argument("version", type=int)
+    mp.add_argument("--alias", default="champion")
+    mp.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded in history)")
+    with_registry(mp)
+    mh = msub.add_parser("history", help="every alias move of a model")
+    mh.add_argument("name")
+    with_registry(mh)
+    rp = sub.add_parser("reproduce", help="re-run a run from its recorded config; compare metrics and model bytes")
+    rp.add_argument("run", help="run id or directory")
+    rp.add_argument("--storage", help="storage holding the run (default: $RAYMLOPS_STORAGE or ./.raymlops)")
+    rp.add_argument("--address")
+    ln = sub.add_parser("lineage", help="model version -> run -> config -> sources and feature views")
+    ln.add_argument("uri", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    ln.add_argument("--json", action="store_true", help="print JSON")
+    with_registry(ln)
 
     d = sub.add_parser("demo-data", help="write the quickstart's churn dataset")
     d.add_argument("out_dir")
@@ -112,12 +150,12 @@ def _run(args) -> int:
     pipe = Pipeline.from_yaml(args.config, args.overrides)
     local = pipe.connect(getattr(args, "address", None))
     if args.cmd == "serve":
-        url = pipe.serve(args.run)
+        url = pipe.serve(args.run, model=args.model)
         print(url)
     else:
-        result = pipe.run(progress=not args.quiet)
+        result = pipe.run(progress=not args.quiet, no_cache=args.no_cache, resume=args.resume)
         print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "metrics": result.metrics,
-                          "endpoint": result.endpoint}, indent=2))
+                          "model": result.model, "endpoint": result.endpoint}, indent=2))
         if result.endpoint and args.probe:
             from raymlops.artifacts import load_model
             from raymlops.pipeline.probe import probe
@@ -168,6 +206,88 @@ def _features(args) -> int:
     return 0
 
 
+def _registry_location(args) -> tuple[str, str]:
+    """(tracking URI, storage) from --tracking-uri / --config / --storage / the environment."""
+    from raymlops.registry import tracking_uri
+
+    reg_cfg, storage = None, args.storage
+    if args.config:
+        from raymlops.config import load_config
+
+        cfg = load_config(args.config)
+        reg_cfg, storage = cfg.registry, storage or cfg.storage
+    storage = storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops"
+    if args.tracking_uri:
+        return args.tracking_uri, storage
+    return tracking_uri(reg_cfg, storage), storage
+
+
+def _models(args) -> int:
+    from raymlops.registry import ModelRegistry
+
+    uri, _ = _registry_location(args)
+    reg = ModelRegistry(uri)
+    if args.mcmd == "list":
+        models = reg.list(args.name)
+        if not models:
+            print(f"no registered models in {uri}")
+        for m in models:
+            print(f"{m['name']}  aliases: " + (", ".join(f"@{a}=v{v}" for a, v in sorted(m["aliases"].items())) or "-"))
+            for v in m["versions"]:
+                metrics = ", ".join(f"{k}={x:.4f}" for k, x in sorted(v["metrics"].items()))
+                tags = " ".join(f"@{a}" for a in v["aliases"])
+                print(f"  v{v['version']:<4} {v['created']}  run {v['run']}  {metrics}  {tags}".rstrip())
+        return 0
+    if args.mcmd == "promote":
+        e = reg.promote(args.name, args.version, args.alias, force=args.force)
+        print(f"{args.name}: @{e['alias']} -> version {e['version']} (was {e['previous'] or '-'})"
+              + (" FORCED past a failed gate" if e["forced"] else ""))
+        for line in e["gate"]:
+            print(f"  {line}")
+        return 0
+    for e in reg.history(args.name):
+        print(f"{e['at']}  @{e['alias']}: {e['previous'] or '-'} -> {e['version']}  {e['reason']}"
+              + ("  [forced]" if e["forced"] else "") + f"  by {e['by']}")
+    return 0
+
+
+def _ui(args) -> int:
+    from raymlops.registry.tracking import artifact_root
+
+    uri, _ = _registry_location(args)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port)]
+    if artifact_root(uri):
+        cmd += ["--default-artifact-root", artifact_root(uri)]
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
+    os.execv(sys.executable, cmd)
+    return 0
+
+
+def _reproduce(args) -> int:
+    from raymlops.pipeline.reproduce import reproduce
+
+    got = reproduce(args.run, args.storage, lambda m: print(f"[raymlops] {m}", file=sys.stderr, flush=True),
+                    args.address)
+    ok = got["metrics_match"] and got["model_bytes_match"]
+    print(json.dumps(got, indent=2))
+    print(f"run {got['run']} reproduced as {got['reproduction']}: metrics "
+          f"{'match' if got['metrics_match'] else 'DIFFER'}, model bytes "
+          f"{'match' if got['model_bytes_match'] else 'DIFFER'}")
+    return 0 if ok else 1
+
+
+def _lineage(args) -> int:
+    from pathlib import Path
+
+    from raymlops.registry.lineage import format_lineage, lineage
+
+    uri, storage = _registry_location(args)
+    d = lineage(args.uri, uri, Path(storage).expanduser() / "registry-cache")
+    print(json.dumps(d, indent=2, default=str) if args.json else format_lineage(d))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -190,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "features":
             return _features(args)
+        if args.cmd == "models":
+            return _models(args)
+        if args.cmd == "ui":
+            return _ui(args)
+        if args.cmd == "reproduce":
+            return _reproduce(args)
+        if args.cmd == "lineage":
+            return _lineage(args)
         if args.cmd == "predict":
             from raymlops import load_config
             from raymlops.pipeline import Pipeline

@@ -23,6 +23,8 @@ REFERENCE = "reference.parquet"
 DRIFT_DIR = "drift"
 XGB_MODEL = "model.ubj"
 SKLEARN_MODEL = "model.pkl"
+RESUME = "resume.json"  # in a partial run: what --resume needs (config hash, MLflow run id)
+LINEAGE = "lineage.json"
 
 
 def new_run_id() -> str:
@@ -50,6 +52,24 @@ class RunWriter:
         self.final_dir = self.parent / self.run_id
         self.dir = self.parent / f".{self.run_id}.partial"
         self.dir.mkdir(parents=True, exist_ok=False)
+
+    @classmethod
+    def reopen(cls, storage: str, pipeline: str, check) -> "RunWriter":
+        """The newest interrupted (still partial) run of ``pipeline`` whose ``resume.json`` passes ``check``.
+
+        Raises:
+            RunNotFoundError: if there is none.
+        """
+        parent = runs_root(storage) / pipeline
+        partial = sorted(parent.glob(".*.partial"), reverse=True) if parent.is_dir() else []
+        for d in partial:
+            state = d / RESUME
+            if state.is_file() and check(json.loads(state.read_text())):
+                w = cls.__new__(cls)
+                w.run_id = d.name[1:].removesuffix(".partial")
+                w.parent, w.final_dir, w.dir = parent, parent / w.run_id, d
+                return w
+        raise RunNotFoundError(f"no interrupted run of pipeline {pipeline!r} with this config to resume under {parent}")
 
     def path(self, name: str) -> Path:
         return self.dir / name

@@ -364,6 +364,11 @@ class TrainingDatasetConfig(Strict):
     event_timestamp: str | None = Field(None, description="Timestamp column of the labels; default its source's.")
 
 
+class FailureConfig(Strict):
+    max_failures: int = Field(0, ge=-1, description="Retries of a trial whose worker dies (-1: unlimited); also "
+                                                     "retries the Ray Train worker group inside a trial.")
+
+
 class TrainingConfig(Strict):
     source: str | None = Field(None, description="Name of a source under 'sources' (or use 'dataset').")
     dataset: TrainingDatasetConfig | None = Field(
@@ -375,6 +380,7 @@ class TrainingConfig(Strict):
     split: SplitConfig = Field(default_factory=RandomSplit)
     model: ModelConfig
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    failure: FailureConfig = Field(default_factory=FailureConfig)
 
     @model_validator(mode="after")
     def _default_metric(self) -> "TrainingConfig":
@@ -401,6 +407,17 @@ class ServingConfig(Strict):
     max_batch_rows: int = Field(10_000, ge=1, description="Largest 'instances' list accepted by /predict.")
     features: bool = Field(False, description="Accept entity keys ({'entities': [...]}) and fetch the "
                                               "training.dataset features from the online store.")
+    model: str | None = Field(None, description="Serve a registered model, 'models:/NAME@ALIAS' or "
+                                                "'models:/NAME/VERSION', instead of the run just trained.")
+    reload_seconds: float = Field(10, gt=0, description="How often replicas check whether the served alias "
+                                                         "moved; they swap to the new version in place.")
+
+    @field_validator("model")
+    @classmethod
+    def _model_uri(cls, v: str | None) -> str | None:
+        if v is not None and not MODEL_URI.fullmatch(v):
+            raise ValueError(f"got {v!r}; expected 'models:/NAME@ALIAS' or 'models:/NAME/VERSION'")
+        return v
 
     @field_validator("route_prefix")
     @classmethod
@@ -410,6 +427,34 @@ class ServingConfig(Strict):
         if len(v) > 1 and v.endswith("/"):
             raise ValueError(f'got "{v}"; route_prefix must not end with "/"')
         return v
+
+
+# ---------------------------------------------------------------------- registry
+
+MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([A-Za-z0-9_-]+)|/(\d+))")
+
+
+class PromotionConfig(Strict):
+    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_-]+$", description="Alias a passing version takes.")
+    otherwise: str | None = Field("challenger", pattern=r"^[A-Za-z0-9_-]+$",
+                                  description="Alias a version that fails a gate takes (null: none).")
+    metric: str | None = Field(None, description="Gate metric; default training.tune.metric.")
+    min: float | None = Field(None, description="The metric must be >= min.")
+    max: float | None = Field(None, description="The metric must be <= max.")
+    beat_champion_by: float | None = Field(
+        0.0, description="The metric must beat the current holder of 'alias', scored on the same holdout, by at "
+                         "least this much (in the metric's better direction; 0.0 lets a tie pass; null: no "
+                         "comparison).")
+
+
+class RegistryConfig(Strict):
+    enabled: bool = Field(True, description="Track runs in MLflow and register models.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else "
+                                                        "sqlite:///<storage>/mlflow.db with artifacts under storage.")
+    experiment: str | None = Field(None, description="MLflow experiment; default the pipeline name.")
+    model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                   description="Registered model name; default the pipeline name.")
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
 
 
 # -------------------------------------------------------------------- monitoring
@@ -438,6 +483,12 @@ class PipelineConfig(Strict):
     training: TrainingConfig | None = None
     serving: ServingConfig | None = None
     monitoring: MonitoringConfig | None = None
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    cache: bool = Field(True, description="Skip steps whose inputs are unchanged (see `raymlops run --no-cache`).")
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name or self.name
 
 
 def _features_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
@@ -498,7 +549,17 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
                         f"got {t.tune.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
     if cfg.serving is not None and cfg.serving.features and (t is None or t.dataset is None):
         out.append((("serving", "features"), "fetching features online needs 'training.dataset' (its feature list)"))
-    if cfg.serving is not None and t is None:
+    p = cfg.registry.promotion
+    if t is not None and p.metric is not None and p.metric not in TASK_METRICS[t.task]:
+        out.append((("registry", "promotion", "metric"),
+                    f"got {p.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
+    if p.min is not None and p.max is not None and p.min > p.max:
+        out.append((("registry", "promotion", "min"), f"min {p.min} is above max {p.max}"))
+    if p.otherwise is not None and p.otherwise == p.alias:
+        out.append((("registry", "promotion", "otherwise"), f"must differ from alias {p.alias!r}"))
+    if cfg.serving is not None and cfg.serving.model is not None and not cfg.registry.enabled:
+        out.append((("serving", "model"), "serving a registered model needs registry.enabled: true"))
+    if cfg.serving is not None and t is None and cfg.serving.model is None:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
     if cfg.monitoring is not None and cfg.monitoring.drift is not None and t is None:
         out.append((("monitoring", "drift"), "drift monitoring needs a 'training' section (its reference data)"))

@@ -42,6 +42,19 @@ class DriftMonitor:
                 self._latest = {**result, "window_rows": len(window), "tested_at": time.time()}
             return self.windows_tested
 
+    def swap(self, drift_dir: str, model_version: str) -> bool:
+        """Switches to another model's reference (its replicas were swapped); windows start afresh."""
+        from raymlops.monitoring.drift import DriftTester
+
+        if model_version == self.model_version:
+            return False
+        tester = DriftTester(drift_dir)
+        with self._lock:
+            self.tester, self.model_version = tester, model_version
+            self._pending, self._pending_rows, self.rows_seen, self.windows_tested = [], 0, 0, 0
+            self._latest = None
+        return True
+
     def latest(self) -> dict[str, Any]:
         with self._lock:
             base = {"model_version": self.model_version, "window": self.window, "p_val": self.p_val,

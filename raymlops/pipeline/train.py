@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -98,11 +100,29 @@ def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
         "labels": d.labels, "features": list(d.features), "event_timestamp": ts, "offline_versions": versions}}
 
 
-def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], None], progress: bool = True) -> dict:
-    """Runs the training step into ``writer``'s directory; returns the metrics document."""
-    t = cfg.training
-    started = time.time()
+PREPARED = ("train", "valid", "valid_raw")  # Parquet folders of the prepare step
 
+
+def _write(ds, out: Path) -> None:
+    ds.write_parquet(str(out))
+
+
+def read_prepared(prep_dir: Path, name: str):
+    """A Parquet folder of the prepare step as a Ray Dataset, its files read in name (= write) order."""
+    import ray.data
+
+    files = sorted(str(p) for p in (prep_dir / name).glob("*.parquet"))
+    return ray.data.read_parquet(files)
+
+
+def prepare(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
+    """The prepare step: read, split, fit preprocessing on the training split and the drift detector on a
+    reference sample; writes both splits (preprocessed), the raw validation rows and the fitted state to
+    ``out``. Returns the step's summary."""
+    from ray.data import DataContext
+
+    DataContext.get_current().execution_options.preserve_order = True  # same data -> same row order
+    t = cfg.training
     ds, timestamp, origin = _training_table(cfg, say)
     where = f"source {t.source!r}" if t.source else f"the training set (labels {t.dataset.labels!r} + features)"
     names = ds.schema().names
@@ -158,20 +178,11 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
         raise DataError(f"columns {non_numeric} are not numeric after preprocessing; "
                         "add an 'onehot' or 'ordinal' step for them, or 'drop' them")
     schema = _schema(arrow, inputs, nulls, cfg, classes)
-
-    spec = TrainSpec(task=t.task, label=LABEL, feature_columns=features,
-                     n_classes=len(classes) if classes else None, model=t.model.model_dump(exclude={"params"}),
-                     metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed)
-    say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
-        f"scheduler {t.tune.scheduler}")
-    result = run_search(spec, t.tune, t.model.params, train_ds, valid_ds, str(writer.path("tune")), progress=progress)
-    best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
-    say(f"best trial: {best}")
-
-    model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
-    shutil.copyfile(result.model_path, writer.path(model_file))
-    writer.path(layout.PREPROCESSING).write_text(pre.to_json())
-    writer.json(layout.SCHEMA, schema.to_dict())
+    _write(train_ds, out / "train")
+    _write(valid_ds, out / "valid")
+    _write(valid_raw.select_columns([*inputs, t.label]), out / "valid_raw")
+    (out / layout.PREPROCESSING).write_text(pre.to_json())
+    layout.write_json(out / layout.SCHEMA, schema.to_dict())
 
     # A uniform sample of the training split (not its first rows: data is often time-ordered).
     ref_size = drift.reference_size if drift else 2000
@@ -179,14 +190,58 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
     reference = train_raw.select_columns(inputs).random_sample(min(1.0, 1.5 * ref_size / n_train), seed=seed)
     reference = reference.to_pandas()
     reference = reference.sample(n=min(len(reference), ref_size), random_state=seed).reset_index(drop=True)
-    reference.to_parquet(writer.path(layout.REFERENCE), index=False)
+    reference.to_parquet(out / layout.REFERENCE, index=False)
     if drift:
         say("fitting the drift detector on the reference sample")
         monitored = [c for c in schema.columns if drift.features is None or c.name in drift.features]
-        fit_and_save(reference, monitored, drift.p_val, writer.path(layout.DRIFT_DIR))
+        fit_and_save(reference, monitored, drift.p_val, out / layout.DRIFT_DIR)
+    return {"classes": classes, "feature_columns": features, "input_columns": inputs,
+            "rows": {"train": n_train, "valid": n_valid}, "origin": origin}
 
-    metrics = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
-               "best_params": result.best_params, "trials": result.trials}
+
+def search(cfg: PipelineConfig, prep_dir: Path, prep: dict, tune_dir: Path, out: Path, say: Callable[[str], None],
+           progress: bool = True, resume: bool = False) -> dict:
+    """The train step: a Tune search over the prepared splits; writes the best model and the search record
+    (every trial with its params, metrics and history) to ``out``."""
+    from ray.data import DataContext
+
+    DataContext.get_current().execution_options.preserve_order = True
+    t = cfg.training
+    classes = prep["classes"]
+    spec = TrainSpec(task=t.task, label=LABEL, feature_columns=prep["feature_columns"],
+                     n_classes=len(classes) if classes else None, model=t.model.model_dump(exclude={"params"}),
+                     metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed, max_failures=t.failure.max_failures)
+    say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
+        f"scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))
+    result = run_search(spec, t.tune, t.model.params, read_prepared(prep_dir, "train").materialize(),
+                        read_prepared(prep_dir, "valid").materialize(), str(tune_dir), progress=progress,
+                        resume=resume)
+    best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
+    say(f"best trial: {best}")
+    model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
+    shutil.copyfile(result.model_path, out / model_file)
+    record = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
+              "best_params": result.best_params, "trials": result.trials,
+              "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir")}}
+    layout.write_json(out / "search.json", record)
+    from raymlops.registry.fingerprint import file_sha256
+
+    return {"model_file": model_file, "best": result.best_metrics, "model_sha256": file_sha256(out / model_file)}
+
+
+def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, prep: dict, train_dir: Path,
+              extra_meta: dict) -> dict:
+    """Assembles the run directory from the step outputs; returns the metrics document."""
+    t = cfg.training
+    record = json.loads((train_dir / "search.json").read_text())
+    model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
+    for name in (layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE):
+        _link(prep_dir / name, writer.path(name))
+    if (prep_dir / layout.DRIFT_DIR).is_dir():
+        shutil.copytree(prep_dir / layout.DRIFT_DIR, writer.path(layout.DRIFT_DIR), copy_function=_link)
+    _link(train_dir / model_file, writer.path(model_file))
+    metrics = {k: record[k] for k in ("metric", "mode", "best", "best_params")}
+    metrics["trials"] = [{k: v for k, v in tr.items() if k != "history"} for tr in record["trials"]]
     writer.json(layout.METRICS, metrics)
     import ray
     import sklearn
@@ -194,13 +249,21 @@ def train(cfg: PipelineConfig, writer: layout.RunWriter, say: Callable[[str], No
 
     writer.json(layout.META, {
         "run_id": writer.run_id, "pipeline": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "task": t.task, "label": t.label, "classes": classes, "model_type": t.model.type,
-        "model_file": model_file, "feature_columns": features, "input_columns": inputs,
-        "rows": {"train": n_train, "valid": n_valid}, **origin,
-        "train_seconds": round(time.time() - started, 1),
+        "task": t.task, "label": t.label, "classes": prep["classes"], "model_type": t.model.type,
+        "model_file": model_file, "feature_columns": prep["feature_columns"], "input_columns": prep["input_columns"],
+        "rows": prep["rows"], **prep["origin"],
         "versions": {"python": platform.python_version(), "ray": ray.__version__,
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
-        "spec": {k: v for k, v in asdict(spec).items() if k != "feature_columns"},
+        "spec": record["spec"], **extra_meta,
     })
-    writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_none=True)), sort_keys=False))
+    writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_none=True)),
+                                                         sort_keys=False))
     return metrics
+
+
+def _link(src, dst) -> None:
+    """Hard-links a cached file into a run (copies across filesystems)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

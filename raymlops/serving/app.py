@@ -3,6 +3,8 @@ the drift actor in the background."""
 
 
 import asyncio
+import os
+import threading
 import uuid
 
 import pandas as pd
@@ -28,14 +30,13 @@ class ModelServer:
     """One replica: the run's Predictor plus an optional drift actor it feeds."""
 
     def __init__(self, run_dir: str, max_batch_rows: int, drift_actor: str | None = None,
-                 namespace: str = "raymlops", features: dict | None = None):
+                 namespace: str = "raymlops", features: dict | None = None, watch: dict | None = None):
         import ray
 
         from raymlops.artifacts import Predictor
 
+        self.run_dir = run_dir
         self.predictor = Predictor(run_dir)
-        self.schema = self.predictor.schema
-        self.version = self.predictor.version
         self.max_batch_rows = max_batch_rows
         self.drift = ray.get_actor(drift_actor, namespace=namespace) if drift_actor else None
         self.features = self.feature_refs = None
@@ -50,6 +51,41 @@ class ModelServer:
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
         self._flusher = None
+        self.swaps: list[dict] = []
+        if watch:
+            threading.Thread(target=self._watch, args=(watch["resolve"], watch["every"]), daemon=True,
+                             name="model-watch").start()
+
+    # ------------------------------------------------------------ model swapping
+
+    @property
+    def version(self) -> str:
+        return self.predictor.version
+
+    def _watch(self, resolve, every: float) -> None:
+        """Polls the registry alias; when it moves, loads the new version beside the old one and swaps the
+        reference in one assignment, so requests in flight finish on the model they started with."""
+        import logging
+        import time
+
+        from raymlops.artifacts import Predictor
+
+        log = logging.getLogger("ray.serve")
+        while True:
+            time.sleep(every)
+            try:
+                run_dir = resolve()
+                if run_dir == self.run_dir:
+                    continue
+                new = Predictor(run_dir)
+            except Exception as e:  # registry unreachable, bad bundle: keep serving the current model
+                log.warning("model watch: keeping %s: %s: %s", self.version, type(e).__name__, e)
+                continue
+            old, self.predictor, self.run_dir = self.version, new, run_dir
+            self.swaps.append({"from": old, "to": new.version, "at": time.time()})
+            log.info("model watch: swapped %s -> %s", old, new.version)
+            if self.drift is not None and os.path.isdir(os.path.join(run_dir, "drift")):
+                self.drift.swap.remote(os.path.join(run_dir, "drift"), new.version)
 
     # ------------------------------------------------------------------ drift feed
 
@@ -99,17 +135,18 @@ class ModelServer:
             rows, fetched = self._with_features(body.entities)
             if fetched is None:
                 return rows if isinstance(rows, JSONResponse) else _unprocessable(rows)
+        model = self.predictor  # one model for the whole request, even if a swap happens meanwhile
         try:
-            df = records_to_frame(rows, self.schema, loc_prefix=("body", field))
+            df = records_to_frame(rows, model.schema, loc_prefix=("body", field))
         except RecordErrors as e:
             return _unprocessable(e.errors)
         try:
-            preds, probs = self.predictor.predict_with_proba(df)
+            preds, probs = model.predict_with_proba(df)
         except (DataError, ValueError) as e:  # e.g. an estimator that cannot take a missing value
             return _unprocessable([{"loc": ["body", "instances"], "type": "value_error",
                                     "msg": f"the model cannot score these rows: {e}"[:500]}])
         self._feed_drift(df)
-        out = {"predictions": preds, "model_version": self.version, "request_id": request_id}
+        out = {"predictions": preds, "model_version": model.version, "request_id": request_id}
         if probs is not None:
             out["probabilities"] = probs
         if fetched is not None:
@@ -143,9 +180,10 @@ class ModelServer:
 
     @app.get("/schema", response_model=SchemaResponse)
     def schema(self) -> dict:
-        s = self.schema
+        model = self.predictor
+        s = model.schema
         return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
-                "classes": s.classes, "model_version": self.version}
+                "classes": s.classes, "model_version": model.version}
 
     @app.get("/drift", response_model=DriftResponse, response_model_exclude_none=True)
     async def drift_status(self) -> dict:
@@ -159,12 +197,14 @@ class ModelServer:
         return {"enabled": True, **latest}
 
 
-def build(run_dir: str, serving_cfg, drift_actor: str | None, namespace: str, features: dict | None = None):
-    """The bound Serve application for a run (``features``: config and refs for entity-key requests)."""
+def build(run_dir: str, serving_cfg, drift_actor: str | None, namespace: str, features: dict | None = None,
+          watch: dict | None = None):
+    """The bound Serve application for a run (``features``: config and refs for entity-key requests;
+    ``watch``: {resolve: () -> run dir, every: seconds} to follow a registry alias)."""
     return ModelServer.options(
         num_replicas=serving_cfg.num_replicas,
         max_ongoing_requests=serving_cfg.max_ongoing_requests,
         ray_actor_options={"num_cpus": serving_cfg.num_cpus},
-    ).bind(run_dir, serving_cfg.max_batch_rows, drift_actor, namespace, features)
+    ).bind(run_dir, serving_cfg.max_batch_rows, drift_actor, namespace, features, watch)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def deploy(run_dir: str, serving_cfg, app_name: str, drift_actor: str | None = None,
-           namespace: str = "raymlops", features: dict | None = None) -> str:
+           namespace: str = "raymlops", features: dict | None = None, watch: dict | None = None) -> str:
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL."""
     from ray import serve
 
@@ -12,7 +12,7 @@ def deploy(run_dir: str, serving_cfg, app_name: str, drift_actor: str | None = N
     from raymlops.serving.app import build
 
     base = start_serve(serving_cfg.host, serving_cfg.port)
-    serve.run(build(str(run_dir), serving_cfg, drift_actor, namespace, features), name=app_name,
+    serve.run(build(str(run_dir), serving_cfg, drift_actor, namespace, features, watch), name=app_name,
               route_prefix=serving_cfg.route_prefix, blocking=False)
     return base + ("" if serving_cfg.route_prefix == "/" else serving_cfg.route_prefix)
 

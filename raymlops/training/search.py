@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from raymlops.errors import RaymlopsError
+from raymlops.training.xgb import CURVE_FILE
 
 
 @dataclass
@@ -24,6 +26,7 @@ class TrainSpec:
     seed: int | None = 0
     storage_dir: str = ""
     report_every: int = 0  # report intermediate results every N boosting rounds (0: only the final one)
+    max_failures: int = 0  # retries of a trial (Tune) and of its worker group (Ray Train)
 
 
 @dataclass
@@ -38,9 +41,11 @@ class TrainingError(RaymlopsError):
     """Every trial failed."""
 
 
+_KEEP = ("auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2")
+
+
 def _clean(metrics: dict) -> dict[str, float]:
-    keep = ("auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2")
-    return {k: float(metrics[k]) for k in keep if k in metrics and metrics[k] is not None}
+    return {k: float(metrics[k]) for k in _KEEP if k in metrics and metrics[k] is not None}
 
 
 def _completed(r, metric: str) -> bool:
@@ -60,8 +65,28 @@ def _default_concurrency(cpus_per_trial: float) -> int:
     return max(1, int((cpus - 1) // max(cpus_per_trial, 1e-9)))
 
 
+def _history(r, time_attr: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric a trial reported, per step (boosting round or iteration), plus the full validation
+    curve a finished xgboost trial saved beside its model."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    df = r.metrics_dataframe
+    if df is not None and len(df) and time_attr in df:
+        for col in df.columns:
+            if col in _KEEP or col.startswith("round_"):
+                pts = [(int(s), float(v)) for s, v in zip(df[time_attr], df[col]) if v == v and s == s]
+                if pts:
+                    out[col] = pts
+    ckpt = (r.metrics or {}).get("checkpoint_path")
+    curve = os.path.join(ckpt, CURVE_FILE) if ckpt else None
+    if curve and os.path.isfile(curve):
+        with open(curve) as f:
+            for k, vals in json.load(f).items():
+                out[k] = [(i + 1, v) for i, v in enumerate(vals)]
+    return out
+
+
 def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, valid_ds, storage_dir: str,
-               progress: bool = True) -> SearchResult:
+               progress: bool = True, resume: bool = False) -> SearchResult:
     """Runs ``tune_cfg.num_samples`` trials and returns the best one by ``spec.metric``.
 
     Args:
@@ -72,6 +97,8 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         valid_ds: Preprocessed validation split.
         storage_dir: Absolute directory for Tune's experiment state.
         progress: Print Tune's progress table.
+        resume: Restore the search already under ``storage_dir`` (Tuner.restore): finished trials are kept,
+            unfinished and errored ones run again.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -82,6 +109,8 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
 
     # Intermediate (per-round) results may lack metrics xgboost cannot compute per round (f1, r2).
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Save the experiment state every 2 s (default: >= 10 s) so --resume loses at most that much progress.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     if spec.model["type"] == "xgboost":
         fn = xgb.trial
         # The trial only drives a Train run; the workers hold the CPUs.
@@ -106,6 +135,10 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     scheduler = (ASHAScheduler(time_attr="round" if spec.model["type"] == "xgboost" else "training_iteration",
                                max_t=max_t, grace_period=max(1, spec.report_every))
                  if tune_cfg.scheduler == "asha" else FIFOScheduler())
+    path = os.path.join(storage_dir, "search")
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+        return _collect(tuner.fit(), spec)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune(params),
@@ -116,13 +149,20 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
                 random_state=tune_cfg.seed,
                 max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(per_trial)),
         ),
-        run_config=tune.RunConfig(name="search", storage_path=storage_dir, verbose=1 if progress else 0),
+        run_config=tune.RunConfig(name="search", storage_path=storage_dir, verbose=1 if progress else 0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
-    grid = tuner.fit()
+    return _collect(tuner.fit(), spec)
+
+
+def _collect(grid, spec: TrainSpec) -> SearchResult:
+    """The best finished trial of a result grid, and a record of every trial."""
+    time_attr = "round" if spec.model["type"] == "xgboost" else "training_iteration"
     trials, errors = [], []
     for r in grid:
         ok = _completed(r, spec.metric)
-        trials.append({"params": r.config, "metrics": _clean(r.metrics or {}), "status": "ok" if ok else ("failed" if r.error else "stopped"),
+        trials.append({"params": r.config, "metrics": _clean(r.metrics or {}), "trial_id": (r.metrics or {}).get("trial_id"),
+                       "history": _history(r, time_attr), "status": "ok" if ok else ("failed" if r.error else "stopped"),
                        **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {})})
         if r.error is not None:
             errors.append(r.error)

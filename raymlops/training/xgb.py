@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 MODEL_FILE = "model.ubj"
+CURVE_FILE = "curve.json"  # the validation metric per boosting round, beside the model in the checkpoint
 
 # Our metric -> (xgboost eval_metric, maximize, transform of xgboost's value into ours).
 _PER_ROUND = {
@@ -72,8 +74,9 @@ def train_worker(config: dict) -> None:
         callbacks.append(xgboost.callback.EarlyStopping(
             rounds=spec.model["early_stopping_rounds"], metric_name=full["eval_metric"],
             data_name="valid", maximize=maximize, save_best=True))
+    history: dict = {}
     booster = xgboost.train(full, dtrain, num_boost_round=spec.model["num_boost_round"],
-                            evals=[(dvalid, "valid")], callbacks=callbacks, verbose_eval=False)
+                            evals=[(dvalid, "valid")], callbacks=callbacks, verbose_eval=False, evals_result=history)
     final: dict = {"round": booster.num_boosted_rounds()}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
@@ -84,6 +87,8 @@ def train_worker(config: dict) -> None:
             final.update(evaluate(spec.task, dvalid.get_label(), booster.predict(dvalid), spec.n_classes))
             final["model_file"] = MODEL_FILE
             booster.save_model(os.path.join(tmp, MODEL_FILE))
+            with open(os.path.join(tmp, CURVE_FILE), "w") as f:
+                json.dump({f"valid_{k}": [float(x) for x in v] for k, v in history.get("valid", {}).items()}, f)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(final, checkpoint=checkpoint)
 
@@ -104,10 +109,21 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
         datasets={"train": train_ds, "valid": valid_ds},
         # Only the training split is sharded, and only across several workers: every worker evaluates on
         # the whole validation split, and each split costs a coordinator actor.
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model["num_workers"] > 1 else []),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model["num_workers"] > 1 else [],
+                                            execution_options=_ordered()),
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.model["num_workers"], resources_per_worker={"CPU": spec.model["cpus_per_worker"]}),
         run_config=ray.train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
-                                       callbacks=[TuneReportCallback()]),
+                                       callbacks=[TuneReportCallback()],
+                                       failure_config=ray.train.FailureConfig(max_failures=spec.max_failures)),
     )
     trainer.fit()
+
+
+def _ordered():
+    """Shards keep the dataset's row order: the same data and seed must give the same model bytes."""
+    from ray.data import ExecutionOptions
+
+    opts = ExecutionOptions()
+    opts.preserve_order = True
+    return opts

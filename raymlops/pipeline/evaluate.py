@@ -1,0 +1,85 @@
+"""The evaluate step: the run's model and the current champion scored on the same holdout, and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from raymlops.artifacts import Predictor
+from raymlops.artifacts import run as layout
+from raymlops.errors import DataError
+from raymlops.training.metrics import evaluate as metrics_of
+from raymlops.training.report import feature_importance, write_report
+
+EVALUATION = "evaluation.json"
+REPORT_DIR = "report"
+
+
+def _encoded(y: pd.Series, classes: list | None) -> np.ndarray:
+    if classes is None:
+        return y.to_numpy(dtype=np.float64)
+    codes = {c: i for i, c in enumerate(classes)}
+    return np.asarray([codes.get(v.item() if isinstance(v, np.generic) else v, -1) for v in y], dtype=np.int64)
+
+
+def _scores(p: Predictor, df: pd.DataFrame) -> np.ndarray:
+    return p._raw(p.features_of(df))
+
+
+def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[str, Predictor] | None, out: Path,
+             say: Callable[[str], None]) -> dict:
+    """Scores the run's model (and the champion, when there is one) on ``holdout``; writes the report.
+
+    Args:
+        run_dir: The run directory (its model and fitted preprocessing).
+        holdout: Raw validation rows with the label column.
+        label: Label column.
+        champion: (label such as 'champion v3', its Predictor), or None.
+        out: Directory for ``report/`` and ``evaluation.json``.
+    """
+    cand = Predictor(run_dir)
+    y = _encoded(holdout[label], cand.classes)
+    known = y >= 0  # classifiers: rows whose label the model knows
+    rows = holdout[known].reset_index(drop=True)
+    y = y[known]
+    name = f"candidate (run {cand.version})"
+    scores = {name: _scores(cand, rows)}
+    metrics = {name: metrics_of(cand.task, y, scores[name], len(cand.classes) if cand.classes else None)}
+    notes: dict[str, str] = {"holdout rows": str(len(rows))}
+    champ_out = None
+    if champion is not None:
+        clabel, cp = champion
+        if cp.task != cand.task or (cp.classes is not None and list(cp.classes) != list(cand.classes)):
+            notes["champion"] = f"{clabel} has another task or classes; not compared"
+        else:
+            try:
+                s = _scores(cp, rows)
+            except DataError as e:
+                notes["champion"] = f"{clabel} cannot score this holdout ({e}); not compared"
+            else:
+                scores[clabel] = s
+                metrics[clabel] = metrics_of(cp.task, y, s, len(cp.classes) if cp.classes else None)
+                champ_out = {"label": clabel, "run": cp.version, "metrics": metrics[clabel]}
+    say("evaluating on the holdout" + (f" beside {champion[0]}" if champion else " (no champion yet)"))
+    importance = feature_importance(cand.model, cand.model_type, cand.features)
+    files = write_report(out / REPORT_DIR, title=f"{cand.meta['pipeline']}: run {cand.version}", task=cand.task,
+                         y_true=y, scores=scores, metrics=metrics, classes=cand.classes, importance=importance,
+                         details={"run": cand.version, "model type": cand.model_type, "label": label, **notes})
+    result = {"candidate": metrics[name], "champion": champ_out, "holdout_rows": int(len(rows)),
+              "importance": dict(list(importance.items())[:50]), "files": sorted(files)}
+    layout.write_json(out / EVALUATION, result)
+    return result
+
+
+def read_holdout(prep_dir: Path) -> pd.DataFrame:
+    """The raw validation rows the prepare step kept."""
+    files = sorted((prep_dir / "valid_raw").glob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def load_evaluation(path: Path) -> dict:
+    return json.loads((path / EVALUATION).read_text())

@@ -1,0 +1,287 @@
+"""Model registry on MLflow: log and register a run's model, aliases with promotion gates and history,
+and resolving ``models:/NAME@ALIAS`` back to a loadable run bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from raymlops.config.models import MAXIMIZE, MODEL_URI
+from raymlops.errors import RaymlopsError
+from raymlops.registry.tracking import TAG, client, tracking_uri
+
+BUNDLE = "raymlops_run"  # the run's files inside the MLflow model (its extra_files/ folder)
+EVENT = f"{TAG}alias_event."
+# Files of a run directory that make up the bundle (Tune's state stays out).
+BUNDLE_FILES = ("config.yaml", "meta.json", "metrics.json", "schema.json", "preprocessing.json", "reference.parquet",
+                "drift", "model.ubj", "model.pkl", "report", "evaluation.json", "lineage.json")
+
+
+class RegistryError(RaymlopsError):
+    """A model, version or alias does not exist, or a promotion was refused."""
+
+
+class PromotionRefused(RegistryError):
+    """A version failed its promotion gate (use --force to override)."""
+
+
+def parse_uri(uri: str) -> tuple[str, str | None, int | None]:
+    """'models:/NAME@ALIAS' -> (NAME, ALIAS, None); 'models:/NAME/3' -> (NAME, None, 3)."""
+    m = MODEL_URI.fullmatch(uri)
+    if not m:
+        raise RegistryError(f"got {uri!r}; expected 'models:/NAME@ALIAS' or 'models:/NAME/VERSION'")
+    return m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None
+
+
+def gate_direction(metric: str) -> str:
+    return "max" if metric in MAXIMIZE else "min"
+
+
+def check_gate(gate: dict, candidate: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, list[str]]:
+    """Applies a promotion gate ({metric, min, max, beat_champion_by}); returns (passed, one line per check)."""
+    metric = gate["metric"]
+    better = gate_direction(metric)
+    value = candidate.get(metric)
+    if value is None:
+        return False, [f"{metric}: the candidate has no recorded value"]
+    ok, lines = True, []
+    if gate.get("min") is not None:
+        passed = value >= gate["min"]
+        ok &= passed
+        lines.append(f"{metric}={value:.4f} {'>=' if passed else '<'} min {gate['min']}")
+    if gate.get("max") is not None:
+        passed = value <= gate["max"]
+        ok &= passed
+        lines.append(f"{metric}={value:.4f} {'<=' if passed else '>'} max {gate['max']}")
+    by = gate.get("beat_champion_by")
+    if by is not None and champion is not None and champion.get(metric) is not None:
+        ref = champion[metric]
+        margin = value - ref if better == "max" else ref - value
+        passed = margin >= by - 1e-12
+        ok &= passed
+        lines.append(f"{metric}={value:.4f} vs champion {ref:.4f}: better by {margin:+.4f} "
+                     f"({'>=' if passed else '<'} {by})")
+    elif by is not None:
+        lines.append("no champion to beat")
+    return ok, lines
+
+
+class ModelRegistry:
+    """Registered models, versions, aliases and their history, in the MLflow registry at ``uri``."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.client = client(uri)
+
+    @classmethod
+    def from_config(cls, cfg) -> "ModelRegistry":
+        return cls(tracking_uri(cfg.registry, cfg.storage))
+
+    # -------------------------------------------------------------- writing
+
+    def log_model(self, parent_run_id: str, run_dir: Path, model_type: str, sample, pip: dict[str, str]) -> str:
+        """Logs the run's model in its MLflow flavour (signature, input example) with the run bundle
+        (preprocessing, schema, drift reference, report) as extra files; returns the model URI."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from raymlops.artifacts import Predictor
+
+        predictor = Predictor(run_dir)
+        x = predictor.features_of(sample)
+        features = sample.__class__(x, columns=predictor.features)
+        signature = infer_signature(features, predictor._raw(x))
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = Path(tmp) / BUNDLE
+            bundle.mkdir()
+            for name in BUNDLE_FILES:
+                src = run_dir / name
+                if src.is_dir():
+                    shutil.copytree(src, bundle / name)
+                elif src.is_file():
+                    shutil.copy2(src, bundle / name)
+            kwargs = dict(name="model", signature=signature, input_example=features.head(5),
+                          extra_files=[str(bundle)])
+            with mlflow.start_run(run_id=parent_run_id):
+                if model_type == "xgboost":
+                    import mlflow.xgboost
+
+                    info = mlflow.xgboost.log_model(predictor.model, pip_requirements=[f"xgboost=={pip['xgboost']}"],
+                                                    **kwargs)
+                else:
+                    import mlflow.sklearn
+
+                    info = mlflow.sklearn.log_model(predictor.model, serialization_format="pickle",
+                                                    pip_requirements=[f"scikit-learn=={pip['scikit-learn']}"],
+                                                    **kwargs)
+        return info.model_uri
+
+    def register(self, model_uri: str, name: str, run_id: str, tags: dict[str, Any], gate: dict) -> int:
+        """Adds a version of ``name`` (created if new, with its promotion gate recorded); returns the version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, description="Registered by raymlops.")
+        self.client.set_registered_model_tag(name, f"{TAG}promotion", json.dumps(gate))
+        mv = self.client.create_model_version(name, source=model_uri, run_id=run_id,
+                                              tags={k: str(v) for k, v in tags.items()})
+        for _ in range(100):  # file/sqlite stores are READY at once; servers may take a moment
+            if self.client.get_model_version(name, mv.version).status == "READY":
+                break
+            time.sleep(0.1)
+        return int(mv.version)
+
+    def set_alias(self, name: str, alias: str, version: int, *, reason: str, forced: bool = False,
+                  gate: list[str] | None = None) -> dict:
+        """Points ``alias`` at ``version`` and appends the move to the model's alias history."""
+        previous = self.alias_version(name, alias)
+        self.client.set_registered_model_alias(name, alias, str(version))
+        events = self.history(name)
+        event = {"seq": len(events) + 1, "alias": alias, "version": int(version), "previous": previous,
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "forced": forced, "reason": reason,
+                 "by": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown", "gate": gate or []}
+        self.client.set_registered_model_tag(name, f"{EVENT}{event['seq']:06d}", json.dumps(event))
+        return event
+
+    def promote(self, name: str, version: int, alias: str = "champion", force: bool = False) -> dict:
+        """Moves ``alias`` to ``version`` if it passes the model's recorded gate against the alias's current
+        holder (by their recorded validation metrics); ``force`` overrides a failed gate and says so."""
+        mv = self.version(name, version)
+        gate = self.gate(name)
+        holder = self.alias_version(name, alias)
+        if holder == int(version):
+            raise RegistryError(f"{name} version {version} already holds @{alias}")
+        candidate = version_metrics(mv)
+        champion = version_metrics(self.version(name, holder)) if holder is not None else None
+        passed, lines = check_gate(gate, candidate, champion) if gate else (True, ["no gate recorded"])
+        if not passed and not force:
+            raise PromotionRefused(f"{name} version {version} fails the promotion gate for @{alias}:\n  "
+                                   + "\n  ".join(lines) + "\n(use --force to promote anyway; it is recorded)")
+        why = "manual promotion" + (" (forced past a failed gate)" if not passed else "")
+        return self.set_alias(name, alias, version, reason=why, forced=force and not passed, gate=lines)
+
+    # -------------------------------------------------------------- reading
+
+    def gate(self, name: str) -> dict | None:
+        raw = self.client.get_registered_model(name).tags.get(f"{TAG}promotion")
+        return json.loads(raw) if raw else None
+
+    def version(self, name: str, version: int | str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(name, str(version))
+        except MlflowException as e:
+            raise RegistryError(f"no version {version} of registered model {name!r} in {self.uri}") from e
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def resolve_version(self, uri: str):
+        """The ModelVersion a ``models:/`` URI names now."""
+        name, alias, version = parse_uri(uri)
+        if alias is not None:
+            v = self.alias_version(name, alias)
+            if v is None:
+                raise RegistryError(f"registered model {name!r} has no alias @{alias} (in {self.uri})")
+            version = v
+        return self.version(name, version)
+
+    def list_versions(self, name: str) -> list:
+        """Every version of ``name`` ([] if the model is not registered)."""
+        return list(self.client.search_model_versions(f"name='{name}'"))
+
+    def aliases_of(self, name: str, version: int) -> list[str]:
+        aliases = self.client.get_registered_model(name).aliases or {}
+        return sorted(a for a, v in aliases.items() if int(v) == int(version))
+
+    def history(self, name: str) -> list[dict]:
+        tags = self.client.get_registered_model(name).tags
+        return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(EVENT)]
+
+    def list(self, name: str | None = None) -> list[dict]:
+        """Registered models (or one), each with its versions, aliases and recorded metrics."""
+        from mlflow.exceptions import MlflowException
+
+        if name:
+            try:
+                models = [self.client.get_registered_model(name)]
+            except MlflowException as e:
+                raise RegistryError(f"no registered model {name!r} in {self.uri}") from e
+        else:
+            models = list(self.client.search_registered_models())
+        out = []
+        for m in models:
+            versions = sorted(self.list_versions(m.name), key=lambda v: int(v.version))
+            aliases: dict[int, list[str]] = {}
+            for a, v in (m.aliases or {}).items():
+                aliases.setdefault(int(v), []).append(a)
+            out.append({"name": m.name, "aliases": dict(m.aliases or {}), "versions": [
+                {"version": int(v.version), "aliases": sorted(aliases.get(int(v.version), [])),
+                 "run": v.tags.get(f"{TAG}run_id"), "metrics": version_metrics(v),
+                 "created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.creation_timestamp / 1000))}
+                for v in versions]})
+        return out
+
+    def download(self, uri: str, cache_root: str | os.PathLike) -> tuple[Path, Any]:
+        """The run bundle of the version ``uri`` names, downloaded once into ``cache_root``; returns
+        (bundle dir, ModelVersion)."""
+        import mlflow
+
+        mv = self.resolve_version(uri)
+        final = Path(cache_root) / mv.name / str(mv.version)
+        if not (final / BUNDLE / "meta.json").is_file():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}.", dir=final.parent))
+            try:
+                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}",
+                                                               dst_path=str(tmp), tracking_uri=self.uri))
+                bundle = got / "extra_files" / BUNDLE
+                if not (bundle / "meta.json").is_file():
+                    raise RegistryError(f"models:/{mv.name}/{mv.version} was not logged by raymlops "
+                                        "(it has no run bundle)")
+                os.replace(bundle, tmp / BUNDLE)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final / BUNDLE, mv
+
+
+def bundle_for(uri: str, tracking_uri_: str, cache_root: str) -> str:
+    """The local run bundle of the version a ``models:/`` URI names now (picklable with functools.partial,
+    so serving replicas can poll it)."""
+    return str(ModelRegistry(tracking_uri_).download(uri, cache_root)[0])
+
+
+def version_metrics(mv) -> dict[str, float]:
+    """The validation metrics recorded on a model version's tags."""
+    prefix = f"{TAG}metric."
+    return {k[len(prefix):]: float(v) for k, v in (mv.tags or {}).items() if k.startswith(prefix)}
+
+
+def load_model(model: str | os.PathLike, storage: str | None = None, tracking_uri_: str | None = None):
+    """Loads a Predictor from a run directory, a run id (under ``storage``) or a registry URI
+    (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``, from ``tracking_uri_``, ``$MLFLOW_TRACKING_URI`` or
+    the embedded store under ``storage``)."""
+    from raymlops.artifacts import Predictor, find_run
+
+    if str(model).startswith("models:/"):
+        uri = tracking_uri_ or tracking_uri(None, storage)
+        root = Path((storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops").removeprefix("file://"))
+        bundle, _ = ModelRegistry(uri).download(str(model), root.expanduser() / "registry-cache")
+        return Predictor(bundle)
+    return Predictor(find_run(model, storage))

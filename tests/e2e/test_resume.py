@@ -1,0 +1,57 @@
+"""`raymlops run` killed mid-search (SIGKILL of its whole process group), then `raymlops run --resume`."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from tests.conftest import ROOT, cli_env
+
+
+def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
+    demo = tmp_path / "demo"
+    r = subprocess.run(["raymlops", "demo-data", str(demo), "--rows", "3000"], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    fits = tmp_path / "fits.log"
+    cmd = ["raymlops", "run", "configs/sklearn_multiclass.yaml", "--quiet",
+           "--set", "training.model.estimator=tests.integration.chaos.SlowLogClassifier",
+           "--set", f"training.model.params.log={fits}", "--set", "training.model.params.delay=6",
+           "--set", "training.model.params.C={grid: [0.1, 1.0, 10.0]}",
+           "--set", "training.tune.max_concurrent_trials=1", "--set", "registry.enabled=false"]
+    env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    log = open(tmp_path / "first.log", "w+")
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:
+            lines = fits.read_text().splitlines() if fits.exists() else []
+            if sum(ln.startswith("done") for ln in lines) == 1 and sum(ln.startswith("start") for ln in lines) == 2:
+                break
+            time.sleep(0.2)
+        else:
+            log.seek(0)
+            raise AssertionError(f"the first trial never finished:\n{log.read()[-3000:]}")
+        time.sleep(3)  # the second trial is mid-fit; Tune has saved its state since the first one finished
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        log.close()
+    runs = tmp_path / "store" / "runs" / "contract-multiclass"
+    partial = [p.name for p in runs.iterdir()]
+    assert len(partial) == 1 and partial[0].endswith(".partial"), partial  # nothing published, state kept
+    done_before = [ln.split()[1] for ln in fits.read_text().splitlines() if ln.startswith("done")]
+
+    r = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "resuming run" in r.stderr
+    out = json.loads(r.stdout[r.stdout.index("{"): r.stdout.rindex("}") + 1])
+    assert out["run_id"] == partial[0][1:].removesuffix(".partial")
+    done = [ln.split()[1] for ln in fits.read_text().splitlines() if ln.startswith("done")]
+    # The trial that finished before the kill was not fitted again; the other two were fitted once more.
+    assert done.count(done_before[0]) == 1 and sorted(set(done)) == ["C=0.1", "C=1.0", "C=10.0"], done
+    metrics = json.loads((runs / out["run_id"] / "metrics.json").read_text())
+    assert [t["status"] for t in metrics["trials"]] == ["ok", "ok", "ok"]

@@ -1,0 +1,101 @@
+"""A pipeline against a real `mlflow server` on 127.0.0.1, and `raymlops ui` on the embedded store."""
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pandas as pd
+import pytest
+
+from raymlops import load_model
+from tests.conftest import ROOT, cli_env, free_port
+from tests.integration.conftest import pipeline
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read()[-3000:]}", pytrace=False)
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    log.seek(0)
+    pytest.fail(f"{url} did not answer within {seconds} s:\n{log.read()[-3000:]}", pytrace=False)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` with a sqlite backend and proxied artifacts, on a free loopback port."""
+    d = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(d / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
+                             "--artifacts-destination", str(d / "artifacts"), "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT, env=cli_env())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/health", proc, log)
+        yield url
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def test_pipeline_against_a_real_mlflow_server(ray_session, mlflow_server, demo_dir, tmp_path):
+    from raymlops.registry.tracking import client
+
+    store = str(tmp_path / "store")
+    pipe = pipeline("sklearn_multiclass.yaml", demo_dir, store, f"registry.tracking_uri={mlflow_server}",
+                    "registry.model_name=contract")
+    result = pipe.train(progress=False)
+    assert not (tmp_path / "store" / "mlflow.db").exists()  # nothing went to the embedded store
+    c = client(mlflow_server)
+    run = c.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["raymlops.run_id"] == result.run_id
+    children = c.search_runs([run.info.experiment_id],
+                             filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert sorted(ch.data.params["C"] for ch in children) == ["0.1", "1.0"]
+    assert "report/report.html" in {a.path for a in c.list_artifacts(run.info.run_id, "report")}
+    assert result.model["version"] == 1 and result.model["alias"] == "champion"
+    assert c.get_model_version_by_alias("contract", "champion").run_id == run.info.run_id
+    rows = pd.read_parquet(demo_dir / "holdout.parquet").head(50)
+    served = load_model("models:/contract@champion", storage=store, tracking_uri_=mlflow_server)
+    assert served.version == result.run_id
+    assert (served.predict_proba(rows) == load_model(result.run_dir).predict_proba(rows)).all()
+    # A second run with nothing changed is skipped step by step, registering nothing new.
+    again = pipe.train(progress=False)
+    assert all(s["cached"] for s in again.steps.values()) and again.model["version"] == 1
+
+
+def test_raymlops_ui_serves_the_embedded_store(tmp_path):
+    from raymlops.registry.tracking import Tracker, tracking_uri
+
+    store = str(tmp_path / "store")
+    Tracker(tracking_uri(None, store), "ui-check")
+    port = free_port()
+    log = open(tmp_path / "ui.log", "w+")
+    proc = subprocess.Popen(["raymlops", "ui", "--storage", store, "--port", str(port)], cwd=ROOT, env=cli_env(),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        r = httpx.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 10})
+        assert "ui-check" in {e["name"] for e in r.json()["experiments"]}
+    finally:
+        _stop(proc)
+        log.close()
