@@ -110,7 +110,7 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, evaluation: d
             "beat_champion_by": p.beat_champion_by}
     tags = {f"{TAG}run_id": run_dir.name, f"{TAG}model_key": model_key, f"{TAG}config_hash": config_hash(cfg),
             **{f"{TAG}metric.{k}": v for k, v in evaluation["candidate"].items()}}
-    version = reg.register(model_uri, name, tracker.run_id, tags, gate)
+    version = reg.register(model_uri, name, tags, gate)
     champion = evaluation.get("champion")
     passed, lines = check_gate(gate, evaluation["candidate"], champion["metrics"] if champion else None)
     say(f"registered {name} version {version}; gate for @{p.alias}: {'passed' if passed else 'failed'}"

@@ -13,7 +13,7 @@ from typing import Any
 
 from raymlops.config.models import MAXIMIZE, MODEL_URI
 from raymlops.errors import RaymlopsError
-from raymlops.registry.tracking import TAG, client, tracking_uri
+from raymlops.registry.tracking import TAG, client, tracking_uri, using
 
 BUNDLE = "raymlops_run"  # the run's files inside the MLflow model (its extra_files/ folder)
 EVENT = f"{TAG}alias_event."
@@ -107,7 +107,7 @@ class ModelRegistry:
                     shutil.copy2(src, bundle / name)
             kwargs = dict(name="model", signature=signature, input_example=features.head(5),
                           extra_files=[str(bundle)])
-            with mlflow.start_run(run_id=parent_run_id):
+            with using(self.uri), mlflow.start_run(run_id=parent_run_id):
                 if model_type == "xgboost":
                     import mlflow.xgboost
 
@@ -121,7 +121,7 @@ class ModelRegistry:
                                                     **kwargs)
         return info.model_uri
 
-    def register(self, model_uri: str, name: str, run_id: str, tags: dict[str, Any], gate: dict) -> int:
+    def register(self, model_uri: str, name: str, tags: dict[str, Any], gate: dict) -> int:
         """Adds a version of ``name`` (created if new, with its promotion gate recorded); returns the version."""
         from mlflow.exceptions import MlflowException
 
@@ -130,12 +130,12 @@ class ModelRegistry:
         except MlflowException:
             self.client.create_registered_model(name, description="Registered by raymlops.")
         self.client.set_registered_model_tag(name, f"{TAG}promotion", json.dumps(gate))
-        mv = self.client.create_model_version(name, source=model_uri, run_id=run_id,
-                                              tags={k: str(v) for k, v in tags.items()})
-        for _ in range(100):  # file/sqlite stores are READY at once; servers may take a moment
-            if self.client.get_model_version(name, mv.version).status == "READY":
-                break
-            time.sleep(0.1)
+        import mlflow
+
+        # register_model links the version to the logged model (model_id), which tracking servers require.
+        with using(self.uri):
+            mv = mlflow.register_model(model_uri, name, await_registration_for=60,
+                                       tags={k: str(v) for k, v in tags.items()})
         return int(mv.version)
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str, forced: bool = False,
@@ -246,8 +246,9 @@ class ModelRegistry:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}.", dir=final.parent))
             try:
-                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}",
-                                                               dst_path=str(tmp), tracking_uri=self.uri))
+                with using(self.uri):
+                    got = Path(mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(tmp), tracking_uri=self.uri))
                 bundle = got / "extra_files" / BUNDLE
                 if not (bundle / "meta.json").is_file():
                     raise RegistryError(f"models:/{mv.name}/{mv.version} was not logged by raymlops "

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,41 @@ def artifact_root(uri: str) -> str | None:
 
 def _quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is the CLI's output
     for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def client(uri: str):
-    """An ``MlflowClient`` for ``uri`` (and the fluent API pointed at it)."""
+    """An ``MlflowClient`` for ``uri`` (no global state is changed)."""
     _quiet()
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def using(uri: str):
+    """Points MLflow's fluent API at ``uri`` for a block, then restores the previous URIs and the
+    MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI variables (mlflow.set_tracking_uri exports them)."""
+    _quiet()
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _param_value(v: Any) -> str:

@@ -17,10 +17,11 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
     fits = tmp_path / "fits.log"
     cmd = ["raymlops", "run", "configs/sklearn_multiclass.yaml", "--quiet",
            "--set", "training.model.estimator=tests.integration.chaos.SlowLogClassifier",
-           "--set", f"training.model.params.log={fits}", "--set", "training.model.params.delay=6",
+           "--set", f"training.model.params.log={fits}", "--set", "training.model.params.delay=4",
            "--set", "training.model.params.C={grid: [0.1, 1.0, 10.0]}",
            "--set", "training.tune.max_concurrent_trials=1", "--set", "registry.enabled=false"]
-    env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    # PYTHONPATH: the driver unpickles the test estimator (tests.integration.chaos) to evaluate it.
+    env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"), PYTHONPATH=str(ROOT))
     log = open(tmp_path / "first.log", "w+")
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -86,7 +86,10 @@ def test_the_best_model_is_registered_with_signature_bundle_and_alias(quickstart
     assert float(mv.tags["raymlops.metric.auc"]) == pytest.approx(result.metrics["auc"], abs=1e-6)
     import mlflow.models
 
-    info = mlflow.models.get_model_info(f"models:/{MODEL}/{m['version']}")
+    from raymlops.registry.tracking import using
+
+    with using(registry.uri):
+        info = mlflow.models.get_model_info(f"models:/{MODEL}/{m['version']}")
     assert "xgboost" in info.flavors and info.signature is not None
     assert "tenure_months" in info.signature.inputs.input_names()
     # The registry URI loads the same predictor as the run directory.
