@@ -144,10 +144,16 @@ def _print_probe(path: str, got: dict) -> None:
             print(f"    {name:<16} {f['test']:<4} stat={f['statistic']:.3f} p={f['p_value']:.2e} {flag}")
 
 
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args) -> int:
     from raymlops import Pipeline
 
     pipe = Pipeline.from_yaml(args.config, args.overrides)
+    # `ray job stop`, a container shutdown: stop like Ctrl-C, so the MLflow run is marked KILLED.
+    signal.signal(signal.SIGTERM, _interrupt)
     local = pipe.connect(getattr(args, "address", None))
     if args.cmd == "serve":
         url = pipe.serve(args.run, model=args.model)
@@ -255,6 +261,9 @@ def _ui(args) -> int:
     from raymlops.registry.tracking import artifact_root
 
     uri, _ = _registry_location(args)
+    if uri.startswith(("http://", "https://")):
+        raise RaymlopsError(f"{uri} is a tracking server: open its own UI in a browser; `raymlops ui` serves a "
+                            "local store")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
            "--port", str(args.port)]
     if artifact_root(uri):
@@ -335,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RaymlopsError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if type(e).__name__ != "MlflowException":
+            raise
+        print(f"error: MLflow: {str(e)[:1000]}", file=sys.stderr)
         return 1
 
 

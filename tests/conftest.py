@@ -11,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+# Tests use their own stores: never a developer's tracking server.
+for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RAYMLOPS_STORAGE"):
+    os.environ.pop(_var, None)
 
 
 def pytest_collection_modifyitems(items):
@@ -34,6 +37,18 @@ def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     write_demo_data(out, rows=6000, seed=7)
     return out
+
+
+def stop_process(proc, timeout: float = 20) -> None:
+    """Terminates a server the tests started, killing it if it does not exit in time."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -79,10 +94,5 @@ def redis_url(tmp_path_factory):
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

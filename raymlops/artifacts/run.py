@@ -31,10 +31,24 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def runs_root(storage: str) -> Path:
+def storage_root(storage: str | None = None) -> Path:
+    """The local storage directory: ``storage``, else $RAYMLOPS_STORAGE, else ./.raymlops."""
+    storage = storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops"
     if "://" in storage and not storage.startswith("file://"):
         raise NotImplementedError(f"remote storage {storage!r} is not supported yet; use a local or shared path")
-    return Path(storage.removeprefix("file://")).expanduser().resolve() / "runs"
+    return Path(storage.removeprefix("file://")).expanduser().resolve()
+
+
+def runs_root(storage: str) -> Path:
+    return storage_root(storage) / "runs"
+
+
+def link_or_copy(src, dst) -> None:
+    """Hard-links an immutable file (copies across filesystems)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -94,7 +108,7 @@ def find_run(run: str | os.PathLike, storage: str | None = None) -> Path:
     p = Path(run)
     if (p / META).is_file():
         return p.resolve()
-    root = runs_root(storage or os.environ.get("RAYMLOPS_STORAGE", "./.raymlops"))
+    root = runs_root(storage)
     hits = sorted(root.glob(f"*/{run}")) if root.is_dir() else []
     hits = [h for h in hits if (h / META).is_file()]
     if not hits:

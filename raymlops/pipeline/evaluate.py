@@ -46,7 +46,10 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
     known = y >= 0  # classifiers: rows whose label the model knows
     rows = holdout[known].reset_index(drop=True)
     y = y[known]
-    name = f"candidate (run {cand.version})"
+    from raymlops.registry.fingerprint import file_sha256
+
+    sha = file_sha256(run_dir / cand.meta["model_file"])[:12]
+    name = f"candidate (model {sha})"  # named by its bytes: a cached evaluation serves every run of this model
     scores = {name: _scores(cand, rows)}
     metrics = {name: metrics_of(cand.task, y, scores[name], len(cand.classes) if cand.classes else None)}
     notes: dict[str, str] = {"holdout rows": str(len(rows))}
@@ -66,9 +69,10 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
                 champ_out = {"label": clabel, "run": cp.version, "metrics": metrics[clabel]}
     say("evaluating on the holdout" + (f" beside {champion[0]}" if champion else " (no champion yet)"))
     importance = feature_importance(cand.model, cand.model_type, cand.features)
-    files = write_report(out / REPORT_DIR, title=f"{cand.meta['pipeline']}: run {cand.version}", task=cand.task,
+    files = write_report(out / REPORT_DIR, title=f"{cand.meta['pipeline']}: model {sha}", task=cand.task,
                          y_true=y, scores=scores, metrics=metrics, classes=cand.classes, importance=importance,
-                         details={"run": cand.version, "model type": cand.model_type, "label": label, **notes})
+                         details={"model sha256": sha, "first trained in run": cand.version,
+                                  "model type": cand.model_type, "label": label, **notes})
     result = {"candidate": metrics[name], "champion": champ_out, "holdout_rows": int(len(rows)),
               "importance": dict(list(importance.items())[:50]), "files": sorted(files)}
     layout.write_json(out / EVALUATION, result)

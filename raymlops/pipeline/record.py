@@ -74,12 +74,15 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
     tracker.set_tags({f"{TAG}step.{s}": ("skipped (cached)" if v["cached"] else "ran") for s, v in steps.items()}
                      | {f"{TAG}cache_key.{s}": v["key"] for s, v in steps.items()})
     if trials_logged:
-        tracker.log_trials(record["trials"], {f"{TAG}run_id": run_dir.name})
+        tracker.log_trials(record["trials"], {f"{TAG}run_id": layout.read_meta(run_dir)["run_id"]})
     else:
         tracker.set_tags({f"{TAG}trials_in_run": trained_in})
     sample = pd.read_parquet(run_dir / layout.REFERENCE).head(100)
     for name, fp in inputs["sources"].items():
-        tracker.log_dataset(name, fp["path"], fp["sha256"], sample, "training")
+        tracker.log_dataset(name, fp["path"], fp["sha256"], sample if t.source else None, "training")
+    for view, v in inputs.get("feature_views", {}).items():
+        tracker.log_dataset(f"feature_view:{view}", f"{cfg.features.offline_store.path or 'offline'}/{view}",
+                            v["fingerprint"], None, f"features (offline version {v['version']})")
     for name in (layout.CONFIG, layout.META, layout.METRICS, layout.SCHEMA, layout.LINEAGE, "evaluation.json"):
         if (run_dir / name).is_file():
             tracker.log_artifact(run_dir / name, "run")
@@ -87,7 +90,7 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
         tracker.log_artifacts(run_dir / "report", "report")
 
 
-def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, evaluation: dict, model_key: str,
+def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, evaluation: dict, model_key: str,
              reuse: bool, say: Callable[[str], None]) -> dict:
     """Registers the run's model as a new version of the model name (unless a version with the same model
     bytes exists and ``reuse``), then gives it the promotion alias if it passes the gate, else 'otherwise'."""
@@ -108,7 +111,7 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, evaluation: d
     p = cfg.registry.promotion
     gate = {"metric": p.metric or cfg.training.tune.metric, "min": p.min, "max": p.max,
             "beat_champion_by": p.beat_champion_by}
-    tags = {f"{TAG}run_id": run_dir.name, f"{TAG}model_key": model_key, f"{TAG}config_hash": config_hash(cfg),
+    tags = {f"{TAG}run_id": run_id, f"{TAG}model_key": model_key, f"{TAG}config_hash": config_hash(cfg),
             **{f"{TAG}metric.{k}": v for k, v in evaluation["candidate"].items()}}
     version = reg.register(model_uri, name, tags, gate)
     champion = evaluation.get("champion")
@@ -117,7 +120,7 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, evaluation: d
         + "".join(f"\n    {ln}" for ln in lines))
     alias = p.alias if passed else p.otherwise
     if alias:
-        reg.set_alias(name, alias, version, reason=f"pipeline run {run_dir.name}: gate "
+        reg.set_alias(name, alias, version, reason=f"pipeline run {run_id}: gate "
                                                    f"{'passed' if passed else 'failed'}", gate=lines)
     tracker.set_tags({f"{TAG}model.name": name, f"{TAG}model.version": version, f"{TAG}model.alias": alias or "",
                       f"{TAG}gate.passed": str(passed).lower()})

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from raymlops.artifacts import find_run
 from raymlops.artifacts import run as layout
-from raymlops.config.models import PipelineConfig
+from raymlops.config import load_config
 from raymlops.errors import RaymlopsError
+from raymlops.pipeline.steps import read_inputs
 from raymlops.registry.fingerprint import file_sha256
 from raymlops.registry.tracking import TAG
 
@@ -30,12 +29,15 @@ def reproduce(run: str, storage: str | None, say: Callable[[str], None], address
     from raymlops.pipeline.runner import Pipeline
 
     run_dir = find_run(run, storage)
+    if not (run_dir / layout.LINEAGE).is_file():
+        raise RaymlopsError(f"run {run_dir.name} has no lineage.json (it predates input fingerprints): it cannot "
+                            "be checked, so it is not reproduced")
     recorded = json.loads((run_dir / layout.LINEAGE).read_text())
-    cfg = PipelineConfig.model_validate(yaml.safe_load((run_dir / layout.CONFIG).read_text()))
+    cfg = load_config(run_dir / layout.CONFIG)  # errors as FILE:LINE: key.path: message
     cfg.storage = str(run_dir.parent.parent.parent)  # the storage the run lives in
     pipe = Pipeline(cfg, say=say, source_file=recorded.get("config_file"))
     pipe.connect(address)
-    now = pipe._inputs()
+    now = read_inputs(cfg, pipe.feature_store if cfg.training.dataset is not None else None)
     changed = []
     for name, fp in recorded["inputs"]["sources"].items():
         cur = now["sources"].get(name)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -103,8 +103,38 @@ def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
 PREPARED = ("train", "valid", "valid_raw")  # Parquet folders of the prepare step
 
 
+class _Ordered:
+    """Ray Data FilenameProvider: files named by write order, so the same data gives the same files."""
+
+    def get_filename_for_block(self, block, write_uuid, task_index, block_index) -> str:
+        return f"part-{task_index:06d}-{block_index:06d}.parquet"
+
+    def get_filename_for_row(self, row, write_uuid, task_index, block_index, row_index) -> str:
+        return f"part-{task_index:06d}-{block_index:06d}-{row_index:06d}.parquet"
+
+
 def _write(ds, out: Path) -> None:
-    ds.write_parquet(str(out))
+    ds.write_parquet(str(out), filename_provider=_Ordered())
+
+
+def _content_sha(*dirs: Path) -> str:
+    """sha256 over the files' contents in write order (names excluded)."""
+    from raymlops.registry.fingerprint import digest, file_sha256
+
+    return digest([[file_sha256(f) for f in sorted(d.glob("*.parquet"))] for d in dirs])
+
+
+@contextmanager
+def _row_order_kept():
+    """Ray Data keeps row order in this block (same data -> same order -> same model); restored after."""
+    from ray.data import DataContext
+
+    opts = DataContext.get_current().execution_options
+    saved, opts.preserve_order = opts.preserve_order, True
+    try:
+        yield
+    finally:
+        opts.preserve_order = saved
 
 
 def read_prepared(prep_dir: Path, name: str):
@@ -119,9 +149,11 @@ def prepare(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
     """The prepare step: read, split, fit preprocessing on the training split and the drift detector on a
     reference sample; writes both splits (preprocessed), the raw validation rows and the fitted state to
     ``out``. Returns the step's summary."""
-    from ray.data import DataContext
+    with _row_order_kept():
+        return _prepare_step(cfg, out, say)
 
-    DataContext.get_current().execution_options.preserve_order = True  # same data -> same row order
+
+def _prepare_step(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
     t = cfg.training
     ds, timestamp, origin = _training_table(cfg, say)
     where = f"source {t.source!r}" if t.source else f"the training set (labels {t.dataset.labels!r} + features)"
@@ -196,16 +228,14 @@ def prepare(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
         monitored = [c for c in schema.columns if drift.features is None or c.name in drift.features]
         fit_and_save(reference, monitored, drift.p_val, out / layout.DRIFT_DIR)
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
-            "rows": {"train": n_train, "valid": n_valid}, "origin": origin}
+            "rows": {"train": n_train, "valid": n_valid}, "origin": origin,
+            "data_sha256": _content_sha(out / "train", out / "valid"), "holdout_sha256": _content_sha(out / "valid_raw")}
 
 
 def search(cfg: PipelineConfig, prep_dir: Path, prep: dict, tune_dir: Path, out: Path, say: Callable[[str], None],
            progress: bool = True, resume: bool = False) -> dict:
     """The train step: a Tune search over the prepared splits; writes the best model and the search record
     (every trial with its params, metrics and history) to ``out``."""
-    from ray.data import DataContext
-
-    DataContext.get_current().execution_options.preserve_order = True
     t = cfg.training
     classes = prep["classes"]
     spec = TrainSpec(task=t.task, label=LABEL, feature_columns=prep["feature_columns"],
@@ -213,9 +243,10 @@ def search(cfg: PipelineConfig, prep_dir: Path, prep: dict, tune_dir: Path, out:
                      metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed, max_failures=t.failure.max_failures)
     say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
         f"scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))
-    result = run_search(spec, t.tune, t.model.params, read_prepared(prep_dir, "train").materialize(),
-                        read_prepared(prep_dir, "valid").materialize(), str(tune_dir), progress=progress,
-                        resume=resume)
+    with _row_order_kept():
+        result = run_search(spec, t.tune, t.model.params, read_prepared(prep_dir, "train").materialize(),
+                            read_prepared(prep_dir, "valid").materialize(), str(tune_dir), progress=progress,
+                            resume=resume)
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
     say(f"best trial: {best}")
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
@@ -236,10 +267,10 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, pre
     record = json.loads((train_dir / "search.json").read_text())
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
     for name in (layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE):
-        _link(prep_dir / name, writer.path(name))
+        layout.link_or_copy(prep_dir / name, writer.path(name))
     if (prep_dir / layout.DRIFT_DIR).is_dir():
-        shutil.copytree(prep_dir / layout.DRIFT_DIR, writer.path(layout.DRIFT_DIR), copy_function=_link)
-    _link(train_dir / model_file, writer.path(model_file))
+        shutil.copytree(prep_dir / layout.DRIFT_DIR, writer.path(layout.DRIFT_DIR), copy_function=layout.link_or_copy)
+    layout.link_or_copy(train_dir / model_file, writer.path(model_file))
     metrics = {k: record[k] for k in ("metric", "mode", "best", "best_params")}
     metrics["trials"] = [{k: v for k, v in tr.items() if k != "history"} for tr in record["trials"]]
     writer.json(layout.METRICS, metrics)
@@ -256,14 +287,6 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, pre
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
         "spec": record["spec"], **extra_meta,
     })
-    writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_none=True)),
-                                                         sort_keys=False))
+    # Nulls kept: an explicit null (e.g. tune.seed) must not come back as the default in `reproduce`.
+    writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     return metrics
-
-
-def _link(src, dst) -> None:
-    """Hard-links a cached file into a run (copies across filesystems)."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

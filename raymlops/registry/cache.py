@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from raymlops.registry.fingerprint import code_fingerprint, digest, dir_fingerprint
+from raymlops.registry.fingerprint import code_fingerprint, digest, dir_fingerprint, package_versions
 
 MANIFEST = "step.json"
 
@@ -40,8 +40,9 @@ class StepCache:
         self.enabled = enabled
 
     def key(self, step: str, inputs: dict[str, Any]) -> str:
-        """The step's cache key: its inputs (config section, upstream fingerprints) and the code."""
-        return digest({"step": step, "inputs": inputs, "code": code_fingerprint()})[:24]
+        """The step's cache key: its inputs (config section, upstream fingerprints), raymlops' code and the
+        versions of the packages that decide the outputs."""
+        return digest({"step": step, "inputs": inputs, "code": code_fingerprint(), "packages": package_versions()})[:24]
 
     def _dir(self, step: str, key: str) -> Path:
         return self.root / step / key
@@ -57,7 +58,9 @@ class StepCache:
     def run(self, step: str, inputs: dict[str, Any], build: Callable[[Path], dict]) -> StepOutput:
         """Returns the stored outputs for these inputs, or runs ``build(tmp_dir) -> info`` and stores them.
 
-        ``build`` writes its files into the directory it is given and returns a JSON-able summary.
+        ``build`` writes its files into the directory it is given and returns a JSON-able summary. The first
+        complete writer of a key wins; a run that loses the race (or ran with the cache off while an entry
+        existed) keeps its outputs in a directory of its own, so no reader ever sees files change.
         """
         key = self.key(step, inputs)
         if self.enabled and (hit := self.lookup(step, key)) is not None:
@@ -70,12 +73,36 @@ class StepCache:
             fp = dir_fingerprint(tmp)
             (tmp / MANIFEST).write_text(json.dumps({"step": step, "key": key, "inputs": inputs, "info": info,
                                                     "fingerprint": fp, "created": time.time()}, default=str))
-            if final.exists():  # --no-cache re-ran it: replace the old outputs
-                old = final.with_name(f".{key}.{os.getpid()}.old")
-                os.replace(final, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, final)
+            if not _publish(tmp, final):
+                if self.enabled and (hit := self.lookup(step, key)) is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return hit
+                final = tmp.with_name(tmp.name.removesuffix(".partial").lstrip("."))
+                os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return StepOutput(step, key, final, info, fp, cached=False)
+
+    def put(self, step: str, inputs: dict[str, Any], info: dict) -> str:
+        """Records (or replaces) a step that writes no files, e.g. which offline version a feature build
+        made; returns its key. The record is one JSON file replaced atomically."""
+        key = self.key(step, inputs)
+        d = self._dir(step, key)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{MANIFEST}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp.write_text(json.dumps({"step": step, "key": key, "inputs": inputs, "info": info,
+                                   "fingerprint": digest(info), "created": time.time()}, default=str))
+        os.replace(tmp, d / MANIFEST)
+        return key
+
+
+def _publish(tmp: Path, final: Path) -> bool:
+    """Renames ``tmp`` to ``final`` unless ``final`` exists (another writer got there first)."""
+    try:
+        os.rename(tmp, final)  # fails on a non-empty existing directory
+        return True
+    except OSError:
+        if final.exists():
+            return False
+        raise

@@ -131,6 +131,23 @@ def git_info(where: str | os.PathLike = ".") -> dict[str, Any]:
         return {}
 
 
+def module_fingerprint(import_path: str) -> str | None:
+    """sha256 of the source file behind 'pkg.module:function' or 'pkg.module.Class' when it is user code
+    (installed packages are covered by their versions); None for installed or unknown modules."""
+    import importlib.util
+
+    module = import_path.split(":")[0] if ":" in import_path else import_path.rpartition(".")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    if not origin or not os.path.isfile(origin) or "-packages" + os.sep in origin:
+        return None
+    return file_sha256(origin)
+
+
+@lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide a model's bytes and metrics."""
     from importlib.metadata import PackageNotFoundError, version

@@ -8,11 +8,14 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+from raymlops.artifacts.run import storage_root
 from raymlops.config.models import MAXIMIZE, MODEL_URI
 from raymlops.errors import RaymlopsError
+from raymlops.registry.fingerprint import digest
 from raymlops.registry.tracking import TAG, client, tracking_uri, using
 
 BUNDLE = "raymlops_run"  # the run's files inside the MLflow model (its extra_files/ folder)
@@ -107,7 +110,8 @@ class ModelRegistry:
                     shutil.copy2(src, bundle / name)
             kwargs = dict(name="model", signature=signature, input_example=features.head(5),
                           extra_files=[str(bundle)])
-            with using(self.uri), mlflow.start_run(run_id=parent_run_id):
+            # nested=True: a caller's own active run (a notebook's) stays active and untouched.
+            with using(self.uri), mlflow.start_run(run_id=parent_run_id, nested=True):
                 if model_type == "xgboost":
                     import mlflow.xgboost
 
@@ -122,20 +126,16 @@ class ModelRegistry:
         return info.model_uri
 
     def register(self, model_uri: str, name: str, tags: dict[str, Any], gate: dict) -> int:
-        """Adds a version of ``name`` (created if new, with its promotion gate recorded); returns the version."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self.client.get_registered_model(name)
-        except MlflowException:
-            self.client.create_registered_model(name, description="Registered by raymlops.")
-        self.client.set_registered_model_tag(name, f"{TAG}promotion", json.dumps(gate))
+        """Adds a version of ``name`` (created if new) with its gate on a tag; the model's gate, which
+        `models promote` enforces, follows the latest registration's config. Returns the version."""
         import mlflow
 
         # register_model links the version to the logged model (model_id), which tracking servers require.
         with using(self.uri):
             mv = mlflow.register_model(model_uri, name, await_registration_for=60,
-                                       tags={k: str(v) for k, v in tags.items()})
+                                       tags={**{k: str(v) for k, v in tags.items()}, f"{TAG}gate": json.dumps(gate)})
+        if self.gate(name) != gate:
+            self.client.set_registered_model_tag(name, f"{TAG}promotion", json.dumps(gate))
         return int(mv.version)
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str, forced: bool = False,
@@ -143,11 +143,13 @@ class ModelRegistry:
         """Points ``alias`` at ``version`` and appends the move to the model's alias history."""
         previous = self.alias_version(name, alias)
         self.client.set_registered_model_alias(name, alias, str(version))
-        events = self.history(name)
-        event = {"seq": len(events) + 1, "alias": alias, "version": int(version), "previous": previous,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "forced": forced, "reason": reason,
+        now = time.time()
+        event = {"alias": alias, "version": int(version), "previous": previous,
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "forced": forced, "reason": reason,
                  "by": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown", "gate": gate or []}
-        self.client.set_registered_model_tag(name, f"{EVENT}{event['seq']:06d}", json.dumps(event))
+        # Keyed by time and a random suffix: concurrent moves never overwrite each other's record.
+        self.client.set_registered_model_tag(name, f"{EVENT}{int(now * 1000):014d}.{uuid.uuid4().hex[:6]}",
+                                             json.dumps(event))
         return event
 
     def promote(self, name: str, version: int, alias: str = "champion", force: bool = False) -> dict:
@@ -170,24 +172,33 @@ class ModelRegistry:
     # -------------------------------------------------------------- reading
 
     def gate(self, name: str) -> dict | None:
-        raw = self.client.get_registered_model(name).tags.get(f"{TAG}promotion")
+        raw = self.registered(name).tags.get(f"{TAG}promotion")
         return json.loads(raw) if raw else None
 
     def version(self, name: str, version: int | str):
-        from mlflow.exceptions import MlflowException
-
         try:
             return self.client.get_model_version(name, str(version))
-        except MlflowException as e:
-            raise RegistryError(f"no version {version} of registered model {name!r} in {self.uri}") from e
+        except Exception as e:
+            if _code(e) == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"no version {version} of registered model {name!r} in {self.uri}") from e
+            raise
 
     def alias_version(self, name: str, alias: str) -> int | None:
-        from mlflow.exceptions import MlflowException
-
+        """The version ``alias`` points at, or None when the model or the alias does not exist."""
         try:
             return int(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            return None
+        except Exception as e:
+            if _code(e) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def registered(self, name: str):
+        try:
+            return self.client.get_registered_model(name)
+        except Exception as e:
+            if _code(e) == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"no registered model {name!r} in {self.uri}") from e
+            raise
 
     def resolve_version(self, uri: str):
         """The ModelVersion a ``models:/`` URI names now."""
@@ -201,27 +212,25 @@ class ModelRegistry:
 
     def list_versions(self, name: str) -> list:
         """Every version of ``name`` ([] if the model is not registered)."""
-        return list(self.client.search_model_versions(f"name='{name}'"))
+        return _all_pages(lambda token: self.client.search_model_versions(
+            f"name='{_quote(name)}'", max_results=1000, page_token=token))
 
     def aliases_of(self, name: str, version: int) -> list[str]:
-        aliases = self.client.get_registered_model(name).aliases or {}
+        aliases = self.registered(name).aliases or {}
         return sorted(a for a, v in aliases.items() if int(v) == int(version))
 
     def history(self, name: str) -> list[dict]:
-        tags = self.client.get_registered_model(name).tags
+        """Every alias move of ``name``, oldest first."""
+        tags = self.registered(name).tags
         return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(EVENT)]
 
     def list(self, name: str | None = None) -> list[dict]:
         """Registered models (or one), each with its versions, aliases and recorded metrics."""
-        from mlflow.exceptions import MlflowException
-
         if name:
-            try:
-                models = [self.client.get_registered_model(name)]
-            except MlflowException as e:
-                raise RegistryError(f"no registered model {name!r} in {self.uri}") from e
+            models = [self.registered(name)]
         else:
-            models = list(self.client.search_registered_models())
+            models = _all_pages(lambda token: self.client.search_registered_models(max_results=1000,
+                                                                                   page_token=token))
         out = []
         for m in models:
             versions = sorted(self.list_versions(m.name), key=lambda v: int(v.version))
@@ -236,30 +245,62 @@ class ModelRegistry:
         return out
 
     def download(self, uri: str, cache_root: str | os.PathLike) -> tuple[Path, Any]:
-        """The run bundle of the version ``uri`` names, downloaded once into ``cache_root``; returns
-        (bundle dir, ModelVersion)."""
+        """The run bundle of the version ``uri`` names, downloaded once into ``cache_root`` (per tracking
+        store); returns (bundle dir, ModelVersion). A complete copy is never replaced, so replicas and
+        readers sharing the cache never see files change."""
         import mlflow
 
         mv = self.resolve_version(uri)
-        final = Path(cache_root) / mv.name / str(mv.version)
-        if not (final / BUNDLE / "meta.json").is_file():
+        final = Path(cache_root) / digest(self.uri)[:10] / mv.name / str(mv.version)
+        run_id = mv.tags.get(f"{TAG}run_id")
+        if not _complete(final, run_id):
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}.", dir=final.parent))
             try:
-                with using(self.uri):
-                    got = Path(mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(tmp), tracking_uri=self.uri))
+                got = Path(mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(tmp / "dl"),
+                    tracking_uri=self.uri, registry_uri=self.uri))
                 bundle = got / "extra_files" / BUNDLE
                 if not (bundle / "meta.json").is_file():
                     raise RegistryError(f"models:/{mv.name}/{mv.version} was not logged by raymlops "
                                         "(it has no run bundle)")
                 os.replace(bundle, tmp / BUNDLE)
-                if final.exists():
+                shutil.rmtree(tmp / "dl")
+                if final.exists() and not _complete(final, run_id):  # a stale copy (store was recreated)
                     shutil.rmtree(final)
-                os.replace(tmp, final)
+                try:
+                    os.rename(tmp, final)
+                except OSError:  # another process published it first
+                    if not _complete(final, run_id):
+                        raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final / BUNDLE, mv
+
+
+def _complete(d: Path, run_id: str | None) -> bool:
+    meta = d / BUNDLE / "meta.json"
+    if not meta.is_file():
+        return False
+    return run_id is None or json.loads(meta.read_text()).get("run_id") == run_id
+
+
+def _code(e: Exception) -> str | None:
+    return getattr(e, "error_code", None)
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+def _all_pages(search) -> list:
+    out, token = [], None
+    while True:
+        page = search(token)
+        out.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return out
 
 
 def bundle_for(uri: str, tracking_uri_: str, cache_root: str) -> str:
@@ -282,7 +323,6 @@ def load_model(model: str | os.PathLike, storage: str | None = None, tracking_ur
 
     if str(model).startswith("models:/"):
         uri = tracking_uri_ or tracking_uri(None, storage)
-        root = Path((storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops").removeprefix("file://"))
-        bundle, _ = ModelRegistry(uri).download(str(model), root.expanduser() / "registry-cache")
+        bundle, _ = ModelRegistry(uri).download(str(model), storage_root(storage) / "registry-cache")
         return Predictor(bundle)
     return Predictor(find_run(model, storage))

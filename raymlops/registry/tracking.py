@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from raymlops.artifacts.run import storage_root
 from raymlops.errors import RaymlopsError
 
 TAG = "raymlops."  # prefix of every tag raymlops sets
@@ -24,8 +25,7 @@ def tracking_uri(registry_cfg=None, storage: str | None = None) -> str:
     uri = (registry_cfg.tracking_uri if registry_cfg is not None else None) or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    root = Path((storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops").removeprefix("file://"))
-    root = root.expanduser().resolve()
+    root = storage_root(storage)
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
 
@@ -40,6 +40,9 @@ def artifact_root(uri: str) -> str | None:
 def _quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is the CLI's output
+    # An unreachable server fails in seconds, not after minutes of back-off.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -105,8 +108,13 @@ class Tracker:
         try:
             self.client = client(uri)
             exp = self.client.get_experiment_by_name(experiment)
+            if exp is not None and exp.lifecycle_stage == "deleted":
+                raise TrackingError(f"MLflow experiment {experiment!r} at {uri} is deleted; restore it "
+                                    "(`mlflow experiments restore`) or set registry.experiment")
             self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
                 experiment, artifact_location=(f"{artifact_root(uri)}/{experiment}" if artifact_root(uri) else None))
+        except TrackingError:
+            raise
         except Exception as e:  # connection refused, bad URI, ...
             raise TrackingError(f"MLflow at {uri} is not usable: {type(e).__name__}: {str(e)[:300]}") from e
         self.run_id: str | None = None
@@ -159,7 +167,7 @@ class Tracker:
         self.client.log_artifact(self.run_id, str(local_file), path)
 
     def log_dataset(self, name: str, source: str, digest: str, sample, context: str) -> None:
-        """Logs a dataset as an MLflow input: its source, content digest and schema (from a sample)."""
+        """Logs a dataset as an MLflow input: its source, content digest and (given a sample) schema."""
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.sources import LocalArtifactDatasetSource
         from mlflow.entities import InputTag
@@ -175,7 +183,8 @@ class Tracker:
                 src = resolve_dataset_source(source)
             except Exception:  # no source type for this URI scheme
                 src = LocalArtifactDatasetSource(source)
-            ds = MetaDataset(src, name=name, digest=digest[:36], schema=infer_signature(sample).inputs)
+            schema = infer_signature(sample).inputs if sample is not None else None
+            ds = MetaDataset(src, name=name, digest=digest[:36], schema=schema)
         self.client.log_inputs(self.run_id, datasets=[
             _dataset_input(ds, [InputTag("mlflow.data.context", context)])])
 

@@ -31,6 +31,9 @@ def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
     out = r.stdout
     summary = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])
     assert summary["metrics"]["auc"] > 0.7 and summary["endpoint"].endswith("/churn")
+    # Registered in the embedded MLflow store and served through models:/churn@champion.
+    assert summary["model"]["name"] == "churn" and summary["model"]["version"] == 1
+    assert summary["model"]["alias"] == "champion" and (tmp_path / "store" / "mlflow.db").is_file()
     assert (tmp_path / "store" / "runs" / "churn-quickstart" / summary["run_id"] / "model.ubj").exists()
     holdout, shifted = out.split("probe ")[1:]
     assert "1000 rows scored" in holdout and "1000 rows scored" in shifted

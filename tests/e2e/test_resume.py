@@ -19,7 +19,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
            "--set", "training.model.estimator=tests.integration.chaos.SlowLogClassifier",
            "--set", f"training.model.params.log={fits}", "--set", "training.model.params.delay=4",
            "--set", "training.model.params.C={grid: [0.1, 1.0, 10.0]}",
-           "--set", "training.tune.max_concurrent_trials=1", "--set", "registry.enabled=false"]
+           "--set", "training.tune.max_concurrent_trials=1"]
     # PYTHONPATH: the driver unpickles the test estimator (tests.integration.chaos) to evaluate it.
     env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"), PYTHONPATH=str(ROOT))
     log = open(tmp_path / "first.log", "w+")
@@ -56,3 +56,14 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
     assert done.count(done_before[0]) == 1 and sorted(set(done)) == ["C=0.1", "C=1.0", "C=10.0"], done
     metrics = json.loads((runs / out["run_id"] / "metrics.json").read_text())
     assert [t["status"] for t in metrics["trials"]] == ["ok", "ok", "ok"]
+    # The same MLflow run was reopened and finished, with a child run per trial and a registered model.
+    from raymlops.registry.tracking import client
+
+    c = client(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    [parent] = c.search_runs([c.get_experiment_by_name("contract-multiclass").experiment_id],
+                             filter_string=f"tags.`raymlops.run_id` = '{out['run_id']}'")
+    assert parent.info.status == "FINISHED" and parent.info.run_name == out["run_id"]
+    children = c.search_runs([parent.info.experiment_id],
+                             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(ch.data.params["C"] for ch in children) == ["0.1", "1.0", "10.0"]
+    assert out["model"]["version"] == 1

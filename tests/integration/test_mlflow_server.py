@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from raymlops import load_model
-from tests.conftest import ROOT, cli_env, free_port
+from tests.conftest import ROOT, cli_env, free_port, stop_process
 from tests.integration.conftest import pipeline
 
 
@@ -29,15 +29,6 @@ def _wait_http(url: str, proc: subprocess.Popen, log, seconds: float = 90) -> No
     pytest.fail(f"{url} did not answer within {seconds} s:\n{log.read()[-3000:]}", pytrace=False)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """`mlflow server` with a sqlite backend and proxied artifacts, on a free loopback port."""
@@ -53,16 +44,17 @@ def mlflow_server(tmp_path_factory):
         _wait_http(f"{url}/health", proc, log)
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
 
 
-def test_pipeline_against_a_real_mlflow_server(ray_session, mlflow_server, demo_dir, tmp_path):
+def test_quickstart_against_a_real_mlflow_server(ray_session, mlflow_server, demo_dir, tmp_path):
     from raymlops.registry.tracking import client
 
     store = str(tmp_path / "store")
-    pipe = pipeline("sklearn_multiclass.yaml", demo_dir, store, f"registry.tracking_uri={mlflow_server}",
-                    "registry.model_name=contract")
+    pipe = pipeline("quickstart.yaml", demo_dir, store, f"registry.tracking_uri={mlflow_server}",
+                    "training.tune.num_samples=2", "training.tune.max_concurrent_trials=1",
+                    "training.model.num_boost_round=20", "monitoring=null")
     result = pipe.train(progress=False)
     assert not (tmp_path / "store" / "mlflow.db").exists()  # nothing went to the embedded store
     c = client(mlflow_server)
@@ -70,12 +62,14 @@ def test_pipeline_against_a_real_mlflow_server(ray_session, mlflow_server, demo_
     assert run.info.status == "FINISHED" and run.data.tags["raymlops.run_id"] == result.run_id
     children = c.search_runs([run.info.experiment_id],
                              filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert sorted(ch.data.params["C"] for ch in children) == ["0.1", "1.0"]
+    assert len(children) == 2 and all(set(ch.data.params) == {"max_depth", "eta", "subsample"} for ch in children)
+    assert len(c.get_metric_history(children[0].info.run_id, "valid_auc")) > 5
+    assert "raymlops.input.customers.sha256" in run.data.tags and run.inputs.dataset_inputs
     assert "report/report.html" in {a.path for a in c.list_artifacts(run.info.run_id, "report")}
     assert result.model["version"] == 1 and result.model["alias"] == "champion"
-    assert c.get_model_version_by_alias("contract", "champion").run_id == run.info.run_id
+    assert c.get_model_version_by_alias("churn", "champion").run_id == run.info.run_id
     rows = pd.read_parquet(demo_dir / "holdout.parquet").head(50)
-    served = load_model("models:/contract@champion", storage=store, tracking_uri_=mlflow_server)
+    served = load_model("models:/churn@champion", storage=store, tracking_uri_=mlflow_server)
     assert served.version == result.run_id
     assert (served.predict_proba(rows) == load_model(result.run_dir).predict_proba(rows)).all()
     # A second run with nothing changed is skipped step by step, registering nothing new.
@@ -97,5 +91,5 @@ def test_raymlops_ui_serves_the_embedded_store(tmp_path):
         r = httpx.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 10})
         assert "ui-check" in {e["name"] for e in r.json()["experiments"]}
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()

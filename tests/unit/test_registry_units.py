@@ -59,6 +59,28 @@ def test_step_cache_runs_once_per_key_and_publishes_whole(tmp_path):
     assert len(calls) == 2 and other.key != first.key
     forced = StepCache(tmp_path, enabled=False).run("prep", {"a": 1}, build)
     assert len(calls) == 3 and not forced.cached and (forced.path / "out.txt").read_text() == "x"
+    # --no-cache never replaces a published entry (a reader may hold it): its outputs get their own folder.
+    assert forced.path != first.path and cache.lookup("prep", first.key).path == first.path
+
+
+def test_step_cache_first_writer_wins(tmp_path):
+    a, b = StepCache(tmp_path), StepCache(tmp_path)
+
+    def slow(d):  # while this step runs, another process publishes the same key
+        b.run("train", {"k": 1}, lambda d2: (d2 / "m").write_text("B") and {"who": "B"})
+        (d / "m").write_text("A")
+        return {"who": "A"}
+
+    got = a.run("train", {"k": 1}, slow)
+    assert got.cached and got.info == {"who": "B"} and (got.path / "m").read_text() == "B"
+    assert [p.name for p in (tmp_path / "train").iterdir()] == [got.key]
+
+
+def test_step_cache_put_replaces_a_record(tmp_path):
+    cache = StepCache(tmp_path)
+    key = cache.put("features", {"v": 1}, {"version": 1})
+    assert cache.put("features", {"v": 1}, {"version": 2}) == key
+    assert cache.lookup("features", key).info == {"version": 2}
 
 
 def test_step_cache_failure_leaves_nothing(tmp_path):
