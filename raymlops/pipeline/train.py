@@ -103,18 +103,17 @@ def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
 PREPARED = ("train", "valid", "valid_raw")  # Parquet folders of the prepare step
 
 
-class _Ordered:
-    """Ray Data FilenameProvider: files named by write order, so the same data gives the same files."""
-
-    def get_filename_for_block(self, block, write_uuid, task_index, block_index) -> str:
-        return f"part-{task_index:06d}-{block_index:06d}.parquet"
-
-    def get_filename_for_row(self, row, write_uuid, task_index, block_index, row_index) -> str:
-        return f"part-{task_index:06d}-{block_index:06d}-{row_index:06d}.parquet"
-
-
 def _write(ds, out: Path) -> None:
-    ds.write_parquet(str(out), filename_provider=_Ordered())
+    """Writes Parquet files named by write-task order, so the same data gives the same files."""
+    from ray.data import SaveMode
+    from ray.data.datasource import FilenameProvider
+
+    class Ordered(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{task_index:06d}.parquet"
+
+    # OVERWRITE: names without the write's uuid are allowed; ``out`` is the step's own fresh folder.
+    ds.write_parquet(str(out), filename_provider=Ordered(), mode=SaveMode.OVERWRITE)
 
 
 def _content_sha(*dirs: Path) -> str:

@@ -257,9 +257,11 @@ class ModelRegistry:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}.", dir=final.parent))
             try:
-                got = Path(mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(tmp / "dl"),
-                    tracking_uri=self.uri, registry_uri=self.uri))
+                # using(): models:/ URIs are resolved through the global registry URI, whatever is passed.
+                with using(self.uri):
+                    got = Path(mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(tmp / "dl"),
+                        tracking_uri=self.uri, registry_uri=self.uri))
                 bundle = got / "extra_files" / BUNDLE
                 if not (bundle / "meta.json").is_file():
                     raise RegistryError(f"models:/{mv.name}/{mv.version} was not logged by raymlops "

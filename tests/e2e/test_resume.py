@@ -60,8 +60,9 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
     from raymlops.registry.tracking import client
 
     c = client(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
-    [parent] = c.search_runs([c.get_experiment_by_name("contract-multiclass").experiment_id],
-                             filter_string=f"tags.`raymlops.run_id` = '{out['run_id']}'")
+    runs = c.search_runs([c.get_experiment_by_name("contract-multiclass").experiment_id],
+                         filter_string=f"tags.`raymlops.run_id` = '{out['run_id']}'")
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.info.run_name == out["run_id"]
     children = c.search_runs([parent.info.experiment_id],
                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

@@ -53,8 +53,7 @@ def test_quickstart_against_a_real_mlflow_server(ray_session, mlflow_server, dem
 
     store = str(tmp_path / "store")
     pipe = pipeline("quickstart.yaml", demo_dir, store, f"registry.tracking_uri={mlflow_server}",
-                    "training.tune.num_samples=2", "training.tune.max_concurrent_trials=1",
-                    "training.model.num_boost_round=20", "monitoring=null")
+                    "training.tune.num_samples=1", "training.model.num_boost_round=20", "monitoring=null")
     result = pipe.train(progress=False)
     assert not (tmp_path / "store" / "mlflow.db").exists()  # nothing went to the embedded store
     c = client(mlflow_server)
@@ -62,7 +61,7 @@ def test_quickstart_against_a_real_mlflow_server(ray_session, mlflow_server, dem
     assert run.info.status == "FINISHED" and run.data.tags["raymlops.run_id"] == result.run_id
     children = c.search_runs([run.info.experiment_id],
                              filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert len(children) == 2 and all(set(ch.data.params) == {"max_depth", "eta", "subsample"} for ch in children)
+    assert len(children) == 1 and set(children[0].data.params) == {"max_depth", "eta", "subsample"}
     assert len(c.get_metric_history(children[0].info.run_id, "valid_auc")) > 5
     assert "raymlops.input.customers.sha256" in run.data.tags and run.inputs.dataset_inputs
     assert "report/report.html" in {a.path for a in c.list_artifacts(run.info.run_id, "report")}
