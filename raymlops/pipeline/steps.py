@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from raymlops.artifacts import RunWriter

@@ -15,7 +15,7 @@ import pytest
 from raymlops import load_model
 from raymlops.registry import ModelRegistry, tracking_uri
 from raymlops.registry.tracking import client
-from tests.conftest import ROOT, cli_env, free_port
+from tests.conftest import ROOT, cli_env
 from tests.integration.conftest import pipeline
 
 MODEL = "churn"
@@ -106,7 +106,7 @@ def test_evaluation_report_is_written_with_every_plot(quickstart):
                  "feature_importance.png"):
         assert (report / name).stat().st_size > 1000, name
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and f"first trained in run" in html
+    assert html.count("data:image/png;base64,") == 5 and "first trained in run" in html
     ev = json.loads((result.run_dir / "evaluation.json").read_text())
     assert ev["candidate"]["auc"] == pytest.approx(result.metrics["auc"], abs=1e-6)
     assert ev["holdout_rows"] == json.loads((result.run_dir / "meta.json").read_text())["rows"]["valid"]
