@@ -1,8 +1,13 @@
-"""Ray Serve deployment vs a bare FastAPI + uvicorn app serving the same model, same run, same machine.
+"""raymlops serving vs a bare FastAPI + uvicorn app serving the same model, same run, same machine.
 
-Trains one quickstart run on demo data (or reuses --run), deploys it with Pipeline.serve (drift on),
-starts benchmarks/bare_app.py on another port, then load-tests both over loopback with httpx, alternating
-the targets round by round so that machine noise hits both alike.
+Trains one quickstart run on demo data (or reuses --run) and deploys it three times with Pipeline.serve
+(drift and request log off, so the serving path alone is measured): unbatched and batched
+(max_batch_size 64, batch_wait_timeout_s 0), both with the model inside the router replica (one variant);
+"two-hop", a batched 50/50 split between two model deployments (router -> model replica); and "shadow",
+one batched variant plus a shadow (the same model) getting a copy of every request, which also puts the
+model behind the router hop. The shadow's own cost is shadow vs two-hop. Starts benchmarks/bare_app.py on another port, then load-tests every target over
+loopback with httpx at concurrency 1, 8 and 64, alternating the target order round by round so that
+machine noise hits all alike.
 
 Usage: .venv/bin/python benchmarks/serve_bench.py [--run RUN_DIR]
 """
@@ -45,10 +50,19 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("a: 1 row, c=1", 1, 1, 600, 15),
-    Scenario("b: 1 row, c=16", 1, 16, 1000, 15),
-    Scenario("c: 100 rows, c=8", 100, 8, 400, 15),
+    Scenario("1 row, c=1", 1, 1, 600, 12),
+    Scenario("1 row, c=8", 1, 8, 1500, 12),
+    Scenario("1 row, c=64", 1, 64, 3000, 12),
 ]
+# Serve apps: name -> extra config overrides
+APPS = {
+    "unbatched": [],
+    "batched": ["serving.batching.max_batch_size=64", "serving.batching.batch_wait_timeout_s=0"],
+    "two-hop": ["serving.batching.max_batch_size=64", "serving.batching.batch_wait_timeout_s=0",
+                'serving.variants=[{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]'],
+    "shadow": ["serving.batching.max_batch_size=64", "serving.batching.batch_wait_timeout_s=0",
+               'serving.shadow=[{"name": "shadow"}]'],
+}
 
 
 @dataclass
@@ -72,12 +86,12 @@ class Sample:
         return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
 
 
-def wait_healthy(url: str, timeout: float = 90) -> None:
-    """Polls GET url until it answers 200; raises after timeout seconds."""
+def wait_healthy(url: str, timeout: float = 90, method: str = "GET") -> None:
+    """Polls url until it answers 200; raises after timeout seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.request(method, url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -85,19 +99,42 @@ def wait_healthy(url: str, timeout: float = 90) -> None:
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
-def deploy(tmp: Path, run: str | None) -> tuple[Path, str]:
-    """Trains a run (unless given) and deploys it on Ray Serve; returns (run_dir, predict URL)."""
+def deploy_noop(port: int) -> str:
+    """The floor of any Serve app here: a lean deployment that reads the body and returns a constant."""
+    from ray import serve
+    from starlette.responses import JSONResponse
+
+    @serve.deployment(max_ongoing_requests=256)
+    class Noop:
+        async def __call__(self, request):
+            await request.body()
+            return JSONResponse({"predictions": [0], "model_version": "noop"})
+
+    serve.run(Noop.bind(), name="noop", route_prefix="/noop", blocking=False)
+    url = f"http://127.0.0.1:{port}/noop"
+    wait_healthy(url, method="POST")
+    return url
+
+
+def deploy(tmp: Path, run: str | None) -> tuple[Path, dict[str, str]]:
+    """Trains a run (unless given) and deploys it as each of APPS; returns (run_dir, {app: predict URL})."""
     from raymlops import Pipeline
 
-    overrides = [f"storage={tmp}/store", f"sources.customers.path={tmp}/train.parquet",
-                 "training.tune.num_samples=1", f"serving.port={free_port()}", "monitoring.drift.window=500"]
-    pipe = Pipeline.from_yaml(CONFIG, overrides=overrides)
+    port = free_port()
+    base = [f"storage={tmp}/store", f"sources.customers.path={tmp}/train.parquet", "training.tune.num_samples=1",
+            f"serving.port={port}", "monitoring=null", "serving.request_log=null", "serving.batching=null",
+            "serving.model=null", "serving.num_cpus=0.25"]
+    pipe = Pipeline.from_yaml(CONFIG, overrides=base)
     run_dir = Path(run).resolve() if run else pipe.train(progress=False).run_dir
-    url = pipe.serve(run_dir)
-    wait_healthy(f"{url}/health")
-    return run_dir, f"{url}/predict"
-
-
+    urls = {}
+    for app, extra in APPS.items():
+        p = Pipeline.from_yaml(CONFIG, overrides=[*base, f"serving.app_name={app}", f"serving.route_prefix=/{app}",
+                                                  *extra])
+        url = p.serve(run_dir)
+        wait_healthy(f"{url}/health")
+        urls[app] = f"{url}/predict"
+    urls["serve-noop"] = deploy_noop(port)
+    return run_dir, urls
 def start_bare(run_dir: Path) -> tuple[subprocess.Popen, str]:
     """Starts bare_app.py in a subprocess; returns (process, predict URL) once it answers /health."""
     port = free_port()
@@ -167,20 +204,32 @@ def ratio(a: float, b: float) -> float:
 
 
 def report(results: dict[Scenario, dict[str, Sample]], elapsed: float) -> None:
-    """Prints the per-target table and the serve/bare ratios."""
-    print(f"\nRay Serve vs bare FastAPI+uvicorn, both measured in this same run on this machine "
+    """Prints the per-target table and the ratios to the bare baseline measured in the same run."""
+    print(f"\nraymlops serving vs bare FastAPI+uvicorn, all measured in this same run on this machine "
           f"({platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}); load generator on the same machine, loopback only.")
-    print(f"{'scenario':<18} {'target':<6} {'req/s':>8} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'ok reqs':>8} {'errors':>6}")
+    print(f"{'scenario':<12} {'target':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok reqs':>8} {'errors':>6}")
     for sc, by_target in results.items():
         for name, s in by_target.items():
-            print(f"{sc.name:<18} {name:<6} {s.rps:>8.1f} {s.rps * sc.rows:>9.1f} {s.ms(50):>8.2f} "
-                  f"{s.ms(99):>8.2f} {len(s.latencies):>8} {s.errors:>6}")
-    print("\nserve/bare ratios (throughput >1: Serve faster; p50 >1: Serve slower)")
+            print(f"{sc.name:<12} {name:<10} {s.rps:>8.1f} {s.ms(50):>8.2f} {s.ms(99):>8.2f} "
+                  f"{len(s.latencies):>8} {s.errors:>6}")
+    print("\nratios to bare (throughput >1: faster than bare; p50 overhead in ms)")
     for sc, t in results.items():
-        print(f"{sc.name:<18} throughput {ratio(t['serve'].rps, t['bare'].rps):>5.2f}   "
-              f"p50 latency {ratio(t['serve'].ms(50), t['bare'].ms(50)):>5.2f}")
+        bare = t["bare"]
+        print(f"{sc.name:<12} " + "   ".join(
+            f"{name}: x{ratio(s.rps, bare.rps):.2f}, +{s.ms(50) - bare.ms(50):.1f} ms"
+            for name, s in t.items() if name not in ("bare", "serve-noop")))
+    print("\nabove Serve's own floor (p50 minus serve-noop's p50, ms)")
+    for sc, t in results.items():
+        floor = t["serve-noop"].ms(50)
+        print(f"{sc.name:<12} serve-noop p50 {floor:.1f} ms (bare +{floor - t['bare'].ms(50):.1f} ms); " + "   ".join(
+            f"{name} +{s.ms(50) - floor:.1f}" for name, s in t.items() if name not in ("bare", "serve-noop")))
+    print("\nbatching gain (batched / unbatched throughput), router hop (two-hop / batched), shadow cost "
+          "(shadow / two-hop)")
+    for sc, t in results.items():
+        print(f"{sc.name:<12} batching x{ratio(t['batched'].rps, t['unbatched'].rps):.2f}   "
+              f"hop x{ratio(t['two-hop'].rps, t['batched'].rps):.2f}   "
+              f"shadow x{ratio(t['shadow'].rps, t['two-hop'].rps):.2f}")
     if any(s.errors for t in results.values() for s in t.values()):
         print("WARNING: some requests failed; req/s and latencies count only the 200 responses.")
     print(f"\ntotal runtime {elapsed:.1f} s")
@@ -203,10 +252,9 @@ def main() -> int:
         tmp = Path(tmp_name)
         try:
             holdout = write_demo_data(tmp, rows=5000)["holdout"]
-            run_dir, serve_url = deploy(tmp, args.run)
-            proc, bare_url = start_bare(run_dir)
+            run_dir, urls = deploy(tmp, args.run)
+            proc, urls["bare"] = start_bare(run_dir)
             columns = load_model(run_dir).schema.names
-            urls = {"serve": serve_url, "bare": bare_url}
             results = {}
             for sc in SCENARIOS:
                 print(f"measuring {sc.name} ...", file=sys.stderr, flush=True)

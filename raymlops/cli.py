@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="a registered model: models:/NAME@ALIAS (followed as the alias moves) or models:/NAME/VERSION")
     s.add_argument("--address")
     s.add_argument("--exit", action="store_true", help="exit after deploying")
+    s.add_argument("--export", metavar="PATH", help="write a Serve config file (`serve deploy PATH`) instead of "
+                                                   "deploying")
+
+    sv = sub.add_parser("serving", help="a deployed app's traffic: status (weights, canary), compare (shadows)")
+    svsub = sv.add_subparsers(dest="scmd", required=True)
+    for name, text in (("status", "weights, canary step and history"),
+                       ("compare", "per-variant traffic and shadow agreement, from the request log")):
+        sp = svsub.add_parser(name, help=text)
+        with_config(sp)
+        sp.add_argument("--json", action="store_true", help="print JSON")
 
     pr = sub.add_parser("predict", help="score a dataset in batch with a run's model (Ray Data)")
     with_config(pr)
@@ -154,6 +164,9 @@ def _run(args) -> int:
     pipe = Pipeline.from_yaml(args.config, args.overrides)
     # `ray job stop`, a container shutdown: stop like Ctrl-C, so the MLflow run is marked KILLED.
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.cmd == "serve" and args.export:
+        print(pipe.export_serve_config(args.export, args.run, model=args.model))
+        return 0
     local = pipe.connect(getattr(args, "address", None))
     if args.cmd == "serve":
         url = pipe.serve(args.run, model=args.model)
@@ -174,6 +187,28 @@ def _run(args) -> int:
             return 0
     if local and not args.exit:
         _serve_forever(pipe)
+    return 0
+
+
+def _serving(args) -> int:
+    from raymlops import Pipeline
+    from raymlops.pipeline.serve import request_log_path, state_dir
+    from raymlops.serving.compare import compare, format_compare, format_status
+    from raymlops.serving.controller import read_events, read_state
+
+    pipe = Pipeline.from_yaml(args.config, args.overrides, say=None)
+    if pipe.config.serving is None:
+        raise RaymlopsError("this config has no 'serving' section")
+    if args.scmd == "status":
+        where = state_dir(pipe.config, pipe.app_name)
+        state, events = read_state(where), read_events(where)
+        print(json.dumps({"state": state, "events": events}, indent=2) if args.json else format_status(state, events))
+        return 0
+    from raymlops.serving.request_log import read_log
+
+    path = request_log_path(pipe.config, pipe.app_name)
+    report = compare(read_log(path))
+    print(json.dumps(report, indent=2) if args.json else f"request log: {path}\n" + format_compare(report))
     return 0
 
 
@@ -319,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "features":
             return _features(args)
+        if args.cmd == "serving":
+            return _serving(args)
         if args.cmd == "models":
             return _models(args)
         if args.cmd == "ui":

@@ -69,8 +69,10 @@ def actor_name(app_name: str) -> str:
     return f"raymlops-drift-{app_name}"
 
 
-def start_monitor(drift_dir: str, window: int, p_val: float, model_version: str, app_name: str, namespace: str):
-    """Starts (or replaces) the named, detached drift actor of a Serve app; returns its handle."""
+def start_monitor(drift_dir: str, window: int, p_val: float, model_version: str, app_name: str, namespace: str,
+                  wait: bool = True):
+    """Starts (or replaces) the named, detached drift actor of a Serve app; returns its handle (once its
+    detector has loaded, unless ``wait`` is False: then ``ray.get(handle.latest.remote())`` waits)."""
     import ray
 
     name = actor_name(app_name)
@@ -87,5 +89,6 @@ def start_monitor(drift_dir: str, window: int, p_val: float, model_version: str,
     cls = ray.remote(num_cpus=0, max_concurrency=4)(DriftMonitor)
     handle = cls.options(name=name, namespace=namespace, lifetime="detached").remote(
         drift_dir, window, p_val, model_version)
-    ray.get(handle.latest.remote())  # fail here, not in serving, if the detector cannot load
+    if wait:
+        ray.get(handle.latest.remote())  # fail here, not in serving, if the detector cannot load
     return handle

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
@@ -103,52 +102,47 @@ class Pipeline:
         return RunResult(out["run_id"], out["run_dir"], m["best"], trials=m["trials"], model=out["model"],
                          evaluation=out["evaluation"], steps=out["steps"], mlflow_run_id=out["mlflow_run_id"])
 
-    def serve(self, run: str | os.PathLike | None = None, model: str | None = None) -> str:
-        """Deploys a run (default: the latest of this pipeline) or a registered model (``model``, else
-        ``serving.model`` when no run is given: 'models:/NAME@ALIAS' is followed as the alias moves) and
-        returns its endpoint URL."""
-        from raymlops.monitoring.actor import actor_name, start_monitor
-        from raymlops.serving import deploy
+    def serving_spec(self, run: str | os.PathLike | None = None, model: str | None = None,
+                     start_actors: bool = True) -> dict:
+        """The Serve application spec: variants and shadows resolved to run directories (see `serve`)."""
+        from raymlops.pipeline.serve import serving_spec
 
         cfg = self.config
         if cfg.serving is None:
             raise RaymlopsError("this config has no 'serving' section")
-        self.connect()
-        uri = model or (cfg.serving.model if run is None else None)
-        watch = None
-        if uri:
-            from raymlops.registry import parse_uri, tracking_uri
-            from raymlops.registry.models import bundle_for
-
-            resolve = functools.partial(bundle_for, uri, tracking_uri(cfg.registry, cfg.storage),
-                                        str(layout.storage_root(cfg.storage) / "registry-cache"))
-            run_dir = Path(resolve())
-            if parse_uri(uri)[1] is not None:
-                watch = {"resolve": resolve, "every": cfg.serving.reload_seconds}
-                self.say(f"serving {uri} (run {layout.read_meta(run_dir)['run_id']}); "
-                         f"replicas follow the alias every {cfg.serving.reload_seconds:g} s")
+        if run is not None:
+            default = str(layout.find_run(run, cfg.storage))
+        elif model or cfg.serving.model:
+            default = model or cfg.serving.model
         else:
-            run_dir = layout.find_run(run, cfg.storage) if run else layout.latest_run(cfg.storage, cfg.name)
-        features = None
-        if cfg.serving.features:
-            refs = layout.read_meta(run_dir).get("dataset", {}).get("features")
-            if not refs:
-                raise RaymlopsError(f"serving.features is set but run {run_dir.name} was not trained from a "
-                                    "feature set (training.dataset)")
-            self.say("materializing the latest feature values into the online store")
-            for view, m in self.feature_store.materialize().items():
-                self.say(f"  {view}: {m['entities']} entities")
-            features = {"config": self.feature_store.portable_config(), "refs": refs}
-        drift = None
-        if cfg.monitoring and cfg.monitoring.drift and (run_dir / layout.DRIFT_DIR).is_dir():
-            d = cfg.monitoring.drift
-            start_monitor(str(run_dir / layout.DRIFT_DIR), d.window, d.p_val, layout.read_meta(run_dir)["run_id"], self.app_name,
-                          cfg.ray.namespace)
-            drift = actor_name(self.app_name)
-        self.say(f"deploying run {layout.read_meta(run_dir)['run_id']} as Serve app {self.app_name!r}")
-        url = deploy(str(run_dir), cfg.serving, self.app_name, drift, cfg.ray.namespace, features, watch)
+            default = str(layout.latest_run(cfg.storage, cfg.name))
+        store = self.feature_store if cfg.serving.features else None
+        return serving_spec(cfg, self.app_name, default, self.say, store, start_actors)
+
+    def serve(self, run: str | os.PathLike | None = None, model: str | None = None) -> str:
+        """Deploys the serving section: its variants and shadows behind a router, or one model (a run,
+        default the latest of this pipeline, or a registered model: ``model``, else ``serving.model`` when
+        no run is given; 'models:/NAME@ALIAS' is followed as the alias moves). Returns the endpoint URL."""
+        from raymlops.serving import deploy
+
+        self.connect()
+        s = self.config.serving
+        args = self.serving_spec(run, model)
+        self.say(f"deploying Serve app {self.app_name!r}: "
+                 + ", ".join(f"{m['name']} ({m['role']})" for m in args["models"]))
+        url = deploy(args, s.host, s.port, s.route_prefix, s.start_timeout_s)
         self.say(f"serving at {url}/predict")
         return url
+
+    def export_serve_config(self, path: str | os.PathLike, run: str | os.PathLike | None = None,
+                            model: str | None = None) -> Path:
+        """Writes a Serve config file deploying what `serve` would (`serve deploy PATH`). Drift actors
+        are not started by `serve deploy`: start them with `raymlops serve` first, or run without drift."""
+        from raymlops.serving import export
+
+        s = self.config.serving
+        args = self.serving_spec(run, model, start_actors=False)
+        return export(args, s.host, s.port, s.route_prefix, path)
 
     def run(self, progress: bool = True, no_cache: bool = False, resume: bool = False) -> RunResult:
         """Builds the feature views the training set needs, trains, then deploys when the config has a

@@ -1,5 +1,6 @@
-"""Serving: the Ray Serve application (FastAPI ingress) for one run's model."""
+"""Serving: a router (A/B split, sticky keys, shadows, canary) in front of one batched model deployment
+per variant on Ray Serve, with a request log and Prometheus metrics."""
 
-from raymlops.serving.deploy import deploy, shutdown
+from raymlops.serving.deploy import deploy, export, shutdown
 
-__all__ = ["deploy", "shutdown"]
+__all__ = ["deploy", "export", "shutdown"]

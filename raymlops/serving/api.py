@@ -22,7 +22,8 @@ class PredictResponse(BaseModel):
         None, description="Per fetched value: PRESENT, NOT_FOUND or OUTSIDE_TTL.")
     probabilities: list[float] | list[list[float]] | None = Field(
         None, description="Binary: P(classes[1]); multiclass: one list per row in classes order.")
-    model_version: str
+    model_version: str = Field(description="The run id of the model that answered.")
+    variant: str = Field(description="The variant that answered.")
     request_id: str
 
 
@@ -38,6 +39,7 @@ class SchemaResponse(BaseModel):
     label: str | None = None
     classes: list[Any] | None = None
     model_version: str
+    variant: str
 
 
 class FeatureDrift(BaseModel):
@@ -59,9 +61,32 @@ class DriftResponse(BaseModel):
     windows_tested: int = 0
     tested_at: float | None = None
     features: dict[str, FeatureDrift] = Field(default_factory=dict)
+    variant: str | None = None
 
 
 class HealthResponse(BaseModel):
-    status: str
-    model_version: str
+    status: str = Field(description="'ok', or 'degraded' (503) when a variant does not answer.")
+    model_version: str | None = Field(description="The first variant's model version.")
+    variants: dict[str, str | None] = Field(description="Model version per variant and shadow.")
+
+
+class CanaryState(BaseModel):
+    variant: str
+    step: int
+    percent: float
+    status: str = Field(description="running | rolled_back | complete")
+    step_started: float
+    reason: str | None = None
+
+
+class VariantsResponse(BaseModel):
+    version: int = Field(description="Bumped at every weight change.")
+    weights: dict[str, float] = Field(description="Percent of traffic per variant.")
+    canary: CanaryState | None = None
+    history: list[dict[str, Any]] = Field(description="Canary events: start, step, hold, rollback, complete.")
+    window: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                              description="Counts of the current canary interval per variant.")
+    sticky_key: str | None = None
+    shadow: list[str]
+    variants: list[str]
 

@@ -1,27 +1,94 @@
-"""Deploys a run's model as a Ray Serve application over HTTP."""
+"""Deploys an app's Serve application over HTTP, or writes it as a Serve config file."""
 
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
 
-def deploy(run_dir: str, serving_cfg, app_name: str, drift_actor: str | None = None,
-           namespace: str = "raymlops", features: dict | None = None, watch: dict | None = None) -> str:
-    """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL."""
+from raymlops.errors import RaymlopsError
+
+
+def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float = 300) -> str:
+    """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL.
+
+    Raises:
+        RaymlopsError: when the app is not running within ``timeout_s`` (e.g. its replicas ask for more CPUs
+            than the cluster has); the app is deleted and Serve's own explanation is in the message.
+    """
     from ray import serve
 
     from raymlops.data.ray_env import start_serve
-    from raymlops.serving.app import build
+    from raymlops.serving.app import build_app
 
-    base = start_serve(serving_cfg.host, serving_cfg.port)
-    serve.run(build(str(run_dir), serving_cfg, drift_actor, namespace, features, watch), name=app_name,
-              route_prefix=serving_cfg.route_prefix, blocking=False)
-    return base + ("" if serving_cfg.route_prefix == "/" else serving_cfg.route_prefix)
+    base = start_serve(host, port)
+    app, failed = build_app(args), {}
+
+    def run() -> None:
+        try:
+            serve.run(app, name=args["app"], route_prefix=route_prefix, blocking=False)
+        except BaseException as e:  # surfaced in the caller's thread
+            failed["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True, name="serve-run")
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        why = _status_messages(args["app"])
+        serve.delete(args["app"], _blocking=False)
+        raise RaymlopsError(f"Serve app {args['app']!r} was not running after {timeout_s:g} s (serving.start_timeout_s)"
+                            + (f": {why}" if why else ""))
+    if "error" in failed:
+        raise failed["error"]
+    return base + ("" if route_prefix == "/" else route_prefix)
 
 
-def shutdown(app_name: str | None = None) -> None:
-    """Deletes one app, or shuts Serve down entirely."""
+def _status_messages(app: str) -> str:
+    """Serve's messages about the app's deployments (why replicas are not starting)."""
     from ray import serve
 
-    if app_name:
-        serve.delete(app_name)
-    else:
+    try:
+        status = serve.status().applications[app]
+    except Exception:
+        return ""
+    return " | ".join(d.message for d in status.deployments.values() if d.message)
+
+
+def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.PathLike) -> Path:
+    """Writes a Serve config file (`serve deploy PATH`) that deploys exactly what `deploy` would."""
+    import yaml
+
+    from raymlops.serving.app import deployment_options
+
+    deployments = []
+    for name, opts in deployment_options(args).items():
+        d = {"name": name, **{k: v for k, v in opts.items() if k != "num_replicas" or v != "auto"}}
+        deployments.append(d)
+    doc = {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port},
+           "applications": [{"name": args["app"], "route_prefix": route_prefix,
+                             "import_path": "raymlops.serving.app:build_app", "args": args,
+                             "deployments": deployments}]}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("# Written by `raymlops serve --export`; deploy with `serve deploy " + out.name + "`.\n"
+                   + yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, out)
+    return out
+
+
+def shutdown(app_name: str | None = None, namespace: str = "raymlops") -> None:
+    """Deletes one app (and its traffic controller; its state file stays), or shuts Serve down entirely."""
+    import ray
+    from ray import serve
+
+    from raymlops.serving.controller import controller_name
+
+    if not app_name:
         serve.shutdown()
+        return
+    serve.delete(app_name)
+    try:
+        ray.kill(ray.get_actor(controller_name(app_name), namespace=namespace))
+    except ValueError:  # never started, or already gone
+        pass

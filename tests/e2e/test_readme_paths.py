@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -73,4 +74,26 @@ def test_ray_job_submit_runs_the_quickstart(ray_head, tmp_path):
     assert result["run_dir"].startswith(str(tmp_path / "store"))
     # The app outlives the job: it is served by the cluster.
     health = httpx.get(f"{result['endpoint']}/health", timeout=30).json()
-    assert health == {"status": "ok", "model_version": result["run_id"]}
+    assert health == {"status": "ok", "model_version": result["run_id"], "variants": {"default": result["run_id"]}}
+    # `raymlops serve --export` writes a Serve config file; `serve deploy` redeploys the app from it.
+    exported = tmp_path / "serve.yaml"
+    r = run(["raymlops", "serve", "configs/quickstart.yaml", "--export", str(exported), "--set", f"serving.port={port}"],
+            300, RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    assert r.returncode == 0 and r.stdout.strip() == str(exported), r.stdout + r.stderr[-3000:]
+    r = run(["serve", "deploy", str(exported), "--address", ray_head], 300, RAY_AUTH_MODE="token")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    deadline = time.time() + 180
+    while True:  # serve deploy returns at once; the app is redeployed in the background
+        status = run(["serve", "status", "--address", ray_head], 120, RAY_AUTH_MODE="token").stdout
+        if "churn-quickstart" in status and "status: RUNNING" in status and "DEPLOYING" not in status:
+            break
+        assert time.time() < deadline, status
+        time.sleep(2)
+    r = httpx.post(f"{result['endpoint']}/predict", json={"instances": [_row()]}, timeout=30)
+    assert r.status_code == 200 and r.json()["model_version"] == result["run_id"], r.text
+
+
+def _row():
+    return {"event_ts": "2024-07-01T00:19:35", "plan": "standard", "region": "west", "contract": "month-to-month",
+            "payment_method": "electronic-check", "tenure_months": 25, "age": 45.0, "monthly_charges": 71.45,
+            "usage_gb": 17.54, "support_calls": 1, "autopay": False}

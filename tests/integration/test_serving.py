@@ -39,7 +39,7 @@ def test_http_predictions_equal_offline(endpoint, demo_dir):
     preds, probs = model.predict_with_proba(df)
     assert body["predictions"] == preds
     assert np.allclose(body["probabilities"], probs, atol=1e-6, rtol=0)
-    assert body["model_version"] == result.run_id and body["request_id"] == "abc"
+    assert body["model_version"] == result.run_id and body["request_id"] == "abc" and body["variant"] == "default"
     assert r.headers["x-request-id"] == "abc"
     r = post(url, {"instances": _jsonable(df[model.schema.names].head(1))})
     assert r.json()["request_id"] == r.headers["x-request-id"] != "abc"
@@ -52,7 +52,9 @@ def test_schema_and_health(endpoint):
     assert cols["tenure_months"]["type"] == "integer" and cols["plan"]["type"] == "string"
     assert cols["usage_gb"]["nullable"] and not cols["monthly_charges"]["nullable"]
     assert schema["classes"] == [0, 1] and schema["task"] == "binary"
-    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model_version": result.run_id}
+    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model_version": result.run_id,
+                                                 "variants": {"default": result.run_id}}
+    assert schema["variant"] == "default" and schema["model_version"] == result.run_id
 
 
 

@@ -1,0 +1,129 @@
+"""The traffic controller: one named, detached Ray actor per Serve app that owns the variant weights.
+
+Router replicas call ``sync`` a few times a second: they hand over their per-variant counts and get the
+current weights back. The controller runs the canary policy (`traffic.Traffic`), writes its state to
+``<state_dir>/traffic.json`` (atomically) after every change and appends each canary event to
+``events.jsonl``, so a restarted controller, or router, carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from raymlops.serving.traffic import Traffic
+
+STATE_FILE = "traffic.json"
+EVENTS_FILE = "events.jsonl"
+TICK_S = 0.25
+
+log = logging.getLogger("ray.serve")
+
+
+def controller_name(app: str) -> str:
+    return f"raymlops-traffic-{app}"
+
+
+def plan_fingerprint(base: dict, canary: dict | None, models: dict | None = None) -> str:
+    """Identifies a traffic plan: the weights, the canary schedule and the model version of each variant."""
+    return hashlib.sha256(json.dumps([base, canary, models], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_state(state_dir: str | os.PathLike) -> dict | None:
+    """The persisted traffic state of an app, or None if it never ran."""
+    path = Path(state_dir) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_events(state_dir: str | os.PathLike) -> list[dict]:
+    path = Path(state_dir) / EVENTS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class TrafficController:
+    """Owns an app's weights; resumes from its state file when the plan (weights, canary) is unchanged."""
+
+    def __init__(self, app: str, state_dir: str):
+        self.app, self.dir = app, Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.traffic: Traffic | None = None
+        self.fingerprint: str | None = None
+        saved = read_state(self.dir)
+        if saved is not None:  # a restart: the router's configure() confirms or replaces the plan
+            self.traffic = Traffic(saved["base"], saved["canary_config"], saved["state"])
+            self.fingerprint = saved["fingerprint"]
+        threading.Thread(target=self._tick, daemon=True, name="traffic-tick").start()
+
+    def configure(self, base: dict[str, float], canary: dict | None, models: dict | None = None) -> dict:
+        """Sets the plan; keeps the current state if the plan (including each variant's model version) is
+        the one already running, so redeploying the same thing does not restart a canary."""
+        fp = plan_fingerprint(base, canary, models)
+        with self._lock:
+            if fp != self.fingerprint or self.traffic is None:
+                self.traffic, self.fingerprint = Traffic(base, canary), fp
+                self._save(self.traffic.state["history"][-1:])
+            return self._view()
+
+    def sync(self, stats: dict[str, dict] | None = None) -> dict:
+        """Takes a router's counts since its last sync; returns {version, weights, canary}."""
+        with self._lock:
+            if self.traffic is None:
+                return {"version": 0, "weights": None, "canary": None}
+            if stats:
+                events = self.traffic.observe(stats)
+                if events:
+                    self._save(events)
+            return self._view()
+
+    def status(self) -> dict:
+        with self._lock:
+            return {**self._view(), "history": list(self.traffic.state["history"]) if self.traffic else [],
+                    "window": {k: w.summary() for k, w in (self.traffic.windows if self.traffic else {}).items()}}
+
+    def _view(self) -> dict:
+        s = self.traffic.state
+        return {"version": s["version"], "weights": dict(s["weights"]), "canary": dict(s["canary"] or {}) or None}
+
+    def _tick(self) -> None:
+        """Steps the canary on schedule even when no router reports."""
+        while True:
+            time.sleep(TICK_S)
+            try:
+                with self._lock:
+                    events = self.traffic.evaluate() if self.traffic else []
+                    if events:
+                        self._save(events)
+            except Exception:  # never let the ticker die
+                log.exception("traffic controller tick failed")
+
+    def _save(self, events: list[dict]) -> None:
+        t = self.traffic
+        doc = {"app": self.app, "fingerprint": self.fingerprint, "base": t.base, "canary_config": t.cfg,
+               "state": t.state, "saved_at": time.time()}
+        tmp = self.dir / f".{STATE_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.dir / STATE_FILE)
+        if events:
+            with open(self.dir / EVENTS_FILE, "a") as f:
+                for e in events:
+                    f.write(json.dumps({"type": "canary", "app": self.app, **e}) + "\n")
+            for e in events:
+                (log.warning if e["event"] == "rollback" else log.info)(
+                    "canary %s %s: %s", e["event"], e.get("variant"), e.get("reason") or e.get("weights"))
+
+
+def get_or_start(app: str, namespace: str, state_dir: str):
+    """The app's controller actor, started (detached, restarted by Ray if it dies) when missing."""
+    import ray
+
+    cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)(TrafficController)
+    return cls.options(name=controller_name(app), namespace=namespace, lifetime="detached",
+                       get_if_exists=True).remote(app, state_dir)

@@ -1,0 +1,294 @@
+"""The model deployment: one variant's Predictor behind Ray Serve, called by the router through a handle.
+
+Requests are validated against the model's schema, scored in dynamic batches (``@serve.batch``: every request
+queued while a batch is scored joins the next one), fed to the variant's drift actor in the background, and
+the model is swapped in place when the registry alias it follows moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import threading
+import time
+
+import pandas as pd
+from ray import serve
+
+FLUSH_ROWS = 256
+FLUSH_SECONDS = 0.5
+
+log = logging.getLogger("ray.serve")
+
+
+def _error(status: int, detail) -> dict:
+    return {"status": status, "body": {"detail": detail}}
+
+
+def _unprocessable(errors: list[dict]) -> dict:
+    return _error(422, errors)
+
+
+def resolver(spec: dict):
+    """``{"call": "module:function", "args": [...]}`` -> a zero-argument callable returning a run directory.
+    (A dotted reference keeps serving free of the registry's imports and keeps exported configs plain YAML.)"""
+    module, _, name = spec["call"].partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    return lambda: fn(*spec.get("args", ()))
+
+
+@serve.deployment
+class ModelServer:
+    """One replica of one variant. ``spec``: {variant, run_dir, max_batch_rows, batching, drift_actor,
+    namespace, features, watch}."""
+
+    def __init__(self, spec: dict):
+        import ray
+
+        from raymlops.artifacts import Predictor
+
+        self.variant = spec["variant"]
+        self.run_dir = spec["run_dir"]
+        self.predictor = Predictor(self.run_dir)
+        self.max_batch_rows = spec["max_batch_rows"]
+        self.drift = None
+        if spec.get("drift_actor"):
+            try:
+                self.drift = ray.get_actor(spec["drift_actor"], namespace=spec["namespace"])
+            except ValueError:
+                log.warning("drift actor %s is not running; serving without drift monitoring", spec["drift_actor"])
+        self.features = self.feature_refs = None
+        if spec.get("features"):
+            from raymlops.config.models import PipelineConfig
+            from raymlops.features import FeatureStore
+
+            self.features = FeatureStore(PipelineConfig.model_validate(spec["features"]["config"]))
+            self.feature_refs = spec["features"]["refs"]
+            self.join_keys = list(dict.fromkeys(
+                k for v, _ in self.features.resolve(self.feature_refs) for k in self.features.join_keys(v)))
+        batching = spec.get("batching")
+        self.batched = batching is not None
+        if self.batched:
+            self._score_batch.set_max_batch_size(batching["max_batch_size"])
+            self._score_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
+        self._buffer: list[pd.DataFrame] = []
+        self._buffered = 0
+        self._flusher = None
+        self.swaps: list[dict] = []
+        self.batch_sizes: list[int] = []  # recent batch sizes (requests), for tests and `stats`
+        if spec.get("watch"):
+            threading.Thread(target=self._watch, args=(resolver(spec["watch"]), spec["watch"]["every"]),
+                             daemon=True, name="model-watch").start()
+
+    # ------------------------------------------------------------ model swapping
+
+    @property
+    def version(self) -> str:
+        return self.predictor.version
+
+    def _watch(self, resolve, every: float) -> None:
+        """Polls the registry alias; when it moves, loads the new version beside the old one and swaps the
+        reference in one assignment, so requests in flight finish on the model they started with."""
+        from raymlops.artifacts import Predictor
+
+        while True:
+            time.sleep(every)
+            try:
+                run_dir = str(resolve())
+                if run_dir == self.run_dir:
+                    continue
+                new = Predictor(run_dir)
+            except Exception as e:  # registry unreachable, bad bundle: keep serving the current model
+                log.warning("model watch: keeping %s: %s: %s", self.version, type(e).__name__, e)
+                continue
+            old, self.predictor, self.run_dir = self.version, new, run_dir
+            self.swaps.append({"from": old, "to": new.version, "at": time.time()})
+            log.info("model watch: %s swapped %s -> %s", self.variant, old, new.version)
+            if self.drift is not None and os.path.isdir(os.path.join(run_dir, "drift")):
+                self.drift.swap.remote(os.path.join(run_dir, "drift"), new.version)
+
+    # ------------------------------------------------------------------ drift feed
+
+    def _flush(self) -> None:
+        if self._buffer and self.drift is not None:
+            rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+            self._buffer, self._buffered = [], 0
+            self.drift.observe.remote(rows)  # fire-and-forget: never awaited on the request path
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self._flush()
+
+    def _feed_drift(self, df: pd.DataFrame) -> None:
+        if self.drift is None:
+            return
+        self._buffer.append(df)
+        self._buffered += len(df)
+        if self._buffered >= FLUSH_ROWS:
+            self._flush()
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    # ------------------------------------------------------------------ scoring
+
+    def _prepare(self, kind: str, rows: list[dict]):
+        """Validates one request: (model, frame, fetched features) or its {status, body} error."""
+        from raymlops.data.schema import RecordErrors, records_to_frame
+
+        if len(rows) > self.max_batch_rows:
+            return _unprocessable([{"loc": ["body", kind], "type": "too_long",
+                                    "msg": f"at most {self.max_batch_rows} rows per request, got {len(rows)}"}])
+        fetched = None
+        if kind == "entities":
+            rows, fetched = self._with_features(rows)
+            if fetched is None:
+                return rows
+        model = self.predictor  # one model for the whole request, even if a swap happens meanwhile
+        try:
+            return model, records_to_frame(rows, model.schema, loc_prefix=("body", kind)), fetched
+        except RecordErrors as e:
+            return _unprocessable(e.errors)
+
+    def _answer(self, kind: str, prepared: tuple, scored) -> dict:
+        """{status, body} of one request from its prepared inputs and (predictions, probabilities) or error."""
+        from raymlops.errors import DataError
+
+        model, df, fetched = prepared
+        if isinstance(scored, (DataError, ValueError)):  # e.g. an estimator that cannot take a missing value
+            return _unprocessable([{"loc": ["body", kind], "type": "value_error",
+                                    "msg": f"the model cannot score these rows: {scored}"[:500]}])
+        if isinstance(scored, BaseException):
+            raise scored
+        preds, probs = scored
+        self._feed_drift(df)
+        body = {"predictions": preds, "model_version": model.version}
+        if probs is not None:
+            body["probabilities"] = probs
+        if fetched is not None:
+            body["features"], body["feature_statuses"] = fetched.values, fetched.statuses
+        return {"status": 200, "body": body}
+
+    async def predict(self, kind: str, rows: list[dict]) -> dict:
+        """Scores one request's rows (``kind``: 'instances' or 'entities'); returns {status, body}."""
+        prepared = self._prepare(kind, rows)
+        if isinstance(prepared, dict):
+            return prepared
+        model, df, _ = prepared
+        if self.batched:
+            scored = await self._score_batch((model, df))
+        else:
+            try:
+                scored = model.predict_with_proba(df)
+            except Exception as e:
+                scored = e
+        return self._answer(kind, prepared, scored)
+
+    async def predict_many(self, items: list[tuple[str, list[dict]]]) -> list[dict]:
+        """Scores many requests in one call (the router sends shadow copies this way): one model call for
+        all of them, in a worker thread. A request that fails alone gets a 500 of its own."""
+        prepared = [self._prepare(kind, rows) for kind, rows in items]
+        ok = [i for i, p in enumerate(prepared) if not isinstance(p, dict)]
+        scored = await asyncio.get_running_loop().run_in_executor(
+            None, _score_items, [(prepared[i][0], prepared[i][1]) for i in ok])
+        self._observe_batch(len(ok), sum(len(prepared[i][1]) for i in ok))
+        out = list(prepared)
+        for i, got in zip(ok, scored):
+            try:
+                out[i] = self._answer(items[i][0], prepared[i], got)
+            except Exception as e:
+                out[i] = _error(500, f"{type(e).__name__}: {e}"[:500])
+        return out
+
+    def _observe_batch(self, requests: int, rows: int) -> None:
+        m = model_metrics_safe()
+        if m:
+            m["batch_requests"].observe(requests, tags={"variant": self.variant})
+            m["batch_rows"].observe(rows, tags={"variant": self.variant})
+        self.batch_sizes = (self.batch_sizes + [requests])[-1000:]
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
+    async def _score_batch(self, items: list[tuple]) -> list:
+        """Scores the queued requests with one model call per model (two only during a swap), in a worker
+        thread so the replica keeps queueing requests for the next batch meanwhile."""
+        self._observe_batch(len(items), sum(len(df) for _, df in items))
+        return await asyncio.get_running_loop().run_in_executor(None, _score_items, items)
+
+    def stats(self) -> dict:
+        return {"variant": self.variant, "model_version": self.version, "batch_sizes": list(self.batch_sizes),
+                "swaps": list(self.swaps)}
+
+    def _with_features(self, entities: list[dict]):
+        """Entity rows plus their online feature values (request values win); or ({status, body}, None)."""
+        if self.features is None:
+            return _unprocessable([{"loc": ["body", "entities"], "type": "value_error",
+                                    "msg": "this model was not trained from a feature set; send 'instances' "
+                                           "with feature values"}]), None
+        errors = [{"loc": ["body", "entities", i, k], "type": "missing", "msg": "join key required"}
+                  for i, row in enumerate(entities) for k in self.join_keys if k not in row]
+        if errors:
+            return _unprocessable(errors[:20]), None
+        from raymlops.errors import DataError
+        from raymlops.features.online import OnlineStoreError
+
+        try:
+            got = self.features.get_online_features(self.feature_refs, entities)
+        except DataError as e:
+            return _unprocessable([{"loc": ["body", "entities"], "type": "value_error", "msg": str(e)[:500]}]), None
+        except OnlineStoreError as e:
+            return _error(503, f"online store unavailable: {e}"[:500]), None
+        rows = [{**{name: vals[i] for name, vals in got.values.items()}, **row} for i, row in enumerate(entities)]
+        return rows, got
+
+    def health(self) -> dict:
+        return {"variant": self.variant, "model_version": self.version}
+
+    def schema(self) -> dict:
+        model = self.predictor
+        s = model.schema
+        return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
+                "classes": s.classes, "model_version": model.version}
+
+    async def drift_status(self) -> dict | None:
+        if self.drift is None:
+            return None
+        self._flush()
+        return await self.drift.latest.remote()
+
+
+def model_metrics_safe() -> dict | None:
+    try:
+        from raymlops.serving.metrics import model_metrics
+
+        return model_metrics()
+    except Exception:  # metrics are best effort
+        return None
+
+
+def _score_items(items: list[tuple]) -> list:
+    """[(model, frame)] -> [(predictions, probabilities) or the exception for that item]."""
+    out: list = [None] * len(items)
+    groups: dict[int, list[int]] = {}
+    for i, (model, _) in enumerate(items):
+        groups.setdefault(id(model), []).append(i)
+    for idx in groups.values():
+        model = items[idx[0]][0]
+        frames = [items[i][1] for i in idx]
+        try:
+            preds, probs = model.predict_with_proba(pd.concat(frames, ignore_index=True) if len(frames) > 1
+                                                    else frames[0])
+        except Exception:  # one bad request must not fail the batch: score each alone to find it
+            for i in idx:
+                try:
+                    out[i] = items[i][0].predict_with_proba(items[i][1])
+                except Exception as e:
+                    out[i] = e
+            continue
+        start = 0
+        for i in idx:
+            n = len(items[i][1])
+            out[i] = (preds[start: start + n], None if probs is None else probs[start: start + n])
+            start += n
+    return out

@@ -1,0 +1,370 @@
+"""The router: the app's HTTP ingress. It validates the body, picks a variant (by weight, or by a stable
+hash of the sticky key), calls that variant's model deployment, copies the request to the shadows in the
+background, logs the request and counts metrics.
+
+It is a lean ASGI-free ingress (``__call__`` on Serve's Starlette request): a FastAPI ingress costs ~3 ms per
+request on a 2-core machine. FastAPI still generates the exact OpenAPI document from the pydantic models
+(`openapi_document`), served at ``{prefix}/openapi.json``.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations in openapi_document.
+
+import asyncio
+import inspect
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import Optional
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from raymlops.serving.api import (DriftResponse, HealthResponse, PredictRequest, PredictResponse, SchemaResponse,
+                                  VariantsResponse)
+from raymlops.serving.split import Splitter
+
+SYNC_S = 0.25  # how often a router replica reports counts to the traffic controller and reads weights
+MAX_SHADOW_INFLIGHT = 256
+ROUTES = ("predict", "health", "schema", "drift", "variants", "openapi.json")
+SHADOW_BATCH = 64  # shadow copies sent in one call
+SHADOW_LINGER_S = 0.02  # longest a copy waits for others before its call goes out
+
+log = logging.getLogger("ray.serve")
+
+_UNPROCESSABLE = {422: {"description": "A field is missing, mistyped or the body is malformed; `detail[].loc` "
+                                       "names the field."}}
+
+
+def openapi_document(title: str = "raymlops model server") -> dict:
+    """The exact OpenAPI document of the router's routes (generated here, never served by FastAPI)."""
+    doc = FastAPI(title=title, description="Predictions from the app's variants, schema, health, drift and "
+                                           "traffic weights.")
+
+    @doc.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
+              responses={**_UNPROCESSABLE, 500: {"description": "The variant that took the request failed."},
+                         503: {"description": "The online feature store is unavailable."}})
+    def predict(body: PredictRequest) -> PredictResponse:  # pragma: no cover - schema only
+        """Scores `instances` (feature values) or `entities` (keys; features fetched online)."""
+
+    @doc.get("/health", response_model=HealthResponse)
+    def health() -> HealthResponse:  # pragma: no cover - schema only
+        """Liveness, with the model version of every variant."""
+
+    @doc.get("/schema", response_model=SchemaResponse)
+    def schema(variant: Optional[str] = None) -> SchemaResponse:  # pragma: no cover - schema only
+        """Input columns of a variant's model (default: the first variant)."""
+
+    @doc.get("/drift", response_model=DriftResponse, response_model_exclude_none=True)
+    def drift(variant: Optional[str] = None) -> DriftResponse:  # pragma: no cover - schema only
+        """Latest drift test of a variant's inputs (default: the first variant)."""
+
+    @doc.get("/variants", response_model=VariantsResponse)
+    def variants() -> VariantsResponse:  # pragma: no cover - schema only
+        """Live weights, canary step and history, shadows."""
+
+    return doc.openapi()
+
+
+def _unprocessable(errors: list) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+class Inline:
+    """A model object living in this replica, called with a deployment handle's shape:
+    ``await inline.method.remote(*args)``."""
+
+    class _Method:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def remote(self, *args, **kwargs):
+            out = self.fn(*args, **kwargs)
+            return out if inspect.isawaitable(out) else asyncio.sleep(0, result=out)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __getattr__(self, name: str) -> "_Method":
+        return Inline._Method(getattr(self.obj, name))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+@serve.deployment
+class Router:
+    """``spec``: {app, namespace, state_dir, variants: [{name, weight, model_version}], shadow: [{name,
+    model_version}], sticky_key, canary, request_log, max_batch_rows}; ``models``: {name: handle}."""
+
+    def __init__(self, spec: dict, models: dict):
+        import ray
+
+        from raymlops.serving.controller import get_or_start
+
+        self.spec = spec
+        self.handles = dict(models)
+        for name, model in (spec.get("inline") or {}).items():  # scored in this replica: no extra hop
+            from raymlops.serving.model import ModelServer
+
+            self.handles[name] = Inline(ModelServer.func_or_class(model))
+        self.variants = [v["name"] for v in spec["variants"]]
+        self.primary = self.variants[0]
+        self.shadows = [s["name"] for s in spec.get("shadow") or []]
+        self.sticky = spec.get("sticky_key")
+        self.openapi = openapi_document()
+        self.controller = get_or_start(spec["app"], spec["namespace"], spec["state_dir"])
+        base = {v["name"]: float(v["weight"]) for v in spec["variants"]}
+        identity = {v["name"]: v.get("model_version") for v in spec["variants"]}
+        view = ray.get(self.controller.configure.remote(base, spec.get("canary"), identity))
+        self._apply(view)
+        self._stats: dict[str, dict] = {}
+        self._stats_lock = threading.Lock()
+        self._shadow_inflight = {s: 0 for s in self.shadows}
+        self._shadow_limit = {s["name"]: s.get("max_in_flight") or 4096 for s in spec.get("shadow") or []}
+        self.shadow_dropped = {s: 0 for s in self.shadows}
+        self._shadow_queue: dict[str, list] = {}
+        self._shadow_timer: dict = {}
+        self._tasks: set = set()
+        from raymlops.serving.metrics import router_metrics
+
+        self.metrics = router_metrics()
+        self.log = None
+        rl = spec.get("request_log")
+        if rl:
+            from raymlops.serving.request_log import RequestLog
+
+            self.sample_rate = rl["sample_rate"]
+            self.log = RequestLog(rl["path"], rl["flush_s"], rl["max_buffer_rows"],
+                                  on_drop=lambda n: self.metrics["log_dropped"].inc(n),
+                                  on_write=lambda n: self.metrics["log_written"].inc(n))
+        threading.Thread(target=self._sync_loop, daemon=True, name="traffic-sync").start()
+
+    # ----------------------------------------------------------------- traffic
+
+    def _apply(self, view: dict) -> None:
+        if view.get("weights"):
+            self.view = view
+            self.splitter = Splitter(view["weights"])
+
+    def _sync_loop(self) -> None:
+        import ray
+
+        while True:
+            time.sleep(SYNC_S)
+            with self._stats_lock:
+                stats, self._stats = self._stats, {}
+            try:
+                view = ray.get(self.controller.sync.remote(stats), timeout=10)
+                if view["version"] != self.view["version"]:
+                    self._apply(view)
+                for name, w in self.view["weights"].items():
+                    self.metrics["weight"].set(w, tags={"variant": name})
+            except Exception as e:  # controller restarting: keep the last weights, keep the counts
+                log.warning("router: traffic controller unavailable (%s); keeping weights %s",
+                            type(e).__name__, self.view["weights"])
+                with self._stats_lock:
+                    for name, s in stats.items():
+                        self._count(name, s["errors"] > 0, None, merge=s)
+
+    def _count(self, variant: str, error: bool, latency_ms: float | None, merge: dict | None = None) -> None:
+        with self._stats_lock:
+            s = self._stats.setdefault(variant, {"requests": 0, "errors": 0, "latencies_ms": []})
+            if merge is not None:
+                s["requests"] += merge["requests"]
+                s["errors"] += merge["errors"]
+                s["latencies_ms"] += merge["latencies_ms"]
+                return
+            s["requests"] += 1
+            s["errors"] += error
+            if latency_ms is not None:
+                s["latencies_ms"].append(latency_ms)
+
+    def _pick(self, rows: list[dict]) -> str:
+        if self.sticky is not None and rows and self.sticky in rows[0] and rows[0][self.sticky] is not None:
+            return self.splitter.pick(rows[0][self.sticky])
+        return self.splitter.pick()
+
+    # ------------------------------------------------------------------ routes
+
+    async def __call__(self, request: Request) -> Response:
+        route = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        method = request.method
+        if method == "POST" and route == "predict":
+            return await self.predict(request)
+        if method == "GET":
+            if route == "health":
+                return await self.health()
+            if route == "schema":
+                return await self._forward("schema", request)
+            if route == "drift":
+                return await self._forward("drift_status", request)
+            if route == "variants":
+                return JSONResponse(await self.variants_status())
+            if route == "openapi.json":
+                return JSONResponse(self.openapi)
+        if route in ROUTES:
+            return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"})
+        return JSONResponse(status_code=404, content={"detail": "Not Found"})
+
+    async def predict(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            body = PredictRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            return _unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
+                                   for err in e.errors(include_url=False, include_context=False)])
+        if (body.instances is None) == (body.entities is None):
+            loc, kind = (["body", "instances"], "missing") if body.instances is None else (["body", "entities"],
+                                                                                           "value_error")
+            return _unprocessable([{"loc": loc, "type": kind, "msg": "send exactly one of 'instances' (feature "
+                                                                     "values) or 'entities' (entity keys)"}])
+        kind = "instances" if body.instances is not None else "entities"
+        rows = body.instances if body.instances is not None else body.entities
+        if len(rows) > self.spec["max_batch_rows"]:
+            return _unprocessable([{"loc": ["body", kind], "type": "too_long",
+                                    "msg": f"at most {self.spec['max_batch_rows']} rows per request, got {len(rows)}"}])
+        variant = self._pick(rows)
+        try:
+            out = await self.handles[variant].predict.remote(kind, rows)
+        except Exception as e:  # the replica raised or died: a server error, counted against the variant
+            out = {"status": 500, "body": {"detail": f"variant {variant!r} failed: {type(e).__name__}: {e}"[:500]}}
+        status = out["status"]
+        latency_ms = (time.perf_counter() - t0) * 1000
+        error = status >= 500
+        self._count(variant, error, latency_ms)
+        tags = {"variant": variant, "role": "primary"}
+        self.metrics["requests"].inc(tags=tags)
+        self.metrics["latency"].observe(latency_ms, tags=tags)
+        if error:
+            self.metrics["errors"].inc(tags=tags)
+        if status >= 400 and not error:
+            return JSONResponse(status_code=status, content=out["body"])
+        logged = self.log is not None and (self.sample_rate >= 1 or random.random() < self.sample_rate)
+        answer = out["body"]
+        if logged:
+            self.log.add({"ts": time.time(), "request_id": request_id, "variant": variant, "role": "primary",
+                          "model_version": answer.get("model_version"), "status": status,
+                          "latency_ms": latency_ms, "rows": rows, "predictions": answer.get("predictions"),
+                          "probabilities": answer.get("probabilities"),
+                          "error": answer.get("detail") if error else None})
+        for shadow in self.shadows:
+            self._shadow(shadow, kind, rows, request_id, answer.get("predictions") if not error else None, logged)
+        if error:
+            return JSONResponse(status_code=status, content=answer)
+        return JSONResponse({**answer, "variant": variant, "request_id": request_id})
+
+    # ------------------------------------------------------------------ shadows
+
+    def _shadow(self, name: str, kind: str, rows: list, request_id: str, answer: list | None, logged: bool) -> None:
+        """Queues a copy for the shadow; copies go out in calls of up to SHADOW_BATCH requests."""
+        if self._shadow_inflight[name] >= self._shadow_limit[name]:
+            self.shadow_dropped[name] += 1
+            self.metrics["shadow_dropped"].inc(tags={"variant": name})
+            return
+        self._shadow_inflight[name] += 1
+        queue = self._shadow_queue.setdefault(name, [])
+        queue.append((kind, rows, request_id, answer, logged, time.perf_counter()))
+        if len(queue) >= SHADOW_BATCH:
+            self._send_shadow(name)
+        elif name not in self._shadow_timer:
+            self._shadow_timer[name] = asyncio.get_running_loop().call_later(SHADOW_LINGER_S, self._send_shadow, name)
+
+    def _send_shadow(self, name: str) -> None:
+        timer = self._shadow_timer.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        items, self._shadow_queue[name] = self._shadow_queue.get(name, []), []
+        if items:
+            task = asyncio.get_running_loop().create_task(self._run_shadow(name, items))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_shadow(self, name: str, items: list[tuple]) -> None:
+        try:
+            try:
+                outs = await self.handles[name].predict_many.remote([(kind, rows) for kind, rows, *_ in items])
+            except Exception as e:  # a failing shadow is logged and counted, never seen by the client
+                outs = [{"status": 500, "body": {"detail": f"{type(e).__name__}: {e}"[:500]}}] * len(items)
+            done = time.perf_counter()
+            tags = {"variant": name, "role": "shadow"}
+            for (kind, rows, request_id, answer, logged, queued), out in zip(items, outs):
+                latency_ms = (done - queued) * 1000
+                self.metrics["requests"].inc(tags=tags)
+                self.metrics["latency"].observe(latency_ms, tags=tags)
+                status, body = out["status"], out["body"]
+                if status >= 500:
+                    self.metrics["errors"].inc(tags=tags)
+                preds = body.get("predictions")
+                if preds is not None and answer is not None:
+                    differ = sum(not _same(a, b) for a, b in zip(preds, answer))
+                    if differ:
+                        self.metrics["shadow_disagreements"].inc(differ, tags={"variant": name})
+                if logged:
+                    self.log.add({"ts": time.time(), "request_id": request_id, "variant": name, "role": "shadow",
+                                  "model_version": body.get("model_version"), "status": status,
+                                  "latency_ms": latency_ms, "rows": rows, "predictions": preds,
+                                  "probabilities": body.get("probabilities"),
+                                  "error": body.get("detail") if status >= 400 else None})
+        except Exception:  # never let a shadow task fail loudly
+            log.exception("shadow %s failed", name)
+        finally:
+            self._shadow_inflight[name] -= len(items)
+
+    # ------------------------------------------------------------------ reads
+
+    def _variant_arg(self, request: Request) -> tuple[str | None, Response | None]:
+        name = request.query_params.get("variant") or self.primary
+        if name not in self.handles:
+            return None, _unprocessable([{"loc": ["query", "variant"], "type": "value_error",
+                                          "msg": f"unknown variant {name!r}; have {sorted(self.handles)}"}])
+        return name, None
+
+    async def _forward(self, method: str, request: Request) -> Response:
+        name, err = self._variant_arg(request)
+        if err is not None:
+            return err
+        try:
+            got = await getattr(self.handles[name], method).remote()
+        except Exception as e:
+            return JSONResponse(status_code=503, content={"detail": f"{name} unavailable: {type(e).__name__}"})
+        if method == "drift_status":
+            got = {"enabled": False} if got is None else {"enabled": True, **got}
+        return JSONResponse({**got, "variant": name})
+
+    async def health(self) -> Response:
+        names = self.variants + self.shadows
+        got = await asyncio.gather(*(self.handles[n].health.remote() for n in names), return_exceptions=True)
+        versions = {n: (g["model_version"] if isinstance(g, dict) else None) for n, g in zip(names, got)}
+        ok = all(versions[n] for n in self.variants)
+        return JSONResponse(status_code=200 if ok else 503,
+                            content={"status": "ok" if ok else "degraded", "model_version": versions[self.primary],
+                                     "variants": versions})
+
+    async def variants_status(self) -> dict:
+        try:
+            live = await self.controller.status.remote()
+        except Exception:
+            live = {**self.view, "history": []}
+        return {**live, "sticky_key": self.sticky, "shadow": self.shadows,
+                "variants": [v["name"] for v in self.spec["variants"]]}
+
+    async def stats(self) -> dict:
+        """This replica's view (tests and `serving status`): weights version and request-log counters."""
+        return {"version": self.view["version"], "weights": self.view["weights"],
+                "shadow_dropped": dict(self.shadow_dropped), "shadow_in_flight": dict(self._shadow_inflight),
+                "log": None if self.log is None else {"written": self.log.written, "dropped": self.log.dropped}}
+
+    async def flush_log(self) -> bool:
+        return True if self.log is None else await asyncio.get_running_loop().run_in_executor(None, self.log.flush)

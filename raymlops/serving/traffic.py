@@ -1,0 +1,148 @@
+"""Variant weights and the canary policy: steps the canary's share up while it stays healthy and rolls it
+back on a breach. Plain Python (no Ray): the controller actor drives it and persists its state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+MAX_LATENCIES = 20_000  # latencies kept per interval for the p99
+
+
+def spread(base: dict[str, float], canary: str | None, percent: float | None) -> dict[str, float]:
+    """Weights (percent of traffic) with ``canary`` at ``percent`` and the others sharing the rest in
+    proportion to their configured weights."""
+    if canary is None or percent is None:
+        total = sum(base.values())
+        return {k: 100.0 * w / total for k, w in base.items()}
+    others = {k: w for k, w in base.items() if k != canary}
+    total = sum(others.values())
+    out = {k: (100.0 - percent) * w / total if total else 0.0 for k, w in others.items()}
+    out[canary] = float(percent)
+    return {k: out[k] for k in base}
+
+
+class Window:
+    """Requests, 5xx errors and latencies of one variant over the current interval."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.latencies: list[float] = []
+
+    def add(self, stats: dict) -> None:
+        self.requests += int(stats.get("requests", 0))
+        self.errors += int(stats.get("errors", 0))
+        self.latencies.extend(stats.get("latencies_ms", ()))
+        if len(self.latencies) > MAX_LATENCIES:
+            del self.latencies[: len(self.latencies) - MAX_LATENCIES]
+
+    def summary(self) -> dict:
+        p99 = float(np.percentile(self.latencies, 99)) if self.latencies else None
+        return {"requests": self.requests, "errors": self.errors,
+                "error_rate": self.errors / self.requests if self.requests else None, "p99_ms": p99}
+
+
+class Traffic:
+    """The live weights of one app's variants plus its canary's progress.
+
+    ``state`` is JSON-serialisable and is all that must survive a restart: ``{"weights", "canary":
+    {"variant", "step", "percent", "status", "step_started", "reason"}, "history", "version"}``.
+    Canary statuses: ``running``, ``rolled_back`` (weight 0, reason recorded) and ``complete`` (100%).
+    """
+
+    def __init__(self, base: dict[str, float], canary: dict | None, state: dict | None = None,
+                 now: float | None = None):
+        self.base, self.cfg = dict(base), canary
+        self.windows: dict[str, Window] = {}
+        if state is not None:
+            self.state = state
+            return
+        now = time.time() if now is None else now
+        self.state = {"weights": spread(base, None, None), "canary": None, "history": [], "version": 1}
+        if canary is not None:
+            pct = canary["steps"][0]
+            self.state["canary"] = {"variant": canary["variant"], "step": 0, "percent": pct, "status": "running",
+                                    "step_started": now, "reason": None}
+            self.state["weights"] = spread(base, canary["variant"], pct)
+            self._record("start", now)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.state["weights"]
+
+    @property
+    def version(self) -> int:
+        return self.state["version"]
+
+    # ------------------------------------------------------------------ updates
+
+    def observe(self, stats: dict[str, dict], now: float | None = None) -> list[dict]:
+        """Adds per-variant counts ({variant: {requests, errors, latencies_ms}}) and re-evaluates;
+        returns the events this caused (step, hold, rollback, complete)."""
+        for name, s in stats.items():
+            self.windows.setdefault(name, Window()).add(s)
+        return self.evaluate(now)
+
+    def evaluate(self, now: float | None = None) -> list[dict]:
+        """Rolls back on a breach as soon as the interval has enough canary requests; steps up (or holds,
+        when traffic was too thin to judge) once the interval is over."""
+        c = self.state["canary"]
+        if c is None or c["status"] != "running":
+            return []
+        now = time.time() if now is None else now
+        rules = self.cfg["rollback_on"]
+        win = self.windows.get(c["variant"], Window())
+        s = win.summary()
+        if s["requests"] >= rules["min_requests"]:
+            why = self._breach(s, rules)
+            if why:
+                return [self._rollback(why, s, now)]
+        if now - c["step_started"] < self.cfg["interval_s"]:
+            return []
+        if s["requests"] < rules["min_requests"]:
+            c["step_started"] = now  # judge again after another interval, keeping what was seen so far
+            return [self._record("hold", now, s, f"only {s['requests']} canary requests; "
+                                                 f"{rules['min_requests']} needed to judge the step")]
+        self.windows = {}
+        steps = self.cfg["steps"]
+        if c["step"] + 1 >= len(steps):
+            c["status"] = "complete"
+            return [self._record("complete", now, s)]
+        c["step"] += 1
+        c["percent"] = steps[c["step"]]
+        c["step_started"] = now
+        self.state["weights"] = spread(self.base, c["variant"], c["percent"])
+        self.state["version"] += 1
+        return [self._record("step", now, s)]
+
+    @staticmethod
+    def _breach(s: dict, rules: dict) -> str | None:
+        if rules.get("error_rate") is not None and s["error_rate"] is not None and s["error_rate"] > rules["error_rate"]:
+            return f"error rate {s['error_rate']:.3f} > {rules['error_rate']} ({s['errors']}/{s['requests']})"
+        if rules.get("p99_ms") is not None and s["p99_ms"] is not None and s["p99_ms"] > rules["p99_ms"]:
+            return f"p99 latency {s['p99_ms']:.1f} ms > {rules['p99_ms']} ms over {s['requests']} requests"
+        return None
+
+    def _rollback(self, why: str, s: dict, now: float) -> dict:
+        c = self.state["canary"]
+        c["status"], c["reason"], c["percent"] = "rolled_back", why, 0.0
+        self.state["weights"] = spread(self.base, c["variant"], 0.0)
+        self.state["version"] += 1
+        self.windows = {}
+        return self._record("rollback", now, s, why)
+
+    def _record(self, event: str, now: float, stats: dict | None = None, reason: str | None = None) -> dict:
+        c = self.state["canary"] or {}
+        entry: dict[str, Any] = {"at": now, "event": event, "variant": c.get("variant"), "step": c.get("step"),
+                                 "percent": c.get("percent"), "weights": dict(self.state["weights"])}
+        if stats is not None:
+            entry["stats"] = stats
+        if reason is not None:
+            entry["reason"] = reason
+        self.state["history"].append(entry)
+        return entry
