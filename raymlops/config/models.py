@@ -483,6 +483,10 @@ class ServingConfig(Strict):
     batching: BatchingConfig | None = Field(None, description="Dynamic batching inside model replicas.")
     autoscaling: AutoscalingConfig | None = None
     request_log: RequestLogConfig | None = None
+    request_timeout_s: float = Field(30, gt=0, description="The router answers 504 (an error for the canary) when "
+                                                           "a variant takes longer.")
+    router_replicas: int = Field(1, ge=1, description="Router replicas when the model runs in its own deployments "
+                                                      "(several variants or a shadow).")
     start_timeout_s: float = Field(300, gt=0, description="Deploying fails (and the app is removed) if it is not "
                                                           "running by then, e.g. when replicas need more CPUs than "
                                                           "the cluster has.")
@@ -603,8 +607,8 @@ def _serving_issues(s: ServingConfig | None) -> list[tuple[tuple, str]]:
     if s is None:
         return []
     out: list[tuple[tuple, str]] = []
-    names = [v.name for v in s.variants or []]
-    for i, name in enumerate(names):
+    names = [v.name for v in s.variants] if s.variants else ["default"]  # one implicit variant otherwise
+    for i, name in enumerate(names if s.variants else []):
         if names.index(name) != i:
             out.append((("serving", "variants", i, "name"), f"variant {name!r} is declared twice"))
     if s.variants and not any(v.weight > 0 for v in s.variants):
@@ -668,10 +672,13 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
         out.append((("registry", "promotion", "min"), f"min {p.min} is above max {p.max}"))
     if p.otherwise is not None and p.otherwise == p.alias:
         out.append((("registry", "promotion", "otherwise"), f"must differ from alias {p.alias!r}"))
-    registered = cfg.serving is not None and (cfg.serving.model is not None or any(
-        (m.model or "").startswith("models:/") for m in [*(cfg.serving.variants or []), *cfg.serving.shadow]))
-    if registered and not cfg.registry.enabled:
-        out.append((("serving", "model"), "serving a registered model needs registry.enabled: true"))
+    if cfg.serving is not None and not cfg.registry.enabled:
+        s = cfg.serving
+        refs = [(("serving", "model"), s.model)]
+        refs += [(("serving", "variants", i, "model"), v.model) for i, v in enumerate(s.variants or [])]
+        refs += [(("serving", "shadow", i, "model"), v.model) for i, v in enumerate(s.shadow)]
+        out += [(where, "serving a registered model needs registry.enabled: true")
+                for where, ref in refs if (ref or "").startswith("models:/")]
     unnamed = cfg.serving is not None and (not cfg.serving.variants or any(
         m.model is None for m in [*cfg.serving.variants, *cfg.serving.shadow]))
     if cfg.serving is not None and t is None and cfg.serving.model is None and unnamed:

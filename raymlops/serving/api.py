@@ -15,6 +15,16 @@ class PredictRequest(BaseModel):
     # Exactly one of the two is required; the ingress answers a 422 naming the field otherwise.
 
 
+def unprocessable(errors: list[dict]) -> dict:
+    """The body of a 422: ``{"detail": [{"loc": [...], "type": ..., "msg": ...}]}`` (FastAPI's shape)."""
+    return {"detail": errors}
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What failed.")
+    variant: str | None = Field(None, description="The variant that took the request, when one did.")
+
+
 class PredictResponse(BaseModel):
     predictions: list[Any]
     features: dict[str, list[Any]] | None = Field(None, description="Feature values fetched for 'entities' requests.")
@@ -84,6 +94,7 @@ class VariantsResponse(BaseModel):
     weights: dict[str, float] = Field(description="Percent of traffic per variant.")
     canary: CanaryState | None = None
     history: list[dict[str, Any]] = Field(description="Canary events: start, step, hold, rollback, complete.")
+    plan: str | None = Field(None, description="Fingerprint of the traffic plan (weights, canary, model versions).")
     window: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                               description="Counts of the current canary interval per variant.")
     sticky_key: str | None = None

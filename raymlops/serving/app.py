@@ -38,14 +38,13 @@ def deployment_options(args: dict) -> dict[str, dict[str, Any]]:
     model = replica_options(args["replica"])
     if inline(args):
         return {ROUTER: model}
-    router = {"max_ongoing_requests": args.get("router_max_ongoing_requests", 1000),
+    router = {"num_replicas": args.get("router_replicas", 1), "max_ongoing_requests": 1000,
               "ray_actor_options": {"num_cpus": 0}}
     return {ROUTER: router, **{deployment_name(m["name"]): model for m in args["models"]}}
 
 
 def model_spec(args: dict, m: dict) -> dict:
-    return {"variant": m["name"], "run_dir": m["run_dir"], "max_batch_rows": args["max_batch_rows"],
-            "batching": args["replica"].get("batching"), "drift_actor": m.get("drift_actor"),
+    return {"variant": m["name"], "run_dir": m["run_dir"], "batching": args["replica"].get("batching"), "drift_actor": m.get("drift_actor"),
             "namespace": args["namespace"], "features": args.get("features"), "watch": m.get("watch")}
 
 
@@ -63,6 +62,7 @@ def build_app(args: dict):
                    for m in args["models"] if m["role"] == "shadow"],
         "sticky_key": args.get("sticky_key"), "canary": args.get("canary"),
         "request_log": args.get("request_log"), "max_batch_rows": args["max_batch_rows"],
+        "route_prefix": args.get("route_prefix", "/"), "request_timeout_s": args.get("request_timeout_s", 30),
     }
     if inline(args):
         router_spec["inline"] = {m["name"]: model_spec(args, m) for m in args["models"]}

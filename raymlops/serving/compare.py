@@ -8,6 +8,20 @@ import numpy as np
 import pandas as pd
 
 
+def same_prediction(a, b) -> bool:
+    """Two predictions agree: equal labels, or regression values within a relative 1e-6."""
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _same_json(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and same_prediction(json.loads(a), json.loads(b))
+
+
 def _score(p: str | None) -> float | None:
     """A logged probability (JSON) as one number: P(positive) for binary, the top class's for multiclass."""
     if p is None:
@@ -36,22 +50,26 @@ def compare(log: pd.DataFrame) -> dict:
             "model_versions": sorted(g["model_version"].dropna().unique().tolist()),
         }
     ok = log[log["status"] == 200]
-    primary = ok[ok["role"] == "primary"][["request_id", "row", "variant", "prediction", "probability"]]
+    # A client may reuse an x-request-id: keep each (request, row) once per side so the join stays 1:1.
+    primary = ok[ok["role"] == "primary"].drop_duplicates(["request_id", "row"])[
+        ["request_id", "row", "variant", "prediction", "probability"]]
     for name, g in ok[ok["role"] == "shadow"].groupby("variant"):
+        g = g.drop_duplicates(["request_id", "row"])
         both = primary.merge(g[["request_id", "row", "prediction", "probability"]], on=["request_id", "row"],
                              suffixes=("", "_shadow"))
         stats = out["shadows"][name]
         stats["compared_rows"] = int(len(both))
         if not len(both):
             continue
-        stats["agreement"] = float((both["prediction"] == both["prediction_shadow"]).mean())
+        agree = pd.Series([_same_json(a, b) for a, b in zip(both["prediction"], both["prediction_shadow"])],
+                          index=both.index)
+        stats["agreement"] = float(agree.mean())
         a = both["probability"].map(_score)
         b = both["probability_shadow"].map(_score)
         mask = a.notna() & b.notna()
         if mask.any():
             stats["mean_abs_score_diff"] = float((a[mask] - b[mask]).abs().mean())
-        stats["agreement_by_variant"] = {v: float((x["prediction"] == x["prediction_shadow"]).mean())
-                                         for v, x in both.groupby("variant")}
+        stats["agreement_by_variant"] = {v: float(agree[x.index].mean()) for v, x in both.groupby("variant")}
     return out
 
 

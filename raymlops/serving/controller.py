@@ -37,14 +37,26 @@ def plan_fingerprint(base: dict, canary: dict | None, models: dict | None = None
 def read_state(state_dir: str | os.PathLike) -> dict | None:
     """The persisted traffic state of an app, or None if it never ran."""
     path = Path(state_dir) / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # unreadable: start afresh rather than refuse to serve
+        log.warning("traffic state %s is unreadable (%s); starting afresh", path, e)
+        return None
 
 
 def read_events(state_dir: str | os.PathLike) -> list[dict]:
     path = Path(state_dir) / EVENTS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line cut short by a crash mid-append
+            continue
+    return out
 
 
 class TrafficController:
@@ -57,9 +69,12 @@ class TrafficController:
         self.traffic: Traffic | None = None
         self.fingerprint: str | None = None
         saved = read_state(self.dir)
-        if saved is not None:  # a restart: the router's configure() confirms or replaces the plan
-            self.traffic = Traffic(saved["base"], saved["canary_config"], saved["state"])
-            self.fingerprint = saved["fingerprint"]
+        try:
+            if saved is not None:  # a restart: the router's configure() confirms or replaces the plan
+                self.traffic = Traffic(saved["base"], saved["canary_config"], saved["state"])
+                self.fingerprint = saved["fingerprint"]
+        except (KeyError, TypeError) as e:
+            log.warning("traffic state in %s is incomplete (%s); starting afresh", self.dir, e)
         threading.Thread(target=self._tick, daemon=True, name="traffic-tick").start()
 
     def configure(self, base: dict[str, float], canary: dict | None, models: dict | None = None) -> dict:
@@ -76,7 +91,7 @@ class TrafficController:
         """Takes a router's counts since its last sync; returns {version, weights, canary}."""
         with self._lock:
             if self.traffic is None:
-                return {"version": 0, "weights": None, "canary": None}
+                return self._view()
             if stats:
                 events = self.traffic.observe(stats)
                 if events:
@@ -85,12 +100,17 @@ class TrafficController:
 
     def status(self) -> dict:
         with self._lock:
-            return {**self._view(), "history": list(self.traffic.state["history"]) if self.traffic else [],
-                    "window": {k: w.summary() for k, w in (self.traffic.windows if self.traffic else {}).items()}}
+            if self.traffic is None:
+                return {**self._view(), "history": [], "window": {}}
+            return {**self._view(), "history": list(self.traffic.state["history"]),
+                    "window": {k: w.summary() for k, w in self.traffic.windows.items()}}
 
     def _view(self) -> dict:
+        if self.traffic is None:
+            return {"version": 0, "weights": None, "canary": None, "plan": None}
         s = self.traffic.state
-        return {"version": s["version"], "weights": dict(s["weights"]), "canary": dict(s["canary"] or {}) or None}
+        return {"version": s["version"], "weights": dict(s["weights"]), "canary": dict(s["canary"] or {}) or None,
+                "plan": self.fingerprint}
 
     def _tick(self) -> None:
         """Steps the canary on schedule even when no router reports."""
@@ -109,7 +129,10 @@ class TrafficController:
         doc = {"app": self.app, "fingerprint": self.fingerprint, "base": t.base, "canary_config": t.cfg,
                "state": t.state, "saved_at": time.time()}
         tmp = self.dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(doc))
+        with open(tmp, "w") as f:
+            f.write(json.dumps(doc))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.dir / STATE_FILE)
         if events:
             with open(self.dir / EVENTS_FILE, "a") as f:

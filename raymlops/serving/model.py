@@ -17,6 +17,8 @@ import time
 import pandas as pd
 from ray import serve
 
+from raymlops.serving.api import unprocessable
+
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 0.5
 
@@ -28,7 +30,7 @@ def _error(status: int, detail) -> dict:
 
 
 def _unprocessable(errors: list[dict]) -> dict:
-    return _error(422, errors)
+    return {"status": 422, "body": unprocessable(errors)}
 
 
 def resolver(spec: dict):
@@ -41,7 +43,7 @@ def resolver(spec: dict):
 
 @serve.deployment
 class ModelServer:
-    """One replica of one variant. ``spec``: {variant, run_dir, max_batch_rows, batching, drift_actor,
+    """One replica of one variant (the router checks body size). ``spec``: {variant, run_dir, batching, drift_actor,
     namespace, features, watch}."""
 
     def __init__(self, spec: dict):
@@ -52,7 +54,6 @@ class ModelServer:
         self.variant = spec["variant"]
         self.run_dir = spec["run_dir"]
         self.predictor = Predictor(self.run_dir)
-        self.max_batch_rows = spec["max_batch_rows"]
         self.drift = None
         if spec.get("drift_actor"):
             try:
@@ -138,9 +139,6 @@ class ModelServer:
         """Validates one request: (model, frame, fetched features) or its {status, body} error."""
         from raymlops.data.schema import RecordErrors, records_to_frame
 
-        if len(rows) > self.max_batch_rows:
-            return _unprocessable([{"loc": ["body", kind], "type": "too_long",
-                                    "msg": f"at most {self.max_batch_rows} rows per request, got {len(rows)}"}])
         fetched = None
         if kind == "entities":
             rows, fetched = self._with_features(rows)
@@ -157,11 +155,11 @@ class ModelServer:
         from raymlops.errors import DataError
 
         model, df, fetched = prepared
-        if isinstance(scored, (DataError, ValueError)):  # e.g. an estimator that cannot take a missing value
+        if isinstance(scored, DataError):  # the rows, not the model: a client error naming the field
             return _unprocessable([{"loc": ["body", kind], "type": "value_error",
                                     "msg": f"the model cannot score these rows: {scored}"[:500]}])
-        if isinstance(scored, BaseException):
-            raise scored
+        if isinstance(scored, BaseException):  # valid rows the model failed on: a server error (and a canary's)
+            return _error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500])
         preds, probs = scored
         self._feed_drift(df)
         body = {"predictions": preds, "model_version": model.version}
@@ -196,10 +194,7 @@ class ModelServer:
         self._observe_batch(len(ok), sum(len(prepared[i][1]) for i in ok))
         out = list(prepared)
         for i, got in zip(ok, scored):
-            try:
-                out[i] = self._answer(items[i][0], prepared[i], got)
-            except Exception as e:
-                out[i] = _error(500, f"{type(e).__name__}: {e}"[:500])
+            out[i] = self._answer(items[i][0], prepared[i], got)
         return out
 
     def _observe_batch(self, requests: int, rows: int) -> None:
@@ -212,8 +207,11 @@ class ModelServer:
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def _score_batch(self, items: list[tuple]) -> list:
         """Scores the queued requests with one model call per model (two only during a swap), in a worker
-        thread so the replica keeps queueing requests for the next batch meanwhile."""
+        thread so the replica keeps queueing requests for the next batch meanwhile (a lone request is
+        scored on the loop)."""
         self._observe_batch(len(items), sum(len(df) for _, df in items))
+        if len(items) == 1:  # nothing else queued: skip the thread hop (it costs more than it saves here)
+            return _score_items(items)
         return await asyncio.get_running_loop().run_in_executor(None, _score_items, items)
 
     def stats(self) -> dict:

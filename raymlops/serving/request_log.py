@@ -32,6 +32,11 @@ FLUSH_ROWS = 20_000
 log = logging.getLogger("ray.serve")
 
 
+def _rows(record: dict) -> int:
+    """Log rows a request record becomes (one per input row; one for a request without rows)."""
+    return max(1, len(record.get("rows") or ()))
+
+
 def _json(v: Any) -> str | None:
     return None if v is None else json.dumps(v, default=str, separators=(",", ":"))
 
@@ -53,6 +58,7 @@ class RequestLog:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.dropped = self.written = 0
+        self.failed = False  # the last write failed
         self._closed = False
         self._idle = threading.Event()
         self._idle.set()
@@ -61,7 +67,7 @@ class RequestLog:
 
     def add(self, record: dict) -> bool:
         """Queues one request's record; False (and counted) when the buffer is full."""
-        n = max(1, len(record.get("rows") or ()))
+        n = _rows(record)
         with self._lock:
             if self._rows + n > self.max_rows or self._closed:
                 self.dropped += n
@@ -71,16 +77,16 @@ class RequestLog:
                 self._rows += n
                 self._idle.clear()
                 dropped = False
-                if self._rows >= FLUSH_ROWS:
+                if self._rows >= min(FLUSH_ROWS, max(1, self.max_rows // 2)):
                     self._wake.set()
         if dropped and self.on_drop:
             self.on_drop(n)
         return not dropped
 
     def flush(self, timeout: float = 30) -> bool:
-        """Asks the writer to write everything buffered now; True once it has."""
+        """Asks the writer to write everything buffered now; True once it has (False if a write failed)."""
         self._wake.set()
-        return self._idle.wait(timeout)
+        return self._idle.wait(timeout) and not self.failed
 
     def close(self, timeout: float = 30) -> None:
         self.flush(timeout)
@@ -91,13 +97,16 @@ class RequestLog:
             self._wake.wait(self.flush_s)
             self._wake.clear()
             with self._lock:
-                records, self._records, self._rows = list(self._records), deque(), 0
+                records, self._records, self._rows = self._records, deque(), 0
             if records:
                 try:
                     self._write(records)
+                    self.failed = False
                 except Exception:  # a failing log must never fail serving: count the rows and carry on
-                    n = sum(max(1, len(r.get("rows") or ())) for r in records)
-                    self.dropped += n
+                    n = sum(_rows(r) for r in records)
+                    with self._lock:
+                        self.dropped += n
+                    self.failed = True
                     if self.on_drop:
                         self.on_drop(n)
                     log.exception("request log: dropped %d rows", n)
@@ -105,7 +114,7 @@ class RequestLog:
                 if not self._records:
                     self._idle.set()
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, records) -> None:
         import pyarrow.fs as pafs
         import pyarrow.parquet as pq
 

@@ -11,6 +11,7 @@ request on a 2-core machine. FastAPI still generates the exact OpenAPI document 
 
 import asyncio
 import inspect
+import json
 import logging
 import random
 import threading
@@ -24,15 +25,17 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raymlops.serving.api import (DriftResponse, HealthResponse, PredictRequest, PredictResponse, SchemaResponse,
-                                  VariantsResponse)
+from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, PredictRequest, PredictResponse,
+                                  SchemaResponse, VariantsResponse, unprocessable)
+from raymlops.serving.compare import same_prediction
 from raymlops.serving.split import Splitter
 
 SYNC_S = 0.25  # how often a router replica reports counts to the traffic controller and reads weights
 MAX_SHADOW_INFLIGHT = 256
 ROUTES = ("predict", "health", "schema", "drift", "variants", "openapi.json")
 SHADOW_BATCH = 64  # shadow copies sent in one call
-SHADOW_LINGER_S = 0.02  # longest a copy waits for others before its call goes out
+SHADOW_LINGER_S = 0.02
+READ_TIMEOUT_S = 10  # /health, /schema, /drift, /variants  # longest a copy waits for others before its call goes out
 
 log = logging.getLogger("ray.serve")
 
@@ -40,26 +43,32 @@ _UNPROCESSABLE = {422: {"description": "A field is missing, mistyped or the body
                                        "names the field."}}
 
 
-def openapi_document(title: str = "raymlops model server") -> dict:
+def openapi_document(route_prefix: str = "/", title: str = "raymlops model server") -> dict:
     """The exact OpenAPI document of the router's routes (generated here, never served by FastAPI)."""
     doc = FastAPI(title=title, description="Predictions from the app's variants, schema, health, drift and "
-                                           "traffic weights.")
+                                           "traffic weights.", servers=[{"url": route_prefix}])
+    error = {"model": ErrorResponse}
+    unavailable = {503: {**error, "description": "The variant (or the drift actor) did not answer."}}
 
     @doc.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
-              responses={**_UNPROCESSABLE, 500: {"description": "The variant that took the request failed."},
-                         503: {"description": "The online feature store is unavailable."}})
+              responses={**_UNPROCESSABLE,
+                         500: {**error, "description": "The variant that took the request failed."},
+                         503: {**error, "description": "The online feature store is unavailable."},
+                         504: {**error, "description": "The variant did not answer in serving.request_timeout_s."}})
     def predict(body: PredictRequest) -> PredictResponse:  # pragma: no cover - schema only
         """Scores `instances` (feature values) or `entities` (keys; features fetched online)."""
 
-    @doc.get("/health", response_model=HealthResponse)
+    @doc.get("/health", response_model=HealthResponse,
+             responses={503: {"model": HealthResponse, "description": "A variant does not answer ('degraded')."}})
     def health() -> HealthResponse:  # pragma: no cover - schema only
         """Liveness, with the model version of every variant."""
 
-    @doc.get("/schema", response_model=SchemaResponse)
+    @doc.get("/schema", response_model=SchemaResponse, responses={**_UNPROCESSABLE, **unavailable})
     def schema(variant: Optional[str] = None) -> SchemaResponse:  # pragma: no cover - schema only
         """Input columns of a variant's model (default: the first variant)."""
 
-    @doc.get("/drift", response_model=DriftResponse, response_model_exclude_none=True)
+    @doc.get("/drift", response_model=DriftResponse, response_model_exclude_none=True,
+             responses={**_UNPROCESSABLE, **unavailable})
     def drift(variant: Optional[str] = None) -> DriftResponse:  # pragma: no cover - schema only
         """Latest drift test of a variant's inputs (default: the first variant)."""
 
@@ -71,7 +80,7 @@ def openapi_document(title: str = "raymlops model server") -> dict:
 
 
 def _unprocessable(errors: list) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": errors})
+    return JSONResponse(status_code=422, content=unprocessable(errors))
 
 
 class Inline:
@@ -93,13 +102,21 @@ class Inline:
         return Inline._Method(getattr(self.obj, name))
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        try:
-            return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)))
-        except (TypeError, ValueError):
-            return False
-    return a == b
+async def _result(response):
+    return await response
+
+
+def _record(request_id: str, variant: str, role: str, status: int, latency_ms: float, rows: list, body: dict) -> dict:
+    """One request-log record (see `request_log.RequestLog`)."""
+    return {"ts": time.time(), "request_id": request_id, "variant": variant, "role": role,
+            "model_version": body.get("model_version"), "status": status, "latency_ms": latency_ms, "rows": rows,
+            "predictions": body.get("predictions"), "probabilities": body.get("probabilities"),
+            "error": _detail(body) if status >= 400 else None}
+
+
+def _detail(body: dict) -> str | None:
+    d = body.get("detail")
+    return d if d is None or isinstance(d, str) else json.dumps(d)[:2000]
 
 
 @serve.deployment
@@ -122,12 +139,17 @@ class Router:
         self.primary = self.variants[0]
         self.shadows = [s["name"] for s in spec.get("shadow") or []]
         self.sticky = spec.get("sticky_key")
-        self.openapi = openapi_document()
+        self.openapi = openapi_document(spec.get("route_prefix") or "/")
+        self.timeout_s = float(spec.get("request_timeout_s") or 30)
         self.controller = get_or_start(spec["app"], spec["namespace"], spec["state_dir"])
-        base = {v["name"]: float(v["weight"]) for v in spec["variants"]}
-        identity = {v["name"]: v.get("model_version") for v in spec["variants"]}
-        view = ray.get(self.controller.configure.remote(base, spec.get("canary"), identity))
-        self._apply(view)
+        from raymlops.serving.controller import plan_fingerprint
+
+        self._plan = ({v["name"]: float(v["weight"]) for v in spec["variants"]}, spec.get("canary"),
+                      {v["name"]: v.get("model_version") for v in spec["variants"]})
+        self.plan = plan_fingerprint(*self._plan)
+        self.view = {"version": 0, "weights": self._plan[0], "canary": None, "plan": self.plan}
+        self.splitter = Splitter(self._plan[0])
+        self._apply(ray.get(self.controller.configure.remote(*self._plan), timeout=60))
         self._stats: dict[str, dict] = {}
         self._stats_lock = threading.Lock()
         self._shadow_inflight = {s: 0 for s in self.shadows}
@@ -153,11 +175,17 @@ class Router:
     # ----------------------------------------------------------------- traffic
 
     def _apply(self, view: dict) -> None:
-        if view.get("weights"):
-            self.view = view
-            self.splitter = Splitter(view["weights"])
+        """Takes the controller's weights if they belong to this replica's plan (during a redeploy, old and
+        new replicas each keep their own) and name only variants this replica can call."""
+        weights = view.get("weights")
+        if view.get("plan") != self.plan or not weights or not set(weights) <= set(self.handles):
+            return
+        self.view = view
+        self.splitter = Splitter(weights)
 
     def _sync_loop(self) -> None:
+        """Every SYNC_S: hands the counts since the last sync to the controller and takes its weights back.
+        While the controller is unreachable the counts are dropped and the last weights stay."""
         import ray
 
         while True:
@@ -166,29 +194,19 @@ class Router:
                 stats, self._stats = self._stats, {}
             try:
                 view = ray.get(self.controller.sync.remote(stats), timeout=10)
-                if view["version"] != self.view["version"]:
+                if view.get("weights") is None:  # a controller that lost its state: give it the plan again
+                    view = ray.get(self.controller.configure.remote(*self._plan), timeout=10)
+                if view.get("version") != self.view["version"] or view.get("plan") != self.view.get("plan"):
                     self._apply(view)
                 for name, w in self.view["weights"].items():
                     self.metrics["weight"].set(w, tags={"variant": name})
-            except Exception as e:  # controller restarting: keep the last weights, keep the counts
+            except Exception as e:
                 log.warning("router: traffic controller unavailable (%s); keeping weights %s",
                             type(e).__name__, self.view["weights"])
-                with self._stats_lock:
-                    for name, s in stats.items():
-                        self._count(name, s["errors"] > 0, None, merge=s)
 
-    def _count(self, variant: str, error: bool, latency_ms: float | None, merge: dict | None = None) -> None:
+    def _count(self, variant: str, error: bool, latency_ms: float) -> None:
         with self._stats_lock:
-            s = self._stats.setdefault(variant, {"requests": 0, "errors": 0, "latencies_ms": []})
-            if merge is not None:
-                s["requests"] += merge["requests"]
-                s["errors"] += merge["errors"]
-                s["latencies_ms"] += merge["latencies_ms"]
-                return
-            s["requests"] += 1
-            s["errors"] += error
-            if latency_ms is not None:
-                s["latencies_ms"].append(latency_ms)
+            self._stats.setdefault(variant, {"samples": []})["samples"].append((latency_ms, int(error)))
 
     def _pick(self, rows: list[dict]) -> str:
         if self.sticky is not None and rows and self.sticky in rows[0] and rows[0][self.sticky] is not None:
@@ -198,7 +216,8 @@ class Router:
     # ------------------------------------------------------------------ routes
 
     async def __call__(self, request: Request) -> Response:
-        route = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        path, root = request.url.path, request.scope.get("root_path", "")
+        route = (path[len(root):] if root and path.startswith(root) else path).strip("/")
         method = request.method
         if method == "POST" and route == "predict":
             return await self.predict(request)
@@ -236,34 +255,41 @@ class Router:
             return _unprocessable([{"loc": ["body", kind], "type": "too_long",
                                     "msg": f"at most {self.spec['max_batch_rows']} rows per request, got {len(rows)}"}])
         variant = self._pick(rows)
+        out = None
         try:
-            out = await self.handles[variant].predict.remote(kind, rows)
+            out = await asyncio.wait_for(_result(self.handles[variant].predict.remote(kind, rows)), self.timeout_s)
+        except asyncio.TimeoutError:
+            out = {"status": 504, "body": {"detail": f"variant {variant!r} did not answer within {self.timeout_s:g} s"}}
+        except asyncio.CancelledError:  # the client went away: still count it, a hung variant must show up
+            self._count(variant, True, (time.perf_counter() - t0) * 1000)
+            raise
         except Exception as e:  # the replica raised or died: a server error, counted against the variant
             out = {"status": 500, "body": {"detail": f"variant {variant!r} failed: {type(e).__name__}: {e}"[:500]}}
-        status = out["status"]
+        status, answer = out["status"], out["body"]
         latency_ms = (time.perf_counter() - t0) * 1000
         error = status >= 500
         self._count(variant, error, latency_ms)
-        tags = {"variant": variant, "role": "primary"}
+        try:
+            self._observe(variant, "primary", latency_ms, error)
+            if status < 500 and status >= 400:
+                return JSONResponse(status_code=status, content=answer)
+            logged = self.log is not None and (self.sample_rate >= 1 or random.random() < self.sample_rate)
+            if logged:
+                self.log.add(_record(request_id, variant, "primary", status, latency_ms, rows, answer))
+            for shadow in self.shadows:
+                self._shadow(shadow, kind, rows, request_id, None if error else answer.get("predictions"), logged)
+        except Exception:  # metrics, the log and shadows are never allowed to fail a request
+            log.exception("router: bookkeeping failed for request %s", request_id)
+        if error:
+            return JSONResponse(status_code=status, content={**answer, "variant": variant})
+        return JSONResponse({**answer, "variant": variant, "request_id": request_id})
+
+    def _observe(self, variant: str, role: str, latency_ms: float, error: bool) -> None:
+        tags = {"variant": variant, "role": role}
         self.metrics["requests"].inc(tags=tags)
         self.metrics["latency"].observe(latency_ms, tags=tags)
         if error:
             self.metrics["errors"].inc(tags=tags)
-        if status >= 400 and not error:
-            return JSONResponse(status_code=status, content=out["body"])
-        logged = self.log is not None and (self.sample_rate >= 1 or random.random() < self.sample_rate)
-        answer = out["body"]
-        if logged:
-            self.log.add({"ts": time.time(), "request_id": request_id, "variant": variant, "role": "primary",
-                          "model_version": answer.get("model_version"), "status": status,
-                          "latency_ms": latency_ms, "rows": rows, "predictions": answer.get("predictions"),
-                          "probabilities": answer.get("probabilities"),
-                          "error": answer.get("detail") if error else None})
-        for shadow in self.shadows:
-            self._shadow(shadow, kind, rows, request_id, answer.get("predictions") if not error else None, logged)
-        if error:
-            return JSONResponse(status_code=status, content=answer)
-        return JSONResponse({**answer, "variant": variant, "request_id": request_id})
 
     # ------------------------------------------------------------------ shadows
 
@@ -294,29 +320,22 @@ class Router:
     async def _run_shadow(self, name: str, items: list[tuple]) -> None:
         try:
             try:
-                outs = await self.handles[name].predict_many.remote([(kind, rows) for kind, rows, *_ in items])
+                outs = await asyncio.wait_for(_result(self.handles[name].predict_many.remote(
+                    [(kind, rows) for kind, rows, *_ in items])), self.timeout_s)
             except Exception as e:  # a failing shadow is logged and counted, never seen by the client
                 outs = [{"status": 500, "body": {"detail": f"{type(e).__name__}: {e}"[:500]}}] * len(items)
             done = time.perf_counter()
-            tags = {"variant": name, "role": "shadow"}
             for (kind, rows, request_id, answer, logged, queued), out in zip(items, outs):
                 latency_ms = (done - queued) * 1000
-                self.metrics["requests"].inc(tags=tags)
-                self.metrics["latency"].observe(latency_ms, tags=tags)
                 status, body = out["status"], out["body"]
-                if status >= 500:
-                    self.metrics["errors"].inc(tags=tags)
+                self._observe(name, "shadow", latency_ms, status >= 500)
                 preds = body.get("predictions")
                 if preds is not None and answer is not None:
-                    differ = sum(not _same(a, b) for a, b in zip(preds, answer))
+                    differ = sum(not same_prediction(a, b) for a, b in zip(preds, answer))
                     if differ:
                         self.metrics["shadow_disagreements"].inc(differ, tags={"variant": name})
                 if logged:
-                    self.log.add({"ts": time.time(), "request_id": request_id, "variant": name, "role": "shadow",
-                                  "model_version": body.get("model_version"), "status": status,
-                                  "latency_ms": latency_ms, "rows": rows, "predictions": preds,
-                                  "probabilities": body.get("probabilities"),
-                                  "error": body.get("detail") if status >= 400 else None})
+                    self.log.add(_record(request_id, name, "shadow", status, latency_ms, rows, body))
         except Exception:  # never let a shadow task fail loudly
             log.exception("shadow %s failed", name)
         finally:
@@ -332,20 +351,24 @@ class Router:
         return name, None
 
     async def _forward(self, method: str, request: Request) -> Response:
+        """GET /schema and /drift of a variant, shaped by their response models (as documented)."""
         name, err = self._variant_arg(request)
         if err is not None:
             return err
         try:
-            got = await getattr(self.handles[name], method).remote()
+            got = await asyncio.wait_for(_result(getattr(self.handles[name], method).remote()), READ_TIMEOUT_S)
         except Exception as e:
             return JSONResponse(status_code=503, content={"detail": f"{name} unavailable: {type(e).__name__}"})
         if method == "drift_status":
-            got = {"enabled": False} if got is None else {"enabled": True, **got}
-        return JSONResponse({**got, "variant": name})
+            body = {"enabled": False} if got is None else {"enabled": True, **got}
+            return JSONResponse(DriftResponse.model_validate({**body, "variant": name}).model_dump(
+                mode="json", exclude_none=True))
+        return JSONResponse(SchemaResponse.model_validate({**got, "variant": name}).model_dump(mode="json"))
 
     async def health(self) -> Response:
         names = self.variants + self.shadows
-        got = await asyncio.gather(*(self.handles[n].health.remote() for n in names), return_exceptions=True)
+        got = await asyncio.gather(*(asyncio.wait_for(_result(self.handles[n].health.remote()), READ_TIMEOUT_S)
+                                     for n in names), return_exceptions=True)
         versions = {n: (g["model_version"] if isinstance(g, dict) else None) for n, g in zip(names, got)}
         ok = all(versions[n] for n in self.variants)
         return JSONResponse(status_code=200 if ok else 503,
@@ -354,11 +377,14 @@ class Router:
 
     async def variants_status(self) -> dict:
         try:
-            live = await self.controller.status.remote()
+            live = await asyncio.wait_for(_result(self.controller.status.remote()), READ_TIMEOUT_S)
+            if live.get("plan") != self.plan:  # mid-redeploy: another plan owns the controller
+                raise ValueError("plan mismatch")
         except Exception:
             live = {**self.view, "history": []}
-        return {**live, "sticky_key": self.sticky, "shadow": self.shadows,
+        body = {**live, "sticky_key": self.sticky, "shadow": self.shadows,
                 "variants": [v["name"] for v in self.spec["variants"]]}
+        return VariantsResponse.model_validate(body).model_dump(mode="json")
 
     async def stats(self) -> dict:
         """This replica's view (tests and `serving status`): weights version and request-log counters."""
@@ -368,3 +394,7 @@ class Router:
 
     async def flush_log(self) -> bool:
         return True if self.log is None else await asyncio.get_running_loop().run_in_executor(None, self.log.flush)
+
+    def __del__(self):  # Serve calls it on a graceful replica shutdown (redeploy, scale-down)
+        if getattr(self, "log", None) is not None:
+            self.log.close(timeout=10)

@@ -4,11 +4,14 @@ back on a breach. Plain Python (no Ray): the controller actor drives it and pers
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
 
-MAX_LATENCIES = 20_000  # latencies kept per interval for the p99
+MAX_SAMPLES = 20_000  # latest requests kept per interval (for the p99 and the recent window)
+RECENT = 100  # a breach is also judged over the latest max(RECENT, min_requests) requests
+MAX_HISTORY = 200  # canary events kept in the state (events.jsonl keeps them all)
 
 
 def spread(base: dict[str, float], canary: str | None, percent: float | None) -> dict[str, float]:
@@ -25,24 +28,26 @@ def spread(base: dict[str, float], canary: str | None, percent: float | None) ->
 
 
 class Window:
-    """Requests, 5xx errors and latencies of one variant over the current interval."""
+    """Requests of one variant over the current interval: counts, and the latest samples (latency ms, error)."""
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
-        self.latencies: list[float] = []
+        self.samples: deque = deque(maxlen=MAX_SAMPLES)
 
     def add(self, stats: dict) -> None:
-        self.requests += int(stats.get("requests", 0))
-        self.errors += int(stats.get("errors", 0))
-        self.latencies.extend(stats.get("latencies_ms", ()))
-        if len(self.latencies) > MAX_LATENCIES:
-            del self.latencies[: len(self.latencies) - MAX_LATENCIES]
+        for latency_ms, error in stats.get("samples", ()):
+            self.requests += 1
+            self.errors += int(error)
+            self.samples.append((float(latency_ms), int(error)))
 
-    def summary(self) -> dict:
-        p99 = float(np.percentile(self.latencies, 99)) if self.latencies else None
-        return {"requests": self.requests, "errors": self.errors,
-                "error_rate": self.errors / self.requests if self.requests else None, "p99_ms": p99}
+    def summary(self, last: int | None = None) -> dict:
+        """Counts and p99 over the interval, or over the ``last`` requests."""
+        sample = list(self.samples)[-last:] if last else list(self.samples)
+        n = len(sample) if last else self.requests
+        errors = sum(e for _, e in sample) if last else self.errors
+        p99 = float(np.percentile([ms for ms, _ in sample], 99)) if sample else None
+        return {"requests": n, "errors": errors, "error_rate": errors / n if n else None, "p99_ms": p99}
 
 
 class Traffic:
@@ -84,6 +89,9 @@ class Traffic:
     def observe(self, stats: dict[str, dict], now: float | None = None) -> list[dict]:
         """Adds per-variant counts ({variant: {requests, errors, latencies_ms}}) and re-evaluates;
         returns the events this caused (step, hold, rollback, complete)."""
+        c = self.state["canary"]
+        if c is None or c["status"] != "running":
+            return []
         for name, s in stats.items():
             self.windows.setdefault(name, Window()).add(s)
         return self.evaluate(now)
@@ -98,10 +106,12 @@ class Traffic:
         rules = self.cfg["rollback_on"]
         win = self.windows.get(c["variant"], Window())
         s = win.summary()
-        if s["requests"] >= rules["min_requests"]:
-            why = self._breach(s, rules)
+        # Judged over the whole interval and over the latest requests, so a canary that breaks late in a
+        # long, healthy interval is caught too.
+        for judged in (s, win.summary(last=max(RECENT, rules["min_requests"]))):
+            why = self._breach(judged, rules) if judged["requests"] >= rules["min_requests"] else None
             if why:
-                return [self._rollback(why, s, now)]
+                return [self._rollback(why, judged, now)]
         if now - c["step_started"] < self.cfg["interval_s"]:
             return []
         if s["requests"] < rules["min_requests"]:
@@ -144,5 +154,5 @@ class Traffic:
             entry["stats"] = stats
         if reason is not None:
             entry["reason"] = reason
-        self.state["history"].append(entry)
+        self.state["history"] = (self.state["history"] + [entry])[-MAX_HISTORY:]
         return entry

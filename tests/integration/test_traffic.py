@@ -13,6 +13,8 @@ import pytest
 import ray
 from ray import serve
 
+from raymlops import Pipeline
+from raymlops.config.models import AutoscalingConfig
 from raymlops.pipeline.probe import _jsonable
 from raymlops.serving import shutdown
 from raymlops.serving.split import Splitter
@@ -41,6 +43,7 @@ def ab(quickstart, demo_dir, storage, tmp_path_factory):
                     "serving.route_prefix=/ab", f"serving.variants={_variants(champion=(result.run_dir, 90), challenger=(challenger, 10))}",
                     f'serving.shadow=[{{"name": "candidate", "model": "{result.run_dir}"}}]',
                     "serving.sticky_key=customer_id", "serving.batching.max_batch_size=16",
+                    "serving.batching.batch_wait_timeout_s=0.005",
                     "serving.request_log.flush_s=0.5", "monitoring=null", "serving.num_cpus=0.2")
     url = pipe.serve(result.run_dir)
     yield pipe, url, result
@@ -135,7 +138,8 @@ def test_the_request_log_holds_every_answered_request(ab, answered):
     assert rec["variant"] == b["variant"] and rec["model_version"] == b["model_version"] and rec["status"] == 200
     assert json.loads(rec["prediction"]) == b["predictions"][0] and rec["latency_ms"] > 0
     assert set(json.loads(rec["inputs"])) >= {"tenure_months", "plan"}
-    assert list(log["date"].astype(str).unique()) == [time.strftime("%Y-%m-%d", time.gmtime())]
+    days = {time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (time.time() - 600, time.time())}
+    assert set(log["date"].astype(str)) <= days  # partitioned by the UTC day of each row
 
 
 def test_batches_reach_the_configured_size_under_load(ab, answered):
@@ -190,6 +194,13 @@ def test_export_writes_a_config_serve_deploy_accepts(ab, tmp_path):
     from raymlops.serving.app import build_app
 
     build_app(app["args"])  # the import path builds the same graph from the file's args
+    scaled = Pipeline(pipe.config.model_copy(update={"serving": pipe.config.serving.model_copy(update={
+        "autoscaling": AutoscalingConfig(min_replicas=1, max_replicas=3, target_ongoing_requests=4)})}), say=None)
+    app = yaml.safe_load(scaled.export_serve_config(tmp_path / "scaled.yaml").read_text())["applications"][0]
+    model = next(d for d in app["deployments"] if d["name"] == "model-champion")
+    assert "num_replicas" not in model and model["ray_actor_options"] == {"num_cpus": 0.2}
+    assert {k: model["autoscaling_config"][k] for k in ("min_replicas", "max_replicas", "target_ongoing_requests")} \
+        == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4}
 
 
 # ---------------------------------------------------------------------------------------------- canary
@@ -206,6 +217,7 @@ def canary(quickstart, demo_dir, storage, tmp_path_factory):
     pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.model=null", "serving.app_name=canary",
                     "serving.route_prefix=/canary", "serving.num_cpus=0.2",
                     f"serving.variants={_variants(stable=(result.run_dir, 1), next=(bad, 1))}",
+                    f'serving.shadow=[{{"name": "mirror", "model": "{bad}"}}]',  # fails with the canary
                     f"serving.canary={canary_cfg}", "monitoring=null", "serving.request_log=null")
     url = pipe.serve(result.run_dir)
     yield pipe, url, flag
@@ -223,8 +235,11 @@ def test_a_failing_canary_is_rolled_back_within_one_interval(canary, rows):
     def client(i):
         with httpx.Client(timeout=30) as c:
             while not stop.is_set():
-                r = c.post(f"{url}/predict", json={"instances": [rows[i % len(rows)]]})
-                results.append((time.time(), r.status_code, r.json().get("variant"), r.text[:200]))
+                try:
+                    r = c.post(f"{url}/predict", json={"instances": [rows[i % len(rows)]]})
+                    results.append((time.time(), r.status_code, r.json().get("variant"), r.text[:200]))
+                except Exception as e:  # recorded, never a silently dead client thread
+                    results.append((time.time(), 0, None, repr(e)[:200]))
                 i += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
@@ -239,7 +254,7 @@ def test_a_failing_canary_is_rolled_back_within_one_interval(canary, rows):
         flag.touch()
         broke = time.time()
         while (v := _variants_of(url))["canary"]["status"] != "rolled_back":
-            assert time.time() < broke + 4 + 2, v  # one interval, plus the routers' sync
+            assert time.time() < broke + 4 + 4, v  # within one interval (plus the routers' sync)
             time.sleep(0.1)
         rolled = time.time()
         time.sleep(2)
@@ -251,7 +266,8 @@ def test_a_failing_canary_is_rolled_back_within_one_interval(canary, rows):
     assert [e["event"] for e in v["history"]][-1] == "rollback"
     failed = [r for r in results if r[1] != 200]
     assert failed and all(r[0] >= broke for r in failed), failed[:3]
-    assert all(r[1] == 500 and "'next'" in r[3] for r in failed), failed[:3]
+    assert all(r[1] == 500 and "'next'" in r[3] for r in failed), failed[:3]  # never the shadow's failures
+    assert rolled - broke < 4 + 1.0, "not rolled back within one interval"
     assert not [r for r in failed if r[0] > rolled + 1.0], "requests still failed after the rollback"
     assert all(r[2] == "stable" for r in results if r[0] > rolled + 1.0)
     from raymlops.pipeline.serve import state_dir
@@ -261,17 +277,24 @@ def test_a_failing_canary_is_rolled_back_within_one_interval(canary, rows):
     assert [e["event"] for e in events if e["event"] != "start"][-1] == "rollback" and events[-1]["type"] == "canary"
 
 
-def test_the_rollback_survives_router_and_controller_restarts(canary, capsys):
+def test_the_rollback_survives_router_and_controller_restarts(canary, rows, capsys):
     pipe, url, _ = canary
     from ray.util.state import list_actors
 
     from raymlops.serving.controller import controller_name
 
     before = _variants_of(url)
+    # The controller dies under live traffic: routers keep the last weights and no request fails.
+    bodies = [{"instances": [r]} for r in rows[:200]]
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(_load, url, bodies * 3, 4)
+        time.sleep(0.5)
+        ray.kill(ray.get_actor(controller_name("canary"), namespace="raymlops"), no_restart=False)
+        got = load.result()
+    assert {s for s, _ in got} == {200} and {b["variant"] for _, b in got} == {"stable"}
     routers = [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "canary#router" in (a.name or "")]
     assert len(routers) == 1, routers
     ray.kill(ray.get_actor(routers[0].name, namespace="serve"), no_restart=False)
-    ray.kill(ray.get_actor(controller_name("canary"), namespace="raymlops"), no_restart=False)
     deadline = time.time() + 60
     while True:
         try:
@@ -304,7 +327,5 @@ def test_an_app_that_cannot_start_fails_clearly_and_is_removed(quickstart, demo_
                     "monitoring=null", "serving.request_log=null")
     with pytest.raises(RaymlopsError, match="'huge' was not running after 5 s"):
         pipe.serve(result.run_dir)
-    deadline = time.time() + 60
-    while "huge" in serve.status().applications:
-        assert time.time() < deadline
-        time.sleep(0.5)
+    app = serve.status().applications.get("huge")
+    assert app is None or app.status == "DELETING", app  # removed (Serve finishes deleting in the background)

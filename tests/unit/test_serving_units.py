@@ -42,7 +42,8 @@ def test_spread_gives_the_canary_its_step_and_shares_the_rest():
 
 
 def _stats(n, errors=0, ms=10.0):
-    return {"new": {"requests": n, "errors": errors, "latencies_ms": [ms] * n}}
+    """n canary requests of `ms` each, the last `errors` of them failed."""
+    return {"new": {"samples": [(ms, int(i >= n - errors)) for i in range(n)]}}
 
 
 def test_canary_steps_on_schedule_then_completes():
@@ -79,6 +80,13 @@ def test_a_breach_rolls_back_at_once_with_the_reason(stats, why):
     assert t.observe(_stats(100), now=200) == [] and t.weights["new"] == 0.0
 
 
+def test_a_canary_breaking_late_in_a_healthy_interval_is_caught():
+    t = Traffic({"old": 1, "new": 1}, CANARY, now=0)
+    assert t.observe(_stats(2000), now=10) == []
+    (e,) = t.observe(_stats(40, errors=40), now=20)  # 40 / 2040 overall, but 40 of the latest 100
+    assert e["event"] == "rollback" and e["reason"] == "error rate 0.400 > 0.05 (40/100)"
+
+
 def test_too_few_requests_are_not_judged():
     t = Traffic({"old": 1, "new": 1}, CANARY, now=0)
     assert t.observe(_stats(5, errors=5), now=1) == []  # 5 < min_requests
@@ -96,9 +104,15 @@ def test_controller_persists_and_resumes_the_same_plan(tmp_path):
     assert view["weights"]["new"] == 0.0 and view["canary"]["status"] == "rolled_back"
     fresh = again.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r3"})  # a new canary model
     assert fresh["weights"]["new"] == 10.0 and fresh["canary"]["status"] == "running"
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write('{"type": "canary", "event": "ro')  # a crash mid-append
+    assert [e["event"] for e in read_events(tmp_path)][-1] == "start"
     text = format_status(read_state(tmp_path), read_events(tmp_path))
     assert "canary new: running, step 1/3 (10%)" in text and "old 90.0%" in text
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    (tmp_path / "traffic.json").write_text("{not json")  # unreadable state: start afresh, do not refuse
+    view = TrafficController("app", str(tmp_path)).configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
+    assert view["canary"]["status"] == "running" and view["plan"]
 
 
 def _record(i, role="primary", variant="a", preds=(1,), probs=(0.7,), status=200):
@@ -135,7 +149,7 @@ def test_an_unwritable_log_never_raises(tmp_path):
     blocker.write_text("not a directory")
     log = RequestLog(str(blocker / "log"), flush_s=30)
     assert log.add(_record(1)) is True
-    log.flush(10)
+    assert log.flush(10) is False
     assert log.dropped == 1 and log.written == 0
 
 
