@@ -104,7 +104,7 @@ def deploy_noop(port: int) -> str:
     from ray import serve
     from starlette.responses import JSONResponse
 
-    @serve.deployment(max_ongoing_requests=256)
+    @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
     class Noop:
         async def __call__(self, request):
             await request.body()

@@ -26,12 +26,12 @@ def demo(tmp_path_factory):
 def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
     r = run(["raymlops", "run", "configs/quickstart.yaml", "--quiet",
              "--probe", str(demo / "holdout.parquet"), "--probe", str(demo / "shifted.parquet"),
-             "--set", "training.tune.num_samples=2", "--set", f"serving.port={free_port()}"],
+             "--set", "training.tune.num_samples=1", "--set", f"serving.port={free_port()}"],
             900, DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     out = r.stdout
     summary = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])
-    assert summary["metrics"]["auc"] > 0.7 and summary["endpoint"].endswith("/churn")
+    assert summary["metrics"]["auc"] > 0.6 and summary["endpoint"].endswith("/churn")
     # Registered in the embedded MLflow store and served through models:/churn@champion.
     assert summary["model"]["name"] == "churn" and summary["model"]["version"] == 1
     assert summary["model"]["alias"] == "champion" and (tmp_path / "store" / "mlflow.db").is_file()
