@@ -138,9 +138,7 @@ def _serve_forever(pipe) -> None:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
-    from raymlops.serving import shutdown
-
-    shutdown()
+    _stop_serving()
 
 
 def _print_probe(path: str, got: dict) -> None:
@@ -182,12 +180,24 @@ def _run(args) -> int:
             columns = load_model(result.run_dir).schema.names
             for path in args.probe:
                 _print_probe(path, probe(result.endpoint, path, columns))
+            if local:
+                _stop_serving()
             return 0
         if not result.endpoint:
             return 0
     if local and not args.exit:
         _serve_forever(pipe)
+    elif local:
+        _stop_serving()
     return 0
+
+
+def _stop_serving() -> None:
+    """A graceful Serve shutdown before a local Ray goes down with this process: replicas flush their
+    request logs (a hard exit would lose the last flush interval)."""
+    from raymlops.serving import shutdown
+
+    shutdown()
 
 
 def _serving(args) -> int:

@@ -40,6 +40,10 @@ def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
     assert "1000 rows scored" in holdout and "1000 rows scored" in shifted
     assert "drift: is_drift=True" in shifted
     assert "tenure_months    ks" in shifted
+    # Every probed row is in the request log (the CLI shuts Serve down gracefully, so the last flush lands).
+    r = run(["raymlops", "serving", "compare", "configs/quickstart.yaml"], 120, DEMO_DATA=str(demo),
+            RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    assert r.returncode == 0 and "2000 logged rows" in r.stdout and "variant default:" in r.stdout, r.stdout + r.stderr
 
 
 def test_bad_config_exits_2_without_traceback(tmp_path):

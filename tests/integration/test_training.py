@@ -20,7 +20,7 @@ def test_quickstart_run_has_every_artifact(quickstart, storage):
     assert not [p for p in d.parent.iterdir() if p.name.endswith(".partial")]
     metrics = json.loads((d / "metrics.json").read_text())
     ok = [t for t in metrics["trials"] if t["status"] == "ok"]
-    assert len(metrics["trials"]) == 1 and len(ok) == 1
+    assert len(metrics["trials"]) == 2 and len(ok) == 2
     assert metrics["best"]["auc"] == max(t["metrics"]["auc"] for t in ok)
     assert result.metrics["auc"] > 0.6  # the demo label has real signal (random is 0.5; the gate asks 0.6)
     meta = json.loads((d / "meta.json").read_text())
