@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-
-class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
+from raymlops.config.base import Strict
+from raymlops.config.serving import ServingConfig, serving_issues
 
 
 # --------------------------------------------------------------------------- ray
@@ -393,132 +390,7 @@ class TrainingConfig(Strict):
         return self
 
 
-# ----------------------------------------------------------------------- serving
-
-
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
-
-
-def _model_ref(v: str | None) -> str | None:
-    if v is not None and v.startswith("models:") and not MODEL_URI.fullmatch(v):
-        raise ValueError(f"got {v!r}; expected 'models:/NAME@ALIAS' or 'models:/NAME/VERSION'")
-    return v
-
-
-ModelRef = Annotated[str | None, AfterValidator(_model_ref)]
-
-
-class VariantConfig(Strict):
-    name: str = Field(pattern=_NAME, description="Variant name, returned in every response as 'variant'.")
-    model: ModelRef = Field(None, description="'models:/NAME@ALIAS', 'models:/NAME/VERSION', a run id or a run "
-                                              "directory; unset: the run being deployed.")
-    weight: float = Field(1, ge=0, description="Relative share of traffic.")
-
-
-class ShadowConfig(Strict):
-    name: str = Field(pattern=_NAME)
-    model: ModelRef = Field(None, description="Same forms as a variant's model.")
-    max_in_flight: int = Field(4096, ge=1, description="Copies waiting for this shadow per router replica; "
-                                                       "beyond it copies are skipped and counted.")
-
-
-class RollbackConfig(Strict):
-    error_rate: float | None = Field(0.02, ge=0, le=1, description="Roll back above this share of 5xx answers.")
-    p99_ms: float | None = Field(None, gt=0, description="Roll back above this p99 latency (ms, at the router).")
-    min_requests: int = Field(20, ge=1, description="Canary requests an interval needs before it is judged.")
-
-
-class CanaryConfig(Strict):
-    variant: str = Field(description="The variant whose weight steps up.")
-    steps: list[float] = Field(min_length=1, description="Percent of traffic at each step, increasing, up to 100.")
-    interval_s: float = Field(60, gt=0, description="Seconds per step.")
-    rollback_on: RollbackConfig = Field(default_factory=RollbackConfig)
-
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: list[float]) -> list[float]:
-        if any(not 0 < s <= 100 for s in v) or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError(f"got {v}; expected increasing percentages in (0, 100]")
-        return v
-
-
-class BatchingConfig(Strict):
-    max_batch_size: int = Field(64, ge=1, description="Most requests one model call scores together.")
-    batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch waits to fill; 0 takes what is "
-                                                               "queued (no added latency when idle).")
-
-
-class AutoscalingConfig(Strict):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(4, ge=1)
-    target_ongoing_requests: float = Field(8, gt=0, description="Requests in flight per replica to aim for.")
-    upscale_delay_s: float = Field(10, ge=0)
-    downscale_delay_s: float = Field(60, ge=0)
-
-
-class RequestLogConfig(Strict):
-    path: str | None = Field(None, description="Directory (or URI) for the Parquet log, partitioned by date; "
-                                               "default <storage>/request_log/<app>.")
-    sample_rate: float = Field(1.0, ge=0, le=1, description="Share of requests logged.")
-    flush_s: float = Field(1.0, gt=0, description="Largest delay before buffered rows are written.")
-    max_buffer_rows: int = Field(100_000, ge=1, description="Rows held in memory; beyond it rows are dropped and "
-                                                            "counted, requests never wait.")
-
-
-class ServingConfig(Strict):
-    app_name: str | None = Field(None, description="Serve application name; defaults to the pipeline name.")
-    route_prefix: str = Field("/", description="HTTP route prefix, e.g. /churn.")
-    host: str = Field("127.0.0.1", description="Bind address of the HTTP proxy.")
-    port: int = Field(8000, ge=1, le=65535)
-    num_replicas: int = Field(1, ge=1, description="Model replicas per variant (unless autoscaling is set).")
-    num_cpus: float = Field(0.5, ge=0, description="CPUs per model replica.")
-    max_ongoing_requests: int | None = Field(None, ge=1, description="Per model replica; default "
-                                                                     "max(128, 2 x batching.max_batch_size).")
-    variants: list[VariantConfig] | None = Field(None, min_length=1, description="Models splitting the traffic "
-                                                                                "by weight; default one.")
-    sticky_key: str | None = Field(None, description="Input column whose value always picks the same variant.")
-    shadow: list[ShadowConfig] = Field(default_factory=list, description="Models that get a copy of every "
-                                                                         "request; their answers are only logged.")
-    canary: CanaryConfig | None = None
-    batching: BatchingConfig | None = Field(None, description="Dynamic batching inside model replicas.")
-    autoscaling: AutoscalingConfig | None = None
-    request_log: RequestLogConfig | None = None
-    request_timeout_s: float = Field(30, gt=0, description="The router answers 504 (an error for the canary) when "
-                                                           "a variant takes longer.")
-    router_replicas: int = Field(1, ge=1, description="Router replicas when the model runs in its own deployments "
-                                                      "(several variants or a shadow).")
-    start_timeout_s: float = Field(300, gt=0, description="Deploying fails (and the app is removed) if it is not "
-                                                          "running by then, e.g. when replicas need more CPUs than "
-                                                          "the cluster has.")
-    max_batch_rows: int = Field(10_000, ge=1, description="Largest 'instances' list accepted by /predict.")
-    features: bool = Field(False, description="Accept entity keys ({'entities': [...]}) and fetch the "
-                                              "training.dataset features from the online store.")
-    model: str | None = Field(None, description="Serve a registered model, 'models:/NAME@ALIAS' or "
-                                                "'models:/NAME/VERSION', instead of the run just trained.")
-    reload_seconds: float = Field(10, gt=0, description="How often replicas check whether the served alias "
-                                                         "moved; they swap to the new version in place.")
-
-    @field_validator("model")
-    @classmethod
-    def _model_uri(cls, v: str | None) -> str | None:
-        if v is not None and not MODEL_URI.fullmatch(v):
-            raise ValueError(f"got {v!r}; expected 'models:/NAME@ALIAS' or 'models:/NAME/VERSION'")
-        return v
-
-    @field_validator("route_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f'got "{v}"; route_prefix must start with "/"')
-        if len(v) > 1 and v.endswith("/"):
-            raise ValueError(f'got "{v}"; route_prefix must not end with "/"')
-        return v
-
-
 # ---------------------------------------------------------------------- registry
-
-MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([A-Za-z0-9_-]+)|/(\d+))")
-
 
 class PromotionConfig(Strict):
     alias: str = Field("champion", pattern=r"^[A-Za-z0-9_-]+$", description="Alias a passing version takes.")
@@ -603,35 +475,6 @@ def _features_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     return out
 
 
-def _serving_issues(s: ServingConfig | None) -> list[tuple[tuple, str]]:
-    if s is None:
-        return []
-    out: list[tuple[tuple, str]] = []
-    names = [v.name for v in s.variants] if s.variants else ["default"]  # one implicit variant otherwise
-    for i, name in enumerate(names if s.variants else []):
-        if names.index(name) != i:
-            out.append((("serving", "variants", i, "name"), f"variant {name!r} is declared twice"))
-    if s.variants and not any(v.weight > 0 for v in s.variants):
-        out.append((("serving", "variants"), "at least one variant needs a weight above 0"))
-    for i, sh in enumerate(s.shadow):
-        if sh.name in names or [x.name for x in s.shadow].index(sh.name) != i:
-            out.append((("serving", "shadow", i, "name"), f"{sh.name!r} is already a variant or shadow name"))
-    if s.canary is not None:
-        if s.canary.variant not in names:
-            out.append((("serving", "canary", "variant"), f"unknown variant {s.canary.variant!r}; defined: {names}"))
-        elif not any(v.weight > 0 for v in s.variants if v.name != s.canary.variant):
-            out.append((("serving", "canary"), "a canary needs another variant with a weight above 0 to take the "
-                                               "rest of the traffic"))
-    if s.batching and s.max_ongoing_requests is not None and s.max_ongoing_requests < s.batching.max_batch_size:
-        out.append((("serving", "max_ongoing_requests"),
-                    f"{s.max_ongoing_requests} is below batching.max_batch_size {s.batching.max_batch_size}: "
-                    "a replica would never receive enough requests to fill a batch"))
-    a = s.autoscaling
-    if a is not None and a.min_replicas > a.max_replicas:
-        out.append((("serving", "autoscaling", "min_replicas"), f"{a.min_replicas} is above max_replicas {a.max_replicas}"))
-    return out
-
-
 def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     """Checks that span sections; returns (key path, message) pairs."""
     out: list[tuple[tuple, str]] = []
@@ -683,7 +526,7 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
         m.model is None for m in [*cfg.serving.variants, *cfg.serving.shadow]))
     if cfg.serving is not None and t is None and cfg.serving.model is None and unnamed:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
-    out += _serving_issues(cfg.serving)
+    out += serving_issues(cfg.serving)
     if cfg.monitoring is not None and cfg.monitoring.drift is not None and t is None:
         out.append((("monitoring", "drift"), "drift monitoring needs a 'training' section (its reference data)"))
     return out

@@ -48,7 +48,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     ``start_actors``: start the drift actors and materialize online features (False when only exporting).
     """
     s = cfg.serving
-    from raymlops.config.models import VariantConfig
+    from raymlops.config.serving import VariantConfig
 
     entries = [("variant", v) for v in (s.variants or [VariantConfig(name="default")])]
     entries += [("shadow", sh) for sh in s.shadow]

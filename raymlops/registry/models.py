@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.artifacts.run import storage_root
-from raymlops.config.models import MAXIMIZE, MODEL_URI
+from raymlops.config.base import MODEL_URI
+from raymlops.config.models import MAXIMIZE
 from raymlops.errors import RaymlopsError
 from raymlops.registry.fingerprint import digest
 from raymlops.registry.tracking import TAG, client, tracking_uri, using

@@ -14,7 +14,7 @@ import ray
 from ray import serve
 
 from raymlops import Pipeline
-from raymlops.config.models import AutoscalingConfig
+from raymlops.config.serving import AutoscalingConfig
 from raymlops.pipeline.probe import _jsonable
 from raymlops.serving import shutdown
 from raymlops.serving.split import Splitter
