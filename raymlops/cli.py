@@ -54,6 +54,31 @@ def _parser() -> argparse.ArgumentParser:
         with_config(sp)
         sp.add_argument("--json", action="store_true", help="print JSON")
 
+    ck = sub.add_parser("check", help="data-quality check of a batch against a run's training profile (exit 1 "
+                                      "when it fails)")
+    with_config(ck)
+    ck.add_argument("--input", required=True, help="file or Parquet directory to check")
+    ck.add_argument("--run", help="run id or directory (default: the config's latest run)")
+    ck.add_argument("--format", choices=["parquet", "csv", "json"])
+    ck.add_argument("--json", action="store_true", help="print JSON")
+    dr = sub.add_parser("drift", help="offline drift: report")
+    drsub = dr.add_subparsers(dest="dcmd", required=True)
+    drr = drsub.add_parser("report", help="test a batch against a run's drift reference; write HTML (+JSON) or JSON")
+    drr.add_argument("config", nargs="?", help="pipeline YAML (for its storage and latest run)")
+    drr.add_argument("--run", help="run id or directory (default: the config's latest run)")
+    drr.add_argument("--storage", help="storage holding the run (default: the config's, else ./.raymlops)")
+    drr.add_argument("--current", required=True, help="the batch to test (file or Parquet directory)")
+    drr.add_argument("--format", choices=["parquet", "csv", "json"])
+    drr.add_argument("--out", required=True, help="report.html (writes report.json beside it) or report.json")
+    mo = sub.add_parser("monitor", help="a deployed app's monitors: status (drift, quality, events, retraining)")
+    mosub = mo.add_subparsers(dest="mcmd", required=True)
+    mos = mosub.add_parser("status", help="latest results, events and retraining steps")
+    with_config(mos)
+    mos.add_argument("--json", action="store_true", help="print JSON")
+    rt = sub.add_parser("retrain", help="train and register the new version as @challenger (the closed loop's job)")
+    with_config(rt)
+    rt.add_argument("--address")
+
     pr = sub.add_parser("predict", help="score a dataset in batch with a run's model (Ray Data)")
     with_config(pr)
     pr.add_argument("--run", required=True, help="run id or directory")
@@ -222,6 +247,40 @@ def _serving(args) -> int:
     return 0
 
 
+def _monitoring(args) -> int:
+    from raymlops import Pipeline, load_config
+    from raymlops.pipeline import monitor
+
+    if args.cmd == "check":
+        report = monitor.check_batch(load_config(args.config, args.overrides), args.input, args.run, fmt=args.format)
+        print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.format())
+        return 0 if report.ok else 1
+    if args.cmd == "drift":
+        cfg = load_config(args.config) if args.config else None
+        doc, paths = monitor.drift_report(cfg, args.run, args.current, args.out, args.storage, args.format)
+        v = doc["verdict"]
+        print(f"{'DRIFT' if v['is_drift'] else 'no drift'}: {v['n_drifted']} of {v['n_features']} features"
+              + (f" ({', '.join(v['drifted'])})" if v["drifted"] else ""))
+        for p in paths:
+            print(f"wrote {p}")
+        return 0
+    pipe = Pipeline.from_yaml(args.config, args.overrides, say=None if args.cmd == "monitor" else _stderr)
+    if args.cmd == "monitor":
+        status = monitor.monitor_status(pipe.config, pipe.app_name)
+        print(json.dumps(status, indent=2, default=str) if args.json else monitor.format_monitor_status(status))
+        return 0
+    pipe.connect(args.address)
+    result = pipe.train(progress=False, register_as="challenger")
+    m = result.model or {}
+    print(f"challenger: models:/{m.get('name')}/{m.get('version')} (run {result.run_id}, gate "
+          f"{'passed' if m.get('passed') else 'failed'})", flush=True)
+    return 0
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def _features(args) -> int:
     from raymlops import FeatureStore
 
@@ -374,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reproduce(args)
         if args.cmd == "lineage":
             return _lineage(args)
+        if args.cmd in ("check", "drift", "monitor", "retrain"):
+            return _monitoring(args)
         if args.cmd == "predict":
             from raymlops import load_config
             from raymlops.pipeline import Pipeline

@@ -21,6 +21,7 @@ SCHEMA = "schema.json"
 PREPROCESSING = "preprocessing.json"
 REFERENCE = "reference.parquet"
 DRIFT_DIR = "drift"
+QUALITY = "quality.json"
 XGB_MODEL = "model.ubj"
 SKLEARN_MODEL = "model.pkl"
 RESUME = "resume.json"  # in a partial run: what --resume needs (config hash, MLflow run id)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from raymlops.config.base import Strict
+from raymlops.config.monitoring import MonitoringConfig, monitoring_issues
 from raymlops.config.serving import ServingConfig, serving_issues
 
 
@@ -415,20 +416,6 @@ class RegistryConfig(Strict):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
 
 
-# -------------------------------------------------------------------- monitoring
-
-
-class DriftConfig(Strict):
-    window: int = Field(500, ge=10, description="Rows per tested window.")
-    p_val: float = Field(0.05, gt=0, lt=1, description="Significance level (Bonferroni-corrected across features).")
-    reference_size: int = Field(2000, ge=50, description="Rows of the training split kept as the drift reference.")
-    features: list[str] | None = Field(None, description="Input columns to test; default every input column.")
-
-
-class MonitoringConfig(Strict):
-    drift: DriftConfig | None = None
-
-
 # ------------------------------------------------------------------------- root
 
 
@@ -527,6 +514,34 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     if cfg.serving is not None and t is None and cfg.serving.model is None and unnamed:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
     out += serving_issues(cfg.serving)
-    if cfg.monitoring is not None and cfg.monitoring.drift is not None and t is None:
-        out.append((("monitoring", "drift"), "drift monitoring needs a 'training' section (its reference data)"))
+    out += monitoring_issues(cfg.monitoring, t is not None, sorted(cfg.sources))
+    out += _loop_issues(cfg)
+    perf = cfg.monitoring.performance if cfg.monitoring else None
+    if t is not None and perf is not None and perf.metric not in TASK_METRICS[t.task]:
+        out.append((("monitoring", "performance", "metric"),
+                    f"got {perf.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
+    return out
+
+
+def _loop_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
+    """Performance needs the request log; retraining needs the challenger to meet traffic."""
+    m, s = cfg.monitoring, cfg.serving
+    out: list[tuple[tuple, str]] = []
+    if m is None:
+        return out
+    if m.performance is not None and (s is None or s.request_log is None):
+        out.append((("monitoring", "performance"), "joining late labels needs serving.request_log"))
+    if m.retrain is not None:
+        if not cfg.registry.enabled:
+            out.append((("monitoring", "retrain"), "retraining registers challengers: needs registry.enabled: true"))
+        challenger = f"models:/{cfg.model_name}@challenger"
+        shadows = [x.model for x in (s.shadow if s else [])]
+        canary = s.canary.variant if s and s.canary else None
+        canary_model = next((v.model for v in (s.variants or []) if v.name == canary), None) if s else None
+        if m.retrain.deploy == "shadow" and challenger not in shadows:
+            out.append((("monitoring", "retrain", "deploy"), f"'shadow' needs a serving.shadow entry with model: "
+                                                             f"{challenger}"))
+        if m.retrain.deploy == "canary" and canary_model != challenger:
+            out.append((("monitoring", "retrain", "deploy"), f"'canary' needs serving.canary on a variant with "
+                                                             f"model: {challenger}"))
     return out

@@ -1,94 +1,329 @@
-"""The drift monitor actor: receives served inputs in batches, tests every full window."""
+"""The monitor actor of one served variant: drift and data-quality tests over windows of its traffic, a
+history of results, checkpoints that survive restarts, Prometheus gauges and events for the app monitor."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import pickle
 import threading
 import time
+from collections import deque
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+log = logging.getLogger("raymlops.monitoring")
 
-class DriftMonitor:
-    """Holds a loaded detector; ``observe`` is fire-and-forget for callers, ``latest`` reads the result.
+CHECKPOINT = "checkpoint.pkl"
+HISTORY = "history.jsonl"
 
-    Windows are tumbling: each ``window`` rows are tested once, in arrival order.
+
+def _atomic_pickle(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_history(state_dir: str | os.PathLike, last: int | None = None) -> list[dict]:
+    """Results recorded under ``state_dir`` (oldest first); a torn last line is skipped."""
+    path = Path(state_dir) / HISTORY
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out[-last:] if last else out
+
+
+class _Window:
+    """Rows waiting for a test: tumbling windows of ``size`` rows, in arrival order."""
+
+    def __init__(self, size: int, columns: list[str]):
+        self.size, self.columns = size, columns
+        self.parts: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        present = [c for c in self.columns if c in df.columns]
+        self.parts.append(df[present])
+        self.rows += len(df)
+
+    def full(self) -> list[pd.DataFrame]:
+        out = []
+        while self.rows >= self.size:
+            buf = pd.concat(self.parts, ignore_index=True)
+            out.append(buf.iloc[: self.size])
+            rest = buf.iloc[self.size:]
+            self.parts, self.rows = ([rest] if len(rest) else []), len(rest)
+        return out
+
+
+class VariantMonitor:
+    """Receives batches of served inputs (with the model output as ``__prediction__``) through ``observe``,
+    which callers never wait on, and tests every full window.
+
+    ``spec``: {app, variant, namespace, run_dir, model_version, state_dir, drift: {window, ...} | None,
+    quality: DataQualityConfig dict | None, history: int, checkpoint_s, app_monitor: actor name | None}.
+    State (pending rows, counters, online detectors' running state, latest results) is checkpointed after
+    every tested window and every ``checkpoint_s``; results are appended to ``history.jsonl`` as they are
+    made. A restarted actor resumes from its checkpoint: at most the rows of one unfinished window are lost.
     """
 
-    def __init__(self, drift_dir: str, window: int, p_val: float, model_version: str):
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.state_dir = Path(spec["state_dir"])
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._load(spec["run_dir"], spec["model_version"])
+        self.history: deque = deque(read_history(self.state_dir, spec.get("history", 500)),
+                                    maxlen=spec.get("history", 500))
+        self.restored = self._restore()
+        self._gauges = _Gauges(spec["app"], spec["variant"])
+        self._dirty = False
+        threading.Thread(target=self._checkpoint_loop, daemon=True, name="monitor-checkpoint").start()
+
+    # ------------------------------------------------------------------ model
+
+    def _load(self, run_dir: str, model_version: str) -> None:
+        from raymlops.data.quality import DataProfile
         from raymlops.monitoring.drift import DriftTester
 
-        self.tester = DriftTester(drift_dir)
-        self.window, self.p_val, self.model_version = window, p_val, model_version
-        self._lock = threading.Lock()
-        self._pending: list[pd.DataFrame] = []
-        self._pending_rows = 0
-        self.rows_seen = 0
-        self.windows_tested = 0
-        self._latest: dict[str, Any] | None = None
+        d, q = self.spec.get("drift"), self.spec.get("quality")
+        drift_dir = Path(run_dir) / "drift"
+        self.tester = DriftTester(drift_dir) if d and drift_dir.is_dir() else None
+        quality_file = Path(run_dir) / "quality.json"
+        self.profile = DataProfile.load(quality_file) if q and quality_file.is_file() else None
+        self.run_dir, self.model_version = run_dir, model_version
+        self.drift_window = _Window(d["window"], self.tester.columns) if self.tester else None
+        self.quality_window = _Window(q["window"], [c.name for c in self.profile.columns]) if self.profile else None
+        self.rows_seen = self.windows_tested = self.quality_windows = 0
+        self.latest_drift: dict | None = None
+        self.latest_quality: dict | None = None
 
-    def observe(self, rows: pd.DataFrame) -> int:
-        """Adds rows; tests each window that fills. Returns the windows tested so far."""
-        with self._lock:
-            self._pending.append(rows[self.tester.encoder.names])
-            self._pending_rows += len(rows)
-            self.rows_seen += len(rows)
-            while self._pending_rows >= self.window:
-                buf = pd.concat(self._pending, ignore_index=True)
-                window, rest = buf.iloc[: self.window], buf.iloc[self.window:]
-                self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)
-                result = self.tester.test(window)
-                self.windows_tested += 1
-                self._latest = {**result, "window_rows": len(window), "tested_at": time.time()}
-            return self.windows_tested
-
-    def swap(self, drift_dir: str, model_version: str) -> bool:
-        """Switches to another model's reference (its replicas were swapped); windows start afresh."""
-        from raymlops.monitoring.drift import DriftTester
-
+    def swap(self, run_dir: str, model_version: str) -> bool:
+        """Switches to another model's reference (its replicas swapped); windows start afresh."""
         if model_version == self.model_version:
             return False
-        tester = DriftTester(drift_dir)
         with self._lock:
-            self.tester, self.model_version = tester, model_version
-            self._pending, self._pending_rows, self.rows_seen, self.windows_tested = [], 0, 0, 0
-            self._latest = None
+            self._load(run_dir, model_version)
+            self._checkpoint()
         return True
 
-    def latest(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ traffic
+
+    def observe(self, rows: pd.DataFrame) -> int:
+        """Adds served rows; tests each window that fills. Returns the drift windows tested so far."""
         with self._lock:
-            base = {"model_version": self.model_version, "window": self.window, "p_val": self.p_val,
-                    "rows_seen": self.rows_seen, "rows_pending": self._pending_rows,
+            self.rows_seen += len(rows)
+            self._dirty = True
+            if self.drift_window is not None:
+                self.drift_window.add(rows)
+                for window in self.drift_window.full():
+                    self._test_drift(window)
+            if self.quality_window is not None:
+                self.quality_window.add(rows)
+                for window in self.quality_window.full():
+                    self._check_quality(window)
+            return self.windows_tested
+
+    def _test_drift(self, window: pd.DataFrame) -> None:
+        result = self.tester.test(window)
+        self.windows_tested += 1
+        result.update(window=self.windows_tested, window_rows=len(window), tested_at=time.time())
+        self.latest_drift = result
+        drifted = sorted(n for n, f in result["features"].items() if f["is_drift"])
+        self._record({"kind": "drift", "ts": result["tested_at"], "window": self.windows_tested,
+                      "rows": len(window), "is_drift": result["is_drift"], "drifted": drifted,
+                      "features": result["features"], "detections": result.get("detections")})
+        self._gauges.drift(result)
+        if result["is_drift"]:
+            self._event("drift", f"drift in window {self.windows_tested} ({len(window)} rows) on {', '.join(drifted) or 'the inputs'}",
+                        subject=",".join(drifted), details={"features": {n: result["features"][n] for n in drifted},
+                                                            "detector": result["detector"]})
+
+    def _check_quality(self, window: pd.DataFrame) -> None:
+        from raymlops.data.quality import check
+
+        report = check(window, self.profile, self.spec["quality"])
+        self.quality_windows += 1
+        doc = {**report.to_dict(), "window": self.quality_windows, "tested_at": time.time()}
+        self.latest_quality = doc
+        self._record({"kind": "data_quality", "ts": doc["tested_at"], "window": self.quality_windows,
+                      "rows": len(window), "ok": report.ok, "failed": report.failed,
+                      "issues": [i for i in report.issues if i["severity"] == "error"]})
+        self._gauges.quality(report)
+        if not report.ok:
+            cols = sorted({i["column"] for i in report.issues if i["severity"] == "error" and i["column"]})
+            self._event("data_quality", f"data quality failed ({', '.join(report.failed)}) on {', '.join(cols)}",
+                        subject=",".join(report.failed), details={"issues": doc["issues"]})
+
+    # ------------------------------------------------------------------ history, events, checkpoints
+
+    def _record(self, entry: dict) -> None:
+        entry = {"model_version": self.model_version, **entry}
+        self.history.append(entry)
+        with open(self.state_dir / HISTORY, "a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._checkpoint()
+
+    def _event(self, kind: str, message: str, subject: str, details: dict) -> None:
+        name = self.spec.get("app_monitor")
+        if not name:
+            return
+        import ray
+
+        event = {"type": kind, "app": self.spec["app"], "variant": self.spec["variant"], "subject": subject,
+                 "severity": "warning", "message": message, "details": details, "ts": time.time()}
+        try:
+            ray.get_actor(name, namespace=self.spec["namespace"]).event.remote(event)  # never waited on
+        except Exception as e:  # the app monitor is restarting: the event is in the history anyway
+            log.warning("app monitor %s unreachable: %s", name, e)
+
+    def _state(self) -> dict:
+        return {"model_version": self.model_version, "run_dir": self.run_dir, "rows_seen": self.rows_seen,
+                "windows_tested": self.windows_tested, "quality_windows": self.quality_windows,
+                "latest_drift": self.latest_drift, "latest_quality": self.latest_quality,
+                "drift_pending": self.drift_window.parts if self.drift_window else [],
+                "quality_pending": self.quality_window.parts if self.quality_window else [],
+                "detector": self.tester.get_state() if self.tester else None, "saved_at": time.time()}
+
+    def _checkpoint(self) -> None:
+        _atomic_pickle(self.state_dir / CHECKPOINT, self._state())
+        self._dirty = False
+
+    def _checkpoint_loop(self) -> None:
+        while True:
+            time.sleep(self.spec.get("checkpoint_s", 10))
+            with self._lock:
+                if self._dirty:
+                    try:
+                        self._checkpoint()
+                    except OSError as e:
+                        log.warning("monitor checkpoint failed: %s", e)
+
+    def _restore(self) -> bool:
+        path = self.state_dir / CHECKPOINT
+        try:
+            state = pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError) as e:
+            if path.exists():
+                log.warning("monitor checkpoint %s unreadable (%s); starting afresh", path, e)
+            return False
+        if state["model_version"] != self.model_version:
+            return False
+        self.rows_seen, self.windows_tested = state["rows_seen"], state["windows_tested"]
+        self.quality_windows = state["quality_windows"]
+        self.latest_drift, self.latest_quality = state["latest_drift"], state["latest_quality"]
+        for window, parts in ((self.drift_window, state["drift_pending"]), (self.quality_window, state["quality_pending"])):
+            if window is not None:
+                window.parts, window.rows = list(parts), sum(len(p) for p in parts)
+        if self.tester is not None and state["detector"] is not None:
+            self.tester.set_state(state["detector"])
+        return True
+
+    # ------------------------------------------------------------------ reads
+
+    def latest(self) -> dict[str, Any]:
+        """The latest drift test (the shape of GET /drift)."""
+        with self._lock:
+            d = self.spec.get("drift") or {}
+            base = {"model_version": self.model_version, "window": d.get("window"), "p_val": d.get("p_val"),
+                    "detector": self.tester.kind if self.tester else None, "rows_seen": self.rows_seen,
+                    "rows_pending": self.drift_window.rows if self.drift_window else 0,
                     "windows_tested": self.windows_tested}
-            if self._latest is None:
+            if self.latest_drift is None:
                 return {**base, "is_drift": None, "features": {}, "tested_at": None}
-            return {**base, **self._latest}
+            return {**base, **{k: v for k, v in self.latest_drift.items() if k != "window"}}
+
+    def status(self, history: int = 50) -> dict[str, Any]:
+        """Everything this monitor knows: latest drift and quality results and the newest history."""
+        with self._lock:
+            return {"app": self.spec["app"], "variant": self.spec["variant"], "model_version": self.model_version,
+                    "rows_seen": self.rows_seen, "restored": self.restored, "drift": self.latest(),
+                    "quality": self.latest_quality, "quality_windows": self.quality_windows,
+                    "history": list(self.history)[-history:]}
+
+    def pid(self) -> int:
+        return os.getpid()
 
 
-def actor_name(app_name: str) -> str:
-    return f"raymlops-drift-{app_name}"
+class _Gauges:
+    """Per-feature drift scores and data-quality failures as Prometheus gauges (Ray's metrics export)."""
+
+    def __init__(self, app: str, variant: str):
+        self.tags = {"app": app, "variant": variant}
+        try:
+            from ray.util.metrics import Gauge
+
+            keys = ("app", "variant")
+            self.score = Gauge("raymlops_drift_score", "Drift test statistic per feature (latest window)",
+                               tag_keys=keys + ("feature",))
+            self.p_value = Gauge("raymlops_drift_p_value", "Drift test p-value per feature (batch detectors)",
+                                 tag_keys=keys + ("feature",))
+            self.is_drift = Gauge("raymlops_drift_detected", "1 when the latest window drifted", tag_keys=keys)
+            self.failed = Gauge("raymlops_data_quality_failed_checks", "Failed data-quality checks (latest window)",
+                                tag_keys=keys)
+        except Exception as e:  # metrics are an extra: never fail monitoring for them
+            log.warning("drift gauges unavailable: %s", e)
+            self.score = None
+
+    def drift(self, result: dict) -> None:
+        if self.score is None:
+            return
+        self.is_drift.set(float(result["is_drift"]), tags=self.tags)
+        for name, f in result["features"].items():
+            tags = {**self.tags, "feature": name}
+            if f.get("statistic") is not None:
+                self.score.set(float(f["statistic"]), tags=tags)
+            if f.get("p_value") is not None:
+                self.p_value.set(float(f["p_value"]), tags=tags)
+
+    def quality(self, report) -> None:
+        if self.score is not None:
+            self.failed.set(float(len(report.failed)), tags=self.tags)
 
 
-def start_monitor(drift_dir: str, window: int, p_val: float, model_version: str, app_name: str, namespace: str,
-                  wait: bool = True):
-    """Starts (or replaces) the named, detached drift actor of a Serve app; returns its handle (once its
-    detector has loaded, unless ``wait`` is False: then ``ray.get(handle.latest.remote())`` waits)."""
+def actor_name(app: str, variant: str) -> str:
+    return f"raymlops-monitor-{app}-{variant}"
+
+
+def start_monitor(spec: dict, wait: bool = True):
+    """Starts (or replaces) the named, detached monitor actor of a variant; returns its handle (once its
+    detectors have loaded, unless ``wait`` is False: then ``ray.get(handle.latest.remote())`` waits).
+    The actor restarts when its process dies and resumes from its checkpoint."""
     import ray
 
-    name = actor_name(app_name)
-    deadline = time.time() + 30
-    while True:  # ray.kill is asynchronous: wait until the old actor's name is free
+    name = actor_name(spec["app"], spec["variant"])
+    _kill(name, spec["namespace"])
+    cls = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=-1)(VariantMonitor)
+    handle = cls.options(name=name, namespace=spec["namespace"], lifetime="detached").remote(spec)
+    if wait:
+        ray.get(handle.latest.remote())  # fail here, not in serving, if a detector cannot load
+    return handle
+
+
+def _kill(name: str, namespace: str, timeout_s: float = 30) -> None:
+    """Kills a named actor (for good) and waits until its name is free."""
+    import ray
+
+    deadline = time.time() + timeout_s
+    while True:  # ray.kill is asynchronous
         try:
             old = ray.get_actor(name, namespace=namespace)
         except ValueError:
-            break
+            return
         if time.time() > deadline:
-            raise RuntimeError(f"the previous drift actor {name!r} did not stop within 30 s")
-        ray.kill(old)
+            raise RuntimeError(f"the previous actor {name!r} did not stop within {timeout_s:g} s")
+        ray.kill(old, no_restart=True)
         time.sleep(0.2)
-    cls = ray.remote(num_cpus=0, max_concurrency=4)(DriftMonitor)
-    handle = cls.options(name=name, namespace=namespace, lifetime="detached").remote(
-        drift_dir, window, p_val, model_version)
-    if wait:
-        ray.get(handle.latest.remote())  # fail here, not in serving, if the detector cannot load
-    return handle

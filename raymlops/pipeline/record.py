@@ -91,9 +91,11 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
 
 
 def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, evaluation: dict, model_key: str,
-             reuse: bool, say: Callable[[str], None]) -> dict:
+             reuse: bool, say: Callable[[str], None], alias: str | None = None) -> dict:
     """Registers the run's model as a new version of the model name (unless a version with the same model
-    bytes exists and ``reuse``), then gives it the promotion alias if it passes the gate, else 'otherwise'."""
+    bytes exists and ``reuse``), then gives it the promotion alias if it passes the gate, else 'otherwise'.
+    ``alias`` (retraining: 'challenger') is set whatever the gate; the gate's verdict, judged on the same
+    holdout as the current champion, is kept on the version for a later promotion."""
     import pandas as pd
 
     name = cfg.model_name
@@ -118,7 +120,8 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, 
     passed, lines = check_gate(gate, evaluation["candidate"], champion["metrics"] if champion else None)
     say(f"registered {name} version {version}; gate for @{p.alias}: {'passed' if passed else 'failed'}"
         + "".join(f"\n    {ln}" for ln in lines))
-    alias = p.alias if passed else p.otherwise
+    reg.tag_version(name, version, {f"{TAG}gate.passed": str(passed).lower(), f"{TAG}gate.lines": json.dumps(lines)})
+    alias = alias or (p.alias if passed else p.otherwise)
     if alias:
         reg.set_alias(name, alias, version, reason=f"pipeline run {run_id}: gate "
                                                    f"{'passed' if passed else 'failed'}", gate=lines)

@@ -79,7 +79,7 @@ class Pipeline:
         return build_features(self.config, self.feature_store, no_cache, self.say)
 
     def train(self, progress: bool = True, no_cache: bool = False, resume: bool = False, register: bool = True,
-              tags: dict | None = None) -> RunResult:
+              tags: dict | None = None, register_as: str | None = None) -> RunResult:
         """Runs read, prepare, train, evaluate and register (each skipped when its inputs are unchanged),
         records the run in MLflow and publishes the run directory.
 
@@ -89,6 +89,7 @@ class Pipeline:
             resume: Continue the newest interrupted run of this config (finished trials are kept).
             register: Register the model (False for reproductions).
             tags: Extra MLflow tags for the parent run.
+            register_as: Give the new version this alias whatever its gate (retraining: 'challenger').
         """
         from raymlops.pipeline.steps import TrainingRun
 
@@ -97,7 +98,7 @@ class Pipeline:
             raise RaymlopsError("this config has no 'training' section")
         self.connect()
         store = self.feature_store if cfg.training.dataset is not None else None
-        out = TrainingRun(cfg, self.say, self.source_file, store).run(progress, no_cache, resume, register, tags)
+        out = TrainingRun(cfg, self.say, self.source_file, store, register_as).run(progress, no_cache, resume, register, tags)
         m = out["metrics"]
         return RunResult(out["run_id"], out["run_dir"], m["best"], trials=m["trials"], model=out["model"],
                          evaluation=out["evaluation"], steps=out["steps"], mlflow_run_id=out["mlflow_run_id"])

@@ -53,6 +53,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     entries = [("variant", v) for v in (s.variants or [VariantConfig(name="default")])]
     entries += [("shadow", sh) for sh in s.shadow]
     models, monitors = [], []
+    app_monitor = _start_app_monitor(cfg, app) if start_actors and cfg.monitoring is not None else None
     for role, entry in entries:
         run_dir, watch = resolve_model(cfg, entry.model or default_ref)
         run_id = layout.read_meta(run_dir)["run_id"]
@@ -61,8 +62,8 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         models.append({"name": entry.name, "role": role, "weight": getattr(entry, "weight", 0.0),
                        "run_dir": str(run_dir), "model_version": run_id, "watch": watch,
                        "max_in_flight": getattr(entry, "max_in_flight", None),
-                       "drift_actor": None if role == "shadow" else
-                       _drift_actor(cfg, app, entry.name, run_dir, run_id, monitors if start_actors else None)})
+                       "monitor": _monitor(cfg, app, entry.name, run_dir, run_id, app_monitor,
+                                           monitors if start_actors else None)})
     if monitors:  # started side by side; fail here, not in serving, if a detector cannot load
         import ray
 
@@ -86,7 +87,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         "max_batch_rows": s.max_batch_rows, "models": models, "features": features,
         "sticky_key": s.sticky_key, "canary": s.canary.model_dump() if s.canary else None,
         "request_log": request_log, "route_prefix": s.route_prefix, "request_timeout_s": s.request_timeout_s,
-        "router_replicas": s.router_replicas,
+        "router_replicas": s.router_replicas, "app_monitor": app_monitor,
         "replica": {"num_replicas": s.num_replicas, "num_cpus": s.num_cpus,
                     "max_ongoing_requests": s.max_ongoing_requests,
                     "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
@@ -94,17 +95,51 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     }
 
 
-def _drift_actor(cfg: PipelineConfig, app: str, variant: str, run_dir: Path, run_id: str,
-                 started: list | None) -> str | None:
-    """The name of the variant's drift actor when drift monitoring is on and the run has a detector; starts
-    it (appending its handle to ``started``) unless ``started`` is None."""
-    d = cfg.monitoring.drift if cfg.monitoring else None
-    if d is None or not (run_dir / layout.DRIFT_DIR).is_dir():
+def monitoring_dir(cfg: PipelineConfig, app: str) -> Path:
+    return layout.storage_root(cfg.storage) / "monitoring" / app
+
+
+def _monitor(cfg: PipelineConfig, app: str, variant: str, run_dir: Path, run_id: str, app_monitor: str | None,
+             started: list | None) -> str | None:
+    """The name of the variant's monitor actor when drift or data-quality monitoring is on; starts it
+    (appending its handle to ``started``) unless ``started`` is None. Shadows are monitored too."""
+    m = cfg.monitoring
+    if m is None or (m.drift is None and m.data_quality is None):
         return None
     from raymlops.monitoring.actor import actor_name, start_monitor
 
-    name = f"{app}-{variant}"
     if started is not None:
-        started.append(start_monitor(str(run_dir / layout.DRIFT_DIR), d.window, d.p_val, run_id, name,
-                                     cfg.ray.namespace, wait=False))
-    return actor_name(name)
+        spec = {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": str(run_dir),
+                "model_version": run_id, "state_dir": str(monitoring_dir(cfg, app) / variant),
+                "drift": m.drift.model_dump() if m.drift else None,
+                "quality": m.data_quality.model_dump() if m.data_quality else None,
+                "history": m.history, "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
+        started.append(start_monitor(spec, wait=False))
+    return actor_name(app, variant)
+
+
+def _start_app_monitor(cfg: PipelineConfig, app: str) -> str:
+    """Starts the app monitor (alerts, canary events, performance, retraining); returns its name."""
+    import os
+
+    from raymlops.monitoring.app_monitor import app_monitor_name, start_app_monitor
+    from raymlops.pipeline.loop import write_config
+    from raymlops.serving.controller import EVENTS_FILE
+
+    m, here = cfg.monitoring, monitoring_dir(cfg, app)
+    spec = {"app": app, "namespace": cfg.ray.namespace, "state_dir": str(here),
+            "alerts": [a.model_dump() for a in m.alerts], "alert_log": str(here / "alerts.jsonl"),
+            "canary_events": str(state_dir(cfg, app) / EVENTS_FILE), "performance": None, "retrain": None}
+    if m.performance is not None:
+        p, src = m.performance, cfg.sources[m.performance.labels]
+        spec["performance"] = {**p.model_dump(), "label": p.label or cfg.training.label, "task": cfg.training.task,
+                               "labels_source": {"format": src.format, "path": str(Path(src.path).resolve())},
+                               "request_log": request_log_path(cfg, app)}
+    if m.retrain is not None:
+        config = str(write_config(cfg, here / "pipeline.yaml"))
+        spec["retrain"] = {**m.retrain.model_dump(),
+                           "submit": {"call": "raymlops.pipeline.loop:submit_retrain",
+                                      "args": [config, os.getcwd(), m.retrain.address]},
+                           "promote": {"call": "raymlops.pipeline.loop:promote_challenger", "args": [config]}}
+    start_app_monitor(spec)
+    return app_monitor_name(app)

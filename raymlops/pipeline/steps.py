@@ -104,8 +104,9 @@ class TrainingRun:
     """
 
     def __init__(self, cfg: PipelineConfig, say: Callable[[str], None], source_file: str | None,
-                 feature_store=None):
+                 feature_store=None, register_as: str | None = None):
         self.cfg, self.say, self.source_file, self.store = cfg, say, source_file, feature_store
+        self.register_as = register_as
 
     def run(self, progress: bool, no_cache: bool, resume: bool, register: bool, tags: dict | None) -> dict:
         cfg, say = self.cfg, self.say
@@ -198,7 +199,8 @@ class TrainingRun:
                               trials_logged=not trained.cached, trained_in=trained.info.get("run_id", "?"))
             if register:
                 model = record.register(cfg, tracker, writer.dir, writer.run_id, evaluation, model_sha,
-                                        reuse=cache.enabled, say=say)
+                                        reuse=cache.enabled and not self.register_as, say=say,
+                                        alias=self.register_as)
         return {"metrics": metrics, "model": model, "evaluation": evaluation, "steps": steps}
 
     def _champion(self, tracker) -> tuple[str, Any, str] | None:

@@ -23,7 +23,8 @@ from raymlops.data.sources import read_source
 from raymlops.data.split import SPLIT_COLUMN, annotate, time_cutoff
 from raymlops.data.stats import CategoricalStats, column_stats
 from raymlops.errors import DataError
-from raymlops.monitoring.drift import fit_and_save
+from raymlops.data.quality import DataProfile
+from raymlops.monitoring.drift import fit_inputs, fit_prediction
 from raymlops.training import TrainSpec, run_search
 
 LABEL = "__label"
@@ -168,7 +169,7 @@ def _prepare_step(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) ->
     if not inputs:
         raise DataError("no input columns left after exclude/select/drop")
     drift = cfg.monitoring.drift if cfg.monitoring else None
-    if drift and drift.features and set(drift.features) - set(inputs):
+    if drift and drift.features != "all" and set(drift.features) - set(inputs):
         raise DataError(f"monitoring.drift.features names columns that are not model inputs: "
                         f"{sorted(set(drift.features) - set(inputs))}; inputs: {inputs}")
 
@@ -222,10 +223,13 @@ def _prepare_step(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) ->
     reference = reference.to_pandas()
     reference = reference.sample(n=min(len(reference), ref_size), random_state=seed).reset_index(drop=True)
     reference.to_parquet(out / layout.REFERENCE, index=False)
+    DataProfile.from_stats(schema.columns, nstats, cstats, n_train).save(out / layout.QUALITY)
     if drift:
-        say("fitting the drift detector on the reference sample")
-        monitored = [c for c in schema.columns if drift.features is None or c.name in drift.features]
-        fit_and_save(reference, monitored, drift.p_val, out / layout.DRIFT_DIR)
+        say(f"fitting the drift detector ({drift.detector}) on the reference sample")
+        monitored = [c for c in schema.columns if drift.features == "all" or c.name in drift.features]
+        untested = fit_inputs(reference, monitored, drift.model_dump(), out / layout.DRIFT_DIR)
+        if untested:
+            say(f"  drift detector {drift.detector!r} leaves {untested} untested (not its column kind)")
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
             "rows": {"train": n_train, "valid": n_valid}, "origin": origin,
             "data_sha256": _content_sha(out / "train", out / "valid"), "holdout_sha256": _content_sha(out / "valid_raw")}
@@ -265,7 +269,7 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, pre
     t = cfg.training
     record = json.loads((train_dir / "search.json").read_text())
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
-    for name in (layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE):
+    for name in (layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE, layout.QUALITY):
         layout.link_or_copy(prep_dir / name, writer.path(name))
     if (prep_dir / layout.DRIFT_DIR).is_dir():
         shutil.copytree(prep_dir / layout.DRIFT_DIR, writer.path(layout.DRIFT_DIR), copy_function=layout.link_or_copy)
@@ -286,6 +290,21 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, pre
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
         "spec": record["spec"], **extra_meta,
     })
+    drift = cfg.monitoring.drift if cfg.monitoring else None
+    if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():
+        _fit_prediction_drift(writer, drift.model_dump())
     # Nulls kept: an explicit null (e.g. tune.seed) must not come back as the default in `reproduce`.
     writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     return metrics
+
+
+def _fit_prediction_drift(writer: layout.RunWriter, drift: dict) -> None:
+    """Fits the prediction-drift detector on the model's outputs over the reference sample: P(positive) for
+    binary, the class for multiclass, the value for regression."""
+    from raymlops.artifacts.predictor import Predictor
+
+    predictor = Predictor(writer.dir)
+    reference = pd.read_parquet(writer.path(layout.REFERENCE))
+    preds, proba = predictor.predict_with_proba(reference)
+    outputs = pd.Series(proba if predictor.task == "binary" else preds)
+    fit_prediction(outputs, drift, writer.path(layout.DRIFT_DIR))

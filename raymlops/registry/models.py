@@ -23,7 +23,7 @@ BUNDLE = "raymlops_run"  # the run's files inside the MLflow model (its extra_fi
 EVENT = f"{TAG}alias_event."
 # Files of a run directory that make up the bundle (Tune's state stays out).
 BUNDLE_FILES = ("config.yaml", "meta.json", "metrics.json", "schema.json", "preprocessing.json", "reference.parquet",
-                "drift", "model.ubj", "model.pkl", "report", "evaluation.json", "lineage.json")
+                "quality.json", "drift", "model.ubj", "model.pkl", "report", "evaluation.json", "lineage.json")
 
 
 class RegistryError(RaymlopsError):
@@ -138,6 +138,10 @@ class ModelRegistry:
         if self.gate(name) != gate:
             self.client.set_registered_model_tag(name, f"{TAG}promotion", json.dumps(gate))
         return int(mv.version)
+
+    def tag_version(self, name: str, version: int, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_model_version_tag(name, str(version), k, v)
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str, forced: bool = False,
                   gate: list[str] | None = None) -> dict:

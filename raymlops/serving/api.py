@@ -54,14 +54,18 @@ class SchemaResponse(BaseModel):
 
 class FeatureDrift(BaseModel):
     test: str
-    statistic: float
-    p_value: float
+    statistic: float | None = None
+    p_value: float | None = Field(None, description="Batch detectors; online detectors compare the statistic "
+                                                    "with a threshold calibrated to the expected run time.")
+    threshold: float | None = None
     is_drift: bool
 
 
 class DriftResponse(BaseModel):
     enabled: bool
     is_drift: bool | None = None
+    detector: str | None = None
+    prediction_drift: bool | None = None
     model_version: str | None = None
     window: int | None = None
     p_val: float | None = None
@@ -101,3 +105,12 @@ class VariantsResponse(BaseModel):
     shadow: list[str]
     variants: list[str]
 
+
+
+class MonitoringResponse(BaseModel):
+    variant: str
+    enabled: bool = Field(description="Whether the variant has a monitor actor (drift or data quality).")
+    monitor: dict[str, Any] | None = Field(None, description="Latest drift and data-quality results, rows seen "
+                                                             "and the newest history entries.")
+    app: dict[str, Any] | None = Field(None, description="The app monitor: recent events, alert deliveries, live "
+                                                         "performance from late labels, retraining steps.")

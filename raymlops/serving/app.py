@@ -44,7 +44,7 @@ def deployment_options(args: dict) -> dict[str, dict[str, Any]]:
 
 
 def model_spec(args: dict, m: dict) -> dict:
-    return {"variant": m["name"], "run_dir": m["run_dir"], "batching": args["replica"].get("batching"), "drift_actor": m.get("drift_actor"),
+    return {"variant": m["name"], "run_dir": m["run_dir"], "batching": args["replica"].get("batching"), "monitor": m.get("monitor"),
             "namespace": args["namespace"], "features": args.get("features"), "watch": m.get("watch")}
 
 
@@ -60,7 +60,7 @@ def build_app(args: dict):
                      for m in args["models"] if m["role"] == "variant"],
         "shadow": [{"name": m["name"], "model_version": m["model_version"], "max_in_flight": m["max_in_flight"]}
                    for m in args["models"] if m["role"] == "shadow"],
-        "sticky_key": args.get("sticky_key"), "canary": args.get("canary"),
+        "sticky_key": args.get("sticky_key"), "canary": args.get("canary"), "app_monitor": args.get("app_monitor"),
         "request_log": args.get("request_log"), "max_batch_rows": args["max_batch_rows"],
         "route_prefix": args.get("route_prefix", "/"), "request_timeout_s": args.get("request_timeout_s", 30),
     }

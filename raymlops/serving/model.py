@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
 import threading
 import time
 
@@ -43,7 +42,7 @@ def resolver(spec: dict):
 
 @serve.deployment
 class ModelServer:
-    """One replica of one variant (the router checks body size). ``spec``: {variant, run_dir, batching, drift_actor,
+    """One replica of one variant (the router checks body size). ``spec``: {variant, run_dir, batching, monitor,
     namespace, features, watch}."""
 
     def __init__(self, spec: dict):
@@ -55,11 +54,11 @@ class ModelServer:
         self.run_dir = spec["run_dir"]
         self.predictor = Predictor(self.run_dir)
         self.drift = None
-        if spec.get("drift_actor"):
+        if spec.get("monitor"):
             try:
-                self.drift = ray.get_actor(spec["drift_actor"], namespace=spec["namespace"])
+                self.drift = ray.get_actor(spec["monitor"], namespace=spec["namespace"])
             except ValueError:
-                log.warning("drift actor %s is not running; serving without drift monitoring", spec["drift_actor"])
+                log.warning("monitor actor %s is not running; serving without monitoring", spec["monitor"])
         self.features = self.feature_refs = None
         if spec.get("features"):
             from raymlops.config.models import PipelineConfig
@@ -107,8 +106,8 @@ class ModelServer:
             old, self.predictor, self.run_dir = self.version, new, run_dir
             self.swaps.append({"from": old, "to": new.version, "at": time.time()})
             log.info("model watch: %s swapped %s -> %s", self.variant, old, new.version)
-            if self.drift is not None and os.path.isdir(os.path.join(run_dir, "drift")):
-                self.drift.swap.remote(os.path.join(run_dir, "drift"), new.version)
+            if self.drift is not None:
+                self.drift.swap.remote(run_dir, new.version)
 
     # ------------------------------------------------------------------ drift feed
 
@@ -123,10 +122,11 @@ class ModelServer:
             await asyncio.sleep(FLUSH_SECONDS)
             self._flush()
 
-    def _feed_drift(self, df: pd.DataFrame) -> None:
+    def _feed_drift(self, df: pd.DataFrame, outputs: list) -> None:
+        """Queues the rows with the model output (``__prediction__``) for the monitor actor."""
         if self.drift is None:
             return
-        self._buffer.append(df)
+        self._buffer.append(df.assign(__prediction__=outputs))
         self._buffered += len(df)
         if self._buffered >= FLUSH_ROWS:
             self._flush()
@@ -161,7 +161,7 @@ class ModelServer:
         if isinstance(scored, BaseException):  # valid rows the model failed on: a server error (and a canary's)
             return _error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500])
         preds, probs = scored
-        self._feed_drift(df)
+        self._feed_drift(df, probs if model.task == "binary" else preds)
         body = {"predictions": preds, "model_version": model.version}
         if probs is not None:
             body["probabilities"] = probs
@@ -254,6 +254,13 @@ class ModelServer:
             return None
         self._flush()
         return await self.drift.latest.remote()
+
+    async def monitor_status(self) -> dict | None:
+        """The variant monitor's latest drift and quality results and its history."""
+        if self.drift is None:
+            return None
+        self._flush()
+        return await self.drift.status.remote()
 
 
 def model_metrics_safe() -> dict | None:

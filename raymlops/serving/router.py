@@ -25,14 +25,14 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, PredictRequest, PredictResponse,
-                                  SchemaResponse, VariantsResponse, unprocessable)
+from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, MonitoringResponse, PredictRequest,
+                                  PredictResponse, SchemaResponse, VariantsResponse, unprocessable)
 from raymlops.serving.compare import same_prediction
 from raymlops.serving.split import Splitter
 
 SYNC_S = 0.25  # how often a router replica reports counts to the traffic controller and reads weights
 MAX_SHADOW_INFLIGHT = 256
-ROUTES = ("predict", "health", "schema", "drift", "variants", "openapi.json")
+ROUTES = ("predict", "health", "schema", "drift", "monitoring", "variants", "openapi.json")
 SHADOW_BATCH = 64  # shadow copies sent in one call
 SHADOW_LINGER_S = 0.02
 READ_TIMEOUT_S = 10  # /health, /schema, /drift, /variants  # longest a copy waits for others before its call goes out
@@ -71,6 +71,11 @@ def openapi_document(route_prefix: str = "/", title: str = "raymlops model serve
              responses={**_UNPROCESSABLE, **unavailable})
     def drift(variant: Optional[str] = None) -> DriftResponse:  # pragma: no cover - schema only
         """Latest drift test of a variant's inputs (default: the first variant)."""
+
+    @doc.get("/monitoring", response_model=MonitoringResponse, responses={**_UNPROCESSABLE, **unavailable})
+    def monitoring(variant: Optional[str] = None) -> MonitoringResponse:  # pragma: no cover - schema only
+        """A variant's monitor (drift, data quality, history) and the app's (events, alerts, performance,
+        retraining)."""
 
     @doc.get("/variants", response_model=VariantsResponse)
     def variants() -> VariantsResponse:  # pragma: no cover - schema only
@@ -228,6 +233,8 @@ class Router:
                 return await self._forward("schema", request)
             if route == "drift":
                 return await self._forward("drift_status", request)
+            if route == "monitoring":
+                return await self._forward("monitor_status", request)
             if route == "variants":
                 return JSONResponse(await self.variants_status())
             if route == "openapi.json":
@@ -359,11 +366,27 @@ class Router:
             got = await asyncio.wait_for(_result(getattr(self.handles[name], method).remote()), READ_TIMEOUT_S)
         except Exception as e:
             return JSONResponse(status_code=503, content={"detail": f"{name} unavailable: {type(e).__name__}"})
+        if method == "monitor_status":
+            return JSONResponse(MonitoringResponse(variant=name, enabled=got is not None, monitor=got,
+                                                   app=await self._app_monitor()).model_dump(mode="json"))
         if method == "drift_status":
             body = {"enabled": False} if got is None else {"enabled": True, **got}
             return JSONResponse(DriftResponse.model_validate({**body, "variant": name}).model_dump(
                 mode="json", exclude_none=True))
         return JSONResponse(SchemaResponse.model_validate({**got, "variant": name}).model_dump(mode="json"))
+
+    async def _app_monitor(self) -> dict | None:
+        """The app monitor actor's status (named in the spec; serving does not import monitoring)."""
+        name = self.spec.get("app_monitor")
+        if not name:
+            return None
+        import ray
+
+        try:
+            handle = ray.get_actor(name, namespace=self.spec["namespace"])
+            return await asyncio.wait_for(handle.status.remote(), READ_TIMEOUT_S)
+        except Exception as e:
+            return {"error": f"app monitor unavailable: {type(e).__name__}"}
 
     async def health(self) -> Response:
         names = self.variants + self.shadows

@@ -4,7 +4,7 @@ import pytest
 from raymlops.artifacts.run import RunWriter, find_run
 from raymlops.data.schema import Column
 from raymlops.errors import RunNotFoundError
-from raymlops.monitoring.drift import DriftEncoder
+from raymlops.monitoring.detectors import Encoder as DriftEncoder
 
 
 def test_a_run_is_invisible_until_committed(tmp_path):

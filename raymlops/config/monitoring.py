@@ -1,0 +1,129 @@
+"""The `monitoring` section: drift detectors, data quality, late-label performance, alerts, retraining."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from raymlops.config.base import Strict
+
+DETECTORS = ("ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd")
+ONLINE_DETECTORS = ("cvm_online", "fet_online")
+EVENTS = ("drift", "data_quality", "performance", "canary", "retrain")
+
+Event = Literal["drift", "data_quality", "performance", "canary", "retrain"]
+
+
+class DriftConfig(Strict):
+    detector: Literal["ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd"] = Field(
+        "tabular", description="ks: Kolmogorov-Smirnov per feature; chi2: chi-squared per feature (categorical "
+                               "codes); tabular: KS for numeric and chi-squared for categorical features; "
+                               "cvm_online / fet_online: online Cramer-von Mises / Fisher exact tests calibrated "
+                               "to an expected run time; mmd: maximum mean discrepancy (needs the 'mmd' extra: torch).")
+    p_val: float = Field(0.05, gt=0, lt=1, description="Significance level of a batch test (after correction).")
+    correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="Multiple-testing correction across "
+                                                                              "features (batch detectors).")
+    window: int = Field(500, ge=10, description="Rows per tested window (batch detectors); rows per recorded "
+                                                "result (online detectors).")
+    ert: int = Field(1000, ge=10, description="Online detectors: expected run time (rows) between false alarms.")
+    online_window: int = Field(50, ge=5, description="Online detectors: rows in the sliding test window.")
+    n_bootstraps: int = Field(3000, ge=100, description="Online detectors: bootstrap samples used to calibrate "
+                                                        "thresholds once at training time.")
+    reference_size: int = Field(2000, ge=50, description="Rows of the training split kept as the drift reference.")
+    features: Literal["all"] | list[str] = Field("all", description="Input columns to test ('all' or a list).")
+    predictions: bool = Field(True, description="Also test the model's output (prediction drift).")
+
+
+class DataQualityConfig(Strict):
+    schema_check: bool = Field(True, alias="schema", description="Missing columns and wrong types.")
+    nulls: bool = Field(True, description="Null rate above the training null rate + null_tolerance.")
+    ranges: bool = Field(True, description="Numeric values outside the training [min, max].")
+    unseen_categories: bool = Field(True, description="Categorical values never seen in training.")
+    null_tolerance: float = Field(0.05, ge=0, le=1, description="Allowed rise of a column's null rate.")
+    range_tolerance: float = Field(0.01, ge=0, le=1, description="Allowed share of out-of-range values.")
+    unseen_tolerance: float = Field(0.01, ge=0, le=1, description="Allowed share of unseen categories.")
+    window: int = Field(500, ge=10, description="Rows per check on serving traffic.")
+
+    model_config = {**Strict.model_config, "populate_by_name": True}
+
+
+class PerformanceConfig(Strict):
+    labels: str = Field(description="The source (in `sources`) of late labels.")
+    join: Literal["request_id", "entity"] = Field(
+        "request_id", description="request_id: labels carry the request id; entity: labels carry entity key "
+                                  "columns (also model inputs) and a timestamp, and join the latest request for "
+                                  "that key at or before it.")
+    request_id: str = Field("request_id", description="Labels' request id column (join: request_id).")
+    keys: list[str] = Field(default_factory=list, description="Entity key columns (join: entity).")
+    timestamp: str | None = Field(None, description="Labels' observation time column (join: entity).")
+    max_delay_s: float = Field(30 * 86400, gt=0, description="join: entity; a label older than the request by "
+                                                             "more than this is not joined.")
+    label: str | None = Field(None, description="Labels' label column; default training.label.")
+    metric: str = Field("auc", description="Metric per window (a training task metric).")
+    window: int = Field(1000, ge=10, description="Labelled rows per window.")
+    floor: float | None = Field(None, description="A window whose metric is below this raises a performance event.")
+    every_s: float = Field(60, gt=0, description="How often the monitor joins new labels.")
+
+
+class WebhookAlert(Strict):
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://", description="Receives a JSON POST (with a Slack-compatible 'text').")
+    on: list[Event] = Field(default_factory=lambda: list(EVENTS), description="Event types sent to this sink.")
+    cooldown_s: float = Field(300, ge=0, description="The same event (type, app, variant, subject) is sent once "
+                                                     "per cooldown.")
+    timeout_s: float = Field(5, gt=0)
+    retries: int = Field(3, ge=0, description="Retries with exponential backoff after a failed send.")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class LogAlert(Strict):
+    type: Literal["log"]
+    path: str | None = Field(None, description="JSON-lines file; default <storage>/monitoring/alerts.jsonl.")
+    on: list[Event] = Field(default_factory=lambda: list(EVENTS))
+    cooldown_s: float = Field(300, ge=0)
+
+
+AlertConfig = Annotated[Union[WebhookAlert, LogAlert], Field(discriminator="type")]
+
+
+class RetrainConfig(Strict):
+    on: list[Literal["drift", "performance", "data_quality"]] = Field(
+        default_factory=lambda: ["drift", "performance"], description="Events that trigger retraining.")
+    min_interval_s: float = Field(3600, ge=0, description="At most one retrain per this many seconds.")
+    deploy: Literal["shadow", "canary"] = Field(
+        "shadow", description="How the challenger meets traffic: the serving section's shadow or canary that "
+                              "follows models:/NAME@challenger.")
+    observe_s: float = Field(60, ge=0, description="Time the challenger is shadowed/canaried before the gate.")
+    address: str | None = Field(None, description="Ray Jobs address; default the cluster the monitor runs on.")
+
+
+class MonitoringConfig(Strict):
+    drift: DriftConfig | None = None
+    data_quality: DataQualityConfig | None = None
+    performance: PerformanceConfig | None = None
+    alerts: list[AlertConfig] = Field(default_factory=list)
+    retrain: RetrainConfig | None = None
+    checkpoint_s: float = Field(10, gt=0, description="How often monitor actors checkpoint their state.")
+    history: int = Field(500, ge=1, description="Results kept per monitor (older ones stay in history.jsonl).")
+
+
+def monitoring_issues(m: MonitoringConfig | None, has_training: bool, sources: list[str]) -> list[tuple[tuple, str]]:
+    if m is None:
+        return []
+    out: list[tuple[tuple, str]] = []
+    for key in ("drift", "data_quality", "performance", "retrain"):
+        if getattr(m, key) is not None and not has_training:
+            out.append((("monitoring", key), f"monitoring.{key} needs a 'training' section (its reference data)"))
+    if m.performance is not None:
+        p = m.performance
+        if p.labels not in sources:
+            out.append((("monitoring", "performance", "labels"), f"unknown source {p.labels!r}; defined: {sources}"))
+        if p.join == "entity" and (not p.keys or not p.timestamp):
+            out.append((("monitoring", "performance", "join"), "join: entity needs 'keys' and 'timestamp'"))
+    if m.retrain is not None:
+        if "performance" in m.retrain.on and m.performance is None:
+            out.append((("monitoring", "retrain", "on"), "retraining on 'performance' needs monitoring.performance"))
+        if "drift" in m.retrain.on and m.drift is None:
+            out.append((("monitoring", "retrain", "on"), "retraining on 'drift' needs monitoring.drift"))
+    return out

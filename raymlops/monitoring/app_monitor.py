@@ -1,0 +1,276 @@
+"""The app monitor actor: one per Serve app. It receives the variant monitors' events and the canary's,
+sends alerts, computes live performance from late labels, and drives drift-triggered retraining."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raymlops.monitoring.actor import _kill, read_history
+
+log = logging.getLogger("raymlops.monitoring")
+
+EVENTS = "history.jsonl"  # every event, as received
+STATE = "state.json"
+TICK_S = 1.0
+
+
+def _call(spec: dict):
+    module, name = spec["call"].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_table(spec: dict) -> pd.DataFrame:
+    """A labels source ({format, path}) or request log (format parquet) read with pandas."""
+    fmt, path = spec["format"], spec["path"]
+    if fmt == "parquet":
+        import pyarrow.dataset as pads
+
+        if not os.path.exists(path):
+            return pd.DataFrame()
+        return pads.dataset(path, format="parquet", partitioning="hive",
+                            exclude_invalid_files=True).to_table().to_pandas()
+    reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
+    return reader(path)
+
+
+class AppMonitor:
+    """``spec``: {app, namespace, state_dir, alerts: [alert config dicts], alert_log, canary_events: path | None,
+    performance: {section..., task, classes, labels_source, request_log} | None,
+    retrain: {section..., submit: {call, args}, promote: {call, args}} | None}.
+
+    Events are appended to ``history.jsonl`` before anything else, so a restart loses none; the retrain
+    record and the canary-events offset are in ``state.json``.
+    """
+
+    def __init__(self, spec: dict):
+        from raymlops.monitoring.alerts import Alerts
+
+        self.spec = spec
+        self.dir = Path(spec["state_dir"])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.alerts = Alerts.from_config(spec.get("alerts") or [], spec["alert_log"])
+        self._lock = threading.RLock()
+        self.recent: deque = deque(read_history(self.dir, 200), maxlen=200)
+        self.state = self._read_state()
+        self.performance: dict | None = None
+        self._reported: set[tuple] = {tuple(k) for k in self.state.get("reported", [])}
+        self._next_perf = 0.0
+        threading.Thread(target=self._loop, daemon=True, name="app-monitor").start()
+
+    def _read_state(self) -> dict:
+        try:
+            return json.loads((self.dir / STATE).read_text())
+        except (OSError, ValueError):
+            return {"canary_offset": 0, "retrains": [], "reported": []}
+
+    def _save_state(self) -> None:
+        self.state["reported"] = sorted(self._reported)[-1000:]
+        _write_json(self.dir / STATE, self.state)
+
+    # ------------------------------------------------------------------ events
+
+    def event(self, event: dict) -> None:
+        """Records an event, alerts on it, and starts a retrain when the policy says so."""
+        with self._lock:
+            with open(self.dir / EVENTS, "a") as f:
+                f.write(json.dumps(event, default=str) + "\n")
+            self.recent.append(event)
+        self.alerts.emit(event)
+        r = self.spec.get("retrain")
+        if r and event["type"] in r["on"]:
+            self._maybe_retrain(event)
+
+    def _canary_events(self) -> None:
+        path = self.spec.get("canary_events")
+        if not path or not os.path.isfile(path):
+            return
+        with open(path) as f:
+            f.seek(self.state.get("canary_offset", 0))
+            lines = f.readlines()
+            offset = f.tell()
+        for line in lines:
+            if not line.endswith("\n"):  # being written: read it next time
+                offset -= len(line.encode())
+                break
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("event") in ("rollback", "complete"):
+                rollback = e["event"] == "rollback"
+                self.event({"type": "canary", "app": self.spec["app"], "variant": e.get("variant"),
+                            "subject": e["event"], "severity": "critical" if rollback else "warning",
+                            "message": f"canary {e.get('variant')} " + (f"rolled back: {e.get('reason')}" if rollback
+                                                                        else "completed: it takes all its traffic"),
+                            "details": e, "ts": time.time()})
+        with self._lock:
+            self.state["canary_offset"] = offset
+            self._save_state()
+
+    # ------------------------------------------------------------------ performance
+
+    def _performance(self) -> None:
+        from raymlops.monitoring.performance import breaches, join_labels, summarize, windowed
+
+        p = self.spec["performance"]
+        labels = read_table(p["labels_source"])
+        requests = read_table({"format": "parquet", "path": p["request_log"]})
+        if labels.empty or requests.empty:
+            self.performance = {"labelled_rows": 0, "windows": [], "summary": {}, "at": time.time()}
+            return
+        joined = join_labels(requests, labels, p)
+        windows = windowed(joined, p["metric"], p["task"], p["window"], p.get("classes"))
+        self.performance = {"labelled_rows": int(len(joined)), "windows": windows[-50:],
+                            "summary": summarize(windows), "at": time.time()}
+        for w in breaches(windows, p["metric"], p.get("floor")):
+            key = (w["variant"], w["start_ts"])
+            if key in self._reported:
+                continue
+            self._reported.add(key)
+            self.event({"type": "performance", "app": self.spec["app"], "variant": w["variant"],
+                        "subject": p["metric"], "severity": "critical",
+                        "message": f"{p['metric']} {w['value']:.4f} below the floor {p['floor']} over {w['rows']} "
+                                   f"labelled rows ({w['start_ts']} .. {w['end_ts']})",
+                        "details": w, "ts": time.time()})
+
+    # ------------------------------------------------------------------ retraining
+
+    def _maybe_retrain(self, event: dict) -> None:
+        r = self.spec["retrain"]
+        with self._lock:
+            runs = self.state["retrains"]
+            if runs and runs[-1]["status"] in ("submitted", "running", "observing"):
+                return
+            if runs and time.time() - runs[-1]["started"] < r["min_interval_s"]:
+                return
+            record = {"id": f"retrain-{int(time.time())}", "trigger": {k: event.get(k) for k in ("type", "variant", "subject", "message")},
+                      "started": time.time(), "status": "submitted", "steps": []}
+            runs.append(record)
+            self._step(record, "triggered", event["message"])
+        try:
+            record["job_id"] = _call(r["submit"])(*r["submit"].get("args", ()))
+            self._step(record, "job_submitted", record["job_id"])
+        except Exception as e:
+            self._fail(record, f"submit failed: {type(e).__name__}: {e}")
+
+    def _step(self, record: dict, step: str, detail: Any = None) -> None:
+        with self._lock:
+            record["steps"].append({"step": step, "at": time.time(), "detail": detail})
+            self.state["retrains"] = self.state["retrains"][-20:]
+            self._save_state()
+        self.alerts.emit({"type": "retrain", "app": self.spec["app"], "variant": None, "subject": f"{record['id']}:{step}",
+                          "severity": "warning", "message": f"{record['id']}: {step}" + (f" ({detail})" if detail else ""),
+                          "details": {"retrain": record["id"], "step": step, "detail": detail}, "ts": time.time()})
+
+    def _fail(self, record: dict, why: str) -> None:
+        record["status"], record["error"] = "failed", why
+        self._step(record, "failed", why)
+
+    def _advance_retrain(self) -> None:
+        """Moves the current retrain along: job finished -> challenger registered -> observed -> gate."""
+        r = self.spec.get("retrain")
+        runs = self.state.get("retrains") or []
+        if not r or not runs or runs[-1]["status"] not in ("submitted", "running", "observing"):
+            return
+        record = runs[-1]
+        if record["status"] in ("submitted", "running") and record.get("job_id"):
+            status, info = self._job_status(record["job_id"], r.get("address"))
+            if status in ("PENDING", "RUNNING"):
+                if record["status"] != "running" and status == "RUNNING":
+                    record["status"] = "running"
+                    self._step(record, "job_running")
+                return
+            if status != "SUCCEEDED":
+                return self._fail(record, f"job {record['job_id']} {status}: {info}")
+            record["status"], record["observe_until"] = "observing", time.time() + r["observe_s"]
+            self._step(record, "challenger_registered", info)
+            self._step(record, f"challenger_{r['deploy']}", f"observing for {r['observe_s']:g} s")
+            return
+        if record["status"] == "observing" and time.time() >= record["observe_until"]:
+            try:
+                outcome = _call(r["promote"])(*r["promote"].get("args", ()))
+            except Exception as e:
+                return self._fail(record, f"gate failed: {type(e).__name__}: {e}")
+            record["status"] = "promoted" if outcome["promoted"] else "kept"
+            record["outcome"] = outcome
+            self._step(record, record["status"], outcome.get("reason"))
+
+    @staticmethod
+    def _job_status(job_id: str, address: str | None) -> tuple[str, str]:
+        from ray.job_submission import JobSubmissionClient
+
+        client = JobSubmissionClient(address)
+        info = client.get_job_info(job_id)
+        detail = info.message or ""
+        if info.status.value == "SUCCEEDED":
+            tail = [ln for ln in client.get_job_logs(job_id).splitlines() if ln.startswith("challenger:")]
+            detail = tail[-1].removeprefix("challenger:").strip() if tail else detail
+        return info.status.value, detail
+
+    # ------------------------------------------------------------------ loop and reads
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(TICK_S)
+            for name, fn in (("canary events", self._canary_events), ("retrain", self._advance_retrain)):
+                try:
+                    fn()
+                except Exception:
+                    log.warning("app monitor %s: %s", name, traceback.format_exc(limit=3))
+            p = self.spec.get("performance")
+            if p and time.time() >= self._next_perf:
+                self._next_perf = time.time() + p["every_s"]
+                try:
+                    self._performance()
+                except Exception:
+                    log.warning("app monitor performance: %s", traceback.format_exc(limit=3))
+
+    def refresh_performance(self) -> dict | None:
+        """Joins the labels now (instead of at the next ``every_s``)."""
+        if self.spec.get("performance"):
+            self._performance()
+        return self.performance
+
+    def status(self, events: int = 50) -> dict:
+        with self._lock:
+            return {"app": self.spec["app"], "events": list(self.recent)[-events:], "alerts": self.alerts.stats(),
+                    "performance": self.performance, "retrains": self.state.get("retrains", [])}
+
+    def flush_alerts(self, timeout: float = 10.0) -> bool:
+        return self.alerts.flush(timeout)
+
+
+def app_monitor_name(app: str) -> str:
+    return f"raymlops-appmonitor-{app}"
+
+
+def start_app_monitor(spec: dict):
+    """Starts (or replaces) the app's named, detached monitor actor; it restarts when its process dies."""
+    import ray
+
+    name = app_monitor_name(spec["app"])
+    _kill(name, spec["namespace"])
+    cls = ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1)(AppMonitor)
+    handle = cls.options(name=name, namespace=spec["namespace"], lifetime="detached").remote(spec)
+    ray.get(handle.status.remote(0))
+    return handle

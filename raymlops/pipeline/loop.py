@@ -1,0 +1,56 @@
+"""The closed loop's pipeline side: submit retraining as a Ray job, and promote its challenger when the
+registry gate passed. The app monitor calls these by dotted path (monitoring does not import pipeline)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+from raymlops.config import PipelineConfig
+
+CHALLENGER = "challenger"
+
+
+def write_config(cfg: PipelineConfig, path: Path) -> Path:
+    """The resolved config (environment interpolated, overrides applied), as the retrain job reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(by_alias=True)), sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def submit_retrain(config_path: str, cwd: str, address: str | None) -> str:
+    """Submits `raymlops retrain CONFIG` as a Ray job (run in ``cwd``, where the config's relative paths
+    point); returns the job id."""
+    from ray.job_submission import JobSubmissionClient
+
+    cmd = f"cd {shlex.quote(cwd)} && {shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)}"
+    return JobSubmissionClient(address or "auto").submit_job(entrypoint=cmd)
+
+
+def promote_challenger(config_path: str) -> dict:
+    """Moves the promotion alias (champion) to the challenger when the challenger passed its gate, judged
+    when it was trained against the then champion on the same holdout; returns {promoted, version, reason}."""
+    from raymlops.registry import ModelRegistry, tracking_uri
+    from raymlops.registry.tracking import TAG
+
+    cfg = PipelineConfig.model_validate(yaml.safe_load(Path(config_path).read_text()))
+    reg = ModelRegistry(tracking_uri(cfg.registry, cfg.storage))
+    name, alias = cfg.model_name, cfg.registry.promotion.alias
+    version = reg.alias_version(name, CHALLENGER)
+    if version is None:
+        return {"promoted": False, "version": None, "reason": f"{name} has no @{CHALLENGER}"}
+    if reg.alias_version(name, alias) == version:
+        return {"promoted": False, "version": version, "reason": f"version {version} already holds @{alias}"}
+    tags = reg.version(name, version).tags
+    lines = json.loads(tags.get(f"{TAG}gate.lines", "[]"))
+    if tags.get(f"{TAG}gate.passed") != "true":
+        return {"promoted": False, "version": version, "reason": "gate failed: " + "; ".join(lines)}
+    reg.set_alias(name, alias, version, reason=f"closed loop: @{CHALLENGER} version {version} passed its gate",
+                  gate=lines)
+    return {"promoted": True, "version": version, "reason": f"@{alias} -> version {version}: " + "; ".join(lines)}

@@ -1,0 +1,146 @@
+"""Monitoring without serving: data-quality checks of a batch, offline drift reports, and the monitors'
+recorded state (history, events, retraining) read from storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from raymlops.artifacts import run as layout
+from raymlops.config import PipelineConfig
+from raymlops.errors import DataError, RaymlopsError
+
+READERS = {"parquet": pd.read_parquet, "csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=True)}
+
+
+def read_batch(path: str, fmt: str | None = None) -> pd.DataFrame:
+    """A file (or Parquet directory) as pandas; the format from ``fmt`` or the name."""
+    fmt = fmt or next((f for f in READERS if str(path).endswith(f".{f}") or str(path).endswith(".jsonl")
+                       and f == "json"), "parquet" if os.path.isdir(path) else None)
+    if fmt is None:
+        raise DataError(f"cannot tell the format of {path!r}; pass --format parquet|csv|json")
+    if not os.path.exists(path):
+        raise DataError(f"{path!r} does not exist")
+    return READERS[fmt](path)
+
+
+def _run_dir(cfg: PipelineConfig | None, run: str | None, storage: str | None) -> Path:
+    storage = storage or (cfg.storage if cfg else "./.raymlops")
+    if run:
+        return layout.find_run(run, storage)
+    if cfg is None:
+        raise RaymlopsError("name a run (--run) or a config whose latest run to use")
+    return layout.latest_run(storage, cfg.name)
+
+
+def check_batch(cfg: PipelineConfig | None, path: str, run: str | None = None, storage: str | None = None,
+                fmt: str | None = None):
+    """Checks a batch against the data-quality profile learned from a run's training data; returns the
+    `QualityReport` (``ok`` False when a check fails)."""
+    from raymlops.data.quality import DataProfile, check
+
+    run_dir = _run_dir(cfg, run, storage)
+    if not (run_dir / layout.QUALITY).is_file():
+        raise RaymlopsError(f"run {run_dir.name} has no data-quality profile ({layout.QUALITY}); retrain it")
+    options = None
+    if cfg is not None and cfg.monitoring is not None and cfg.monitoring.data_quality is not None:
+        options = cfg.monitoring.data_quality.model_dump()
+    return check(read_batch(path, fmt), DataProfile.load(run_dir / layout.QUALITY), options)
+
+
+def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out: str, storage: str | None = None,
+                 fmt: str | None = None) -> tuple[dict, list[Path]]:
+    """Tests a batch against a run's drift reference (its saved detectors; a Tabular detector fitted on the
+    reference when the run has none) and writes the report (HTML + JSON, or JSON). Returns (doc, paths)."""
+    from raymlops.artifacts.predictor import Predictor
+    from raymlops.monitoring.drift import PREDICTION, DriftTester
+    from raymlops.monitoring.report import build_report, render_html, write_report
+
+    run_dir = _run_dir(cfg, run, storage)
+    reference = pd.read_parquet(run_dir / layout.REFERENCE)
+    batch = read_batch(current, fmt)
+    predictor = Predictor(run_dir)
+    missing = [c for c in predictor.schema.names if c not in batch.columns]
+    if missing:
+        raise DataError(f"{current!r} lacks the model's input columns {missing}")
+    drift_dir = run_dir / layout.DRIFT_DIR
+    if not drift_dir.is_dir():
+        drift_dir = _fit_default(run_dir, reference, predictor.schema.columns, storage or (cfg.storage if cfg else None))
+    tester = DriftTester(drift_dir)
+    if tester.prediction is not None:
+        for df in (reference, batch):
+            preds, proba = predictor.predict_with_proba(df)
+            df[PREDICTION] = proba if predictor.task == "binary" else [str(p) for p in preds]
+    result = tester.test(batch)
+    result["reference_rows"] = len(reference)
+    meta = {"run_id": run_dir.name, "run_dir": str(run_dir), "current": str(current),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    kinds = tester.kinds()
+    doc = build_report(result, reference, batch, kinds, meta)
+    html_text = render_html(doc, reference, batch, kinds) if str(out).endswith(".html") else None
+    return doc, write_report(doc, html_text, out)
+
+
+def _fit_default(run_dir: Path, reference: pd.DataFrame, columns: list, storage: str | None) -> Path:
+    from raymlops.config.monitoring import DriftConfig
+    from raymlops.monitoring.drift import fit_inputs
+
+    where = layout.storage_root(storage) / "drift-reports" / run_dir.name
+    if not (where / "inputs").is_dir():
+        fit_inputs(reference, columns, DriftConfig().model_dump(), where)
+    return where
+
+
+def monitor_status(cfg: PipelineConfig, app: str) -> dict:
+    """What the monitors of an app recorded: per variant the latest results and history, the app's events,
+    alert log and retraining steps (read from storage: works whether or not the app is running)."""
+    from raymlops.monitoring.actor import CHECKPOINT, read_history
+    from raymlops.pipeline.serve import monitoring_dir
+
+    root = monitoring_dir(cfg, app)
+    variants = {}
+    for d in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        state = None
+        if (d / CHECKPOINT).is_file():
+            try:
+                state = pickle.loads((d / CHECKPOINT).read_bytes())
+            except Exception:
+                state = None
+        variants[d.name] = {"model_version": state and state["model_version"],
+                            "rows_seen": state and state["rows_seen"],
+                            "latest_drift": state and state["latest_drift"],
+                            "latest_quality": state and state["latest_quality"],
+                            "history": read_history(d, 20)}
+    app_state = {}
+    if (root / "state.json").is_file():
+        app_state = json.loads((root / "state.json").read_text())
+    return {"app": app, "dir": str(root), "variants": variants, "events": read_history(root, 20),
+            "retrains": app_state.get("retrains", [])}
+
+
+def format_monitor_status(status: dict) -> str:
+    lines = [f"monitoring of app {status['app']} ({status['dir']})"]
+    if not status["variants"] and not status["events"]:
+        lines.append("  nothing recorded yet (is the app deployed with a monitoring section?)")
+    for name, v in status["variants"].items():
+        d, q = v["latest_drift"], v["latest_quality"]
+        lines.append(f"  variant {name}: model {v['model_version']}, {v['rows_seen'] or 0} rows seen")
+        if d:
+            drifted = sorted(n for n, f in d["features"].items() if f["is_drift"])
+            lines.append(f"    drift ({d.get('detector')}): {'DRIFT on ' + ', '.join(drifted) if d['is_drift'] else 'none'}"
+                         f" in window {d.get('window')}")
+        if q:
+            lines.append(f"    data quality: {'ok' if q['ok'] else 'FAILED ' + ', '.join(q.get('failed', []))}"
+                         f" in window {q.get('window')}")
+    for e in status["events"][-10:]:
+        when = time.strftime("%H:%M:%S", time.localtime(e.get("ts", 0)))
+        lines.append(f"  event {when} [{e['type']}] {e.get('variant') or '-'}: {e['message']}")
+    for r in status["retrains"]:
+        steps = " -> ".join(s["step"] for s in r["steps"])
+        lines.append(f"  {r['id']} ({r['status']}): {steps}" + (f"; {r['error']}" if r.get("error") else ""))
+    return "\n".join(lines)
