@@ -147,7 +147,7 @@ class VariantMonitor:
         self._gauges.drift(result)
         if result["is_drift"]:
             self._event("drift", f"drift in window {self.windows_tested} ({len(window)} rows) on {', '.join(drifted) or 'the inputs'}",
-                        subject=",".join(drifted), details={"features": {n: result["features"][n] for n in drifted},
+                        subject=None, details={"features": {n: result["features"][n] for n in drifted},
                                                             "detector": result["detector"]})
 
     def _check_quality(self, window: pd.DataFrame) -> None:
@@ -164,7 +164,7 @@ class VariantMonitor:
         if not report.ok:
             cols = sorted({i["column"] for i in report.issues if i["severity"] == "error" and i["column"]})
             self._event("data_quality", f"data quality failed ({', '.join(report.failed)}) on {', '.join(cols)}",
-                        subject=",".join(report.failed), details={"issues": doc["issues"]})
+                        subject=None, details={"issues": doc["issues"]})
 
     # ------------------------------------------------------------------ history, events, checkpoints
 
@@ -177,7 +177,8 @@ class VariantMonitor:
             os.fsync(f.fileno())
         self._checkpoint()
 
-    def _event(self, kind: str, message: str, subject: str, details: dict) -> None:
+    def _event(self, kind: str, message: str, subject: str | None, details: dict) -> None:
+        """Hands an event to the app monitor (alerts deduplicate it per variant within their cooldown)."""
         name = self.spec.get("app_monitor")
         if not name:
             return

@@ -1,0 +1,274 @@
+"""The monitoring engine on a real local Ray: monitor actors that survive being killed, alerts to a webhook
+receiver started here (once per event inside the cooldown), live performance from late labels joined to
+the request log, and the closed loop: shift -> alert -> retrain job -> challenger shadowed -> promoted."""
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+from sklearn.metrics import roc_auc_score
+
+from raymlops.artifacts import Predictor
+from raymlops.config.monitoring import DataQualityConfig, DriftConfig
+from raymlops.monitoring.actor import start_monitor
+from raymlops.monitoring.app_monitor import start_app_monitor
+from raymlops.pipeline.loop import promote_challenger
+from raymlops.pipeline.probe import _jsonable
+from raymlops.serving import shutdown
+from raymlops.serving.request_log import RequestLog
+from tests.integration.conftest import pipeline
+
+
+class Receiver:
+    """A real HTTP webhook receiver on a free loopback port, recording every JSON body it gets."""
+
+    def __init__(self):
+        got = self.got = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def of(self, kind):
+        return [b for b in self.got if b["type"] == kind]
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _wait(what, fn, timeout=60, every=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _monitor_spec(run_dir, state_dir, app, app_monitor=None, **extra):
+    return {"app": app, "variant": "default", "namespace": ray.get_runtime_context().namespace,
+            "run_dir": str(run_dir), "model_version": Path(run_dir).name, "state_dir": str(state_dir),
+            "drift": DriftConfig(window=500).model_dump(), "quality": DataQualityConfig(window=500).model_dump(),
+            "history": 100, "checkpoint_s": 0.3, "app_monitor": app_monitor, **extra}
+
+
+def _served(df: pd.DataFrame, run_dir) -> pd.DataFrame:
+    """Rows as the model replicas hand them to the monitor: inputs plus the model output."""
+    p = Predictor(run_dir)
+    _, proba = p.predict_with_proba(df)
+    return df[p.schema.names].assign(__prediction__=proba)
+
+
+def test_a_killed_monitor_resumes_with_its_history_and_loses_at_most_one_window(quickstart, demo_dir, tmp_path):
+    _, result = quickstart
+    holdout = pd.read_parquet(demo_dir / "holdout.parquet")  # 1,000 rows: sent twice
+    rows = _served(pd.concat([holdout, holdout], ignore_index=True), result.run_dir)
+    handle = start_monitor(_monitor_spec(result.run_dir, tmp_path, "killed"))
+    for part in (rows.iloc[:400], rows.iloc[400:900], rows.iloc[900:1200]):
+        ray.get(handle.observe.remote(part))
+    before = ray.get(handle.status.remote())
+    assert before["drift"]["windows_tested"] == 2 and before["drift"]["rows_pending"] == 200
+    time.sleep(1.0)  # a periodic checkpoint (0.3 s) has saved the 200 pending rows
+    pid = ray.get(handle.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    after = _wait("the restarted monitor", lambda: _status_if_restarted(handle, pid))
+    assert after["restored"] is True
+    assert after["drift"]["windows_tested"] == 2 and after["drift"]["rows_pending"] == 200
+    assert after["history"] == before["history"]  # every result, none twice
+    assert ray.get(handle.observe.remote(rows.iloc[1200:1500])) == 3  # the pending rows were kept: 200 + 300
+    kinds = [h["kind"] for h in ray.get(handle.status.remote())["history"]]
+    assert kinds.count("drift") == 3 and kinds.count("data_quality") == 3
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all(json.loads(ln)["model_version"] == Path(result.run_dir).name for ln in lines)
+    ray.kill(handle, no_restart=True)
+
+
+def _status_if_restarted(handle, old_pid):
+    try:
+        if ray.get(handle.pid.remote(), timeout=5) != old_pid:
+            return ray.get(handle.status.remote())
+    except Exception:
+        return None
+    return None
+
+
+def test_one_alert_per_event_inside_the_cooldown_and_every_event_recorded(quickstart, demo_dir, tmp_path, receiver):
+    _, result = quickstart
+    ns = ray.get_runtime_context().namespace
+    canary_events = tmp_path / "events.jsonl"
+    start_app_monitor({"app": "alerting", "namespace": ns, "state_dir": str(tmp_path / "app"),
+                       "alerts": [{"type": "webhook", "url": receiver.url, "on": ["drift", "data_quality", "canary"],
+                                   "cooldown_s": 300, "timeout_s": 5, "retries": 2, "headers": {}},
+                                  {"type": "log", "path": None, "on": ["drift"], "cooldown_s": 0}],
+                       "alert_log": str(tmp_path / "app" / "alerts.jsonl"), "canary_events": str(canary_events),
+                       "performance": None, "retrain": None})
+    monitor = start_monitor(_monitor_spec(result.run_dir, tmp_path / "v", "alerting", "raymlops-appmonitor-alerting"))
+    shifted = pd.read_parquet(demo_dir / "shifted.parquet")  # 1,000 rows: sent twice
+    shifted = _served(pd.concat([shifted, shifted], ignore_index=True), result.run_dir)
+    for i in range(0, 2000, 250):
+        ray.get(monitor.observe.remote(shifted.iloc[i:i + 250]))
+    canary_events.write_text(json.dumps({"at": time.time(), "event": "rollback", "variant": "next",
+                                         "reason": "error rate 0.31 > 0.02 over 120 requests"}) + "\n")
+    app = ray.get_actor("raymlops-appmonitor-alerting", namespace=ns)
+    _wait("the canary event", lambda: receiver.of("canary"), timeout=30)
+    assert ray.get(app.flush_alerts.remote(10))
+    status = ray.get(app.status.remote(100))
+    drift_events = [e for e in status["events"] if e["type"] == "drift"]
+    assert len(drift_events) == 4  # every drifted window is an event ...
+    assert len(receiver.of("drift")) == 1  # ... and the webhook hears of it once inside the cooldown
+    assert len(receiver.of("data_quality")) == 1 and len(receiver.of("canary")) == 1
+    hook = receiver.of("drift")[0]
+    assert hook["variant"] == "default" and "monthly_charges" in hook["text"] and hook["app"] == "alerting"
+    assert "rolled back" in receiver.of("canary")[0]["message"]
+    log_lines = (tmp_path / "app" / "alerts.jsonl").read_text().splitlines()
+    assert len(log_lines) == 4  # the log sink has no cooldown
+    quality_events = [e for e in status["events"] if e["type"] == "data_quality"]
+    assert len(quality_events) == 4  # monthly_charges out of its training range in every window
+    webhook = status["alerts"]["webhook:" + receiver.url.split("/")[2]]
+    assert webhook["suppressed"] == 3 + 3 and webhook["sent"] == 3 and webhook["failed"] == 0
+    ray.kill(monitor, no_restart=True)
+    ray.kill(app, no_restart=True)
+
+
+def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickstart, demo_dir, tmp_path, receiver):
+    _, result = quickstart
+    holdout = pd.read_parquet(demo_dir / "holdout.parquet")
+    _, proba = Predictor(result.run_dir).predict_with_proba(holdout)
+    log = RequestLog(str(tmp_path / "log"), flush_s=60)
+    ids = [f"r{i}" for i in range(len(holdout))]
+    bad = np.random.default_rng(0).random(len(holdout))  # variant "b" answers with noise
+    for i, rid in enumerate(ids):
+        variant, p = ("a", proba[i]) if i % 2 == 0 else ("b", float(bad[i]))
+        log.add({"ts": time.time(), "request_id": rid, "variant": variant, "role": "primary", "status": 200,
+                 "latency_ms": 3.0, "model_version": variant, "rows": [holdout.iloc[i][["plan"]].to_dict()],
+                 "predictions": [int(p >= 0.5)], "probabilities": [p]})
+    assert log.flush()
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ids, "churned": holdout["churned"]}).to_csv(labels, index=False)
+    perf = {"labels": "late", "join": "request_id", "request_id": "request_id", "keys": [], "timestamp": None,
+            "max_delay_s": 86400.0, "label": "churned", "metric": "auc", "window": 200, "floor": 0.6, "every_s": 3600,
+            "task": "binary", "labels_source": {"format": "csv", "path": str(labels)},
+            "request_log": str(tmp_path / "log")}
+    ns = ray.get_runtime_context().namespace
+    app = start_app_monitor({"app": "perf", "namespace": ns, "state_dir": str(tmp_path / "app"),
+                             "alerts": [{"type": "webhook", "url": receiver.url, "on": ["performance"],
+                                         "cooldown_s": 300, "timeout_s": 5, "retries": 0, "headers": {}}],
+                             "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": None,
+                             "performance": perf, "retrain": None})
+    got = ray.get(app.refresh_performance.remote())
+    assert got["labelled_rows"] == 1000
+    summary = got["summary"]["primary"]
+    a_rows = holdout.iloc[::2]
+    first = a_rows.head(200)
+    window_a = [w for w in got["windows"] if w["variant"] == "a"][0]
+    assert window_a["value"] == pytest.approx(roc_auc_score(first["churned"], np.asarray(proba)[::2][:200]))
+    assert summary["a"]["mean"] > 0.65 and summary["b"]["mean"] < 0.6
+    ray.get(app.flush_alerts.remote(10))
+    alerts = receiver.of("performance")
+    assert len(alerts) == 1 and alerts[0]["variant"] == "b" and alerts[0]["subject"] == "auc"
+    events = [e for e in ray.get(app.status.remote(100))["events"] if e["type"] == "performance"]
+    assert {e["variant"] for e in events} == {"b"} and len(events) == 2  # each breaching window, once
+    ray.get(app.refresh_performance.remote())  # joined again: no window is reported twice
+    assert len([e for e in ray.get(app.status.remote(100))["events"] if e["type"] == "performance"]) == 2
+    ray.kill(app, no_restart=True)
+
+
+@pytest.fixture
+def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
+    """App 'loop': champion variant + challenger shadow (both follow registry aliases), drift-triggered
+    retraining; trained on a source directory the test later adds the shifted month to."""
+    data = tmp_path / "customers"
+    data.mkdir()
+    shutil.copy(demo_dir / "train.parquet", data / "part-0.parquet")
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, f"sources.customers.path={data}",
+                    "registry.model_name=churn-loop", "registry.promotion.beat_champion_by=null",
+                    "training.tune.num_samples=1", "serving.app_name=loop", "serving.route_prefix=/loop",
+                    "serving.model=models:/churn-loop@champion", "serving.reload_seconds=1", "serving.num_cpus=0",
+                    'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
+                    f'monitoring.alerts=[{{"type": "webhook", "url": "{receiver.url}", "cooldown_s": 300}}]',
+                    'monitoring.retrain={"on": ["drift"], "min_interval_s": 3600, "deploy": "shadow", "observe_s": 2}')
+    first = pipe.train(progress=False)
+    assert first.model["version"] == 1, first.model  # a registered model of its own
+    pipe.train(progress=False, register_as="challenger")  # the shadow needs a challenger to start with
+    url = pipe.serve()
+    yield pipe, url, data
+    shutdown("loop")
+
+
+def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop_app, demo_dir, receiver):
+    pipe, url, data = loop_app
+    before = httpx.get(f"{url}/health").json()["variants"]
+    shifted = pd.read_parquet(demo_dir / "shifted.parquet")
+    shifted.to_parquet(data / "part-1.parquet")  # the new month lands in the source ...
+    rows = _jsonable(shifted.drop(columns=["customer_id", "churned"]))
+    for i in range(0, 1000, 50):  # ... and reaches the endpoint
+        r = httpx.post(f"{url}/predict", json={"instances": rows[i:i + 50]}, timeout=60)
+        assert r.status_code == 200, r.text
+
+    def finished():
+        retrains = httpx.get(f"{url}/monitoring", timeout=30).json()["app"]["retrains"]
+        return retrains if retrains and retrains[-1]["status"] in ("promoted", "kept", "failed") else None
+
+    retrains = _wait("the retrain to finish", finished, timeout=600, every=2)
+    assert len(retrains) == 1, retrains  # min_interval_s: one retrain however many windows drift
+    record = retrains[0]
+    steps = [s["step"] for s in record["steps"]]
+    assert record["status"] == "promoted", record
+    assert steps[:2] == ["triggered", "job_submitted"] and steps[-3:] == [
+        "challenger_registered", "challenger_shadow", "promoted"], steps
+    assert record["trigger"]["type"] == "drift"
+    version = record["outcome"]["version"]
+    from raymlops.registry import ModelRegistry
+
+    reg = ModelRegistry.from_config(pipe.config)
+    assert reg.alias_version("churn-loop", "champion") == version == reg.alias_version("churn-loop", "challenger")
+    new_run = reg.version("churn-loop", version).tags["raymlops.run_id"]
+    trained_rows = json.loads((Path(pipe.config.storage) / "runs" / pipe.config.name / new_run / "meta.json")
+                              .read_text())["rows"]
+    assert sum(trained_rows.values()) > 6000  # trained on the data up to now (the shifted month too)
+    served = _wait("both variants to swap to the new version",
+                   lambda: (v := httpx.get(f"{url}/health").json()["variants"])["default"] == new_run and v, timeout=30)
+    assert served["challenger"] == new_run and before["default"] != new_run
+    receiver_steps = [b["details"]["step"] for b in receiver.of("retrain")]
+    assert receiver_steps[-1] == "promoted"
+    # The champion and the shadowed challenger each have a monitor: one drift alert each inside the cooldown.
+    assert sorted(b["variant"] for b in receiver.of("drift")) == ["challenger", "default"]
+    # The gate decides: a challenger whose gate failed is never promoted.
+    reg.tag_version("churn-loop", version, {"raymlops.gate.passed": "false"})
+    reg.set_alias("churn-loop", "champion", 1, reason="test: back to version 1")
+    refused = promote_challenger(str(pipe_config_path(pipe)))
+    assert refused["promoted"] is False and refused["reason"].startswith("gate failed")
+    assert reg.alias_version("churn-loop", "champion") == 1
+
+
+def pipe_config_path(pipe) -> Path:
+    from raymlops.pipeline.serve import monitoring_dir
+
+    return monitoring_dir(pipe.config, pipe.app_name) / "pipeline.yaml"

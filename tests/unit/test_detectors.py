@@ -1,0 +1,120 @@
+"""Drift detectors behind one interface: batch tests on the demo data's shift, online detectors' false-alarm
+rate against their expected run time, save/load and checkpointed state."""
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymlops.data.schema import Column
+from raymlops.monitoring.detectors import fit_detector, load_detector
+from raymlops.monitoring.drift import PREDICTION, DriftTester, fit_inputs, fit_prediction
+
+COLUMNS = [Column("plan", "string"), Column("region", "string"), Column("contract", "string"),
+           Column("payment_method", "string"), Column("autopay", "boolean"), Column("tenure_months", "integer"),
+           Column("age", "integer"), Column("monthly_charges", "number"), Column("usage_gb", "number"),
+           Column("support_calls", "integer")]
+SHIFTED = {"plan", "region", "contract", "tenure_months", "monthly_charges", "usage_gb", "support_calls"}
+SETTINGS = {"p_val": 0.05, "correction": "bonferroni", "ert": 200, "online_window": 20, "n_bootstraps": 3000}
+
+
+@pytest.fixture(scope="module")
+def demo(demo_dir):
+    train = pd.read_parquet(demo_dir / "train.parquet")
+    reference = train.sample(2000, random_state=0)
+    held_out = train.drop(reference.index).sample(500, random_state=1)  # the reference period, unseen rows
+    return reference, held_out, pd.read_parquet(demo_dir / "shifted.parquet").head(500)
+
+
+@pytest.mark.parametrize("kind, handles", [("ks", {"integer", "number"}), ("chi2", {"string", "boolean"}),
+                                           ("tabular", {"integer", "number", "string", "boolean"})])
+def test_batch_detectors_flag_the_shifted_features_and_not_a_held_out_reference_sample(demo, kind, handles, tmp_path):
+    reference, held_out, shifted = demo
+    detector, untested = fit_detector(kind, reference, COLUMNS, {**SETTINGS, "kind": kind})
+    assert set(untested) == {c.name for c in COLUMNS if c.type not in handles}
+    detector.save(tmp_path)
+    loaded = load_detector(tmp_path)
+    calm, drifted = loaded.test(held_out), loaded.test(shifted)
+    assert calm["is_drift"] is False, calm
+    assert drifted["is_drift"] is True
+    flagged = {n for n, f in drifted["features"].items() if f["is_drift"]}
+    tested = {c.name for c in COLUMNS if c.type in handles}
+    assert flagged and flagged <= SHIFTED & tested | {"support_calls"}, flagged
+    assert len(flagged) >= len(SHIFTED & tested) - 1, (flagged, SHIFTED & tested)
+    assert detector.test(shifted) == drifted  # loading changes nothing
+
+
+def test_fdr_correction_reports_its_threshold_and_agrees_with_the_flags(demo):
+    reference, _, shifted = demo
+    detector, _ = fit_detector("tabular", reference, COLUMNS, {**SETTINGS, "correction": "fdr"})
+    got = detector.test(shifted)
+    assert got["is_drift"] is True
+    for f in got["features"].values():
+        assert f["is_drift"] == (f["p_value"] <= got["threshold"])
+
+
+def _stream(rng, n, shift=0.0):
+    return pd.DataFrame({"a": rng.normal(shift, 1, n), "b": rng.exponential(1, n), "c": rng.random(n) < 0.3})
+
+
+@pytest.mark.parametrize("kind", ["cvm_online", "fet_online"])
+def test_online_false_alarms_match_the_expected_run_time_and_a_shift_is_caught_fast(kind):
+    rng = np.random.default_rng(0)
+    columns = [Column("a", "number"), Column("b", "number")] + ([Column("c", "boolean")] if kind == "fet_online" else [])
+    detector, _ = fit_detector(kind, _stream(rng, 1000), columns, SETTINGS)
+    got = detector.test(_stream(rng, 8000))
+    runs = [d["run_length"] for d in got["detections"]]
+    # Unshifted data: alarms are false; their mean spacing estimates the expected run time (ERT 200).
+    assert 0.5 * SETTINGS["ert"] <= np.mean(runs) <= 2 * SETTINGS["ert"], (len(runs), np.mean(runs))
+    detector.reset()
+    shifted = detector.test(_stream(rng, 1000, shift=1.0))
+    assert shifted["is_drift"] and shifted["detections"][0]["row"] < 150, shifted["detections"][:1]
+    assert "a" in shifted["detections"][0]["features"]
+
+
+def test_online_state_survives_a_checkpoint(tmp_path):
+    rng = np.random.default_rng(1)
+    columns = [Column("a", "number"), Column("b", "number")]
+    detector, _ = fit_detector("cvm_online", _stream(rng, 1000), columns, SETTINGS)
+    detector.save(tmp_path)
+    stream = _stream(rng, 600, shift=0.4)
+    whole = load_detector(tmp_path)
+    expected = [whole.test(stream.iloc[:300]), whole.test(stream.iloc[300:])]
+    first = load_detector(tmp_path)
+    first.test(stream.iloc[:300])
+    resumed = load_detector(tmp_path)  # a restarted actor: loaded afresh, then its checkpointed state
+    resumed.set_state(first.get_state())
+    assert resumed.test(stream.iloc[300:]) == expected[1]
+
+
+def test_prediction_drift_is_tested_beside_the_inputs(demo, tmp_path):
+    reference, held_out, shifted = demo
+    drift = {"detector": "tabular", **SETTINGS}
+    fit_inputs(reference, COLUMNS, drift, tmp_path)
+    score = lambda df: 1 / (1 + np.exp(-(df["monthly_charges"] - 60) / 20))  # noqa: E731 - a stand-in model
+    assert fit_prediction(score(reference), drift, tmp_path) == "ks"
+    tester = DriftTester(tmp_path)
+    assert tester.columns[-1] == PREDICTION
+    calm = tester.test(held_out.assign(**{PREDICTION: score(held_out)}))
+    moved = tester.test(shifted.assign(**{PREDICTION: score(shifted)}))
+    assert calm["prediction_drift"] is False and moved["prediction_drift"] is True
+    assert moved["features"][PREDICTION]["is_drift"]
+
+
+def test_a_detector_with_no_column_of_its_kind_is_refused(demo):
+    reference, _, _ = demo
+    with pytest.raises(ValueError, match="tests numeric columns"):
+        fit_detector("ks", reference, [Column("plan", "string")], SETTINGS)
+
+
+def test_mmd_needs_the_torch_extra_or_tests_all_features_at_once(demo):
+    reference, held_out, shifted = demo
+    numeric = [c for c in COLUMNS if c.type in ("number", "integer")]
+    if importlib.util.find_spec("torch") is None:
+        with pytest.raises(ImportError, match=r"raymlops\[mmd\]"):
+            fit_detector("mmd", reference, numeric, SETTINGS)
+        return
+    detector, _ = fit_detector("mmd", reference, numeric, SETTINGS)
+    assert detector.test(shifted)["is_drift"] is True
+    assert detector.test(held_out)["is_drift"] is False
