@@ -54,11 +54,26 @@ def _dotted(path: tuple) -> str:
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """Mapping keys are taken as written: YAML 1.1 would read `on:` (alerts, retrain) as the boolean True."""
+
+    def construct_mapping(self, node, deep=False):
+        for knode, _ in node.value:
+            if isinstance(knode, yaml.ScalarNode) and knode.tag == "tag:yaml.org,2002:bool":
+                knode.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
+def _key(knode: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
+    return knode.value if isinstance(knode, yaml.ScalarNode) and knode.tag.endswith(":bool") else \
+        _scalar(knode, path, doc, ctor)
+
+
 def _build(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
-            key = _scalar(knode, path, doc, ctor)
+            key = _key(knode, path, doc, ctor)
             kpath = path + (key,)
             if key in out:
                 doc.issues.append(ConfigIssue(doc.file, knode.start_mark.line + 1, _dotted(kpath), "duplicate key"))
@@ -116,7 +131,7 @@ def _apply_override(data: dict, expr: str, doc: _Doc) -> None:
     key, raw = expr.split("=", 1)
     parts = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except (yaml.YAMLError, ValueError):
         value = raw
     node: Any = data

@@ -203,3 +203,35 @@ def test_feature_config_errors_have_line_and_path(tmp_path, old, new, expected):
     assert old in FEATURES
     got = issues(write(tmp_path, FEATURES.replace(old, new)))
     assert any(expected in g for g in got), got
+
+
+def test_monitoring_section_reads_on_keys_as_written_and_checks_across_sections(tmp_path):
+    ok = BASE + """\
+monitoring:
+  drift: {detector: cvm_online, ert: 500, features: [a, b]}
+  data_quality: {schema: false, window: 200}
+  alerts:
+    - {type: webhook, url: "http://127.0.0.1:9/hook", on: [drift, canary], cooldown_s: 60}
+    - {type: log, on: [performance]}
+"""
+    m = load_config(write(tmp_path, ok)).monitoring
+    assert m.alerts[0].on == ["drift", "canary"] and m.alerts[1].on == ["performance"]  # not {True: [...]}
+    assert m.data_quality.schema_check is False and m.drift.features == ["a", "b"]
+    bad = BASE + """\
+monitoring:
+  drift: {detector: psi}
+  performance: {labels: nowhere, metric: rmse}
+  alerts:
+    - {type: pager}
+  retrain: {on: [performance], deploy: shadow}
+"""
+    got = issues(write(tmp_path, bad))
+    assert any(":19: monitoring.drift.detector: got 'psi'" in g and "'ks'" in g for g in got), got
+    assert any(":22: monitoring.alerts[0].type: got 'pager'; expected one of webhook, log" in g for g in got), got
+    got = issues(write(tmp_path, bad.replace("detector: psi", "detector: ks").replace("    - {type: pager}\n", "")
+                       .replace("  alerts:\n", "")))
+    assert any(":20: monitoring.performance.labels: unknown source 'nowhere'" in g for g in got), got
+    assert any("monitoring.performance.metric: got 'rmse'; task 'binary' supports" in g for g in got), got
+    assert any("monitoring.performance: joining late labels needs serving.request_log" in g for g in got), got
+    assert any("monitoring.retrain.deploy: 'shadow' needs a serving.shadow entry with model: models:/demo@challenger"
+               in g for g in got), got

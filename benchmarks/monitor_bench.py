@@ -1,0 +1,160 @@
+"""Monitoring costs and speed, every figure beside its baseline from the same run.
+
+1. Detectors (in process): fit time, then rows/s tested on the demo data per detector type, with the
+   baseline of the model scoring the same rows (Predictor.predict_with_proba, 500-row batches).
+2. Rows to verdict: a stream of the shifted month after the reference period; rows from the start of the
+   shifted stream until the detector says drift (batch detectors at windows of 100, 250 and 500 rows).
+   Online detectors also get a long unshifted stream: alarms per rows vs the configured ERT.
+3. Serving with monitoring on vs off: the quickstart model deployed twice on Ray Serve (batched, model in
+   the router replica), one with drift + data-quality actors fed by the replicas, one without; load-tested
+   over loopback at concurrency 1, 8 and 64, alternating the target order each round (serve_bench's
+   harness). Goal: <= 5% throughput loss.
+
+Usage: .venv/bin/python benchmarks/monitor_bench.py [--skip-serve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_bench import SCENARIOS, payloads, ratio, run_scenario, wait_healthy  # noqa: E402
+
+from raymlops.data.schema import Column  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "quickstart.yaml"
+COLUMNS = [Column("plan", "string"), Column("region", "string"), Column("contract", "string"),
+           Column("payment_method", "string"), Column("autopay", "boolean"), Column("tenure_months", "integer"),
+           Column("age", "integer"), Column("monthly_charges", "number"), Column("usage_gb", "number"),
+           Column("support_calls", "integer")]
+KINDS = ["ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd"]
+SETTINGS = {"p_val": 0.05, "correction": "bonferroni", "ert": 1000, "online_window": 50, "n_bootstraps": 3000}
+
+
+def detectors(data: dict[str, pd.DataFrame], run_dir: Path) -> None:
+    import importlib.util
+
+    from raymlops.artifacts import Predictor
+    from raymlops.monitoring.detectors import fit_detector
+
+    reference = data["train"].sample(2000, random_state=0)
+    stream = pd.concat([data["train"].drop(reference.index).sample(8000, random_state=1)], ignore_index=True)
+    model = Predictor(run_dir)
+    t = time.perf_counter()
+    for i in range(0, len(stream), 500):
+        model.predict_with_proba(stream.iloc[i:i + 500])
+    score_rps = len(stream) / (time.perf_counter() - t)
+    print(f"\n## Detectors (reference 2,000 rows; {len(stream):,} rows tested; baseline: model scoring)")
+    print(f"baseline: model scoring {score_rps:,.0f} rows/s (500-row batches)")
+    print("| detector | columns | fit s | rows/s | / scoring | rows to verdict (shifted) | unshifted alarms |")
+    print("|---|---|---|---|---|---|---|")
+    shifted = data["shifted"]
+    for kind in KINDS:
+        if kind == "mmd" and importlib.util.find_spec("torch") is None:
+            print("| mmd | - | - | - | - | needs the 'mmd' extra (torch), not installed | - |")
+            continue
+        t = time.perf_counter()
+        det, untested = fit_detector(kind, reference, COLUMNS, SETTINGS)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        alarms = 0
+        for i in range(0, len(stream), 500):
+            got = det.test(stream.iloc[i:i + 500])
+            alarms += len(got.get("detections") or []) if det.online else int(got["is_drift"])
+        rps = len(stream) / (time.perf_counter() - t)
+        det.reset()
+        if det.online:
+            got = det.test(shifted)
+            verdict = str(got["detections"][0]["row"] + 1) if got["detections"] else "none"
+            false = f"{alarms} in {len(stream):,} rows (ERT {SETTINGS['ert']}: ~{len(stream) / SETTINGS['ert']:.0f})"
+        else:
+            verdict = ", ".join(f"w{w}: {_rows_to_verdict(det, shifted, w)}" for w in (100, 250, 500))
+            false = f"{alarms} of {len(stream) // 500} windows (p_val {SETTINGS['p_val']})"
+        cols = len(COLUMNS) - len(untested)
+        print(f"| {kind} | {cols} | {fit_s:.1f} | {rps:,.0f} | x{ratio(rps, score_rps):.2f} | {verdict} | {false} |")
+
+
+def _rows_to_verdict(det, shifted: pd.DataFrame, window: int) -> str:
+    for i in range(0, len(shifted) - window + 1, window):
+        if det.test(shifted.iloc[i:i + window])["is_drift"]:
+            return str(i + window)
+    return "none"
+
+
+def serving(tmp: Path, holdout: Path) -> Path:
+    from bench_common import free_port
+
+    from raymlops import Pipeline, load_model
+
+    base = [f"storage={tmp}/store", f"serving.port={free_port()}", f"sources.customers.path={tmp}/train.parquet", "training.tune.num_samples=1",
+            "serving.request_log=null", "serving.model=null", "serving.num_cpus=0.25", "monitoring.alerts=[]",
+            "serving.batching.max_batch_size=64", "serving.batching.batch_wait_timeout_s=0"]
+    pipe = Pipeline.from_yaml(CONFIG, overrides=base)
+    run_dir = pipe.train(progress=False).run_dir
+    urls = {}
+    for app, extra in {"monitoring off": ["monitoring=null"], "monitoring on": []}.items():
+        name = app.replace(" ", "-")
+        p = Pipeline.from_yaml(CONFIG, overrides=[*base, *extra, f"serving.app_name={name}", f"serving.route_prefix=/{name}"])
+        url = p.serve(run_dir)
+        wait_healthy(f"{url}/health")
+        urls[app] = f"{url}/predict"
+    columns = load_model(run_dir).schema.names
+    print("\n## Serving throughput, monitoring on vs off (same run; goal: on >= x0.95 of off)")
+    print("| scenario | off req/s, p50 | on req/s, p50 | on / off |")
+    print("|---|---|---|---|")
+    for sc in SCENARIOS:
+        got = asyncio.run(run_scenario(sc, urls, payloads(holdout, columns, sc.rows)))
+        off, on = got["monitoring off"], got["monitoring on"]
+        print(f"| {sc.name} | {off.rps:.1f}, {off.ms(50):.1f} ms | {on.rps:.1f}, {on.ms(50):.1f} ms "
+              f"| x{ratio(on.rps, off.rps):.2f} |", flush=True)
+    import httpx
+
+    d = httpx.get(urls["monitoring on"].replace("/predict", "/drift"), timeout=30).json()
+    print(f"monitor saw {d['rows_seen']:,} rows, {d['windows_tested']} windows tested")
+    return run_dir
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-serve", action="store_true", help="only the in-process detector figures")
+    args = parser.parse_args()
+    import ray
+    from ray import serve
+
+    from raymlops.data.demo import write_demo_data
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="monitor_bench_") as tmp_name:
+        tmp = Path(tmp_name)
+        paths = write_demo_data(tmp, rows=20000)
+        data = {k: pd.read_parquet(paths[k]) for k in ("train", "shifted")}
+        try:
+            run_dir = None
+            if not args.skip_serve:
+                run_dir = serving(tmp, paths["holdout"])
+            else:
+                from raymlops import Pipeline
+
+                run_dir = Pipeline.from_yaml(CONFIG, overrides=[f"storage={tmp}/store", "training.tune.num_samples=1",
+                                                                f"sources.customers.path={tmp}/train.parquet"]
+                                             ).train(progress=False).run_dir
+            detectors(data, run_dir)
+        finally:
+            if ray.is_initialized():
+                serve.shutdown()
+                ray.shutdown()
+    print(f"\n(total {time.perf_counter() - started:.0f} s; numpy {np.__version__})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
