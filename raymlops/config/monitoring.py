@@ -95,6 +95,8 @@ class RetrainConfig(Strict):
         "shadow", description="How the challenger meets traffic: the serving section's shadow or canary that "
                               "follows models:/NAME@challenger.")
     observe_s: float = Field(60, ge=0, description="Time the challenger is shadowed/canaried before the gate.")
+    timeout_s: float = Field(7200, gt=0, description="A retrain job still running after this is stopped and "
+                                                      "recorded as failed (the next trigger may start another).")
     address: str | None = Field(None, description="Ray Jobs address; default the cluster the monitor runs on.")
 
 

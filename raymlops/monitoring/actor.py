@@ -31,17 +31,37 @@ def _atomic_pickle(path: Path, obj: Any) -> None:
 
 
 def read_history(state_dir: str | os.PathLike, last: int | None = None) -> list[dict]:
-    """Results recorded under ``state_dir`` (oldest first); a torn last line is skipped."""
+    """Entries recorded under ``state_dir`` (oldest first); a torn line is skipped, and a result recorded
+    twice (a crash between its history line and the checkpoint, then the window tested again) counts once."""
     path = Path(state_dir) / HISTORY
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text().splitlines():
+    out: dict = {}
+    for i, line in enumerate(path.read_text().splitlines()):
         try:
-            out.append(json.loads(line))
+            e = json.loads(line)
         except json.JSONDecodeError:
             continue
-    return out[-last:] if last else out
+        key = (e.get("kind"), e.get("model_version"), e.get("window")) if e.get("window") else i
+        out.pop(key, None)
+        out[key] = e
+    entries = list(out.values())
+    return entries[-last:] if last else entries
+
+
+def append_line(path: Path, entry: dict) -> None:
+    """Appends one JSON line durably; a torn last line (a crash mid-append) is cut off first, so it never
+    swallows the next entry."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                data = path.read_bytes()
+                f.truncate(data.rfind(b"\n") + 1)
+    with open(path, "a") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class _Window:
@@ -95,11 +115,14 @@ class VariantMonitor:
 
     def _load(self, run_dir: str, model_version: str) -> None:
         from raymlops.data.quality import DataProfile
-        from raymlops.monitoring.drift import DriftTester
+        from raymlops.monitoring.drift import DriftTester, has_detector
 
         d, q = self.spec.get("drift"), self.spec.get("quality")
         drift_dir = Path(run_dir) / "drift"
-        self.tester = DriftTester(drift_dir) if d and drift_dir.is_dir() else None
+        self.tester = DriftTester(drift_dir) if d and has_detector(drift_dir) else None
+        if d and self.tester is None:
+            log.warning("run %s has no drift detectors this version can load: drift is not monitored (retrain "
+                        "it to fit them)", run_dir)
         quality_file = Path(run_dir) / "quality.json"
         self.profile = DataProfile.load(quality_file) if q and quality_file.is_file() else None
         self.run_dir, self.model_version = run_dir, model_version
@@ -171,10 +194,7 @@ class VariantMonitor:
     def _record(self, entry: dict) -> None:
         entry = {"model_version": self.model_version, **entry}
         self.history.append(entry)
-        with open(self.state_dir / HISTORY, "a") as f:
-            f.write(json.dumps(entry, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.state_dir / HISTORY, entry)
         self._checkpoint()
 
     def _event(self, kind: str, message: str, subject: str | None, details: dict) -> None:
@@ -192,7 +212,8 @@ class VariantMonitor:
             log.warning("app monitor %s unreachable: %s", name, e)
 
     def _state(self) -> dict:
-        return {"model_version": self.model_version, "run_dir": self.run_dir, "rows_seen": self.rows_seen,
+        return {"started": self.spec.get("started"), "model_version": self.model_version, "run_dir": self.run_dir,
+                "rows_seen": self.rows_seen,
                 "windows_tested": self.windows_tested, "quality_windows": self.quality_windows,
                 "latest_drift": self.latest_drift, "latest_quality": self.latest_quality,
                 "drift_pending": self.drift_window.parts if self.drift_window else [],
@@ -214,13 +235,23 @@ class VariantMonitor:
                         log.warning("monitor checkpoint failed: %s", e)
 
     def _restore(self) -> bool:
+        """Resumes from the checkpoint: always after a restart of this deployment's actor (a swap made
+        since then included), and after a redeploy when the model is the same."""
         path = self.state_dir / CHECKPOINT
-        try:
-            state = pickle.loads(path.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
-            if path.exists():
-                log.warning("monitor checkpoint %s unreadable (%s); starting afresh", path, e)
+        if not path.exists():
             return False
+        try:
+            return self._apply(pickle.loads(path.read_bytes()))
+        except Exception as e:  # unreadable, or from another version of the code: keep it aside, start afresh
+            log.warning("monitor checkpoint %s unusable (%s: %s); starting afresh", path, type(e).__name__, e)
+            os.replace(path, path.with_name(f"{CHECKPOINT}.bad"))
+            self._load(self.spec["run_dir"], self.spec["model_version"])
+            return False
+
+    def _apply(self, state: dict) -> bool:
+        restart = state.get("started") is not None and state.get("started") == self.spec.get("started")
+        if restart and state["model_version"] != self.model_version and Path(state["run_dir"]).is_dir():
+            self._load(state["run_dir"], state["model_version"])  # the model swapped before the restart
         if state["model_version"] != self.model_version:
             return False
         self.rows_seen, self.windows_tested = state["rows_seen"], state["windows_tested"]
@@ -307,6 +338,7 @@ def start_monitor(spec: dict, wait: bool = True):
 
     name = actor_name(spec["app"], spec["variant"])
     _kill(name, spec["namespace"])
+    spec = {**spec, "started": time.time()}  # tells a restart of this actor from a new deployment
     cls = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=-1)(VariantMonitor)
     handle = cls.options(name=name, namespace=spec["namespace"], lifetime="detached").remote(spec)
     if wait:

@@ -16,13 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from raymlops.monitoring.actor import _kill, read_history
+from raymlops.monitoring.actor import _kill, append_line, read_history
 
 log = logging.getLogger("raymlops.monitoring")
 
 EVENTS = "history.jsonl"  # every event, as received
 STATE = "state.json"
 TICK_S = 1.0
+STATUS_ERRORS = 30  # consecutive failed job-status reads before a retrain is failed
 
 
 def _call(spec: dict):
@@ -73,7 +74,7 @@ class AppMonitor:
         self.recent: deque = deque(read_history(self.dir, 200), maxlen=200)
         self.state = self._read_state()
         self.performance: dict | None = None
-        self._reported: set[tuple] = {tuple(k) for k in self.state.get("reported", [])}
+        self._reported: dict[tuple, float] = {tuple(k): t for k, t in self.state.get("reported", [])}
         self._next_perf = 0.0
         threading.Thread(target=self._loop, daemon=True, name="app-monitor").start()
 
@@ -84,7 +85,7 @@ class AppMonitor:
             return {"canary_offset": 0, "retrains": [], "reported": []}
 
     def _save_state(self) -> None:
-        self.state["reported"] = sorted(self._reported)[-1000:]
+        self.state["reported"] = sorted(([list(k), t] for k, t in self._reported.items()), key=lambda kt: kt[1])[-1000:]
         _write_json(self.dir / STATE, self.state)
 
     # ------------------------------------------------------------------ events
@@ -92,8 +93,7 @@ class AppMonitor:
     def event(self, event: dict) -> None:
         """Records an event, alerts on it, and starts a retrain when the policy says so."""
         with self._lock:
-            with open(self.dir / EVENTS, "a") as f:
-                f.write(json.dumps(event, default=str) + "\n")
+            append_line(self.dir / EVENTS, event)
             self.recent.append(event)
         self.alerts.emit(event)
         r = self.spec.get("retrain")
@@ -104,6 +104,8 @@ class AppMonitor:
         path = self.spec.get("canary_events")
         if not path or not os.path.isfile(path):
             return
+        if self.state.get("canary_offset", 0) > os.path.getsize(path):  # the file was recreated
+            self.state["canary_offset"] = 0
         with open(path) as f:
             f.seek(self.state.get("canary_offset", 0))
             lines = f.readlines()
@@ -146,7 +148,9 @@ class AppMonitor:
             key = (w["variant"], w["start_ts"])
             if key in self._reported:
                 continue
-            self._reported.add(key)
+            self._reported[key] = time.time()
+            with self._lock:
+                self._save_state()  # before the event: a restart never reports this window again
             self.event({"type": "performance", "app": self.spec["app"], "variant": w["variant"],
                         "subject": p["metric"], "severity": "critical",
                         "message": f"{p['metric']} {w['value']:.4f} below the floor {p['floor']} over {w['rows']} "
@@ -163,12 +167,13 @@ class AppMonitor:
                 return
             if runs and time.time() - runs[-1]["started"] < r["min_interval_s"]:
                 return
-            record = {"id": f"retrain-{int(time.time())}", "trigger": {k: event.get(k) for k in ("type", "variant", "subject", "message")},
+            trigger = {k: event.get(k) for k in ("type", "variant", "subject", "message")}
+            record = {"id": f"raymlops-retrain-{self.spec['app']}-{int(time.time())}", "trigger": trigger,
                       "started": time.time(), "status": "submitted", "steps": []}
             runs.append(record)
             self._step(record, "triggered", event["message"])
-        try:
-            record["job_id"] = _call(r["submit"])(*r["submit"].get("args", ()))
+        try:  # the job id is the record's id, saved before submitting: a restart in between finds the job
+            record["job_id"] = _call(r["submit"])(*r["submit"].get("args", ()), record["id"])
             self._step(record, "job_submitted", record["job_id"])
         except Exception as e:
             self._fail(record, f"submit failed: {type(e).__name__}: {e}")
@@ -193,22 +198,35 @@ class AppMonitor:
         if not r or not runs or runs[-1]["status"] not in ("submitted", "running", "observing"):
             return
         record = runs[-1]
-        if record["status"] in ("submitted", "running") and record.get("job_id"):
-            status, info = self._job_status(record["job_id"], r.get("address"))
+        if record["status"] in ("submitted", "running"):
+            try:
+                status, info = self._job_status(record["id"], r.get("address"))
+                record.pop("status_errors", None)
+            except Exception as e:  # the job is unknown (never submitted, or the cluster restarted)
+                record["status_errors"] = record.get("status_errors", 0) + 1
+                if record["status_errors"] >= STATUS_ERRORS:
+                    self._fail(record, f"job {record['id']} status unavailable: {type(e).__name__}: {e}")
+                return
+            if status in ("PENDING", "RUNNING") and time.time() - record["started"] > r["timeout_s"]:
+                self._stop_job(record["id"], r.get("address"))
+                return self._fail(record, f"job {record['id']} still {status} after {r['timeout_s']:g} s: stopped")
             if status in ("PENDING", "RUNNING"):
                 if record["status"] != "running" and status == "RUNNING":
                     record["status"] = "running"
                     self._step(record, "job_running")
                 return
             if status != "SUCCEEDED":
-                return self._fail(record, f"job {record['job_id']} {status}: {info}")
-            record["status"], record["observe_until"] = "observing", time.time() + r["observe_s"]
+                return self._fail(record, f"job {record['id']} {status}: {info}")
+            version = _challenger_version(info)
+            if version is None:
+                return self._fail(record, f"job {record['id']} succeeded but printed no 'challenger:' line")
+            record.update(status="observing", observe_until=time.time() + r["observe_s"], version=version)
             self._step(record, "challenger_registered", info)
             self._step(record, f"challenger_{r['deploy']}", f"observing for {r['observe_s']:g} s")
             return
         if record["status"] == "observing" and time.time() >= record["observe_until"]:
             try:
-                outcome = _call(r["promote"])(*r["promote"].get("args", ()))
+                outcome = _call(r["promote"])(*r["promote"].get("args", ()), record["version"])
             except Exception as e:
                 return self._fail(record, f"gate failed: {type(e).__name__}: {e}")
             record["status"] = "promoted" if outcome["promoted"] else "kept"
@@ -219,13 +237,22 @@ class AppMonitor:
     def _job_status(job_id: str, address: str | None) -> tuple[str, str]:
         from ray.job_submission import JobSubmissionClient
 
-        client = JobSubmissionClient(address)
+        client = JobSubmissionClient(address or "auto")
         info = client.get_job_info(job_id)
         detail = info.message or ""
         if info.status.value == "SUCCEEDED":
             tail = [ln for ln in client.get_job_logs(job_id).splitlines() if ln.startswith("challenger:")]
             detail = tail[-1].removeprefix("challenger:").strip() if tail else detail
         return info.status.value, detail
+
+    @staticmethod
+    def _stop_job(job_id: str, address: str | None) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        try:
+            JobSubmissionClient(address or "auto").stop_job(job_id)
+        except Exception as e:
+            log.warning("could not stop retrain job %s: %s", job_id, e)
 
     # ------------------------------------------------------------------ loop and reads
 
@@ -258,6 +285,14 @@ class AppMonitor:
 
     def flush_alerts(self, timeout: float = 10.0) -> bool:
         return self.alerts.flush(timeout)
+
+
+def _challenger_version(line: str) -> int | None:
+    """The version in the retrain job's 'challenger: models:/NAME/VERSION (...)' line."""
+    import re
+
+    m = re.match(r"models:/[^/\s]+/(\d+)", line or "")
+    return int(m.group(1)) if m else None
 
 
 def app_monitor_name(app: str) -> str:

@@ -52,6 +52,12 @@ def fit_prediction(outputs: pd.Series, drift: dict, out_dir: str | os.PathLike) 
     return kind
 
 
+def has_detector(drift_dir: str | os.PathLike) -> bool:
+    """Whether ``drift_dir`` holds detectors this version can load (runs trained before the detector
+    interface have none)."""
+    return (Path(drift_dir) / INPUTS_DIR / "detector.json").is_file()
+
+
 class DriftTester:
     """A run's loaded detectors: ``test`` takes rows of inputs (plus ``__prediction__`` when the run has a
     prediction detector) and returns one result."""

@@ -24,27 +24,29 @@ def write_config(cfg: PipelineConfig, path: Path) -> Path:
     return path
 
 
-def submit_retrain(config_path: str, cwd: str, address: str | None) -> str:
-    """Submits `raymlops retrain CONFIG` as a Ray job (run in ``cwd``, where the config's relative paths
-    point); returns the job id."""
+def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str) -> str:
+    """Submits `raymlops retrain CONFIG` as Ray job ``job_id`` (run in ``cwd``, where the config's relative
+    paths point); returns the job id."""
     from ray.job_submission import JobSubmissionClient
 
     cmd = f"cd {shlex.quote(cwd)} && {shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)}"
-    return JobSubmissionClient(address or "auto").submit_job(entrypoint=cmd)
+    return JobSubmissionClient(address or "auto").submit_job(entrypoint=cmd, submission_id=job_id)
 
 
-def promote_challenger(config_path: str) -> dict:
-    """Moves the promotion alias (champion) to the challenger when the challenger passed its gate, judged
-    when it was trained against the then champion on the same holdout; returns {promoted, version, reason}."""
+def promote_challenger(config_path: str, version: int) -> dict:
+    """Moves the promotion alias (champion) to ``version``, the retrain's challenger, when it still holds
+    @challenger and passed its gate (judged when it was trained, against the then champion on the same
+    holdout); returns {promoted, version, reason}."""
     from raymlops.registry import ModelRegistry, tracking_uri
     from raymlops.registry.tracking import TAG
 
     cfg = PipelineConfig.model_validate(yaml.safe_load(Path(config_path).read_text()))
     reg = ModelRegistry(tracking_uri(cfg.registry, cfg.storage))
     name, alias = cfg.model_name, cfg.registry.promotion.alias
-    version = reg.alias_version(name, CHALLENGER)
-    if version is None:
-        return {"promoted": False, "version": None, "reason": f"{name} has no @{CHALLENGER}"}
+    holder = reg.alias_version(name, CHALLENGER)
+    if holder != version:
+        return {"promoted": False, "version": version,
+                "reason": f"@{CHALLENGER} is now version {holder}, not the retrained version {version}"}
     if reg.alias_version(name, alias) == version:
         return {"promoted": False, "version": version, "reason": f"version {version} already holds @{alias}"}
     tags = reg.version(name, version).tags

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -15,18 +16,26 @@ from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig
 from raymlops.errors import DataError, RaymlopsError
 
-READERS = {"parquet": pd.read_parquet, "csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=True)}
+FORMATS = ("parquet", "csv", "json")
 
 
-def read_batch(path: str, fmt: str | None = None) -> pd.DataFrame:
-    """A file (or Parquet directory) as pandas; the format from ``fmt`` or the name."""
-    fmt = fmt or next((f for f in READERS if str(path).endswith(f".{f}") or str(path).endswith(".jsonl")
-                       and f == "json"), "parquet" if os.path.isdir(path) else None)
+def read_batch(path: str, fmt: str | None = None, text_columns: list[str] = ()) -> pd.DataFrame:
+    """A file (or Parquet directory) as pandas; the format from ``fmt`` or the name. ``text_columns`` are
+    read as text from CSV/JSON (codes like '00123' stay strings)."""
+    name = str(path).removesuffix(".jsonl") + (".json" if str(path).endswith(".jsonl") else "")
+    fmt = fmt or next((f for f in FORMATS if name.endswith(f".{f}")), "parquet" if os.path.isdir(path) else None)
     if fmt is None:
         raise DataError(f"cannot tell the format of {path!r}; pass --format parquet|csv|json")
     if not os.path.exists(path):
         raise DataError(f"{path!r} does not exist")
-    return READERS[fmt](path)
+    try:
+        if fmt == "csv":
+            return pd.read_csv(path, dtype={c: "string" for c in text_columns})
+        if fmt == "json":
+            return pd.read_json(path, lines=True, dtype={c: "string" for c in text_columns})
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as e:  # pandas' and pyarrow's parse errors are ValueErrors
+        raise DataError(f"cannot read {path!r} as {fmt}: {type(e).__name__}: {e}") from e
 
 
 def _run_dir(cfg: PipelineConfig | None, run: str | None, storage: str | None) -> Path:
@@ -50,7 +59,9 @@ def check_batch(cfg: PipelineConfig | None, path: str, run: str | None = None, s
     options = None
     if cfg is not None and cfg.monitoring is not None and cfg.monitoring.data_quality is not None:
         options = cfg.monitoring.data_quality.model_dump()
-    return check(read_batch(path, fmt), DataProfile.load(run_dir / layout.QUALITY), options)
+    profile = DataProfile.load(run_dir / layout.QUALITY)
+    text = [c.name for c in profile.columns if c.type == "string"]
+    return check(read_batch(path, fmt, text), profile, options)
 
 
 def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out: str, storage: str | None = None,
@@ -58,7 +69,7 @@ def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out:
     """Tests a batch against a run's drift reference (its saved detectors; a Tabular detector fitted on the
     reference when the run has none) and writes the report (HTML + JSON, or JSON). Returns (doc, paths)."""
     from raymlops.artifacts.predictor import Predictor
-    from raymlops.monitoring.drift import PREDICTION, DriftTester
+    from raymlops.monitoring.drift import PREDICTION, DriftTester, has_detector
     from raymlops.monitoring.report import build_report, render_html, write_report
 
     run_dir = _run_dir(cfg, run, storage)
@@ -69,7 +80,7 @@ def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out:
     if missing:
         raise DataError(f"{current!r} lacks the model's input columns {missing}")
     drift_dir = run_dir / layout.DRIFT_DIR
-    if not drift_dir.is_dir():
+    if not has_detector(drift_dir):
         drift_dir = _fit_default(run_dir, reference, predictor.schema.columns, storage or (cfg.storage if cfg else None))
     tester = DriftTester(drift_dir)
     if tester.prediction is not None:
@@ -90,9 +101,15 @@ def _fit_default(run_dir: Path, reference: pd.DataFrame, columns: list, storage:
     from raymlops.config.monitoring import DriftConfig
     from raymlops.monitoring.drift import fit_inputs
 
+    from raymlops.monitoring.drift import has_detector
+
     where = layout.storage_root(storage) / "drift-reports" / run_dir.name
-    if not (where / "inputs").is_dir():
-        fit_inputs(reference, columns, DriftConfig().model_dump(), where)
+    if not has_detector(where):  # fitted aside, then renamed: a crash never leaves half a detector
+        tmp = where.with_name(f".{where.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        fit_inputs(reference, columns, DriftConfig().model_dump(), tmp)
+        shutil.rmtree(where, ignore_errors=True)
+        os.replace(tmp, where)
     return where
 
 

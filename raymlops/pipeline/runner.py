@@ -135,6 +135,14 @@ class Pipeline:
         self.say(f"serving at {url}/predict")
         return url
 
+    def stop(self) -> None:
+        """Deletes the Serve app and stops its traffic controller and monitor actors (state stays in storage)."""
+        from raymlops.monitoring import stop as stop_monitoring
+        from raymlops.serving import shutdown
+
+        shutdown(self.app_name, self.config.ray.namespace)
+        stop_monitoring(self.app_name, self.config.ray.namespace)
+
     def export_serve_config(self, path: str | os.PathLike, run: str | os.PathLike | None = None,
                             model: str | None = None) -> Path:
         """Writes a Serve config file deploying what `serve` would (`serve deploy PATH`). Drift actors

@@ -20,6 +20,7 @@ from raymlops.serving.api import unprocessable
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 0.5
+MAX_IN_FLIGHT = 16  # monitor batches a replica lets queue before it skips rows
 
 log = logging.getLogger("ray.serve")
 
@@ -75,6 +76,8 @@ class ModelServer:
             self._score_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
+        self._in_flight: list = []
+        self.monitor_dropped_rows = 0
         self._flusher = None
         self.swaps: list[dict] = []
         self.batch_sizes: list[int] = []  # recent batch sizes (requests), for tests and `stats`
@@ -113,9 +116,18 @@ class ModelServer:
 
     def _flush(self) -> None:
         if self._buffer and self.drift is not None:
+            import ray
+
             rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
             self._buffer, self._buffered = [], 0
-            self.drift.observe.remote(rows)  # fire-and-forget: never awaited on the request path
+            if self._in_flight:  # forget the batches the monitor has finished
+                _, self._in_flight = ray.wait(self._in_flight, num_returns=len(self._in_flight), timeout=0)
+            if len(self._in_flight) >= MAX_IN_FLIGHT:  # a slow monitor never backs up serving: skip, count
+                self.monitor_dropped_rows += len(rows)
+                log.warning("monitor %s is behind (%d batches queued): %d rows not monitored",
+                            self.variant, len(self._in_flight), len(rows))
+                return
+            self._in_flight.append(self.drift.observe.remote(rows))  # never awaited on the request path
 
     async def _flush_periodically(self) -> None:
         while True:

@@ -24,7 +24,6 @@ from raymlops.monitoring.actor import start_monitor
 from raymlops.monitoring.app_monitor import start_app_monitor
 from raymlops.pipeline.loop import promote_challenger
 from raymlops.pipeline.probe import _jsonable
-from raymlops.serving import shutdown
 from raymlops.serving.request_log import RequestLog
 from tests.integration.conftest import pipeline
 
@@ -91,18 +90,18 @@ def test_a_killed_monitor_resumes_with_its_history_and_loses_at_most_one_window(
     holdout = pd.read_parquet(demo_dir / "holdout.parquet")  # 1,000 rows: sent twice
     rows = _served(pd.concat([holdout, holdout], ignore_index=True), result.run_dir)
     handle = start_monitor(_monitor_spec(result.run_dir, tmp_path, "killed"))
-    for part in (rows.iloc[:400], rows.iloc[400:900], rows.iloc[900:1200]):
+    for part in (rows.iloc[:400], rows.iloc[400:1100], rows.iloc[1100:1250]):
         ray.get(handle.observe.remote(part))
     before = ray.get(handle.status.remote())
-    assert before["drift"]["windows_tested"] == 2 and before["drift"]["rows_pending"] == 200
-    time.sleep(1.0)  # a periodic checkpoint (0.3 s) has saved the 200 pending rows
+    assert before["drift"]["windows_tested"] == 2 and before["drift"]["rows_pending"] == 250
+    time.sleep(1.0)  # only the periodic checkpoint (0.3 s) saves the last 150 rows: they closed no window
     pid = ray.get(handle.pid.remote())
     os.kill(pid, signal.SIGKILL)
     after = _wait("the restarted monitor", lambda: _status_if_restarted(handle, pid))
     assert after["restored"] is True
-    assert after["drift"]["windows_tested"] == 2 and after["drift"]["rows_pending"] == 200
+    assert after["drift"]["windows_tested"] == 2 and after["drift"]["rows_pending"] == 250
     assert after["history"] == before["history"]  # every result, none twice
-    assert ray.get(handle.observe.remote(rows.iloc[1200:1500])) == 3  # the pending rows were kept: 200 + 300
+    assert ray.get(handle.observe.remote(rows.iloc[1250:1500])) == 3  # the pending rows were kept: 250 + 250
     kinds = [h["kind"] for h in ray.get(handle.status.remote())["history"]]
     assert kinds.count("drift") == 3 and kinds.count("data_quality") == 3
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
@@ -219,7 +218,7 @@ def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
     pipe.train(progress=False, register_as="challenger")  # the shadow needs a challenger to start with
     url = pipe.serve()
     yield pipe, url, data
-    shutdown("loop")
+    pipe.stop()
 
 
 def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop_app, demo_dir, receiver):
@@ -231,6 +230,17 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     for i in range(0, 1000, 50):  # ... and reaches the endpoint
         r = httpx.post(f"{url}/predict", json={"instances": rows[i:i + 50]}, timeout=60)
         assert r.status_code == 200, r.text
+
+    node = ray._private.worker.global_worker.node
+    metrics = f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
+
+    def gauges():  # Ray exports metrics every few seconds
+        lines = httpx.get(metrics, timeout=10).text.splitlines()
+        return [ln for ln in lines if ln.startswith("ray_raymlops_drift_score{") and 'app="loop"' in ln] or None
+
+    scores = _wait("the drift gauges", gauges, timeout=60, every=2)
+    assert any('feature="monthly_charges"' in ln and 'variant="default"' in ln for ln in scores), scores
+    assert any('feature="__prediction__"' in ln for ln in scores), scores
 
     def finished():
         retrains = httpx.get(f"{url}/monitoring", timeout=30).json()["app"]["retrains"]
@@ -256,6 +266,10 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     served = _wait("both variants to swap to the new version",
                    lambda: (v := httpx.get(f"{url}/health").json()["variants"])["default"] == new_run and v, timeout=30)
     assert served["challenger"] == new_run and before["default"] != new_run
+    from raymlops.pipeline.monitor import format_monitor_status, monitor_status
+
+    shown = format_monitor_status(monitor_status(pipe.config, pipe.app_name))
+    assert "(promoted): triggered -> job_submitted" in shown and "[drift] default" in shown, shown
     receiver_steps = [b["details"]["step"] for b in receiver.of("retrain")]
     assert receiver_steps[-1] == "promoted"
     # The champion and the shadowed challenger each have a monitor: one drift alert each inside the cooldown.
@@ -272,3 +286,29 @@ def pipe_config_path(pipe) -> Path:
     from raymlops.pipeline.serve import monitoring_dir
 
     return monitoring_dir(pipe.config, pipe.app_name) / "pipeline.yaml"
+
+
+def test_check_and_drift_report_on_batches_without_serving(quickstart, demo_dir, storage, tmp_path, capsys):
+    from raymlops.cli import main
+    from tests.conftest import ROOT
+
+    pipe, result = quickstart
+    base = ["--set", f"storage={storage}", "--set", f"sources.customers.path={demo_dir}/train.parquet"]
+    config = str(ROOT / "configs" / "quickstart.yaml")
+    assert main(["check", config, *base, "--input", str(demo_dir / "holdout.parquet")]) == 0
+    assert "data quality: OK" in capsys.readouterr().out
+    broken = pd.read_parquet(demo_dir / "holdout.parquet").drop(columns=["age"])
+    broken.loc[:300, "usage_gb"] = None
+    broken.loc[:100, "plan"] = "platinum"
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    assert main(["check", config, *base, "--input", str(tmp_path / "broken.csv")]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "age" in out and "usage_gb" in out and "platinum" in out, out
+    for batch, drifted in (("holdout", False), ("shifted", True)):
+        out_file = tmp_path / f"{batch}.html"
+        assert main(["drift", "report", "--run", str(result.run_dir), "--current",
+                     str(demo_dir / f"{batch}.parquet"), "--out", str(out_file)]) == 0
+        doc = json.loads(out_file.with_suffix(".json").read_text())
+        assert doc["verdict"]["is_drift"] is drifted, doc["verdict"]
+        assert out_file.read_text().count("<img") == doc["verdict"]["n_features"] == 11  # 10 inputs + output
+    assert {"monthly_charges", "tenure_months", "__prediction__"} <= set(doc["verdict"]["drifted"])

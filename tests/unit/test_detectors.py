@@ -118,3 +118,12 @@ def test_mmd_needs_the_torch_extra_or_tests_all_features_at_once(demo):
     detector, _ = fit_detector("mmd", reference, numeric, SETTINGS)
     assert detector.test(shifted)["is_drift"] is True
     assert detector.test(held_out)["is_drift"] is False
+
+
+def test_fet_online_catches_a_falling_share_too():
+    rng = np.random.default_rng(2)
+    columns = [Column("a", "number"), Column("c", "boolean")]
+    detector, _ = fit_detector("fet_online", _stream(rng, 1000), columns, SETTINGS)
+    falling = _stream(rng, 1000).assign(c=lambda d: rng.random(len(d)) < 0.05)  # 30% -> 5% True
+    got = detector.test(falling)
+    assert got["is_drift"] and "c" in got["detections"][0]["features"], got["detections"][:1]

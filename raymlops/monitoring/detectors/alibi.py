@@ -135,9 +135,13 @@ class _Online(_Pickled):
         beta = 1 - (1 - 1 / settings["ert"]) ** (1 / n_features)
         return max(settings["n_bootstraps"], int(np.ceil(4 / beta)))
 
+    def _columns(self) -> list[str]:
+        """The feature name of each matrix column."""
+        return self.encoder.names
+
     def test(self, window: pd.DataFrame) -> dict[str, Any]:
         x = self._matrix(window)
-        names = self.encoder.names
+        names = self._columns()
         stat_max = np.full(len(names), -np.inf)
         flagged: set[str] = set()
         detections: list[dict] = []
@@ -149,14 +153,21 @@ class _Online(_Pickled):
             if stats is not None:
                 stat_max = np.fmax(stat_max, stats)
             if data["is_drift"]:
-                hit = [n for j, n in enumerate(names) if stats is not None and stats[j] > threshold[min(j, len(threshold) - 1)]]
+                # FET breaks ties at the threshold at random (discrete statistics): ties count.
+                over = [] if stats is None else [j for j in range(len(names))
+                                                  if stats[j] >= threshold[min(j, len(threshold) - 1)]]
+                hit = sorted({names[j] for j in over})
                 flagged.update(hit)
                 detections.append({"row": i, "run_length": int(data["time"]), "features": hit})
                 self.impl.reset_state()
         self._trim()
         thr = None if threshold is None else float(threshold.max())
-        features = {n: {"test": self.test_name, "statistic": float(stat_max[j]) if np.isfinite(stat_max[j]) else None,
-                        "p_value": None, "threshold": thr, "is_drift": n in flagged} for j, n in enumerate(names)}
+        best: dict[str, float] = {}
+        for j, n in enumerate(names):  # a feature may span several columns (FET: both directions)
+            if np.isfinite(stat_max[j]):
+                best[n] = max(best.get(n, -np.inf), float(stat_max[j]))
+        features = {n: {"test": self.test_name, "statistic": best.get(n), "p_value": None, "threshold": thr,
+                        "is_drift": n in flagged} for n in self.encoder.names}
         return {"is_drift": bool(detections), "threshold": thr, "features": features, "detections": detections,
                 "run_length": int(self.impl.t), "ert": self.settings["ert"]}
 
@@ -164,6 +175,7 @@ class _Online(_Pickled):
         """alibi-detect appends every statistic to its state; keep only the last (memory stays flat)."""
         self.impl.test_stats = self.impl.test_stats[-1:]
         self.impl.drift_preds = self.impl.drift_preds[-1:]
+        self.impl.xs = self.impl.xs[-max(self.impl.window_sizes):]  # only the latest window is read
 
     def get_state(self) -> Any:
         return {k: getattr(self.impl, k) for k in self.impl.online_state_keys}
@@ -191,20 +203,28 @@ class CVMOnline(_Online):
 
 
 class FETOnline(_Online):
-    """Every feature as a binary stream (numeric: above the reference median; categorical: the mode)."""
+    """Every feature as a binary stream (numeric: above the reference median; categorical: the mode), tested
+    in both directions (the stream and its complement: alibi-detect's FET tests for a rising share)."""
 
     kind, test_name = "fet_online", "fet"
 
+    @staticmethod
+    def _both(b: np.ndarray) -> np.ndarray:
+        return np.hstack([b, 1 - b])
+
     def _matrix(self, df):
-        return self.encoder.binarize(df)
+        return self._both(self.encoder.binarize(df))
+
+    def _columns(self) -> list[str]:
+        return self.encoder.names * 2
 
     @classmethod
     def fit(cls, reference, encoder, settings):
         numba_cache()
         from alibi_detect.cd import FETDriftOnline
 
-        settings = {**settings, "n_bootstraps": cls._bootstraps(settings, len(encoder.columns))}
-        impl = FETDriftOnline(encoder.binarize(reference), ert=settings["ert"], window_sizes=[settings["online_window"]],
+        settings = {**settings, "n_bootstraps": cls._bootstraps(settings, 2 * len(encoder.columns))}
+        impl = FETDriftOnline(cls._both(encoder.binarize(reference)), ert=settings["ert"], window_sizes=[settings["online_window"]],
                               n_bootstraps=settings["n_bootstraps"], verbose=False)
         return cls(encoder, settings, impl)
 
