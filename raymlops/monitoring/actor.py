@@ -15,19 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from raymlops.data.files import atomic_write
+
 log = logging.getLogger("raymlops.monitoring")
 
 CHECKPOINT = "checkpoint.pkl"
 HISTORY = "history.jsonl"
-
-
-def _atomic_pickle(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_history(state_dir: str | os.PathLike, last: int | None = None) -> list[dict]:
@@ -221,7 +214,8 @@ class VariantMonitor:
                 "detector": self.tester.get_state() if self.tester else None, "saved_at": time.time()}
 
     def _checkpoint(self) -> None:
-        _atomic_pickle(self.state_dir / CHECKPOINT, self._state())
+        atomic_write(self.state_dir / CHECKPOINT, pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL),
+                     durable=True)
         self._dirty = False
 
     def _checkpoint_loop(self) -> None:

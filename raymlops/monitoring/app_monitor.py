@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from raymlops.data.files import atomic_write
 from raymlops.monitoring.actor import _kill, append_line, read_history
 
 log = logging.getLogger("raymlops.monitoring")
@@ -29,15 +30,6 @@ STATUS_ERRORS = 30  # consecutive failed job-status reads before a retrain is fa
 def _call(spec: dict):
     module, name = spec["call"].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_table(spec: dict) -> pd.DataFrame:
@@ -86,7 +78,7 @@ class AppMonitor:
 
     def _save_state(self) -> None:
         self.state["reported"] = sorted(([list(k), t] for k, t in self._reported.items()), key=lambda kt: kt[1])[-1000:]
-        _write_json(self.dir / STATE, self.state)
+        atomic_write(self.dir / STATE, json.dumps(self.state, default=str).encode(), durable=True)
 
     # ------------------------------------------------------------------ events
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import html
-import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from raymlops.artifacts.plots import png_figure
+from raymlops.data.files import atomic_write
 from raymlops.data.stats import is_missing
 
 _LABELS = {"__prediction__": "model output"}  # the prediction monitored as a feature
@@ -114,9 +113,9 @@ def write_report(doc: dict, html_text: str | None, out: str | os.PathLike) -> li
         raise ValueError(f"report path must end with .html or .json (.html needs html_text), got {str(out)!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(_safe(doc), indent=2, allow_nan=False).encode("utf-8")
-    written = [_atomic_write(out.with_suffix(".json"), data)]
+    written = [atomic_write(out.with_suffix(".json"), data)]
     if suffix == ".html":
-        written.insert(0, _atomic_write(out, html_text.encode("utf-8")))
+        written.insert(0, atomic_write(out, html_text.encode("utf-8")))
     return written
 
 
@@ -214,22 +213,8 @@ def _plain(text, width=30):
     return (text[:width - 1] + "…" if len(text) > width else text).replace("$", r"\$")
 
 
-@contextlib.contextmanager
 def _figure(title, xlabel, ylabel, height=3.2):
-    # Object-oriented Figure (Agg): no pyplot global state, nothing to close.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, height), dpi=_DPI)
-    ax = fig.add_subplot()
-    ax.set_title(_plain(title, 60), fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    buf = io.BytesIO()
-    yield ax, buf
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=_DPI)
+    return png_figure(_plain(title, 60), xlabel, ylabel, (5.5, height), _DPI)
 
 
 def _edges(pooled):
@@ -283,17 +268,3 @@ def _categorical_plot(ref, cur, title):
         ax.set_yticks(y, labels=[_plain(c, 25) for c in both.index], fontsize=7)
         ax.invert_yaxis()
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path

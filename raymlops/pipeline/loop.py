@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from raymlops.config import PipelineConfig
+from raymlops.data.files import atomic_write
 
 CHALLENGER = "challenger"
 
@@ -18,10 +19,7 @@ CHALLENGER = "challenger"
 def write_config(cfg: PipelineConfig, path: Path) -> Path:
     """The resolved config (environment interpolated, overrides applied), as the retrain job reads it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(by_alias=True)), sort_keys=False))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, yaml.safe_dump(json.loads(cfg.model_dump_json(by_alias=True)), sort_keys=False).encode())
 
 
 def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str) -> str:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
-import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from raymlops.artifacts.plots import png_figure
+from raymlops.data.files import atomic_write
 
 _MAX_POINTS = 5000  # scatter plots subsample to this many rows (seeded)
 _TOP_FEATURES = 20
@@ -73,9 +72,9 @@ def write_report(out_dir, *, title: str, task: str, y_true, scores: dict[str, np
         pngs["feature_importance.png"] = _importance_plot(importance)
     written = {}
     for name, data in pngs.items():
-        written[name] = _atomic_write(out / name, data)
+        written[name] = atomic_write(out / name, data)
     page = _html(title, details or {}, metrics, list(scores), pngs, notes, bool(importance))
-    written["report.html"] = _atomic_write(out / "report.html", page.encode("utf-8"))
+    written["report.html"] = atomic_write(out / "report.html", page.encode("utf-8"))
     return written
 
 
@@ -142,23 +141,8 @@ def _subsample(n):
 
 # ---------------------------------------------------------------- plots
 
-@contextlib.contextmanager
 def _figure(xlabel, ylabel, title):
-    # The object-oriented Figure API draws with Agg without touching pyplot's global backend or
-    # figure registry (safe in worker processes and notebooks; nothing to close).
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
-    ax = fig.add_subplot()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    buf = io.BytesIO()
-    yield ax, buf
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=_DPI)
+    return png_figure(title, xlabel, ylabel, _FIGSIZE, _DPI)
 
 
 def _binary_plots(clean, names, notes):
@@ -344,17 +328,3 @@ def _html(title, details, metrics, labels, pngs, notes, has_importance):
                      f"<figcaption>{esc(_CAPTIONS.get(name, name))}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
