@@ -292,19 +292,22 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, pre
     })
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():
-        _fit_prediction_drift(writer, drift.model_dump())
+        _fit_prediction_drift(writer, drift.model_dump(), prep_dir)
     # Nulls kept: an explicit null (e.g. tune.seed) must not come back as the default in `reproduce`.
     writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     return metrics
 
 
-def _fit_prediction_drift(writer: layout.RunWriter, drift: dict) -> None:
-    """Fits the prediction-drift detector on the model's outputs over the reference sample: P(positive) for
-    binary, the class for multiclass, the value for regression."""
+def _fit_prediction_drift(writer: layout.RunWriter, drift: dict, prep_dir: Path) -> None:
+    """Fits the prediction-drift detector on the model's outputs over a sample of the validation split (rows
+    the model never trained on: its outputs on training rows are more confident than on any new data):
+    P(positive) for binary, the class for multiclass, the value for regression."""
     from raymlops.artifacts.predictor import Predictor
 
     predictor = Predictor(writer.dir)
-    reference = pd.read_parquet(writer.path(layout.REFERENCE))
+    files = sorted((prep_dir / "valid_raw").glob("*.parquet"))
+    valid = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    reference = valid.sample(n=min(len(valid), drift["reference_size"]), random_state=0)
     preds, proba = predictor.predict_with_proba(reference)
     outputs = pd.Series(proba if predictor.task == "binary" else preds)
     fit_prediction(outputs, drift, writer.path(layout.DRIFT_DIR))

@@ -201,21 +201,24 @@ def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickst
 
 @pytest.fixture
 def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
-    """App 'loop': champion variant + challenger shadow (both follow registry aliases), drift-triggered
-    retraining; trained on a source directory the test later adds the shifted month to."""
+    """App 'loop': champion variant + challenger shadow (both follow registry aliases of 'churn-loop'),
+    drift-triggered retraining from a source directory the test later adds the shifted month to."""
+    registry = ["registry.model_name=churn-loop", "registry.promotion.beat_champion_by=null"]
+    # The quickstart's own config and data: every step is cached, only the registrations are new.
+    trainer = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2",
+                       "monitoring.drift.p_val=0.01", *registry)
+    first = trainer.train(progress=False)
+    assert first.model["version"] == 1 and first.steps["train"]["cached"], (first.model, first.steps)
+    trainer.train(progress=False, register_as="challenger")  # the shadow needs a challenger to start with
     data = tmp_path / "customers"
     data.mkdir()
     shutil.copy(demo_dir / "train.parquet", data / "part-0.parquet")
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, f"sources.customers.path={data}",
-                    "registry.model_name=churn-loop", "registry.promotion.beat_champion_by=null",
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, f"sources.customers.path={data}", *registry,
                     "training.tune.num_samples=1", "serving.app_name=loop", "serving.route_prefix=/loop",
                     "serving.model=models:/churn-loop@champion", "serving.reload_seconds=1", "serving.num_cpus=0",
                     'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
                     f'monitoring.alerts=[{{"type": "webhook", "url": "{receiver.url}", "cooldown_s": 300}}]',
                     'monitoring.retrain={"on": ["drift"], "min_interval_s": 3600, "deploy": "shadow", "observe_s": 2}')
-    first = pipe.train(progress=False)
-    assert first.model["version"] == 1, first.model  # a registered model of its own
-    pipe.train(progress=False, register_as="challenger")  # the shadow needs a challenger to start with
     url = pipe.serve()
     yield pipe, url, data
     pipe.stop()
@@ -277,7 +280,7 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     # The gate decides: a challenger whose gate failed is never promoted.
     reg.tag_version("churn-loop", version, {"raymlops.gate.passed": "false"})
     reg.set_alias("churn-loop", "champion", 1, reason="test: back to version 1")
-    refused = promote_challenger(str(pipe_config_path(pipe)))
+    refused = promote_challenger(str(pipe_config_path(pipe)), version)
     assert refused["promoted"] is False and refused["reason"].startswith("gate failed")
     assert reg.alias_version("churn-loop", "champion") == 1
 

@@ -109,10 +109,11 @@ def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_di
         assert post(url, {"instances": [rows[i] for i in chunk]}).status_code == 200
     d = _wait_windows(url, base + 1)
     assert d["is_drift"] is False, d
-    assert d["rows_seen"] >= 500 and set(d["features"]) == set(model.schema.names)
+    assert d["rows_seen"] >= 500 and set(d["features"]) == {*model.schema.names, "__prediction__"}
+    assert d["prediction_drift"] is False
     assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 500, model)}).status_code == 200
     d = _wait_windows(url, base + 2)
-    assert d["is_drift"] is True
+    assert d["is_drift"] is True and d["prediction_drift"] is True  # the shifted month also scores higher
     drifted = {f for f, v in d["features"].items() if v["is_drift"]}
     assert {"monthly_charges", "tenure_months", "support_calls"} <= drifted, d["features"]
     assert d["features"]["plan"]["test"] == "chi2" and d["features"]["tenure_months"]["test"] == "ks"

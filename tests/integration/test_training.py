@@ -15,7 +15,8 @@ def test_quickstart_run_has_every_artifact(quickstart, storage):
     _, result = quickstart
     d = result.run_dir
     for name in ("config.yaml", "meta.json", "metrics.json", "schema.json", "preprocessing.json", "model.ubj",
-                 "reference.parquet", "drift/encoder.json"):
+                 "reference.parquet", "quality.json", "drift/inputs/detector.json",
+                 "drift/prediction/detector.json"):
         assert (d / name).exists(), name
     assert not [p for p in d.parent.iterdir() if p.name.endswith(".partial")]
     metrics = json.loads((d / "metrics.json").read_text())
