@@ -98,12 +98,30 @@ def _wait_windows(url, n, timeout=60):
     raise AssertionError(f"drift actor tested {d['windows_tested']} windows, expected {n}: {d}")
 
 
+def _rows_seen(url, n, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = httpx.get(f"{url}/drift").json()
+        if d["rows_seen"] >= n:
+            return d
+        time.sleep(0.2)
+    raise AssertionError(f"the monitor saw {d['rows_seen']} rows, expected {n}")
+
+
 def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_dir):
     url, result = endpoint
     model = load_model(result.run_dir)
     start = httpx.get(f"{url}/drift").json()
     assert start["enabled"] and start["window"] == 500
-    base = start["windows_tested"]
+    # Earlier traffic (and a redeploy of the same model resumes its monitor's pending rows) leaves a partial
+    # window: make one of shifted rows, then close it, so the windows below hold only this test's rows.
+    assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 123, model)}).status_code == 200
+    d = _rows_seen(url, start["rows_seen"] + 123)
+    base = d["windows_tested"]
+    if d["rows_pending"]:
+        assert post(url, {"instances": rows_of(demo_dir / "holdout.parquet", 500 - d["rows_pending"], model)}
+                    ).status_code == 200
+        base = _wait_windows(url, base + 1)["windows_tested"]
     for chunk in np.array_split(np.arange(500), 5):  # several requests make one window
         rows = rows_of(demo_dir / "holdout.parquet", 500, model)
         assert post(url, {"instances": [rows[i] for i in chunk]}).status_code == 200
