@@ -126,6 +126,7 @@ def serving(tmp: Path, holdout: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-serve", action="store_true", help="only the in-process detector figures")
+    parser.add_argument("--run", help="with --skip-serve: a quickstart run directory for the scoring baseline")
     args = parser.parse_args()
     import ray
     from ray import serve
@@ -141,6 +142,8 @@ def main() -> int:
             run_dir = None
             if not args.skip_serve:
                 run_dir = serving(tmp, paths["holdout"])
+            elif args.run:
+                run_dir = Path(args.run)
             else:
                 from raymlops import Pipeline
 
