@@ -61,7 +61,11 @@ def ray_head():
     r = run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
              "--include-dashboard=true", "--disable-usage-stats"], 180)
     assert r.returncode == 0, r.stderr
-    yield f"http://127.0.0.1:{dash}"
+    address, deadline = f"http://127.0.0.1:{dash}", time.time() + 120
+    while run(["ray", "job", "list", "--address", address], 60, RAY_AUTH_MODE="token").returncode != 0:
+        assert time.time() < deadline, "the cluster's job agent did not come up within 120 s"
+        time.sleep(2)  # `ray start` returns before the dashboard agent accepts jobs
+    yield address
     run(["ray", "stop", "--force"], 120)
 
 
