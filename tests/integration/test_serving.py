@@ -88,24 +88,15 @@ def test_malformed_bodies_are_422(endpoint, content, loc):
     assert r.json()["detail"][0]["loc"][: len(loc)] == loc
 
 
-def _wait_windows(url, n, timeout=60):
+def _wait_drift(url, key, n, timeout=60):
+    """GET /drift until ``key`` (windows_tested, rows_seen) reaches ``n``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         d = httpx.get(f"{url}/drift").json()
-        if d["windows_tested"] >= n:
+        if d[key] >= n:
             return d
         time.sleep(0.2)
-    raise AssertionError(f"drift actor tested {d['windows_tested']} windows, expected {n}: {d}")
-
-
-def _rows_seen(url, n, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        d = httpx.get(f"{url}/drift").json()
-        if d["rows_seen"] >= n:
-            return d
-        time.sleep(0.2)
-    raise AssertionError(f"the monitor saw {d['rows_seen']} rows, expected {n}")
+    raise AssertionError(f"the monitor's {key} is {d[key]}, expected {n}: {d}")
 
 
 def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_dir):
@@ -116,21 +107,21 @@ def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_di
     # Earlier traffic (and a redeploy of the same model resumes its monitor's pending rows) leaves a partial
     # window: make one of shifted rows, then close it, so the windows below hold only this test's rows.
     assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 123, model)}).status_code == 200
-    d = _rows_seen(url, start["rows_seen"] + 123)
+    d = _wait_drift(url, "rows_seen", start["rows_seen"] + 123)
     base = d["windows_tested"]
     if d["rows_pending"]:
         assert post(url, {"instances": rows_of(demo_dir / "holdout.parquet", 500 - d["rows_pending"], model)}
                     ).status_code == 200
-        base = _wait_windows(url, base + 1)["windows_tested"]
+        base = _wait_drift(url, "windows_tested", base + 1)["windows_tested"]
     for chunk in np.array_split(np.arange(500), 5):  # several requests make one window
         rows = rows_of(demo_dir / "holdout.parquet", 500, model)
         assert post(url, {"instances": [rows[i] for i in chunk]}).status_code == 200
-    d = _wait_windows(url, base + 1)
+    d = _wait_drift(url, "windows_tested", base + 1)
     assert d["is_drift"] is False, d
     assert d["rows_seen"] >= 500 and set(d["features"]) == {*model.schema.names, "__prediction__"}
     assert d["prediction_drift"] is False
     assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 500, model)}).status_code == 200
-    d = _wait_windows(url, base + 2)
+    d = _wait_drift(url, "windows_tested", base + 2)
     assert d["is_drift"] is True and d["prediction_drift"] is True  # the shifted month also scores higher
     drifted = {f for f, v in d["features"].items() if v["is_drift"]}
     assert {"monthly_charges", "tenure_months", "support_calls"} <= drifted, d["features"]
