@@ -2,6 +2,7 @@
 rate against their expected run time, save/load and checkpointed state."""
 
 import importlib.util
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,24 @@ def test_fet_online_catches_a_falling_share_too():
     falling = _stream(rng, 1000).assign(c=lambda d: rng.random(len(d)) < 0.05)  # 30% -> 5% True
     got = detector.test(falling)
     assert got["is_drift"] and "c" in got["detections"][0]["features"], got["detections"][:1]
+
+
+@pytest.mark.parametrize("n, windows", [(300, [20]), (500, [10, 30])])
+def test_fast_cvm_calibration_equals_alibi_detects_own_simulation(n, windows):
+    from alibi_detect.cd import CVMDriftOnline
+
+    from raymlops.monitoring.detectors.cvm_null import simulate_streams
+
+    ours_detector = fit_detector("cvm_online", pd.DataFrame({"a": np.random.default_rng(0).normal(size=n)}),
+                                 [Column("a", "number")], {**SETTINGS, "online_window": windows[0]})[0]
+    assert type(ours_detector.impl).__name__ == "FastCVMDriftOnline"
+    # alibi-detect's own O(n^2)-per-stream simulation, without the threshold search its constructor runs.
+    alibi = SimpleNamespace(n=n, window_sizes=np.asarray(windows), n_bootstraps=300, batch_size=64,
+                            verbose=False)
+    t_max = 2 * max(windows) - 1
+    np.random.seed(5)
+    expected = CVMDriftOnline._simulate_streams(alibi, t_max)
+    np.random.seed(5)
+    got = simulate_streams(n, t_max, windows, 300, batch_size=37)  # the same draws
+    assert got.shape == expected.shape and np.isnan(got[:, : min(windows) - 1]).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)

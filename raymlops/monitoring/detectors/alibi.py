@@ -188,17 +188,40 @@ class _Online(_Pickled):
         self.impl.reset_state()
 
 
+def _fast_cvm_class() -> type:
+    """CVMDriftOnline calibrated by ``cvm_null.simulate_streams``: the same null statistics as alibi-detect's
+    own simulation for the same draws, ~10x faster. Built on first use (importing alibi-detect compiles
+    numba); a module attribute, so pickled detectors load."""
+    if "FastCVMDriftOnline" not in globals():
+        from alibi_detect.cd import CVMDriftOnline
+
+        from raymlops.monitoring.detectors.cvm_null import simulate_streams
+
+        class FastCVMDriftOnline(CVMDriftOnline):
+            def _simulate_streams(self, t_max: int) -> np.ndarray:
+                return simulate_streams(self.n, t_max, self.window_sizes, self.n_bootstraps, self.batch_size)
+
+        FastCVMDriftOnline.__qualname__ = "FastCVMDriftOnline"  # pickled by reference to this module
+        globals()["FastCVMDriftOnline"] = FastCVMDriftOnline
+    return globals()["FastCVMDriftOnline"]
+
+
+def __getattr__(name: str) -> Any:  # unpickling a detector fitted in another process
+    if name == "FastCVMDriftOnline":
+        return _fast_cvm_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class CVMOnline(_Online):
     kind, handles, test_name = "cvm_online", ("numeric",), "cvm"
 
     @classmethod
     def fit(cls, reference, encoder, settings):
         numba_cache()
-        from alibi_detect.cd import CVMDriftOnline
-
         settings = {**settings, "n_bootstraps": cls._bootstraps(settings, len(encoder.columns))}
-        impl = CVMDriftOnline(encoder.encode(reference), ert=settings["ert"], window_sizes=[settings["online_window"]],
-                              n_bootstraps=settings["n_bootstraps"], verbose=False)
+        impl = _fast_cvm_class()(encoder.encode(reference), ert=settings["ert"],
+                                 window_sizes=[settings["online_window"]], n_bootstraps=settings["n_bootstraps"],
+                                 verbose=False)
         return cls(encoder, settings, impl)
 
 
