@@ -134,18 +134,33 @@ def test_fet_online_catches_a_falling_share_too():
 def test_fast_cvm_calibration_equals_alibi_detects_own_simulation(n, windows):
     from alibi_detect.cd import CVMDriftOnline
 
-    from raymlops.monitoring.detectors.cvm_null import simulate_streams
+    from raymlops.monitoring.detectors.calibration import cvm_streams
 
-    ours_detector = fit_detector("cvm_online", pd.DataFrame({"a": np.random.default_rng(0).normal(size=n)}),
-                                 [Column("a", "number")], {**SETTINGS, "online_window": windows[0]})[0]
-    assert type(ours_detector.impl).__name__ == "FastCVMDriftOnline"
+    fitted, _ = fit_detector("cvm_online", pd.DataFrame({"a": np.random.default_rng(0).normal(size=n)}),
+                             [Column("a", "number")], {**SETTINGS, "online_window": windows[0]})
+    assert type(fitted.impl).__name__ == "FastCVMDriftOnline"
     # alibi-detect's own O(n^2)-per-stream simulation, without the threshold search its constructor runs.
-    alibi = SimpleNamespace(n=n, window_sizes=np.asarray(windows), n_bootstraps=300, batch_size=64,
-                            verbose=False)
+    alibi = SimpleNamespace(n=n, window_sizes=np.asarray(windows), n_bootstraps=300, batch_size=64, verbose=False)
     t_max = 2 * max(windows) - 1
     np.random.seed(5)
     expected = CVMDriftOnline._simulate_streams(alibi, t_max)
     np.random.seed(5)
-    got = simulate_streams(n, t_max, windows, 300, batch_size=37)  # the same draws
+    got = cvm_streams(n, t_max, windows, 300, batch_size=37)  # the same draws
     assert got.shape == expected.shape and np.isnan(got[:, : min(windows) - 1]).all()
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_fast_fet_calibration_equals_alibi_detects_own_simulation(alternative):
+    from alibi_detect.cd import FETDriftOnline
+
+    from raymlops.monitoring.detectors.calibration import fet_streams
+
+    x_ref = np.random.default_rng(1).random(400) < 0.3
+    alibi = SimpleNamespace(n=400, t_max=59, window_sizes=[10, 30], n_bootstraps=500, alternative=alternative,
+                            lam=0.99, _exp_moving_avg=FETDriftOnline._exp_moving_avg)
+    np.random.seed(9)
+    expected = FETDriftOnline._simulate_streams(alibi, x_ref, None)
+    np.random.seed(9)
+    got = fet_streams(x_ref, 59, [10, 30], 500, alternative, lambda a: FETDriftOnline._exp_moving_avg(a, 0.99))
+    np.testing.assert_array_equal(got, expected)

@@ -188,27 +188,36 @@ class _Online(_Pickled):
         self.impl.reset_state()
 
 
-def _fast_cvm_class() -> type:
-    """CVMDriftOnline calibrated by ``cvm_null.simulate_streams``: the same null statistics as alibi-detect's
-    own simulation for the same draws, ~10x faster. Built on first use (importing alibi-detect compiles
-    numba); a module attribute, so pickled detectors load."""
-    if "FastCVMDriftOnline" not in globals():
-        from alibi_detect.cd import CVMDriftOnline
+_FAST = ("FastCVMDriftOnline", "FastFETDriftOnline")
 
-        from raymlops.monitoring.detectors.cvm_null import simulate_streams
+
+def _fast(name: str) -> type:
+    """alibi-detect's online detectors with their null streams simulated by ``calibration`` (the same
+    statistics for the same draws, much faster). Built on first use (importing alibi-detect compiles numba);
+    module attributes, so pickled detectors load in any process."""
+    if name not in globals():
+        from alibi_detect.cd import CVMDriftOnline, FETDriftOnline
+
+        from raymlops.monitoring.detectors.calibration import cvm_streams, fet_streams
 
         class FastCVMDriftOnline(CVMDriftOnline):
             def _simulate_streams(self, t_max: int) -> np.ndarray:
-                return simulate_streams(self.n, t_max, self.window_sizes, self.n_bootstraps, self.batch_size)
+                return cvm_streams(self.n, t_max, self.window_sizes, self.n_bootstraps, self.batch_size)
 
-        FastCVMDriftOnline.__qualname__ = "FastCVMDriftOnline"  # pickled by reference to this module
-        globals()["FastCVMDriftOnline"] = FastCVMDriftOnline
-    return globals()["FastCVMDriftOnline"]
+        class FastFETDriftOnline(FETDriftOnline):
+            def _simulate_streams(self, x_ref: np.ndarray, pbar: Any) -> np.ndarray:
+                return fet_streams(x_ref, self.t_max, self.window_sizes, self.n_bootstraps, self.alternative,
+                                   lambda a: self._exp_moving_avg(a, self.lam))
+
+        for cls in (FastCVMDriftOnline, FastFETDriftOnline):
+            cls.__qualname__ = cls.__name__  # pickled by reference to this module
+            globals()[cls.__name__] = cls
+    return globals()[name]
 
 
 def __getattr__(name: str) -> Any:  # unpickling a detector fitted in another process
-    if name == "FastCVMDriftOnline":
-        return _fast_cvm_class()
+    if name in _FAST:
+        return _fast(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -219,9 +228,9 @@ class CVMOnline(_Online):
     def fit(cls, reference, encoder, settings):
         numba_cache()
         settings = {**settings, "n_bootstraps": cls._bootstraps(settings, len(encoder.columns))}
-        impl = _fast_cvm_class()(encoder.encode(reference), ert=settings["ert"],
-                                 window_sizes=[settings["online_window"]], n_bootstraps=settings["n_bootstraps"],
-                                 verbose=False)
+        impl = _fast("FastCVMDriftOnline")(encoder.encode(reference), ert=settings["ert"],
+                                           window_sizes=[settings["online_window"]],
+                                           n_bootstraps=settings["n_bootstraps"], verbose=False)
         return cls(encoder, settings, impl)
 
 
@@ -244,11 +253,10 @@ class FETOnline(_Online):
     @classmethod
     def fit(cls, reference, encoder, settings):
         numba_cache()
-        from alibi_detect.cd import FETDriftOnline
-
         settings = {**settings, "n_bootstraps": cls._bootstraps(settings, 2 * len(encoder.columns))}
-        impl = FETDriftOnline(cls._both(encoder.binarize(reference)), ert=settings["ert"], window_sizes=[settings["online_window"]],
-                              n_bootstraps=settings["n_bootstraps"], verbose=False)
+        impl = _fast("FastFETDriftOnline")(cls._both(encoder.binarize(reference)), ert=settings["ert"],
+                                           window_sizes=[settings["online_window"]],
+                                           n_bootstraps=settings["n_bootstraps"], verbose=False)
         return cls(encoder, settings, impl)
 
 
