@@ -123,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     with_registry(u)
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--workers", type=int, default=1, help="server processes (default 1 for a local UI; MLflow's "
+                                                          "own default is 4)")
     m = sub.add_parser("models", help="registered models: list, promote, history")
     msub = m.add_subparsers(dest="mcmd", required=True)
     ml = msub.add_parser("list", help="registered models with versions, aliases and metrics")
@@ -369,7 +371,7 @@ def _ui(args) -> int:
         raise RaymlopsError(f"{uri} is a tracking server: open its own UI in a browser; `raymlops ui` serves a "
                             "local store")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
+           "--port", str(args.port), "--workers", str(args.workers)]
     if artifact_root(uri):
         cmd += ["--default-artifact-root", artifact_root(uri)]
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
