@@ -14,8 +14,8 @@ def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
     # Train V2's controller polls its workers every 2 s by default; short runs spend most of it waiting.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/raymlops/numba"))
-    # Ray Data's V2 Parquet reader starts 32 footer-reader actors per read: ~4-10 s for a small file on a
-    # 2-core machine, against 0.3 s for the V1 reader (benchmarks/README.md). Set it to 1 to opt back in.
+    # Ray Data's V2 Parquet reader (Ray 2.60's default) starts 32 footer-reader actors per read: ~11x slower
+    # than the V1 reader on small inputs on 2 cores (benchmarks/read_bench.py). Set it to 1 to opt back in.
     os.environ.setdefault("RAY_DATA_USE_DATASOURCE_V2", "0")
     _configure_ray_data(quiet)
     if ray.is_initialized():
