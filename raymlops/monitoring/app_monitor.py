@@ -52,7 +52,7 @@ class AppMonitor:
     retrain: {section..., submit: {call, args}, promote: {call, args}} | None}.
 
     Events are appended to ``history.jsonl`` before anything else, so a restart loses none; the retrain
-    record and the canary-events offset are in ``state.json``.
+    record, the canary-events offset and the alert cooldowns are in ``state.json``.
     """
 
     def __init__(self, spec: dict):
@@ -65,6 +65,7 @@ class AppMonitor:
         self._lock = threading.RLock()
         self.recent: deque = deque(read_history(self.dir, 200), maxlen=200)
         self.state = self._read_state()
+        self.alerts.restore_cooldowns(self.state.get("cooldowns", {}))  # a restart does not re-alert
         self.performance: dict | None = None
         self._reported: dict[tuple, float] = {tuple(k): t for k, t in self.state.get("reported", [])}
         self._next_perf = 0.0
@@ -87,7 +88,10 @@ class AppMonitor:
         with self._lock:
             append_line(self.dir / EVENTS, event)
             self.recent.append(event)
-        self.alerts.emit(event)
+        if self.alerts.emit(event):
+            with self._lock:
+                self.state["cooldowns"] = self.alerts.cooldowns()
+                self._save_state()
         r = self.spec.get("retrain")
         if r and event["type"] in r["on"]:
             self._maybe_retrain(event)

@@ -254,3 +254,25 @@ def test_from_config_accepts_models_and_dicts(tmp_path):
         a.close(timeout=0)
     with pytest.raises(ValueError):
         Alerts.from_config([{"type": "pager"}], str(tmp_path / "x.jsonl"))
+
+
+def test_a_restarted_app_monitor_keeps_the_cooldown(receiver, tmp_path):
+    from raymlops.monitoring.app_monitor import AppMonitor
+
+    r = receiver()
+    spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"),
+            "alerts": [hook(r.url, cooldown_s=300)], "alert_log": str(tmp_path / "alerts.jsonl"),
+            "canary_events": None, "performance": None, "retrain": None}
+    first = AppMonitor(spec)
+    first.event(drift())
+    assert first.flush_alerts(5) and len(r.delivered()) == 1
+    first.alerts.close(timeout=0)
+    restarted = AppMonitor(spec)  # what Ray builds after the actor's process died: state from state.json
+    restarted.event(drift())
+    restarted.event(drift(subject="contract"))  # another subject: its own cooldown
+    assert restarted.flush_alerts(5)
+    assert [b["subject"] for b in r.delivered()] == ["plan, region", "contract"]
+    assert [e["subject"] for e in restarted.status(10)["events"]] == ["plan, region"] * 2 + ["contract"]
+    [stats] = restarted.alerts.stats().values()
+    assert stats["suppressed"] == 1 and stats["sent"] == 1
+    restarted.alerts.close(timeout=0)

@@ -141,9 +141,25 @@ class Alerts:
         event = dict(event)
         subject = event.get("subject")
         key = (event.get("type"), event.get("app"), event.get("variant"), subject if subject is None else str(subject))
-        now = time.monotonic()
+        now = time.time()  # wall clock: cooldowns are saved and restored across restarts
         accepted = [lane.offer(event, key, now) for lane in self._lanes]
         return any(accepted)
+
+    def cooldowns(self) -> dict[str, list]:
+        """Per sink name, [key, sent at] of the events still inside their cooldown (JSON-ready), for
+        ``restore_cooldowns`` after a restart."""
+        now = time.time()
+        out = {}
+        for lane in self._lanes:
+            with lane.lock:
+                out[lane.name] = [[list(k), t] for k, t in lane.last.items() if now - t < lane.sink.cooldown_s]
+        return out
+
+    def restore_cooldowns(self, saved: dict[str, list]) -> None:
+        """Suppress what ``cooldowns`` had in cooldown when it was saved (sinks matched by name)."""
+        for lane in self._lanes:
+            with lane.lock:
+                lane.last.update({tuple(k): float(t) for k, t in saved.get(lane.name, [])})
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per sink name: sent, failed, suppressed, dropped, retries."""
