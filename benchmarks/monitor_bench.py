@@ -88,7 +88,7 @@ def calibration(reference: pd.DataFrame) -> None:
     """Online thresholds, ERT 1000, window 50: alibi-detect's own null simulation vs raymlops' (same draws)."""
     from alibi_detect.cd import CVMDriftOnline, FETDriftOnline
 
-    from raymlops.monitoring.detectors.alibi import _fast
+    from raymlops.monitoring.detectors.alibi import _fast, _Online
 
     numeric = reference[["tenure_months", "age", "monthly_charges", "usage_gb", "support_calls"]].astype(float)
     numeric = numeric.fillna(numeric.median()).to_numpy()
@@ -98,7 +98,7 @@ def calibration(reference: pd.DataFrame) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, alibi_cls, x in (("cvm_online", CVMDriftOnline, numeric), ("fet_online", FETDriftOnline, binary)):
         d = x.shape[1]
-        boots = int(np.ceil(4 / (1 - (1 - 1 / 1000) ** (1 / d))))
+        boots = _Online._bootstraps({"ert": 1000, "n_bootstraps": 0}, d)  # 4/beta, as raymlops fits them
         fitted, secs = [], []
         for cls in (alibi_cls, _fast(f"Fast{alibi_cls.__name__}")):
             np.random.seed(0)

@@ -133,6 +133,7 @@ def test_fet_online_catches_a_falling_share_too():
 @pytest.mark.parametrize("n, windows", [(300, [20]), (500, [10, 30])])
 def test_fast_cvm_calibration_equals_alibi_detects_own_simulation(n, windows):
     from alibi_detect.cd import CVMDriftOnline
+    from alibi_detect.cd.cvm_online import _normalise_stats
 
     from raymlops.monitoring.detectors.calibration import cvm_streams
 
@@ -145,7 +146,7 @@ def test_fast_cvm_calibration_equals_alibi_detects_own_simulation(n, windows):
     np.random.seed(5)
     expected = CVMDriftOnline._simulate_streams(alibi, t_max)
     np.random.seed(5)
-    got = cvm_streams(n, t_max, windows, 300, batch_size=37)  # the same draws
+    got = cvm_streams(n, t_max, windows, 300, batch_size=37, normalise=_normalise_stats)  # the same draws
     assert got.shape == expected.shape and np.isnan(got[:, : min(windows) - 1]).all()
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
 

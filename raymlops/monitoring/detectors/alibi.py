@@ -197,12 +197,14 @@ def _fast(name: str) -> type:
     module attributes, so pickled detectors load in any process."""
     if name not in globals():
         from alibi_detect.cd import CVMDriftOnline, FETDriftOnline
+        from alibi_detect.cd.cvm_online import _normalise_stats
 
         from raymlops.monitoring.detectors.calibration import cvm_streams, fet_streams
 
         class FastCVMDriftOnline(CVMDriftOnline):
             def _simulate_streams(self, t_max: int) -> np.ndarray:
-                return cvm_streams(self.n, t_max, self.window_sizes, self.n_bootstraps, self.batch_size)
+                return cvm_streams(self.n, t_max, self.window_sizes, self.n_bootstraps, self.batch_size,
+                                   _normalise_stats)
 
         class FastFETDriftOnline(FETDriftOnline):
             def _simulate_streams(self, x_ref: np.ndarray, pbar: Any) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+Normalise = Callable[[np.ndarray, int, int], np.ndarray]
+
 
 def _s1(x: np.ndarray) -> np.ndarray:
     return x * (x + 1) / 2
@@ -27,15 +29,6 @@ def _s1(x: np.ndarray) -> np.ndarray:
 
 def _s2(x: np.ndarray) -> np.ndarray:
     return x * (x + 1) * (2 * x + 1) / 6
-
-
-def _normalise(stats: np.ndarray, n: int, ws: int) -> np.ndarray:
-    """alibi-detect's normalisation (Anderson 1962, eqns 3 and 14)."""
-    mu = 1 / 6 + 1 / (6 * (n + ws))
-    var_num = (n + ws + 1) * (4 * n * ws * (n + ws) - 3 * (n * n + ws * ws) - 2 * n * ws)
-    var_denom = 45 * (n + ws) * (n + ws) * 4 * n * ws
-    prod = n * ws / ((n + ws) * (n + ws))
-    return (stats * prod - mu) / np.sqrt(var_num / var_denom)
 
 
 def _ref_ranks(xs: np.ndarray, n: int) -> np.ndarray:
@@ -47,7 +40,7 @@ def _ref_ranks(xs: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _batch_stats(xs: np.ndarray, n: int, t_max: int, window_sizes: np.ndarray) -> np.ndarray:
+def _batch_stats(xs: np.ndarray, n: int, t_max: int, window_sizes: np.ndarray, normalise: Normalise) -> np.ndarray:
     b = xs.shape[0]
     r = _ref_ranks(xs, n)[:, n - 1:].astype(np.float64)  # q_j: the last reference point, then the stream
     q = xs[:, n - 1:]
@@ -68,19 +61,21 @@ def _batch_stats(xs: np.ndarray, n: int, t_max: int, window_sizes: np.ndarray) -
         g = (rank[..., :ws] + 1 - (rank[..., :1] <= rank[..., :ws])) / ws
         f = sliding_window_view(r, ws + 1, axis=1)[..., :ws] / n
         term2 = ((f - g) ** 2).sum(-1)
-        stats[:, ws - 1:, k] = _normalise(term1 + term2, n, ws)
+        stats[:, ws - 1:, k] = normalise(term1 + term2, n, ws)
     return stats
 
 
-def cvm_streams(n: int, t_max: int, window_sizes, n_bootstraps: int, batch_size: int) -> np.ndarray:
-    """Null CVM statistics, shape (n_bootstraps, t_max, n_windows), NaN before a window is full. Draws
+def cvm_streams(n: int, t_max: int, window_sizes, n_bootstraps: int, batch_size: int,
+                normalise: Normalise) -> np.ndarray:
+    """Null CVM statistics, shape (n_bootstraps, t_max, n_windows), NaN before a window is full;
+    ``normalise(stats, n, ws)`` is the detector's own normalisation. Draws
     ``np.random.randn(len(batch), n + t_max)`` per batch exactly as alibi-detect does."""
     window_sizes = np.asarray(window_sizes)
     stats = np.zeros((n_bootstraps, t_max, len(window_sizes)))
     n_batches = int(np.ceil(n_bootstraps / batch_size))
     for idx in np.array_split(np.arange(n_bootstraps), n_batches):
         xs = np.random.randn(len(idx), n + t_max)
-        stats[idx] = _batch_stats(xs, n, t_max, window_sizes)
+        stats[idx] = _batch_stats(xs, n, t_max, window_sizes, normalise)
     return stats
 
 
