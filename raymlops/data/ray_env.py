@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+
+SERVE_POLL_S = 0.25
 
 
 def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
@@ -66,3 +69,36 @@ def start_serve(host: str, port: int) -> str:
         pass
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{host}:{port}"
+
+
+def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_key: str) -> None:
+    """Deploys a bound Serve application and waits until it is RUNNING.
+
+    Serve is asked not to wait (its own wait has no deadline and, left in a thread after a timeout, kept
+    polling the cluster until the process exited); the app's status is polled here instead.
+
+    Raises:
+        RaymlopsError: when the app failed to deploy, or is not running within ``timeout_s`` (e.g. its
+            replicas ask for more CPUs than the cluster has: the app is then deleted); Serve's own
+            explanation is in the message.
+    """
+    from ray import serve
+
+    from raymlops.errors import RaymlopsError
+
+    serve.run_many([serve.RunTarget(app, name=name, route_prefix=route_prefix)], wait_for_applications_running=False)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = serve.status().applications.get(name)
+        state = getattr(status, "status", None)  # a str enum: NOT_STARTED, DEPLOYING, RUNNING, DEPLOY_FAILED...
+        if state == "RUNNING":
+            return
+        failed = state == "DEPLOY_FAILED"
+        if failed or time.monotonic() > deadline:
+            why = " | ".join(m for m in [getattr(status, "message", ""), *(
+                d.message for d in getattr(status, "deployments", {}).values())] if m)
+            if not failed:  # a failed app stays for `serve status`; a stuck one would hold its resources
+                serve.delete(name, _blocking=False)
+            raise RaymlopsError(f"Serve app {name!r} " + ("failed to deploy" if failed else
+                                f"was not running after {timeout_s:g} s ({timeout_key})") + (f": {why}" if why else ""))
+        time.sleep(SERVE_POLL_S)

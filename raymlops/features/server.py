@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from raymlops.features.api import OnlineFeaturesRequest, OnlineFeaturesResponse
 
+START_TIMEOUT_S = 300  # replicas not running by then: the app is deleted and the error says why
 _UNPROCESSABLE = {422: {"description": "Unknown feature, missing join key, ragged entity lists or a bad body."}}
 
 
@@ -105,11 +106,11 @@ class FeatureServer:
 
 def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:
     """Deploys the feature server as its own Serve app; returns its base URL."""
-    from raymlops.data.ray_env import start_serve
+    from raymlops.data.ray_env import run_serve_app, start_serve
 
     base = start_serve(server_cfg.host, server_cfg.port)
     bound = FeatureServer.options(num_replicas=server_cfg.num_replicas, max_ongoing_requests=server_cfg.max_ongoing_requests,
                                   ray_actor_options={"num_cpus": server_cfg.num_cpus}).bind(config)
-    serve.run(bound, name=app_name, route_prefix=server_cfg.route_prefix, blocking=False)
+    run_serve_app(bound, app_name, server_cfg.route_prefix, START_TIMEOUT_S, "the feature server's start timeout")
     return base + ("" if server_cfg.route_prefix == "/" else server_cfg.route_prefix)
 

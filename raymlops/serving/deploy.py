@@ -3,55 +3,21 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
-
-from raymlops.errors import RaymlopsError
 
 
 def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float = 300) -> str:
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL.
 
     Raises:
-        RaymlopsError: when the app is not running within ``timeout_s`` (e.g. its replicas ask for more CPUs
-            than the cluster has); the app is deleted and Serve's own explanation is in the message.
+        RaymlopsError: see `raymlops.data.ray_env.run_serve_app`.
     """
-    from ray import serve
-
-    from raymlops.data.ray_env import start_serve
+    from raymlops.data.ray_env import run_serve_app, start_serve
     from raymlops.serving.app import build_app
 
     base = start_serve(host, port)
-    app, failed = build_app(args), {}
-
-    def run() -> None:
-        try:
-            serve.run(app, name=args["app"], route_prefix=route_prefix, blocking=False)
-        except BaseException as e:  # surfaced in the caller's thread
-            failed["error"] = e
-
-    thread = threading.Thread(target=run, daemon=True, name="serve-run")
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        why = _status_messages(args["app"])
-        serve.delete(args["app"], _blocking=False)
-        raise RaymlopsError(f"Serve app {args['app']!r} was not running after {timeout_s:g} s (serving.start_timeout_s)"
-                            + (f": {why}" if why else ""))
-    if "error" in failed:
-        raise failed["error"]
+    run_serve_app(build_app(args), args["app"], route_prefix, timeout_s, "serving.start_timeout_s")
     return base + ("" if route_prefix == "/" else route_prefix)
-
-
-def _status_messages(app: str) -> str:
-    """Serve's messages about the app's deployments (why replicas are not starting)."""
-    from ray import serve
-
-    try:
-        status = serve.status().applications[app]
-    except Exception:
-        return ""
-    return " | ".join(d.message for d in status.deployments.values() if d.message)
 
 
 def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.PathLike) -> Path:

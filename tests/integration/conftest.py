@@ -21,6 +21,24 @@ def ray_session():
 
     serve.shutdown()
     ray.shutdown()
+    _refuse_ray_restarts()
+
+
+def _refuse_ray_restarts() -> None:
+    """After the session's Ray is shut down, a call to a Ray API from a leftover thread would auto-start a
+    new local Ray while the interpreter exits (its GCS then dies with the process: a fatal error and a
+    failed run). Refuse it loudly instead, naming the caller."""
+    import sys
+    import traceback
+
+    import ray
+
+    def refused(*_a, **_k):
+        stack = "".join(traceback.format_stack(limit=12))
+        print(f"\nERROR: Ray API called after the test session shut Ray down:\n{stack}", file=sys.stderr, flush=True)
+        raise RuntimeError("Ray was shut down at the end of the test session")
+
+    ray.init = refused
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 Prometheus metrics, the OpenAPI document, a Serve config export, and a canary rolled back automatically."""
 
 import json
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -331,3 +333,8 @@ def test_an_app_that_cannot_start_fails_clearly_and_is_removed(quickstart, demo_
     while (app := serve.status().applications.get("huge")) is not None and app.status != "DELETING":
         assert time.time() < deadline, app  # removed (Serve finishes deleting in the background)
         time.sleep(0.2)
+    # Nothing is left waiting on the app: a thread still in Serve's own (deadline-less) wait kept polling
+    # after the session's ray.shutdown() and auto-started a new local Ray as the interpreter exited (CI failed).
+    waiting = [t for t, f in sys._current_frames().items()
+               if any(fs.name == "_wait_for_application_running" for fs in traceback.extract_stack(f))]
+    assert not waiting, f"threads still waiting for the app: {waiting}"
