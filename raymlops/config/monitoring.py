@@ -93,8 +93,10 @@ class RetrainConfig(Strict):
     min_interval_s: float = Field(3600, ge=0, description="At most one retrain per this many seconds.")
     deploy: Literal["shadow", "canary"] = Field(
         "shadow", description="How the challenger meets traffic: the serving section's shadow or canary that "
-                              "follows models:/NAME@challenger.")
-    observe_s: float = Field(60, ge=0, description="Time the challenger is shadowed/canaried before the gate.")
+                              "follows models:/NAME@challenger (a canary restarts its schedule for the new "
+                              "version).")
+    observe_s: float = Field(60, ge=0, description="Time the challenger is shadowed/canaried before the gate; in "
+                                                   "canary mode a rollback of its canary meanwhile keeps the champion.")
     timeout_s: float = Field(7200, gt=0, description="A retrain job still running after this is stopped and "
                                                       "recorded as failed (the next trigger may start another).")
     address: str | None = Field(None, description="Ray Jobs address; default the cluster the monitor runs on.")

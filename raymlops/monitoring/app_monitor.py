@@ -116,10 +116,18 @@ class AppMonitor:
                 continue
             if e.get("event") in ("rollback", "complete"):
                 rollback = e["event"] == "rollback"
+                if rollback and e.get("model"):  # a retrain's canary that rolls back is never promoted
+                    with self._lock:
+                        rolled = self.state.setdefault("canary_rollbacks", {})
+                        rolled[e["model"]] = e.get("reason") or "rolled back"
+                        self.state["canary_rollbacks"] = dict(list(rolled.items())[-50:])
+                # The subject names the model: a new model's rollback is not inside the last one's cooldown.
+                subject = f"{e['event']} {e['model']}" if e.get("model") else e["event"]
                 self.event({"type": "canary", "app": self.spec["app"], "variant": e.get("variant"),
-                            "subject": e["event"], "severity": "critical" if rollback else "warning",
-                            "message": f"canary {e.get('variant')} " + (f"rolled back: {e.get('reason')}" if rollback
-                                                                        else "completed: it takes all its traffic"),
+                            "subject": subject, "severity": "critical" if rollback else "warning",
+                            "message": f"canary {e.get('variant')}" + (f" (run {e['model']})" if e.get("model") else "")
+                                       + (f" rolled back: {e.get('reason')}" if rollback
+                                          else " completed: it takes all its traffic"),
                             "details": e, "ts": time.time()})
         with self._lock:
             self.state["canary_offset"] = offset
@@ -213,13 +221,20 @@ class AppMonitor:
                 return
             if status != "SUCCEEDED":
                 return self._fail(record, f"job {record['id']} {status}: {info}")
-            version = _challenger_version(info)
+            version, run_id = _challenger(info)
             if version is None:
                 return self._fail(record, f"job {record['id']} succeeded but printed no 'challenger:' line")
-            record.update(status="observing", observe_until=time.time() + r["observe_s"], version=version)
+            record.update(status="observing", observe_until=time.time() + r["observe_s"], version=version,
+                          run_id=run_id)
             self._step(record, "challenger_registered", info)
             self._step(record, f"challenger_{r['deploy']}", f"observing for {r['observe_s']:g} s")
             return
+        rolled_back = self.state.get("canary_rollbacks", {}).get(record.get("run_id"))
+        if record["status"] == "observing" and r["deploy"] == "canary" and rolled_back:
+            record["status"] = "kept"
+            record["outcome"] = {"promoted": False, "version": record["version"],
+                                 "reason": f"the canary of run {record['run_id']} rolled back: {rolled_back}"}
+            return self._step(record, "kept", record["outcome"]["reason"])
         if record["status"] == "observing" and time.time() >= record["observe_until"]:
             try:
                 outcome = _call(r["promote"])(*r["promote"].get("args", ()), record["version"])
@@ -283,12 +298,12 @@ class AppMonitor:
         return self.alerts.flush(timeout)
 
 
-def _challenger_version(line: str) -> int | None:
-    """The version in the retrain job's 'challenger: models:/NAME/VERSION (...)' line."""
+def _challenger(line: str) -> tuple[int | None, str | None]:
+    """(version, run id) from the retrain job's 'challenger: models:/NAME/VERSION (run RUN_ID, ...)' line."""
     import re
 
-    m = re.match(r"models:/[^/\s]+/(\d+)", line or "")
-    return int(m.group(1)) if m else None
+    m = re.match(r"models:/[^/\s]+/(\d+)(?:\s*\(run ([^,\s)]+))?", line or "")
+    return (int(m.group(1)), m.group(2)) if m else (None, None)
 
 
 def app_monitor_name(app: str) -> str:

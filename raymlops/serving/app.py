@@ -44,8 +44,12 @@ def deployment_options(args: dict) -> dict[str, dict[str, Any]]:
 
 
 def model_spec(args: dict, m: dict) -> dict:
-    return {"variant": m["name"], "run_dir": m["run_dir"], "batching": args["replica"].get("batching"), "monitor": m.get("monitor"),
-            "namespace": args["namespace"], "features": args.get("features"), "watch": m.get("watch")}
+    from raymlops.serving.controller import controller_name
+
+    canary = (args.get("canary") or {}).get("variant") == m["name"] and m.get("watch")
+    return {"variant": m["name"], "run_dir": m["run_dir"], "batching": args["replica"].get("batching"),
+            "monitor": m.get("monitor"), "namespace": args["namespace"], "features": args.get("features"),
+            "watch": m.get("watch"), "canary_controller": controller_name(args["app"]) if canary else None}
 
 
 def build_app(args: dict):

@@ -83,8 +83,18 @@ class TrafficController:
         fp = plan_fingerprint(base, canary, models)
         with self._lock:
             if fp != self.fingerprint or self.traffic is None:
-                self.traffic, self.fingerprint = Traffic(base, canary), fp
+                model = (models or {}).get(canary["variant"]) if canary else None
+                self.traffic, self.fingerprint = Traffic(base, canary, model=model), fp
                 self._save(self.traffic.state["history"][-1:])
+            return self._view()
+
+    def model_swapped(self, variant: str, model: str) -> dict:
+        """A replica of ``variant`` swapped to ``model`` (its alias moved). A canary variant's new model starts
+        the canary afresh; every replica reports the swap, only the first one restarts it."""
+        with self._lock:
+            events = self.traffic.restart(variant, model) if self.traffic else []
+            if events:
+                self._save(events)
             return self._view()
 
     def sync(self, stats: dict[str, dict] | None = None) -> dict:

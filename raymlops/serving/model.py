@@ -44,7 +44,7 @@ def resolver(spec: dict):
 @serve.deployment
 class ModelServer:
     """One replica of one variant (the router checks body size). ``spec``: {variant, run_dir, batching, monitor,
-    namespace, features, watch}."""
+    namespace, features, watch, canary_controller (the traffic controller's name, on the canary variant)}."""
 
     def __init__(self, spec: dict):
         import ray
@@ -53,6 +53,8 @@ class ModelServer:
 
         self.variant = spec["variant"]
         self.run_dir = spec["run_dir"]
+        self.namespace = spec["namespace"]
+        self.canary_controller = spec.get("canary_controller")
         self.predictor = Predictor(self.run_dir)
         self.drift = None
         if spec.get("monitor"):
@@ -111,6 +113,17 @@ class ModelServer:
             log.info("model watch: %s swapped %s -> %s", self.variant, old, new.version)
             if self.drift is not None:
                 self.drift.swap.remote(run_dir, new.version)
+            if self.canary_controller:
+                self._tell_controller(new.version)
+
+    def _tell_controller(self, version: str) -> None:
+        """The canary variant's model changed: the traffic controller restarts the canary for it."""
+        import ray
+
+        try:
+            ray.get_actor(self.canary_controller, namespace=self.namespace).model_swapped.remote(self.variant, version)
+        except Exception as e:  # the controller is restarting: the canary goes on judging under the new model
+            log.warning("model watch: could not tell the traffic controller about %s: %s", version, e)
 
     # ------------------------------------------------------------------ drift feed
 

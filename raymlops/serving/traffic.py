@@ -54,25 +54,41 @@ class Traffic:
     """The live weights of one app's variants plus its canary's progress.
 
     ``state`` is JSON-serialisable and is all that must survive a restart: ``{"weights", "canary":
-    {"variant", "step", "percent", "status", "step_started", "reason"}, "history", "version"}``.
+    {"variant", "model", "step", "percent", "status", "step_started", "reason"}, "history", "version"}``.
     Canary statuses: ``running``, ``rolled_back`` (weight 0, reason recorded) and ``complete`` (100%).
     """
 
     def __init__(self, base: dict[str, float], canary: dict | None, state: dict | None = None,
-                 now: float | None = None):
+                 now: float | None = None, model: str | None = None):
         self.base, self.cfg = dict(base), canary
         self.windows: dict[str, Window] = {}
         if state is not None:
             self.state = state
             return
-        now = time.time() if now is None else now
         self.state = {"weights": spread(base, None, None), "canary": None, "history": [], "version": 1}
         if canary is not None:
-            pct = canary["steps"][0]
-            self.state["canary"] = {"variant": canary["variant"], "step": 0, "percent": pct, "status": "running",
-                                    "step_started": now, "reason": None}
-            self.state["weights"] = spread(base, canary["variant"], pct)
-            self._record("start", now)
+            self._start(model, time.time() if now is None else now)
+
+    def _start(self, model: str | None, now: float, reason: str | None = None) -> dict:
+        """(Re)starts the canary schedule at its first step; ``model`` is the canary variant's model version."""
+        pct = self.cfg["steps"][0]
+        self.state["canary"] = {"variant": self.cfg["variant"], "step": 0, "percent": pct, "status": "running",
+                                "step_started": now, "reason": None, "model": model}
+        self.state["weights"] = spread(self.base, self.cfg["variant"], pct)
+        self.windows = {}
+        return self._record("start", now, reason=reason)
+
+    def restart(self, variant: str, model: str, now: float | None = None) -> list[dict]:
+        """The canary variant's model was swapped in place (its registry alias moved): the new model starts
+        the schedule afresh, whatever the old one reached. Returns the 'start' event, or [] when ``variant``
+        is not the canary or already runs ``model``."""
+        c = self.state["canary"]
+        if c is None or c["variant"] != variant or c.get("model") == model:
+            return []
+        old = c.get("model")
+        self.state["version"] += 1
+        return [self._start(model, time.time() if now is None else now,
+                            reason=f"model {old} -> {model}: the canary starts again")]
 
     # ------------------------------------------------------------------ reading
 
@@ -148,8 +164,9 @@ class Traffic:
 
     def _record(self, event: str, now: float, stats: dict | None = None, reason: str | None = None) -> dict:
         c = self.state["canary"] or {}
-        entry: dict[str, Any] = {"at": now, "event": event, "variant": c.get("variant"), "step": c.get("step"),
-                                 "percent": c.get("percent"), "weights": dict(self.state["weights"])}
+        entry: dict[str, Any] = {"at": now, "event": event, "variant": c.get("variant"), "model": c.get("model"),
+                                 "step": c.get("step"), "percent": c.get("percent"),
+                                 "weights": dict(self.state["weights"])}
         if stats is not None:
             entry["stats"] = stats
         if reason is not None:

@@ -199,40 +199,60 @@ def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickst
     ray.kill(app, no_restart=True)
 
 
-@pytest.fixture
-def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
-    """App 'loop': champion variant + challenger shadow (both follow registry aliases of 'churn-loop'),
-    drift-triggered retraining from a source directory the test later adds the shifted month to."""
-    registry = ["registry.model_name=churn-loop", "registry.promotion.beat_champion_by=null"]
+def _loop_app(demo_dir, storage, tmp_path, receiver, model: str, app: str, *serving: str, deploy: str,
+              observe_s: float):
+    """Serves app ``app`` on registry aliases of ``model`` with drift-triggered retraining from a source
+    directory the test later adds the shifted month to; returns (pipeline, url, source directory)."""
+    registry = [f"registry.model_name={model}", "registry.promotion.beat_champion_by=null"]
     # The quickstart's own config and data: every step is cached, only the registrations are new.
     trainer = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2",
                        "monitoring.drift.p_val=0.01", *registry)
     first = trainer.train(progress=False)
     assert first.model["version"] == 1 and first.steps["train"]["cached"], (first.model, first.steps)
-    trainer.train(progress=False, register_as="challenger")  # the shadow needs a challenger to start with
+    trainer.train(progress=False, register_as="challenger")  # the challenger's entry needs one to start with
     data = tmp_path / "customers"
     data.mkdir()
     shutil.copy(demo_dir / "train.parquet", data / "part-0.parquet")
     pipe = pipeline("quickstart.yaml", demo_dir, storage, f"sources.customers.path={data}", *registry,
-                    "training.tune.num_samples=1", "serving.app_name=loop", "serving.route_prefix=/loop",
-                    "serving.model=models:/churn-loop@champion", "serving.reload_seconds=1", "serving.num_cpus=0",
-                    'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
+                    "training.tune.num_samples=1", f"serving.app_name={app}", f"serving.route_prefix=/{app}",
+                    "serving.reload_seconds=1", "serving.num_cpus=0", *serving,
                     f'monitoring.alerts=[{{"type": "webhook", "url": "{receiver.url}", "cooldown_s": 300}}]',
-                    'monitoring.retrain={"on": ["drift"], "min_interval_s": 3600, "deploy": "shadow", "observe_s": 2}')
-    url = pipe.serve()
+                    f'monitoring.retrain={{"on": ["drift"], "min_interval_s": 3600, "deploy": "{deploy}", '
+                    f'"observe_s": {observe_s}}}')
+    return pipe, pipe.serve(), data
+
+
+@pytest.fixture
+def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
+    """App 'loop': champion variant + challenger shadow (both follow registry aliases of 'churn-loop')."""
+    pipe, url, data = _loop_app(demo_dir, storage, tmp_path, receiver, "churn-loop", "loop",
+                                "serving.model=models:/churn-loop@champion",
+                                'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
+                                deploy="shadow", observe_s=2)
     yield pipe, url, data
     pipe.stop()
+
+
+def _post_shifted_month(demo_dir, data, url) -> list[dict]:
+    """The new month lands in the source directory and 1,000 of its rows reach the endpoint; returns them."""
+    shifted = pd.read_parquet(demo_dir / "shifted.parquet")
+    shifted.to_parquet(data / "part-1.parquet")
+    rows = _jsonable(shifted.drop(columns=["customer_id", "churned"]))
+    for i in range(0, 1000, 50):
+        r = httpx.post(f"{url}/predict", json={"instances": rows[i:i + 50]}, timeout=60)
+        assert r.status_code == 200, r.text
+    return rows
+
+
+def _retrain_finished(url):
+    retrains = httpx.get(f"{url}/monitoring", timeout=30).json()["app"]["retrains"]
+    return retrains if retrains and retrains[-1]["status"] in ("promoted", "kept", "failed") else None
 
 
 def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop_app, demo_dir, receiver):
     pipe, url, data = loop_app
     before = httpx.get(f"{url}/health").json()["variants"]
-    shifted = pd.read_parquet(demo_dir / "shifted.parquet")
-    shifted.to_parquet(data / "part-1.parquet")  # the new month lands in the source ...
-    rows = _jsonable(shifted.drop(columns=["customer_id", "churned"]))
-    for i in range(0, 1000, 50):  # ... and reaches the endpoint
-        r = httpx.post(f"{url}/predict", json={"instances": rows[i:i + 50]}, timeout=60)
-        assert r.status_code == 200, r.text
+    _post_shifted_month(demo_dir, data, url)
 
     node = ray._private.worker.global_worker.node
     metrics = f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
@@ -245,11 +265,7 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     assert any('feature="monthly_charges"' in ln and 'variant="default"' in ln for ln in scores), scores
     assert any('feature="__prediction__"' in ln for ln in scores), scores
 
-    def finished():
-        retrains = httpx.get(f"{url}/monitoring", timeout=30).json()["app"]["retrains"]
-        return retrains if retrains and retrains[-1]["status"] in ("promoted", "kept", "failed") else None
-
-    retrains = _wait("the retrain to finish", finished, timeout=600, every=2)
+    retrains = _wait("the retrain to finish", lambda: _retrain_finished(url), timeout=600, every=2)
     assert len(retrains) == 1, retrains  # min_interval_s: one retrain however many windows drift
     record = retrains[0]
     steps = [s["step"] for s in record["steps"]]
@@ -283,6 +299,57 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     refused = promote_challenger(str(pipe_config_path(pipe)), version)
     assert refused["promoted"] is False and refused["reason"].startswith("gate failed")
     assert reg.alias_version("churn-loop", "champion") == 1
+
+
+
+def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champion_on_rollback(
+        quickstart, demo_dir, storage, tmp_path, receiver):
+    """deploy: canary. The canary variant follows @challenger: the retrained version swaps in, the canary
+    schedule starts again for it, and its rollback (p99 above an unreachable 0.001 ms) keeps the champion."""
+    canary = {"variant": "challenger", "steps": [50, 100], "interval_s": 3600,
+              "rollback_on": {"error_rate": None, "p99_ms": 0.001, "min_requests": 10}}
+    variants = [{"name": "default", "model": "models:/churn-canary@champion"},
+                {"name": "challenger", "model": "models:/churn-canary@challenger", "weight": 0}]
+    pipe, url, data = _loop_app(demo_dir, storage, tmp_path, receiver, "churn-canary", "loopc",
+                                f"serving.variants={json.dumps(variants)}", f"serving.canary={json.dumps(canary)}",
+                                deploy="canary", observe_s=120)
+    stop = threading.Event()
+    try:
+        rows = _post_shifted_month(demo_dir, data, url)
+
+        def traffic():  # keeps requests coming for the restarted canary to be judged on
+            i = 0
+            while not stop.is_set():
+                httpx.post(f"{url}/predict", json={"instances": rows[i % 1000:i % 1000 + 1]}, timeout=60)
+                i += 1
+                time.sleep(0.05)
+
+        threading.Thread(target=traffic, daemon=True).start()
+        [record] = _wait("the retrain to finish", lambda: _retrain_finished(url), timeout=600, every=2)
+        served = httpx.get(f"{url}/health").json()["variants"]
+    finally:
+        stop.set()
+        pipe.stop()
+    steps = [s["step"] for s in record["steps"]]
+    new_run = record["run_id"]
+    assert record["status"] == "kept" and steps[-3:] == ["challenger_registered", "challenger_canary", "kept"], record
+    assert record["outcome"]["reason"].startswith(f"the canary of run {new_run} rolled back: p99 latency")
+    from raymlops.registry import ModelRegistry
+
+    reg = ModelRegistry.from_config(pipe.config)
+    assert reg.alias_version("churn-canary", "champion") == 1  # kept
+    assert reg.alias_version("churn-canary", "challenger") == record["version"] == 3
+    assert served["challenger"] == new_run != served["default"]
+    from raymlops.pipeline.serve import state_dir
+    from raymlops.serving.controller import read_events
+
+    events = [(e["event"], e.get("model")) for e in read_events(state_dir(pipe.config, "loopc"))]
+    restart = events.index(("start", new_run))  # the swap restarted the canary for the new run ...
+    assert ("rollback", new_run) in events[restart:], events  # ... and its own requests rolled it back
+    # One alert per rolled-back model: the retrained run's rollback is not inside the first one's cooldown.
+    rollbacks = [b["subject"] for b in receiver.of("canary") if b["severity"] == "critical"]
+    assert f"rollback {new_run}" in rollbacks, receiver.of("canary")
+    assert [b["details"]["step"] for b in receiver.of("retrain")][-1] == "kept"
 
 
 def pipe_config_path(pipe) -> Path:

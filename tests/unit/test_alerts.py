@@ -276,3 +276,58 @@ def test_a_restarted_app_monitor_keeps_the_cooldown(receiver, tmp_path):
     [stats] = restarted.alerts.stats().values()
     assert stats["suppressed"] == 1 and stats["sent"] == 1
     restarted.alerts.close(timeout=0)
+
+
+PROMOTED: list = []
+
+
+def submitted(config, job_id):  # the retrain's submit step (called by dotted path): no cluster in a unit test
+    return job_id
+
+
+def promote(config, version):
+    PROMOTED.append(version)
+    return {"promoted": True, "version": version, "reason": "gate passed"}
+
+
+@pytest.mark.parametrize("rolled_back", ["run-new", "run-old"])
+def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp_path, rolled_back):
+    """Canary mode: the retrained run's canary rolling back keeps the champion; a rollback of another run's
+    canary (the one before the retrain) does not stop the promotion."""
+    from raymlops.monitoring.app_monitor import AppMonitor
+
+    PROMOTED.clear()
+    job = {"status": "RUNNING"}
+    monkeypatch.setattr(AppMonitor, "_job_status", staticmethod(
+        lambda job_id, address: (job["status"], "models:/churn/3 (run run-new, gate passed)")))
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    here = __name__
+    spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"), "alerts": [],
+            "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": str(events), "performance": None,
+            "retrain": {"on": ["drift"], "min_interval_s": 3600, "deploy": "canary", "observe_s": 3, "timeout_s": 60,
+                        "submit": {"call": f"{here}:submitted", "args": ["cfg.yaml"]},
+                        "promote": {"call": f"{here}:promote", "args": ["cfg.yaml"]}}}
+    monitor = AppMonitor(spec)
+    monitor.event(drift())
+    job["status"] = "SUCCEEDED"
+
+    def record(status):
+        deadline = time.monotonic() + 15
+        while (r := monitor.status(0)["retrains"][-1])["status"] != status:
+            assert time.monotonic() < deadline, r
+            time.sleep(0.1)
+        return r
+
+    assert record("observing")["run_id"] == "run-new"
+    with open(events, "a") as f:
+        f.write(json.dumps({"type": "canary", "event": "rollback", "variant": "challenger", "model": rolled_back,
+                            "reason": "p99 latency 9.0 ms > 1 ms over 20 requests"}) + "\n")
+    if rolled_back == "run-new":
+        r = record("kept")
+        assert r["outcome"]["reason"].startswith("the canary of run run-new rolled back: p99 latency") and not PROMOTED
+        assert [s["step"] for s in r["steps"]][-3:] == ["challenger_registered", "challenger_canary", "kept"]
+    else:
+        assert record("promoted")["outcome"]["version"] == 3 and PROMOTED == [3]
+    assert [e["type"] for e in monitor.status(10)["events"]] == ["drift", "canary"]
+    monitor.alerts.close(timeout=0)

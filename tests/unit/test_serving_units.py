@@ -115,6 +115,32 @@ def test_controller_persists_and_resumes_the_same_plan(tmp_path):
     assert view["canary"]["status"] == "running" and view["plan"]
 
 
+
+def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
+    """The canary variant follows a registry alias: when a replica swaps to a new version, the schedule
+    starts again for it (every replica reports the swap; only the first restarts it)."""
+    c = TrafficController("app", str(tmp_path))
+    plan = c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})["plan"]
+    assert c.sync(_stats(40, errors=10))["canary"]["status"] == "rolled_back"  # r2 failed its canary
+    before = c.status()["version"]
+    view = c.model_swapped("new", "r3")
+    assert view["canary"] == {**view["canary"], "status": "running", "step": 0, "percent": 10.0, "model": "r3"}
+    assert view["weights"] == {"old": 90.0, "new": 10.0} and view["version"] == before + 1
+    assert view["plan"] == plan  # the routers' plan: they take the new weights
+    assert c.model_swapped("new", "r3") == view  # another replica of the same variant: no second restart
+    assert c.model_swapped("old", "r9") == view  # not the canary variant
+    events = read_events(tmp_path)
+    assert [(e["event"], e["model"]) for e in events] == [("start", "r2"), ("rollback", "r2"), ("start", "r3")]
+    assert events[-1]["reason"] == "model r2 -> r3: the canary starts again"
+    assert c.sync(_stats(40, errors=10))["canary"]["status"] == "rolled_back"  # r3 is judged on its own requests
+    resumed = TrafficController("app", str(tmp_path)).configure({"old": 1, "new": 1}, CANARY,
+                                                                 {"old": "r1", "new": "r2"})
+    assert resumed["canary"]["model"] == "r3" and resumed["canary"]["status"] == "rolled_back"  # a restart keeps it
+    no_canary = TrafficController("other", str(tmp_path / "other"))
+    no_canary.configure({"old": 1, "new": 1}, None, {"old": "r1", "new": "r2"})
+    assert no_canary.model_swapped("new", "r3")["canary"] is None
+
+
 def _record(i, role="primary", variant="a", preds=(1,), probs=(0.7,), status=200):
     return {"ts": time.time(), "request_id": f"r{i}", "variant": variant, "role": role, "model_version": "v1",
             "status": status, "latency_ms": 3.0, "rows": [{"x": i}] * len(preds), "predictions": list(preds),
