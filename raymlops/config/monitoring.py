@@ -79,9 +79,11 @@ class WebhookAlert(Strict):
 
 class LogAlert(Strict):
     type: Literal["log"]
-    path: str | None = Field(None, description="JSON-lines file; default <storage>/monitoring/alerts.jsonl.")
+    path: str | None = Field(None, description="JSON-lines file; default <storage>/monitoring/<app>/alerts.jsonl.")
     on: list[Event] = Field(default_factory=lambda: list(EVENTS))
     cooldown_s: float = Field(300, ge=0)
+    rotate_mb: float | None = Field(64, gt=0, description="The file becomes <path>.1 at this size; null: never.")
+    keep: int = Field(5, ge=1, description="Rotated files kept.")
 
 
 AlertConfig = Annotated[Union[WebhookAlert, LogAlert], Field(discriminator="type")]
@@ -110,6 +112,11 @@ class MonitoringConfig(Strict):
     retrain: RetrainConfig | None = None
     checkpoint_s: float = Field(10, gt=0, description="How often monitor actors checkpoint their state.")
     history: int = Field(500, ge=1, description="Results kept per monitor (older ones stay in history.jsonl).")
+    history_rotate_mb: float | None = Field(64, gt=0, description="Each history.jsonl (a monitor's results, the "
+                                                                 "app's events) becomes history.jsonl.1 at this "
+                                                                 "size; null: never rotated.")
+    history_keep: int = Field(5, ge=1, description="Rotated history files kept (.1 newest); older ones are "
+                                                   "deleted.")
 
 
 def monitoring_issues(m: MonitoringConfig | None, has_training: bool, sources: list[str]) -> list[tuple[tuple, str]]:

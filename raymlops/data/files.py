@@ -1,8 +1,10 @@
-"""Atomic file writes: readers see the old file or the new one, never a part."""
+"""Atomic file writes (readers see the old file or the new one, never a part) and durable, rotated
+JSON-lines logs."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -26,3 +28,56 @@ def atomic_write(path: str | os.PathLike, data: bytes, durable: bool = False) ->
             os.unlink(tmp)
         raise
     return path
+
+
+def rotated(path: str | os.PathLike, keep: int) -> list[Path]:
+    """A JSON-lines log's files, newest first: ``path``, ``path.1`` ... ``path.<keep>`` (those that exist)."""
+    path = Path(path)
+    out = [path] if path.is_file() else []
+    for i in range(1, keep + 1):
+        older = path.with_name(f"{path.name}.{i}")
+        if not older.is_file():
+            break
+        out.append(older)
+    return out
+
+
+def append_line(path: str | os.PathLike, entry: dict, rotate_bytes: float | None = None, keep: int = 5) -> None:
+    """Appends one JSON line durably (flushed and fsynced).
+
+    A torn last line (a crash mid-append) is cut off first, so it never swallows the next entry. When the
+    file has reached ``rotate_bytes`` it becomes ``path.1`` (``path.1`` becomes ``path.2`` ..., the
+    ``keep``-th is dropped) and the line starts a new file: the log's disk use stays under about
+    (keep + 1) x rotate_bytes. Every rename is atomic, so a crash mid-rotation loses no entry.
+    """
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    if size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                f.truncate(f.read().rfind(b"\n") + 1)
+    if rotate_bytes and size >= rotate_bytes:
+        for i in range(keep, 0, -1):
+            src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
+            if src.exists():
+                os.replace(src, path.with_name(f"{path.name}.{i}"))
+    with open(path, "a") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_lines(path: str | os.PathLike, last: int | None = None, keep: int = 5) -> list[str]:
+    """The lines of a rotated JSON-lines log, oldest first: all of them, or at least the ``last`` newest
+    (older rotated files are read only when the newer ones hold fewer)."""
+    chunks: list[list[str]] = []
+    for p in rotated(path, keep):
+        try:
+            chunks.insert(0, Path(p).read_text().splitlines())
+        except FileNotFoundError:  # rotated away meanwhile
+            continue
+        if last and sum(len(c) for c in chunks) >= last:
+            break
+    return [line for c in chunks for line in c]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from raymlops.data.files import atomic_write
+from raymlops.data.files import append_line, atomic_write, read_lines
 
 log = logging.getLogger("raymlops.monitoring")
 
@@ -23,14 +23,18 @@ CHECKPOINT = "checkpoint.pkl"
 HISTORY = "history.jsonl"
 
 
-def read_history(state_dir: str | os.PathLike, last: int | None = None) -> list[dict]:
-    """Entries recorded under ``state_dir`` (oldest first); a torn line is skipped, and a result recorded
-    twice (a crash between its history line and the checkpoint, then the window tested again) counts once."""
-    path = Path(state_dir) / HISTORY
-    if not path.is_file():
-        return []
+def rotation(spec: dict) -> tuple[float | None, int]:
+    """(rotate_bytes, keep) of a monitor's JSON-lines history, from its spec."""
+    mb = spec.get("history_rotate_mb")
+    return (mb * 1024 * 1024 if mb else None), int(spec.get("history_keep") or 5)
+
+
+def read_history(state_dir: str | os.PathLike, last: int | None = None, keep: int = 5) -> list[dict]:
+    """Entries recorded under ``state_dir`` (oldest first, across rotated files); a torn line is skipped, and
+    a result recorded twice (a crash between its history line and the checkpoint, then the window tested
+    again) counts once."""
     out: dict = {}
-    for i, line in enumerate(path.read_text().splitlines()):
+    for i, line in enumerate(read_lines(Path(state_dir) / HISTORY, last and last + 8, keep)):
         try:
             e = json.loads(line)
         except json.JSONDecodeError:
@@ -40,21 +44,6 @@ def read_history(state_dir: str | os.PathLike, last: int | None = None) -> list[
         out[key] = e
     entries = list(out.values())
     return entries[-last:] if last else entries
-
-
-def append_line(path: Path, entry: dict) -> None:
-    """Appends one JSON line durably; a torn last line (a crash mid-append) is cut off first, so it never
-    swallows the next entry."""
-    if path.is_file() and path.stat().st_size:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                data = path.read_bytes()
-                f.truncate(data.rfind(b"\n") + 1)
-    with open(path, "a") as f:
-        f.write(json.dumps(entry, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class _Window:
@@ -97,7 +86,7 @@ class VariantMonitor:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._load(spec["run_dir"], spec["model_version"])
-        self.history: deque = deque(read_history(self.state_dir, spec.get("history", 500)),
+        self.history: deque = deque(read_history(self.state_dir, spec.get("history", 500), rotation(spec)[1]),
                                     maxlen=spec.get("history", 500))
         self.restored = self._restore()
         self._gauges = _Gauges(spec["app"], spec["variant"])
@@ -187,7 +176,7 @@ class VariantMonitor:
     def _record(self, entry: dict) -> None:
         entry = {"model_version": self.model_version, **entry}
         self.history.append(entry)
-        append_line(self.state_dir / HISTORY, entry)
+        append_line(self.state_dir / HISTORY, entry, *rotation(self.spec))
         self._checkpoint()
 
     def _event(self, kind: str, message: str, subject: str | None, details: dict) -> None:

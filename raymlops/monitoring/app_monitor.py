@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from raymlops.data.files import atomic_write
-from raymlops.monitoring.actor import _kill, append_line, read_history
+from raymlops.data.files import append_line, atomic_write
+from raymlops.monitoring.actor import _kill, read_history, rotation
 
 log = logging.getLogger("raymlops.monitoring")
 
@@ -63,7 +63,7 @@ class AppMonitor:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.alerts = Alerts.from_config(spec.get("alerts") or [], spec["alert_log"])
         self._lock = threading.RLock()
-        self.recent: deque = deque(read_history(self.dir, 200), maxlen=200)
+        self.recent: deque = deque(read_history(self.dir, 200, rotation(spec)[1]), maxlen=200)
         self.state = self._read_state()
         self.alerts.restore_cooldowns(self.state.get("cooldowns", {}))  # a restart does not re-alert
         self.performance: dict | None = None
@@ -86,7 +86,7 @@ class AppMonitor:
     def event(self, event: dict) -> None:
         """Records an event, alerts on it, and starts a retrain when the policy says so."""
         with self._lock:
-            append_line(self.dir / EVENTS, event)
+            append_line(self.dir / EVENTS, event, *rotation(self.spec))
             self.recent.append(event)
         if self.alerts.emit(event):
             with self._lock:

@@ -113,7 +113,8 @@ def _monitor(cfg: PipelineConfig, app: str, variant: str, run_dir: Path, run_id:
                 "model_version": run_id, "state_dir": str(monitoring_dir(cfg, app) / variant),
                 "drift": m.drift.model_dump() if m.drift else None,
                 "quality": m.data_quality.model_dump() if m.data_quality else None,
-                "history": m.history, "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
+                "history": m.history, "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep,
+                "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
         started.append(start_monitor(spec, wait=False))
     return actor_name(app, variant)
 
@@ -129,7 +130,8 @@ def _start_app_monitor(cfg: PipelineConfig, app: str) -> str:
     m, here = cfg.monitoring, monitoring_dir(cfg, app)
     spec = {"app": app, "namespace": cfg.ray.namespace, "state_dir": str(here),
             "alerts": [a.model_dump() for a in m.alerts], "alert_log": str(here / "alerts.jsonl"),
-            "canary_events": str(state_dir(cfg, app) / EVENTS_FILE), "performance": None, "retrain": None}
+            "canary_events": str(state_dir(cfg, app) / EVENTS_FILE), "performance": None, "retrain": None,
+            "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep}
     if m.performance is not None:
         p, src = m.performance, cfg.sources[m.performance.labels]
         spec["performance"] = {**p.model_dump(), "label": p.label or cfg.training.label, "task": cfg.training.task,

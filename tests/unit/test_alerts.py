@@ -213,6 +213,16 @@ def test_log_sink_lines_never_interleave_across_threads(tmp_path, caplog):
     assert sum("[data_quality] app: t0 e0" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_log_sink_rotates_at_rotate_mb(tmp_path):
+    sink = LogSink(LogAlert(type="log", rotate_mb=0.01, keep=2), str(tmp_path / "alerts.jsonl"))  # ~10 KB a file
+    for i in range(20):
+        sink.send(make_event("drift", "app", f"e{i}", subject="s", details={"pad": "x" * 2000}))
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["alerts.jsonl", "alerts.jsonl.1", "alerts.jsonl.2"]
+    newest = [json.loads(ln)["message"] for ln in sink.path.read_text().splitlines()]
+    assert newest[-1] == "e19" and all(p.stat().st_size < 10_486 + 2_500 for p in tmp_path.iterdir())
+
+
 class Blocking(AlertSink):
     """A sink whose send waits for `release` (to fill the dispatcher's queue)."""
 

@@ -71,3 +71,21 @@ def test_a_torn_history_line_never_swallows_the_next_and_repeats_count_once(tmp_
     assert [json.loads(ln)["window"] for ln in lines] == [1, 2, 2]
     got = read_history(tmp_path)
     assert [(e["window"], e.get("is_drift")) for e in got] == [(1, None), (2, True)]
+
+
+def test_history_rotates_at_its_size_keeps_what_is_asked_and_reads_across_files(tmp_path):
+    path = tmp_path / HISTORY
+    for w in range(1, 41):  # ~60 bytes a line, rotated at 300 bytes: ~5 lines a file
+        append_line(path, {"kind": "drift", "model_version": "a", "window": w}, rotate_bytes=300, keep=3)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [HISTORY, f"{HISTORY}.1", f"{HISTORY}.2", f"{HISTORY}.3"]  # .4 and older were dropped
+    assert all(p.stat().st_size < 300 + 80 for p in tmp_path.iterdir())
+    kept = [json.loads(ln)["window"] for p in (f"{HISTORY}.3", f"{HISTORY}.2", f"{HISTORY}.1", HISTORY)
+            for ln in (tmp_path / p).read_text().splitlines()]
+    assert kept == list(range(kept[0], 41)) and len(kept) < 40  # contiguous, newest last, oldest gone
+    assert [e["window"] for e in read_history(tmp_path, 8, keep=3)] == list(range(33, 41))  # spans two files
+    assert [e["window"] for e in read_history(tmp_path, keep=3)] == kept
+    m = {"history_rotate_mb": 1, "history_keep": 2}
+    from raymlops.monitoring.actor import rotation
+
+    assert rotation(m) == (1024 * 1024, 2) and rotation({"history_rotate_mb": None}) == (None, 5)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from raymlops.config.monitoring import LogAlert
+from raymlops.data.files import append_line
 from raymlops.monitoring.alerts.base import AlertSink, summary
 
 logger = logging.getLogger("raymlops.alerts")
@@ -25,7 +24,8 @@ def _file_lock(path: Path) -> threading.Lock:
 
 
 class LogSink(AlertSink):
-    """Appends, flushes and fsyncs one line per event under a per-file lock."""
+    """Appends, flushes and fsyncs one line per event under a per-file lock; the file is rotated at
+    ``rotate_mb``."""
 
     def __init__(self, cfg: LogAlert, default_path: str):
         self.path = Path(cfg.path or default_path).resolve()
@@ -33,12 +33,10 @@ class LogSink(AlertSink):
         self.name = f"log:{self.path}"
         self.on = set(cfg.on)
         self.cooldown_s = cfg.cooldown_s
+        self.rotate_bytes, self.keep = (cfg.rotate_mb * 1024 * 1024 if cfg.rotate_mb else None), cfg.keep
         self._lock = _file_lock(self.path)
 
     def send(self, event: dict[str, Any]) -> None:
-        line = (json.dumps(event, default=str) + "\n").encode()
-        with self._lock, open(self.path, "ab") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        with self._lock:
+            append_line(self.path, event, self.rotate_bytes, self.keep)
         logger.warning("alert %s", summary(event))
