@@ -6,12 +6,14 @@
    shifted stream until the detector says drift (batch detectors at windows of 100, 250 and 500 rows).
    Online detectors also get a long unshifted stream: alarms per rows vs the configured ERT.
    Online calibration: alibi-detect's own threshold simulation vs raymlops' (calibration.py), same draws.
-3. Serving with monitoring on vs off: the quickstart model deployed twice on Ray Serve (batched, model in
+3. Late-label join: the app monitor's read of a request log (300,000 scored rows in 300 files) plus the
+   request-id join, reading only the answered rows and the columns the join needs vs the whole log.
+4. Serving with monitoring on vs off: the quickstart model deployed twice on Ray Serve (batched, model in
    the router replica), one with drift + data-quality actors fed by the replicas, one without; load-tested
    over loopback at concurrency 1, 8 and 64, alternating the target order each round (serve_bench's
    harness). Goal: <= 5% throughput loss.
 
-Usage: .venv/bin/python benchmarks/monitor_bench.py [--skip-serve]
+Usage: .venv/bin/python benchmarks/monitor_bench.py [--skip-serve] [--performance-only]
 """
 
 from __future__ import annotations
@@ -150,10 +152,49 @@ def serving(tmp: Path, holdout: Path) -> Path:
     return run_dir
 
 
+def performance_join(tmp: Path, requests: int = 300, rows: int = 1000, repeats: int = 3) -> None:
+    """The app monitor's label join over a request log: pruned, filtered read vs the whole log (same files)."""
+    import statistics
+
+    from raymlops.monitoring.app_monitor import read_table, request_columns
+    from raymlops.monitoring.performance import join_labels
+    from raymlops.serving.request_log import RequestLog
+
+    rng = np.random.default_rng(0)
+    inputs = pd.read_parquet(tmp / "train.parquet").drop(columns=["customer_id", "churned"]).head(rows)
+    records = inputs.assign(event_ts=inputs["event_ts"].astype(str)).to_dict("records")
+    log = RequestLog(str(tmp / "request_log"), flush_s=3600, max_buffer_rows=2 * rows)
+    t0 = time.time()
+    for i in range(requests):
+        p = rng.random(rows)
+        log.add({"ts": t0 + i, "request_id": f"r{i}", "variant": "default", "role": "primary", "model_version": "v1",
+                 "status": 200 if i % 10 else 500, "latency_ms": 5.0, "rows": records,
+                 "predictions": (p > 0.5).astype(int).tolist(), "probabilities": p.tolist()})
+        log.flush(60)  # one file per request: a log written over time
+    labels = pd.DataFrame({"request_id": np.repeat([f"r{i}" for i in range(requests)], rows),
+                           "row": np.tile(np.arange(rows), requests), "churned": rng.integers(0, 2, requests * rows)})
+    spec, cfg = {"format": "parquet", "path": str(tmp / "request_log")}, {"join": "request_id", "label": "churned"}
+    times: dict[str, list[float]] = {"whole log": [], "answered rows, join columns": []}
+    for _ in range(repeats):
+        for name, read in (("whole log", lambda: read_table(spec)),
+                           ("answered rows, join columns", lambda: read_table(spec, *request_columns(cfg)))):
+            t = time.perf_counter()
+            joined = join_labels(read(), labels, cfg)
+            times[name].append(time.perf_counter() - t)
+    base, ours = (statistics.median(v) for v in times.values())
+    print(f"\n## Late-label join ({requests * rows:,} logged rows in {requests} files, {len(joined):,} joined; "
+          f"median of {repeats}; baseline: reading the whole log)")
+    print("| read | s | labelled rows/s | vs whole log |")
+    print("|---|---|---|---|")
+    for name, secs in (("whole log", base), ("answered rows, join columns", ours)):
+        print(f"| {name} | {secs:.2f} | {len(joined) / secs:,.0f} | x{ratio(base, secs):.1f} |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-serve", action="store_true", help="only the in-process detector figures")
     parser.add_argument("--run", help="with --skip-serve: a quickstart run directory for the scoring baseline")
+    parser.add_argument("--performance-only", action="store_true", help="only the late-label join figures")
     args = parser.parse_args()
     import ray
     from ray import serve
@@ -165,6 +206,9 @@ def main() -> int:
         tmp = Path(tmp_name)
         paths = write_demo_data(tmp, rows=20000)
         data = {k: pd.read_parquet(paths[k]) for k in ("train", "shifted")}
+        if args.performance_only:
+            performance_join(tmp)
+            return 0
         try:
             run_dir = None
             if not args.skip_serve:
@@ -179,6 +223,7 @@ def main() -> int:
                                              ).train(progress=False).run_dir
             detectors(data, run_dir)
             calibration(data["train"].sample(2000, random_state=0))
+            performance_join(tmp)
         finally:
             if ray.is_initialized():
                 serve.shutdown()

@@ -329,6 +329,21 @@ def start_monitor(spec: dict, wait: bool = True):
     return handle
 
 
+def ensure_monitor(spec: dict) -> None:
+    """Starts the variant's monitor unless one is running for the same model (`serve deploy` of an exported
+    file: an app rebuilt by Serve keeps its monitors and their windows)."""
+    import ray
+
+    try:
+        running = ray.get(ray.get_actor(actor_name(spec["app"], spec["variant"]), namespace=spec["namespace"])
+                          .status.remote(0), timeout=60)
+        if running["model_version"] == spec["model_version"]:
+            return
+    except Exception:  # not running (or not answering): start it
+        pass
+    start_monitor(spec, wait=False)
+
+
 def _kill(name: str, namespace: str, timeout_s: float = 30) -> None:
     """Kills a named actor (for good) and waits until its name is free."""
     import ray

@@ -32,18 +32,31 @@ def _call(spec: dict):
     return getattr(importlib.import_module(module), name)
 
 
-def read_table(spec: dict) -> pd.DataFrame:
-    """A labels source ({format, path}) or request log (format parquet) read with pandas."""
+def read_table(spec: dict, columns: list[str] | None = None, filter=None) -> pd.DataFrame:
+    """A labels source ({format, path}) or request log (format parquet: a directory, file or URI) read with
+    pandas; for Parquet only ``columns`` (those present) and the rows matching ``filter`` are read."""
     fmt, path = spec["format"], spec["path"]
     if fmt == "parquet":
         import pyarrow.dataset as pads
 
-        if not os.path.exists(path):
+        if "://" not in path and not os.path.exists(path):
             return pd.DataFrame()
-        return pads.dataset(path, format="parquet", partitioning="hive",
-                            exclude_invalid_files=True).to_table().to_pandas()
+        dataset = pads.dataset(path, format="parquet", partitioning="hive", exclude_invalid_files=True)
+        cols = [c for c in columns if c in dataset.schema.names] if columns else None
+        return dataset.to_table(columns=cols, filter=filter).to_pandas()
     reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
     return reader(path)
+
+
+def request_columns(performance: dict) -> tuple[list[str], Any]:
+    """(columns, filter) of the request log that the label join needs: answered rows only, and the inputs
+    (the largest column) only to find entity keys."""
+    import pyarrow.compute as pc
+
+    cols = ["ts", "request_id", "row", "variant", "role", "model_version", "status", "prediction", "probability"]
+    if performance.get("join") == "entity":
+        cols.append("inputs")
+    return cols, (pc.field("status") == 200) & pc.field("role").isin(["primary", "shadow"])
 
 
 class AppMonitor:
@@ -140,7 +153,7 @@ class AppMonitor:
 
         p = self.spec["performance"]
         labels = read_table(p["labels_source"])
-        requests = read_table({"format": "parquet", "path": p["request_log"]})
+        requests = read_table({"format": "parquet", "path": p["request_log"]}, *request_columns(p))
         if labels.empty or requests.empty:
             self.performance = {"labelled_rows": 0, "windows": [], "summary": {}, "at": time.time()}
             return

@@ -145,8 +145,8 @@ class Pipeline:
 
     def export_serve_config(self, path: str | os.PathLike, run: str | os.PathLike | None = None,
                             model: str | None = None) -> Path:
-        """Writes a Serve config file deploying what `serve` would (`serve deploy PATH`). Drift actors
-        are not started by `serve deploy`: start them with `raymlops serve` first, or run without drift."""
+        """Writes a Serve config file deploying what `serve` would (`serve deploy PATH`), monitor actors
+        included: Serve's build of the app starts them."""
         from raymlops.serving import export
 
         s = self.config.serving

@@ -45,25 +45,41 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     """The ``args`` of `raymlops.serving.app.build_app` for this config.
 
     ``default_ref``: the model of variants (and shadows) that name none, and of the single default variant.
-    ``start_actors``: start the drift actors and materialize online features (False when only exporting).
+    ``start_actors``: start the monitor actors and materialize online features. False when exporting: the
+    actors' start calls go in ``start``, run by `build_app` when `serve deploy` builds the app.
     """
     s = cfg.serving
     from raymlops.config.serving import VariantConfig
 
     entries = [("variant", v) for v in (s.variants or [VariantConfig(name="default")])]
     entries += [("shadow", sh) for sh in s.shadow]
-    models, monitors = [], []
-    app_monitor = _start_app_monitor(cfg, app) if start_actors and cfg.monitoring is not None else None
+    from raymlops.monitoring.actor import actor_name, start_monitor
+
+    models, monitors, start = [], [], []
+    app_monitor = None
+    if cfg.monitoring is not None:
+        from raymlops.monitoring.app_monitor import app_monitor_name, start_app_monitor
+
+        spec = _app_monitor_spec(cfg, app)
+        if start_actors:
+            start_app_monitor(spec)
+        else:  # an exported file: `serve deploy` starts it when it builds the app
+            start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor", "args": [spec]})
+        app_monitor = app_monitor_name(app)
     for role, entry in entries:
         run_dir, watch = resolve_model(cfg, entry.model or default_ref)
         run_id = layout.read_meta(run_dir)["run_id"]
         say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id})"
             + (f", following the alias every {s.reload_seconds:g} s" if watch else ""))
+        spec = _monitor_spec(cfg, app, entry.name, run_dir, run_id, app_monitor)
+        if spec is not None and start_actors:
+            monitors.append(start_monitor(spec, wait=False))
+        elif spec is not None:
+            start.append({"call": "raymlops.monitoring.actor:ensure_monitor", "args": [spec]})
         models.append({"name": entry.name, "role": role, "weight": getattr(entry, "weight", 0.0),
                        "run_dir": str(run_dir), "model_version": run_id, "watch": watch,
                        "max_in_flight": getattr(entry, "max_in_flight", None),
-                       "monitor": _monitor(cfg, app, entry.name, run_dir, run_id, app_monitor,
-                                           monitors if start_actors else None)})
+                       "monitor": actor_name(app, entry.name) if spec is not None else None})
     if monitors:  # started side by side; fail here, not in serving, if a detector cannot load
         import ray
 
@@ -87,7 +103,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         "max_batch_rows": s.max_batch_rows, "models": models, "features": features,
         "sticky_key": s.sticky_key, "canary": s.canary.model_dump() if s.canary else None,
         "request_log": request_log, "route_prefix": s.route_prefix, "request_timeout_s": s.request_timeout_s,
-        "router_replicas": s.router_replicas, "app_monitor": app_monitor,
+        "router_replicas": s.router_replicas, "app_monitor": app_monitor, "start": start,
         "replica": {"num_replicas": s.num_replicas, "num_cpus": s.num_cpus,
                     "max_ongoing_requests": s.max_ongoing_requests,
                     "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
@@ -99,31 +115,26 @@ def monitoring_dir(cfg: PipelineConfig, app: str) -> Path:
     return layout.storage_root(cfg.storage) / "monitoring" / app
 
 
-def _monitor(cfg: PipelineConfig, app: str, variant: str, run_dir: Path, run_id: str, app_monitor: str | None,
-             started: list | None) -> str | None:
-    """The name of the variant's monitor actor when drift or data-quality monitoring is on; starts it
-    (appending its handle to ``started``) unless ``started`` is None. Shadows are monitored too."""
+def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: Path, run_id: str,
+                  app_monitor: str | None) -> dict | None:
+    """The spec of the variant's (or shadow's) monitor actor, or None when neither drift nor data-quality
+    monitoring is on."""
     m = cfg.monitoring
     if m is None or (m.drift is None and m.data_quality is None):
         return None
-    from raymlops.monitoring.actor import actor_name, start_monitor
-
-    if started is not None:
-        spec = {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": str(run_dir),
-                "model_version": run_id, "state_dir": str(monitoring_dir(cfg, app) / variant),
-                "drift": m.drift.model_dump() if m.drift else None,
-                "quality": m.data_quality.model_dump() if m.data_quality else None,
-                "history": m.history, "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep,
-                "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
-        started.append(start_monitor(spec, wait=False))
-    return actor_name(app, variant)
+    return {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": str(run_dir),
+            "model_version": run_id, "state_dir": str(monitoring_dir(cfg, app) / variant),
+            "drift": m.drift.model_dump() if m.drift else None,
+            "quality": m.data_quality.model_dump() if m.data_quality else None,
+            "history": m.history, "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep,
+            "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
 
 
-def _start_app_monitor(cfg: PipelineConfig, app: str) -> str:
-    """Starts the app monitor (alerts, canary events, performance, retraining); returns its name."""
+def _app_monitor_spec(cfg: PipelineConfig, app: str) -> dict:
+    """The app monitor's spec (alerts, canary events, performance, retraining); writes the resolved config
+    the retrain job reads."""
     import os
 
-    from raymlops.monitoring.app_monitor import app_monitor_name, start_app_monitor
     from raymlops.pipeline.loop import write_config
     from raymlops.serving.controller import EVENTS_FILE
 
@@ -143,5 +154,4 @@ def _start_app_monitor(cfg: PipelineConfig, app: str) -> str:
                            "submit": {"call": "raymlops.pipeline.loop:submit_retrain",
                                       "args": [config, os.getcwd(), m.retrain.address]},
                            "promote": {"call": "raymlops.pipeline.loop:promote_challenger", "args": [config]}}
-    start_app_monitor(spec)
-    return app_monitor_name(app)
+    return spec

@@ -54,9 +54,11 @@ def model_spec(args: dict, m: dict) -> dict:
 
 def build_app(args: dict):
     """Builds the bound application from plain data (see `raymlops.pipeline.serve` for how ``args`` is made)."""
-    from raymlops.serving.model import ModelServer
+    from raymlops.serving.model import ModelServer, resolver
     from raymlops.serving.router import Router
 
+    for call in args.get("start") or []:  # an exported file: the monitor actors `raymlops serve` would start
+        resolver(call)()
     opts = deployment_options(args)
     router_spec = {
         "app": args["app"], "namespace": args["namespace"], "state_dir": args["state_dir"],

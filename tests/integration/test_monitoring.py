@@ -352,6 +352,50 @@ def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champi
     assert [b["details"]["step"] for b in receiver.of("retrain")][-1] == "kept"
 
 
+
+def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_dir, storage, tmp_path):
+    """`raymlops serve --export` + the real `serve deploy` CLI: Serve's build of the app starts the variant
+    monitor and the app monitor that `raymlops serve` would have started; traffic then reaches them."""
+    import subprocess
+    from urllib.parse import urlparse
+
+    from ray import serve
+
+    from raymlops.data.ray_env import start_serve
+    from raymlops.monitoring.actor import actor_name
+    from raymlops.monitoring.app_monitor import app_monitor_name
+    from tests.conftest import cli_env, free_port
+
+    _, result = quickstart
+    port = urlparse(start_serve("127.0.0.1", free_port())).port  # the session's proxy: deploy files must match it
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.app_name=exported", "serving.route_prefix=/exported",
+                    "serving.num_cpus=0", f"serving.port={port}")
+    path = pipe.export_serve_config(tmp_path / "serve.yaml", result.run_dir)
+    monitors = [(actor_name("exported", "default"), "variant"), (app_monitor_name("exported"), "app")]
+    for name, _ in monitors:
+        with pytest.raises(ValueError):  # exporting starts nothing
+            ray.get_actor(name, namespace="raymlops")
+    dashboard = "http://" + ray._private.worker.global_worker.node.address_info["webui_url"]
+    try:
+        r = subprocess.run(["serve", "deploy", str(path), "--address", dashboard], capture_output=True, text=True,
+                           timeout=300, env=cli_env(RAY_AUTH_MODE="token"))
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        _wait("the deployed app", lambda: getattr(serve.status().applications.get("exported"), "status", None)
+              == "RUNNING", timeout=240, every=1)
+        for name, _ in monitors:
+            ray.get_actor(name, namespace="raymlops")  # started by Serve's build of the app
+        url = f"http://127.0.0.1:{port}/exported"
+        rows = _jsonable(pd.read_parquet(demo_dir / "holdout.parquet").drop(columns=["customer_id", "churned"]))
+        for i in range(0, 600, 100):
+            assert httpx.post(f"{url}/predict", json={"instances": rows[i:i + 100]}, timeout=60).status_code == 200
+        drift = _wait("a drift window", lambda: (d := httpx.get(f"{url}/drift", timeout=30).json())["windows_tested"]
+                      and d, timeout=60)
+        assert drift["model_version"] == result.run_id and drift["rows_seen"] == 600 and drift["is_drift"] is False
+        assert httpx.get(f"{url}/monitoring", timeout=30).json()["app"]["app"] == "exported"
+    finally:
+        pipe.stop()
+
+
 def pipe_config_path(pipe) -> Path:
     from raymlops.pipeline.serve import monitoring_dir
 

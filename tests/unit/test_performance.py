@@ -180,3 +180,32 @@ def test_a_100k_row_log_joins_vectorised():
     j = join_labels(log, by_key, {"join": "entity", "keys": ["user"], "timestamp": "at", "max_delay_s": 3600})
     assert 0 < len(j) <= n and j.groupby(["request_id", "row"]).size().max() == 1
     assert len(windowed(j, "auc", "binary", 1000)) >= len(j) // 1000
+
+
+@pytest.mark.parametrize("join", ["request_id", "entity"])
+def test_the_monitor_reads_only_the_answered_rows_and_columns_the_join_needs(tmp_path, join):
+    """The app monitor's read of a real request log: errors and other roles are filtered in the Parquet
+    scan, the inputs column is read only for the entity join, and the join gives the same rows."""
+    import time
+
+    from raymlops.monitoring.app_monitor import read_table, request_columns
+    from raymlops.serving.request_log import RequestLog
+
+    log = RequestLog(str(tmp_path / "log"), flush_s=30)
+    t = time.time()
+    for i in range(20):
+        log.add({"ts": t + i, "request_id": f"r{i}", "variant": "a", "role": "primary", "model_version": "v1",
+                 "status": 500 if i % 5 == 0 else 200, "latency_ms": 3.0, "rows": [{"user": i, "x": i}],
+                 "predictions": [i % 2], "probabilities": [0.1 + i / 40]})
+    assert log.flush(10)
+    cfg = {"join": join, "keys": ["user"], "timestamp": "seen_at", "label": "y", "max_delay_s": 3600}
+    got = read_table({"format": "parquet", "path": str(tmp_path / "log")}, *request_columns(cfg))
+    assert len(got) == 16 and set(got["status"]) == {200}
+    assert ("inputs" in got.columns) == (join == "entity") and "latency_ms" not in got.columns
+    labels = pd.DataFrame({"request_id": [f"r{i}" for i in range(20)], "user": range(20),
+                           "seen_at": pd.to_datetime([t + i + 1 for i in range(20)], unit="s", utc=True),
+                           "y": [i % 2 for i in range(20)]})
+    joined = join_labels(got, labels, cfg)
+    assert sorted(joined["request_id"]) == sorted(f"r{i}" for i in range(20) if i % 5)
+    assert (joined["prediction"] == joined["label"]).all()
+    assert read_table({"format": "parquet", "path": str(tmp_path / "missing")}).empty
