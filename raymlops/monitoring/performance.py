@@ -76,8 +76,13 @@ def _by_entity(ok: pd.DataFrame, labels: pd.DataFrame, cfg: dict, label: str) ->
 
 
 def _parse(s: pd.Series) -> pd.Series:
-    """JSON text to values, decoding each distinct text once."""
-    texts = s.dropna().unique()
+    """JSON text to values: plain numbers (binary and regression outputs) in one vectorised pass, anything
+    else (class names, probability lists) decoding each distinct text once."""
+    present = s.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.notna().all():
+        return numbers.reindex(s.index)
+    texts = present.unique()
     return s.map(dict(zip(texts, (json.loads(t) for t in texts))))
 
 
