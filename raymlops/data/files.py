@@ -4,6 +4,7 @@ JSON-lines logs."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -31,42 +32,53 @@ def atomic_write(path: str | os.PathLike, data: bytes, durable: bool = False) ->
 
 
 def rotated(path: str | os.PathLike, keep: int) -> list[Path]:
-    """A JSON-lines log's files, newest first: ``path``, ``path.1`` ... ``path.<keep>`` (those that exist)."""
+    """A JSON-lines log's files, newest first: ``path``, ``path.1`` ... ``path.<keep>`` (those that exist;
+    a gap left by a crash mid-rotation is skipped, not taken as the end)."""
     path = Path(path)
-    out = [path] if path.is_file() else []
-    for i in range(1, keep + 1):
-        older = path.with_name(f"{path.name}.{i}")
-        if not older.is_file():
-            break
-        out.append(older)
-    return out
+    candidates = [path, *(path.with_name(f"{path.name}.{i}") for i in range(1, keep + 1))]
+    return [p for p in candidates if p.is_file()]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive lock on ``path``'s hidden sidecar lock file: one appender (or rotation) at a time,
+    across processes (two monitors or alert sinks may share a file)."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def append_line(path: str | os.PathLike, entry: dict, rotate_bytes: float | None = None, keep: int = 5) -> None:
     """Appends one JSON line durably (flushed and fsynced).
 
-    A torn last line (a crash mid-append) is cut off first, so it never swallows the next entry. When the
+    One writer at a time, across processes (a lock on a hidden sidecar file). A torn last line (a crash
+    mid-append) is cut off first, so it never swallows the next entry. When the
     file has reached ``rotate_bytes`` it becomes ``path.1`` (``path.1`` becomes ``path.2`` ..., the
     ``keep``-th is dropped) and the line starts a new file: the log's disk use stays under about
     (keep + 1) x rotate_bytes. Every rename is atomic, so a crash mid-rotation loses no entry.
     """
     path = Path(path)
-    size = path.stat().st_size if path.is_file() else 0
-    if size:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.seek(0)
-                f.truncate(f.read().rfind(b"\n") + 1)
-    if rotate_bytes and size >= rotate_bytes:
-        for i in range(keep, 0, -1):
-            src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
-            if src.exists():
-                os.replace(src, path.with_name(f"{path.name}.{i}"))
-    with open(path, "a") as f:
-        f.write(json.dumps(entry, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    line = json.dumps(entry, default=str) + "\n"
+    with _exclusive(path):
+        size = path.stat().st_size if path.is_file() else 0
+        if size:
+            with open(path, "rb+") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.seek(0)
+                    f.truncate(f.read().rfind(b"\n") + 1)
+        if rotate_bytes and size >= rotate_bytes:
+            for i in range(keep, 0, -1):
+                src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
+                if src.exists():
+                    os.replace(src, path.with_name(f"{path.name}.{i}"))
+        with open(path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def read_lines(path: str | os.PathLike, last: int | None = None, keep: int = 5) -> list[str]:

@@ -79,15 +79,17 @@ def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_k
 
     Raises:
         RaymlopsError: when the app failed to deploy, or is not running within ``timeout_s`` (e.g. its
-            replicas ask for more CPUs than the cluster has: the app is then deleted); Serve's own
-            explanation is in the message.
+            replicas ask for more CPUs than the cluster has: a new app is then deleted, one that existed
+            before is left to Serve); Serve's own explanation is in the message.
     """
     from ray import serve
 
     from raymlops.errors import RaymlopsError
 
-    serve.run_many([serve.RunTarget(app, name=name, route_prefix=route_prefix)], wait_for_applications_running=False)
     deadline = time.monotonic() + timeout_s
+    existed = name in serve.status().applications
+    serve.run_many([serve.RunTarget(app, name=name, route_prefix=route_prefix)],
+                   wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     while True:
         status = serve.status().applications.get(name)
         state = getattr(status, "status", None)  # a str enum: NOT_STARTED, DEPLOYING, RUNNING, DEPLOY_FAILED...
@@ -97,8 +99,10 @@ def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_k
         if failed or time.monotonic() > deadline:
             why = " | ".join(m for m in [getattr(status, "message", ""), *(
                 d.message for d in getattr(status, "deployments", {}).values())] if m)
-            if not failed:  # a failed app stays for `serve status`; a stuck one would hold its resources
+            if not failed and not existed:  # a new app stuck for resources would hold them: removed
                 serve.delete(name, _blocking=False)
+            kept = " (not deleted: it existed before this deploy; `serve status` shows it)" if existed and not failed else ""
             raise RaymlopsError(f"Serve app {name!r} " + ("failed to deploy" if failed else
-                                f"was not running after {timeout_s:g} s ({timeout_key})") + (f": {why}" if why else ""))
+                                f"was not running after {timeout_s:g} s ({timeout_key})") + kept
+                                + (f": {why}" if why else ""))
         time.sleep(SERVE_POLL_S)

@@ -267,10 +267,14 @@ class VariantMonitor:
             return {"app": self.spec["app"], "variant": self.spec["variant"], "model_version": self.model_version,
                     "rows_seen": self.rows_seen, "restored": self.restored, "drift": self.latest(),
                     "quality": self.latest_quality, "quality_windows": self.quality_windows,
-                    "history": list(self.history)[-history:]}
+                    "history": list(self.history)[-history:] if history > 0 else []}
 
     def pid(self) -> int:
         return os.getpid()
+
+    def started_with(self) -> dict:
+        """The spec this monitor was started with."""
+        return self.spec
 
 
 class _Gauges:
@@ -329,18 +333,33 @@ def start_monitor(spec: dict, wait: bool = True):
     return handle
 
 
+def _same_spec(a: dict, b: dict) -> bool:
+    def norm(spec: dict) -> str:
+        return json.dumps({k: v for k, v in spec.items() if k != "started"}, sort_keys=True, default=str)
+
+    return norm(a) == norm(b)
+
+
 def ensure_monitor(spec: dict) -> None:
-    """Starts the variant's monitor unless one is running for the same model (`serve deploy` of an exported
-    file: an app rebuilt by Serve keeps its monitors and their windows)."""
+    """Starts the variant's monitor unless one is running with the same spec (`serve deploy` of an exported
+    file: an app rebuilt by Serve keeps its monitors and their windows; new settings or a new model replace
+    it). A monitor that is busy (still loading its detectors) is kept."""
     import ray
+    from ray.exceptions import GetTimeoutError
 
     try:
-        running = ray.get(ray.get_actor(actor_name(spec["app"], spec["variant"]), namespace=spec["namespace"])
-                          .status.remote(0), timeout=60)
-        if running["model_version"] == spec["model_version"]:
+        handle = ray.get_actor(actor_name(spec["app"], spec["variant"]), namespace=spec["namespace"])
+    except ValueError:  # not running
+        start_monitor(spec, wait=False)
+        return
+    try:
+        if _same_spec(ray.get(handle.started_with.remote(), timeout=60), spec):
             return
-    except Exception:  # not running (or not answering): start it
-        pass
+    except GetTimeoutError:
+        log.warning("monitor %s is busy; keeping it", actor_name(spec["app"], spec["variant"]))
+        return
+    except Exception as e:  # dead for good, or from an older version of the code: replace it
+        log.warning("monitor %s unusable (%s); starting a new one", actor_name(spec["app"], spec["variant"]), e)
     start_monitor(spec, wait=False)
 
 

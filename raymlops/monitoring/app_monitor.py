@@ -42,6 +42,8 @@ def read_table(spec: dict, columns: list[str] | None = None, filter=None) -> pd.
         if "://" not in path and not os.path.exists(path):
             return pd.DataFrame()
         dataset = pads.dataset(path, format="parquet", partitioning="hive", exclude_invalid_files=True)
+        if not dataset.files:  # nothing written yet (a first flush still under its hidden temporary name)
+            return pd.DataFrame()
         cols = [c for c in columns if c in dataset.schema.names] if columns else None
         return dataset.to_table(columns=cols, filter=filter).to_pandas()
     reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
@@ -82,7 +84,13 @@ class AppMonitor:
         self.performance: dict | None = None
         self._reported: dict[tuple, float] = {tuple(k): t for k, t in self.state.get("reported", [])}
         self._next_perf = 0.0
+        self._closed = threading.Event()
         threading.Thread(target=self._loop, daemon=True, name="app-monitor").start()
+
+    def close(self, timeout: float = 0) -> None:
+        """Stops the loop and the alert sinks (an in-process monitor; Ray kills the actor's process)."""
+        self._closed.set()
+        self.alerts.close(timeout=timeout)
 
     def _read_state(self) -> dict:
         try:
@@ -281,8 +289,7 @@ class AppMonitor:
     # ------------------------------------------------------------------ loop and reads
 
     def _loop(self) -> None:
-        while True:
-            time.sleep(TICK_S)
+        while not self._closed.wait(TICK_S):
             for name, fn in (("canary events", self._canary_events), ("retrain", self._advance_retrain)):
                 try:
                     fn()
@@ -304,7 +311,8 @@ class AppMonitor:
 
     def status(self, events: int = 50) -> dict:
         with self._lock:
-            return {"app": self.spec["app"], "events": list(self.recent)[-events:], "alerts": self.alerts.stats(),
+            return {"app": self.spec["app"], "events": list(self.recent)[-events:] if events > 0 else [],
+                    "alerts": self.alerts.stats(),
                     "performance": self.performance, "retrains": self.state.get("retrains", [])}
 
     def flush_alerts(self, timeout: float = 10.0) -> bool:
@@ -321,6 +329,12 @@ def _challenger(line: str) -> tuple[int | None, str | None]:
 
 def app_monitor_name(app: str) -> str:
     return f"raymlops-appmonitor-{app}"
+
+
+def start_app_monitor_from(path: str):
+    """Starts the app monitor from a spec file: an exported Serve config names the file, so alert secrets
+    (webhook URLs, headers) stay in storage rather than in the exported file."""
+    return start_app_monitor(json.loads(Path(path).read_text()))
 
 
 def start_app_monitor(spec: dict):

@@ -80,8 +80,9 @@ def _parse(s: pd.Series) -> pd.Series:
     else (class names, probability lists) decoding each distinct text once."""
     present = s.dropna()
     numbers = pd.to_numeric(present, errors="coerce")
-    if numbers.notna().all():
-        return numbers.reindex(s.index)
+    if numbers.notna().all():  # exact: to_numeric's float parser rounds in the last digits, float() does not
+        exact = numbers if pd.api.types.is_integer_dtype(numbers) else present.astype("float64")
+        return exact.reindex(s.index)
     texts = present.unique()
     return s.map(dict(zip(texts, (json.loads(t) for t in texts))))
 

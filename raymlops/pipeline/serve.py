@@ -4,11 +4,13 @@ and the online-store materialization, and names the state and request-log locati
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig
+from raymlops.data.files import atomic_write
 from raymlops.errors import RaymlopsError
 
 RESOLVER = "raymlops.registry.models:bundle_for"
@@ -63,8 +65,11 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         spec = _app_monitor_spec(cfg, app)
         if start_actors:
             start_app_monitor(spec)
-        else:  # an exported file: `serve deploy` starts it when it builds the app
-            start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor", "args": [spec]})
+        else:  # an exported file: `serve deploy` starts it when it builds the app, from a spec file in
+            # storage (webhook URLs and headers are secrets: they stay out of the exported file)
+            monitoring_dir(cfg, app).mkdir(parents=True, exist_ok=True)
+            path = atomic_write(monitoring_dir(cfg, app) / "app_monitor.json", json.dumps(spec).encode(), durable=True)
+            start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor_from", "args": [str(path)]})
         app_monitor = app_monitor_name(app)
     for role, entry in entries:
         run_dir, watch = resolve_model(cfg, entry.model or default_ref)

@@ -68,11 +68,12 @@ class TrafficController:
         self._lock = threading.Lock()
         self.traffic: Traffic | None = None
         self.fingerprint: str | None = None
+        self.models: dict | None = None  # each variant's model version in the plan
         saved = read_state(self.dir)
         try:
             if saved is not None:  # a restart: the router's configure() confirms or replaces the plan
                 self.traffic = Traffic(saved["base"], saved["canary_config"], saved["state"])
-                self.fingerprint = saved["fingerprint"]
+                self.fingerprint, self.models = saved["fingerprint"], saved.get("models")
         except (KeyError, TypeError) as e:
             log.warning("traffic state in %s is incomplete (%s); starting afresh", self.dir, e)
         threading.Thread(target=self._tick, daemon=True, name="traffic-tick").start()
@@ -82,11 +83,24 @@ class TrafficController:
         the one already running, so redeploying the same thing does not restart a canary."""
         fp = plan_fingerprint(base, canary, models)
         with self._lock:
-            if fp != self.fingerprint or self.traffic is None:
+            if fp != self.fingerprint and self._swapped_plan(base, canary, models):
+                self.fingerprint, self.models = fp, dict(models or {})  # same plan: the canary keeps its state
+                self._save([])
+            elif fp != self.fingerprint or self.traffic is None:
                 model = (models or {}).get(canary["variant"]) if canary else None
                 self.traffic, self.fingerprint = Traffic(base, canary, model=model), fp
+                self.models = dict(models or {})
                 self._save(self.traffic.state["history"][-1:])
             return self._view()
+
+    def _swapped_plan(self, base: dict, canary: dict | None, models: dict | None) -> bool:
+        """The running plan after its canary swapped models (`model_swapped`): a redeploy that now resolves the
+        canary's alias to the model it already runs, or already rolled back, does not start it again."""
+        t = self.traffic
+        c = t.state["canary"] if t is not None else None
+        if c is None or canary is None or self.models is None or t.base != base or t.cfg != canary:
+            return False
+        return {**self.models, c["variant"]: c.get("model")} == (models or {})
 
     def model_swapped(self, variant: str, model: str) -> dict:
         """A replica of ``variant`` swapped to ``model`` (its alias moved). A canary variant's new model starts
@@ -136,8 +150,8 @@ class TrafficController:
 
     def _save(self, events: list[dict]) -> None:
         t = self.traffic
-        doc = {"app": self.app, "fingerprint": self.fingerprint, "base": t.base, "canary_config": t.cfg,
-               "state": t.state, "saved_at": time.time()}
+        doc = {"app": self.app, "fingerprint": self.fingerprint, "models": self.models, "base": t.base,
+               "canary_config": t.cfg, "state": t.state, "saved_at": time.time()}
         tmp = self.dir / f".{STATE_FILE}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(doc))

@@ -184,7 +184,8 @@ class ModelServer:
             return _unprocessable([{"loc": ["body", kind], "type": "value_error",
                                     "msg": f"the model cannot score these rows: {scored}"[:500]}])
         if isinstance(scored, BaseException):  # valid rows the model failed on: a server error (and a canary's)
-            return _error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500])
+            return {**_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),
+                    "model": model.version}  # a canary's error counts against the model that failed
         preds, probs = scored
         self._feed_drift(df, probs if model.task == "binary" else preds)
         body = {"predictions": preds, "model_version": model.version}

@@ -209,9 +209,10 @@ class Router:
                 log.warning("router: traffic controller unavailable (%s); keeping weights %s",
                             type(e).__name__, self.view["weights"])
 
-    def _count(self, variant: str, error: bool, latency_ms: float) -> None:
+    def _count(self, variant: str, error: bool, latency_ms: float, model: str | None = None) -> None:
+        """One request for the traffic controller: (latency, error, the model version that answered if known)."""
         with self._stats_lock:
-            self._stats.setdefault(variant, {"samples": []})["samples"].append((latency_ms, int(error)))
+            self._stats.setdefault(variant, {"samples": []})["samples"].append((latency_ms, int(error), model))
 
     def _pick(self, rows: list[dict]) -> str:
         if self.sticky is not None and rows and self.sticky in rows[0] and rows[0][self.sticky] is not None:
@@ -275,7 +276,7 @@ class Router:
         status, answer = out["status"], out["body"]
         latency_ms = (time.perf_counter() - t0) * 1000
         error = status >= 500
-        self._count(variant, error, latency_ms)
+        self._count(variant, error, latency_ms, answer.get("model_version") or out.get("model"))
         try:
             self._observe(variant, "primary", latency_ms, error)
             if status < 500 and status >= 400:

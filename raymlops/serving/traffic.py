@@ -35,8 +35,12 @@ class Window:
         self.errors = 0
         self.samples: deque = deque(maxlen=MAX_SAMPLES)
 
-    def add(self, stats: dict) -> None:
-        for latency_ms, error in stats.get("samples", ()):
+    def add(self, stats: dict, model: str | None = None) -> None:
+        """Adds a router's samples, (latency_ms, error[, model]); with ``model``, only the samples of that
+        model version or of an unknown one (a replica that died before answering)."""
+        for latency_ms, error, *answered in stats.get("samples", ()):
+            if model is not None and answered and answered[0] is not None and answered[0] != model:
+                continue
             self.requests += 1
             self.errors += int(error)
             self.samples.append((float(latency_ms), int(error)))
@@ -108,8 +112,8 @@ class Traffic:
         c = self.state["canary"]
         if c is None or c["status"] != "running":
             return []
-        for name, s in stats.items():
-            self.windows.setdefault(name, Window()).add(s)
+        for name, s in stats.items():  # the canary is judged on its current model's requests only
+            self.windows.setdefault(name, Window()).add(s, c.get("model") if name == c["variant"] else None)
         return self.evaluate(now)
 
     def evaluate(self, now: float | None = None) -> list[dict]:

@@ -368,9 +368,12 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
 
     _, result = quickstart
     port = urlparse(start_serve("127.0.0.1", free_port())).port  # the session's proxy: deploy files must match it
+    secret = "http://127.0.0.1:9/hook?token=s3cr3t-token"  # alert secrets stay in storage, out of the file
     pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.app_name=exported", "serving.route_prefix=/exported",
-                    "serving.num_cpus=0", f"serving.port={port}")
+                    "serving.num_cpus=0", f"serving.port={port}",
+                    f'monitoring.alerts=[{{"type": "webhook", "url": "{secret}", "on": ["retrain"]}}, {{"type": "log"}}]')
     path = pipe.export_serve_config(tmp_path / "serve.yaml", result.run_dir)
+    assert "s3cr3t" not in path.read_text()
     monitors = [(actor_name("exported", "default"), "variant"), (app_monitor_name("exported"), "app")]
     for name, _ in monitors:
         with pytest.raises(ValueError):  # exporting starts nothing
@@ -391,7 +394,24 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
         drift = _wait("a drift window", lambda: (d := httpx.get(f"{url}/drift", timeout=30).json())["windows_tested"]
                       and d, timeout=60)
         assert drift["model_version"] == result.run_id and drift["rows_seen"] == 600 and drift["is_drift"] is False
-        assert httpx.get(f"{url}/monitoring", timeout=30).json()["app"]["app"] == "exported"
+        app_status = httpx.get(f"{url}/monitoring", timeout=30).json()["app"]
+        assert app_status["app"] == "exported" and any(k.startswith("webhook:") for k in app_status["alerts"])
+        # Serve rebuilding the app keeps a monitor started with the same spec; new settings replace it.
+        import yaml
+
+        from raymlops.monitoring.actor import ensure_monitor
+
+        [spec] = [c["args"][0] for c in yaml.safe_load(path.read_text())["applications"][0]["args"]["start"]
+                  if c["call"].endswith(":ensure_monitor")]
+
+        def pid():
+            return ray.get(ray.get_actor(monitors[0][0], namespace="raymlops").pid.remote(), timeout=60)
+
+        before = pid()
+        ensure_monitor(spec)
+        assert pid() == before
+        ensure_monitor({**spec, "drift": {**spec["drift"], "p_val": 0.01}})
+        assert pid() != before
     finally:
         pipe.stop()
 

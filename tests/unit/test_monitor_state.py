@@ -77,14 +77,17 @@ def test_history_rotates_at_its_size_keeps_what_is_asked_and_reads_across_files(
     path = tmp_path / HISTORY
     for w in range(1, 41):  # ~60 bytes a line, rotated at 300 bytes: ~5 lines a file
         append_line(path, {"kind": "drift", "model_version": "a", "window": w}, rotate_bytes=300, keep=3)
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == [HISTORY, f"{HISTORY}.1", f"{HISTORY}.2", f"{HISTORY}.3"]  # .4 and older were dropped
-    assert all(p.stat().st_size < 300 + 80 for p in tmp_path.iterdir())
+    logs = sorted(p for p in tmp_path.iterdir() if not p.name.startswith("."))  # not the hidden lock file
+    assert [p.name for p in logs] == [HISTORY, f"{HISTORY}.1", f"{HISTORY}.2", f"{HISTORY}.3"]  # .4+ dropped
+    assert all(p.stat().st_size < 300 + 80 for p in logs)
     kept = [json.loads(ln)["window"] for p in (f"{HISTORY}.3", f"{HISTORY}.2", f"{HISTORY}.1", HISTORY)
             for ln in (tmp_path / p).read_text().splitlines()]
+    two = {json.loads(ln)["window"] for ln in (tmp_path / f"{HISTORY}.2").read_text().splitlines()}
     assert kept == list(range(kept[0], 41)) and len(kept) < 40  # contiguous, newest last, oldest gone
     assert [e["window"] for e in read_history(tmp_path, 8, keep=3)] == list(range(33, 41))  # spans two files
     assert [e["window"] for e in read_history(tmp_path, keep=3)] == kept
+    (tmp_path / f"{HISTORY}.2").unlink()  # a gap (as a crash between two renames of a rotation leaves)
+    assert [e["window"] for e in read_history(tmp_path, keep=3)] == [w for w in kept if w not in two]
     m = {"history_rotate_mb": 1, "history_keep": 2}
     from raymlops.monitoring.actor import rotation
 

@@ -209,3 +209,19 @@ def test_the_monitor_reads_only_the_answered_rows_and_columns_the_join_needs(tmp
     assert sorted(joined["request_id"]) == sorted(f"r{i}" for i in range(20) if i % 5)
     assert (joined["prediction"] == joined["label"]).all()
     assert read_table({"format": "parquet", "path": str(tmp_path / "missing")}).empty
+    first = tmp_path / "first" / "date=2026-11-29"
+    first.mkdir(parents=True)
+    (first / ".part-000000-x.parquet.tmp").write_bytes(b"PAR1")  # the first flush, still being written
+    assert read_table({"format": "parquet", "path": str(tmp_path / "first")}, *request_columns(cfg)).empty
+
+
+def test_outputs_decode_exactly_as_json_does():
+    """The vectorised decode of numeric outputs gives json.loads' values to the last bit (ties in AUC
+    depend on it); class names, booleans and probability lists decode as JSON."""
+    from raymlops.monitoring.performance import _parse
+
+    texts = pd.Series([json.dumps(float(x)) for x in np.random.default_rng(3).random(20_000)] + [None, "NaN"])
+    want = np.array([json.loads(t) if isinstance(t, str) else np.nan for t in texts], dtype=float)
+    assert np.array_equal(_parse(texts).to_numpy(float), want, equal_nan=True)
+    assert _parse(pd.Series(["1", "0"])).tolist() == [1, 0]
+    assert _parse(pd.Series(['"yes"', "true", "[0.25, 0.75]"])).tolist() == ["yes", True, [0.25, 0.75]]

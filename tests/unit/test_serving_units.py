@@ -41,9 +41,9 @@ def test_spread_gives_the_canary_its_step_and_shares_the_rest():
     assert spread({"a": 1, "new": 1}, None, None) == {"a": 50.0, "new": 50.0}
 
 
-def _stats(n, errors=0, ms=10.0):
-    """n canary requests of `ms` each, the last `errors` of them failed."""
-    return {"new": {"samples": [(ms, int(i >= n - errors)) for i in range(n)]}}
+def _stats(n, errors=0, ms=10.0, model=None):
+    """n canary requests of `ms` each, the last `errors` of them failed (answered by ``model`` if given)."""
+    return {"new": {"samples": [(ms, int(i >= n - errors), *([model] if model else [])) for i in range(n)]}}
 
 
 def test_canary_steps_on_schedule_then_completes():
@@ -132,10 +132,18 @@ def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
     events = read_events(tmp_path)
     assert [(e["event"], e["model"]) for e in events] == [("start", "r2"), ("rollback", "r2"), ("start", "r3")]
     assert events[-1]["reason"] == "model r2 -> r3: the canary starts again"
-    assert c.sync(_stats(40, errors=10))["canary"]["status"] == "rolled_back"  # r3 is judged on its own requests
+    # A replica that has not swapped yet still answers with r2: its failures are not r3's.
+    assert c.sync(_stats(40, errors=40, model="r2"))["canary"]["status"] == "running"
+    assert c.status()["window"]["new"]["requests"] == 0
+    assert c.sync(_stats(40, errors=10, model="r3"))["canary"]["status"] == "rolled_back"  # r3's own requests
     resumed = TrafficController("app", str(tmp_path)).configure({"old": 1, "new": 1}, CANARY,
                                                                  {"old": "r1", "new": "r2"})
     assert resumed["canary"]["model"] == "r3" and resumed["canary"]["status"] == "rolled_back"  # a restart keeps it
+    # A redeploy whose alias now resolves to r3 is the same plan: r3 stays rolled back (not 10% again) ...
+    again = c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r3"})
+    assert again["canary"]["status"] == "rolled_back" and again["plan"] != plan and again["weights"]["new"] == 0.0
+    # ... while another model, or another schedule, is a new plan.
+    assert c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r4"})["canary"]["status"] == "running"
     no_canary = TrafficController("other", str(tmp_path / "other"))
     no_canary.configure({"old": 1, "new": 1}, None, {"old": "r1", "new": "r2"})
     assert no_canary.model_swapped("new", "r3")["canary"] is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,10 @@ from raymlops.monitoring.alerts.base import AlertSink, summary
 
 logger = logging.getLogger("raymlops.alerts")
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _file_lock(path: Path) -> threading.Lock:
-    """One lock per file in this process, so sinks sharing a file never interleave lines."""
-    with _locks_guard:
-        return _locks.setdefault(str(path), threading.Lock())
-
 
 class LogSink(AlertSink):
-    """Appends, flushes and fsyncs one line per event under a per-file lock; the file is rotated at
-    ``rotate_mb``."""
+    """Appends, flushes and fsyncs one line per event (one writer at a time, however many sinks and
+    processes share the file); the file is rotated at ``rotate_mb``."""
 
     def __init__(self, cfg: LogAlert, default_path: str):
         self.path = Path(cfg.path or default_path).resolve()
@@ -34,9 +24,7 @@ class LogSink(AlertSink):
         self.on = set(cfg.on)
         self.cooldown_s = cfg.cooldown_s
         self.rotate_bytes, self.keep = (cfg.rotate_mb * 1024 * 1024 if cfg.rotate_mb else None), cfg.keep
-        self._lock = _file_lock(self.path)
 
     def send(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            append_line(self.path, event, self.rotate_bytes, self.keep)
+        append_line(self.path, event, self.rotate_bytes, self.keep)  # locked across threads and processes
         logger.warning("alert %s", summary(event))
