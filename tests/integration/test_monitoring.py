@@ -320,7 +320,10 @@ def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champi
         def traffic():  # keeps requests coming for the restarted canary to be judged on
             i = 0
             while not stop.is_set():
-                httpx.post(f"{url}/predict", json={"instances": rows[i % 1000:i % 1000 + 1]}, timeout=60)
+                try:
+                    httpx.post(f"{url}/predict", json={"instances": rows[i % 1000:i % 1000 + 1]}, timeout=60)
+                except httpx.HTTPError:  # a slow moment on a loaded machine: keep the traffic coming
+                    pass
                 i += 1
                 time.sleep(0.05)
 
