@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import tempfile
@@ -71,6 +72,9 @@ def append_line(path: str | os.PathLike, entry: dict, rotate_bytes: float | None
                     f.seek(0)
                     f.truncate(f.read().rfind(b"\n") + 1)
         if rotate_bytes and size >= rotate_bytes:
+            for extra in path.parent.glob(f"{glob.escape(path.name)}.*"):  # kept by a larger `keep` before
+                if extra.name[len(path.name) + 1:].isdigit() and int(extra.name[len(path.name) + 1:]) > keep:
+                    extra.unlink(missing_ok=True)
             for i in range(keep, 0, -1):
                 src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
                 if src.exists():

@@ -92,3 +92,15 @@ def test_history_rotates_at_its_size_keeps_what_is_asked_and_reads_across_files(
     from raymlops.monitoring.actor import rotation
 
     assert rotation(m) == (1024 * 1024, 2) and rotation({"history_rotate_mb": None}) == (None, 5)
+
+
+def test_lowering_keep_drops_the_extra_rotated_files_at_the_next_rotation(tmp_path):
+    path = tmp_path / HISTORY
+    for w in range(30):
+        append_line(path, {"kind": "drift", "model_version": "a", "window": w}, rotate_bytes=300, keep=4)
+    assert (tmp_path / f"{HISTORY}.4").exists()
+    for w in range(30, 40):  # at least one rotation with keep=2
+        append_line(path, {"kind": "drift", "model_version": "a", "window": w}, rotate_bytes=300, keep=2)
+    logs = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert logs == [HISTORY, f"{HISTORY}.1", f"{HISTORY}.2"]
+    assert read_history(tmp_path, keep=2)[-1]["window"] == 39
