@@ -100,6 +100,10 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
             for view, m in feature_store.materialize().items():
                 say(f"  {view}: {m['entities']} entities")
         features = {"config": feature_store.portable_config(), "refs": refs}
+        if not start_actors:  # an exported file: the config (store URLs, alert secrets) stays in storage
+            state_dir(cfg, app).mkdir(parents=True, exist_ok=True)
+            path = atomic_write(state_dir(cfg, app) / "features.json", json.dumps(features.pop("config")).encode())
+            features["config_file"] = str(path)
     request_log = None
     if s.request_log is not None:
         request_log = {**s.request_log.model_dump(), "path": request_log_path(cfg, app)}

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 from ray import serve
@@ -67,7 +69,9 @@ class ModelServer:
             from raymlops.config.models import PipelineConfig
             from raymlops.features import FeatureStore
 
-            self.features = FeatureStore(PipelineConfig.model_validate(spec["features"]["config"]))
+            f = spec["features"]
+            config = f["config"] if "config" in f else json.loads(Path(f["config_file"]).read_text())  # exported
+            self.features = FeatureStore(PipelineConfig.model_validate(config))
             self.feature_refs = spec["features"]["refs"]
             self.join_keys = list(dict.fromkeys(
                 k for v, _ in self.features.resolve(self.feature_refs) for k in self.features.join_keys(v)))

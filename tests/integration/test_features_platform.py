@@ -157,6 +157,35 @@ def test_trained_from_pit_set_and_served_by_entity(served, demo_dir):
     assert np.allclose(local, body["probabilities"], atol=1e-6)
 
 
+
+def test_an_exported_file_keeps_the_feature_config_in_storage_and_its_model_serves_from_it(served, tmp_path):
+    """`raymlops serve --export` of an app served by entity: the pipeline config (store URLs, any alert
+    secrets) goes to a file in storage, not into the exported file; a model replica built from the
+    exported args fetches the online features through it."""
+    import asyncio
+
+    import yaml
+
+    from raymlops.serving.model import ModelServer
+
+    pipe, result, _ = served
+    path = pipe.export_serve_config(tmp_path / "serve.yaml", result.run_dir)
+    args = yaml.safe_load(path.read_text())["applications"][0]["args"]
+    [model] = args["models"]
+    assert "config" not in args["features"] and "online_store" not in path.read_text()
+    assert json.loads(open(args["features"]["config_file"]).read())["features"]["online_store"]
+    from raymlops.serving.app import model_spec
+
+    server = ModelServer.func_or_class(model_spec(args, model))  # what a replica runs, in process
+    rows = [{"customer_id": c, "tenure_months": 12} for c in (1, 2, 999_999)]
+    got = asyncio.run(server.predict("entities", rows))
+    status, live = post(result.endpoint + "/predict", {"entities": rows})  # the app `raymlops serve` deployed
+    assert got["status"] == status == 200, got
+    assert got["body"]["feature_statuses"] == live["feature_statuses"] and got["body"]["features"] == live["features"]
+    assert got["body"]["feature_statuses"]["segment"][-1] == "NOT_FOUND"
+    assert np.allclose(got["body"]["probabilities"], live["probabilities"])
+
+
 def test_entity_request_errors_are_422(served):
     _, result, _ = served
     status, body = post(result.endpoint + "/predict", {"entities": [{"tenure_months": 3}]})
