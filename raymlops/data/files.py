@@ -73,7 +73,8 @@ def append_line(path: str | os.PathLike, entry: dict, rotate_bytes: float | None
                     f.truncate(f.read().rfind(b"\n") + 1)
         if rotate_bytes and size >= rotate_bytes:
             for extra in path.parent.glob(f"{glob.escape(path.name)}.*"):  # kept by a larger `keep` before
-                if extra.name[len(path.name) + 1:].isdigit() and int(extra.name[len(path.name) + 1:]) > keep:
+                suffix = extra.name[len(path.name) + 1:]
+                if suffix.isdigit() and int(suffix) > keep:
                     extra.unlink(missing_ok=True)
             for i in range(keep, 0, -1):
                 src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
@@ -94,6 +95,6 @@ def read_lines(path: str | os.PathLike, last: int | None = None, keep: int = 5) 
             chunks.insert(0, Path(p).read_text().splitlines())
         except FileNotFoundError:  # rotated away meanwhile
             continue
-        if last and sum(len(c) for c in chunks) >= last:
+        if last and sum(map(len, chunks)) >= last:
             break
     return [line for c in chunks for line in c]

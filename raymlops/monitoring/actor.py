@@ -347,8 +347,9 @@ def ensure_monitor(spec: dict) -> None:
     import ray
     from ray.exceptions import GetTimeoutError
 
+    name = actor_name(spec["app"], spec["variant"])
     try:
-        handle = ray.get_actor(actor_name(spec["app"], spec["variant"]), namespace=spec["namespace"])
+        handle = ray.get_actor(name, namespace=spec["namespace"])
     except ValueError:  # not running
         start_monitor(spec, wait=False)
         return
@@ -356,10 +357,10 @@ def ensure_monitor(spec: dict) -> None:
         if _same_spec(ray.get(handle.started_with.remote(), timeout=60), spec):
             return
     except GetTimeoutError:
-        log.warning("monitor %s is busy; keeping it", actor_name(spec["app"], spec["variant"]))
+        log.warning("monitor %s is busy; keeping it", name)
         return
     except Exception as e:  # dead for good, or from an older version of the code: replace it
-        log.warning("monitor %s unusable (%s); starting a new one", actor_name(spec["app"], spec["variant"]), e)
+        log.warning("monitor %s unusable (%s); starting a new one", name, e)
     start_monitor(spec, wait=False)
 
 

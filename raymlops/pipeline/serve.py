@@ -67,9 +67,8 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
             start_app_monitor(spec)
         else:  # an exported file: `serve deploy` starts it when it builds the app, from a spec file in
             # storage (webhook URLs and headers are secrets: they stay out of the exported file)
-            monitoring_dir(cfg, app).mkdir(parents=True, exist_ok=True)
-            path = atomic_write(monitoring_dir(cfg, app) / "app_monitor.json", json.dumps(spec).encode(), durable=True)
-            start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor_from", "args": [str(path)]})
+            path = _stored(monitoring_dir(cfg, app) / "app_monitor.json", spec)
+            start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor_from", "args": [path]})
         app_monitor = app_monitor_name(app)
     for role, entry in entries:
         run_dir, watch = resolve_model(cfg, entry.model or default_ref)
@@ -101,9 +100,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
                 say(f"  {view}: {m['entities']} entities")
         features = {"config": feature_store.portable_config(), "refs": refs}
         if not start_actors:  # an exported file: the config (store URLs, alert secrets) stays in storage
-            state_dir(cfg, app).mkdir(parents=True, exist_ok=True)
-            path = atomic_write(state_dir(cfg, app) / "features.json", json.dumps(features.pop("config")).encode())
-            features["config_file"] = str(path)
+            features["config_file"] = _stored(state_dir(cfg, app) / "features.json", features.pop("config"))
     request_log = None
     if s.request_log is not None:
         request_log = {**s.request_log.model_dump(), "path": request_log_path(cfg, app)}
@@ -118,6 +115,12 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
                     "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
                     "batching": s.batching.model_dump() if s.batching else None},
     }
+
+
+def _stored(path: Path, doc: dict) -> str:
+    """Writes ``doc`` (JSON) to ``path`` in storage for an exported file to name instead of carrying it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(atomic_write(path, json.dumps(doc).encode(), durable=True))
 
 
 def monitoring_dir(cfg: PipelineConfig, app: str) -> Path:

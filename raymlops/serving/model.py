@@ -180,7 +180,8 @@ class ModelServer:
             return _unprocessable(e.errors)
 
     def _answer(self, kind: str, prepared: tuple, scored) -> dict:
-        """{status, body} of one request from its prepared inputs and (predictions, probabilities) or error."""
+        """{status, body[, model]} of one request from its prepared inputs and (predictions, probabilities) or
+        error; ``model`` is the version that answered (the router counts it for the canary)."""
         from raymlops.errors import DataError
 
         model, df, fetched = prepared
@@ -189,7 +190,7 @@ class ModelServer:
                                     "msg": f"the model cannot score these rows: {scored}"[:500]}])
         if isinstance(scored, BaseException):  # valid rows the model failed on: a server error (and a canary's)
             return {**_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),
-                    "model": model.version}  # a canary's error counts against the model that failed
+                    "model": model.version}  # an error counts against the model that failed (a canary's)
         preds, probs = scored
         self._feed_drift(df, probs if model.task == "binary" else preds)
         body = {"predictions": preds, "model_version": model.version}
@@ -197,7 +198,7 @@ class ModelServer:
             body["probabilities"] = probs
         if fetched is not None:
             body["features"], body["feature_statuses"] = fetched.values, fetched.statuses
-        return {"status": 200, "body": body}
+        return {"status": 200, "body": body, "model": model.version}
 
     async def predict(self, kind: str, rows: list[dict]) -> dict:
         """Scores one request's rows (``kind``: 'instances' or 'entities'); returns {status, body}."""

@@ -276,7 +276,7 @@ class Router:
         status, answer = out["status"], out["body"]
         latency_ms = (time.perf_counter() - t0) * 1000
         error = status >= 500
-        self._count(variant, error, latency_ms, answer.get("model_version") or out.get("model"))
+        self._count(variant, error, latency_ms, out.get("model"))
         try:
             self._observe(variant, "primary", latency_ms, error)
             if status < 500 and status >= 400:
