@@ -26,7 +26,8 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | os.PathLike):
-        self.run_dir = Path(run_dir)
+        self.location = str(run_dir)  # as given: a path, or the run's URI on an object store
+        self.run_dir = layout.local_run(run_dir)
         self.meta = json.loads((self.run_dir / layout.META).read_text())
         self.schema = InputSchema.from_dict(json.loads((self.run_dir / layout.SCHEMA).read_text()))
         self.preprocessor = Preprocessor.from_json((self.run_dir / layout.PREPROCESSING).read_text())
@@ -94,6 +95,6 @@ class Predictor:
         return np.asarray(self.predict_with_proba(df)[1])
 
 
-def load_model(run: str | os.PathLike, storage: str | None = None) -> Predictor:
+def load_model(run: str | os.PathLike, storage=None) -> Predictor:
     """Loads the predictor of a run (a run directory, or a run id under ``storage``)."""
     return Predictor(layout.find_run(run, storage))

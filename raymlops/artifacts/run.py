@@ -1,17 +1,18 @@
-"""Run directories: ``<storage>/runs/<pipeline>/<run_id>/``, written to a hidden temp dir and renamed
-into place when complete, so a crash never leaves a partial run visible."""
+"""Run directories: ``<storage>/runs/<pipeline>/<run_id>/``, staged and committed whole, so a crash never
+leaves a partial run visible: locally a hidden temp dir renamed into place; on an object store the files
+are uploaded and ``_manifest.json`` is written last (a run without it is not there for readers)."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from raymlops.errors import RunNotFoundError
+from raymlops.storage import MANIFEST, Staging, Storage, fetch_dir, open_storage
 
 # Files inside a run directory.
 CONFIG = "config.yaml"
@@ -26,107 +27,166 @@ XGB_MODEL = "model.ubj"
 SKLEARN_MODEL = "model.pkl"
 RESUME = "resume.json"  # in a partial run: what --resume needs (config hash, MLflow run id)
 LINEAGE = "lineage.json"
+TUNE = "tune"  # Tune's experiment state (and the Train runs' checkpoints), written from any node
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def storage_root(storage: str | None = None) -> Path:
-    """The local storage directory: ``storage``, else $RAYMLOPS_STORAGE, else ./.raymlops."""
-    storage = storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops"
-    if "://" in storage and not storage.startswith("file://"):
-        raise NotImplementedError(f"remote storage {storage!r} is not supported yet; use a local or shared path")
-    return Path(storage.removeprefix("file://")).expanduser().resolve()
-
-
-def runs_root(storage: str) -> Path:
-    return storage_root(storage) / "runs"
+def storage_root(storage: str | Storage | None = None) -> Path:
+    """The local storage directory (local or shared-mount storage only; see ``raymlops.storage``)."""
+    return open_storage(storage).local_path()
 
 
 def link_or_copy(src, dst) -> None:
     """Hard-links an immutable file (copies across filesystems)."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    from raymlops.storage.local import link_or_copy_atomic
+
+    link_or_copy_atomic(src, dst)
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    from raymlops.storage.local import atomic_write
+
+    atomic_write(path, json.dumps(obj, indent=2, default=str).encode())
 
 
 class RunWriter:
-    """Collects a run's files in ``.<run_id>.partial`` and publishes them with one rename."""
+    """Collects a run's files (``dir``, on this machine) and Tune's state (``tune_target``, where every node
+    writes) and publishes them at once with ``commit``.
 
-    def __init__(self, storage: str, pipeline: str, run_id: str | None = None):
+    Single writer: the driver that created it (a resumed run is reopened by one driver at a time).
+    """
+
+    def __init__(self, storage: str | Storage, pipeline: str, run_id: str | None = None, _local: Path | None = None):
+        self.store = open_storage(storage)
         self.run_id = run_id or new_run_id()
-        self.parent = runs_root(storage) / pipeline
-        self.final_dir = self.parent / self.run_id
-        self.dir = self.parent / f".{self.run_id}.partial"
-        self.dir.mkdir(parents=True, exist_ok=False)
+        self.pipeline = pipeline
+        parts = ("runs", pipeline, self.run_id)
+        if self.store.local and _local is None:
+            _local = self.store.local_path("runs", pipeline, f".{self.run_id}.partial")
+            if _local.exists():
+                raise FileExistsError(_local)
+        self.stage = Staging(self.store, *parts, local_dir=_local)
+        self.dir = self.stage.dir
+        self.final_dir = self.store.url(*parts)
 
     @classmethod
-    def reopen(cls, storage: str, pipeline: str, check) -> "RunWriter":
+    def reopen(cls, storage: str | Storage, pipeline: str, check) -> "RunWriter":
         """The newest interrupted (still partial) run of ``pipeline`` whose ``resume.json`` passes ``check``.
 
         Raises:
             RunNotFoundError: if there is none.
         """
-        parent = runs_root(storage) / pipeline
-        partial = sorted(parent.glob(".*.partial"), reverse=True) if parent.is_dir() else []
-        for d in partial:
-            state = d / RESUME
-            if state.is_file() and check(json.loads(state.read_text())):
-                w = cls.__new__(cls)
-                w.run_id = d.name[1:].removesuffix(".partial")
-                w.parent, w.final_dir, w.dir = parent, parent / w.run_id, d
+        store = open_storage(storage)
+        names = store.listdir("runs", pipeline)
+        if store.local:
+            partial = [(n[1:].removesuffix(".partial"), n) for n in names if n.startswith(".") and n.endswith(".partial")]
+        else:  # on an object store a partial run is one without its manifest
+            partial = [(n, n) for n in names if not n.startswith(".") and not store.exists("runs", pipeline, n, MANIFEST)]
+        for run_id, name in sorted(partial, reverse=True):
+            try:
+                state = store.read_json("runs", pipeline, name, RESUME)
+            except (FileNotFoundError, ValueError):
+                continue
+            if check(state):
+                local = store.local_path("runs", pipeline, name) if store.local else None
+                w = cls(store, pipeline, run_id, _local=local)
+                if not store.local:
+                    w.path(RESUME).write_text(json.dumps(state))
                 return w
-        raise RunNotFoundError(f"no interrupted run of pipeline {pipeline!r} with this config to resume under {parent}")
+        raise RunNotFoundError(f"no interrupted run of pipeline {pipeline!r} with this config to resume under "
+                               f"{store.url('runs', pipeline)}")
 
     def path(self, name: str) -> Path:
         return self.dir / name
 
     def json(self, name: str, obj: Any) -> None:
         write_json(self.path(name), obj)
+        if name == RESUME and not self.store.local:  # a resume on another machine needs it
+            self.store.write_json("runs", self.pipeline, self.run_id, RESUME, obj=obj)
 
-    def commit(self) -> Path:
-        os.replace(self.dir, self.final_dir)
-        return self.final_dir
+    def tune_target(self) -> tuple[str, Any]:
+        """(path, pyarrow filesystem or None) of Tune's experiment state, writable from every node."""
+        return self.stage.target(TUNE)
+
+    def has_tune_state(self) -> bool:
+        path, fs = self.tune_target()
+        if fs is None:
+            return os.path.isdir(path)
+        return self.store.isdir("runs", self.pipeline, self.run_id, TUNE)
+
+    def commit(self) -> Path | str:
+        """Publishes the run; returns its directory (a local path, or its URI on an object store)."""
+        if not self.store.local:
+            self.store.delete("runs", self.pipeline, self.run_id, RESUME)
+            return self.stage.publish({"run_id": self.run_id})
+        return Path(self.stage.publish())
 
     def abort(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.stage.abort()
 
 
-def find_run(run: str | os.PathLike, storage: str | None = None) -> Path:
-    """Resolves a run directory from a path or a run id (searched under ``storage``).
+def _is_run(store: Storage, *parts: str) -> bool:
+    return store.published(*parts, marker=META)
+
+
+def _where(store: Storage, *parts: str) -> Path | str:
+    """A run's directory: a local Path on local storage, its URI on an object store."""
+    return Path(store.path(*parts)) if store.local else store.url(*parts)
+
+
+def find_run(run: str | os.PathLike, storage: str | Storage | None = None) -> Path | str:
+    """Resolves a run directory (a local path or a URI) from a path, a URI or a run id searched under
+    ``storage``.
 
     Raises:
         RunNotFoundError: if nothing matches.
     """
-    p = Path(run)
-    if (p / META).is_file():
-        return p.resolve()
-    root = runs_root(storage)
-    hits = sorted(root.glob(f"*/{run}")) if root.is_dir() else []
-    hits = [h for h in hits if (h / META).is_file()]
+    s = str(run)
+    if "://" in s:
+        if _is_run(open_storage(s)):
+            return open_storage(s).url()
+    elif (Path(s) / META).is_file():
+        return Path(s).resolve()
+    store = open_storage(storage)
+    hits = [_where(store, "runs", p, s) for p in store.listdir("runs")
+            if not p.startswith(".") and _is_run(store, "runs", p, s)] if "/" not in s else []
     if not hits:
-        raise RunNotFoundError(f"no run {str(run)!r} (looked for a run directory and under {root})")
+        raise RunNotFoundError(f"no run {s!r} (looked for a run directory and under {store.url('runs')})")
     if len(hits) > 1:
-        raise RunNotFoundError(f"run id {run!r} is ambiguous: {[str(h) for h in hits]}")
+        raise RunNotFoundError(f"run id {s!r} is ambiguous: {hits}")
     return hits[0]
 
 
-def latest_run(storage: str, pipeline: str) -> Path:
-    root = runs_root(storage) / pipeline
-    runs = sorted(p for p in root.glob("*") if (p / META).is_file()) if root.is_dir() else []
+def latest_run(storage: str | Storage, pipeline: str) -> Path | str:
+    store = open_storage(storage)
+    runs = [n for n in store.listdir("runs", pipeline) if not n.startswith(".") and _is_run(store, "runs", pipeline, n)]
     if not runs:
-        raise RunNotFoundError(f"no runs of pipeline {pipeline!r} under {root}")
-    return runs[-1]
+        raise RunNotFoundError(f"no runs of pipeline {pipeline!r} under {store.url('runs')}")
+    return _where(store, "runs", pipeline, runs[-1])
+
+
+def local_run(run_dir: "str | os.PathLike | dict") -> Path:
+    """A local path holding a committed run, given as a location any node can resolve: a local or shared
+    path, a run's URI on an object store (this node's copy is fetched once), or a call
+    ``{"call": "module:function", "args": [...]}`` returning one of those on the calling node (a registry
+    version's per-node copy: ``raymlops.registry.models:bundle_for``)."""
+    if isinstance(run_dir, dict):
+        import importlib
+
+        module, _, name = run_dir["call"].partition(":")
+        return local_run(getattr(importlib.import_module(module), name)(*run_dir.get("args", ())))
+    s = str(run_dir)
+    if "://" not in s:
+        return Path(s)
+    return fetch_dir(open_storage(s))
 
 
 def read_meta(run_dir: str | os.PathLike) -> dict:
     """A run's meta.json."""
-    return json.loads((Path(run_dir) / META).read_text())
+    s = str(run_dir)
+    if "://" in s:
+        return open_storage(s).read_json(META)
+    return json.loads((Path(s) / META).read_text())

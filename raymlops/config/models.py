@@ -421,7 +421,15 @@ class RegistryConfig(Strict):
 
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Pipeline name (letters, digits, _ . -).")
-    storage: str = Field("./.raymlops", description="Local or shared directory holding runs.")
+    storage: str = Field("./.raymlops", description="Where all state lives: a local or shared-mount directory, "
+                                                     "file://, s3://bucket/prefix or gs://bucket/prefix. Every "
+                                                     "node of a cluster must reach it (see README, 'Running on "
+                                                     "a cluster').")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="Filesystem options for 'storage' (s3: endpoint_url, region, "
+                                          "access_key, secret_key, ...); credentials and endpoint default to the "
+                                          "standard environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+                                          "...).")
     ray: RayConfig = Field(default_factory=RayConfig)
     sources: dict[str, SourceConfig] = Field(min_length=1)
     features: FeaturesConfig | None = None
@@ -465,9 +473,11 @@ def _features_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
 def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     """Checks that span sections; returns (key path, message) pairs."""
     out: list[tuple[tuple, str]] = []
-    if "://" in cfg.storage and not cfg.storage.startswith("file://"):
-        out.append((("storage",), f"got {cfg.storage!r}; runs are stored on local or shared (NFS) paths for now, "
-                                  "remote URIs are not supported yet (sources may be URIs)"))
+    if "://" in cfg.storage:
+        scheme, _, rest = cfg.storage.partition("://")
+        if not scheme.isidentifier() or (scheme != "file" and not rest.strip("/")):
+            out.append((("storage",), f"got {cfg.storage!r}; expected a path, file:///path, s3://bucket[/prefix] "
+                                      "or gs://bucket[/prefix]"))
     out += _features_issues(cfg)
     t = cfg.training
     if t is not None and t.dataset is not None:

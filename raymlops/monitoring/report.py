@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from raymlops.artifacts.plots import png_figure
-from raymlops.data.files import atomic_write
+from raymlops.storage.local import atomic_write
 from raymlops.data.stats import is_missing
 
 _LABELS = {"__prediction__": "model output"}  # the prediction monitored as a feature

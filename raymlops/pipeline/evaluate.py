@@ -79,10 +79,9 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
     return result
 
 
-def read_holdout(prep_dir: Path) -> pd.DataFrame:
-    """The raw validation rows the prepare step kept."""
-    files = sorted((prep_dir / "valid_raw").glob("*.parquet"))
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+def read_holdout(prep) -> pd.DataFrame:
+    """The raw validation rows the prepare step kept (``prep``: the step's Storage)."""
+    return prep.read_parquet("valid_raw")
 
 
 def load_evaluation(path: Path) -> dict:

@@ -28,13 +28,15 @@ def reproduce(run: str, storage: str | None, say: Callable[[str], None], address
     """
     from raymlops.pipeline.runner import Pipeline
 
-    run_dir = find_run(run, storage)
+    where = find_run(run, storage)
+    run_dir = layout.local_run(where)  # this machine's copy of a run on an object store
     if not (run_dir / layout.LINEAGE).is_file():
         raise RaymlopsError(f"run {run_dir.name} has no lineage.json (it predates input fingerprints): it cannot "
                             "be checked, so it is not reproduced")
     recorded = json.loads((run_dir / layout.LINEAGE).read_text())
     cfg = load_config(run_dir / layout.CONFIG)  # errors as FILE:LINE: key.path: message
-    cfg.storage = str(run_dir.parent.parent.parent)  # the storage the run lives in
+    # The storage the run lives in: <storage>/runs/<pipeline>/<run_id>.
+    cfg.storage = str(where).rstrip("/").rsplit("/", 3)[0] if "://" in str(where) else str(Path(where).parents[2])
     pipe = Pipeline(cfg, say=say, source_file=recorded.get("config_file"))
     pipe.connect(address)
     now = read_inputs(cfg, pipe.feature_store if cfg.training.dataset is not None else None)
@@ -55,7 +57,7 @@ def reproduce(run: str, storage: str | None, say: Callable[[str], None], address
     result = pipe.train(progress=False, no_cache=True, register=False, tags={f"{TAG}reproduces": run_dir.name})
     old = json.loads((run_dir / layout.METRICS).read_text())["best"]
     model_file = layout.read_meta(run_dir)["model_file"]
-    a, b = file_sha256(run_dir / model_file), file_sha256(Path(result.run_dir) / model_file)
+    a, b = file_sha256(run_dir / model_file), file_sha256(layout.local_run(result.run_dir) / model_file)
     return {"run": run_dir.name, "reproduction": result.run_id, "metrics_match": old == result.metrics,
             "metrics": {"recorded": old, "reproduced": result.metrics}, "model_bytes_match": a == b,
             "model_sha256": {"recorded": a, "reproduced": b}}

@@ -15,6 +15,8 @@ from raymlops.errors import RaymlopsError
 from raymlops.pipeline import record
 from raymlops.registry import Fingerprinter, StepCache
 from raymlops.registry.fingerprint import digest, module_fingerprint
+from raymlops.storage import open_storage
+from raymlops.storage.staging import cache_root
 
 
 class InputsChangedError(RaymlopsError):
@@ -22,11 +24,12 @@ class InputsChangedError(RaymlopsError):
 
 
 def step_cache(cfg: PipelineConfig, no_cache: bool) -> StepCache:
-    return StepCache(layout.storage_root(cfg.storage) / "cache" / "steps", enabled=cfg.cache and not no_cache)
+    return StepCache(open_storage(cfg).child("cache", "steps"), enabled=cfg.cache and not no_cache)
 
 
 def fingerprinter(cfg: PipelineConfig) -> Fingerprinter:
-    return Fingerprinter(layout.storage_root(cfg.storage) / "cache" / "fingerprints.json")
+    """Content hashes of sources, memoised per node by (path, size, mtime): a local cache, never shared."""
+    return Fingerprinter(cache_root() / "fingerprints.json")
 
 
 def _said(say, out, started: float) -> dict:
@@ -116,14 +119,14 @@ class TrainingRun:
         say(f"step read: fingerprinted {len(inputs['sources'])} source(s)"
             + (f" and {len(inputs['feature_views'])} feature view(s)" if inputs["feature_views"] else ""))
         if resume:
-            writer = RunWriter.reopen(cfg.storage, cfg.name, lambda s: s.get("config_hash") == chash)
+            writer = RunWriter.reopen(open_storage(cfg), cfg.name, lambda s: s.get("config_hash") == chash)
             state = json.loads(writer.path(layout.RESUME).read_text())
             if state.get("inputs") != digest(inputs):
                 raise InputsChangedError(f"the inputs changed since run {writer.run_id} was interrupted; its "
                                          "finished trials were trained on other data: start a new run")
             say(f"resuming run {writer.run_id} of pipeline {cfg.name!r}")
         else:
-            writer = RunWriter(cfg.storage, cfg.name)
+            writer = RunWriter(open_storage(cfg), cfg.name)
             state = {"config_hash": chash, "inputs": digest(inputs)}
             say(f"run {writer.run_id} of pipeline {cfg.name!r}")
         try:
@@ -166,14 +169,13 @@ class TrainingRun:
             "inputs": digest(inputs), "code": code}, lambda d: prepare(cfg, d, say))
         steps["prepare"] = _said(say, prep, t0)
         t0 = time.monotonic()
-        tune_dir = writer.path("tune")
         # Keyed by the content of the splits it reads (not the drift files beside them).
         trained = cache.run("train", {"data": prep.info["data_sha256"], "model": t.model.model_dump(mode="json"),
                                       "tune": t.tune.model_dump(mode="json"), "code": code},
-                            lambda d: {**search(cfg, prep.path, prep.info, tune_dir, d, say, progress,
-                                                resume and tune_dir.is_dir()), "run_id": writer.run_id})
+                            lambda d: {**search(cfg, prep.store, prep.info, writer.tune_target(), d, say, progress,
+                                                resume and writer.has_tune_state()), "run_id": writer.run_id})
         steps["train"] = _said(say, trained, t0)
-        metrics = write_run(cfg, writer, prep.path, prep.info, trained.path, {"steps": steps})
+        metrics = write_run(cfg, writer, prep, trained.path, {"steps": steps})
         model_sha = trained.info["model_sha256"]
         t0 = time.monotonic()
         champion = self._champion(tracker)
@@ -181,7 +183,7 @@ class TrainingRun:
             champion = None  # the champion is this very model: nothing to compare
         ev = cache.run("evaluate", {"model": model_sha, "holdout": prep.info["holdout_sha256"],
                                     "champion": champion[2] if champion else None},
-                       lambda d: evaluate(writer.dir, read_holdout(prep.path), t.label,
+                       lambda d: evaluate(writer.dir, read_holdout(prep.store), t.label,
                                           champion[:2] if champion else None, d, say))
         steps["evaluate"] = _said(say, ev, t0)
         evaluation = json.loads((ev.path / "evaluation.json").read_text())

@@ -25,6 +25,7 @@ from raymlops.data.stats import CategoricalStats, column_stats
 from raymlops.errors import DataError
 from raymlops.data.quality import DataProfile
 from raymlops.monitoring.drift import fit_inputs, fit_prediction
+from raymlops.storage import Staging, Storage
 from raymlops.training import TrainSpec, run_search
 
 LABEL = "__label"
@@ -104,8 +105,9 @@ def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
 PREPARED = ("train", "valid", "valid_raw")  # Parquet folders of the prepare step
 
 
-def _write(ds, out: Path) -> None:
-    """Writes Parquet files named by write-task order, so the same data gives the same files."""
+def _write(ds, out: Staging, name: str) -> None:
+    """Writes Parquet files named by write-task order, so the same data gives the same files; the write
+    tasks may run on any node, so they write where every node can (``Staging.target``)."""
     from ray.data import SaveMode
     from ray.data.datasource import FilenameProvider
 
@@ -113,15 +115,16 @@ def _write(ds, out: Path) -> None:
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
             return f"part-{task_index:06d}.parquet"
 
+    path, fs = out.target(name)
     # OVERWRITE: names without the write's uuid are allowed; ``out`` is the step's own fresh folder.
-    ds.write_parquet(str(out), filename_provider=Ordered(), mode=SaveMode.OVERWRITE)
+    ds.write_parquet(path, filesystem=fs, filename_provider=Ordered(), mode=SaveMode.OVERWRITE)
 
 
-def _content_sha(*dirs: Path) -> str:
+def _content_sha(store: Storage, *dirs: str) -> str:
     """sha256 over the files' contents in write order (names excluded)."""
-    from raymlops.registry.fingerprint import digest, file_sha256
+    from raymlops.registry.fingerprint import digest
 
-    return digest([[file_sha256(f) for f in sorted(d.glob("*.parquet"))] for d in dirs])
+    return digest([[store.sha256(*d.split("/"), n) for n in store.listdir(d) if n.endswith(".parquet")] for d in dirs])
 
 
 @contextmanager
@@ -137,15 +140,15 @@ def _row_order_kept():
         opts.preserve_order = saved
 
 
-def read_prepared(prep_dir: Path, name: str):
-    """A Parquet folder of the prepare step as a Ray Dataset, its files read in name (= write) order."""
+def read_prepared(prep: Storage, name: str):
+    """A Parquet folder of the prepare step as a Ray Dataset, its files read in name (= write) order (from
+    every node: ``prep`` is the step's storage)."""
     import ray.data
 
-    files = sorted(str(p) for p in (prep_dir / name).glob("*.parquet"))
-    return ray.data.read_parquet(files)
+    return ray.data.read_parquet(prep.parquet_files(name), filesystem=None if prep.local else prep.fs)
 
 
-def prepare(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
+def prepare(cfg: PipelineConfig, out: Staging, say: Callable[[str], None]) -> dict:
     """The prepare step: read, split, fit preprocessing on the training split and the drift detector on a
     reference sample; writes both splits (preprocessed), the raw validation rows and the fitted state to
     ``out``. Returns the step's summary."""
@@ -153,7 +156,7 @@ def prepare(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
         return _prepare_step(cfg, out, say)
 
 
-def _prepare_step(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) -> dict:
+def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None]) -> dict:
     t = cfg.training
     ds, timestamp, origin = _training_table(cfg, say)
     where = f"source {t.source!r}" if t.source else f"the training set (labels {t.dataset.labels!r} + features)"
@@ -210,9 +213,9 @@ def _prepare_step(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) ->
         raise DataError(f"columns {non_numeric} are not numeric after preprocessing; "
                         "add an 'onehot' or 'ordinal' step for them, or 'drop' them")
     schema = _schema(arrow, inputs, nulls, cfg, classes)
-    _write(train_ds, out / "train")
-    _write(valid_ds, out / "valid")
-    _write(valid_raw.select_columns([*inputs, t.label]), out / "valid_raw")
+    _write(train_ds, out, "train")
+    _write(valid_ds, out, "valid")
+    _write(valid_raw.select_columns([*inputs, t.label]), out, "valid_raw")
     (out / layout.PREPROCESSING).write_text(pre.to_json())
     layout.write_json(out / layout.SCHEMA, schema.to_dict())
 
@@ -232,13 +235,14 @@ def _prepare_step(cfg: PipelineConfig, out: Path, say: Callable[[str], None]) ->
             say(f"  drift detector {drift.detector!r} leaves {untested} untested (not its column kind)")
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
             "rows": {"train": n_train, "valid": n_valid}, "origin": origin,
-            "data_sha256": _content_sha(out / "train", out / "valid"), "holdout_sha256": _content_sha(out / "valid_raw")}
+            "data_sha256": _content_sha(out.shared, "train", "valid"), "holdout_sha256": _content_sha(out.shared, "valid_raw")}
 
 
-def search(cfg: PipelineConfig, prep_dir: Path, prep: dict, tune_dir: Path, out: Path, say: Callable[[str], None],
-           progress: bool = True, resume: bool = False) -> dict:
+def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tuple, out: Path,
+           say: Callable[[str], None], progress: bool = True, resume: bool = False) -> dict:
     """The train step: a Tune search over the prepared splits; writes the best model and the search record
-    (every trial with its params, metrics and history) to ``out``."""
+    (every trial with its params, metrics and history) to ``out``. ``tune_target``: (path, filesystem) of
+    Tune's experiment state, which every node writes."""
     t = cfg.training
     classes = prep["classes"]
     spec = TrainSpec(task=t.task, label=LABEL, feature_columns=prep["feature_columns"],
@@ -247,26 +251,26 @@ def search(cfg: PipelineConfig, prep_dir: Path, prep: dict, tune_dir: Path, out:
     say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
         f"scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))
     with _row_order_kept():
-        result = run_search(spec, t.tune, t.model.params, read_prepared(prep_dir, "train").materialize(),
-                            read_prepared(prep_dir, "valid").materialize(), str(tune_dir), progress=progress,
-                            resume=resume)
+        result = run_search(spec, t.tune, t.model.params, read_prepared(prep_store, "train").materialize(),
+                            read_prepared(prep_store, "valid").materialize(), tune_target[0], progress=progress,
+                            resume=resume, storage_fs=tune_target[1])
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
     say(f"best trial: {best}")
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
-    shutil.copyfile(result.model_path, out / model_file)
+    result.copy_model(out / model_file)
     record = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
               "best_params": result.best_params, "trials": result.trials,
-              "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir")}}
+              "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir", "storage_fs")}}
     layout.write_json(out / "search.json", record)
     from raymlops.registry.fingerprint import file_sha256
 
     return {"model_file": model_file, "best": result.best_metrics, "model_sha256": file_sha256(out / model_file)}
 
 
-def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, prep: dict, train_dir: Path,
-              extra_meta: dict) -> dict:
-    """Assembles the run directory from the step outputs; returns the metrics document."""
-    t = cfg.training
+def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir: Path, extra_meta: dict) -> dict:
+    """Assembles the run directory from the step outputs (``prep_out``: the prepare step's StepOutput);
+    returns the metrics document."""
+    t, prep, prep_dir = cfg.training, prep_out.info, prep_out.path
     record = json.loads((train_dir / "search.json").read_text())
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
     for name in (layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE, layout.QUALITY):
@@ -292,21 +296,20 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_dir: Path, pre
     })
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():
-        _fit_prediction_drift(writer, drift.model_dump(), prep_dir)
+        _fit_prediction_drift(writer, drift.model_dump(), prep_out.store)
     # Nulls kept: an explicit null (e.g. tune.seed) must not come back as the default in `reproduce`.
     writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     return metrics
 
 
-def _fit_prediction_drift(writer: layout.RunWriter, drift: dict, prep_dir: Path) -> None:
+def _fit_prediction_drift(writer: layout.RunWriter, drift: dict, prep: Storage) -> None:
     """Fits the prediction-drift detector on the model's outputs over a sample of the validation split (rows
     the model never trained on: its outputs on training rows are more confident than on any new data):
     P(positive) for binary, the class for multiclass, the value for regression."""
     from raymlops.artifacts.predictor import Predictor
 
     predictor = Predictor(writer.dir)
-    files = sorted((prep_dir / "valid_raw").glob("*.parquet"))
-    valid = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    valid = prep.read_parquet("valid_raw")
     reference = valid.sample(n=min(len(valid), drift["reference_size"]), random_state=0)
     preds, proba = predictor.predict_with_proba(reference)
     outputs = pd.Series(proba if predictor.task == "binary" else preds)

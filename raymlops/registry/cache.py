@@ -11,32 +11,46 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raymlops.registry.fingerprint import code_fingerprint, digest, dir_fingerprint, package_versions
+from raymlops.storage import Staging, Storage, fetch_dir, open_storage
 
 MANIFEST = "step.json"
 
 
 @dataclass
 class StepOutput:
-    """A step's stored outputs: its directory, what it recorded, and whether this run reused it."""
+    """A step's stored outputs: where they are (``store``; ``path`` is a local copy of the files the driver
+    wrote), what it recorded, and whether this run reused it."""
 
     step: str
     key: str
-    path: Path
+    store: Storage
     info: dict[str, Any]
     fingerprint: str
     cached: bool
 
+    @property
+    def path(self) -> Path:
+        """A local directory with the entry's files (on an object store: this node's copy of the files the
+        driver wrote; Parquet written by Ray Data is read through ``store``)."""
+        return fetch_dir(self.store)
+
 
 class StepCache:
-    """Runs steps at most once per input key; the outputs are published by one rename when complete.
+    """Runs steps at most once per input key; the outputs are published whole when complete.
+
+    Layout: ``<root>/<step>/<key>/`` holds the files and ``step.json`` on local storage (renamed into place).
+    On an object store each writer uploads to ``<root>/<step>/<key>.<token>/`` (its manifest last) and then
+    creates ``<root>/<step>/<key>/step.json`` naming that prefix: the first complete writer wins and no
+    reader ever sees files change under it.
 
     Args:
-        root: Directory of the cache (``<storage>/cache/steps``).
+        root: The cache (``<storage>/cache/steps``): a local directory or a ``Storage``.
         enabled: False runs every step (``--no-cache``), still storing its outputs for later runs.
     """
 
-    def __init__(self, root: str | os.PathLike, enabled: bool = True):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | Storage, enabled: bool = True):
+        self.store = root if isinstance(root, Storage) else open_storage(root)
+        self.root = self.store.url()
         self.enabled = enabled
 
     def key(self, step: str, inputs: dict[str, Any]) -> str:
@@ -44,65 +58,70 @@ class StepCache:
         versions of the packages that decide the outputs."""
         return digest({"step": step, "inputs": inputs, "code": code_fingerprint(), "packages": package_versions()})[:24]
 
-    def _dir(self, step: str, key: str) -> Path:
-        return self.root / step / key
-
     def lookup(self, step: str, key: str) -> StepOutput | None:
-        d = self._dir(step, key)
         try:
-            m = json.loads((d / MANIFEST).read_text())
+            m = self.store.read_json(step, key, MANIFEST)
         except (OSError, ValueError):
             return None
-        return StepOutput(step, key, d, m["info"], m["fingerprint"], cached=True)
+        where = self.store.child(step, m["dir"]) if m.get("dir") else self.store.child(step, key)
+        return StepOutput(step, key, where, m["info"], m["fingerprint"], cached=True)
 
-    def run(self, step: str, inputs: dict[str, Any], build: Callable[[Path], dict]) -> StepOutput:
-        """Returns the stored outputs for these inputs, or runs ``build(tmp_dir) -> info`` and stores them.
+    def run(self, step: str, inputs: dict[str, Any], build: Callable[[Staging], dict]) -> StepOutput:
+        """Returns the stored outputs for these inputs, or runs ``build(staging) -> info`` and stores them.
 
-        ``build`` writes its files into the directory it is given and returns a JSON-able summary. The first
-        complete writer of a key wins; a run that loses the race (or ran with the cache off while an entry
-        existed) keeps its outputs in a directory of its own, so no reader ever sees files change.
+        ``build`` writes small files into the local directory ``staging / name`` and distributed outputs to
+        ``staging.target(name)``, and returns a JSON-able summary. The first complete writer of a key wins;
+        a run that loses the race (or ran with the cache off while an entry existed) keeps its outputs in a
+        directory of its own, so no reader ever sees files change.
         """
         key = self.key(step, inputs)
         if self.enabled and (hit := self.lookup(step, key)) is not None:
             return hit
-        final = self._dir(step, key)
-        tmp = final.with_name(f".{key}.{os.getpid()}.{time.monotonic_ns()}.partial")
-        tmp.mkdir(parents=True)
+        local = self.store.local
+        stage = Staging(self.store, step, key, remote_parts=None if local else (step, f"{key}.{time.time_ns()}"))
         try:
-            info = build(tmp)
-            fp = dir_fingerprint(tmp)
-            (tmp / MANIFEST).write_text(json.dumps({"step": step, "key": key, "inputs": inputs, "info": info,
-                                                    "fingerprint": fp, "created": time.time()}, default=str))
-            if not _publish(tmp, final):
-                if self.enabled and (hit := self.lookup(step, key)) is not None:
-                    shutil.rmtree(tmp, ignore_errors=True)
+            info = build(stage)
+            fp = dir_fingerprint(stage.dir)
+            record = {"step": step, "key": key, "inputs": inputs, "info": info, "fingerprint": fp,
+                      "created": time.time()}
+            if local:
+                (stage.dir / MANIFEST).write_text(json.dumps(record, default=str))
+                where = self._publish_local(stage, step, key)
+                if isinstance(where, StepOutput):  # another writer got there first
+                    return where
+            else:
+                stage.publish()
+                where = stage.shared
+                record["dir"] = stage.remote_parts[-1]
+                if not self.store.create(step, key, MANIFEST, data=json.dumps(record, default=str).encode()) \
+                        and self.enabled and (hit := self.lookup(step, key)) is not None:
+                    where.delete_tree()
                     return hit
-                final = tmp.with_name(tmp.name.removesuffix(".partial").lstrip("."))
-                os.rename(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            stage.abort()
             raise
-        return StepOutput(step, key, final, info, fp, cached=False)
+        return StepOutput(step, key, where, info, fp, cached=False)
+
+    def _publish_local(self, stage: Staging, step: str, key: str) -> "Storage | StepOutput":
+        final = Path(self.store.path(step, key))
+        try:
+            os.rename(stage.dir, final)  # fails on a non-empty existing directory
+            return self.store.child(step, key)
+        except OSError:
+            if not final.exists():
+                raise
+        if self.enabled and (hit := self.lookup(step, key)) is not None:
+            shutil.rmtree(stage.dir, ignore_errors=True)
+            return hit
+        own = stage.dir.name.removesuffix(".partial").lstrip(".")
+        os.rename(stage.dir, final.with_name(own))
+        return self.store.child(step, own)
 
     def put(self, step: str, inputs: dict[str, Any], info: dict) -> str:
         """Records (or replaces) a step that writes no files, e.g. which offline version a feature build
-        made; returns its key. The record is one JSON file replaced atomically."""
+        made; returns its key. The record is one JSON object replaced whole."""
         key = self.key(step, inputs)
-        d = self._dir(step, key)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{MANIFEST}.{os.getpid()}.{time.monotonic_ns()}"
-        tmp.write_text(json.dumps({"step": step, "key": key, "inputs": inputs, "info": info,
-                                   "fingerprint": digest(info), "created": time.time()}, default=str))
-        os.replace(tmp, d / MANIFEST)
+        self.store.write_json(step, key, MANIFEST, obj={"step": step, "key": key, "inputs": inputs, "info": info,
+                                                       "fingerprint": digest(info), "created": time.time()},
+                              indent=None)
         return key
-
-
-def _publish(tmp: Path, final: Path) -> bool:
-    """Renames ``tmp`` to ``final`` unless ``final`` exists (another writer got there first)."""
-    try:
-        os.rename(tmp, final)  # fails on a non-empty existing directory
-        return True
-    except OSError:
-        if final.exists():
-            return False
-        raise

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from raymlops.artifacts.run import storage_root
+from raymlops.storage.staging import cache_root
 from raymlops.config.base import MODEL_URI
 from raymlops.config.models import MAXIMIZE
 from raymlops.errors import RaymlopsError
@@ -310,10 +310,22 @@ def _all_pages(search) -> list:
             return out
 
 
-def bundle_for(uri: str, tracking_uri_: str, cache_root: str) -> str:
-    """The local run bundle of the version a ``models:/`` URI names now (picklable with functools.partial,
-    so serving replicas can poll it)."""
-    return str(ModelRegistry(tracking_uri_).download(uri, cache_root)[0])
+def bundle_for(uri: str, tracking_uri_: str, cache_root: str | None = None) -> str:
+    """The local run bundle of the version a ``models:/`` URI names now, in this node's cache (or in
+    ``cache_root``)."""
+    return str(ModelRegistry(tracking_uri_).download(uri, cache_root or registry_cache())[0])
+
+
+def pinned_for(uri: str, tracking_uri_: str) -> dict:
+    """The version a ``models:/`` URI names now, as a location any node resolves to its own copy
+    (``raymlops.artifacts.run.local_run``); serving replicas poll it to follow an alias."""
+    mv = ModelRegistry(tracking_uri_).resolve_version(uri)
+    return {"call": "raymlops.registry.models:bundle_for", "args": [f"models:/{mv.name}/{mv.version}", tracking_uri_]}
+
+
+def registry_cache() -> Path:
+    """This node's copies of registered models (per node, keyed by tracking store, name and version)."""
+    return cache_root() / "registry"
 
 
 def version_metrics(mv) -> dict[str, float]:
@@ -330,6 +342,6 @@ def load_model(model: str | os.PathLike, storage: str | None = None, tracking_ur
 
     if str(model).startswith("models:/"):
         uri = tracking_uri_ or tracking_uri(None, storage)
-        bundle, _ = ModelRegistry(uri).download(str(model), storage_root(storage) / "registry-cache")
+        bundle, _ = ModelRegistry(uri).download(str(model), registry_cache())
         return Predictor(bundle)
     return Predictor(find_run(model, storage))

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from raymlops.artifacts.run import storage_root
+from raymlops.storage import open_storage
 from raymlops.errors import RaymlopsError
 
 TAG = "raymlops."  # prefix of every tag raymlops sets
@@ -25,7 +25,12 @@ def tracking_uri(registry_cfg=None, storage: str | None = None) -> str:
     uri = (registry_cfg.tracking_uri if registry_cfg is not None else None) or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    root = storage_root(storage)
+    store = open_storage(storage)
+    if not store.local:
+        raise TrackingError(f"storage {store.uri} is an object store, where the embedded MLflow store (a SQLite "
+                            "file) cannot live: set registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow "
+                            f"server (`raymlops tracking-server --storage {store.uri}` starts one)")
+    root = store.local_path()
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
 

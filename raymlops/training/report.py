@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from raymlops.artifacts.plots import png_figure
-from raymlops.data.files import atomic_write
+from raymlops.storage.local import atomic_write
 
 _MAX_POINTS = 5000  # scatter plots subsample to this many rows (seeded)
 _TOP_FEATURES = 20

@@ -25,6 +25,7 @@ class TrainSpec:
     mode: str
     seed: int | None = 0
     storage_dir: str = ""
+    storage_fs: Any = None  # pyarrow filesystem of storage_dir (None: local or shared disk)
     report_every: int = 0  # report intermediate results every N boosting rounds (0: only the final one)
     max_failures: int = 0  # retries of a trial (Tune) and of its worker group (Ray Train)
 
@@ -33,8 +34,17 @@ class TrainSpec:
 class SearchResult:
     best_params: dict[str, Any]
     best_metrics: dict[str, float]
-    model_path: str
+    model_path: str  # in the best trial's checkpoint, on ``model_fs`` (None: this machine's disk)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    model_fs: Any = None
+
+    def copy_model(self, dst: str | os.PathLike) -> None:
+        """Copies the best model to a local file (from the checkpoint wherever the trial stored it)."""
+        import pyarrow.fs as pafs
+
+        local = pafs.LocalFileSystem()
+        pafs.copy_files(self.model_path, str(dst), source_filesystem=self.model_fs or local,
+                        destination_filesystem=local)
 
 
 class TrainingError(RaymlopsError):
@@ -53,7 +63,7 @@ def _completed(r, metric: str) -> bool:
     carry only intermediate metrics)."""
     m = r.metrics or {}
     return (r.error is None and metric in m and not math.isnan(float(m[metric]))
-            and ("model_path" in m or ("model_file" in m and "checkpoint_path" in m)))
+            and "model_file" in m and ("checkpoint_path" in m or r.checkpoint is not None))
 
 
 def _default_concurrency(cpus_per_trial: float) -> int:
@@ -65,7 +75,27 @@ def _default_concurrency(cpus_per_trial: float) -> int:
     return max(1, int((cpus - 1) // max(cpus_per_trial, 1e-9)))
 
 
-def _history(r, time_attr: str) -> dict[str, list[tuple[int, float]]]:
+def _checkpoint(r, spec) -> tuple[str | None, Any]:
+    """(path, filesystem) of a trial's final checkpoint: the Train run's (xgboost, reported through
+    TuneReportCallback) or the Tune trial's own (scikit-learn)."""
+    if r.checkpoint is not None:
+        return r.checkpoint.path, r.checkpoint.filesystem
+    path = (r.metrics or {}).get("checkpoint_path")
+    return path, spec.storage_fs
+
+
+def _read_text(path: str, fs) -> str | None:
+    import pyarrow.fs as pafs
+
+    fs = fs or pafs.LocalFileSystem()
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read().decode()
+    except (OSError, FileNotFoundError):
+        return None
+
+
+def _history(r, time_attr: str, spec=None) -> dict[str, list[tuple[int, float]]]:
     """Every metric a trial reported, per step (boosting round or iteration), plus the full validation
     curve a finished xgboost trial saved beside its model."""
     out: dict[str, list[tuple[int, float]]] = {}
@@ -76,17 +106,16 @@ def _history(r, time_attr: str) -> dict[str, list[tuple[int, float]]]:
                 pts = [(int(s), float(v)) for s, v in zip(df[time_attr], df[col]) if v == v and s == s]
                 if pts:
                     out[col] = pts
-    ckpt = (r.metrics or {}).get("checkpoint_path")
-    curve = os.path.join(ckpt, CURVE_FILE) if ckpt else None
-    if curve and os.path.isfile(curve):
-        with open(curve) as f:
-            for k, vals in json.load(f).items():
-                out[k] = [(i + 1, v) for i, v in enumerate(vals)]
+    ckpt, fs = _checkpoint(r, spec) if spec is not None else (None, None)
+    text = _read_text(f"{ckpt}/{CURVE_FILE}", fs) if ckpt else None
+    if text:
+        for k, vals in json.loads(text).items():
+            out[k] = [(i + 1, v) for i, v in enumerate(vals)]
     return out
 
 
 def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, valid_ds, storage_dir: str,
-               progress: bool = True, resume: bool = False) -> SearchResult:
+               progress: bool = True, resume: bool = False, storage_fs=None) -> SearchResult:
     """Runs ``tune_cfg.num_samples`` trials and returns the best one by ``spec.metric``.
 
     Args:
@@ -95,10 +124,12 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         params: Model params as configured (values may be SearchSpace).
         train_ds: Preprocessed training split (Ray Dataset with feature and label columns).
         valid_ds: Preprocessed validation split.
-        storage_dir: Absolute directory for Tune's experiment state.
+        storage_dir: Where Tune keeps its experiment state: an absolute local (or shared) directory, or a
+            path on ``storage_fs``; every node writes there (trial results, Train checkpoints).
         progress: Print Tune's progress table.
         resume: Restore the search already under ``storage_dir`` (Tuner.restore): finished trials are kept,
             unfinished and errored ones run again.
+        storage_fs: pyarrow filesystem of ``storage_dir`` (an object store), or None.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -107,10 +138,11 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     from raymlops.training import sk, xgb
     from raymlops.training.space import to_tune
 
-    # Intermediate (per-round) results may lack metrics xgboost cannot compute per round (f1, r2).
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    # Save the experiment state every 2 s (default: >= 10 s) so --resume loses at most that much progress.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune's settings (strict metric checking off, state saved every 2 s): raymlops.data.ray_env.SETTINGS.
+    from raymlops.data.ray_env import SETTINGS
+
+    for k in ("TUNE_DISABLE_STRICT_METRIC_CHECKING", "TUNE_GLOBAL_CHECKPOINT_S"):
+        os.environ.setdefault(k, SETTINGS[k])
     if spec.model["type"] == "xgboost":
         fn = xgb.trial
         # The trial only drives a Train run; the workers hold the CPUs.
@@ -126,7 +158,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         resources = {"cpu": spec.model["cpus_per_trial"]}
         per_trial = spec.model["cpus_per_trial"]
         max_t = 1
-    spec.storage_dir = storage_dir
+    spec.storage_dir, spec.storage_fs = storage_dir, storage_fs
     if tune_cfg.scheduler == "asha":
         spec.report_every = max(1, max_t // 10)
     trainable = tune.with_resources(tune.with_parameters(fn, train_ds=train_ds, valid_ds=valid_ds, spec=spec),
@@ -135,9 +167,10 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     scheduler = (ASHAScheduler(time_attr="round" if spec.model["type"] == "xgboost" else "training_iteration",
                                max_t=max_t, grace_period=max(1, spec.report_every))
                  if tune_cfg.scheduler == "asha" else FIFOScheduler())
-    path = os.path.join(storage_dir, "search")
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    path = f"{storage_dir}/search"
+    if resume and tune.Tuner.can_restore(path, storage_filesystem=storage_fs):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=storage_fs)
         return _collect(tuner.fit(), spec)
     tuner = tune.Tuner(
         trainable,
@@ -149,7 +182,8 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
                 random_state=tune_cfg.seed,
                 max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(per_trial)),
         ),
-        run_config=tune.RunConfig(name="search", storage_path=storage_dir, verbose=1 if progress else 0,
+        run_config=tune.RunConfig(name="search", storage_path=storage_dir, storage_filesystem=storage_fs,
+                                  verbose=1 if progress else 0,
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
     return _collect(tuner.fit(), spec)
@@ -162,7 +196,7 @@ def _collect(grid, spec: TrainSpec) -> SearchResult:
     for r in grid:
         ok = _completed(r, spec.metric)
         trials.append({"params": r.config, "metrics": _clean(r.metrics or {}), "trial_id": (r.metrics or {}).get("trial_id"),
-                       "history": _history(r, time_attr), "status": "ok" if ok else ("failed" if r.error else "stopped"),
+                       "history": _history(r, time_attr, spec), "status": "ok" if ok else ("failed" if r.error else "stopped"),
                        **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {})})
         if r.error is not None:
             errors.append(r.error)
@@ -171,6 +205,6 @@ def _collect(grid, spec: TrainSpec) -> SearchResult:
         first = errors[0] if errors else "no trial reported the metric"
         raise TrainingError(f"all {len(trials)} trials failed; first error:\n{first}")
     best = (max if spec.mode == "max" else min)(finished, key=lambda r: float(r.metrics[spec.metric]))
-    m = best.metrics
-    model_path = m.get("model_path") or os.path.join(m["checkpoint_path"], m["model_file"])
-    return SearchResult(best_params=best.config, best_metrics=_clean(m), model_path=model_path, trials=trials)
+    ckpt, fs = _checkpoint(best, spec)
+    return SearchResult(best_params=best.config, best_metrics=_clean(best.metrics), trials=trials,
+                        model_path=f"{ckpt}/{best.metrics['model_file']}", model_fs=fs)

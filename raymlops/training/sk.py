@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
+import tempfile
 
 import numpy as np
 
@@ -41,7 +42,10 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
             proba = est.predict_proba(xv)
             ss.append(proba[:, 1] if spec.task == "binary" else proba)
         ys.append(batch[spec.label].to_numpy())
-    path = os.path.join(tune.get_context().get_trial_dir(), MODEL_FILE)
-    with open(path, "wb") as f:
-        pickle.dump(est, f)
-    tune.report({**evaluate(spec.task, np.concatenate(ys), np.concatenate(ss), spec.n_classes), "model_path": path})
+    # The model travels as the trial's checkpoint, persisted to Tune's storage (the trial may run on another
+    # node than the driver that picks the best one).
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, MODEL_FILE), "wb") as f:
+            pickle.dump(est, f)
+        tune.report({**evaluate(spec.task, np.concatenate(ys), np.concatenate(ss), spec.n_classes),
+                     "model_file": MODEL_FILE}, checkpoint=tune.Checkpoint.from_directory(tmp))

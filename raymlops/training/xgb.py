@@ -102,7 +102,7 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     # Train runs (and their checkpoints) live beside Tune's state, under the run's storage.
-    storage = os.path.join(spec.storage_dir, "train")
+    storage = f"{spec.storage_dir}/train"
     trainer = XGBoostTrainer(
         train_worker,
         train_loop_config={"spec": spec, "params": config},
@@ -114,6 +114,7 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.model["num_workers"], resources_per_worker={"CPU": spec.model["cpus_per_worker"]}),
         run_config=ray.train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
+                                       storage_filesystem=spec.storage_fs,
                                        callbacks=[TuneReportCallback()],
                                        failure_config=ray.train.FailureConfig(max_failures=spec.max_failures)),
     )

@@ -139,9 +139,14 @@ def test_cli_schema_is_json_schema():
     assert {"name", "sources", "training", "serving", "monitoring"} <= set(schema["properties"])
 
 
-def test_remote_storage_is_a_config_error_not_a_crash(tmp_path):
-    (msg,) = issues(write(tmp_path, BASE.replace("name: demo", "name: demo\nstorage: s3://bucket/runs")))
-    assert msg.startswith(f"{tmp_path / 'c.yaml'}:2: storage: got 's3://bucket/runs'; runs are stored on local")
+def test_storage_takes_uris_and_a_uri_without_bucket_is_a_config_error(tmp_path):
+    from raymlops.config import load_config
+
+    cfg = load_config(write(tmp_path, BASE.replace("name: demo", "name: demo\nstorage: s3://bucket/runs\n"
+                                                   "storage_options: {endpoint_url: 'http://127.0.0.1:9'}")))
+    assert cfg.storage == "s3://bucket/runs" and cfg.storage_options == {"endpoint_url": "http://127.0.0.1:9"}
+    (msg,) = issues(write(tmp_path, BASE.replace("name: demo", "name: demo\nstorage: s3://")))
+    assert msg.startswith(f"{tmp_path / 'c.yaml'}:2: storage: got 's3://'; expected a path, file:///path, s3://")
 
 
 def test_invalid_scalars_and_list_paths_are_issues_not_tracebacks(tmp_path):

@@ -1,5 +1,5 @@
-"""Atomic file writes (readers see the old file or the new one, never a part) and durable, rotated
-JSON-lines logs."""
+"""Local-disk primitives of the storage layer: atomic file writes (readers see the old file or the new
+one, never a part), exclusive creates, and durable, rotated JSON-lines logs (``flock`` + fsync)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,48 @@ def atomic_write(path: str | os.PathLike, data: bytes, durable: bool = False) ->
     return path
 
 
+def create_exclusive(path: str | os.PathLike, data: bytes) -> bool:
+    """Creates ``path`` with ``data`` unless it exists (a complete temp file hard-linked into place, which
+    fails atomically when the name is taken); returns whether this call created it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def link_or_copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Puts an immutable file at ``dst``: a hard link, or (across filesystems) a copy renamed into place."""
+    import shutil
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
 def rotated(path: str | os.PathLike, keep: int) -> list[Path]:
     """A JSON-lines log's files, newest first: ``path``, ``path.1`` ... ``path.<keep>`` (those that exist;
     a gap left by a crash mid-rotation is skipped, not taken as the end)."""
@@ -62,6 +104,7 @@ def append_line(path: str | os.PathLike, entry: dict, rotate_bytes: float | None
     (keep + 1) x rotate_bytes. Every rename is atomic, so a crash mid-rotation loses no entry.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry, default=str) + "\n"
     with _exclusive(path):
         size = path.stat().st_size if path.is_file() else 0
