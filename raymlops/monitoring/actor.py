@@ -15,7 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from raymlops.data.files import append_line, atomic_write, read_lines
+from raymlops.artifacts.run import local_run
+from raymlops.errors import RaymlopsError
+from raymlops.storage.files import append_line, file_exists, join, move_aside, read_file, read_lines, write_file
 
 log = logging.getLogger("raymlops.monitoring")
 
@@ -34,7 +36,7 @@ def read_history(state_dir: str | os.PathLike, last: int | None = None, keep: in
     a result recorded twice (a crash between its history line and the checkpoint, then the window tested
     again) counts once."""
     out: dict = {}
-    for i, line in enumerate(read_lines(Path(state_dir) / HISTORY, last and last + 8, keep)):
+    for i, line in enumerate(read_lines(join(state_dir, HISTORY), last and last + 8, keep)):
         try:
             e = json.loads(line)
         except json.JSONDecodeError:
@@ -82,8 +84,7 @@ class VariantMonitor:
 
     def __init__(self, spec: dict):
         self.spec = spec
-        self.state_dir = Path(spec["state_dir"])
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = str(spec["state_dir"])  # a path or URI in storage: this actor is its one writer
         self._lock = threading.RLock()
         self._load(spec["run_dir"], spec["model_version"])
         self.history: deque = deque(read_history(self.state_dir, spec.get("history", 500), rotation(spec)[1]),
@@ -100,12 +101,13 @@ class VariantMonitor:
         from raymlops.monitoring.drift import DriftTester, has_detector
 
         d, q = self.spec.get("drift"), self.spec.get("quality")
-        drift_dir = Path(run_dir) / "drift"
+        local = local_run(run_dir)  # a location: this node's copy of a run on an object store or registry
+        drift_dir = local / "drift"
         self.tester = DriftTester(drift_dir) if d and has_detector(drift_dir) else None
         if d and self.tester is None:
             log.warning("run %s has no drift detectors this version can load: drift is not monitored (retrain "
                         "it to fit them)", run_dir)
-        quality_file = Path(run_dir) / "quality.json"
+        quality_file = local / "quality.json"
         self.profile = DataProfile.load(quality_file) if q and quality_file.is_file() else None
         self.run_dir, self.model_version = run_dir, model_version
         self.drift_window = _Window(d["window"], self.tester.columns) if self.tester else None
@@ -176,7 +178,7 @@ class VariantMonitor:
     def _record(self, entry: dict) -> None:
         entry = {"model_version": self.model_version, **entry}
         self.history.append(entry)
-        append_line(self.state_dir / HISTORY, entry, *rotation(self.spec))
+        append_line(join(self.state_dir, HISTORY), entry, *rotation(self.spec))
         self._checkpoint()
 
     def _event(self, kind: str, message: str, subject: str | None, details: dict) -> None:
@@ -203,8 +205,8 @@ class VariantMonitor:
                 "detector": self.tester.get_state() if self.tester else None, "saved_at": time.time()}
 
     def _checkpoint(self) -> None:
-        atomic_write(self.state_dir / CHECKPOINT, pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL),
-                     durable=True)
+        write_file(join(self.state_dir, CHECKPOINT), pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL),
+                   durable=True)
         self._dirty = False
 
     def _checkpoint_loop(self) -> None:
@@ -220,21 +222,25 @@ class VariantMonitor:
     def _restore(self) -> bool:
         """Resumes from the checkpoint: always after a restart of this deployment's actor (a swap made
         since then included), and after a redeploy when the model is the same."""
-        path = self.state_dir / CHECKPOINT
-        if not path.exists():
+        path = join(self.state_dir, CHECKPOINT)
+        if not file_exists(path):
             return False
         try:
-            return self._apply(pickle.loads(path.read_bytes()))
+            return self._apply(pickle.loads(read_file(path)))
         except Exception as e:  # unreadable, or from another version of the code: keep it aside, start afresh
             log.warning("monitor checkpoint %s unusable (%s: %s); starting afresh", path, type(e).__name__, e)
-            os.replace(path, path.with_name(f"{CHECKPOINT}.bad"))
+            move_aside(path, ".bad")
             self._load(self.spec["run_dir"], self.spec["model_version"])
             return False
 
     def _apply(self, state: dict) -> bool:
         restart = state.get("started") is not None and state.get("started") == self.spec.get("started")
-        if restart and state["model_version"] != self.model_version and Path(state["run_dir"]).is_dir():
-            self._load(state["run_dir"], state["model_version"])  # the model swapped before the restart
+        if restart and state["model_version"] != self.model_version:
+            try:
+                self._load(state["run_dir"], state["model_version"])  # the model swapped before the restart
+            except (OSError, ValueError, RaymlopsError) as e:
+                log.warning("monitor: the model swapped in before the restart is gone (%s); keeping %s", e,
+                            self.model_version)
         if state["model_version"] != self.model_version:
             return False
         self.rows_seen, self.windows_tested = state["rows_seen"], state["windows_tested"]

@@ -3,6 +3,7 @@ sends alerts, computes live performance from late labels, and drives drift-trigg
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
@@ -16,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from raymlops.data.files import append_line, atomic_write
+from raymlops.storage import Storage
+from raymlops.storage.files import append_line, join, read_file, tail_lines, write_file
 from raymlops.monitoring.actor import _kill, read_history, rotation
 
 log = logging.getLogger("raymlops.monitoring")
@@ -39,15 +41,17 @@ def read_table(spec: dict, columns: list[str] | None = None, filter=None) -> pd.
     if fmt == "parquet":
         import pyarrow.dataset as pads
 
-        if "://" not in path and not os.path.exists(path):
+        store = Storage(path)
+        if not (store.exists() or store.isdir()):
             return pd.DataFrame()
-        dataset = pads.dataset(path, format="parquet", partitioning="hive", exclude_invalid_files=True)
+        dataset = pads.dataset(store.root, filesystem=store.fs, format="parquet", partitioning="hive",
+                               exclude_invalid_files=True, ignore_prefixes=[".", "_"])
         if not dataset.files:  # nothing written yet (a first flush still under its hidden temporary name)
             return pd.DataFrame()
         cols = [c for c in columns if c in dataset.schema.names] if columns else None
         return dataset.to_table(columns=cols, filter=filter).to_pandas()
     reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
-    return reader(path)
+    return reader(Storage(path).fs.open_input_stream(Storage(path).root) if "://" in path else path)
 
 
 def request_columns(performance: dict) -> tuple[list[str], Any]:
@@ -74,8 +78,7 @@ class AppMonitor:
         from raymlops.monitoring.alerts import Alerts
 
         self.spec = spec
-        self.dir = Path(spec["state_dir"])
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = str(spec["state_dir"])  # a path or URI in storage: this actor is its one writer
         self.alerts = Alerts.from_config(spec.get("alerts") or [], spec["alert_log"])
         self._lock = threading.RLock()
         self.recent: deque = deque(read_history(self.dir, 200, rotation(spec)[1]), maxlen=200)
@@ -94,20 +97,20 @@ class AppMonitor:
 
     def _read_state(self) -> dict:
         try:
-            return json.loads((self.dir / STATE).read_text())
+            return json.loads(read_file(join(self.dir, STATE)))
         except (OSError, ValueError):
             return {"canary_offset": 0, "retrains": [], "reported": []}
 
     def _save_state(self) -> None:
         self.state["reported"] = sorted(([list(k), t] for k, t in self._reported.items()), key=lambda kt: kt[1])[-1000:]
-        atomic_write(self.dir / STATE, json.dumps(self.state, default=str).encode(), durable=True)
+        write_file(join(self.dir, STATE), json.dumps(self.state, default=str).encode(), durable=True)
 
     # ------------------------------------------------------------------ events
 
     def event(self, event: dict) -> None:
         """Records an event, alerts on it, and starts a retrain when the policy says so."""
         with self._lock:
-            append_line(self.dir / EVENTS, event, *rotation(self.spec))
+            append_line(join(self.dir, EVENTS), event, *rotation(self.spec))
             self.recent.append(event)
         if self.alerts.emit(event):
             with self._lock:
@@ -119,18 +122,10 @@ class AppMonitor:
 
     def _canary_events(self) -> None:
         path = self.spec.get("canary_events")
-        if not path or not os.path.isfile(path):
+        if not path:
             return
-        if self.state.get("canary_offset", 0) > os.path.getsize(path):  # the file was recreated
-            self.state["canary_offset"] = 0
-        with open(path) as f:
-            f.seek(self.state.get("canary_offset", 0))
-            lines = f.readlines()
-            offset = f.tell()
+        lines, offset = tail_lines(path, self.state.get("canary_offset", 0))
         for line in lines:
-            if not line.endswith("\n"):  # being written: read it next time
-                offset -= len(line.encode())
-                break
             try:
                 e = json.loads(line)
             except ValueError:
@@ -150,9 +145,10 @@ class AppMonitor:
                                        + (f" rolled back: {e.get('reason')}" if rollback
                                           else " completed: it takes all its traffic"),
                             "details": e, "ts": time.time()})
-        with self._lock:
-            self.state["canary_offset"] = offset
-            self._save_state()
+        if offset != self.state.get("canary_offset", 0):
+            with self._lock:
+                self.state["canary_offset"] = offset
+                self._save_state()
 
     # ------------------------------------------------------------------ performance
 
@@ -203,8 +199,10 @@ class AppMonitor:
         except Exception as e:
             self._fail(record, f"submit failed: {type(e).__name__}: {e}")
 
-    def _step(self, record: dict, step: str, detail: Any = None) -> None:
+    def _step(self, record: dict, step: str, detail: Any = None, **updates) -> None:
+        """Records a step (and the record's new fields) at once, under the lock that ``status`` reads with."""
         with self._lock:
+            record.update(updates)
             record["steps"].append({"step": step, "at": time.time(), "detail": detail})
             self.state["retrains"] = self.state["retrains"][-20:]
             self._save_state()
@@ -213,8 +211,7 @@ class AppMonitor:
                           "details": {"retrain": record["id"], "step": step, "detail": detail}, "ts": time.time()})
 
     def _fail(self, record: dict, why: str) -> None:
-        record["status"], record["error"] = "failed", why
-        self._step(record, "failed", why)
+        self._step(record, "failed", why, status="failed", error=why)
 
     def _advance_retrain(self) -> None:
         """Moves the current retrain along: job finished -> challenger registered -> observed -> gate."""
@@ -237,33 +234,29 @@ class AppMonitor:
                 return self._fail(record, f"job {record['id']} still {status} after {r['timeout_s']:g} s: stopped")
             if status in ("PENDING", "RUNNING"):
                 if record["status"] != "running" and status == "RUNNING":
-                    record["status"] = "running"
-                    self._step(record, "job_running")
+                    self._step(record, "job_running", status="running")
                 return
             if status != "SUCCEEDED":
                 return self._fail(record, f"job {record['id']} {status}: {info}")
             version, run_id = _challenger(info)
             if version is None:
                 return self._fail(record, f"job {record['id']} succeeded but printed no 'challenger:' line")
-            record.update(status="observing", observe_until=time.time() + r["observe_s"], version=version,
-                          run_id=run_id)
-            self._step(record, "challenger_registered", info)
-            self._step(record, f"challenger_{r['deploy']}", f"observing for {r['observe_s']:g} s")
+            self._step(record, "challenger_registered", info, version=version, run_id=run_id)
+            self._step(record, f"challenger_{r['deploy']}", f"observing for {r['observe_s']:g} s",
+                       status="observing", observe_until=time.time() + r["observe_s"])
             return
         rolled_back = self.state.get("canary_rollbacks", {}).get(record.get("run_id"))
         if record["status"] == "observing" and r["deploy"] == "canary" and rolled_back:
-            record["status"] = "kept"
-            record["outcome"] = {"promoted": False, "version": record["version"],
-                                 "reason": f"the canary of run {record['run_id']} rolled back: {rolled_back}"}
-            return self._step(record, "kept", record["outcome"]["reason"])
+            why = f"the canary of run {record['run_id']} rolled back: {rolled_back}"
+            return self._step(record, "kept", why, status="kept",
+                              outcome={"promoted": False, "version": record["version"], "reason": why})
         if record["status"] == "observing" and time.time() >= record["observe_until"]:
             try:
                 outcome = _call(r["promote"])(*r["promote"].get("args", ()), record["version"])
             except Exception as e:
                 return self._fail(record, f"gate failed: {type(e).__name__}: {e}")
-            record["status"] = "promoted" if outcome["promoted"] else "kept"
-            record["outcome"] = outcome
-            self._step(record, record["status"], outcome.get("reason"))
+            status = "promoted" if outcome["promoted"] else "kept"
+            self._step(record, status, outcome.get("reason"), status=status, outcome=outcome)
 
     @staticmethod
     def _job_status(job_id: str, address: str | None) -> tuple[str, str]:
@@ -313,7 +306,8 @@ class AppMonitor:
         with self._lock:
             return {"app": self.spec["app"], "events": list(self.recent)[-events:] if events > 0 else [],
                     "alerts": self.alerts.stats(),
-                    "performance": self.performance, "retrains": self.state.get("retrains", [])}
+                    "performance": self.performance,
+                    "retrains": copy.deepcopy(self.state.get("retrains", []))}  # a snapshot, not live records
 
     def flush_alerts(self, timeout: float = 10.0) -> bool:
         return self.alerts.flush(timeout)
@@ -334,7 +328,7 @@ def app_monitor_name(app: str) -> str:
 def start_app_monitor_from(path: str):
     """Starts the app monitor from a spec file: an exported Serve config names the file, so alert secrets
     (webhook URLs, headers) stay in storage rather than in the exported file."""
-    return start_app_monitor(json.loads(Path(path).read_text()))
+    return start_app_monitor(json.loads(read_file(path)))
 
 
 def start_app_monitor(spec: dict):

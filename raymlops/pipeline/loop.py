@@ -11,15 +11,16 @@ from pathlib import Path
 import yaml
 
 from raymlops.config import PipelineConfig
-from raymlops.data.files import atomic_write
+from raymlops.storage.files import read_file, write_file
 
 CHALLENGER = "challenger"
 
 
-def write_config(cfg: PipelineConfig, path: Path) -> Path:
-    """The resolved config (environment interpolated, overrides applied), as the retrain job reads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, yaml.safe_dump(json.loads(cfg.model_dump_json(by_alias=True)), sort_keys=False).encode())
+def write_config(cfg: PipelineConfig, path: str) -> str:
+    """The resolved config (environment interpolated, overrides applied), as the retrain job reads it
+    (``path``: in storage, a path or URI)."""
+    write_file(path, yaml.safe_dump(json.loads(cfg.model_dump_json(by_alias=True)), sort_keys=False).encode())
+    return path
 
 
 def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str) -> str:
@@ -38,7 +39,7 @@ def promote_challenger(config_path: str, version: int) -> dict:
     from raymlops.registry import ModelRegistry, tracking_uri
     from raymlops.registry.tracking import TAG
 
-    cfg = PipelineConfig.model_validate(yaml.safe_load(Path(config_path).read_text()))
+    cfg = PipelineConfig.model_validate(yaml.safe_load(read_file(config_path)))
     reg = ModelRegistry(tracking_uri(cfg.registry, cfg.storage))
     name, alias = cfg.model_name, cfg.registry.promotion.alias
     holder = reg.alias_version(name, CHALLENGER)

@@ -15,6 +15,8 @@ import pandas as pd
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig
 from raymlops.errors import DataError, RaymlopsError
+from raymlops.storage import open_storage
+from raymlops.storage.staging import cache_root
 
 FORMATS = ("parquet", "csv", "json")
 
@@ -39,12 +41,13 @@ def read_batch(path: str, fmt: str | None = None, text_columns: list[str] = ()) 
 
 
 def _run_dir(cfg: PipelineConfig | None, run: str | None, storage: str | None) -> Path:
-    storage = storage or (cfg.storage if cfg else "./.raymlops")
+    """A local path holding the run (this machine's copy of a run on an object store)."""
+    store = open_storage(storage) if storage else open_storage(cfg) if cfg else open_storage(None)
     if run:
-        return layout.find_run(run, storage)
+        return layout.local_run(layout.find_run(run, store))
     if cfg is None:
         raise RaymlopsError("name a run (--run) or a config whose latest run to use")
-    return layout.latest_run(storage, cfg.name)
+    return layout.local_run(layout.latest_run(store, cfg.name))
 
 
 def check_batch(cfg: PipelineConfig | None, path: str, run: str | None = None, storage: str | None = None,
@@ -103,7 +106,8 @@ def _fit_default(run_dir: Path, reference: pd.DataFrame, columns: list, storage:
 
     from raymlops.monitoring.drift import has_detector
 
-    where = layout.storage_root(storage) / "drift-reports" / run_dir.name
+    # Fitted once per run on this machine (a local cache: the run itself is never changed).
+    where = cache_root() / "drift-reports" / run_dir.name
     if not has_detector(where):  # fitted aside, then renamed: a crash never leaves half a detector
         tmp = where.with_name(f".{where.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -119,23 +123,25 @@ def monitor_status(cfg: PipelineConfig, app: str) -> dict:
     from raymlops.monitoring.actor import CHECKPOINT, read_history
     from raymlops.pipeline.serve import monitoring_dir
 
+    from raymlops.storage.files import join, list_dirs, read_file
+
     root = monitoring_dir(cfg, app)
     variants = {}
-    for d in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
-        state = None
-        if (d / CHECKPOINT).is_file():
-            try:
-                state = pickle.loads((d / CHECKPOINT).read_bytes())
-            except Exception:
-                state = None
-        variants[d.name] = {"model_version": state and state["model_version"],
-                            "rows_seen": state and state["rows_seen"],
-                            "latest_drift": state and state["latest_drift"],
-                            "latest_quality": state and state["latest_quality"],
-                            "history": read_history(d, 20)}
-    app_state = {}
-    if (root / "state.json").is_file():
-        app_state = json.loads((root / "state.json").read_text())
+    for name in list_dirs(root):
+        d, state = join(root, name), None
+        try:
+            state = pickle.loads(read_file(join(d, CHECKPOINT)))
+        except Exception:  # none yet, or unreadable
+            state = None
+        variants[name] = {"model_version": state and state["model_version"],
+                          "rows_seen": state and state["rows_seen"],
+                          "latest_drift": state and state["latest_drift"],
+                          "latest_quality": state and state["latest_quality"],
+                          "history": read_history(d, 20)}
+    try:
+        app_state = json.loads(read_file(join(root, "state.json")))
+    except (FileNotFoundError, ValueError):
+        app_state = {}
     return {"app": app, "dir": str(root), "variants": variants, "events": read_history(root, 20),
             "retrains": app_state.get("retrains", [])}
 

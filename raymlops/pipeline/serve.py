@@ -10,36 +10,37 @@ from typing import Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig
-from raymlops.data.files import atomic_write
+from raymlops.storage import open_storage
+from raymlops.storage.files import join, write_file
 from raymlops.errors import RaymlopsError
 
-RESOLVER = "raymlops.registry.models:bundle_for"
+RESOLVER = "raymlops.registry.models:pinned_for"
 
 
-def state_dir(cfg: PipelineConfig, app: str) -> Path:
-    return layout.storage_root(cfg.storage) / "serving" / app
+def state_dir(cfg: PipelineConfig, app: str) -> str:
+    """The app's serving state (traffic.json, events.jsonl): a path or URI every node reaches."""
+    return open_storage(cfg).url("serving", app)
 
 
 def request_log_path(cfg: PipelineConfig, app: str) -> str:
     rl = cfg.serving.request_log if cfg.serving else None
     if rl is not None and rl.path:
         return rl.path if "://" in rl.path else str(Path(rl.path).resolve())
-    return str(layout.storage_root(cfg.storage) / "request_log" / app)
+    return open_storage(cfg).url("request_log", app)
 
 
-def resolve_model(cfg: PipelineConfig, ref: str) -> tuple[Path, dict | None]:
-    """A model reference -> (run directory, watch spec or None). 'models:/NAME@ALIAS' is followed as the
-    alias moves (replicas poll it every ``serving.reload_seconds``)."""
+def resolve_model(cfg: PipelineConfig, ref: str) -> tuple[str | dict, dict | None]:
+    """A model reference -> (the run's location, watch spec or None). The location is one every node
+    resolves (``layout.local_run``): a run's path or URI in storage, or a registry version pinned now.
+    'models:/NAME@ALIAS' is followed as the alias moves (replicas poll it every ``serving.reload_seconds``)."""
     if ref.startswith("models:/"):
         from raymlops.registry import parse_uri, tracking_uri
+        from raymlops.registry.models import pinned_for
 
-        args = [ref, tracking_uri(cfg.registry, cfg.storage), str(layout.storage_root(cfg.storage) / "registry-cache")]
-        from raymlops.registry.models import bundle_for
-
-        run_dir = Path(bundle_for(*args))
+        args = [ref, tracking_uri(cfg.registry, open_storage(cfg))]
         watch = {"call": RESOLVER, "args": args, "every": cfg.serving.reload_seconds} if parse_uri(ref)[1] else None
-        return run_dir, watch
-    return layout.find_run(ref, cfg.storage), None
+        return pinned_for(*args), watch
+    return str(layout.find_run(ref, open_storage(cfg))), None
 
 
 def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[[str], None],
@@ -67,12 +68,12 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
             start_app_monitor(spec)
         else:  # an exported file: `serve deploy` starts it when it builds the app, from a spec file in
             # storage (webhook URLs and headers are secrets: they stay out of the exported file)
-            path = _stored(monitoring_dir(cfg, app) / "app_monitor.json", spec)
+            path = _stored(join(monitoring_dir(cfg, app), "app_monitor.json"), spec)
             start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor_from", "args": [path]})
         app_monitor = app_monitor_name(app)
     for role, entry in entries:
         run_dir, watch = resolve_model(cfg, entry.model or default_ref)
-        run_id = layout.read_meta(run_dir)["run_id"]
+        run_id = layout.read_meta(layout.local_run(run_dir))["run_id"]
         say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id})"
             + (f", following the alias every {s.reload_seconds:g} s" if watch else ""))
         spec = _monitor_spec(cfg, app, entry.name, run_dir, run_id, app_monitor)
@@ -81,7 +82,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         elif spec is not None:
             start.append({"call": "raymlops.monitoring.actor:ensure_monitor", "args": [spec]})
         models.append({"name": entry.name, "role": role, "weight": getattr(entry, "weight", 0.0),
-                       "run_dir": str(run_dir), "model_version": run_id, "watch": watch,
+                       "run_dir": run_dir, "model_version": run_id, "watch": watch,
                        "max_in_flight": getattr(entry, "max_in_flight", None),
                        "monitor": actor_name(app, entry.name) if spec is not None else None})
     if monitors:  # started side by side; fail here, not in serving, if a detector cannot load
@@ -90,9 +91,10 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         ray.get([h.latest.remote() for h in monitors])
     features = None
     if s.features:
-        refs = layout.read_meta(Path(models[0]["run_dir"])).get("dataset", {}).get("features")
+        meta = layout.read_meta(layout.local_run(models[0]["run_dir"]))
+        refs = meta.get("dataset", {}).get("features")
         if not refs:
-            raise RaymlopsError(f"serving.features is set but run {Path(models[0]['run_dir']).name} was not trained "
+            raise RaymlopsError(f"serving.features is set but run {meta['run_id']} was not trained "
                                 "from a feature set (training.dataset)")
         if start_actors:
             say("materializing the latest feature values into the online store")
@@ -100,12 +102,12 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
                 say(f"  {view}: {m['entities']} entities")
         features = {"config": feature_store.portable_config(), "refs": refs}
         if not start_actors:  # an exported file: the config (store URLs, alert secrets) stays in storage
-            features["config_file"] = _stored(state_dir(cfg, app) / "features.json", features.pop("config"))
+            features["config_file"] = _stored(join(state_dir(cfg, app), "features.json"), features.pop("config"))
     request_log = None
     if s.request_log is not None:
         request_log = {**s.request_log.model_dump(), "path": request_log_path(cfg, app)}
     return {
-        "app": app, "namespace": cfg.ray.namespace, "state_dir": str(state_dir(cfg, app)),
+        "app": app, "namespace": cfg.ray.namespace, "state_dir": state_dir(cfg, app),
         "max_batch_rows": s.max_batch_rows, "models": models, "features": features,
         "sticky_key": s.sticky_key, "canary": s.canary.model_dump() if s.canary else None,
         "request_log": request_log, "route_prefix": s.route_prefix, "request_timeout_s": s.request_timeout_s,
@@ -117,25 +119,26 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     }
 
 
-def _stored(path: Path, doc: dict) -> str:
+def _stored(path: str, doc: dict) -> str:
     """Writes ``doc`` (JSON) to ``path`` in storage for an exported file to name instead of carrying it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return str(atomic_write(path, json.dumps(doc).encode(), durable=True))
+    write_file(path, json.dumps(doc).encode(), durable=True)
+    return path
 
 
-def monitoring_dir(cfg: PipelineConfig, app: str) -> Path:
-    return layout.storage_root(cfg.storage) / "monitoring" / app
+def monitoring_dir(cfg: PipelineConfig, app: str) -> str:
+    """The app's monitoring state (per-variant histories, app monitor state): a path or URI."""
+    return open_storage(cfg).url("monitoring", app)
 
 
-def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: Path, run_id: str,
+def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | dict, run_id: str,
                   app_monitor: str | None) -> dict | None:
     """The spec of the variant's (or shadow's) monitor actor, or None when neither drift nor data-quality
     monitoring is on."""
     m = cfg.monitoring
     if m is None or (m.drift is None and m.data_quality is None):
         return None
-    return {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": str(run_dir),
-            "model_version": run_id, "state_dir": str(monitoring_dir(cfg, app) / variant),
+    return {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": run_dir,
+            "model_version": run_id, "state_dir": join(monitoring_dir(cfg, app), variant),
             "drift": m.drift.model_dump() if m.drift else None,
             "quality": m.data_quality.model_dump() if m.data_quality else None,
             "history": m.history, "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep,
@@ -152,16 +155,17 @@ def _app_monitor_spec(cfg: PipelineConfig, app: str) -> dict:
 
     m, here = cfg.monitoring, monitoring_dir(cfg, app)
     spec = {"app": app, "namespace": cfg.ray.namespace, "state_dir": str(here),
-            "alerts": [a.model_dump() for a in m.alerts], "alert_log": str(here / "alerts.jsonl"),
-            "canary_events": str(state_dir(cfg, app) / EVENTS_FILE), "performance": None, "retrain": None,
+            "alerts": [a.model_dump() for a in m.alerts], "alert_log": join(here, "alerts.jsonl"),
+            "canary_events": join(state_dir(cfg, app), EVENTS_FILE), "performance": None, "retrain": None,
             "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep}
     if m.performance is not None:
         p, src = m.performance, cfg.sources[m.performance.labels]
         spec["performance"] = {**p.model_dump(), "label": p.label or cfg.training.label, "task": cfg.training.task,
-                               "labels_source": {"format": src.format, "path": str(Path(src.path).resolve())},
+                               "labels_source": {"format": src.format, "path": src.path if "://" in src.path
+                                                 else str(Path(src.path).resolve())},
                                "request_log": request_log_path(cfg, app)}
     if m.retrain is not None:
-        config = str(write_config(cfg, here / "pipeline.yaml"))
+        config = write_config(cfg, join(here, "pipeline.yaml"))
         spec["retrain"] = {**m.retrain.model_dump(),
                            "submit": {"call": "raymlops.pipeline.loop:submit_retrain",
                                       "args": [config, os.getcwd(), m.retrain.address]},

@@ -14,9 +14,9 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 from raymlops.serving.traffic import Traffic
+from raymlops.storage.files import append_line, join, read_file, read_lines, write_file
 
 STATE_FILE = "traffic.json"
 EVENTS_FILE = "events.jsonl"
@@ -36,22 +36,19 @@ def plan_fingerprint(base: dict, canary: dict | None, models: dict | None = None
 
 def read_state(state_dir: str | os.PathLike) -> dict | None:
     """The persisted traffic state of an app, or None if it never ran."""
-    path = Path(state_dir) / STATE_FILE
-    if not path.is_file():
-        return None
+    path = join(state_dir, STATE_FILE)
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_file(path))
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError) as e:  # unreadable: start afresh rather than refuse to serve
         log.warning("traffic state %s is unreadable (%s); starting afresh", path, e)
         return None
 
 
 def read_events(state_dir: str | os.PathLike) -> list[dict]:
-    path = Path(state_dir) / EVENTS_FILE
-    if not path.is_file():
-        return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in read_lines(join(state_dir, EVENTS_FILE)):
         try:
             out.append(json.loads(line))
         except ValueError:  # a line cut short by a crash mid-append
@@ -63,8 +60,7 @@ class TrafficController:
     """Owns an app's weights; resumes from its state file when the plan (weights, canary) is unchanged."""
 
     def __init__(self, app: str, state_dir: str):
-        self.app, self.dir = app, Path(state_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.app, self.dir = app, str(state_dir)  # a path or URI in storage: this actor is its one writer
         self._lock = threading.Lock()
         self.traffic: Traffic | None = None
         self.fingerprint: str | None = None
@@ -152,16 +148,10 @@ class TrafficController:
         t = self.traffic
         doc = {"app": self.app, "fingerprint": self.fingerprint, "models": self.models, "base": t.base,
                "canary_config": t.cfg, "state": t.state, "saved_at": time.time()}
-        tmp = self.dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(doc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / STATE_FILE)
+        write_file(join(self.dir, STATE_FILE), json.dumps(doc).encode(), durable=True)
         if events:
-            with open(self.dir / EVENTS_FILE, "a") as f:
-                for e in events:
-                    f.write(json.dumps({"type": "canary", "app": self.app, **e}) + "\n")
+            for e in events:  # tailed by the app monitor: never folded (compact=False)
+                append_line(join(self.dir, EVENTS_FILE), {"type": "canary", "app": self.app, **e}, compact=False)
             for e in events:
                 (log.warning if e["event"] == "rollback" else log.info)(
                     "canary %s %s: %s", e["event"], e.get("variant"), e.get("reason") or e.get("weights"))

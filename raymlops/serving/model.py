@@ -57,7 +57,7 @@ class ModelServer:
         self.run_dir = spec["run_dir"]
         self.namespace = spec["namespace"]
         self.canary_controller = spec.get("canary_controller")
-        self.predictor = Predictor(self.run_dir)
+        self.predictor = Predictor(self.run_dir)  # a location every node resolves (path, URI or registry call)
         self.drift = None
         if spec.get("monitor"):
             try:
@@ -105,7 +105,7 @@ class ModelServer:
         while True:
             time.sleep(every)
             try:
-                run_dir = str(resolve())
+                run_dir = resolve()
                 if run_dir == self.run_dir:
                     continue
                 new = Predictor(run_dir)

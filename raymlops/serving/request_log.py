@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from raymlops.storage import Storage
+
 SCHEMA = pa.schema([
     ("ts", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("row", pa.int32()),
     ("variant", pa.string()), ("role", pa.string()), ("model_version", pa.string()), ("status", pa.int32()),
@@ -115,7 +117,6 @@ class RequestLog:
                     self._idle.set()
 
     def _write(self, records) -> None:
-        import pyarrow.fs as pafs
         import pyarrow.parquet as pq
 
         cols: dict[str, list] = {f.name: [] for f in SCHEMA}
@@ -139,20 +140,25 @@ class RequestLog:
         table = pa.Table.from_pydict(cols, schema=SCHEMA)
         # Partition by the UTC date of each row (a flush can straddle midnight).
         days = [time.strftime("%Y-%m-%d", time.gmtime(t / 1_000_000)) for t in cols["ts"]]
-        fs, root = pafs.FileSystem.from_uri(self.path) if "://" in self.path else (pafs.LocalFileSystem(),
-                                                                                  os.path.abspath(self.path))
+        store = Storage(self.path)
+        fs, root = store.fs, store.root
         import pyarrow.compute as pc
 
         day_arr = pa.array(days)
         for day in sorted(set(days)):
             part = table.filter(pc.equal(day_arr, day)) if len(set(days)) > 1 else table
             folder = f"{root}/date={day}"
-            fs.create_dir(folder, recursive=True)
             name = f"part-{time.strftime('%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
-            tmp = f"{folder}/.{name}.tmp"
-            with fs.open_output_stream(tmp) as out:
-                pq.write_table(part, out)
-            fs.move(tmp, f"{folder}/{name}")
+            if store.local:  # a hidden temp file renamed into place
+                fs.create_dir(folder, recursive=True)
+                tmp = f"{folder}/.{name}.tmp"
+                with fs.open_output_stream(tmp) as out:
+                    pq.write_table(part, out)
+                fs.move(tmp, f"{folder}/{name}")
+            else:  # the file is complete in memory before its one PUT: no partial object is ever visible
+                buf = pa.BufferOutputStream()
+                pq.write_table(part, buf)
+                store.write_bytes(f"date={day}", name, data=buf.getvalue().to_pybytes())
         self.written += len(table)
         if self.on_write:
             self.on_write(len(table))
@@ -162,9 +168,9 @@ def read_log(path: str | os.PathLike, filters=None):
     """The request log under ``path`` as a pandas DataFrame (with the ``date`` partition column)."""
     import pyarrow.dataset as ds
 
-    p = str(path)
-    if "://" not in p and not Path(p).is_dir():
+    store = Storage(path)
+    if not store.isdir():
         return SCHEMA.empty_table().to_pandas()
-    dataset = ds.dataset(p, format="parquet", partitioning="hive", schema=None,
+    dataset = ds.dataset(store.root, filesystem=store.fs, format="parquet", partitioning="hive", schema=None,
                          exclude_invalid_files=False, ignore_prefixes=[".", "_"])
     return dataset.to_table(filter=filters).to_pandas()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.config.monitoring import LogAlert
-from raymlops.data.files import append_line
+from raymlops.storage.files import append_line, is_uri
 from raymlops.monitoring.alerts.base import AlertSink, summary
 
 logger = logging.getLogger("raymlops.alerts")
@@ -18,13 +18,14 @@ class LogSink(AlertSink):
     processes share the file); the file is rotated at ``rotate_mb``."""
 
     def __init__(self, cfg: LogAlert, default_path: str):
-        self.path = Path(cfg.path or default_path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        path = str(cfg.path or default_path)
+        self.path = path if is_uri(path) else Path(path).resolve()
         self.name = f"log:{self.path}"
         self.on = set(cfg.on)
         self.cooldown_s = cfg.cooldown_s
         self.rotate_bytes, self.keep = (cfg.rotate_mb * 1024 * 1024 if cfg.rotate_mb else None), cfg.keep
 
     def send(self, event: dict[str, Any]) -> None:
-        append_line(self.path, event, self.rotate_bytes, self.keep)  # locked across threads and processes
+        # Locally locked across threads and processes; on an object store, one segment object per event.
+        append_line(self.path, event, self.rotate_bytes, self.keep)
         logger.warning("alert %s", summary(event))
