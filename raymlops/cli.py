@@ -125,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, default=5000)
     u.add_argument("--workers", type=int, default=1, help="server processes (default 1 for a local UI; MLflow's "
                                                           "own default is 4)")
+    ts = sub.add_parser("tracking-server", help="start an MLflow tracking server whose artifacts live in storage "
+                                                "(what a multi-node cluster's runs record to)")
+    ts.add_argument("--storage", required=True, help="where artifacts go: s3://BUCKET/PREFIX, gs://..., or a path")
+    ts.add_argument("--backend-store-uri", help="runs and registry database (default: sqlite file in "
+                                                "~/.local/share/raymlops/tracking; a postgresql:// URI in production)")
+    ts.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to serve the cluster's nodes)")
+    ts.add_argument("--port", type=int, default=5000)
+    ts.add_argument("--workers", type=int, default=1)
     m = sub.add_parser("models", help="registered models: list, promote, history")
     msub = m.add_subparsers(dest="mcmd", required=True)
     ml = msub.add_parser("list", help="registered models with versions, aliases and metrics")
@@ -297,6 +305,9 @@ def _features(args) -> int:
         print(json.dumps(store.describe(args.view), indent=2, default=str))
         return 0
     local = store.connect(args.address)
+    from raymlops.pipeline.cluster import check_cluster
+
+    check_cluster(store.config, online=args.fcmd != "build")
     if args.fcmd == "build":
         out = store.build(args.view, start=args.start, end=args.end, append=args.append)
         for view, m in out.items():
@@ -406,60 +417,106 @@ def _lineage(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "validate":
-            from raymlops.config import load_config
-
-            load_config(args.config, args.overrides)
-            print("OK")
-            return 0
-        if args.cmd == "schema":
-            from raymlops.config import json_schema
-
-            print(json.dumps(json_schema(), indent=2))
-            return 0
-        if args.cmd == "demo-data":
-            from raymlops.data.demo import write_demo_data
-
-            for name, path in write_demo_data(args.out_dir, args.rows, args.seed, args.anchor).items():
-                print(f"{name}: {path}")
-            return 0
-        if args.cmd == "features":
-            return _features(args)
-        if args.cmd == "serving":
-            return _serving(args)
-        if args.cmd == "models":
-            return _models(args)
-        if args.cmd == "ui":
-            return _ui(args)
-        if args.cmd == "reproduce":
-            return _reproduce(args)
-        if args.cmd == "lineage":
-            return _lineage(args)
-        if args.cmd in ("check", "drift", "monitor", "retrain"):
-            return _monitoring(args)
-        if args.cmd == "predict":
-            from raymlops import load_config
-            from raymlops.pipeline import Pipeline
-            from raymlops.pipeline.predict import score
-
-            cfg = load_config(args.config, args.overrides)
-            Pipeline(cfg).connect(args.address)
-            n = score(args.run, args.input, args.output, storage=cfg.storage, fmt=args.format, actors=args.actors)
-            print(f"wrote {n} rows to {args.output}")
-            return 0
-        return _run(args)
+        _fetch_config(args)
+        return _dispatch(args)
     except ConfigError as e:
         for issue in e.issues:
             print(issue, file=sys.stderr)
         return 2
     except RaymlopsError as e:
         print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # never a bare traceback: one line, the traceback in a log file
+        if type(e).__name__ == "MlflowException":
+            print(f"error: MLflow: {str(e)[:1000]}", file=sys.stderr)
+            return 1
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''} "
+              f"(traceback in {_log_traceback(args)})", file=sys.stderr)
         return 1
-    except Exception as e:
-        if type(e).__name__ != "MlflowException":
-            raise
-        print(f"error: MLflow: {str(e)[:1000]}", file=sys.stderr)
-        return 1
+
+
+def _log_traceback(args) -> str:
+    """Writes the current exception's traceback to a log file under this machine's cache; returns its path."""
+    import traceback
+
+    from raymlops.storage.staging import cache_root
+
+    d = cache_root() / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"raymlops-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(f"raymlops {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+    return str(path)
+
+
+def _fetch_config(args) -> None:
+    """A CONFIG given as a URI (the retrain job's resolved config in object storage) is read through the
+    storage layer into a local file first."""
+    cfg = getattr(args, "config", None)
+    if isinstance(cfg, str) and "://" in cfg and not cfg.startswith("file://"):
+        import tempfile
+
+        from raymlops.storage.files import read_file
+
+        fd, local = tempfile.mkstemp(prefix="raymlops-config-", suffix=".yaml")
+        with os.fdopen(fd, "wb") as f:
+            f.write(read_file(cfg))
+        args.config = local
+
+
+def _dispatch(args) -> int:
+    if args.cmd == "validate":
+        from raymlops.config import load_config
+
+        load_config(args.config, args.overrides)
+        print("OK")
+        return 0
+    if args.cmd == "schema":
+        from raymlops.config import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.cmd == "demo-data":
+        from raymlops.data.demo import write_demo_data
+
+        for name, path in write_demo_data(args.out_dir, args.rows, args.seed, args.anchor).items():
+            print(f"{name}: {path}")
+        return 0
+    if args.cmd == "features":
+        return _features(args)
+    if args.cmd == "serving":
+        return _serving(args)
+    if args.cmd == "models":
+        return _models(args)
+    if args.cmd == "ui":
+        return _ui(args)
+    if args.cmd == "tracking-server":
+        from raymlops.pipeline.cluster import tracking_server_command
+
+        cmd, env, url = tracking_server_command(args.storage, args.backend_store_uri, args.host, args.port,
+                                                args.workers)
+        print(f"MLflow tracking server on {url} (artifacts in {args.storage}); set MLFLOW_TRACKING_URI={url}",
+              flush=True)
+        os.execve(cmd[0], cmd, env)
+    if args.cmd == "reproduce":
+        return _reproduce(args)
+    if args.cmd == "lineage":
+        return _lineage(args)
+    if args.cmd in ("check", "drift", "monitor", "retrain"):
+        return _monitoring(args)
+    if args.cmd == "predict":
+        from raymlops import load_config
+        from raymlops.pipeline import Pipeline
+        from raymlops.pipeline.predict import score
+
+        cfg = load_config(args.config, args.overrides)
+        Pipeline(cfg).connect(args.address)
+        n = score(args.run, args.input, args.output, storage=cfg.storage, fmt=args.format, actors=args.actors)
+        print(f"wrote {n} rows to {args.output}")
+        return 0
+    return _run(args)
 
 
 if __name__ == "__main__":

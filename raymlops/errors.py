@@ -8,6 +8,15 @@ from dataclasses import dataclass
 class RaymlopsError(Exception):
     """Base class for every error raymlops raises on purpose."""
 
+    exit_code = 1  # the CLI's exit status for it
+
+
+class SetupError(RaymlopsError):
+    """The environment cannot run this config as set up (e.g. node-local storage on a multi-node cluster);
+    found before any work, reported as one line with what to set instead (exit 2, like a config error)."""
+
+    exit_code = 2
+
 
 @dataclass(frozen=True)
 class ConfigIssue:

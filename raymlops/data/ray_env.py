@@ -9,24 +9,58 @@ import time
 SERVE_POLL_S = 0.25
 
 
+# Settings every raymlops process needs, wherever Ray starts it. A local Ray's workers inherit the
+# driver's environment; on a cluster, workers on other nodes only see these through the job's runtime_env.
+SETTINGS = {
+    # Train V2's controller polls its workers every 2 s by default; short runs spend most of it waiting.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    # Ray Data's V2 Parquet reader (Ray 2.60's default) starts 32 footer-reader actors per read: ~11x slower
+    # than the V1 reader on small inputs on 2 cores (benchmarks/read_bench.py). Set it to 1 to opt back in.
+    "RAY_DATA_USE_DATASOURCE_V2": "0",
+    # Intermediate (per-round) results may lack metrics xgboost cannot compute per round (f1, r2).
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Save the experiment state every 2 s (default: >= 10 s) so --resume loses at most that much progress.
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
+}
+# Passed on as set in the driver: where state lives and how to reach it (storage endpoint and credentials).
+PASSED = ("RAYMLOPS_STORAGE", "RAYMLOPS_STORAGE_OPTIONS", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL",
+          "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+          "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def worker_env() -> dict[str, str]:
+    """The environment variables a cluster's workers get (runtime_env ``env_vars``): raymlops' settings as
+    this process has them, and the storage/tracking variables set here. Keys the Ray job already sets are
+    left to it (Ray refuses to merge a key set twice)."""
+    env = {k: os.environ.get(k, v) for k, v in SETTINGS.items()}
+    env.update({k: os.environ[k] for k in PASSED if os.environ.get(k)})
+    job = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job:
+        import json
+
+        taken = ((json.loads(job).get("runtime_env") or {}).get("env_vars") or {})
+        env = {k: v for k, v in env.items() if k not in taken}
+    return env
+
+
 def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
-    """Initialises Ray unless it already is; returns True if this call started a local Ray."""
+    """Initialises Ray unless it already is; returns True if this call started a local Ray.
+
+    Connecting to a cluster passes ``worker_env()`` to every worker of this job (tasks, actors, Serve
+    replicas, Tune trials), on every node."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # Train V2's controller polls its workers every 2 s by default; short runs spend most of it waiting.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/raymlops/numba"))
-    # Ray Data's V2 Parquet reader (Ray 2.60's default) starts 32 footer-reader actors per read: ~11x slower
-    # than the V1 reader on small inputs on 2 cores (benchmarks/read_bench.py). Set it to 1 to opt back in.
-    os.environ.setdefault("RAY_DATA_USE_DATASOURCE_V2", "0")
+    for k, v in SETTINGS.items():
+        os.environ.setdefault(k, v)
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/raymlops/numba"))  # per node
     _configure_ray_data(quiet)
     if ray.is_initialized():
         return False
     address = address or ray_cfg.address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"namespace": ray_cfg.namespace, "logging_level": logging.WARNING if quiet else logging.INFO}
     if address:
-        ray.init(address=address, **kwargs)
+        ray.init(address=address, runtime_env={"env_vars": worker_env()}, **kwargs)
         return False
     if ray_cfg.num_cpus:
         kwargs["num_cpus"] = ray_cfg.num_cpus

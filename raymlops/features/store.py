@@ -85,7 +85,9 @@ class FeatureStore:
 
     def connect(self, address: str | None = None) -> bool:
         from raymlops.data.ray_env import ensure_ray
+        from raymlops.storage import export_options
 
+        export_options(self.config.storage_options)
         return ensure_ray(self.config.ray, address)
 
     @property

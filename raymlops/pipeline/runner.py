@@ -12,6 +12,7 @@ from typing import Any, Callable
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig, load_config
 from raymlops.errors import RaymlopsError
+from raymlops.storage import open_storage
 
 
 @dataclass
@@ -56,10 +57,20 @@ class Pipeline:
         return (self.config.serving.app_name if self.config.serving else None) or self.config.name
 
     def connect(self, address: str | None = None) -> bool:
-        """Connects to Ray (starting a local one if no address is given); True if started locally."""
+        """Connects to Ray (starting a local one if no address is given); True if started locally. On a
+        cluster of several nodes, checks first that its state is where every node reaches it
+        (``cluster.check_cluster``: SetupError otherwise)."""
         from raymlops.data.ray_env import ensure_ray
+        from raymlops.storage import export_options
 
-        return ensure_ray(self.config.ray, address)
+        export_options(self.config.storage_options)
+        started = ensure_ray(self.config.ray, address)
+        if not started and not getattr(self, "_checked", False):
+            from raymlops.pipeline.cluster import check_cluster
+
+            check_cluster(self.config)
+            self._checked = True
+        return started
 
     @property
     def feature_store(self):
@@ -112,11 +123,11 @@ class Pipeline:
         if cfg.serving is None:
             raise RaymlopsError("this config has no 'serving' section")
         if run is not None:
-            default = str(layout.find_run(run, cfg.storage))
+            default = str(layout.find_run(run, open_storage(cfg)))
         elif model or cfg.serving.model:
             default = model or cfg.serving.model
         else:
-            default = str(layout.latest_run(cfg.storage, cfg.name))
+            default = str(layout.latest_run(open_storage(cfg), cfg.name))
         store = self.feature_store if cfg.serving.features else None
         return serving_spec(cfg, self.app_name, default, self.say, store, start_actors)
 
