@@ -16,6 +16,10 @@ for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RAYMLOPS_STORAGE"):
     os.environ.pop(_var, None)
 
 
+# The cluster tests run in their own namespaces (`bash tests/cluster/run.sh`, also run by scripts/test.sh).
+collect_ignore = [] if os.environ.get("RAYMLOPS_CLUSTER_NS") == "1" else ["cluster"]
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         kind = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
@@ -96,3 +100,16 @@ def redis_url(tmp_path_factory):
         client.close()
         stop_process(proc)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3-compatible server (moto's standalone server) for the session, with bucket 'raymlops'; yields its URL."""
+    from tests.s3server import s3_server
+
+    root = tmp_path_factory.mktemp("s3")
+    try:
+        with s3_server(root, free_port()) as url:
+            yield url
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)

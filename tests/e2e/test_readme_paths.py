@@ -1,6 +1,8 @@
 """The README's paths, run as a user runs them: the CLI in a subprocess, and `ray job submit`."""
 
 import json
+import os
+import signal
 import subprocess
 import time
 
@@ -55,18 +57,29 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
 
 
 @pytest.fixture
-def ray_head():
-    """A real `ray start --head` cluster (token auth on, as Ray 2.60 defaults), stopped afterwards."""
+def ray_head(tmp_path):
+    """A real `ray start --head` cluster (token auth on, as Ray 2.60 defaults), in a pid namespace of its own:
+    stopping it kills exactly its processes (a host-wide `ray stop` would also kill any other Ray here)."""
     gcs, dash = free_port(), free_port()
-    r = run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
-             "--include-dashboard=true", "--disable-usage-stats"], 180)
-    assert r.returncode == 0, r.stderr
-    address, deadline = f"http://127.0.0.1:{dash}", time.time() + 120
-    while run(["ray", "job", "list", "--address", address], 60, RAY_AUTH_MODE="token").returncode != 0:
-        assert time.time() < deadline, "the cluster's job agent did not come up within 120 s"
-        time.sleep(2)  # `ray start` returns before the dashboard agent accepts jobs
-    yield address
-    run(["ray", "stop", "--force"], 120)
+    log = open(tmp_path / "ray-head.log", "wb")
+    proc = subprocess.Popen(["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child=SIGKILL",
+                             "ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
+                             "--include-dashboard=true", "--disable-usage-stats", "--block"],
+                            cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        address, deadline = f"http://127.0.0.1:{dash}", time.time() + 180
+        # The head answers before its job agent takes jobs ("No available agent to submit job"): a trivial
+        # job submitted without waiting is accepted only once it does.
+        while run(["ray", "job", "submit", "--no-wait", "--address", address, "--", "true"], 60,
+                  RAY_AUTH_MODE="token").returncode != 0:
+            assert proc.poll() is None, (tmp_path / "ray-head.log").read_text()[-3000:]
+            assert time.time() < deadline, "the cluster's job agent did not come up within 180 s"
+            time.sleep(2)
+        yield address
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the namespace's init dies, and the kernel kills the rest
+        proc.wait(timeout=60)
+        log.close()
 
 
 def test_ray_job_submit_runs_the_quickstart(ray_head, tmp_path):

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs tests/cluster (a 2-node Ray cluster whose nodes share no disk) inside private namespaces:
+#   bash tests/cluster/run.sh [pytest args]
+# Own network (loopback + a veth per worker node), own pids (the kernel kills everything left when it
+# ends), own /tmp, /dev/shm and HOME: it never touches another Ray on this machine. Needs root (CI is root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ "$(id -u)" -eq 0 ] || { echo "tests/cluster needs root (unshare, mount, ip); CI runs as root" >&2; exit 1; }
+command -v ip >/dev/null || { echo "tests/cluster needs iproute2 ('ip'): apt-get install -y iproute2" >&2; exit 1; }
+exec unshare --net --pid --mount --fork --mount-proc --propagation private --kill-child=SIGKILL \
+  -- bash tests/cluster/namespace.sh "$@"

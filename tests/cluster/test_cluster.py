@@ -1,0 +1,144 @@
+"""The laptop YAMLs on a 2-node cluster whose nodes share no disk: submitted with `ray job submit`, state on a
+real S3-compatible server, tracking on a real MLflow server, and a worker node lost and replaced."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+
+from tests.cluster.conftest import HEAD_IP, SERVE_PORT, _http, _wait
+
+QUICKSTART = ("raymlops run configs/quickstart.yaml --quiet --probe data/demo/holdout.parquet "
+              "--probe data/demo/shifted.parquet")
+
+
+def storage(cluster):
+    from raymlops.storage import Storage
+
+    return Storage(cluster.storage, {"endpoint_url": cluster.s3, "access_key": "raymlops-test",
+                                     "secret_key": "raymlops-test-secret"})
+
+
+def predict(rows: list[dict], prefix: str = "/churn", timeout: float = 30) -> tuple[int, dict]:
+    status, body = _http(f"http://127.0.0.1:{SERVE_PORT}{prefix}/predict",
+                         {"content-type": "application/json"}, json.dumps({"instances": rows}).encode(),
+                         timeout=timeout)
+    return status, json.loads(body) if body else {}
+
+
+def rows(job_dir, name: str, n: int) -> list[dict]:
+    df = pd.read_parquet(job_dir / "data" / "demo" / f"{name}.parquet").head(n)
+    keep = ["plan", "region", "contract", "payment_method", "tenure_months", "age", "monthly_charges", "usage_gb",
+            "support_calls", "autopay"]
+    return json.loads(df[keep].to_json(orient="records"))
+
+
+def test_the_nodes_share_no_disk(cluster):
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    worker = next(n for n in cluster.nodes() if n["alive"] and n["resources"].get(cluster.worker_name))
+
+    @ray.remote(num_cpus=0)
+    def look(write: str) -> dict:
+        import os
+
+        with open(f"/tmp/{write}", "w") as f:
+            f.write("x")
+        return {"sees_head_file": os.path.exists("/tmp/written-on-head"), "node": ray.get_runtime_context().get_node_id()}
+
+    with open("/tmp/written-on-head", "w") as f:
+        f.write("x")
+    got = ray.get(look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(worker["id"], soft=False))
+                  .remote("written-on-worker"))
+    import os
+
+    assert got["node"] == worker["id"] and not got["sees_head_file"]
+    assert not os.path.exists("/tmp/written-on-worker")
+    head = [n for n in cluster.nodes() if n["alive"] and n["ip"] == HEAD_IP]
+    assert len(head) == 1 and head[0]["resources"].get("CPU", 0) == 0  # the head runs no work (--num-cpus=0)
+
+
+def test_local_state_on_a_multi_node_cluster_is_refused_before_any_work(cluster, job_dir):
+    """Node-local storage and the embedded MLflow store: one line each saying what to set, exit 2."""
+    env = {k: v for k, v in cluster.job_env().items() if k not in ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI")}
+    r = cluster.submit("raymlops run configs/quickstart.yaml --quiet", job_dir, env={
+        **env, "RAYMLOPS_STORAGE": "/srv/store/raymlops", "MLFLOW_TRACKING_URI": cluster.tracking}, name="local-storage")
+    assert r.returncode != 0
+    line = [x for x in r.stdout.splitlines() if x.startswith("error:")]
+    assert line and "storage /srv/store/raymlops is on this machine's disk, which 1 of the 2 nodes cannot see" \
+        in line[0] and "s3://" in line[0], r.stdout[-3000:]
+    assert "Traceback" not in r.stdout and "exit code 2" in r.stdout + r.stderr, r.stdout[-3000:]
+    r = cluster.submit("raymlops run configs/quickstart.yaml --quiet", job_dir, env={
+        **env, "RAYMLOPS_STORAGE": cluster.storage}, name="embedded-mlflow")
+    assert r.returncode != 0 and "Traceback" not in r.stdout, r.stdout[-3000:]
+    assert "set registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow server" in r.stdout, r.stdout[-3000:]
+
+
+def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(cluster, job_dir):
+    r = cluster.submit(QUICKSTART, job_dir, name="quickstart")
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    out = r.stdout
+    holdout = out.split("probe data/demo/holdout.parquet: ")[1].split("probe data/demo/shifted.parquet: ")[0]
+    shifted = out.split("probe data/demo/shifted.parquet: ")[1]
+    assert holdout.startswith("1000 rows scored") and "drift: is_drift=False" in holdout, out[-4000:]
+    assert shifted.startswith("1000 rows scored") and "drift: is_drift=True" in shifted, out[-4000:]
+
+    store = storage(cluster)
+    runs = [n for n in store.listdir("runs", "churn-quickstart") if store.exists("runs", "churn-quickstart", n,
+                                                                                 "_manifest.json")]
+    assert len(runs) == 1, store.listdir("runs", "churn-quickstart")
+    run = runs[0]
+    assert {"meta.json", "model.ubj", "schema.json", "evaluation.json"} <= set(
+        store.listdir("runs", "churn-quickstart", run))
+    assert store.files("cache", "steps", "prepare") and store.files("runs", "churn-quickstart", run, "tune")
+    from mlflow import MlflowClient
+
+    mv = MlflowClient(cluster.tracking).get_model_version_by_alias("churn", "champion")
+    assert mv.tags["raymlops.run_id"] == run
+    # the app's state: request log, monitor history and checkpoint, alert log, all in object storage
+    _wait(lambda: store.files("request_log", "churn-quickstart"), 30, "the request log in storage")
+    assert store.listdir("monitoring", "churn-quickstart", "default", "history.jsonl.d")
+    assert store.exists("monitoring", "churn-quickstart", "default", "checkpoint.pkl")
+    status, got = predict(rows(job_dir, "holdout", 3))
+    assert status == 200 and len(got["predictions"]) == 3 and got["model_version"] == run
+
+
+def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_storage(cluster, job_dir):
+    import pickle
+
+    store = storage(cluster)
+    before = pickle.loads(store.read_bytes("monitoring", "churn-quickstart", "default", "checkpoint.pkl"))
+    status, _ = predict(rows(job_dir, "holdout", 2))
+    assert status == 200
+    cluster.kill_worker()
+    cluster.start_worker()  # a new node, empty disk: the model and detectors come from storage and the registry
+
+    def answers():
+        s, body = predict(rows(job_dir, "holdout", 2), timeout=10)
+        return s == 200 and body
+    got = _wait(answers, 300, "serving to answer again on the new node", interval=2)
+    assert got["model_version"] == before["model_version"]
+    # the monitor carried on from its checkpoint in storage: it counts on from what it had seen
+    batch = rows(job_dir, "holdout", 600)
+    assert predict(batch)[0] == 200
+
+    def seen():
+        state = pickle.loads(store.read_bytes("monitoring", "churn-quickstart", "default", "checkpoint.pkl"))
+        return state["rows_seen"] >= before["rows_seen"] + 600 and state
+    state = _wait(seen, 120, "the monitor to checkpoint the new rows", interval=1)
+    assert state["windows_tested"] >= before["windows_tested"] + 1
+    from raymlops.storage.files import read_lines
+
+    history = [json.loads(x) for x in read_lines(store.url("monitoring", "churn-quickstart", "default",
+                                                           "history.jsonl"))]
+    windows = [h["window"] for h in history if h.get("kind") == "drift"]
+    assert len(windows) == len(set(windows)) and max(windows) >= before["windows_tested"] + 1
+    # no partial run: every run directory in storage is committed
+    for p in store.listdir("runs"):
+        for run in store.listdir("runs", p):
+            assert store.exists("runs", p, run, "_manifest.json"), (p, run)
