@@ -9,4 +9,7 @@ echo "==> import layers (import-linter)"
 lint-imports --config pyproject.toml
 echo "==> pytest"
 # Exit code 5 (no tests collected) is a failure too: `set -e` propagates any non-zero exit.
-exec python -m pytest tests "$@"
+if [ $# -gt 0 ]; then exec python -m pytest "$@"; fi
+python -m pytest tests
+echo "==> pytest tests/cluster (a 2-node Ray cluster whose nodes share no disk, in private namespaces)"
+exec bash tests/cluster/run.sh

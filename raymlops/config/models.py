@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from raymlops.config.base import Strict
 from raymlops.config.monitoring import MonitoringConfig, monitoring_issues
@@ -155,8 +155,23 @@ class FeatureServerConfig(Strict):
         return v
 
 
+def _online_store_shorthand(v: Any) -> Any:
+    """``online_store: sqlite`` or ``online_store: redis://host:6379/0`` (e.g. from ${RAYMLOPS_ONLINE_STORE},
+    so one YAML serves a laptop and a cluster) mean the full mappings."""
+    if isinstance(v, str):
+        if v == "sqlite":
+            return {"type": "sqlite"}
+        if v.startswith(("redis://", "rediss://", "unix://")):
+            return {"type": "redis", "url": v}
+        raise ValueError(f"got {v!r}; expected 'sqlite', a redis:// URL, or a mapping with 'type'")
+    return v
+
+
 class FeaturesConfig(Strict):
-    online_store: OnlineStoreConfig = Field(default_factory=SqliteOnlineStoreConfig)
+    online_store: Annotated[OnlineStoreConfig, BeforeValidator(_online_store_shorthand)] = Field(
+        default_factory=SqliteOnlineStoreConfig,
+        description="{type: sqlite, path} or {type: redis, url, key_prefix}; the strings 'sqlite' and "
+                    "'redis://host:port/db' are shorthands. A cluster of several nodes needs Redis.")
     server: FeatureServerConfig = Field(default_factory=FeatureServerConfig)
     offline_store: OfflineStoreConfig = Field(default_factory=OfflineStoreConfig)
     entities: list[EntityConfig] = Field(min_length=1)

@@ -68,7 +68,8 @@ def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
         kwargs["object_store_memory"] = ray_cfg.object_store_memory_mb * 1024 * 1024
     # The dashboard hosts the State API, which Ray Train's placement-group cleaner needs: without it every
     # finished Train run leaks its workers' CPUs and later trials wait for ever.
-    ray.init(include_dashboard=True, log_to_driver=not quiet, **kwargs)
+    # address="local": always a new local Ray, never a cluster that `ray start` left in /tmp/ray on this machine.
+    ray.init(address="local", include_dashboard=True, log_to_driver=not quiet, **kwargs)
     return True
 
 

@@ -7,15 +7,14 @@ Layout under the store root (a local path or a pyarrow/fsspec URI)::
 
 A write puts its files in a fresh directory, then publishes a manifest naming every file of the new
 version. Readers only read files a manifest names, so a crash before the manifest leaves the previous
-version whole, and a half-written manifest is never read (it is written under a temp name and renamed,
-or PUT in one piece on object stores).
+version whole, and a half-written manifest is never read (locally a complete temp file hard-linked into
+place; one PUT of the whole manifest on object stores).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,22 +26,17 @@ import pyarrow.parquet as pq
 
 from raymlops.errors import DataError
 from raymlops.features.kernels import utc_ns
+from raymlops.storage import Storage
 
 DATE = "date"
 VERSIONS = "_versions"
 
 
 def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and path for a local path or a URI (pyarrow first, fsspec for the rest)."""
-    if "://" not in root:
-        return pafs.LocalFileSystem(), os.path.abspath(root)
-    try:
-        return pafs.FileSystem.from_uri(root)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(root)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    """The filesystem and path for a local path or a URI (the storage layer's: storage_options and the
+    standard endpoint and credential variables apply)."""
+    store = Storage(root)
+    return store.fs, store.root
 
 
 def iso(ns: int | None) -> str | None:
@@ -85,7 +79,8 @@ class OfflineStore:
 
     def __init__(self, root: str):
         self.uri = root
-        self.fs, self.root = filesystem(root)
+        self.store = Storage(root)
+        self.fs, self.root = self.store.fs, self.store.root
 
     def _dir(self, view: str, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), view, *parts])
@@ -271,28 +266,12 @@ class OfflineStore:
 
     def _commit(self, view: str, manifest: dict) -> Version:
         """Publishes a manifest under the next version number; fails if another writer took it."""
-        vdir = self._dir(view, VERSIONS)
-        self.fs.create_dir(vdir, recursive=True)
-        final = f"{vdir}/{manifest['version']:08d}.json"
         body = json.dumps(manifest, indent=1).encode()
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            tmp = f"{vdir}/.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, final)  # atomic and exclusive: a concurrent writer's version is never replaced
-            except FileExistsError:
-                raise DataError(f"feature view {view!r}: version {manifest['version']} was committed by "
-                                "another writer meanwhile; re-run the build") from None
-            finally:
-                os.unlink(tmp)
-        else:
-            if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
-                raise DataError(f"feature view {view!r}: version {manifest['version']} already exists")
-            with self.fs.open_output_stream(final) as f:
-                f.write(body)
+        # Exclusive: a concurrent writer's version is never replaced (a hard link locally; on object stores a
+        # check before the PUT, see Storage.create).
+        if not self.store.create(view, VERSIONS, f"{manifest['version']:08d}.json", data=body):
+            raise DataError(f"feature view {view!r}: version {manifest['version']} was committed by "
+                            "another writer meanwhile; re-run the build")
         return Version(manifest["version"], manifest)
 
 

@@ -13,12 +13,12 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 from ray import serve
 
 from raymlops.serving.api import unprocessable
+from raymlops.storage.files import read_file
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 0.5
@@ -70,7 +70,7 @@ class ModelServer:
             from raymlops.features import FeatureStore
 
             f = spec["features"]
-            config = f["config"] if "config" in f else json.loads(Path(f["config_file"]).read_text())  # exported
+            config = f["config"] if "config" in f else json.loads(read_file(f["config_file"]))  # exported
             self.features = FeatureStore(PipelineConfig.model_validate(config))
             self.feature_refs = spec["features"]["refs"]
             self.join_keys = list(dict.fromkeys(

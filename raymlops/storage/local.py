@@ -41,6 +41,8 @@ def create_exclusive(path: str | os.PathLike, data: bytes) -> bool:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         try:
             os.link(tmp, path)

@@ -94,7 +94,7 @@ class Cluster:
     def job_env(self) -> dict[str, str]:
         """The submitting shell: the storage URI, tracking URI and cluster address come from here."""
         return {**self.node_env(), "RAYMLOPS_STORAGE": self.storage, "MLFLOW_TRACKING_URI": self.tracking,
-                "RAY_ADDRESS": self.dashboard}
+                "RAYMLOPS_ONLINE_STORE": self.redis, "RAY_ADDRESS": self.dashboard}
 
     def start(self, name: str, argv: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")
@@ -175,7 +175,7 @@ class Cluster:
         ``--runtime-env-json '{"env_vars": {...}}'``."""
         env = env or self.job_env()
         sub = f"{name}-{secrets.token_hex(3)}"
-        passed = {k: env[k] for k in ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI") if k in env}
+        passed = {k: env[k] for k in ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI", "RAYMLOPS_ONLINE_STORE") if k in env}
         r = subprocess.run([str(VENV / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id",
                             sub, "--working-dir", str(working_dir), "--runtime-env-json",
                             json.dumps({"env_vars": passed}), "--", *entrypoint.split()],

@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "tests/cluster needs root (unshare, mount, ip); CI runs as root" >&2; exit 1; }
-command -v ip >/dev/null || { echo "tests/cluster needs iproute2 ('ip'): apt-get install -y iproute2" >&2; exit 1; }
+if ! command -v ip >/dev/null; then  # iproute2: the veth between the nodes
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends iproute2 >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 >/dev/null; }
+fi
+command -v unshare >/dev/null || { echo "tests/cluster needs unshare (util-linux)" >&2; exit 1; }
 exec unshare --net --pid --mount --fork --mount-proc --propagation private --kill-child=SIGKILL \
   -- bash tests/cluster/namespace.sh "$@"

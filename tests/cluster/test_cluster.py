@@ -142,3 +142,74 @@ def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_s
     for p in store.listdir("runs"):
         for run in store.listdir("runs", p):
             assert store.exists("runs", p, run, "_manifest.json"), (p, run)
+
+
+def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_and_serves_by_entity(cluster,
+                                                                                                      job_dir):
+    r = cluster.submit("raymlops features build configs/features.yaml", job_dir, name="features-build")
+    assert r.returncode == 0 and "txn_stats: version 1 (overwrite)" in r.stdout, r.stdout[-5000:]
+    store = storage(cluster)
+    assert store.exists("features", "offline", "txn_stats", "_versions", "00000001.json")
+    r = cluster.submit("raymlops run configs/features.yaml --quiet", job_dir, name="features-run")
+    assert r.returncode == 0, r.stdout[-6000:]
+    result = json.loads(r.stdout[r.stdout.index('{\n  "run_id"'):].split("\n}\n")[0] + "\n}")
+    assert result["metrics"]["auc"] > 0.7 and result["run_dir"].startswith("s3://raymlops/store/runs/churn-features/")
+    from raymlops.artifacts.run import read_meta
+
+    meta = read_meta(result["run_dir"])
+    assert meta["dataset"]["features"] == ["txn_stats:*"] and meta["dataset"]["offline_versions"]["txn_stats"] == 1
+    import redis
+
+    keys = redis.Redis.from_url(cluster.redis).keys("churn-features:txn_stats:*")
+    customers = pd.read_parquet(job_dir / "data" / "demo" / "transactions.parquet").customer_id.nunique()
+    assert len(keys) >= customers, (len(keys), customers)
+    ids = [1, 2, 3, 999_999]
+    status, raw = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-features/predict", {"content-type": "application/json"},
+                        json.dumps({"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]}).encode())
+    body = json.loads(raw)
+    assert status == 200, body
+    assert body["feature_statuses"]["segment"][-1] == "NOT_FOUND"
+    assert "PRESENT" in body["feature_statuses"]["segment"][:3] or "OUTSIDE_TTL" in body["feature_statuses"]["segment"][:3]
+    assert len(body["probabilities"]) == 4 and body["model_version"] == result["run_id"]
+
+
+def test_the_ab_canary_example_keeps_its_canary_state_in_storage_across_a_controller_and_node_loss(cluster,
+                                                                                                    job_dir):
+    import ray
+    from mlflow import MlflowClient
+    from ray import serve
+
+    from raymlops.serving.controller import controller_name
+
+    for app in ("churn-quickstart", "churn-features"):  # the worker node's 2 CPUs go to this app now
+        serve.delete(app)
+    MlflowClient(cluster.tracking).set_registered_model_alias("churn", "challenger", "1")
+    r = cluster.submit("raymlops serve configs/ab_canary.yaml", job_dir, name="ab-canary")
+    assert r.returncode == 0, r.stdout[-6000:]
+
+    def variants() -> dict:
+        status, body = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-ab/variants", timeout=10)
+        return json.loads(body) if status == 200 else {}
+    before = _wait(variants, 60, "the app's variants")
+    assert before["canary"]["step"] == 0 and before["weights"]["challenger"] == 5, before
+    store = storage(cluster)
+    saved = store.read_json("serving", "churn-ab", "traffic.json")
+    assert saved["fingerprint"] == before["plan"] and saved["state"]["version"] == before["version"]
+    sample = rows(job_dir, "holdout", 5)
+    for i, row in enumerate(sample):
+        row["customer_id"] = i
+    status, got = predict(sample, "/churn-ab")
+    assert status == 200 and got["variant"] in ("champion", "challenger")
+    # The controller dies (Ray restarts it, on any node): it carries on from traffic.json in object storage.
+    ray.kill(ray.get_actor(controller_name("churn-ab"), namespace="raymlops"), no_restart=False)
+    cluster.kill_worker()
+    cluster.start_worker()
+    after = _wait(lambda: (v := variants()) and v.get("weights") and v, 300, "the app to serve again", interval=2)
+    assert after["canary"]["step"] >= before["canary"]["step"] and after["history"][:1] == before["history"][:1]
+    assert after["plan"] == before["plan"]
+    from raymlops.serving.controller import read_events
+
+    starts = [e for e in read_events(store.url("serving", "churn-ab")) if e.get("event") == "start"]
+    assert len(starts) == 1, starts  # resumed, not started again
+    status, got = predict(sample, "/churn-ab")
+    assert status == 200

@@ -60,11 +60,16 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
 def ray_head(tmp_path):
     """A real `ray start --head` cluster (token auth on, as Ray 2.60 defaults), in a pid namespace of its own:
     stopping it kills exactly its processes (a host-wide `ray stop` would also kill any other Ray here)."""
-    gcs, dash = free_port(), free_port()
+    gcs, dash, agent, client = free_port(), free_port(), free_port(), free_port()
     log = open(tmp_path / "ray-head.log", "wb")
+    # Its own /tmp/ray too: the session files (and ray_current_cluster, which `ray.init()` and the State API
+    # would follow) of a head killed at the end must not outlive it on the machine.
+    start = (f"mount --make-rprivate / && mount -t tmpfs tmpfs /tmp/ray && ray start --head --port={gcs} "
+             f"--dashboard-port={dash} --dashboard-agent-listen-port={agent} --ray-client-server-port={client} "
+             "--num-cpus=2 --include-dashboard=true --disable-usage-stats --block & wait $!")
+    os.makedirs("/tmp/ray", exist_ok=True)
     proc = subprocess.Popen(["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child=SIGKILL",
-                             "ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
-                             "--include-dashboard=true", "--disable-usage-stats", "--block"],
+                             "bash", "-c", start],
                             cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         address, deadline = f"http://127.0.0.1:{dash}", time.time() + 180

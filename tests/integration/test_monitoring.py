@@ -422,7 +422,7 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
 def pipe_config_path(pipe) -> Path:
     from raymlops.pipeline.serve import monitoring_dir
 
-    return monitoring_dir(pipe.config, pipe.app_name) / "pipeline.yaml"
+    return Path(monitoring_dir(pipe.config, pipe.app_name)) / "pipeline.yaml"
 
 
 def test_check_and_drift_report_on_batches_without_serving(quickstart, demo_dir, storage, tmp_path, capsys):

@@ -294,7 +294,9 @@ def test_the_rollback_survives_router_and_controller_restarts(canary, rows, caps
         ray.kill(ray.get_actor(controller_name("canary"), namespace="raymlops"), no_restart=False)
         got = load.result()
     assert {s for s, _ in got} == {200} and {b["variant"] for _, b in got} == {"stable"}
-    routers = [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "canary#router" in (a.name or "")]
+    address = ray.get_runtime_context().gcs_address  # this session's cluster, whatever else ran on the machine
+    routers = [a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])
+               if "canary#router" in (a.name or "")]
     assert len(routers) == 1, routers
     ray.kill(ray.get_actor(routers[0].name, namespace="serve"), no_restart=False)
     deadline = time.time() + 60
