@@ -112,7 +112,7 @@ class Cluster:
 
         self.s3_stop = start_s3(self.work / "s3", S3_PORT, HEAD_IP, (BUCKET,), self.logs)
         self.start("redis", [shutil.which("redis-server") or "redis-server", "--port", str(REDIS_PORT), "--bind",
-                             HEAD_IP, "--save", "", "--appendonly", "no"])
+                             HEAD_IP, "--save", "", "--appendonly", "no", "--protected-mode", "no"])
         self.start("mlflow", [str(VENV / "raymlops"), "tracking-server", "--storage", f"s3://{BUCKET}/tracking",
                               "--backend-store-uri", f"sqlite:///{self.work}/mlflow.db", "--host", HEAD_IP,
                               "--port", str(MLFLOW_PORT)])

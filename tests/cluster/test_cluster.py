@@ -157,7 +157,9 @@ def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_
     from raymlops.artifacts.run import read_meta
 
     meta = read_meta(result["run_dir"])
-    assert meta["dataset"]["features"] == ["txn_stats:*"] and meta["dataset"]["offline_versions"]["txn_stats"] == 1
+    versions = sorted(store.listdir("features", "offline", "txn_stats", "_versions"))
+    assert meta["dataset"]["features"] == ["txn_stats:*"]
+    assert versions[-1] == f"{meta['dataset']['offline_versions']['txn_stats']:08d}.json"  # trained on the latest
     import redis
 
     keys = redis.Redis.from_url(cluster.redis).keys("churn-features:txn_stats:*")
