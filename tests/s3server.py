@@ -26,11 +26,9 @@ def start_s3(workdir: Path, port: int, address: str = "127.0.0.1", buckets=("ray
                             stdout=log, stderr=subprocess.STDOUT)
 
     def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        from tests.conftest import stop_process
+
+        stop_process(proc, timeout=10)
         log.close()
 
     deadline = time.monotonic() + 60
