@@ -404,12 +404,11 @@ def _reproduce(args) -> int:
 
 
 def _lineage(args) -> int:
-    from pathlib import Path
-
     from raymlops.registry.lineage import format_lineage, lineage
+    from raymlops.registry.models import registry_cache
 
-    uri, storage = _registry_location(args)
-    d = lineage(args.uri, uri, Path(storage).expanduser() / "registry-cache")
+    uri, _ = _registry_location(args)
+    d = lineage(args.uri, uri, registry_cache())  # this machine's copies, as serving and load_model use
     print(json.dumps(d, indent=2, default=str) if args.json else format_lineage(d))
     return 0
 

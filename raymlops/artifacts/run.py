@@ -34,11 +34,6 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def storage_root(storage: str | Storage | None = None) -> Path:
-    """The local storage directory (local or shared-mount storage only; see ``raymlops.storage``)."""
-    return open_storage(storage).local_path()
-
-
 def link_or_copy(src, dst) -> None:
     """Hard-links an immutable file (copies across filesystems)."""
     from raymlops.storage.local import link_or_copy_atomic

@@ -16,7 +16,6 @@ Commit protocols (object stores have no rename and no ``flock``):
 """
 
 from raymlops.storage.core import MANIFEST, Storage, export_options, open_storage, storage_uri
-from raymlops.storage.staging import Staging, fetch_dir, fetch_file
+from raymlops.storage.staging import Staging, fetch_dir
 
-__all__ = ["MANIFEST", "Staging", "Storage", "export_options", "fetch_dir", "fetch_file", "open_storage",
-           "storage_uri"]
+__all__ = ["MANIFEST", "Staging", "Storage", "export_options", "fetch_dir", "open_storage", "storage_uri"]

@@ -7,11 +7,10 @@ import contextlib
 import json
 import os
 import posixpath
-import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from raymlops.errors import RaymlopsError
 
@@ -336,22 +335,6 @@ class Storage:
         pafs.copy_files(str(local), self.path(*parts), source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=self.fs)
 
-    def download(self, *parts: str, to: str | os.PathLike) -> Path:
-        """Copies ``parts`` (a file, or a directory's files) to the local path ``to``; returns it."""
-        import pyarrow.fs as pafs
-
-        to = Path(to)
-        names = self.files(*parts)
-        if not names:
-            to.parent.mkdir(parents=True, exist_ok=True)
-            to.write_bytes(self.read_bytes(*parts))
-            return to
-        for name in names:
-            (to / name).parent.mkdir(parents=True, exist_ok=True)
-            pafs.copy_files(self.path(*parts, name), str(to / name), source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
-        return to
-
     def publish(self, local_dir: str | os.PathLike, *parts: str, manifest: dict | None = None) -> str:
         """Commits a finished local directory at ``parts``; returns its URL.
 
@@ -373,20 +356,10 @@ class Storage:
         self.commit(*parts, files=sizes, extra=manifest)
         return self.url(*parts)
 
-    def commit(self, *parts: str, files: dict[str, int] | None = None, extra: dict | None = None) -> None:
+    def commit(self, *parts: str, files: dict[str, int], extra: dict | None = None) -> None:
         """Writes the manifest of a directory whose files are all in place (object stores; a no-op locally)."""
-        if self.local:
-            return
-        if files is None:
-            files = {}
-            from pyarrow.fs import FileSelector, FileType
-
-            base = self.path(*parts)
-            for i in self.fs.get_file_info(FileSelector(base, allow_not_found=True, recursive=True)):
-                rel = posixpath.relpath(i.path, base)
-                if i.type == FileType.File and rel != MANIFEST:
-                    files[rel] = i.size
-        self.write_json(*parts, MANIFEST, obj={"files": files, "committed": time.time(), **(extra or {})})
+        if not self.local:
+            self.write_json(*parts, MANIFEST, obj={"files": files, "committed": time.time(), **(extra or {})})
 
     def published(self, *parts: str, marker: str | None = None) -> bool:
         """Whether a directory was committed: its ``marker`` file locally (the rename made it whole), its
@@ -394,12 +367,6 @@ class Storage:
         if self.local:
             return self.exists(*parts, marker) if marker else self.isdir(*parts)
         return self.exists(*parts, MANIFEST)
-
-    @contextlib.contextmanager
-    def local_temp(self, prefix: str = "tmp") -> Iterator[Path]:
-        """A local scratch directory, removed afterwards."""
-        with tempfile.TemporaryDirectory(prefix=f"raymlops-{prefix}-") as d:
-            yield Path(d)
 
 
 def _rebuild(uri: str, options: dict, fs=None) -> Storage:

@@ -105,18 +105,3 @@ def fetch_dir(store: Storage, *parts: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def fetch_file(store: Storage, *parts: str) -> Path:
-    """A local path holding the immutable object ``store/<parts>`` (per-node copy on object stores)."""
-    if store.local:
-        return store.local_path(*parts)
-    final = cache_root() / "fetched" / hashlib.sha256(store.url(*parts).encode()).hexdigest()[:20] / parts[-1]
-    if final.is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(store.read_bytes(*parts))
-    os.replace(tmp, final)
-    return final
