@@ -15,9 +15,13 @@ peak memory and the raymlops/pandas time ratio, all from the same run (--rounds 
 --profile adds one more raymlops run timed phase by phase (count, read, shuffle + merge, collect) with the calls
 FeatureStore makes, and every Ray task of that run from ray.timeline() grouped by function.
 --shuffled-write writes the feature rows in random order instead of event-time order.
+--address ADDR --store URI runs raymlops on that Ray cluster instead (the feature data in object storage,
+which every node reads; memory is then on the nodes and not sampled here); --summary PATH writes the figures
+as JSON. benchmarks/pit_cluster_bench.py uses both to compare 1 and 2 worker nodes in one run.
 
 Usage: .venv/bin/python benchmarks/pit_bench.py [--entities 1000000] [--features 10000000]
        [--entity-keys 100000] [--days 90] [--seed 0] [--rounds 1] [--shuffled-write] [--profile]
+       [--address HOST:PORT --store s3://BUCKET/PREFIX] [--summary PATH]
 """
 
 from __future__ import annotations
@@ -99,8 +103,10 @@ def make_entities(rng: np.random.Generator, n: int, keys: int, days: int, feats:
                          "label": rng.integers(0, 2, n).astype(np.int8)})
 
 
-def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffled: bool) -> dict:
-    """Writes the entity rows (Parquet), the feature view into an OfflineStore, and a small warm-up view."""
+def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffled: bool,
+             store_root: str | None = None) -> dict:
+    """Writes the entity rows (Parquet), the feature view into an OfflineStore (under ``store_root``, a path
+    or URI; default ``tmp``), and a small warm-up view."""
     from raymlops.features.offline import OfflineStore
 
     rng = np.random.default_rng(seed)
@@ -110,24 +116,25 @@ def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffle
         k = keys if name == "main" else min(keys, max(1, m_rows // 10))
         feats = make_features(rng, m_rows, k, days, shuffled)
         ents = make_entities(rng, n_rows, k, days, feats)
-        store = OfflineStore(str(tmp / f"store_{name}"))
+        store = OfflineStore(f"{store_root or tmp}/store_{name}")
         version = store.write(VIEW, feats, TS)
         ents_path = tmp / f"entities_{name}.parquet"
         ents.to_parquet(ents_path, index=False)
         files = store.paths(VIEW, version)
         out[name] = {"store": store.uri, "entities": str(ents_path), "files": files, "rows": version.rows,
-                     "bytes": sum(os.path.getsize(f) for f in files), "seconds": time.perf_counter() - t,
-                     "row_groups": sum(pq.ParquetFile(f).metadata.num_row_groups for f in files)}
+                     "bytes": sum(i.size for i in store.fs.get_file_info(files)), "seconds": time.perf_counter() - t,
+                     "row_groups": sum(pq.ParquetFile(store.fs.open_input_file(f)).metadata.num_row_groups
+                                       for f in files)}
         del feats, ents
     return out
 
 
-def write_config(tmp: Path, name: str, store: str) -> Path:
+def write_config(tmp: Path, name: str, store: str, storage: str | None = None) -> Path:
     """A pipeline YAML whose features section declares the view over `store` (the source only validates)."""
     path = tmp / f"features_{name}.yaml"
     path.write_text(f"""\
 name: pit-bench-{name}
-storage: {tmp / 'raymlops'}
+storage: {storage or tmp / 'raymlops'}
 sources:
   transactions: {{format: parquet, path: {store}, timestamp: {TS}}}
 features:
@@ -149,10 +156,12 @@ features:
 # --------------------------------------------------------------------------------------------- baseline
 
 
-def pandas_pit(entities: pd.DataFrame, files: list[str]) -> tuple[pd.DataFrame, dict]:
+def pandas_pit(entities: pd.DataFrame, files: list[str], store: str) -> tuple[pd.DataFrame, dict]:
     """What a careful pandas user writes: read, sort, merge_asof by key with a 7d tolerance, restore order."""
+    from raymlops.features.offline import filesystem
+
     phases, t = {}, time.perf_counter()
-    feats = pd.read_parquet(files, columns=[KEY, TS, CREATED, *FIELDS])
+    feats = pq.read_table(files, columns=[KEY, TS, CREATED, *FIELDS], filesystem=filesystem(store)[0]).to_pandas()
     phases["read"], t = time.perf_counter() - t, time.perf_counter()
     left = entities.assign(**{ETS: entities[ETS].dt.tz_localize("UTC"), "__row": np.arange(len(entities))})
     left = left.sort_values(ETS, kind="stable")
@@ -167,10 +176,10 @@ def pandas_pit(entities: pd.DataFrame, files: list[str]) -> tuple[pd.DataFrame, 
     return out, phases
 
 
-def baseline_child(entities_path: str, files: list[str], out_path: str) -> dict:
+def baseline_child(entities_path: str, files: list[str], store: str, out_path: str) -> dict:
     entities = pd.read_parquet(entities_path)
     t = time.perf_counter()
-    out, phases = pandas_pit(entities, files)
+    out, phases = pandas_pit(entities, files, store)
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     out[list(FIELDS)].to_parquet(out_path, index=False)
@@ -355,6 +364,10 @@ def main() -> int:
                         help="write the feature rows in random order (OfflineStore then writes tiny row groups)")
     parser.add_argument("--profile", action="store_true", help="also time raymlops phase by phase")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it (default: a temp dir)")
+    parser.add_argument("--address", help="run raymlops on this Ray cluster (HOST:PORT) instead of a local Ray")
+    parser.add_argument("--store", help="with --address: where the feature data goes (s3://..., which every "
+                                        "node can read)")
+    parser.add_argument("--summary", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -363,10 +376,12 @@ def main() -> int:
         if mode == "generate":
             result = generate(Path(payload["tmp"]), **payload["sizes"])
         else:
-            result = baseline_child(payload["entities"], payload["files"], payload["out"])
+            result = baseline_child(payload["entities"], payload["files"], payload["store"], payload["out"])
         print(json.dumps(result))
         return 0
 
+    if args.address and not args.store:
+        parser.error("--address needs --store: the cluster's nodes share no disk with this machine")
     started = time.perf_counter()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pit_bench_") as tmp_name:
@@ -376,28 +391,39 @@ def main() -> int:
                  "seed": args.seed, "shuffled": args.shuffled_write}
         print(f"generating {args.entities:,} entity rows x {args.features:,} feature rows "
               f"({args.entity_keys:,} keys, {args.days} days) ...", file=sys.stderr, flush=True)
-        data = run_child("generate", {"tmp": str(tmp), "sizes": sizes})
+        data = run_child("generate", {"tmp": str(tmp), "sizes": {**sizes, "store_root": args.store}})
         main_data = data["main"]
 
         import ray
 
-        from raymlops.data.ray_env import _quiet_ray_data
+        from raymlops.data.ray_env import _configure_ray_data
 
         import psutil
 
-        cpus = os.cpu_count() or 1
-        store_mem = int(psutil.virtual_memory().total * 0.30)
-        ray.init(address="local", num_cpus=cpus, object_store_memory=store_mem, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING)
-        _quiet_ray_data()
+        if args.address:  # the settings raymlops gives every node it joins (Ray Data's reader choice, ...)
+            from raymlops.data.ray_env import worker_env
+
+            ray.init(address=args.address, runtime_env={"env_vars": worker_env()}, log_to_driver=False,
+                     logging_level=logging.WARNING)
+            cpus, store_mem = int(ray.cluster_resources().get("CPU", 0)), 0
+            workers = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
+        else:
+            cpus = os.cpu_count() or 1
+            store_mem = int(psutil.virtual_memory().total * 0.30)
+            ray.init(address="local", num_cpus=cpus, object_store_memory=store_mem, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
+            workers = []
+        _configure_ray_data(quiet=True)
         bases, ours_runs, problems, agreed = [], [], [], []
         try:
             print("raymlops warm-up (small view, untimed) ...", file=sys.stderr, flush=True)
             t = time.perf_counter()
-            raymlops_pit(write_config(tmp, "warm", data["warm"]["store"]), pd.read_parquet(data["warm"]["entities"]))
+            storage = f"{args.store}/raymlops" if args.store else None
+            raymlops_pit(write_config(tmp, "warm", data["warm"]["store"], storage),
+                         pd.read_parquet(data["warm"]["entities"]))
             warm_s = time.perf_counter() - t
             entities = pd.read_parquet(main_data["entities"])
-            config = write_config(tmp, "main", main_data["store"])
+            config = write_config(tmp, "main", main_data["store"], storage)
             theirs = None
             for rnd in range(args.rounds):
                 for target in (("pandas", "raymlops") if rnd % 2 == 0 else ("raymlops", "pandas")):
@@ -405,7 +431,8 @@ def main() -> int:
                     if target == "pandas":
                         out_path = tmp / "baseline_out.parquet"
                         bases.append(run_child("baseline", {"entities": main_data["entities"],
-                                                            "files": main_data["files"], "out": str(out_path)}))
+                                                            "files": main_data["files"], "store": main_data["store"],
+                                                            "out": str(out_path)}))
                         theirs = pd.read_parquet(out_path)
                         continue
                     mem = MemorySampler()
@@ -437,6 +464,9 @@ def main() -> int:
           f"{mib(main_data['bytes']):.0f} MiB, written by OfflineStore.write in "
           f"{'random' if args.shuffled_write else 'event-time'} row order ({main_data['seconds']:.1f} s); "
           f"both sides read these same files")
+    where = (f"Ray cluster {args.address}: {len(workers)} worker node(s), {cpus} CPUs; feature data in "
+             f"{args.store}" if args.address else f"local Ray, num_cpus={cpus}, object store {mib(store_mem):.0f} MiB")
+    print(where)
     print(f"{'round':<6} {'target':<9} {'entity rows':>12} {'seconds':>9} {'rows/s':>11} {'peak MiB':>9}")
     for i in range(args.rounds):
         b, r = bases[i], ours_runs[i]
@@ -452,6 +482,8 @@ def main() -> int:
     last = ours_runs[-1]
     print(f"best of {args.rounds}: raymlops {best_r:.2f} s ({n / best_r:,.0f} rows/s), pandas {best_b:.2f} s "
           f"({n / best_b:,.0f} rows/s); raymlops/pandas time ratio {best_r / best_b:.2f} (<1: raymlops faster)")
+    if args.address:
+        print("peak MiB, raymlops: this driver only (the work runs on the cluster's nodes; not sampled there)")
     print(f"peak MiB, raymlops: sum of RSS over the driver and {last['mem'].procs_at_peak - 1} Ray processes "
           f"(GCS, raylet with the object store, agents, workers), sampled every {SAMPLE_S * 1000:.0f} ms; shared "
           f"object-store pages count once per process mapping them (PSS, every {SAMPLE_S * PSS_EVERY * 1000:.0f} "
@@ -460,13 +492,18 @@ def main() -> int:
     print("peak MiB, pandas: ru_maxrss of the one baseline process (a fresh subprocess per round)")
     print(f"raymlops: timed after an untimed warm-up retrieval ({WARM_ENTITIES:,} x {WARM_FEATURES:,} rows, "
           f"{warm_s:.1f} s) that started the Ray workers; includes entity upload, read, shuffle, merge and "
-          f"collecting to pandas in input order; local Ray, num_cpus={cpus}, object store {mib(store_mem):.0f} MiB")
+          f"collecting to pandas in input order; {where}")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
           f"(other work on this machine skews both sides)")
     ok = not problems
     detail = problems[0] if problems else f"{agreed[0]}; every round"
     print(f"results agree: {'yes' if ok else 'no'} ({detail})")
     print(f"\ntotal runtime {time.perf_counter() - started:.1f} s")
+    if args.summary:
+        Path(args.summary).write_text(json.dumps({
+            "entities": n, "features": main_data["rows"], "worker_nodes": len(workers), "cpus": cpus,
+            "raymlops_s": [r["seconds"] for r in ours_runs], "pandas_s": [b["seconds"] for b in bases],
+            "agree": ok}))
     return 0 if ok else 1
 
 

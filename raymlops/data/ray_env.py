@@ -79,7 +79,7 @@ def _configure_ray_data(quiet: bool) -> None:
     from ray.data.context import DataContext
 
     ctx = DataContext.get_current()
-    ctx.use_datasource_v2 = os.environ["RAY_DATA_USE_DATASOURCE_V2"] == "1"
+    ctx.use_datasource_v2 = os.environ.get("RAY_DATA_USE_DATASOURCE_V2", SETTINGS["RAY_DATA_USE_DATASOURCE_V2"]) == "1"
     if quiet:
         ctx.enable_progress_bars = False
         for name in ("ray.data", "ray.tune", "ray.train", "ray.serve"):
