@@ -179,6 +179,8 @@ def aggregate(function: str, values, start: np.ndarray, end: np.ndarray, code: n
             with np.errstate(invalid="ignore", divide="ignore"):
                 out = np.sqrt(np.maximum(q - sc * sc / n, 0.0) / (n - 1))
             out = np.where(n > 1, out, np.nan)
+    if function == "sum":  # a window without values sums to 0 (as pandas, and as issue 16 states), never null
+        return pa.array(out, type=pa.float64())
     out = np.where(n > 0, out, np.nan)
     return pa.array(out, mask=np.isnan(out), type=pa.float64())
 

@@ -75,8 +75,8 @@ def brute_window(keys, ts, vals, window, fn):
             out.append(len(w))
         elif fn == "distinct_count":
             out.append(len(set(w)))
-        elif not w:
-            out.append(None)
+        elif not w:  # no value in the window: 0 for sum (as pandas), null for the others
+            out.append(0.0 if fn == "sum" else None)
         elif fn == "last":
             cand = [(tt, i) for i, (kk, tt, v) in enumerate(zip(keys, ts, vals))
                     if kk == k and t - window < tt <= t and v is not None]
