@@ -73,6 +73,18 @@ def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
     return True
 
 
+def job_client(address: str | None = None):
+    """A ``JobSubmissionClient`` for ``address``, else for the cluster this process is connected to (asked
+    through its GCS for the dashboard's address: "auto" looks for a cluster file in this machine's /tmp/ray,
+    which a worker node has none of)."""
+    import ray
+    from ray.job_submission import JobSubmissionClient
+
+    if not address and ray.is_initialized():
+        address = ray.get_runtime_context().gcs_address
+    return JobSubmissionClient(address or "auto")
+
+
 def _configure_ray_data(quiet: bool) -> None:
     """The Parquet reader per $RAY_DATA_USE_DATASOURCE_V2 (read when ray.data was imported, maybe before
     ensure_ray); quiet: no INFO log per execution and no progress bars, to keep the CLI readable."""

@@ -50,8 +50,11 @@ def read_table(spec: dict, columns: list[str] | None = None, filter=None) -> pd.
             return pd.DataFrame()
         cols = [c for c in columns if c in dataset.schema.names] if columns else None
         return dataset.to_table(columns=cols, filter=filter).to_pandas()
+    store = Storage(path)
+    if not store.exists():  # no label has arrived yet
+        return pd.DataFrame()
     reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
-    return reader(Storage(path).fs.open_input_stream(Storage(path).root) if "://" in path else path)
+    return reader(store.fs.open_input_stream(store.root) if "://" in path else path)
 
 
 def request_columns(performance: dict) -> tuple[list[str], Any]:
@@ -260,9 +263,9 @@ class AppMonitor:
 
     @staticmethod
     def _job_status(job_id: str, address: str | None) -> tuple[str, str]:
-        from ray.job_submission import JobSubmissionClient
+        from raymlops.data.ray_env import job_client
 
-        client = JobSubmissionClient(address or "auto")
+        client = job_client(address)
         info = client.get_job_info(job_id)
         detail = info.message or ""
         if info.status.value == "SUCCEEDED":
@@ -272,10 +275,10 @@ class AppMonitor:
 
     @staticmethod
     def _stop_job(job_id: str, address: str | None) -> None:
-        from ray.job_submission import JobSubmissionClient
+        from raymlops.data.ray_env import job_client
 
         try:
-            JobSubmissionClient(address or "auto").stop_job(job_id)
+            job_client(address).stop_job(job_id)
         except Exception as e:
             log.warning("could not stop retrain job %s: %s", job_id, e)
 

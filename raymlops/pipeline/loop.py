@@ -24,12 +24,25 @@ def write_config(cfg: PipelineConfig, path: str) -> str:
 
 
 def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str) -> str:
-    """Submits `raymlops retrain CONFIG` as Ray job ``job_id`` (run in ``cwd``, where the config's relative
-    paths point); returns the job id."""
-    from ray.job_submission import JobSubmissionClient
+    """Submits `raymlops retrain CONFIG` as Ray job ``job_id``; returns the job id.
 
-    cmd = f"cd {shlex.quote(cwd)} && {shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)}"
-    return JobSubmissionClient(address or "auto").submit_job(entrypoint=cmd, submission_id=job_id)
+    Called in the app monitor actor, wherever Ray placed it. When the app was deployed from a Ray job (``ray
+    job submit --working-dir``), the actor runs in that job's runtime env: the retrain job gets the same
+    working_dir package (already in the cluster's GCS, kept there while the app's actors use it) and env vars,
+    so the config's relative paths and the storage/tracking settings mean the same on any node. Otherwise
+    (``raymlops run`` from a shell) it runs in ``cwd``, the deploying shell's directory, on this machine.
+    """
+    import ray
+
+    from raymlops.data.ray_env import job_client
+
+    retrain = f"{shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)}"
+    runtime_env: dict = {}
+    if ray.is_initialized():
+        mine = dict(ray.get_runtime_context().runtime_env or {})
+        runtime_env = {k: mine[k] for k in ("working_dir", "py_modules", "env_vars") if mine.get(k)}
+    cmd = retrain if "working_dir" in runtime_env else f"cd {shlex.quote(cwd)} && {retrain}"
+    return job_client(address).submit_job(entrypoint=cmd, submission_id=job_id, runtime_env=runtime_env or None)
 
 
 def promote_challenger(config_path: str, version: int) -> dict:

@@ -29,17 +29,23 @@ def request_log_path(cfg: PipelineConfig, app: str) -> str:
     return open_storage(cfg).url("request_log", app)
 
 
-def resolve_model(cfg: PipelineConfig, ref: str) -> tuple[str | dict, dict | None]:
+def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | dict | None = None) -> tuple[str | dict, dict | None]:
     """A model reference -> (the run's location, watch spec or None). The location is one every node
     resolves (``layout.local_run``): a run's path or URI in storage, or a registry version pinned now.
-    'models:/NAME@ALIAS' is followed as the alias moves (replicas poll it every ``serving.reload_seconds``)."""
+    'models:/NAME@ALIAS' is followed as the alias moves (replicas poll it every ``serving.reload_seconds``);
+    with ``until_set`` (a location), an alias no version holds yet serves that location until one does."""
     if ref.startswith("models:/"):
         from raymlops.registry import parse_uri, tracking_uri
-        from raymlops.registry.models import pinned_for
+        from raymlops.registry.models import AliasNotSet, pinned_for
 
         args = [ref, tracking_uri(cfg.registry, open_storage(cfg))]
         watch = {"call": RESOLVER, "args": args, "every": cfg.serving.reload_seconds} if parse_uri(ref)[1] else None
-        return pinned_for(*args), watch
+        try:
+            return pinned_for(*args), watch
+        except AliasNotSet:
+            if until_set is None:
+                raise
+            return until_set, watch
     return str(layout.find_run(ref, open_storage(cfg))), None
 
 
@@ -72,9 +78,15 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
             start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor_from", "args": [path]})
         app_monitor = app_monitor_name(app)
     for role, entry in entries:
-        run_dir, watch = resolve_model(cfg, entry.model or default_ref)
+        # A shadow on an alias no version holds yet (the closed loop's @challenger before the first retrain)
+        # mirrors the first variant until the alias is set, then swaps to it like any alias move.
+        mirror = models[0]["run_dir"] if role == "shadow" else None
+        run_dir, watch = resolve_model(cfg, entry.model or default_ref, until_set=mirror)
         run_id = layout.read_meta(layout.local_run(run_dir))["run_id"]
-        say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id})"
+        waiting = mirror is not None and run_dir is mirror
+        say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id}"
+            + (f": no version holds the alias yet, so it mirrors variant {models[0]['name']} until one does)"
+               if waiting else ")")
             + (f", following the alias every {s.reload_seconds:g} s" if watch else ""))
         spec = _monitor_spec(cfg, app, entry.name, run_dir, run_id, app_monitor)
         if spec is not None and start_actors:

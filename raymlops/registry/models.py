@@ -30,6 +30,10 @@ class RegistryError(RaymlopsError):
     """A model, version or alias does not exist, or a promotion was refused."""
 
 
+class AliasNotSet(RegistryError):
+    """The registered model exists but no version holds the alias (yet)."""
+
+
 class PromotionRefused(RegistryError):
     """A version failed its promotion gate (use --force to override)."""
 
@@ -211,7 +215,7 @@ class ModelRegistry:
         if alias is not None:
             v = self.alias_version(name, alias)
             if v is None:
-                raise RegistryError(f"registered model {name!r} has no alias @{alias} (in {self.uri})")
+                raise AliasNotSet(f"registered model {name!r} has no alias @{alias} (in {self.uri})")
             version = v
         return self.version(name, version)
 

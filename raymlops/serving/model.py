@@ -102,6 +102,7 @@ class ModelServer:
         reference in one assignment, so requests in flight finish on the model they started with."""
         from raymlops.artifacts import Predictor
 
+        last_error = None
         while True:
             time.sleep(every)
             try:
@@ -109,9 +110,12 @@ class ModelServer:
                 if run_dir == self.run_dir:
                     continue
                 new = Predictor(run_dir)
-            except Exception as e:  # registry unreachable, bad bundle: keep serving the current model
-                log.warning("model watch: keeping %s: %s: %s", self.version, type(e).__name__, e)
+            except Exception as e:  # registry unreachable, bad bundle, alias not set yet: keep the current model
+                if f"{e}" != last_error:  # once per distinct error, not every poll
+                    log.warning("model watch: keeping %s: %s: %s", self.version, type(e).__name__, e)
+                    last_error = f"{e}"
                 continue
+            last_error = None
             old, self.predictor, self.run_dir = self.version, new, run_dir
             self.swaps.append({"from": old, "to": new.version, "at": time.time()})
             log.info("model watch: %s swapped %s -> %s", self.variant, old, new.version)

@@ -8,7 +8,6 @@ import shutil
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,32 +25,7 @@ from raymlops.pipeline.loop import promote_challenger
 from raymlops.pipeline.probe import _jsonable
 from raymlops.serving.request_log import RequestLog
 from tests.integration.conftest import pipeline
-
-
-class Receiver:
-    """A real HTTP webhook receiver on a free loopback port, recording every JSON body it gets."""
-
-    def __init__(self):
-        got = self.got = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def of(self, kind):
-        return [b for b in self.got if b["type"] == kind]
-
-    def close(self):
-        self.server.shutdown()
+from tests.webhook import Receiver
 
 
 @pytest.fixture
@@ -200,16 +174,18 @@ def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickst
 
 
 def _loop_app(demo_dir, storage, tmp_path, receiver, model: str, app: str, *serving: str, deploy: str,
-              observe_s: float):
+              observe_s: float, challenger: bool = True):
     """Serves app ``app`` on registry aliases of ``model`` with drift-triggered retraining from a source
-    directory the test later adds the shifted month to; returns (pipeline, url, source directory)."""
+    directory the test later adds the shifted month to; returns (pipeline, url, source directory).
+    ``challenger``: register a first @challenger (a canary variant needs one; a shadow waits for it)."""
     registry = [f"registry.model_name={model}", "registry.promotion.beat_champion_by=null"]
     # The quickstart's own config and data: every step is cached, only the registrations are new.
     trainer = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2",
                        "monitoring.drift.p_val=0.01", *registry)
     first = trainer.train(progress=False)
     assert first.model["version"] == 1 and first.steps["train"]["cached"], (first.model, first.steps)
-    trainer.train(progress=False, register_as="challenger")  # the challenger's entry needs one to start with
+    if challenger:
+        trainer.train(progress=False, register_as="challenger")
     data = tmp_path / "customers"
     data.mkdir()
     shutil.copy(demo_dir / "train.parquet", data / "part-0.parquet")
@@ -228,7 +204,7 @@ def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
     pipe, url, data = _loop_app(demo_dir, storage, tmp_path, receiver, "churn-loop", "loop",
                                 "serving.model=models:/churn-loop@champion",
                                 'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
-                                deploy="shadow", observe_s=2)
+                                deploy="shadow", observe_s=2, challenger=False)
     yield pipe, url, data
     pipe.stop()
 
@@ -252,6 +228,7 @@ def _retrain_finished(url):
 def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop_app, demo_dir, receiver):
     pipe, url, data = loop_app
     before = httpx.get(f"{url}/health").json()["variants"]
+    assert before["challenger"] == before["default"]  # no @challenger yet: the shadow mirrors the champion
     _post_shifted_month(demo_dir, data, url)
 
     node = ray._private.worker.global_worker.node
