@@ -78,8 +78,8 @@ class Cluster:
         self.dashboard = f"http://{HEAD_IP}:{DASH_PORT}"
         self.storage = f"s3://{BUCKET}/store"
         self.worker_gen = 0
-        self.worker: subprocess.Popen | None = None
-        self.worker_name = ""
+        self.workers: dict[str, subprocess.Popen] = {}  # worker node name -> its namespace's init
+        self.worker_name = ""  # the node the tests kill and replace
 
     # ------------------------------------------------------------------ environment
 
@@ -130,31 +130,44 @@ class Cluster:
         self.start_worker()
         _wait(lambda: _http(f"{self.tracking}/health")[0] == 200, 180, "the MLflow tracking server")
 
-    def start_worker(self) -> str:
-        """Starts a worker node with an empty disk (a new generation each time); waits until it is alive."""
+    def start_worker(self, replaceable: bool = True) -> str:
+        """Starts a worker node with an empty disk (a new name each time); waits until it is alive. The
+        ``replaceable`` one is the node ``kill_worker`` kills."""
         self.worker_gen += 1
         name, ip = f"node{self.worker_gen}", f"{SUBNET}.{10 + self.worker_gen}"
-        self.worker = self.start(name, ["unshare", "--mount", "--pid", "--net", "--fork", "--mount-proc",
+        worker = self.workers[name] = self.start(name, ["unshare", "--mount", "--pid", "--net", "--fork", "--mount-proc",
                                         "--propagation", "private", "--kill-child=SIGKILL", "bash",
                                         str(ROOT / "tests" / "cluster" / "node.sh"), str(ROOT), name, ip, HEAD_IP,
                                         "2", "1200000000"], start_new_session=True)
-        child = _wait(lambda: open(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children").read().split(),
+        child = _wait(lambda: open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split(),
                       20, "the node's namespace")[0]
         peer = f"h{name}"
         subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", name], check=True)
         subprocess.run(["ip", "link", "set", name, "netns", child], check=True)
         subprocess.run(["ip", "link", "set", peer, "master", "br0"], check=True)
         subprocess.run(["ip", "link", "set", peer, "up"], check=True)
-        self.worker_name = name
+        if replaceable:
+            self.worker_name = name
         _wait(lambda: any(n["alive"] and n["resources"].get(name) for n in self.nodes()), 180,
               f"worker node {name} to join", interval=0.5)
         return name
 
+    def worker_nodes(self) -> set[str]:
+        """The ids of the alive worker nodes."""
+        return {n["id"] for n in self.nodes() if n["alive"] and n["ip"] != HEAD_IP}
+
+    def ensure_workers(self, count: int) -> set[str]:
+        """Starts worker nodes (not the replaceable one) until ``count`` are alive; returns their ids."""
+        while len(self.worker_nodes()) < count:
+            self.start_worker(replaceable=False)
+        return self.worker_nodes()
+
     def kill_worker(self) -> None:
         """SIGKILLs the worker node's namespace init: every process of that node dies at once, its disk is gone."""
         name = self.worker_name
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(timeout=30)
+        worker = self.workers.pop(name)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
         subprocess.run(["ip", "link", "del", f"h{name}"], capture_output=True)
         _wait(lambda: not any(n["alive"] and n["resources"].get(name) for n in self.nodes()), 180,
               f"the cluster to see {name} dead", interval=0.5)
@@ -169,26 +182,40 @@ class Cluster:
                 for n in ray.nodes()]
 
     def submit(self, entrypoint: str, working_dir: Path, timeout: float = 600, env: dict | None = None,
-               name: str = "job") -> subprocess.CompletedProcess:
-        """``ray job submit --working-dir`` (waits for the job; its output is in the result and the logs). The
-        storage and tracking URIs of ``env`` (default ``job_env()``) go to the job as a user passes them:
-        ``--runtime-env-json '{"env_vars": {...}}'``."""
+               name: str = "job", env_vars: dict | None = None) -> subprocess.CompletedProcess:
+        """``ray job submit --working-dir`` (waits for the job; its output is in the result and the logs; the
+        result's ``submission_id`` names it). The storage and tracking URIs of ``env`` (default ``job_env()``)
+        and ``env_vars`` go to the job as a user passes them: ``--runtime-env-json '{"env_vars": {...}}'``."""
         env = env or self.job_env()
         sub = f"{name}-{secrets.token_hex(3)}"
         passed = {k: env[k] for k in ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI", "RAYMLOPS_ONLINE_STORE") if k in env}
+        passed.update(env_vars or {})
         r = subprocess.run([str(VENV / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id",
                             sub, "--working-dir", str(working_dir), "--runtime-env-json",
                             json.dumps({"env_vars": passed}), "--", *entrypoint.split()],
                            env=env, capture_output=True, text=True, timeout=timeout)
         (self.logs / f"{sub}.log").write_text(r.stdout + r.stderr)
+        r.submission_id = sub
         return r
+
+    def task_nodes(self, submission_id: str, function: str) -> set[str]:
+        """The node ids on which the job's tasks of ``function`` ran (Ray's State API; task events reach
+        it within a few seconds of the task)."""
+        from ray.job_submission import JobSubmissionClient
+        from ray.util.state import list_tasks
+
+        job_id = JobSubmissionClient(self.dashboard).get_job_info(submission_id).job_id
+        tasks = list_tasks(address=self.dashboard, filters=[("job_id", "=", job_id), ("name", "=", function)],
+                           detail=True, limit=10_000, raise_on_missing_output=False)
+        return {t.node_id for t in tasks if t.state == "FINISHED"}
 
     def stop(self) -> None:
         import ray
 
         ray.shutdown()
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGKILL)
+        for worker in self.workers.values():
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
         for p in self.procs.values():
             if p.poll() is None:
                 p.kill()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs tests/cluster (a 2-node Ray cluster whose nodes share no disk) inside private namespaces:
 #   bash tests/cluster/run.sh [pytest args]
+#   bash tests/cluster/run.sh --run COMMAND...     (e.g. benchmarks/pit_cluster_bench.py)
 # Own network (loopback + a veth per worker node), own pids (the kernel kills everything left when it
 # ends), own /tmp, /dev/shm and HOME: it never touches another Ray on this machine. Needs root (CI is root).
 set -euo pipefail

@@ -4,13 +4,14 @@ real S3-compatible server, tracking on a real MLflow server, and a worker node l
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 
 import pandas as pd
 import pytest
 
-from tests.cluster.conftest import HEAD_IP, SERVE_PORT, _http, _wait
+from tests.cluster.conftest import BUCKET, HEAD_IP, SERVE_PORT, _http, _wait
 
 QUICKSTART = ("raymlops run configs/quickstart.yaml --quiet --probe data/demo/holdout.parquet "
               "--probe data/demo/shifted.parquet")
@@ -215,3 +216,116 @@ def test_the_ab_canary_example_keeps_its_canary_state_in_storage_across_a_contro
     assert len(starts) == 1, starts  # resumed, not started again
     status, got = predict(sample, "/churn-ab")
     assert status == 200
+
+
+PIT_JOB = '''"""A user's script on the cluster: the features example's training set, point in time."""
+import pandas as pd
+
+from raymlops import FeatureStore, load_config
+
+store = FeatureStore(load_config("configs/features.yaml"))
+labels = pd.read_parquet("data/demo/labels.parquet")
+out = store.get_historical_features(labels, ["txn_stats:*"])
+print(f"training set: {len(out)} rows, {int(out['amount_sum_30d'].notna().sum())} with features")
+'''
+
+
+def test_feature_builds_and_the_point_in_time_join_spread_over_both_worker_nodes(cluster, job_dir):
+    from ray import serve
+
+    for app in list(serve.status().applications):  # free the first node's CPUs: SPREAD picks nodes with room
+        serve.delete(app)
+    workers = cluster.ensure_workers(2)  # a second worker node: the shuffles' reduce tasks spread
+    r = cluster.submit("raymlops features build configs/features.yaml", job_dir, name="features-build-2nodes")
+    assert r.returncode == 0 and re.search(r"txn_stats: version \d+ \(overwrite\)", r.stdout), r.stdout[-5000:]
+    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
+          "the build's reduce tasks on both worker nodes")
+    (job_dir / "pit_job.py").write_text(PIT_JOB)
+    r = cluster.submit("python pit_job.py", job_dir, name="pit-2nodes")
+    labels = pd.read_parquet(job_dir / "data" / "demo" / "labels.parquet")
+    assert r.returncode == 0 and f"training set: {len(labels)} rows" in r.stdout, r.stdout[-5000:]
+    with_features = int(r.stdout.split(" rows, ")[1].split()[0])
+    assert 0 < with_features < len(labels)  # some label rows come before any transaction of theirs
+    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
+          "the point-in-time join's reduce tasks on both worker nodes")
+    assert cluster.task_nodes(r.submission_id, "_split_files")  # the feature files were read in tasks
+
+
+def test_the_sklearn_examples_train_and_register_on_the_cluster(cluster, job_dir):
+    from mlflow import MlflowClient
+
+    store = storage(cluster)
+    for config, pipeline, metric in (("sklearn_multiclass", "contract-multiclass", "accuracy"),
+                                     ("sklearn_regression", "charges-regression", "rmse")):
+        r = cluster.submit(f"raymlops run configs/{config}.yaml --quiet", job_dir, name=config.replace("_", "-"))
+        assert r.returncode == 0, r.stdout[-6000:]
+        result = json.loads('{\n  "run_id"' + r.stdout.split('{\n  "run_id"')[1].split("\n}\n")[0] + "\n}")
+        assert result["run_dir"].startswith(f"s3://{BUCKET}/store/runs/{pipeline}/"), result
+        assert store.exists("runs", pipeline, result["run_id"], "_manifest.json")
+        assert metric in result["metrics"], result
+        versions = MlflowClient(cluster.tracking).search_model_versions(f"name='{result['model']['name']}'")
+        assert result["run_id"] in {v.tags.get("raymlops.run_id") for v in versions}
+
+
+def test_the_closed_loop_drift_alerts_retrains_in_a_job_and_promotes_the_challenger(cluster, job_dir):
+    """configs/monitoring.yaml with its source on object storage: shifted traffic -> drift alert (a webhook
+    on the head's address, from the monitors on the worker nodes) -> a retrain Ray job submitted by the app
+    monitor -> the new version @challenger, shadowed -> promoted to @champion after observe_s."""
+    from mlflow import MlflowClient
+    from ray import serve
+
+    from tests.webhook import Receiver
+
+    for app in list(serve.status().applications):  # the worker nodes' CPUs go to this app and its retrain
+        serve.delete(app)
+    cluster.ensure_workers(2)
+    store = storage(cluster)
+    demo = job_dir / "data" / "demo"
+    store.write_bytes("data", "train.parquet", data=(demo / "train.parquet").read_bytes())
+    receiver = Receiver(HEAD_IP)
+    try:
+        r = cluster.submit("raymlops run configs/monitoring.yaml --quiet --exit --set monitoring.retrain.observe_s=5",
+                           job_dir, name="monitoring", env_vars={
+                               "ALERT_WEBHOOK": receiver.url, "DEMO_DATA": f"s3://{BUCKET}/store/data",
+                               "LATE_LABELS": f"s3://{BUCKET}/store/data/late_labels.csv"})
+        assert r.returncode == 0, r.stdout[-6000:]
+        client = MlflowClient(cluster.tracking)
+        first = int(client.get_model_version_by_alias("churn-watch", "champion").version)
+        # The new month lands in the source table; the shifted rows reach the endpoint.
+        shifted = pd.read_parquet(demo / "shifted.parquet")
+        grown = pd.concat([pd.read_parquet(demo / "train.parquet"), shifted], ignore_index=True)
+        store.write_bytes("data", "train.parquet", data=grown.to_parquet(index=False))
+        batch = rows(job_dir, "shifted", 1000)
+        for i in range(0, 1000, 100):
+            status, body = predict(batch[i:i + 100], "/churn-watch", timeout=60)
+            assert status == 200, body
+
+        def finished():
+            status, raw = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-watch/monitoring", timeout=30)
+            done = json.loads(raw)["app"]["retrains"] if status == 200 else []
+            return done if done and done[-1]["status"] in ("promoted", "kept", "failed") else None
+        [record] = _wait(finished, 600, "the retrain to finish", interval=3)
+        steps = [s["step"] for s in record["steps"]]
+        assert record["status"] == "promoted", record
+        assert steps[:2] == ["triggered", "job_submitted"] and steps[-2:] == ["challenger_shadow", "promoted"], steps
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        job = JobSubmissionClient(cluster.dashboard).get_job_info(record["job_id"])
+        assert job.status == JobStatus.SUCCEEDED, job
+        version = record["outcome"]["version"]
+        assert version > first
+        assert int(client.get_model_version_by_alias("churn-watch", "champion").version) == version
+        run_id = client.get_model_version("churn-watch", str(version)).tags["raymlops.run_id"]
+        from raymlops.artifacts.run import read_meta
+
+        meta = read_meta(store.url("runs", "churn-watch", run_id))
+        assert sum(meta["rows"].values()) == len(grown)  # trained on the table as it is now
+        _wait(lambda: [b for b in receiver.of("retrain") if b["details"]["step"] == "promoted"], 30,
+              "the promotion's webhook alert")
+        assert receiver.of("drift"), receiver.got  # from the monitor actors on the worker nodes
+        from raymlops.storage.files import read_lines
+
+        logged = [json.loads(x) for x in read_lines(store.url("monitoring", "churn-watch", "alerts.jsonl"))]
+        assert {"drift", "retrain"} <= {a["type"] for a in logged}
+    finally:
+        receiver.close()
