@@ -47,7 +47,7 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "metrics": result.metrics,
-                      "endpoint": result.endpoint}), flush=True)
+                      "model": result.model, "endpoint": result.endpoint}), flush=True)
     return 0
 
 

@@ -309,7 +309,9 @@ def _features(args) -> int:
 
     check_cluster(store.config, online=args.fcmd != "build")
     if args.fcmd == "build":
-        out = store.build(args.view, start=args.start, end=args.end, append=args.append)
+        from raymlops.pipeline.steps import build_and_record
+
+        out = build_and_record(store.config, store, args.view, start=args.start, end=args.end, append=args.append)
         for view, m in out.items():
             print(f"{view}: version {m['version']} ({m['mode']}), {m['written_rows']} rows written, "
                   f"{sum(f['rows'] for f in m['files'])} rows in the view")

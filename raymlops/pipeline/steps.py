@@ -71,6 +71,20 @@ def build_features(cfg: PipelineConfig, store, no_cache: bool, say: Callable[[st
     return out
 
 
+def build_and_record(cfg: PipelineConfig, store, views: list[str] | None = None, **window) -> dict:
+    """`raymlops features build`: always a new version of each view; a whole rebuild (no ``window``: start,
+    end, append) is recorded in the step cache as a run's features step records it, so a run on unchanged
+    inputs uses that version instead of building it again."""
+    names = views or [v.name for v in cfg.features.views]
+    whole = not any(window.values())
+    cache, fp = step_cache(cfg, False), fingerprinter(cfg)
+    inputs = {v.name: view_inputs(cfg, v, fp) for v in cfg.features.views if v.name in names and whole}
+    out = store.build(views, **window)
+    for name, i in inputs.items():
+        cache.put("features", i, {"version": out[name]["version"]})
+    return out
+
+
 def read_inputs(cfg: PipelineConfig, store=None) -> dict:
     """Content fingerprints of everything the training set is read from (sources and feature views)."""
     t, fp = cfg.training, fingerprinter(cfg)

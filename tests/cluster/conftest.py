@@ -240,11 +240,12 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def job_dir(tmp_path_factory) -> Path:
-    """A job's working directory, as a user would submit it: the example configs and the demo data (Ray
-    ships it to every node that runs part of the job)."""
+    """A job's working directory, as a user would submit it: the example configs, the job entrypoint and
+    the demo data (Ray ships it to every node that runs part of the job)."""
     from raymlops.data.demo import write_demo_data
 
     d = tmp_path_factory.mktemp("job")
     shutil.copytree(ROOT / "configs", d / "configs")
+    shutil.copytree(ROOT / "jobs", d / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
     write_demo_data(d / "data" / "demo", rows=6000, seed=7)
     return d

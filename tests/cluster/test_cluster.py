@@ -4,14 +4,14 @@ real S3-compatible server, tracking on a real MLflow server, and a worker node l
 from __future__ import annotations
 
 import json
-import re
+import subprocess
 import time
 import urllib.request
 
 import pandas as pd
 import pytest
 
-from tests.cluster.conftest import BUCKET, HEAD_IP, SERVE_PORT, _http, _wait
+from tests.cluster.conftest import BUCKET, HEAD_IP, SERVE_PORT, VENV, _http, _wait
 
 QUICKSTART = ("raymlops run configs/quickstart.yaml --quiet --probe data/demo/holdout.parquet "
               "--probe data/demo/shifted.parquet")
@@ -22,6 +22,12 @@ def storage(cluster):
 
     return Storage(cluster.storage, {"endpoint_url": cluster.s3, "access_key": "raymlops-test",
                                      "secret_key": "raymlops-test-secret"})
+
+
+def result_of(out: str) -> dict:
+    """The result a run prints as JSON (indented by `raymlops run`, one line by jobs/run_pipeline.py)."""
+    at = out.rindex("{", 0, out.index('"run_id"'))
+    return json.JSONDecoder().raw_decode(out[at:])[0]
 
 
 def predict(rows: list[dict], prefix: str = "/churn", timeout: float = 30) -> tuple[int, dict]:
@@ -107,6 +113,22 @@ def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(clus
     assert store.exists("monitoring", "churn-quickstart", "default", "checkpoint.pkl")
     status, got = predict(rows(job_dir, "holdout", 3))
     assert status == 200 and len(got["predictions"]) == 3 and got["model_version"] == run
+    # The exported Serve config (what a RayService runs): `serve deploy` of it on the cluster redeploys the
+    # app, monitors included, from object storage and the registry.
+    exported = cluster.work / "serve.yaml"
+    r = subprocess.run([str(VENV / "raymlops"), "serve", "configs/quickstart.yaml", "--export", str(exported)],
+                       cwd=job_dir, env=cluster.job_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == str(exported), r.stdout + r.stderr[-3000:]
+    from ray import serve
+
+    deployed = serve.status().applications["churn-quickstart"].last_deployed_time_s
+    r = subprocess.run([str(VENV / "serve"), "deploy", str(exported), "--address", cluster.dashboard],
+                       env=cluster.job_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _wait(lambda: (a := serve.status().applications["churn-quickstart"]).last_deployed_time_s > deployed
+          and a.status == "RUNNING", 180, "the exported app to be redeployed", interval=1)
+    status, got = predict(rows(job_dir, "holdout", 3))
+    assert status == 200 and got["model_version"] == run
 
 
 def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_storage(cluster, job_dir):
@@ -145,22 +167,51 @@ def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_s
             assert store.exists("runs", p, run, "_manifest.json"), (p, run)
 
 
+PIT_JOB = '''"""A user's script on the cluster: the features example's training set, point in time."""
+import pandas as pd
+
+from raymlops import FeatureStore, load_config
+
+store = FeatureStore(load_config("configs/features.yaml"))
+labels = pd.read_parquet("data/demo/labels.parquet")
+out = store.get_historical_features(labels, ["txn_stats:*"])
+print(f"training set: {len(out)} rows, {int(out['amount_sum_30d'].notna().sum())} with features")
+'''
+
+
 def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_and_serves_by_entity(cluster,
                                                                                                       job_dir):
+    """On two worker nodes: the build's and the point-in-time join's shuffles run tasks on both."""
+    from ray import serve
+
+    serve.delete("churn-quickstart")  # free the first node's CPUs: SPREAD places tasks on nodes with room
+    workers = cluster.ensure_workers(2)
     r = cluster.submit("raymlops features build configs/features.yaml", job_dir, name="features-build")
     assert r.returncode == 0 and "txn_stats: version 1 (overwrite)" in r.stdout, r.stdout[-5000:]
     store = storage(cluster)
     assert store.exists("features", "offline", "txn_stats", "_versions", "00000001.json")
+    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
+          "the build's reduce tasks on both worker nodes")
+    (job_dir / "pit_job.py").write_text(PIT_JOB)
+    r = cluster.submit("python pit_job.py", job_dir, name="pit")
+    labels = pd.read_parquet(job_dir / "data" / "demo" / "labels.parquet")
+    assert r.returncode == 0 and f"training set: {len(labels)} rows" in r.stdout, r.stdout[-5000:]
+    with_features = int(r.stdout.split(" rows, ")[1].split()[0])
+    assert 0 < with_features < len(labels)  # some label rows come before any transaction of theirs
+    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
+          "the point-in-time join's reduce tasks on both worker nodes")
+    assert cluster.task_nodes(r.submission_id, "_split_files")  # each map task read its group of feature files
     r = cluster.submit("raymlops run configs/features.yaml --quiet", job_dir, name="features-run")
     assert r.returncode == 0, r.stdout[-6000:]
-    result = json.loads(r.stdout[r.stdout.index('{\n  "run_id"'):].split("\n}\n")[0] + "\n}")
+    assert "step features (txn_stats): skipped" in r.stdout, r.stdout[-6000:]  # the CLI's build is reused
+    result = result_of(r.stdout)
     assert result["metrics"]["auc"] > 0.7 and result["run_dir"].startswith("s3://raymlops/store/runs/churn-features/")
     from raymlops.artifacts.run import read_meta
 
     meta = read_meta(result["run_dir"])
     versions = sorted(store.listdir("features", "offline", "txn_stats", "_versions"))
     assert meta["dataset"]["features"] == ["txn_stats:*"]
-    assert versions[-1] == f"{meta['dataset']['offline_versions']['txn_stats']:08d}.json"  # trained on the latest
+    assert versions == [f"{meta['dataset']['offline_versions']['txn_stats']:08d}.json"]  # trained on that version
     import redis
 
     keys = redis.Redis.from_url(cluster.redis).keys("churn-features:txn_stats:*")
@@ -218,48 +269,16 @@ def test_the_ab_canary_example_keeps_its_canary_state_in_storage_across_a_contro
     assert status == 200
 
 
-PIT_JOB = '''"""A user's script on the cluster: the features example's training set, point in time."""
-import pandas as pd
-
-from raymlops import FeatureStore, load_config
-
-store = FeatureStore(load_config("configs/features.yaml"))
-labels = pd.read_parquet("data/demo/labels.parquet")
-out = store.get_historical_features(labels, ["txn_stats:*"])
-print(f"training set: {len(out)} rows, {int(out['amount_sum_30d'].notna().sum())} with features")
-'''
-
-
-def test_feature_builds_and_the_point_in_time_join_spread_over_both_worker_nodes(cluster, job_dir):
-    from ray import serve
-
-    for app in list(serve.status().applications):  # free the first node's CPUs: SPREAD picks nodes with room
-        serve.delete(app)
-    workers = cluster.ensure_workers(2)  # a second worker node: the shuffles' reduce tasks spread
-    r = cluster.submit("raymlops features build configs/features.yaml", job_dir, name="features-build-2nodes")
-    assert r.returncode == 0 and re.search(r"txn_stats: version \d+ \(overwrite\)", r.stdout), r.stdout[-5000:]
-    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
-          "the build's reduce tasks on both worker nodes")
-    (job_dir / "pit_job.py").write_text(PIT_JOB)
-    r = cluster.submit("python pit_job.py", job_dir, name="pit-2nodes")
-    labels = pd.read_parquet(job_dir / "data" / "demo" / "labels.parquet")
-    assert r.returncode == 0 and f"training set: {len(labels)} rows" in r.stdout, r.stdout[-5000:]
-    with_features = int(r.stdout.split(" rows, ")[1].split()[0])
-    assert 0 < with_features < len(labels)  # some label rows come before any transaction of theirs
-    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
-          "the point-in-time join's reduce tasks on both worker nodes")
-    assert cluster.task_nodes(r.submission_id, "_split_files")  # the feature files were read in tasks
-
-
 def test_the_sklearn_examples_train_and_register_on_the_cluster(cluster, job_dir):
     from mlflow import MlflowClient
 
     store = storage(cluster)
-    for config, pipeline, metric in (("sklearn_multiclass", "contract-multiclass", "accuracy"),
-                                     ("sklearn_regression", "charges-regression", "rmse")):
-        r = cluster.submit(f"raymlops run configs/{config}.yaml --quiet", job_dir, name=config.replace("_", "-"))
+    for entrypoint, pipeline, metric in (
+            ("raymlops run configs/sklearn_multiclass.yaml --quiet", "contract-multiclass", "accuracy"),
+            ("python jobs/run_pipeline.py configs/sklearn_regression.yaml", "charges-regression", "rmse")):
+        r = cluster.submit(entrypoint, job_dir, name=pipeline)
         assert r.returncode == 0, r.stdout[-6000:]
-        result = json.loads('{\n  "run_id"' + r.stdout.split('{\n  "run_id"')[1].split("\n}\n")[0] + "\n}")
+        result = result_of(r.stdout)
         assert result["run_dir"].startswith(f"s3://{BUCKET}/store/runs/{pipeline}/"), result
         assert store.exists("runs", pipeline, result["run_id"], "_manifest.json")
         assert metric in result["metrics"], result
@@ -284,7 +303,8 @@ def test_the_closed_loop_drift_alerts_retrains_in_a_job_and_promotes_the_challen
     store.write_bytes("data", "train.parquet", data=(demo / "train.parquet").read_bytes())
     receiver = Receiver(HEAD_IP)
     try:
-        r = cluster.submit("raymlops run configs/monitoring.yaml --quiet --exit --set monitoring.retrain.observe_s=5",
+        r = cluster.submit("raymlops run configs/monitoring.yaml --quiet --exit --set training.tune.num_samples=1 "
+                           "--set monitoring.retrain.observe_s=5",
                            job_dir, name="monitoring", env_vars={
                                "ALERT_WEBHOOK": receiver.url, "DEMO_DATA": f"s3://{BUCKET}/store/data",
                                "LATE_LABELS": f"s3://{BUCKET}/store/data/late_labels.csv"})
