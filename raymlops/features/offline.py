@@ -267,8 +267,8 @@ class OfflineStore:
     def _commit(self, view: str, manifest: dict) -> Version:
         """Publishes a manifest under the next version number; fails if another writer took it."""
         body = json.dumps(manifest, indent=1).encode()
-        # Exclusive: a concurrent writer's version is never replaced (a hard link locally; on object stores a
-        # check before the PUT, see Storage.create).
+        # Exclusive: a concurrent writer's version is never replaced (a hard link locally, a conditional PUT
+        # on S3; see Storage.create).
         if not self.store.create(view, VERSIONS, f"{manifest['version']:08d}.json", data=body):
             raise DataError(f"feature view {view!r}: version {manifest['version']} was committed by "
                             "another writer meanwhile; re-run the build")

@@ -64,6 +64,43 @@ def _s3(options: dict[str, Any]):
     when it is pickled to a task on another node (a driver's environment does not reach those nodes)."""
     from pyarrow.fs import S3FileSystem
 
+    try:
+        return S3FileSystem(**_s3_settings(options))
+    except TypeError as e:
+        raise StorageError(f"storage_options: {e} (s3 takes endpoint_url, region, access_key, secret_key, "
+                           "session_token, anonymous, and pyarrow.fs.S3FileSystem's other arguments)") from None
+
+
+def _put_if_absent(options: dict[str, Any], path: str, data: bytes) -> bool | None:
+    """A conditional PUT (``If-None-Match: *``, honoured by S3 since 2024 and by S3-compatible servers such as
+    moto's) through boto3, which pyarrow does not expose: True if this call created the object, False if it
+    existed; None without boto3 (``pip install 'raymlops[s3]'``)."""
+    try:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+        from botocore.exceptions import ClientError
+    except ImportError:
+        return None
+    kw = _s3_settings(options)
+    client = boto3.session.Session().client(  # a session per call: boto3's default session is not thread-safe
+        "s3", region_name=kw.get("region"), aws_access_key_id=kw.get("access_key"),
+        aws_secret_access_key=kw.get("secret_key"), aws_session_token=kw.get("session_token"),
+        endpoint_url=f"{kw.get('scheme', 'https')}://{kw['endpoint_override']}" if kw.get("endpoint_override") else None,
+        config=Config(signature_version=UNSIGNED if kw.get("anonymous") else "s3v4"))
+    bucket, _, key = path.partition("/")
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412",
+                                                        "409"):
+            return False
+        raise
+    return True
+
+
+def _s3_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """pyarrow ``S3FileSystem`` keyword arguments from storage_options and the environment (see ``_s3``)."""
     kw = {_S3_ALIASES.get(k, k): v for k, v in options.items()}
     env = os.environ
     endpoint = kw.pop("endpoint_override", None) or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
@@ -78,11 +115,7 @@ def _s3(options: dict[str, Any]):
         kw.update(access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"])
         if env.get("AWS_SESSION_TOKEN"):
             kw["session_token"] = env["AWS_SESSION_TOKEN"]
-    try:
-        return S3FileSystem(**kw)
-    except TypeError as e:
-        raise StorageError(f"storage_options: {e} (s3 takes endpoint_url, region, access_key, secret_key, "
-                           "session_token, anonymous, and pyarrow.fs.S3FileSystem's other arguments)") from None
+    return kw
 
 
 def _filesystem(scheme: str, options: dict[str, Any]):
@@ -278,14 +311,18 @@ class Storage:
     def create(self, *parts: str, data: bytes) -> bool:
         """Writes ``parts`` only if it does not exist yet; returns whether this call created it.
 
-        Local: an exclusive hard link of a complete temp file (atomic). Object stores: pyarrow exposes no
-        conditional PUT, so this checks first; two writers racing within one round trip may both "win",
-        which callers tolerate by writing identical content (step cache keys are content keys).
+        Local: an exclusive hard link of a complete temp file (atomic). S3: a conditional PUT
+        (``If-None-Match: *``; atomic, through boto3). Other object stores (and S3 without boto3): a check
+        first, so two writers racing within one round trip may both "win" there.
         """
         if self.local:
             from raymlops.storage.local import create_exclusive
 
             return create_exclusive(self.path(*parts), data)
+        if self.scheme == "s3":
+            created = _put_if_absent(self.options, self.path(*parts), data)
+            if created is not None:
+                return created
         if self.exists(*parts):
             return False
         self.write_bytes(*parts, data=data)

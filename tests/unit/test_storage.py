@@ -25,6 +25,24 @@ def store(request, tmp_path, monkeypatch) -> Storage:
     return Storage(f"s3://raymlops/{tmp_path.name}")
 
 
+def test_an_exclusive_create_has_one_winner_among_racing_writers(store):
+    """Locally a hard link, on S3 a conditional PUT (If-None-Match): never two winners, whatever the timing."""
+    import threading
+
+    start, wins = threading.Barrier(8), []
+
+    def write(i: int) -> None:
+        start.wait()
+        if store.create("race", "00000001.json", data=str(i).encode()):
+            wins.append(i)
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and store.read_bytes("race", "00000001.json") == str(wins[0]).encode()
+
+
 def test_objects_are_written_whole_listed_and_deleted(store):
     assert not store.exists("a", "x.json") and store.listdir("a") == [] and not store.isdir("a")
     store.write_json("a", "x.json", obj={"v": 1})
