@@ -484,11 +484,12 @@ def main() -> int:
           f"({n / best_b:,.0f} rows/s); raymlops/pandas time ratio {best_r / best_b:.2f} (<1: raymlops faster)")
     if args.address:
         print("peak MiB, raymlops: this driver only (the work runs on the cluster's nodes; not sampled there)")
-    print(f"peak MiB, raymlops: sum of RSS over the driver and {last['mem'].procs_at_peak - 1} Ray processes "
-          f"(GCS, raylet with the object store, agents, workers), sampled every {SAMPLE_S * 1000:.0f} ms; shared "
-          f"object-store pages count once per process mapping them (PSS, every {SAMPLE_S * PSS_EVERY * 1000:.0f} "
-          f"ms, splits them); idle Ray before the run: RSS {mib(last['idle_rss']):.0f} MiB, "
-          f"PSS {mib(last['idle_pss']):.0f} MiB")
+    else:
+        print(f"peak MiB, raymlops: sum of RSS over the driver and {last['mem'].procs_at_peak - 1} Ray processes "
+              f"(GCS, raylet with the object store, agents, workers), sampled every {SAMPLE_S * 1000:.0f} ms; shared "
+              f"object-store pages count once per process mapping them (PSS, every {SAMPLE_S * PSS_EVERY * 1000:.0f} "
+              f"ms, splits them); idle Ray before the run: RSS {mib(last['idle_rss']):.0f} MiB, "
+              f"PSS {mib(last['idle_pss']):.0f} MiB")
     print("peak MiB, pandas: ru_maxrss of the one baseline process (a fresh subprocess per round)")
     print(f"raymlops: timed after an untimed warm-up retrieval ({WARM_ENTITIES:,} x {WARM_FEATURES:,} rows, "
           f"{warm_s:.1f} s) that started the Ray workers; includes entity upload, read, shuffle, merge and "

@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--entities", type=int, default=200_000)
     parser.add_argument("--features", type=int, default=2_000_000)
     parser.add_argument("--entity-keys", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=2, help="timed runs per node count (pit_bench --rounds)")
     args = parser.parse_args()
     import os
 
@@ -47,7 +48,7 @@ def main() -> int:
         cluster.start_services()
         keep = work / "data"
         sizes = ["--entities", str(args.entities), "--features", str(args.features),
-                 "--entity-keys", str(args.entity_keys)]
+                 "--entity-keys", str(args.entity_keys), "--rounds", str(args.rounds)]
 
         def bench(label: str) -> dict:
             summary = work / f"{label}.json"
