@@ -8,9 +8,10 @@ Layout under the store root (a local path or a pyarrow/fsspec URI)::
 A write puts its files in a fresh directory, then publishes a manifest naming every file of the new
 version. The tasks that write the files describe them (rows, time range, schema) as they write: the driver
 reads no file back, which on an object store costs several requests per file (a build of the demo's 38,707
-rows writes 728 date files; reading each back from the driver took ~35 s against the test S3 server). Readers only read files a manifest names, so a crash before the manifest leaves the previous
-version whole, and a half-written manifest is never read (locally a complete temp file hard-linked into
-place; one PUT of the whole manifest on object stores).
+rows writes 728 date files; reading each back from the driver took ~35 s against the test S3 server).
+Readers only read files a manifest names, so a crash before the manifest leaves the previous version whole,
+and a half-written manifest is never read (locally a complete temp file hard-linked into place; one
+conditional PUT of the whole manifest on S3).
 """
 
 from __future__ import annotations

@@ -83,10 +83,11 @@ def _put_if_absent(options: dict[str, Any], path: str, data: bytes) -> bool | No
     except ImportError:
         return None
     kw = _s3_settings(options)
+    endpoint = kw.get("endpoint_override")
     client = boto3.session.Session().client(  # a session per call: boto3's default session is not thread-safe
         "s3", region_name=kw.get("region"), aws_access_key_id=kw.get("access_key"),
         aws_secret_access_key=kw.get("secret_key"), aws_session_token=kw.get("session_token"),
-        endpoint_url=f"{kw.get('scheme', 'https')}://{kw['endpoint_override']}" if kw.get("endpoint_override") else None,
+        endpoint_url=f"{kw.get('scheme', 'https')}://{endpoint}" if endpoint else None,
         config=Config(signature_version=UNSIGNED if kw.get("anonymous") else "s3v4"))
     bucket, _, key = path.partition("/")
     try:
