@@ -9,7 +9,8 @@ no rename, no append and no lock:
   (``s<key>.jsonl``, keys in time order). Its single writer folds every ``COMPACT_AT`` segments into one
   ``m<last key>.jsonl`` written *before* the segments it holds are deleted: a crash in between leaves
   segments that readers skip (their key is <= the fold's) and the next fold deletes. The oldest objects are
-  deleted while the log is over ``(keep + 1) * rotate_bytes``, as rotation does locally.
+  deleted while the log is over ``(keep + 1) * rotate_bytes``, as rotation does locally. Deciding costs a
+  LIST of the folder, so the writer looks every ``MAINTAIN_EVERY`` appends (and on its first), not on each.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from raymlops.storage import local
 from raymlops.storage.core import Storage
 
 COMPACT_AT = 64  # segments a log's writer folds into one object
+MAINTAIN_EVERY = 8  # appends between a writer's looks at its log's folder (one LIST each)
+_since_maintained: dict[str, int] = {}  # per process: appends since this writer last looked, by log
 
 
 def is_uri(loc: str | os.PathLike) -> bool:
@@ -130,7 +133,11 @@ def append_line(loc: str | os.PathLike, entry: dict, rotate_bytes: float | None 
     line = json.dumps(entry, default=str) + "\n"
     store.write_bytes(f"{name}.d", f"s{_key()}.jsonl", data=line.encode())
     if compact or rotate_bytes:
-        _maintain(store, name, rotate_bytes, keep, compact)
+        n = _since_maintained.get(str(loc), MAINTAIN_EVERY - 1) + 1  # a writer's first append looks too
+        if n >= MAINTAIN_EVERY:
+            _maintain(store, name, rotate_bytes, keep, compact)
+            n = 0
+        _since_maintained[str(loc)] = n
 
 
 def _maintain(store: Storage, name: str, rotate_bytes: float | None, keep: int, compact: bool) -> None:
