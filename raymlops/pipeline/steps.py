@@ -103,6 +103,12 @@ def read_inputs(cfg: PipelineConfig, store=None) -> dict:
     return out
 
 
+def _content(inputs: dict) -> dict:
+    """``read_inputs`` without where the sources lie: a step's key follows their content, not the directory a
+    job's working dir was unpacked to."""
+    return {**inputs, "sources": {n: {k: v for k, v in fp.items() if k != "path"} for n, fp in inputs["sources"].items()}}
+
+
 def _user_code(cfg: PipelineConfig) -> dict[str, str | None]:
     """Fingerprints of the user modules a run imports (custom steps, transforms, estimators)."""
     t = cfg.training
@@ -180,7 +186,7 @@ class TrainingRun:
             "training": t.model_dump(mode="json", exclude={"model", "tune", "failure"}),
             "drift": cfg.monitoring.drift.model_dump(mode="json") if cfg.monitoring and cfg.monitoring.drift else None,
             "sources": {n: cfg.sources[n].model_dump(mode="json") for n in inputs["sources"]},
-            "inputs": digest(inputs), "code": code}, lambda d: prepare(cfg, d, say))
+            "inputs": digest(_content(inputs)), "code": code}, lambda d: prepare(cfg, d, say))
         steps["prepare"] = _said(say, prep, t0)
         t0 = time.monotonic()
         # Keyed by the content of the splits it reads (not the drift files beside them).

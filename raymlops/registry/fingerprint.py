@@ -71,7 +71,11 @@ class Fingerprinter:
             return self._uri(path)
         path = os.path.abspath(path.removeprefix("file://"))
         files = _files_of(path)
-        entries = {f: self.file(f) for f in files}
+        # Files are named relative to what was fingerprinted, so the same data hashes the same wherever it
+        # lies (a Ray job's working dir is unpacked under a new path whenever any file in it changes).
+        base = path if os.path.isdir(path) else (os.path.commonpath(files) if len(files) > 1 else
+                                                 os.path.dirname(files[0]) if files else path)
+        entries = {os.path.relpath(f, base): self.file(f) for f in files}
         self._save()
         return {"path": path, "files": len(files), "bytes": sum(os.path.getsize(f) for f in files),
                 "sha256": digest(sorted(entries.items()))}

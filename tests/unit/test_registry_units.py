@@ -128,3 +128,20 @@ def test_registry_config_errors_name_the_key(tmp_path, old, new, expected):
     msgs = [str(i) for i in e.value.issues]
     line = next(i for i, ln in enumerate(bad.read_text().splitlines(), 1) if new.split("\n")[0] in ln)
     assert any(m.startswith(f"{bad}:{line}: ") and expected in m for m in msgs), msgs
+
+
+def test_a_source_fingerprint_follows_content_not_location(tmp_path):
+    """A Ray job's working dir is unpacked under a new path whenever any of its files changes: the same data
+    must key the same cached steps there."""
+    from raymlops.registry.fingerprint import Fingerprinter
+
+    fp = Fingerprinter()
+    for where in ("a", "b"):
+        (tmp_path / where / "data").mkdir(parents=True)
+        (tmp_path / where / "data" / "t.parquet").write_bytes(b"same")
+        (tmp_path / where / "data" / "u.parquet").write_bytes(b"too")
+    one, other = (fp.path(str(tmp_path / w / "data" / "t.parquet")) for w in ("a", "b"))
+    assert one["sha256"] == other["sha256"] and one["path"] != other["path"]
+    assert fp.path(str(tmp_path / "a" / "data"))["sha256"] == fp.path(str(tmp_path / "b" / "data"))["sha256"]
+    (tmp_path / "b" / "data" / "u.parquet").write_bytes(b"changed")
+    assert fp.path(str(tmp_path / "a" / "data"))["sha256"] != fp.path(str(tmp_path / "b" / "data"))["sha256"]
