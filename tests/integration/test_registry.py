@@ -50,7 +50,7 @@ def test_run_is_recorded_in_mlflow_with_trials_tags_inputs_and_report(quickstart
     sha = tags["raymlops.input.customers.sha256"]
     from raymlops.registry.fingerprint import file_sha256, digest
 
-    assert sha == digest([[str(demo_dir / "train.parquet"), file_sha256(demo_dir / "train.parquet")]])
+    assert sha == digest([["train.parquet", file_sha256(demo_dir / "train.parquet")]])  # content, not location
     assert json.loads(tags["raymlops.packages"])["xgboost"].startswith("3.2")
     assert json.loads(tags["raymlops.ray_resources"])["CPU"] == 2.0
     assert tags["raymlops.seed.tune"] == "7" and tags["raymlops.git.commit"] and tags["raymlops.git.dirty"] in (
