@@ -292,7 +292,7 @@ def write_block(table: pa.Table, fs: pafs.FileSystem, out_dir: str, timestamp: s
     days = ts // DAY_NS
     cuts = np.flatnonzero(np.diff(days)) + 1
     tag = uuid.uuid4().hex
-    schema = table.schema.remove_metadata()
+    schema = table.schema.remove_metadata().serialize().to_pybytes()  # the same for every file of the block
     out: dict[str, list] = {name: [] for name in FILE_SCHEMA.names}
     for lo, hi in zip([0, *cuts], [*cuts, len(days)]):
         folder = f"{out_dir}/{DATE}={np.datetime_as_string(np.datetime64(int(days[lo]), 'D'), unit='D')}"
@@ -301,7 +301,7 @@ def write_block(table: pa.Table, fs: pafs.FileSystem, out_dir: str, timestamp: s
         path = f"{folder}/part-{tag}.parquet"
         pq.write_table(table.slice(lo, hi - lo), path, filesystem=fs)
         for name, value in (("path", path), ("rows", int(hi - lo)), ("min_ts", int(ts[lo])),
-                            ("max_ts", int(ts[hi - 1])), ("schema", schema.serialize().to_pybytes())):
+                            ("max_ts", int(ts[hi - 1])), ("schema", schema)):
             out[name].append(value)
     return pa.table(out, schema=FILE_SCHEMA)
 
