@@ -47,7 +47,9 @@ class ConfigError(RaymlopsError):
 
 
 class DataError(RaymlopsError):
-    """Input data does not match what a step expects."""
+    """Input data does not match what a step expects (the user's data to fix, like a config: exit 2)."""
+
+    exit_code = 2
 
 
 class RunNotFoundError(RaymlopsError):

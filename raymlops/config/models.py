@@ -28,7 +28,9 @@ class RayConfig(Strict):
 
 
 class SourceConfig(Strict):
-    format: Literal["parquet", "csv", "json"] = Field(description="File format read by Ray Data.")
+    format: Literal["parquet", "csv", "json"] | None = Field(
+        None, description="File format; default: from the files' extension, else their content (Parquet's magic "
+                          "bytes, a JSON object, else CSV).")
     path: str = Field(description="Local path, glob, directory or URI (s3://, gs://, ...).")
     timestamp: str | None = Field(None, description="Event-time column (enables time-based splits).")
 

@@ -55,6 +55,7 @@ def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True) -> bool:
         os.environ.setdefault(k, v)
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.expanduser("~/.cache/raymlops/numba"))  # per node
     _configure_ray_data(quiet)
+    _mute_known_notices()
     if ray.is_initialized():
         return False
     address = address or ray_cfg.address or os.environ.get("RAY_ADDRESS")
@@ -83,6 +84,17 @@ def job_client(address: str | None = None):
     if not address and ray.is_initialized():
         address = ray.get_runtime_context().gcs_address
     return JobSubmissionClient(address or "auto")
+
+
+# Ray's notices that say nothing about this run, printed on every command: the token-auth notice a local Ray
+# prints at start (raymlops' local Ray is token-authenticated on purpose; clusters set RAY_AUTH_MODE), and
+# "Progress bars disabled", which quiet mode causes itself. Muted here once, at their loggers.
+_KNOWN_NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+
+
+def _mute_known_notices() -> None:
+    for name in _KNOWN_NOTICES:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _configure_ray_data(quiet: bool) -> None:

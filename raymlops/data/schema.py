@@ -168,3 +168,33 @@ def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple 
 def frame_errors(df: pd.DataFrame, schema: InputSchema) -> list[str]:
     """Columns of a batch DataFrame that are missing (for offline scoring)."""
     return [c for c in schema.names if c not in df.columns]
+
+
+_FITS = {"number": {"number", "integer"}, "integer": {"integer", "number"}, "boolean": {"boolean"},
+         "string": {"string"}, "timestamp": {"timestamp", "string"}}
+
+
+def arrow_problems(arrow, schema: InputSchema) -> dict[str, str]:
+    """Model input columns that a batch's Arrow schema lacks or types differently, as {column: problem}
+    (checked from a file's footer or first block, before any row is scored)."""
+    import pyarrow.types as pt
+
+    names = set(arrow.names)
+    out: dict[str, str] = {}
+    for col in schema.columns:
+        if col.name not in names:
+            out[col.name] = "missing column"
+            continue
+        t = arrow.field(col.name).type
+        if pt.is_null(t):  # a CSV/JSON block with only nulls: nothing to say yet
+            continue
+        try:
+            kind = arrow_kind(t)
+        except DataError:
+            out[col.name] = f"type {t} is not supported; expected {col.type} values"
+            continue
+        if kind not in _FITS[col.type]:
+            hint = ("numbers arrive as text: cast the column to a number type, or fix the values that are not "
+                    "numbers" if kind == "string" and col.type in ("number", "integer") else "")
+            out[col.name] = f"expected {col.type} values, got {t}" + (f" ({hint})" if hint else "")
+    return out

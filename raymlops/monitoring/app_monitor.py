@@ -38,23 +38,25 @@ def read_table(spec: dict, columns: list[str] | None = None, filter=None) -> pd.
     """A labels source ({format, path}) or request log (format parquet: a directory, file or URI) read with
     pandas; for Parquet only ``columns`` (those present) and the rows matching ``filter`` are read."""
     fmt, path = spec["format"], spec["path"]
+    store = Storage(path)
+    if not (store.exists() or store.isdir()):  # no label has arrived yet
+        return pd.DataFrame()
+    if fmt is None:
+        from raymlops.data.reader import resolve
+
+        fmt = resolve(path).format
     if fmt == "parquet":
         import pyarrow.dataset as pads
 
-        store = Storage(path)
-        if not (store.exists() or store.isdir()):
-            return pd.DataFrame()
         dataset = pads.dataset(store.root, filesystem=store.fs, format="parquet", partitioning="hive",
                                exclude_invalid_files=True, ignore_prefixes=[".", "_"])
         if not dataset.files:  # nothing written yet (a first flush still under its hidden temporary name)
             return pd.DataFrame()
         cols = [c for c in columns if c in dataset.schema.names] if columns else None
         return dataset.to_table(columns=cols, filter=filter).to_pandas()
-    store = Storage(path)
-    if not store.exists():  # no label has arrived yet
-        return pd.DataFrame()
-    reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
-    return reader(store.fs.open_input_stream(store.root) if "://" in path else path)
+    from raymlops.data.reader import read_frame
+
+    return read_frame(path, fmt)
 
 
 def request_columns(performance: dict) -> tuple[list[str], Any]:

@@ -18,26 +18,12 @@ from raymlops.errors import DataError, RaymlopsError
 from raymlops.storage import open_storage
 from raymlops.storage.staging import cache_root
 
-FORMATS = ("parquet", "csv", "json")
-
-
 def read_batch(path: str, fmt: str | None = None, text_columns: list[str] = ()) -> pd.DataFrame:
-    """A file (or Parquet directory) as pandas; the format from ``fmt`` or the name. ``text_columns`` are
-    read as text from CSV/JSON (codes like '00123' stay strings)."""
-    name = str(path).removesuffix(".jsonl") + (".json" if str(path).endswith(".jsonl") else "")
-    fmt = fmt or next((f for f in FORMATS if name.endswith(f".{f}")), "parquet" if os.path.isdir(path) else None)
-    if fmt is None:
-        raise DataError(f"cannot tell the format of {path!r}; pass --format parquet|csv|json")
-    if not os.path.exists(path):
-        raise DataError(f"{path!r} does not exist")
-    try:
-        if fmt == "csv":
-            return pd.read_csv(path, dtype={c: "string" for c in text_columns})
-        if fmt == "json":
-            return pd.read_json(path, lines=True, dtype={c: "string" for c in text_columns})
-        return pd.read_parquet(path)
-    except (ValueError, OSError) as e:  # pandas' and pyarrow's parse errors are ValueErrors
-        raise DataError(f"cannot read {path!r} as {fmt}: {type(e).__name__}: {e}") from e
+    """A file, directory or glob as pandas, read as ``run`` and ``predict`` read it (``data.reader``);
+    ``text_columns`` are read as text from CSV (codes like '00123' stay strings)."""
+    from raymlops.data.reader import read_frame
+
+    return read_frame(path, fmt, text_columns)
 
 
 def _run_dir(cfg: PipelineConfig | None, run: str | None, storage: str | None) -> Path:

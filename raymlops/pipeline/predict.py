@@ -1,68 +1,139 @@
-"""Batch scoring on Ray Data: a pool of actors, each holding the run's Predictor."""
+"""Batch scoring on Ray Data: a pool of actors, each holding the run's Predictor.
+
+Everything that can be wrong with the input (no files, missing columns, wrong types, output names that
+would overwrite input columns) is found from the files' schemas before any Ray work, and reported as one
+``DataError`` naming the path and the columns.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from raymlops.artifacts import Predictor, find_run
-from raymlops.config.models import SourceConfig
-from raymlops.data.sources import read_source
+from raymlops.artifacts import Predictor
+from raymlops.artifacts import run as layout
+from raymlops.data.reader import Input, read_dataset, resolve, schema
+from raymlops.data.schema import InputSchema, arrow_problems
 from raymlops.errors import DataError
 
-
-class _Scorer:
-    """Ray Data callable class: loads the model once per actor."""
-
-    def __init__(self, run_dir: str):
-        self.predictor = Predictor(run_dir)
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        preds, probs = self.predictor.predict_with_proba(batch)
-        out = batch.copy()
-        out["prediction"] = preds
-        if probs is not None and self.predictor.task == "binary":
-            out["probability"] = np.asarray(probs, dtype=np.float64)
-        elif probs is not None:
-            p = np.asarray(probs, dtype=np.float64)
-            for i, c in enumerate(self.predictor.classes):
-                out[f"probability_{c}"] = p[:, i]
-        out["model_version"] = self.predictor.version
-        return out
+OUTPUTS = ("prediction", "probability", "model_version")
 
 
-def _format_of(path: str) -> str:
-    p = path.rstrip("/").lower()
-    for fmt in ("parquet", "csv", "json"):
-        if p.endswith(f".{fmt}") or p.endswith(f".{fmt}l") or f".{fmt}" in Path(p).suffixes:
-            return fmt
-    return "parquet"
+@dataclass
+class Plan:
+    """A checked scoring job: the run, the input files and the output column names."""
+
+    run_dir: str
+    input: Input
+    names: dict[str, str]  # output -> column name ("probability" also prefixes the per-class columns)
+    text_columns: list[str]
 
 
-def score(run: str, input_path: str, output_path: str, storage: str | None = None, fmt: str | None = None,
-          actors: int = 1, batch_size: int = 4096) -> int:
-    """Scores ``input_path`` with a run's model and writes Parquet to ``output_path`` atomically.
+_PREDICTORS: dict[str, Predictor] = {}  # per worker process: the model loads once, not once per batch
 
-    Returns the number of rows written.
+
+def _score_batch(batch: pd.DataFrame, run_dir: str, names: dict[str, str]) -> pd.DataFrame:
+    # Tasks, not an actor pool: Ray Data's pool actors log a spurious error line per job (ray#57733), and
+    # Ray reuses worker processes, so the cache above loads the model once per process anyway.
+    predictor = _PREDICTORS.get(run_dir) or _PREDICTORS.setdefault(run_dir, Predictor(run_dir))
+    preds, probs = predictor.predict_with_proba(batch)
+    out = batch.copy()
+    out[names["prediction"]] = preds
+    for name, values in _probability_columns(predictor.task, predictor.classes, probs, names["probability"]):
+        out[name] = values
+    out[names["model_version"]] = predictor.version
+    return out
+
+
+def _probability_columns(task: str, classes, probs, name: str):
+    if probs is None:
+        return
+    p = np.asarray(probs, dtype=np.float64)
+    if task == "binary":
+        yield name, p
+    else:
+        for i, c in enumerate(classes):
+            yield f"{name}_{c}", p[:, i]
+
+
+def output_names(spec: list[str] | None, prefix: str | None) -> dict[str, str]:
+    """``--output-columns prediction=NAME ...`` and ``--output-prefix P`` as {output: column name}."""
+    names = {o: f"{prefix or ''}{o}" for o in OUTPUTS}
+    for item in spec or []:
+        for pair in item.split(","):
+            key, sep, value = pair.partition("=")
+            if not sep or key.strip() not in OUTPUTS or not value.strip():
+                raise DataError(f"--output-columns: got {pair!r}; expected OUTPUT=NAME with OUTPUT one of "
+                                f"{', '.join(OUTPUTS)}")
+            names[key.strip()] = value.strip()
+    if len(set(names.values())) < len(names):
+        raise DataError(f"--output-columns: two outputs share a name: {names}")
+    return names
+
+
+def plan(run: str | None, input_path: str, storage: str | None = None, fmt: str | None = None,
+         names: dict[str, str] | None = None, pipeline: str | None = None) -> Plan:
+    """Checks a scoring job before any Ray work: the run exists, the input has every model column with a
+    fitting type, and no output column would overwrite an input column.
+
+    Raises:
+        DataError: ``PATH: column: problem`` for each problem, in one message.
     """
+    run_dir = str(layout.find_run(run, storage) if run else layout.latest_run(storage, pipeline))
+    local = layout.local_run(run_dir)
+    model_schema = InputSchema.from_dict(json.loads((local / layout.SCHEMA).read_text()))
+    meta = json.loads((local / layout.META).read_text())
+    text = [c.name for c in model_schema.columns if c.type == "string"]
+    src = resolve(input_path, fmt)
+    arrow = schema(src, text)
+    problems = [f"{c}: {p}" for c, p in arrow_problems(arrow, model_schema).items()]
+    names = names or output_names(None, None)
+    produced = [names["prediction"], names["model_version"]]
+    if meta["task"] == "binary":
+        produced.append(names["probability"])
+    elif meta["task"] == "multiclass":
+        produced += [f"{names['probability']}_{c}" for c in meta["classes"]]
+    clash = [c for c in produced if c in arrow.names]
+    problems += [f"{c}: the input already has this column and scoring would overwrite it; name the outputs with "
+                 f"--output-columns {_output_of(c, names)}=NEW_NAME or --output-prefix PREFIX" for c in clash]
+    if problems:
+        raise DataError(f"{input_path}: " + f"; {input_path}: ".join(problems))
+    return Plan(run_dir, src, names, text)
+
+
+def _output_of(column: str, names: dict[str, str]) -> str:
+    return next((o for o, n in names.items() if column == n or column.startswith(f"{n}_")), "prediction")
+
+
+def score(p: Plan, output_path: str, actors: int = 1, batch_size: int = 4096) -> int:
+    """Scores a checked plan and writes Parquet to ``output_path`` atomically (a hidden folder renamed into
+    place; removed if anything fails, Ctrl-C included). Returns the number of rows written."""
     import ray.data
 
     if "://" in output_path:
         raise DataError(f"--output {output_path!r}: scoring writes to a local or shared path; URIs are not supported yet")
-    run_dir = str(find_run(run, storage))
-    ds = read_source(SourceConfig(format=fmt or _format_of(input_path), path=input_path))
-    scored = ds.map_batches(_Scorer, fn_constructor_args=(run_dir,), batch_format="pandas", batch_size=batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=actors))
     out = Path(output_path).resolve()
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    scored.write_parquet(str(tmp))
-    rows = ray.data.read_parquet(str(tmp)).count()
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    os.replace(tmp, out)
+    try:
+        ds = read_dataset(p.input, text_columns=p.text_columns)
+        scored = ds.map_batches(_score_batch, fn_kwargs={"run_dir": p.run_dir, "names": p.names},
+                                batch_format="pandas", batch_size=batch_size,
+                                compute=ray.data.TaskPoolStrategy(size=actors))
+        scored.write_parquet(str(tmp))
+        if not tmp.is_dir():
+            raise DataError(f"{p.input.path}: no rows to score")
+        rows = ray.data.read_parquet(str(tmp)).count()
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return rows

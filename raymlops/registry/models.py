@@ -3,6 +3,8 @@ and resolving ``models:/NAME@ALIAS`` back to a loadable run bundle."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -136,7 +138,9 @@ class ModelRegistry:
         import mlflow
 
         # register_model links the version to the logged model (model_id), which tracking servers require.
-        with using(self.uri):
+        # MLflow prints "Registered model ... already exists. Creating a new version" and "Created version"
+        # to stderr; raymlops reports the registration itself, so those two lines are held back.
+        with using(self.uri), contextlib.redirect_stderr(io.StringIO()):
             mv = mlflow.register_model(model_uri, name, await_registration_for=60,
                                        tags={**{k: str(v) for k, v in tags.items()}, f"{TAG}gate": json.dumps(gate)})
         if self.gate(name) != gate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,7 +172,9 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     if resume and tune.Tuner.can_restore(path, storage_filesystem=storage_fs):
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
                                    storage_filesystem=storage_fs)
-        return _collect(tuner.fit(), spec)
+        with _terminal(progress):
+            grid = tuner.fit()
+        return _collect(grid, spec)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune(params),
@@ -186,7 +189,33 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
                                   verbose=1 if progress else 0,
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
-    return _collect(tuner.fit(), spec)
+    with _terminal(progress):
+        grid = tuner.fit()
+    return _collect(grid, spec)
+
+
+@contextmanager
+def _terminal(progress: bool):
+    """Tune's hold on the terminal, limited to the search: its SIGINT handler is left out (the first Ctrl-C
+    stops the command at once; the experiment state saved every TUNE_GLOBAL_CHECKPOINT_S lets ``--resume``
+    go on) and whatever handler it installs is put back after; without ``progress``, its new output engine,
+    which prints the experiment's table whatever ``verbose`` says, gives way to the legacy one, which
+    honours ``verbose=0``."""
+    import signal
+
+    env = {"TUNE_DISABLE_SIGINT_HANDLER": "1", **({} if progress else {"RAY_AIR_NEW_OUTPUT": "0"})}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved = signal.getsignal(signal.SIGINT)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _collect(grid, spec: TrainSpec) -> SearchResult:

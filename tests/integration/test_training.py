@@ -54,11 +54,11 @@ def test_validation_metric_is_reproducible_offline(quickstart, demo_dir):
 
 
 def test_batch_predict_matches_load_model(quickstart, demo_dir, tmp_path, storage):
-    from raymlops.pipeline.predict import score
+    from raymlops.pipeline.predict import plan, score
 
     _, result = quickstart
     out = tmp_path / "scored"
-    n = score(result.run_id, str(demo_dir / "holdout.parquet"), str(out), storage=storage)
+    n = score(plan(result.run_id, str(demo_dir / "holdout.parquet"), storage), str(out))
     scored = pd.read_parquet(out).sort_values("customer_id").reset_index(drop=True)
     rows = pd.read_parquet(demo_dir / "holdout.parquet").sort_values("customer_id").reset_index(drop=True)
     assert n == len(rows) == len(scored)

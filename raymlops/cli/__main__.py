@@ -1,0 +1,5 @@
+import sys
+
+from raymlops.cli import main
+
+sys.exit(main())

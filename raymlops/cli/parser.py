@@ -1,0 +1,162 @@
+"""The `raymlops` command line: every command, argument and help text."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raymlops", description="One YAML from raw data to a monitored endpoint, on Ray.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_config(sp):
+        sp.add_argument("config", help="pipeline YAML")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value (repeatable)")
+
+    v = sub.add_parser("validate", help="check a config; prints OK or one error per line (exit 2)")
+    with_config(v)
+    sub.add_parser("schema", help="print the config's JSON Schema")
+
+    r = sub.add_parser("run", help="run every step of a pipeline; deploys when it has 'serving'")
+    with_config(r)
+    r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--probe", action="append", default=[], metavar="PATH",
+                   help="after deploying, send this file's rows to /predict and print /drift; then exit")
+    r.add_argument("--exit", action="store_true", help="exit after deploying instead of serving until Ctrl-C")
+    r.add_argument("--quiet", action="store_true", help="print results only (and warnings): no progress lines or tables")
+    r.add_argument("--no-cache", action="store_true", help="run every step even if its inputs are unchanged")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the newest interrupted run of this config (finished trials are kept)")
+
+    s = sub.add_parser("serve", help="deploy an existing run")
+    with_config(s)
+    s.add_argument("--run", default=None, help="run id or directory (default: serving.model, else the latest run)")
+    s.add_argument("--model", default=None, metavar="URI",
+                   help="a registered model: models:/NAME@ALIAS (followed as the alias moves) or models:/NAME/VERSION")
+    s.add_argument("--address")
+    s.add_argument("--exit", action="store_true", help="exit after deploying")
+    s.add_argument("--export", metavar="PATH", help="write a Serve config file (`serve deploy PATH`) instead of "
+                                                   "deploying")
+
+    sv = sub.add_parser("serving", help="a deployed app's traffic: status (weights, canary), compare (shadows)")
+    svsub = sv.add_subparsers(dest="scmd", required=True)
+    for name, text in (("status", "weights, canary step and history"),
+                       ("compare", "per-variant traffic and shadow agreement, from the request log")):
+        sp = svsub.add_parser(name, help=text)
+        with_config(sp)
+        sp.add_argument("--json", action="store_true", help="print JSON")
+
+    ck = sub.add_parser("check", help="data-quality check of a batch against a run's training profile (exit 1 "
+                                      "when it fails)")
+    with_config(ck)
+    ck.add_argument("--input", required=True, help="file or Parquet directory to check")
+    ck.add_argument("--run", help="run id or directory (default: the config's latest run)")
+    ck.add_argument("--format", choices=["parquet", "csv", "json"], help="default: from the extension, else the content")
+    ck.add_argument("--json", action="store_true", help="print JSON")
+    dr = sub.add_parser("drift", help="offline drift: report")
+    drsub = dr.add_subparsers(dest="dcmd", required=True)
+    drr = drsub.add_parser("report", help="test a batch against a run's drift reference; write HTML (+JSON) or JSON")
+    drr.add_argument("config", nargs="?", help="pipeline YAML (for its storage and latest run)")
+    drr.add_argument("--run", help="run id or directory (default: the config's latest run)")
+    drr.add_argument("--storage", help="storage holding the run (default: the config's, else ./.raymlops)")
+    drr.add_argument("--current", required=True, help="the batch to test (file or Parquet directory)")
+    drr.add_argument("--format", choices=["parquet", "csv", "json"], help="default: from the extension, else the content")
+    drr.add_argument("--out", required=True, help="report.html (writes report.json beside it) or report.json")
+    mo = sub.add_parser("monitor", help="a deployed app's monitors: status (drift, quality, events, retraining)")
+    mosub = mo.add_subparsers(dest="mcmd", required=True)
+    mos = mosub.add_parser("status", help="latest results, events and retraining steps")
+    with_config(mos)
+    mos.add_argument("--json", action="store_true", help="print JSON")
+    rt = sub.add_parser("retrain", help="train and register the new version as @challenger (the closed loop's job)")
+    with_config(rt)
+    rt.add_argument("--address")
+
+    pr = sub.add_parser("predict", help="score a dataset in batch with a run's model (Ray Data)")
+    with_config(pr)
+    pr.add_argument("--run", help="run id or directory (default: the config's latest run)")
+    pr.add_argument("--input", required=True, help="file, directory or glob to score")
+    pr.add_argument("--output", required=True, help="Parquet output directory")
+    pr.add_argument("--format", choices=["parquet", "csv", "json"],
+                    help="input format (default: from the extension, else the content)")
+    pr.add_argument("--output-columns", action="append", metavar="OUTPUT=NAME[,...]",
+                    help="name the outputs (prediction, probability, model_version); an output never overwrites "
+                         "an input column")
+    pr.add_argument("--output-prefix", metavar="PREFIX", help="prefix every output column's name")
+    pr.add_argument("--actors", type=int, default=1, help="scoring tasks at once (each process loads the model once)")
+    pr.add_argument("--address")
+
+    f = sub.add_parser("features", help="feature views: build, materialize, list, describe, serve")
+    fsub = f.add_subparsers(dest="fcmd", required=True)
+    fb = fsub.add_parser("build", help="run the feature pipelines into the offline store (a new version each)")
+    with_config(fb)
+    fb.add_argument("--view", action="append", help="only this view (repeatable)")
+    fb.add_argument("--start", help="backfill rows from this time (ISO 8601; naive = UTC)")
+    fb.add_argument("--end", help="backfill rows before this time")
+    fb.add_argument("--append", action="store_true", help="add the rows after the latest stored time")
+    fb.add_argument("--address")
+    fm = fsub.add_parser("materialize", help="load each entity's latest values into the online store")
+    with_config(fm)
+    fm.add_argument("--view", action="append")
+    fm.add_argument("--start", help="window start (default: unbounded)")
+    fm.add_argument("--end", help="window end, exclusive (default: now)")
+    fm.add_argument("--incremental", action="store_true", help="start from the last materialization's end")
+    fm.add_argument("--address")
+    fl = fsub.add_parser("list", help="the declared views with their offline versions")
+    with_config(fl)
+    fd = fsub.add_parser("describe", help="one view: schema, entity, ttl, source, versions, freshness")
+    with_config(fd)
+    fd.add_argument("view")
+    fs_ = fsub.add_parser("serve", help="deploy the feature server (POST <prefix>/online)")
+    with_config(fs_)
+    fs_.add_argument("--address")
+    fs_.add_argument("--exit", action="store_true", help="exit after deploying")
+
+    def with_registry(sp):
+        sp.add_argument("--config", help="pipeline YAML whose registry section (and storage) to use")
+        sp.add_argument("--storage", help="storage holding the embedded store (default ./.raymlops)")
+        sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else embedded)")
+
+    u = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
+    with_registry(u)
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--workers", type=int, default=1, help="server processes (default 1 for a local UI; MLflow's "
+                                                          "own default is 4)")
+    ts = sub.add_parser("tracking-server", help="start an MLflow tracking server whose artifacts live in storage "
+                                                "(what a multi-node cluster's runs record to)")
+    ts.add_argument("--storage", required=True, help="where artifacts go: s3://BUCKET/PREFIX, gs://..., or a path")
+    ts.add_argument("--backend-store-uri", help="runs and registry database (default: sqlite file in "
+                                                "~/.local/share/raymlops/tracking; a postgresql:// URI in production)")
+    ts.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to serve the cluster's nodes)")
+    ts.add_argument("--port", type=int, default=5000)
+    ts.add_argument("--workers", type=int, default=1)
+    m = sub.add_parser("models", help="registered models: list, promote, history")
+    msub = m.add_subparsers(dest="mcmd", required=True)
+    ml = msub.add_parser("list", help="registered models with versions, aliases and metrics")
+    ml.add_argument("name", nargs="?")
+    with_registry(ml)
+    mp = msub.add_parser("promote", help="move an alias to a version (its promotion gate is enforced)")
+    mp.add_argument("name")
+    mp.add_argument("version", type=int)
+    mp.add_argument("--alias", default="champion")
+    mp.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded in history)")
+    with_registry(mp)
+    mh = msub.add_parser("history", help="every alias move of a model")
+    mh.add_argument("name")
+    with_registry(mh)
+    rp = sub.add_parser("reproduce", help="re-run a run from its recorded config; compare metrics and model bytes")
+    rp.add_argument("run", help="run id or directory")
+    rp.add_argument("--storage", help="storage holding the run (default: $RAYMLOPS_STORAGE or ./.raymlops)")
+    rp.add_argument("--address")
+    ln = sub.add_parser("lineage", help="model version -> run -> config -> sources and feature views")
+    ln.add_argument("uri", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    ln.add_argument("--json", action="store_true", help="print JSON")
+    with_registry(ln)
+
+    d = sub.add_parser("demo-data", help="write the quickstart's churn dataset")
+    d.add_argument("out_dir")
+    d.add_argument("--rows", type=int, default=20_000)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--anchor", help="end of the transactions' time span (default: today, UTC)")
+    return p

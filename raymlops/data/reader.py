@@ -1,0 +1,232 @@
+"""One reader for every file a user hands in (`run`, `predict`, `check`, `drift report`, features): Parquet
+by content or any extension, CSV, JSON lines; the same files, formats and column types whether read as a
+Ray Dataset or as a pandas frame.
+
+Directories may hold what Spark and Hive leave beside the data (``_SUCCESS``, ``_committed_*``, ``.crc``,
+hidden files): names starting with ``_`` or ``.`` and ``.crc`` files are skipped, at any depth.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import posixpath
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from typing import Any
+
+from raymlops.errors import DataError
+
+FORMATS = ("parquet", "csv", "json")
+EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".parq": "parquet", ".csv": "csv", ".json": "json",
+              ".jsonl": "json", ".ndjson": "json"}
+SKIPPED = "names starting with '_' or '.', and .crc files"
+_SNIFF_BYTES = 4096
+
+
+def is_data_file(name: str) -> bool:
+    base = posixpath.basename(name.replace(os.sep, "/"))
+    return bool(base) and not base.startswith(("_", ".")) and not base.endswith(".crc")
+
+
+def _hidden_dir(rel: str) -> bool:
+    """A path below a directory named like ``_temporary`` or ``.hoodie`` (writers' scratch, not data)."""
+    return any(p.startswith(("_", ".")) for p in rel.replace(os.sep, "/").split("/")[:-1])
+
+
+@dataclass
+class Input:
+    """The data files a path names, their format, and the filesystem to read them with (None: local)."""
+
+    path: str
+    files: list[str]
+    format: str
+    filesystem: Any = None
+
+    def open(self, file: str):
+        return self.filesystem.open_input_file(file) if self.filesystem is not None else open(file, "rb")
+
+
+def _local_files(path: str) -> list[str]:
+    path = os.path.expanduser(path.removeprefix("file://"))
+    if any(ch in path for ch in "*?["):
+        found = glob.glob(path, recursive=True)
+        return sorted(os.path.abspath(p) for p in found if os.path.isfile(p) and is_data_file(p))
+    if os.path.isdir(path):
+        out = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+            out += [os.path.join(root, n) for n in names if is_data_file(n)]
+        return sorted(os.path.abspath(p) for p in out)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: does not exist (relative paths start at {os.getcwd()})")
+    return [os.path.abspath(path)]
+
+
+def _uri_files(uri: str) -> tuple[list[str], Any]:
+    from pyarrow.fs import FileSelector, FileType
+
+    from raymlops.storage import open_storage
+
+    pattern = None
+    if any(ch in uri for ch in "*?["):
+        pattern = uri.split("://", 1)[1]
+        uri = uri[: min(uri.find(ch) for ch in "*?[" if ch in uri)].rsplit("/", 1)[0]
+    store = open_storage(uri)
+    fs, base = store.fs, store.path()
+    info = fs.get_file_info(base)
+    if info.type == FileType.File:
+        return [base], fs
+    if info.type == FileType.NotFound:
+        raise DataError(f"{uri}: does not exist")
+    infos = fs.get_file_info(FileSelector(base, recursive=True))
+    files = [i.path for i in infos if i.type == FileType.File and is_data_file(i.path)
+             and not _hidden_dir(posixpath.relpath(i.path, base))]
+    if pattern is not None:
+        files = [f for f in files if fnmatch(f, pattern)]
+    return sorted(files), fs
+
+
+def sniff(head: bytes) -> str:
+    """A file's format from its first bytes: Parquet's magic, a JSON object, else CSV."""
+    if head[:4] == b"PAR1":
+        return "parquet"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "json" if text[:1] in (b"{", b"[") else "csv"
+
+
+def resolve(path: str, fmt: str | None = None) -> Input:
+    """The data files ``path`` names (a file, a directory tree, a glob, or a URI of one) and their format:
+    ``fmt``, else the extension, else the first file's content.
+
+    Raises:
+        DataError: nothing to read, or files of several formats under one path.
+    """
+    path = str(path)
+    if "://" in path and not path.startswith("file://"):
+        files, fs = _uri_files(path)
+    else:
+        files, fs = _local_files(path), None
+    if not files:
+        raise DataError(f"{path}: no data files found (skipped {SKIPPED})")
+    if fmt is None:
+        by_ext = {EXTENSIONS.get(posixpath.splitext(f.lower())[1]) for f in files}
+        if len(by_ext) == 1 and None not in by_ext:
+            fmt = by_ext.pop()
+        else:
+            found = Input(path, files, "", fs)
+            with found.open(files[0]) as f:
+                fmt = sniff(f.read(_SNIFF_BYTES))
+    elif fmt not in FORMATS:
+        raise DataError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return Input(path, files, fmt, fs)
+
+
+def _csv_options(text_columns) -> dict:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return {"convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns})}
+
+
+def _file_schema(src: Input, text_columns=()):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with src.open(src.files[0]) as f:
+            if src.format == "parquet":
+                return pq.read_schema(f)
+            if src.format == "csv":
+                import pyarrow.csv as pacsv
+
+                return pacsv.open_csv(f, **_csv_options(text_columns)).schema
+            import pyarrow.json as pajson
+
+            return pajson.read_json(f).schema
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{src.files[0]}: cannot read as {src.format}: {e}") from None
+
+
+def schema(src: Input, text_columns=()):
+    """The Arrow schema of the input as the readers type it: Parquet from the first file's footer, CSV and
+    JSON inferred from the first file's first block; dictionary columns as their plain value type."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns)])
+
+
+def _plain(t):
+    import pyarrow.types as pt
+
+    return t.value_type if pt.is_dictionary(t) else t
+
+
+def _decode(table):
+    """Dictionary (pandas categorical) columns as their plain value type: categories are strings to every
+    step, whatever the writer chose."""
+    import pyarrow.types as pt
+
+    for i, f in enumerate(table.schema):
+        if pt.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    return table
+
+
+def read_dataset(path: str | Input, fmt: str | None = None, text_columns=()):
+    """The input as a lazy ``ray.data.Dataset`` (never loaded whole into the driver).
+
+    Raises:
+        DataError: no files, or files with no columns.
+    """
+    import pyarrow.types as pt
+    import ray.data
+
+    src = path if isinstance(path, Input) else resolve(path, fmt)
+    # Ray keeps only its own extensions by default: a file the user named is read whatever its name.
+    kw: dict = {"filesystem": src.filesystem, "file_extensions": None}
+    if src.format == "parquet":
+        ds = ray.data.read_parquet(src.files, **kw)
+    elif src.format == "csv":
+        ds = ray.data.read_csv(src.files, **_csv_options(text_columns), **kw)
+    else:
+        ds = ray.data.read_json(src.files, **kw)
+    got = ds.schema()
+    if got is None or not got.names:
+        raise DataError(f"{src.path}: no rows in {len(src.files)} {src.format} file(s)")
+    if src.format == "parquet" and any(pt.is_dictionary(t) for t in _file_schema(src).types):
+        ds = ds.map_batches(_decode, batch_format="pyarrow", zero_copy_batch=True)
+    return ds
+
+
+def read_frame(path: str | Input, fmt: str | None = None, text_columns=(), columns=None):
+    """The input as one pandas DataFrame, typed as ``read_dataset`` types it (for batches that fit memory:
+    checks, drift reports, probes)."""
+    import pyarrow as pa
+
+    src = path if isinstance(path, Input) else resolve(path, fmt)
+    tables = []
+    for file in src.files:
+        try:
+            with src.open(file) as f:
+                tables.append(_decode(_read_table(f, src.format, text_columns, columns)))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{file}: cannot read as {src.format}: {e}") from None
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    return table.to_pandas()
+
+
+def _read_table(f, fmt: str, text_columns, columns):
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(f, columns=columns)
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        t = pacsv.read_csv(f, **_csv_options(text_columns))
+    else:
+        import pyarrow.json as pajson
+
+        t = pajson.read_json(f)
+    return t.select(columns) if columns else t
