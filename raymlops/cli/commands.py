@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from raymlops.errors import RaymlopsError
+from raymlops.errors import RaymlopsError, SetupError
 
 
 def _serve_forever(pipe) -> None:
@@ -194,19 +194,30 @@ def _features(args) -> int:
 
 
 def _registry_location(args) -> tuple[str, str]:
-    """(tracking URI, storage) from --tracking-uri / --config / --storage / the environment."""
+    """(tracking URI, storage) from --tracking-uri / --config / --storage / the environment.
+
+    An embedded store that does not exist is an error naming where it was looked for: reading commands
+    never create an empty ``mlflow.db`` (MLflow would, on first connect)."""
     from raymlops.registry import tracking_uri
 
-    reg_cfg, storage = None, args.storage
+    reg_cfg, storage, origin = None, args.storage, "--storage"
     if args.config:
         from raymlops.config import load_config
 
         cfg = load_config(args.config)
         reg_cfg, storage = cfg.registry, storage or cfg.storage
-    storage = storage or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops"
+        origin = "--storage" if args.storage else f"{args.config}'s storage"
+    if not storage:
+        storage, origin = (os.environ.get("RAYMLOPS_STORAGE"), "$RAYMLOPS_STORAGE") \
+            if os.environ.get("RAYMLOPS_STORAGE") else ("./.raymlops", "the default storage")
     if args.tracking_uri:
         return args.tracking_uri, storage
-    return tracking_uri(reg_cfg, storage), storage
+    uri = tracking_uri(reg_cfg, storage, create=False)
+    db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if db and not os.path.isfile(db):
+        raise SetupError(f"no MLflow store at {db} ({origin}); pass the pipeline's config (--config CFG), "
+                         "--storage or --tracking-uri")
+    return uri, storage
 
 
 def _models(args) -> int:
@@ -226,7 +237,7 @@ def _models(args) -> int:
                 print(f"  v{v['version']:<4} {v['created']}  run {v['run']}  {metrics}  {tags}".rstrip())
         return 0
     if args.mcmd == "promote":
-        e = reg.promote(args.name, args.version, args.alias, force=args.force)
+        e = reg.promote(args.name, args.version, args.alias, force=args.force, by=args.by)
         print(f"{args.name}: @{e['alias']} -> version {e['version']} (was {e['previous'] or '-'})"
               + (" FORCED past a failed gate" if e["forced"] else ""))
         for line in e["gate"]:

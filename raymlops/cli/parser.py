@@ -141,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     mp.add_argument("version", type=int)
     mp.add_argument("--alias", default="champion")
     mp.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded in history)")
+    mp.add_argument("--by", help="who promotes, for the history (default: the OS user)")
     with_registry(mp)
     mh = msub.add_parser("history", help="every alias move of a model")
     mh.add_argument("name")

@@ -390,12 +390,24 @@ class TrainingConfig(Strict):
         None, description="A point-in-time-correct training set: labels joined with features as of each row's time.")
     label: str = Field(description="Label column.")
     task: Literal["binary", "multiclass", "regression"]
+    positive_class: str | int | bool | None = Field(
+        None, description="Binary task: the label value that is the positive class (what `probability` and the "
+                          "auc/f1 metrics are about). Default: the larger of the two values in sort order (1 over 0, "
+                          "True over False, 'Yes' over 'No'); set it for labels like 'bad'/'good'.")
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features (ids, ...).")
     preprocessing: list[PreprocessStep] = Field(default_factory=list)
     split: SplitConfig = Field(default_factory=RandomSplit)
     model: ModelConfig
     tune: TuneConfig = Field(default_factory=TuneConfig)
     failure: FailureConfig = Field(default_factory=FailureConfig)
+
+    @field_validator("positive_class")
+    @classmethod
+    def _binary_only(cls, v, info):
+        if v is not None and info.data.get("task") != "binary":
+            raise ValueError(f"got {v!r}; positive_class is for task 'binary' only, this task is "
+                             f"{info.data.get('task')!r}")
+        return v
 
     @model_validator(mode="after")
     def _default_metric(self) -> "TrainingConfig":

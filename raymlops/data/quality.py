@@ -155,14 +155,18 @@ def _examples(values: pd.Series) -> list:
     return [v[:40] if isinstance(v, str) else v for v in out]
 
 
-def _wrong_type(s: pd.Series, kind: str) -> pd.Series:
-    """Mask of non-null values that do not fit the schema kind."""
+def _wrong_type(s: pd.Series, kind: str, typed: bool = True) -> pd.Series:
+    """Mask of non-null values that do not fit the schema kind (``typed``: the batch's format has types, so
+    numbers written as text are wrong; in CSV, text that reads as a number is a number)."""
     present = s.notna()
     if kind in ("number", "integer"):
         if pd.api.types.is_bool_dtype(s.dtype):
             return present
-        x = pd.to_numeric(s, errors="coerce")
-        bad = present & x.isna()
+        # Text is wrong even when it reads as a number: '12.5' as a string means the batch's writer typed the
+        # column differently from training, and the model does not parse text.
+        text = _is_text(s) & present if typed else pd.Series(False, index=s.index)
+        x = pd.to_numeric(s.where(~text), errors="coerce").astype("float64")  # Arrow-backed columns have no %
+        bad = text | (present & x.isna())
         return bad | (x.notna() & (x % 1 != 0)) if kind == "integer" else bad
     if kind == "timestamp":
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
@@ -177,11 +181,19 @@ def _wrong_type(s: pd.Series, kind: str) -> pd.Series:
     return present & (not pd.api.types.is_string_dtype(s.dtype))
 
 
+def _is_text(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype) and s.dtype != object:
+        return pd.Series(True, index=s.index)
+    if s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype):
+        return s.astype(object).map(lambda v: isinstance(v, str)).astype(bool)
+    return pd.Series(False, index=s.index)
+
+
 _KIND_WORDS = {"number": "numbers", "integer": "integers", "boolean": "booleans", "string": "strings",
                "timestamp": "timestamps"}
 
 
-def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None) -> QualityReport:
+def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None, typed: bool = True) -> QualityReport:
     """Checks ``df`` against the training ``profile``.
 
     Args:
@@ -189,6 +201,7 @@ def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None) -
         profile: the training profile.
         options: DataQualityConfig fields (``schema_check``, ``nulls``, ``null_tolerance``, ...);
             missing keys take DataQualityConfig's defaults.
+        typed: False for a batch read from CSV, whose text that reads as a number is a number.
     """
     cfg = DataQualityConfig.model_validate(options or {})
     report = QualityReport(rows=len(df), checks=[c for c in CHECKS if getattr(cfg, _OPTION[c])])
@@ -210,10 +223,12 @@ def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None) -
             continue
         s = df[p.name]
         if cfg.schema_check:
-            bad = _wrong_type(s, p.type)
+            bad = _wrong_type(s, p.type, typed)
             k = int(bad.sum())
             if k:
-                report.add("schema", p.name, f"{k} of {n} values ({_pct(k / n)}) are not {_KIND_WORDS[p.type]}, "
+                as_text = typed and p.type in ("number", "integer") and bool(_is_text(s[bad]).all())
+                how = "arrive as text, not" if as_text else "are not"
+                report.add("schema", p.name, f"{k} of {n} values ({_pct(k / n)}) {how} {_KIND_WORDS[p.type]}, "
                            f"e.g. {_examples(s[bad])}", observed=k, allowed=0)
         missing = s.isna()
         if cfg.nulls:

@@ -20,6 +20,7 @@ from raymlops.errors import DataError
 FORMATS = ("parquet", "csv", "json")
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".parq": "parquet", ".csv": "csv", ".json": "json",
               ".jsonl": "json", ".ndjson": "json"}
+PANDAS_INDEX = "__index_level_"  # pandas.to_parquet writes a non-default index as __index_level_N__ columns
 SKIPPED = "names starting with '_' or '.', and .crc files"
 _SNIFF_BYTES = 4096
 
@@ -126,7 +127,9 @@ def _csv_options(text_columns) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    return {"convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns})}
+    # An empty field is a null, as pandas and every spreadsheet read it (pyarrow's default keeps "" for text).
+    return {"convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns},
+                                                    strings_can_be_null=True, quoted_strings_can_be_null=False)}
 
 
 def _file_schema(src: Input, text_columns=()):
@@ -153,7 +156,8 @@ def schema(src: Input, text_columns=()):
     JSON inferred from the first file's first block; dictionary columns as their plain value type."""
     import pyarrow as pa
 
-    return pa.schema([pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns)])
+    return pa.schema([pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns)
+                      if not f.name.startswith(PANDAS_INDEX)])
 
 
 def _plain(t):
@@ -194,8 +198,13 @@ def read_dataset(path: str | Input, fmt: str | None = None, text_columns=()):
     got = ds.schema()
     if got is None or not got.names:
         raise DataError(f"{src.path}: no rows in {len(src.files)} {src.format} file(s)")
-    if src.format == "parquet" and any(pt.is_dictionary(t) for t in _file_schema(src).types):
-        ds = ds.map_batches(_decode, batch_format="pyarrow", zero_copy_batch=True)
+    if src.format == "parquet":
+        raw = _file_schema(src)
+        index = [n for n in raw.names if n.startswith(PANDAS_INDEX)]
+        if index:  # a pandas frame's index saved as columns (after a sort or filter): not data
+            ds = ds.drop_columns(index)
+        if any(pt.is_dictionary(t) for t in raw.types):
+            ds = ds.map_batches(_decode, batch_format="pyarrow", zero_copy_batch=True)
     return ds
 
 
@@ -213,7 +222,8 @@ def read_frame(path: str | Input, fmt: str | None = None, text_columns=(), colum
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"{file}: cannot read as {src.format}: {e}") from None
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-    return table.to_pandas()
+    table = table.drop_columns([n for n in table.column_names if n.startswith(PANDAS_INDEX)])
+    return table.to_pandas(ignore_metadata=True)
 
 
 def _read_table(f, fmt: str, text_columns, columns):

@@ -194,7 +194,7 @@ def arrow_problems(arrow, schema: InputSchema) -> dict[str, str]:
             out[col.name] = f"type {t} is not supported; expected {col.type} values"
             continue
         if kind not in _FITS[col.type]:
-            hint = ("numbers arrive as text: cast the column to a number type, or fix the values that are not "
-                    "numbers" if kind == "string" and col.type in ("number", "integer") else "")
+            hint = ("the column holds text: numbers written as text, or values that are not numbers; "
+                    "`raymlops check` shows which" if kind == "string" and col.type in ("number", "integer") else "")
             out[col.name] = f"expected {col.type} values, got {t}" + (f" ({hint})" if hint else "")
     return out

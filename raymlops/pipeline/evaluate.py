@@ -68,15 +68,33 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
                 metrics[clabel] = metrics_of(cp.task, y, s, len(cp.classes) if cp.classes else None)
                 champ_out = {"label": clabel, "run": cp.version, "metrics": metrics[clabel]}
     say("evaluating on the holdout" + (f" beside {champion[0]}" if champion else " (no champion yet)"))
+    warnings = holdout_warnings(run_dir, holdout)
+    for w in warnings:
+        say(w)
+    notes["holdout data quality"] = "; ".join(w.removeprefix("warning: ") for w in warnings) or \
+        "passes the checks against the training profile"
     importance = feature_importance(cand.model, cand.model_type, cand.features)
     files = write_report(out / REPORT_DIR, title=f"{cand.meta['pipeline']}: model {sha}", task=cand.task,
                          y_true=y, scores=scores, metrics=metrics, classes=cand.classes, importance=importance,
                          details={"model sha256": sha, "first trained in run": cand.version,
                                   "model type": cand.model_type, "label": label, **notes})
     result = {"candidate": metrics[name], "champion": champ_out, "holdout_rows": int(len(rows)),
+              "holdout_warnings": warnings,
               "importance": dict(list(importance.items())[:50]), "files": sorted(files)}
     layout.write_json(out / EVALUATION, result)
     return result
+
+
+def holdout_warnings(run_dir: Path, holdout: pd.DataFrame) -> list[str]:
+    """The holdout checked against the training split's data-quality profile (the default tolerances, as a
+    monitor would check live traffic): one warning per failed check, with its numbers. A holdout that fails
+    them (ranges or categories the model never saw) measures the model on data it was not fitted for."""
+    from raymlops.data.quality import DataProfile, check
+
+    profile = DataProfile.load(run_dir / layout.QUALITY)
+    report = check(holdout[[c.name for c in profile.columns if c.name in holdout.columns]], profile)
+    return [f"warning: holdout fails the training profile's {i['check']} check: {i['column']}: {i['message']}"
+            for i in report.issues if i["severity"] == "error"]
 
 
 def read_holdout(prep) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from raymlops.errors import DataError, RaymlopsError
 from raymlops.storage import open_storage
 from raymlops.storage.staging import cache_root
 
-def read_batch(path: str, fmt: str | None = None, text_columns: list[str] = ()) -> pd.DataFrame:
+def read_batch(path, fmt: str | None = None, text_columns: list[str] = ()) -> pd.DataFrame:
     """A file, directory or glob as pandas, read as ``run`` and ``predict`` read it (``data.reader``);
     ``text_columns`` are read as text from CSV (codes like '00123' stay strings)."""
     from raymlops.data.reader import read_frame
@@ -50,7 +50,10 @@ def check_batch(cfg: PipelineConfig | None, path: str, run: str | None = None, s
         options = cfg.monitoring.data_quality.model_dump()
     profile = DataProfile.load(run_dir / layout.QUALITY)
     text = [c.name for c in profile.columns if c.type == "string"]
-    return check(read_batch(path, fmt, text), profile, options)
+    from raymlops.data.reader import resolve
+
+    src = resolve(path, fmt)
+    return check(read_batch(src, text_columns=text), profile, options, typed=src.format != "csv")
 
 
 def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out: str, storage: str | None = None,

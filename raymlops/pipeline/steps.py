@@ -207,6 +207,8 @@ class TrainingRun:
                                           champion[:2] if champion else None, d, say))
         steps["evaluate"] = _said(say, ev, t0)
         evaluation = json.loads((ev.path / "evaluation.json").read_text())
+        for w in evaluation.get("holdout_warnings", []) if ev.cached else []:
+            say(w)
         if (ev.path / "report").is_dir():
             shutil.copytree(ev.path / "report", writer.path("report"), copy_function=layout.link_or_copy)
         writer.json("evaluation.json", evaluation)

@@ -53,12 +53,20 @@ def _drop_null_labels(df: pd.DataFrame, label: str) -> pd.DataFrame:
     return df[df[label].notna()]
 
 
-def _classes(stats: CategoricalStats, label: str, task: str) -> list | None:
+def _classes(stats: CategoricalStats, label: str, task: str, positive=None) -> list | None:
+    """The label's classes in sort order; for binary, [negative, positive] (``positive``: the configured
+    positive class, matched by value or by its text, so `positive_class: 1` finds 1 and '1')."""
     if task == "regression":
         return None
     values = sorted(stats.most_frequent(), key=lambda v: (str(type(v)), v))
     if task == "binary" and len(values) != 2:
         raise DataError(f"task 'binary' needs exactly 2 label values in {label!r}; found {values[:10]}")
+    if task == "binary" and positive is not None:
+        match = [v for v in values if v == positive and type(v) is type(positive)] or \
+                [v for v in values if str(v).lower() == str(positive).lower()]
+        if len(match) != 1:
+            raise DataError(f"training.positive_class: got {positive!r}; label {label!r} has values {values}")
+        values = [v for v in values if v is not match[0]] + match
     if task == "multiclass" and len(values) < 2:
         raise DataError(f"task 'multiclass' needs at least 2 label values in {label!r}; found {values}")
     return values
@@ -197,7 +205,7 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     categorical = [c for c in inputs if c not in numeric]
     _, nstats, cstats = column_stats(train_raw, numeric, categorical, rows=n_train)
     nulls = {**{c: s.nulls for c, s in nstats.items()}, **{c: s.nulls for c, s in cstats.items()}}
-    classes = _classes(column_stats(ds, categorical=[t.label])[2][t.label], t.label, t.task) \
+    classes = _classes(column_stats(ds, categorical=[t.label])[2][t.label], t.label, t.task, t.positive_class) \
         if t.task != "regression" else None
     say(f"{n_train} training rows, {n_valid} validation rows, {len(inputs)} input columns")
 

@@ -81,6 +81,16 @@ def check_gate(gate: dict, candidate: dict[str, float], champion: dict[str, floa
     return ok, lines
 
 
+def _os_user() -> str:
+    """The OS user ($USER is often unset in containers and services, where the uid still has a name)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 class ModelRegistry:
     """Registered models, versions, aliases and their history, in the MLflow registry at ``uri``."""
 
@@ -152,20 +162,22 @@ class ModelRegistry:
             self.client.set_model_version_tag(name, str(version), k, v)
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str, forced: bool = False,
-                  gate: list[str] | None = None) -> dict:
-        """Points ``alias`` at ``version`` and appends the move to the model's alias history."""
+                  gate: list[str] | None = None, by: str | None = None) -> dict:
+        """Points ``alias`` at ``version`` and appends the move to the model's alias history, with who moved
+        it (``by``, else this process's OS user)."""
         previous = self.alias_version(name, alias)
         self.client.set_registered_model_alias(name, alias, str(version))
         now = time.time()
         event = {"alias": alias, "version": int(version), "previous": previous,
                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "forced": forced, "reason": reason,
-                 "by": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown", "gate": gate or []}
+                 "by": by or _os_user(), "gate": gate or []}
         # Keyed by time and a random suffix: concurrent moves never overwrite each other's record.
         self.client.set_registered_model_tag(name, f"{EVENT}{int(now * 1000):014d}.{uuid.uuid4().hex[:6]}",
                                              json.dumps(event))
         return event
 
-    def promote(self, name: str, version: int, alias: str = "champion", force: bool = False) -> dict:
+    def promote(self, name: str, version: int, alias: str = "champion", force: bool = False,
+                by: str | None = None) -> dict:
         """Moves ``alias`` to ``version`` if it passes the model's recorded gate against the alias's current
         holder (by their recorded validation metrics); ``force`` overrides a failed gate and says so."""
         mv = self.version(name, version)
@@ -180,7 +192,7 @@ class ModelRegistry:
             raise PromotionRefused(f"{name} version {version} fails the promotion gate for @{alias}:\n  "
                                    + "\n  ".join(lines) + "\n(use --force to promote anyway; it is recorded)")
         why = "manual promotion" + (" (forced past a failed gate)" if not passed else "")
-        return self.set_alias(name, alias, version, reason=why, forced=force and not passed, gate=lines)
+        return self.set_alias(name, alias, version, reason=why, forced=force and not passed, gate=lines, by=by)
 
     # -------------------------------------------------------------- reading
 

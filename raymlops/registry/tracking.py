@@ -20,8 +20,9 @@ class TrackingError(RaymlopsError):
     """The tracking server or store could not be reached or refused a write."""
 
 
-def tracking_uri(registry_cfg=None, storage: str | None = None) -> str:
-    """The configured URI, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:///<storage>/mlflow.db``."""
+def tracking_uri(registry_cfg=None, storage: str | None = None, create: bool = True) -> str:
+    """The configured URI, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:///<storage>/mlflow.db``
+    (its folder made unless ``create`` is False)."""
     uri = (registry_cfg.tracking_uri if registry_cfg is not None else None) or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
@@ -31,7 +32,8 @@ def tracking_uri(registry_cfg=None, storage: str | None = None) -> str:
                             "file) cannot live: set registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow "
                             f"server (`raymlops tracking-server --storage {store.uri}` starts one)")
     root = store.local_path()
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
