@@ -15,6 +15,44 @@ class PredictRequest(BaseModel):
     # Exactly one of the two is required; the ingress answers a 422 naming the field otherwise.
 
 
+class DataFrameSplit(BaseModel):
+    columns: list[str] = Field(description="Column names, in the order of each row of 'data'.")
+    data: list[list[Any]] = Field(min_length=1, description="Rows as lists of values, one per column.")
+    index: list[Any] | None = Field(None, description="Accepted and ignored (pandas' orient='split').")
+
+
+class InvocationsRequest(BaseModel):
+    """MLflow's scoring protocol (``mlflow models serve``): exactly one of the row fields."""
+
+    dataframe_split: DataFrameSplit | None = Field(None, description="pandas' DataFrame.to_dict(orient='split').")
+    dataframe_records: list[dict[str, Any]] | None = Field(None, min_length=1,
+                                                           description="pandas' to_dict(orient='records').")
+    instances: list[dict[str, Any]] | None = Field(None, min_length=1, description="Rows as {column: value}.")
+    inputs: list[dict[str, Any]] | None = Field(None, min_length=1, description="Same as 'instances'.")
+    params: dict[str, Any] | None = Field(None, description="Accepted; this endpoint takes no parameters.")
+
+
+INVOCATION_FIELDS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def invocation_rows(body: InvocationsRequest) -> tuple[str, list[dict], list[dict]]:
+    """(field, rows as {column: value}, 422 errors in FastAPI's shape) of an MLflow scoring request."""
+    given = [f for f in INVOCATION_FIELDS if getattr(body, f) is not None]
+    if len(given) != 1:
+        return "", [], [{"loc": ["body", *given[1:2]] if given else ["body"], "type": "value_error",
+                 "msg": "send exactly one of " + ", ".join(INVOCATION_FIELDS) + " (MLflow's scoring protocol)"}]
+    field = given[0]
+    if field != "dataframe_split":
+        return field, getattr(body, field), []
+    split = body.dataframe_split
+    bad = [{"loc": ["body", field, "data", i], "type": "value_error",
+            "msg": f"row has {len(r)} values for {len(split.columns)} columns"}
+           for i, r in enumerate(split.data) if len(r) != len(split.columns)]
+    if len(set(split.columns)) != len(split.columns):
+        bad.insert(0, {"loc": ["body", field, "columns"], "type": "value_error", "msg": "column names repeat"})
+    return field, [dict(zip(split.columns, r)) for r in split.data], bad[:20]
+
+
 def unprocessable(errors: list[dict]) -> dict:
     """The body of a 422: ``{"detail": [{"loc": [...], "type": ..., "msg": ...}]}`` (FastAPI's shape)."""
     return {"detail": errors}

@@ -25,14 +25,15 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, MonitoringResponse, PredictRequest,
-                                  PredictResponse, SchemaResponse, VariantsResponse, unprocessable)
+from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, InvocationsRequest, MonitoringResponse,
+                                  PredictRequest, PredictResponse, SchemaResponse, VariantsResponse, invocation_rows,
+                                  unprocessable)
 from raymlops.serving.compare import same_prediction
 from raymlops.serving.split import Splitter
 
 SYNC_S = 0.25  # how often a router replica reports counts to the traffic controller and reads weights
 MAX_SHADOW_INFLIGHT = 256
-ROUTES = ("predict", "health", "schema", "drift", "monitoring", "variants", "openapi.json")
+ROUTES = ("predict", "invocations", "health", "schema", "drift", "monitoring", "variants", "openapi.json")
 SHADOW_BATCH = 64  # shadow copies sent in one call
 SHADOW_LINGER_S = 0.02
 READ_TIMEOUT_S = 10  # /health, /schema, /drift, /variants  # longest a copy waits for others before its call goes out
@@ -58,6 +59,14 @@ def openapi_document(route_prefix: str = "/", title: str = "raymlops model serve
     def predict(body: PredictRequest) -> PredictResponse:  # pragma: no cover - schema only
         """Scores `instances` (feature values) or `entities` (keys; features fetched online)."""
 
+    @doc.post("/invocations", response_model=PredictResponse, response_model_exclude_none=True,
+              responses={**_UNPROCESSABLE,
+                         500: {**error, "description": "The variant that took the request failed."},
+                         504: {**error, "description": "The variant did not answer in serving.request_timeout_s."}})
+    def invocations(body: InvocationsRequest) -> PredictResponse:  # pragma: no cover - schema only
+        """MLflow's scoring protocol: `dataframe_split`, `dataframe_records` or `instances`; the answer is
+        `/predict`'s (its `predictions` are what MLflow clients read)."""
+
     @doc.get("/health", response_model=HealthResponse,
              responses={503: {"model": HealthResponse, "description": "A variant does not answer ('degraded')."}})
     def health() -> HealthResponse:  # pragma: no cover - schema only
@@ -82,6 +91,21 @@ def openapi_document(route_prefix: str = "/", title: str = "raymlops model serve
         """Live weights, canary step and history, shadows."""
 
     return doc.openapi()
+
+
+def _as_sent(answer: dict, field: str) -> dict:
+    """A replica's 422 for rows sent under another field: locations name that field (and, for
+    ``dataframe_split``, the row under ``data``)."""
+    detail = answer.get("detail")
+    if not isinstance(detail, list):
+        return answer
+    out = []
+    for e in detail:
+        loc = list(e.get("loc", []))
+        if loc[:2] == ["body", "instances"]:
+            loc = ["body", field, *(["data"] if field == "dataframe_split" else []), *loc[2:]]
+        out.append({**e, "loc": loc})
+    return {**answer, "detail": out}
 
 
 def _unprocessable(errors: list) -> JSONResponse:
@@ -227,6 +251,8 @@ class Router:
         method = request.method
         if method == "POST" and route == "predict":
             return await self.predict(request)
+        if method == "POST" and route == "invocations":
+            return await self.predict(request, mlflow=True)
         if method == "GET":
             if route == "health":
                 return await self.health()
@@ -244,23 +270,32 @@ class Router:
             return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"})
         return JSONResponse(status_code=404, content={"detail": "Not Found"})
 
-    async def predict(self, request: Request) -> Response:
+    async def predict(self, request: Request, mlflow: bool = False) -> Response:
+        """``/predict``, or with ``mlflow`` ``/invocations`` (MLflow's scoring protocol: the same rows,
+        validation and answer; 422 locations name the field as sent)."""
         t0 = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            body = PredictRequest.model_validate_json(await request.body())
+            body = (InvocationsRequest if mlflow else PredictRequest).model_validate_json(await request.body())
         except ValidationError as e:
             return _unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
                                    for err in e.errors(include_url=False, include_context=False)])
-        if (body.instances is None) == (body.entities is None):
+        sent = None
+        if mlflow:
+            sent, rows, errors = invocation_rows(body)
+            if errors:
+                return _unprocessable(errors)
+            kind = "instances"
+        elif (body.instances is None) == (body.entities is None):
             loc, kind = (["body", "instances"], "missing") if body.instances is None else (["body", "entities"],
                                                                                            "value_error")
             return _unprocessable([{"loc": loc, "type": kind, "msg": "send exactly one of 'instances' (feature "
                                                                      "values) or 'entities' (entity keys)"}])
-        kind = "instances" if body.instances is not None else "entities"
-        rows = body.instances if body.instances is not None else body.entities
+        else:
+            kind = "instances" if body.instances is not None else "entities"
+            rows = body.instances if body.instances is not None else body.entities
         if len(rows) > self.spec["max_batch_rows"]:
-            return _unprocessable([{"loc": ["body", kind], "type": "too_long",
+            return _unprocessable([{"loc": ["body", sent or kind], "type": "too_long",
                                     "msg": f"at most {self.spec['max_batch_rows']} rows per request, got {len(rows)}"}])
         variant = self._pick(rows)
         out = None
@@ -280,7 +315,7 @@ class Router:
         try:
             self._observe(variant, "primary", latency_ms, error)
             if status < 500 and status >= 400:
-                return JSONResponse(status_code=status, content=answer)
+                return JSONResponse(status_code=status, content=_as_sent(answer, sent) if sent else answer)
             logged = self.log is not None and (self.sample_rate >= 1 or random.random() < self.sample_rate)
             if logged:
                 self.log.add(_record(request_id, variant, "primary", status, latency_ms, rows, answer))

@@ -88,6 +88,36 @@ def test_malformed_bodies_are_422(endpoint, content, loc):
     assert r.json()["detail"][0]["loc"][: len(loc)] == loc
 
 
+def test_mlflow_scoring_protocol(endpoint, demo_dir):
+    """POST /invocations takes what an MLflow client sends (dataframe_split, dataframe_records, instances)
+    and answers as /predict does; 422s name the field as it was sent."""
+    url, result = endpoint
+    model = load_model(result.run_dir)
+    df = pd.read_parquet(demo_dir / "holdout.parquet").head(20)[model.schema.names]
+    records = _jsonable(df)
+    expected = post(url, {"instances": records}).json()["predictions"]
+    split = {"columns": list(df.columns), "data": [[r[c] for c in df.columns] for r in records],
+             "index": list(range(len(records)))}
+    for body in ({"dataframe_split": split}, {"dataframe_records": records}, {"instances": records},
+                 {"inputs": records}):
+        r = httpx.post(f"{url}/invocations", json=body, timeout=60)
+        assert r.status_code == 200, (list(body), r.text)
+        assert r.json()["predictions"] == expected and r.json()["model_version"] == result.run_id
+    bad = dict(records[3], tenure_months="ten")
+    cases = [({"dataframe_records": [records[0], bad]}, ["body", "dataframe_records", 1, "tenure_months"]),
+             ({"dataframe_split": {**split, "data": [split["data"][0], [r for r in split["data"][1][:-1]]]}},
+              ["body", "dataframe_split", "data", 1]),
+             ({"dataframe_split": {"columns": split["columns"], "data": [[bad[c] for c in split["columns"]]]}},
+              ["body", "dataframe_split", "data", 0, "tenure_months"]),
+             ({"dataframe_records": records, "instances": records}, ["body", "instances"]),
+             ({"params": {}}, ["body"])]
+    for body, loc in cases:
+        r = httpx.post(f"{url}/invocations", json=body, timeout=60)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["detail"][0]["loc"] == loc, r.text
+    assert "/invocations" in httpx.get(f"{url}/openapi.json").json()["paths"]
+
+
 def _wait_drift(url, key, n, timeout=60):
     """GET /drift until ``key`` (windows_tested, rows_seen) reaches ``n``."""
     deadline = time.time() + timeout
