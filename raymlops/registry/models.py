@@ -135,11 +135,20 @@ class ModelRegistry:
                     info = mlflow.xgboost.log_model(predictor.model, pip_requirements=[f"xgboost=={pip['xgboost']}"],
                                                     **kwargs)
                 else:
+                    import logging
+                    import warnings
+
                     import mlflow.sklearn
 
-                    info = mlflow.sklearn.log_model(predictor.model, serialization_format="pickle",
-                                                    pip_requirements=[f"scikit-learn=={pip['scikit-learn']}"],
-                                                    **kwargs)
+                    # Known notices, said once here instead of on every run: the model is pickled on purpose
+                    # (the run's model.pkl is too; load only models you trust), and MLflow checks the input
+                    # example by calling the model on a named frame, which sklearn notes it was fitted without.
+                    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message="X has feature names")
+                        info = mlflow.sklearn.log_model(predictor.model, serialization_format="pickle",
+                                                        pip_requirements=[f"scikit-learn=={pip['scikit-learn']}"],
+                                                        **kwargs)
         return info.model_uri
 
     def register(self, model_uri: str, name: str, tags: dict[str, Any], gate: dict) -> int:
