@@ -42,6 +42,8 @@ def _run(args) -> int:
     if args.cmd == "serve" and args.export:
         print(pipe.export_serve_config(args.export, args.run, model=args.model))
         return 0
+    if args.cmd == "run":
+        pipe.check_inputs()  # before Ray starts: a wrong path or a corrupt file fails in a second
     local = pipe.connect(getattr(args, "address", None))
     if args.cmd == "serve":
         url = pipe.serve(args.run, model=args.model)
@@ -121,6 +123,7 @@ def _monitoring(args) -> int:
         status = monitor.monitor_status(pipe.config, pipe.app_name)
         print(json.dumps(status, indent=2, default=str) if args.json else monitor.format_monitor_status(status))
         return 0
+    pipe.check_inputs()
     pipe.connect(args.address)
     result = pipe.train(progress=False, register_as="challenger")
     m = result.model or {}

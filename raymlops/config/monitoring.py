@@ -54,7 +54,10 @@ class PerformanceConfig(Strict):
         "request_id", description="request_id: labels carry the request id; entity: labels carry entity key "
                                   "columns (also model inputs) and a timestamp, and join the latest request for "
                                   "that key at or before it.")
-    request_id: str = Field("request_id", description="Labels' request id column (join: request_id).")
+    request_id: str = Field("request_id", description="Labels' request id column (join: request_id). A request "
+                                                      "that scored several rows also needs a `row` column (the "
+                                                      "row's 0-based position in the request); without it a "
+                                                      "label covers every row of its request.")
     keys: list[str] = Field(default_factory=list, description="Entity key columns (join: entity).")
     timestamp: str | None = Field(None, description="Labels' observation time column (join: entity).")
     max_delay_s: float = Field(30 * 86400, gt=0, description="join: entity; a label older than the request by "

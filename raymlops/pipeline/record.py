@@ -90,6 +90,18 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
         tracker.log_artifacts(run_dir / "report", "report")
 
 
+def bundle_key(run_dir: Path, model_key: str) -> str:
+    """The model and everything served beside it (preprocessing, schema, drift detectors and reference,
+    quality profile): a version is reused only when all of it is unchanged, so a run that changes only the
+    monitoring (a new drift detector) registers a version whose bundle carries it."""
+    from raymlops.registry.fingerprint import file_sha256
+
+    names = [layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE, layout.QUALITY]
+    drift = run_dir / layout.DRIFT_DIR
+    names += sorted(str(p.relative_to(run_dir)) for p in drift.rglob("*") if p.is_file()) if drift.is_dir() else []
+    return digest([model_key, *[[n, file_sha256(run_dir / n)] for n in names if (run_dir / n).is_file()]])
+
+
 def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, evaluation: dict, model_key: str,
              reuse: bool, say: Callable[[str], None], alias: str | None = None) -> dict:
     """Registers the run's model as a new version of the model name (unless a version with the same model
@@ -100,8 +112,9 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, 
 
     name = cfg.model_name
     reg = ModelRegistry(tracker.uri)
+    bundle = bundle_key(run_dir, model_key)
     if reuse:
-        same = [v for v in reg.list_versions(name) if v.tags.get(f"{TAG}model_key") == model_key]
+        same = [v for v in reg.list_versions(name) if v.tags.get(f"{TAG}bundle_key") == bundle]
         if same:
             v = max(int(x.version) for x in same)
             say(f"step register: skipped (model unchanged; it is {name} version {v})")
@@ -113,7 +126,8 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, 
     p = cfg.registry.promotion
     gate = {"metric": p.metric or cfg.training.tune.metric, "min": p.min, "max": p.max,
             "beat_champion_by": p.beat_champion_by}
-    tags = {f"{TAG}run_id": run_id, f"{TAG}model_key": model_key, f"{TAG}config_hash": config_hash(cfg),
+    tags = {f"{TAG}run_id": run_id, f"{TAG}model_key": model_key, f"{TAG}bundle_key": bundle,
+            f"{TAG}config_hash": config_hash(cfg),
             **{f"{TAG}metric.{k}": v for k, v in evaluation["candidate"].items()}}
     version = reg.register(model_uri, name, tags, gate)
     champion = evaluation.get("champion")

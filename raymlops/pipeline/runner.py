@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig, load_config
-from raymlops.errors import RaymlopsError
+from raymlops.errors import DataError, RaymlopsError
 from raymlops.storage import open_storage
 
 
@@ -72,6 +72,26 @@ class Pipeline:
             self._checked = True
         return started
 
+    def check_inputs(self) -> None:
+        """The training table's source is there and readable, with the label (a source's) among its columns:
+        found from file names and one footer or first block, before Ray starts, so a wrong path, a corrupt
+        file or a misspelt label fails in a second with one line (DataError), not after start-up."""
+        from raymlops.data.reader import resolve, schema
+
+        t = self.config.training
+        if t is None:
+            return
+        src = self.config.sources[t.source or t.dataset.labels]
+        names = schema(resolve(src.path, src.format)).names
+        if t.source and t.label not in names:
+            import difflib
+
+            near = difflib.get_close_matches(t.label, names, n=1)
+            raise DataError(f"{src.path}: label column {t.label!r} is not in the data"
+                            + (f"; did you mean {near[0]!r}?" if near else f"; columns: {names}"))
+        if src.timestamp and src.timestamp not in names:
+            raise DataError(f"{src.path}: timestamp column {src.timestamp!r} is not in the data; columns: {names}")
+
     @property
     def feature_store(self):
         """The config's FeatureStore (needs a 'features' section)."""
@@ -107,6 +127,7 @@ class Pipeline:
         cfg = self.config
         if cfg.training is None:
             raise RaymlopsError("this config has no 'training' section")
+        self.check_inputs()
         self.connect()
         store = self.feature_store if cfg.training.dataset is not None else None
         out = TrainingRun(cfg, self.say, self.source_file, store, register_as).run(progress, no_cache, resume, register, tags)
@@ -167,6 +188,7 @@ class Pipeline:
     def run(self, progress: bool = True, no_cache: bool = False, resume: bool = False) -> RunResult:
         """Builds the feature views the training set needs, trains, then deploys when the config has a
         'serving' section."""
+        self.check_inputs()
         if self.config.training is not None and self.config.training.dataset is not None:
             self.build_features(no_cache=no_cache)
         result = self.train(progress=progress, no_cache=no_cache, resume=resume)

@@ -122,6 +122,22 @@ def test_no_change_rerun_skips_every_step(quickstart, registry):
     assert (again.run_dir / "model.ubj").read_bytes() == (first.run_dir / "model.ubj").read_bytes()
 
 
+def test_a_monitoring_only_change_registers_a_version_that_carries_it(quickstart, registry, demo_dir, storage):
+    """Same data, same model: a new drift detector still needs a new version, or a server following the
+    registry would keep the old detector; an unchanged rerun reuses that version."""
+    name = "churn-monitoring"
+    base = ["training.tune.num_samples=2", "monitoring.drift.p_val=0.01", f"registry.model_name={name}"]
+    first = pipeline("quickstart.yaml", demo_dir, storage, *base).train(progress=False)
+    changed = pipeline("quickstart.yaml", demo_dir, storage, *base, "monitoring.drift.detector=ks")
+    second = changed.train(progress=False)
+    assert second.steps["train"]["cached"] and not second.model["cached"]
+    assert second.model["version"] == first.model["version"] + 1
+    bundle = registry.download(f"models:/{name}/{second.model['version']}", storage + "/dl")[0]
+    assert json.loads((bundle / "meta.json").read_text())["run_id"] == second.run_id
+    third = changed.train(progress=False)
+    assert third.model["cached"] and third.model["version"] == second.model["version"]
+
+
 def test_failed_gate_leaves_the_champion_and_becomes_challenger(challenger, registry):
     result, before = challenger
     m = result.model
