@@ -40,7 +40,7 @@ def main() -> None:
                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
         env.pop("MLFLOW_TRACKING_URI", None)
         run(["demo-data", f"{tmp}/demo", "--rows", str(a.rows)], env)
-        base = ["run", "configs/quickstart.yaml", "--quiet", "--set", "serving=null",
+        base = ["run", "configs/quickstart.yaml", "--set", "serving=null",  # not --quiet: it hides the step lines
                 "--set", f"training.tune.num_samples={a.samples}"]
         first, _ = run(base, env)
         again, log = run(base, env)

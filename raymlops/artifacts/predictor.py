@@ -47,7 +47,8 @@ class Predictor:
 
     @property
     def version(self) -> str:
-        return self.meta["run_id"]
+        """``NAME/VERSION`` when loaded from the registry, else the run id (``run.model_version``)."""
+        return layout.model_version(self.run_dir)
 
     def features_of(self, df: pd.DataFrame) -> np.ndarray:
         """Input rows -> the model's feature matrix."""

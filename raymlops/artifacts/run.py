@@ -27,6 +27,7 @@ XGB_MODEL = "model.ubj"
 SKLEARN_MODEL = "model.pkl"
 RESUME = "resume.json"  # in a partial run: what --resume needs (config hash, MLflow run id)
 LINEAGE = "lineage.json"
+REGISTERED = "registered.json"  # in a registry version's bundle: {name, version, run_id}
 TUNE = "tune"  # Tune's experiment state (and the Train runs' checkpoints), written from any node
 
 
@@ -177,6 +178,17 @@ def local_run(run_dir: "str | os.PathLike | dict") -> Path:
     if "://" not in s:
         return Path(s)
     return fetch_dir(open_storage(s))
+
+
+def model_version(local: Path) -> str:
+    """What answers, responses, logs and monitors call a model: ``NAME/VERSION`` for a registered version's
+    bundle (a cached re-run that reuses the version keeps the name, and the monitor's state), else the run
+    id of a run served by its directory."""
+    reg = local / REGISTERED
+    if reg.is_file():
+        r = json.loads(reg.read_text())
+        return f"{r['name']}/{r['version']}"
+    return json.loads((local / META).read_text())["run_id"]
 
 
 def read_meta(run_dir: str | os.PathLike) -> dict:

@@ -16,6 +16,10 @@ from raymlops.errors import ConfigError, RaymlopsError
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from raymlops.data.ray_env import SETTINGS
+
+    for k in ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRANSFORMERS_VERBOSITY"):  # commands that never start Ray
+        os.environ.setdefault(k, SETTINGS[k])
     # SIGTERM (`ray job stop`, a container shutdown) stops every command as Ctrl-C does: the same clean-up
     # runs (a killed MLflow run, a removed partial output, a Serve shutdown).
     if threading.current_thread() is threading.main_thread():

@@ -21,6 +21,10 @@ SETTINGS = {
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     # Save the experiment state every 2 s (default: >= 10 s) so --resume loses at most that much progress.
     "TUNE_GLOBAL_CHECKPOINT_S": "2",
+    # alibi-detect imports transformers, which advises on every import that no deep-learning framework is
+    # installed (none is needed: the detectors used here are numpy/scipy).
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
 }
 # Passed on as set in the driver: where state lives and how to reach it (storage endpoint and credentials).
 PASSED = ("RAYMLOPS_STORAGE", "RAYMLOPS_STORAGE_OPTIONS", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL",
@@ -90,11 +94,15 @@ def job_client(address: str | None = None):
 # prints at start (raymlops' local Ray is token-authenticated on purpose; clusters set RAY_AUTH_MODE), and
 # "Progress bars disabled", which quiet mode causes itself. Muted here once, at their loggers.
 _KNOWN_NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+# Serve's driver-side INFO ("Started Serve in namespace", "Connecting to existing Serve app ... options will not
+# be applied"): raymlops says what it deployed and where itself.
+_SERVE_DRIVER = "ray.serve"
 
 
 def _mute_known_notices() -> None:
     for name in _KNOWN_NOTICES:
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger(_SERVE_DRIVER).setLevel(logging.WARNING)
 
 
 def _configure_ray_data(quiet: bool) -> None:

@@ -82,19 +82,20 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         # mirrors the first variant until the alias is set, then swaps to it like any alias move.
         mirror = models[0]["run_dir"] if role == "shadow" else None
         run_dir, watch = resolve_model(cfg, entry.model or default_ref, until_set=mirror)
-        run_id = layout.read_meta(layout.local_run(run_dir))["run_id"]
+        local = layout.local_run(run_dir)
+        run_id, version = layout.read_meta(local)["run_id"], layout.model_version(local)
         waiting = mirror is not None and run_dir is mirror
         say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id}"
             + (f": no version holds the alias yet, so it mirrors variant {models[0]['name']} until one does)"
                if waiting else ")")
             + (f", following the alias every {s.reload_seconds:g} s" if watch else ""))
-        spec = _monitor_spec(cfg, app, entry.name, run_dir, run_id, app_monitor)
+        spec = _monitor_spec(cfg, app, entry.name, run_dir, version, app_monitor)
         if spec is not None and start_actors:
             monitors.append(start_monitor(spec, wait=False))
         elif spec is not None:
             start.append({"call": "raymlops.monitoring.actor:ensure_monitor", "args": [spec]})
         models.append({"name": entry.name, "role": role, "weight": getattr(entry, "weight", 0.0),
-                       "run_dir": run_dir, "model_version": run_id, "watch": watch,
+                       "run_dir": run_dir, "model_version": version, "watch": watch,
                        "max_in_flight": getattr(entry, "max_in_flight", None),
                        "monitor": actor_name(app, entry.name) if spec is not None else None})
     if monitors:  # started side by side; fail here, not in serving, if a detector cannot load
@@ -142,7 +143,7 @@ def monitoring_dir(cfg: PipelineConfig, app: str) -> str:
     return open_storage(cfg).url("monitoring", app)
 
 
-def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | dict, run_id: str,
+def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | dict, version: str,
                   app_monitor: str | None) -> dict | None:
     """The spec of the variant's (or shadow's) monitor actor, or None when neither drift nor data-quality
     monitoring is on."""
@@ -150,7 +151,7 @@ def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | di
     if m is None or (m.drift is None and m.data_quality is None):
         return None
     return {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": run_dir,
-            "model_version": run_id, "state_dir": join(monitoring_dir(cfg, app), variant),
+            "model_version": version, "state_dir": join(monitoring_dir(cfg, app), variant),
             "drift": m.drift.model_dump() if m.drift else None,
             "quality": m.data_quality.model_dump() if m.data_quality else None,
             "history": m.history, "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep,

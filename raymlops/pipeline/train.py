@@ -187,6 +187,10 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     say(f"splitting ({t.split.type}, {t.split.fraction:.0%} validation)")
     # Read once; both splits and every statistic below come from these blocks.
     ds = ds.map_batches(_drop_null_labels, fn_kwargs={"label": t.label}, batch_format="pandas").materialize()
+    if ds.count() == 0:
+        path = cfg.sources[t.source or t.dataset.labels].path
+        raise DataError(f"{path}: no rows to train on in {where} (rows kept: those whose {t.label!r} label is "
+                        "not null)")
     kwargs = {"kind": t.split.type, "fraction": t.split.fraction}
     if t.split.type == "time":
         ts = np.concatenate([b[timestamp] for b in ds.select_columns([timestamp]).iter_batches(

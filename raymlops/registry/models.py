@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.storage.staging import cache_root
+from raymlops.artifacts.run import REGISTERED
 from raymlops.config.base import MODEL_URI
 from raymlops.config.models import MAXIMIZE
 from raymlops.errors import RaymlopsError
@@ -300,6 +301,8 @@ class ModelRegistry:
                 if not (bundle / "meta.json").is_file():
                     raise RegistryError(f"models:/{mv.name}/{mv.version} was not logged by raymlops "
                                         "(it has no run bundle)")
+                (bundle / REGISTERED).write_text(json.dumps({"name": mv.name, "version": int(mv.version),
+                                                             "run_id": run_id}))
                 os.replace(bundle, tmp / BUNDLE)
                 shutil.rmtree(tmp / "dl")
                 if final.exists() and not _complete(final, run_id):  # a stale copy (store was recreated)
@@ -316,7 +319,7 @@ class ModelRegistry:
 
 def _complete(d: Path, run_id: str | None) -> bool:
     meta = d / BUNDLE / "meta.json"
-    if not meta.is_file():
+    if not meta.is_file() or not (d / BUNDLE / REGISTERED).is_file():  # (a copy from before versions were named)
         return False
     return run_id is None or json.loads(meta.read_text()).get("run_id") == run_id
 

@@ -70,7 +70,8 @@ class PredictResponse(BaseModel):
         None, description="Per fetched value: PRESENT, NOT_FOUND or OUTSIDE_TTL.")
     probabilities: list[float] | list[list[float]] | None = Field(
         None, description="Binary: P(classes[1]); multiclass: one list per row in classes order.")
-    model_version: str = Field(description="The run id of the model that answered.")
+    model_version: str = Field(description="The model that answered: NAME/VERSION when served from the registry "
+                                           "(models:/NAME@ALIAS or models:/NAME/VERSION), else its run id.")
     variant: str = Field(description="The variant that answered.")
     request_id: str
 

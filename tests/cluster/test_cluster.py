@@ -112,7 +112,7 @@ def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(clus
     assert store.listdir("monitoring", "churn-quickstart", "default", "history.jsonl.d")
     assert store.exists("monitoring", "churn-quickstart", "default", "checkpoint.pkl")
     status, got = predict(rows(job_dir, "holdout", 3))
-    assert status == 200 and len(got["predictions"]) == 3 and got["model_version"] == run
+    assert status == 200 and len(got["predictions"]) == 3 and got["model_version"] == f"churn/{mv.version}"
     # The exported Serve config (what a RayService runs): `serve deploy` of it on the cluster redeploys the
     # app, monitors included, from object storage and the registry.
     exported = cluster.work / "serve.yaml"
@@ -128,7 +128,7 @@ def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(clus
     _wait(lambda: (a := serve.status().applications["churn-quickstart"]).last_deployed_time_s > deployed
           and a.status == "RUNNING", 180, "the exported app to be redeployed", interval=1)
     status, got = predict(rows(job_dir, "holdout", 3))
-    assert status == 200 and got["model_version"] == run
+    assert status == 200 and got["model_version"] == f"churn/{mv.version}"
 
 
 def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_storage(cluster, job_dir):
@@ -201,7 +201,7 @@ def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_
     _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
           "the point-in-time join's reduce tasks on both worker nodes")
     assert cluster.task_nodes(r.submission_id, "_split_files")  # each map task read its group of feature files
-    r = cluster.submit("raymlops run configs/features.yaml --quiet", job_dir, name="features-run")
+    r = cluster.submit("raymlops run configs/features.yaml", job_dir, name="features-run")
     assert r.returncode == 0, r.stdout[-6000:]
     assert "step features (txn_stats): skipped" in r.stdout, r.stdout[-6000:]  # the CLI's build is reused
     result = result_of(r.stdout)

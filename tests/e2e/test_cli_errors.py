@@ -89,6 +89,8 @@ def broken(served, demo):  # noqa: F811
     rows.assign(prediction=1).to_parquet(d / "with_prediction.pq")
     rows.assign(usage_gb=rows["usage_gb"].astype(str)).to_parquet(d / "text.parquet")
     (d / "garbage.parquet").write_bytes(os.urandom(3000))
+    rows.head(0).to_parquet(d / "zero.parquet")
+    rows.head(0).to_csv(d / "zero.csv", index=False)
     (d / "empty").mkdir()
     (d / "empty" / "_SUCCESS").write_text("")
     bad = d / "bad.yaml"
@@ -101,6 +103,8 @@ CASES = [  # (name, arguments, exit code, what the one line says)
     ("run-corrupt-source", ["run", CFG, "--set", "sources.customers.path={d}/garbage.parquet"], 2,
      "cannot read as parquet"),
     ("run-no-files", ["run", CFG, "--set", "sources.customers.path={d}/empty"], 2, "no data files found"),
+    ("run-no-rows", ["run", CFG, "--set", "sources.customers.path={d}/zero.parquet"], 2,
+     "zero.parquet: no rows to train on in source 'customers'"),
     ("run-label-typo", ["run", CFG, "--set", "training.label=churn"], 2, "did you mean 'churned'?"),
     ("predict-missing-column", ["predict", CFG, "--input", "{d}/missing.parquet", "--output", "{d}/out"], 2,
      "missing.parquet: age: missing column"),
@@ -108,6 +112,8 @@ CASES = [  # (name, arguments, exit code, what the one line says)
      "prediction: the input already has this column"),
     ("predict-numbers-as-text", ["predict", CFG, "--input", "{d}/text.parquet", "--output", "{d}/out"], 2,
      "usage_gb: expected number values, got string"),
+    ("predict-no-rows", ["predict", CFG, "--input", "{d}/zero.csv", "--output", "{d}/out"], 2,
+     "zero.csv: no rows in 1 csv file(s)"),
     ("predict-bad-output-columns", ["predict", CFG, "--input", "{d}/missing.parquet", "--output", "{d}/out",
                                     "--output-columns", "score=x"], 2, "--output-columns: got 'score=x'"),
     ("predict-no-run", ["predict", CFG, "--run", "nope", "--input", "{d}/text.parquet", "--output", "{d}/out"], 1,

@@ -69,7 +69,7 @@ def test_quickstart_against_a_real_mlflow_server(ray_session, mlflow_server, dem
     assert c.get_model_version_by_alias("churn", "champion").run_id == run.info.run_id
     rows = pd.read_parquet(demo_dir / "holdout.parquet").head(50)
     served = load_model("models:/churn@champion", storage=store, tracking_uri_=mlflow_server)
-    assert served.version == result.run_id
+    assert served.version == "churn/1" and served.meta["run_id"] == result.run_id
     assert (served.predict_proba(rows) == load_model(result.run_dir).predict_proba(rows)).all()
     # A second run with nothing changed is skipped step by step, registering nothing new.
     again = pipe.train(progress=False)

@@ -87,7 +87,7 @@ def test_sklearn_regression_with_asha(ray_session, demo_dir, storage):
 
 def test_a_failing_run_leaves_nothing_visible(ray_session, demo_dir, storage):
     pipe = pipeline("sklearn_multiclass.yaml", demo_dir, storage, "training.label=no_such_column")
-    with pytest.raises(DataError, match="label column 'no_such_column' is not in source"):
+    with pytest.raises(DataError, match="label column 'no_such_column' is not in the data"):
         pipe.train(progress=False)
     assert not list((Path(storage) / "runs" / "contract-multiclass").glob(".*.partial"))
 

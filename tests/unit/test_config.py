@@ -240,3 +240,11 @@ monitoring:
     assert any("monitoring.performance: joining late labels needs serving.request_log" in g for g in got), got
     assert any("monitoring.retrain.deploy: 'shadow' needs a serving.shadow entry with model: models:/demo@challenger"
                in g for g in got), got
+
+
+def test_positive_class_is_for_binary_tasks(tmp_path):
+    assert load_config(write(tmp_path, BASE.replace("task: binary", "task: binary\n  positive_class: 'Yes'"))
+                       ).training.positive_class == "Yes"
+    got = issues(write(tmp_path, BASE.replace("task: binary", "task: multiclass\n  positive_class: 'Yes'")))
+    assert any(":11: training.positive_class: got 'Yes'; positive_class is for task 'binary' only" in g
+               for g in got), got
