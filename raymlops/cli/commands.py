@@ -72,11 +72,11 @@ def _run(args) -> int:
 
 
 def _stop_serving() -> None:
-    """A graceful Serve shutdown before a local Ray goes down with this process: replicas flush their
+    """A graceful stop of every app before a local Ray goes down with this process: replicas flush their
     request logs (a hard exit would lose the last flush interval)."""
-    from raymlops.serving import shutdown
+    from raymlops.serving import delete_apps
 
-    shutdown()
+    delete_apps()
 
 
 def _serving(args) -> int:

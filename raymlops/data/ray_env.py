@@ -99,10 +99,20 @@ _KNOWN_NOTICES = ("ray._private.authentication.authentication_token_setup", "ray
 _SERVE_DRIVER = "ray.serve"
 
 
+class _ServeDriverInfo(logging.Filter):
+    """Serve re-configures its logger's level and handlers when it starts, so this filter on the logger
+    itself (which Serve leaves alone) holds its driver-side INFO back."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO
+
+
 def _mute_known_notices() -> None:
     for name in _KNOWN_NOTICES:
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger(_SERVE_DRIVER).setLevel(logging.WARNING)
+    serve_log = logging.getLogger(_SERVE_DRIVER)
+    if not any(isinstance(f, _ServeDriverInfo) for f in serve_log.filters):
+        serve_log.addFilter(_ServeDriverInfo())
 
 
 def _configure_ray_data(quiet: bool) -> None:

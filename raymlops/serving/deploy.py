@@ -45,14 +45,30 @@ def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.P
 
 def shutdown(app_name: str | None = None, namespace: str = "raymlops") -> None:
     """Deletes one app (and its traffic controller; its state file stays), or shuts Serve down entirely."""
+    from ray import serve
+
+    if not app_name:
+        serve.shutdown()
+        return
+    _delete(app_name, namespace)
+
+
+def delete_apps(namespace: str = "raymlops") -> None:
+    """Deletes every app, each replica shutting down gracefully (request logs flushed), and leaves Serve's
+    controller to go down with a local Ray: ``serve.shutdown`` kills it mid-call, and the raylet then
+    prints "Task ServeController.graceful_shutdown failed ... will be retried" on every stop."""
+    from ray import serve
+
+    for app in list(serve.status().applications):
+        _delete(app, namespace)
+
+
+def _delete(app_name: str, namespace: str) -> None:
     import ray
     from ray import serve
 
     from raymlops.serving.controller import controller_name
 
-    if not app_name:
-        serve.shutdown()
-        return
     serve.delete(app_name)
     try:
         ray.kill(ray.get_actor(controller_name(app_name), namespace=namespace))
