@@ -48,7 +48,8 @@ class Input:
         return self.filesystem.open_input_file(file) if self.filesystem is not None else open(file, "rb")
 
 
-def _local_files(path: str) -> list[str]:
+def local_files(path: str) -> list[str]:
+    """The data files a local path names (a file, a directory tree or a glob), sorted, absolute."""
     path = os.path.expanduser(path.removeprefix("file://"))
     if any(ch in path for ch in "*?["):
         found = glob.glob(path, recursive=True)
@@ -107,7 +108,7 @@ def resolve(path: str, fmt: str | None = None) -> Input:
     if "://" in path and not path.startswith("file://"):
         files, fs = _uri_files(path)
     else:
-        files, fs = _local_files(path), None
+        files, fs = local_files(path), None
     if not files:
         raise DataError(f"{path}: no data files found (skipped {SKIPPED})")
     if fmt is None:

@@ -146,7 +146,7 @@ class AppMonitor:
                 subject = f"{e['event']} {e['model']}" if e.get("model") else e["event"]
                 self.event({"type": "canary", "app": self.spec["app"], "variant": e.get("variant"),
                             "subject": subject, "severity": "critical" if rollback else "warning",
-                            "message": f"canary {e.get('variant')}" + (f" (run {e['model']})" if e.get("model") else "")
+                            "message": f"canary {e.get('variant')}" + (f" ({e['model']})" if e.get("model") else "")
                                        + (f" rolled back: {e.get('reason')}" if rollback
                                           else " completed: it takes all its traffic"),
                             "details": e, "ts": time.time()})
@@ -243,16 +243,19 @@ class AppMonitor:
                 return
             if status != "SUCCEEDED":
                 return self._fail(record, f"job {record['id']} {status}: {info}")
-            version, run_id = _challenger(info)
+            name, version, run_id = _challenger(info)
             if version is None:
                 return self._fail(record, f"job {record['id']} succeeded but printed no 'challenger:' line")
-            self._step(record, "challenger_registered", info, version=version, run_id=run_id)
+            self._step(record, "challenger_registered", info, version=version, run_id=run_id,
+                       model=f"{name}/{version}")
             self._step(record, f"challenger_{r['deploy']}", f"observing for {r['observe_s']:g} s",
                        status="observing", observe_until=time.time() + r["observe_s"])
             return
-        rolled_back = self.state.get("canary_rollbacks", {}).get(record.get("run_id"))
+        # Canary events name the model as serving does: NAME/VERSION when it follows the registry.
+        rolled = self.state.get("canary_rollbacks", {})
+        rolled_back = rolled.get(record.get("model")) or rolled.get(record.get("run_id"))
         if record["status"] == "observing" and r["deploy"] == "canary" and rolled_back:
-            why = f"the canary of run {record['run_id']} rolled back: {rolled_back}"
+            why = f"the canary of {record.get('model')} (run {record['run_id']}) rolled back: {rolled_back}"
             return self._step(record, "kept", why, status="kept",
                               outcome={"promoted": False, "version": record["version"], "reason": why})
         if record["status"] == "observing" and time.time() >= record["observe_until"]:
@@ -318,12 +321,13 @@ class AppMonitor:
         return self.alerts.flush(timeout)
 
 
-def _challenger(line: str) -> tuple[int | None, str | None]:
-    """(version, run id) from the retrain job's 'challenger: models:/NAME/VERSION (run RUN_ID, ...)' line."""
+def _challenger(line: str) -> tuple[str | None, int | None, str | None]:
+    """(name, version, run id) from the retrain job's 'challenger: models:/NAME/VERSION (run RUN_ID, ...)'
+    line."""
     import re
 
-    m = re.match(r"models:/[^/\s]+/(\d+)(?:\s*\(run ([^,\s)]+))?", line or "")
-    return (int(m.group(1)), m.group(2)) if m else (None, None)
+    m = re.match(r"models:/([^/\s]+)/(\d+)(?:\s*\(run ([^,\s)]+))?", line or "")
+    return (m.group(1), int(m.group(2)), m.group(3)) if m else (None, None, None)
 
 
 def app_monitor_name(app: str) -> str:

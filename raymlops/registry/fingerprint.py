@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -31,14 +30,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _files_of(path: str) -> list[str]:
-    """The data files a source path names (a file, a directory tree, or a glob), sorted."""
-    if any(ch in path for ch in "*?["):
-        found = glob.glob(path, recursive=True)
-    elif os.path.isdir(path):
-        found = [str(p) for p in Path(path).rglob("*")]
-    else:
-        found = [path]
-    return sorted(os.path.abspath(p) for p in found if os.path.isfile(p) and not os.path.basename(p).startswith("."))
+    """The data files a source path names, as the reader reads them (Spark's `_SUCCESS`, `.crc` and hidden
+    files left out), sorted."""
+    from raymlops.data.reader import local_files
+
+    return local_files(path)
 
 
 class Fingerprinter:

@@ -27,4 +27,4 @@ def test_features_cli_build_materialize_list_describe(demo, tmp_path):  # noqa: 
     assert d["schema"]["amount_sum_7d"] == "double" and d["offline_versions"][0]["rows"] > 0
     assert d["last_materialization"]["offline_version"] == 1 and d["freshness_seconds"] is not None
     r = run(["raymlops", "features", "describe", "configs/features.yaml", "nope"], 120, **env)
-    assert r.returncode == 1 and "unknown feature view 'nope'" in r.stderr
+    assert r.returncode == 2 and "unknown feature view 'nope'" in r.stderr  # the user's input to fix: exit 2

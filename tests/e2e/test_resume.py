@@ -15,7 +15,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     fits = tmp_path / "fits.log"
-    cmd = ["raymlops", "run", "configs/sklearn_multiclass.yaml", "--quiet",
+    cmd = ["raymlops", "run", "configs/sklearn_multiclass.yaml",  # not --quiet: the test reads the step lines
            "--set", "training.model.estimator=tests.integration.chaos.SlowLogClassifier",
            "--set", f"training.model.params.log={fits}", "--set", "training.model.params.delay=4",
            "--set", "training.model.params.C={grid: [0.1, 1.0, 10.0]}",

@@ -259,9 +259,11 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     trained_rows = json.loads((Path(pipe.config.storage) / "runs" / pipe.config.name / new_run / "meta.json")
                               .read_text())["rows"]
     assert sum(trained_rows.values()) > 6000  # trained on the data up to now (the shifted month too)
+    new_model = f"churn-loop/{version}"  # what serving calls a registered version
     served = _wait("both variants to swap to the new version",
-                   lambda: (v := httpx.get(f"{url}/health").json()["variants"])["default"] == new_run and v, timeout=30)
-    assert served["challenger"] == new_run and before["default"] != new_run
+                   lambda: (v := httpx.get(f"{url}/health").json()["variants"])["default"] == new_model and v,
+                   timeout=30)
+    assert served["challenger"] == new_model and before["default"] != new_model
     from raymlops.pipeline.monitor import format_monitor_status, monitor_status
 
     shown = format_monitor_status(monitor_status(pipe.config, pipe.app_name))
@@ -311,24 +313,24 @@ def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champi
         stop.set()
         pipe.stop()
     steps = [s["step"] for s in record["steps"]]
-    new_run = record["run_id"]
+    new_run, new_model = record["run_id"], f"churn-canary/{record['version']}"
     assert record["status"] == "kept" and steps[-3:] == ["challenger_registered", "challenger_canary", "kept"], record
-    assert record["outcome"]["reason"].startswith(f"the canary of run {new_run} rolled back: p99 latency")
+    assert record["outcome"]["reason"].startswith(f"the canary of {new_model} (run {new_run}) rolled back: p99")
     from raymlops.registry import ModelRegistry
 
     reg = ModelRegistry.from_config(pipe.config)
     assert reg.alias_version("churn-canary", "champion") == 1  # kept
     assert reg.alias_version("churn-canary", "challenger") == record["version"] == 3
-    assert served["challenger"] == new_run != served["default"]
+    assert served["challenger"] == new_model != served["default"]
     from raymlops.pipeline.serve import state_dir
     from raymlops.serving.controller import read_events
 
     events = [(e["event"], e.get("model")) for e in read_events(state_dir(pipe.config, "loopc"))]
-    restart = events.index(("start", new_run))  # the swap restarted the canary for the new run ...
-    assert ("rollback", new_run) in events[restart:], events  # ... and its own requests rolled it back
+    restart = events.index(("start", new_model))  # the swap restarted the canary for the new model ...
+    assert ("rollback", new_model) in events[restart:], events  # ... and its own requests rolled it back
     # One alert per rolled-back model: the retrained run's rollback is not inside the first one's cooldown.
     rollbacks = [b["subject"] for b in receiver.of("canary") if b["severity"] == "critical"]
-    assert f"rollback {new_run}" in rollbacks, receiver.of("canary")
+    assert f"rollback {new_model}" in rollbacks, receiver.of("canary")
     assert [b["details"]["step"] for b in receiver.of("retrain")][-1] == "kept"
 
 

@@ -170,7 +170,8 @@ def test_prometheus_metrics_per_variant(ab, answered):
 def test_openapi_describes_every_route(ab):
     _, url, _ = ab
     doc = httpx.get(f"{url}/openapi.json").json()
-    assert set(doc["paths"]) == {"/predict", "/health", "/schema", "/drift", "/monitoring", "/variants"}
+    assert set(doc["paths"]) == {"/predict", "/invocations", "/health", "/schema", "/drift", "/monitoring",
+                                 "/variants"}
     resp = doc["components"]["schemas"]["PredictResponse"]
     assert {"predictions", "model_version", "variant", "request_id"} <= set(resp["required"])
     assert httpx.get(f"{url}/nope").status_code == 404

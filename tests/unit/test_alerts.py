@@ -300,10 +300,11 @@ def promote(config, version):
     return {"promoted": True, "version": version, "reason": "gate passed"}
 
 
-@pytest.mark.parametrize("rolled_back", ["run-new", "run-old"])
-def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp_path, rolled_back):
-    """Canary mode: the retrained run's canary rolling back keeps the champion; a rollback of another run's
-    canary (the one before the retrain) does not stop the promotion."""
+@pytest.mark.parametrize("rolled_back,kept", [("churn/3", True), ("run-new", True), ("churn/2", False)])
+def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp_path, rolled_back, kept):
+    """Canary mode: the retrained version's canary rolling back keeps the champion (events name it as
+    serving does: NAME/VERSION, or the run id of a run served by its directory); a rollback of another
+    version's canary (the one before the retrain) does not stop the promotion."""
     from raymlops.monitoring.app_monitor import AppMonitor
 
     PROMOTED.clear()
@@ -316,7 +317,7 @@ def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp
     spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"), "alerts": [],
             "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": str(events), "performance": None,
             "retrain": {"on": ["drift"], "min_interval_s": 3600, "deploy": "canary", "timeout_s": 60,
-                        "observe_s": 600 if rolled_back == "run-new" else 3,  # 'kept' never waits for it
+                        "observe_s": 600 if kept else 3,  # 'kept' never waits for it
                         "submit": {"call": f"{here}:submitted", "args": ["cfg.yaml"]},
                         "promote": {"call": f"{here}:promote", "args": ["cfg.yaml"]}}}
     monitor = AppMonitor(spec)
@@ -334,9 +335,10 @@ def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp
     with open(events, "a") as f:
         f.write(json.dumps({"type": "canary", "event": "rollback", "variant": "challenger", "model": rolled_back,
                             "reason": "p99 latency 9.0 ms > 1 ms over 20 requests"}) + "\n")
-    if rolled_back == "run-new":
+    if kept:
         r = record("kept")
-        assert r["outcome"]["reason"].startswith("the canary of run run-new rolled back: p99 latency") and not PROMOTED
+        assert r["outcome"]["reason"].startswith("the canary of churn/3 (run run-new) rolled back: p99 latency")
+        assert not PROMOTED
         assert [s["step"] for s in r["steps"]][-3:] == ["challenger_registered", "challenger_canary", "kept"]
     else:
         assert record("promoted")["outcome"]["version"] == 3 and PROMOTED == [3]
