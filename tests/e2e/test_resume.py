@@ -49,7 +49,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
     r = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "resuming run" in r.stderr
-    out = json.loads(r.stdout[r.stdout.index("{"): r.stdout.rindex("}") + 1])
+    out = json.loads(r.stdout[r.stdout.rindex('{\n  "run_id"'): r.stdout.rindex("}") + 1])  # after Tune's table
     assert out["run_id"] == partial[0][1:].removesuffix(".partial")
     done = [ln.split()[1] for ln in fits.read_text().splitlines() if ln.startswith("done")]
     # The trial that finished before the kill was not fitted again; the other two were fitted once more.
