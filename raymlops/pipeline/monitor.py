@@ -70,7 +70,7 @@ def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out:
     predictor = Predictor(run_dir)
     missing = [c for c in predictor.schema.names if c not in batch.columns]
     if missing:
-        raise DataError(f"{current!r} lacks the model's input columns {missing}")
+        raise DataError(f"{current}: lacks the model's input columns {missing}")
     drift_dir = run_dir / layout.DRIFT_DIR
     if not has_detector(drift_dir):
         drift_dir = _fit_default(run_dir, reference, predictor.schema.columns, storage or (cfg.storage if cfg else None))
