@@ -158,7 +158,7 @@ class AppMonitor:
     # ------------------------------------------------------------------ performance
 
     def _performance(self) -> None:
-        from raymlops.monitoring.performance import breaches, join_labels, summarize, windowed
+        from raymlops.monitoring.performance import breaches, join_labels, row_note, summarize, windowed
 
         p = self.spec["performance"]
         labels = read_table(p["labels_source"])
@@ -168,8 +168,11 @@ class AppMonitor:
             return
         joined = join_labels(requests, labels, p)
         windows = windowed(joined, p["metric"], p["task"], p["window"], p.get("classes"))
+        note = row_note(joined, labels, p)
+        if note and not (self.performance or {}).get("note"):
+            log.warning("app monitor %s: %s", self.spec["app"], note)
         self.performance = {"labelled_rows": int(len(joined)), "windows": windows[-50:],
-                            "summary": summarize(windows), "at": time.time()}
+                            "summary": summarize(windows), "at": time.time(), **({"note": note} if note else {})}
         for w in breaches(windows, p["metric"], p.get("floor")):
             key = (w["variant"], w["start_ts"])
             if key in self._reported:

@@ -87,6 +87,20 @@ def _parse(s: pd.Series) -> pd.Series:
     return s.map(dict(zip(texts, (json.loads(t) for t in texts))))
 
 
+def row_note(joined: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> str | None:
+    """What a request-id join without a ``row`` column did to requests that scored several rows (each one's
+    label went to every row), said so that a user who meant one label per row finds out; None otherwise."""
+    if cfg.get("join") == "entity" or "row" in labels.columns or joined.empty:
+        return None
+    rows = joined.groupby("request_id")["row"].nunique()
+    several = int((rows > 1).sum())
+    if not several:
+        return None
+    return (f"labels have no 'row' column: {several} labelled request(s) scored several rows, and each one's "
+            "label was applied to all of its rows; add 'row' (the row's 0-based position in the request) to "
+            "label rows one by one")
+
+
 def join_labels(log: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     """Labelled request-log rows (status 200, primary and shadow), ordered by request ts.
 

@@ -52,7 +52,12 @@ def served(demo, tmp_path_factory):  # noqa: F811
 def test_first_ctrl_c_after_a_training_search_stops_serving(served):
     assert served["rc"] == 0, served["stderr"][-3000:]
     assert served["stopped_in"] < 60 and "Traceback" not in served["stderr"]
-    assert "Token authentication is enabled" not in served["stderr"]  # known notices are muted
+    # Quiet by default: Ray's, Serve's, MLflow's and transformers' known notices (token auth, progress bars,
+    # "Registered model ... Creating a new version", "Started Serve", "graceful_shutdown failed", ...) are
+    # muted; what is left on stderr is raymlops' own step lines (and their indented details).
+    noise = [ln for ln in served["stderr"].splitlines()
+             if ln.strip() and not ln.startswith("[raymlops ") and not ln.startswith("    ")]
+    assert noise == [], noise
 
 
 def test_first_ctrl_c_during_a_training_search_stops_the_run(demo, tmp_path):  # noqa: F811
@@ -140,6 +145,15 @@ def test_broken_input_fails_in_one_line(served, broken, name, args, code, says):
     assert "Traceback" not in r.stdout + r.stderr
     left = [p.name for p in broken.iterdir() if p.name.endswith(".partial") or p.name == "out"]
     assert not left and not (broken / "nowhere").exists()
+
+
+def test_a_batch_prediction_prints_its_result_and_nothing_else(served, broken, demo):  # noqa: F811
+    out = served["dir"] / "scored"
+    r = run(["raymlops", "predict", CFG, "--input", str(demo / "holdout.parquet"), "--output", str(out)], 300,
+            **served["env"])
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr[-3000:]
+    assert r.stdout.strip() == f"wrote {len(pd.read_parquet(demo / 'holdout.parquet'))} rows to {out}"
+    assert pd.read_parquet(out)["model_version"].iloc[0].startswith("20")  # scored by a run: its run id
 
 
 def test_check_reports_numbers_that_arrive_as_text(served, broken):

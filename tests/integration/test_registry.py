@@ -169,10 +169,16 @@ def test_cli_promotion_enforces_the_gate_and_records_force(challenger, registry,
     last = registry.history(MODEL)[-1]
     assert last["alias"] == "champion" and last["version"] == version and last["forced"] is True
     assert last["previous"] == champion
+    import getpass
+
+    assert last["by"] == getpass.getuser() != "unknown"  # the OS user, even where $USER is unset (CI, root)
     r = _cli("models", "history", MODEL, storage=storage)
-    assert "[forced]" in r.stdout.splitlines()[-1]
+    assert "[forced]" in r.stdout.splitlines()[-1] and f"by {getpass.getuser()}" in r.stdout.splitlines()[-1]
     r = _cli("models", "list", MODEL, storage=storage)
     assert r.returncode == 0 and f"@champion=v{version}" in r.stdout
+    r = _cli("models", "promote", MODEL, str(champion), "--alias", "champion", "--force", "--by", "alice",
+             storage=storage)
+    assert r.returncode == 0 and registry.history(MODEL)[-1]["by"] == "alice", r.stderr
 
 
 def test_lineage_cli_prints_version_run_config_and_sources(quickstart, storage, demo_dir):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from raymlops.monitoring.performance import breaches, join_labels, metric_value, summarize, windowed
+from raymlops.monitoring.performance import breaches, join_labels, metric_value, row_note, summarize, windowed
 
 pytestmark = pytest.mark.unit
 
@@ -73,6 +73,20 @@ def test_labels_with_a_row_column_join_that_row_only():
                      {"t": 0, "rid": "m", "row": 1, "variant": "a", "pred": 0, "prob": 0.2}])
     j = join_labels(log, pd.DataFrame({"request_id": ["m"], "row": [1], "label": [0]}), {"join": "request_id"})
     assert j[["row", "prediction", "label"]].values.tolist() == [[1, 0, 0]]
+
+
+def test_a_label_without_row_for_a_multi_row_request_is_said_once():
+    log = log_frame([{"t": 0, "rid": "m", "row": 0, "variant": "a", "pred": 1, "prob": 0.7},
+                     {"t": 0, "rid": "m", "row": 1, "variant": "a", "pred": 0, "prob": 0.2},
+                     {"t": 1, "rid": "one", "variant": "a", "pred": 1, "prob": 0.9}])
+    cfg = {"join": "request_id"}
+    no_row = pd.DataFrame({"request_id": ["m", "one"], "label": [0, 1]})
+    note = row_note(join_labels(log, no_row, cfg), no_row, cfg)
+    assert note.startswith("labels have no 'row' column: 1 labelled request(s) scored several rows")
+    with_row = no_row.assign(row=[1, 0])
+    assert row_note(join_labels(log, with_row, cfg), with_row, cfg) is None
+    single = no_row[no_row["request_id"] == "one"]
+    assert row_note(join_labels(log, single, cfg), single, cfg) is None  # one-row requests need no `row`
 
 
 def test_entity_join_takes_the_latest_request_before_the_label_within_max_delay():

@@ -126,3 +126,23 @@ def test_the_positive_class_is_set_or_the_larger_value():
     assert _classes(stats, "y", "binary", "no") == ["Yes", "No"]  # matched by its text, any case
     with pytest.raises(DataError, match=r"training.positive_class: got 'maybe'; label 'y' has values \['No', 'Yes'\]"):
         _classes(stats, "y", "binary", "maybe")
+
+
+def test_training_warns_when_the_holdout_fails_the_training_profile(tmp_path):
+    from raymlops.pipeline.evaluate import holdout_warnings
+
+    train = pd.DataFrame({"lat": np.linspace(32.0, 38.0, 400), "month": ["jan", "feb", "mar", "apr"] * 100})
+    cols = [Column("lat", "number"), Column("month", "string")]
+    DataProfile.fit(train, cols).save(tmp_path / "quality.json")
+    assert holdout_warnings(tmp_path, train.sample(100, random_state=1)) == []
+    odd = train.head(100).copy()
+    odd.loc[:9, "lat"] = 41.5  # 10 rows north of anything in training
+    odd.loc[:19, "month"] = "dec"  # 20 rows of a month never seen
+    got = holdout_warnings(tmp_path, odd)
+    assert got == [
+        "warning: holdout fails the training profile's ranges check: lat: 10.0% of values outside training "
+        "[32, 38] (1.0% allowed); seen [32.1504, 41.5], e.g. [41.5]",
+        "warning: holdout fails the training profile's unseen_categories check: month: 20.0% of values never seen "
+        "in training (1.0% allowed), e.g. {'dec': 20}"]
+    odd.loc[:, "lat"], odd.loc[:2, "lat"] = 35.0, 38.5  # 3 rows: a small holdout's extremes, not a warning
+    assert len(holdout_warnings(tmp_path, odd.assign(month="jan"))) == 0
