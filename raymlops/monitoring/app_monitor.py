@@ -7,12 +7,10 @@ import copy
 import importlib
 import json
 import logging
-import os
 import threading
 import time
 import traceback
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import pandas as pd

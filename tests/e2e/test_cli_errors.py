@@ -156,6 +156,31 @@ def test_a_batch_prediction_prints_its_result_and_nothing_else(served, broken, d
     assert pd.read_parquet(out)["model_version"].iloc[0].startswith("20")  # scored by a run: its run id
 
 
+def test_first_ctrl_c_during_a_batch_prediction_stops_it_and_leaves_nothing(served, demo, tmp_path):  # noqa: F811
+    rows = pd.read_parquet(demo / "holdout.parquet")
+    big = tmp_path / "big.parquet"
+    pd.concat([rows] * (1_500_000 // len(rows)), ignore_index=True).to_parquet(big, row_group_size=50_000)
+    out, err = tmp_path / "scored", tmp_path / "err.log"
+    with open(err, "w") as e:
+        proc = subprocess.Popen(["raymlops", "predict", CFG, "--input", str(big), "--output", str(out)], cwd=ROOT,
+                                env=cli_env(**served["env"]), stdout=subprocess.DEVNULL, stderr=e,
+                                start_new_session=True)
+    partial = tmp_path / ".scored.partial"
+    try:
+        deadline = time.monotonic() + 180
+        while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert partial.exists(), f"scoring never started writing (exit {proc.poll()}): {err.read_text()[-2000:]}"
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stderr = err.read_text()
+    assert rc == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr[-3000:]
+    assert not partial.exists() and not out.exists()  # nothing half-written is left, hidden or not
+
+
 def test_check_reports_numbers_that_arrive_as_text(served, broken):
     r = run(["raymlops", "check", CFG, "--input", str(broken / "text.parquet")], 120, **served["env"])
     assert r.returncode == 1, r.stderr
