@@ -45,21 +45,23 @@ def _score_batch(batch: pd.DataFrame, run_dir: str, names: dict[str, str]) -> pd
     preds, probs = predictor.predict_with_proba(batch)
     out = batch.copy()
     out[names["prediction"]] = preds
-    for name, values in _probability_columns(predictor.task, predictor.classes, probs, names["probability"]):
-        out[name] = values
+    columns = _probability_names(predictor.task, predictor.classes, names["probability"])
+    if columns:
+        p = np.asarray(probs, dtype=np.float64).reshape(len(batch), -1)
+        for i, name in enumerate(columns):
+            out[name] = p[:, i]
     out[names["model_version"]] = predictor.version
     return out
 
 
-def _probability_columns(task: str, classes, probs, name: str):
-    if probs is None:
-        return
-    p = np.asarray(probs, dtype=np.float64)
+def _probability_names(task: str, classes, name: str) -> list[str]:
+    """The probability columns scoring adds: one for binary, one per class for multiclass, none for
+    regression (what ``plan`` checks for clashes and ``_score_batch`` writes)."""
     if task == "binary":
-        yield name, p
-    else:
-        for i, c in enumerate(classes):
-            yield f"{name}_{c}", p[:, i]
+        return [name]
+    if task == "multiclass":
+        return [f"{name}_{c}" for c in classes]
+    return []
 
 
 def output_names(spec: list[str] | None, prefix: str | None) -> dict[str, str]:
@@ -94,11 +96,8 @@ def plan(run: str | None, input_path: str, storage: str | None = None, fmt: str 
     arrow = schema(src, text)
     problems = [f"{c}: {p}" for c, p in arrow_problems(arrow, model_schema).items()]
     names = names or output_names(None, None)
-    produced = [names["prediction"], names["model_version"]]
-    if meta["task"] == "binary":
-        produced.append(names["probability"])
-    elif meta["task"] == "multiclass":
-        produced += [f"{names['probability']}_{c}" for c in meta["classes"]]
+    produced = [names["prediction"], names["model_version"],
+                *_probability_names(meta["task"], meta.get("classes"), names["probability"])]
     clash = [c for c in produced if c in arrow.names]
     problems += [f"{c}: the input already has this column and scoring would overwrite it; name the outputs with "
                  f"--output-columns {_output_of(c, names)}=NEW_NAME or --output-prefix PREFIX" for c in clash]
