@@ -110,6 +110,9 @@ class FeatureViewConfig(Strict):
     ttl: Duration | None = Field(None, description="How old a value may be at retrieval; none = no lower bound.")
     fields: list[str] = Field(default_factory=list, description="Columns passed through as features.")
     aggregations: list[AggregationConfig] = Field(default_factory=list)
+    tile: Duration | None = Field(None, description="Online time tile of the window aggregates (default 1m, or the "
+                                  "shortest window if shorter): online windows start at the first tile boundary at "
+                                  "or after now - window.")
     transform: str | None = Field(None, description="'module:function' batch transform (pandas) before aggregation.")
     description: str | None = None
     owner: str | None = None
@@ -130,7 +133,20 @@ class FeatureViewConfig(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"feature names {dupes} appear twice; give an aggregation a 'name'")
+        if self.tile and not self.aggregations:
+            raise ValueError("'tile' applies to window aggregates, and this view has no 'aggregations'")
+        short = [a.window for a in self.aggregations if self.tile and duration_seconds(a.window) < self.tile_seconds]
+        if short:
+            raise ValueError(f"tile {self.tile!r} is longer than the windows {short}; a tile must be no longer than "
+                             "the shortest window")
         return self
+
+    @property
+    def tile_seconds(self) -> int:
+        """The online tile: ``tile``, else 1 minute or the shortest window if that is shorter."""
+        if self.tile:
+            return duration_seconds(self.tile)
+        return min([60, *(duration_seconds(a.window) for a in self.aggregations)])
 
     @property
     def feature_names(self) -> list[str]:

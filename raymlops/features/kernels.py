@@ -135,24 +135,38 @@ def window_bounds(code: np.ndarray, ts: np.ndarray, window_ns: int) -> tuple[np.
     Rows with equal (key, ts) get the same window (every tie is as of the same instant). Both bounds are
     non-decreasing over the sorted rows.
     """
-    r_ts, r_lo = _dense_rank(ts, ts - window_ns)
-    packed = _pack(code, r_ts)
-    end = np.searchsorted(packed, packed, side="right")
-    start = np.searchsorted(packed, _pack(code, r_lo), side="right")
-    return start, end
+    return window_ranges(code, ts, code, ts, window_ns)
+
+
+def window_ranges(f_code: np.ndarray, f_ts: np.ndarray, q_code: np.ndarray, q_ts: np.ndarray,
+                  window_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """For event rows sorted by (code, ts) and queries (code, T): [start, end) of the events with the query's
+    key and ``T - w < ts <= T``. A query with a null key (code -1) or time gets an empty range; for queries
+    sorted by (code, T) both bounds are non-decreasing."""
+    r_f, r_hi, r_lo = _dense_rank(f_ts, q_ts, q_ts - window_ns)
+    packed = _pack(f_code, r_f)
+    end = np.searchsorted(packed, _pack(q_code, r_hi), side="right")
+    start = np.searchsorted(packed, _pack(q_code, r_lo), side="right")
+    empty = (q_code < 0) | (q_ts == NAT)
+    return start, np.where(empty, start, np.maximum(end, start))
 
 
 def aggregate(function: str, values, start: np.ndarray, end: np.ndarray, code: np.ndarray | None = None) -> pa.Array:
-    """One sliding-window aggregate per row over ``values[start:end]`` (nulls are skipped).
+    """One window aggregate per query over ``values[start:end]`` (nulls are skipped; ``values`` sorted by
+    (key, time); one query per value row in the feature pipelines, one per entity row in retrieval).
 
-    ``code`` (the sorted key codes) lets ``std`` centre each entity's values on that entity's mean.
+    ``code`` (the sorted key codes of the values) lets ``std`` centre each entity's values on that entity's
+    mean. Empty windows: 0 for count, distinct_count and sum; null for the others.
     """
     arr = values if isinstance(values, pa.Array) else pa.array(values)
     valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    nq = len(start)
     if function == "last":
+        if not len(valid):
+            return pa.nulls(nq, arr.type)
         idx = np.where(valid, np.arange(len(valid)), -1)
-        last = np.maximum.accumulate(idx) if len(idx) else idx
-        pick = last[np.maximum(end - 1, 0)] if len(last) else last
+        last = np.maximum.accumulate(idx)
+        pick = last[np.maximum(end - 1, 0)]
         pick = np.where((end > start) & (pick >= start), pick, -1)
         return arr.take(pa.array(pick, mask=pick < 0, type=pa.int64()))
     if function == "distinct_count":
@@ -199,7 +213,7 @@ def _group_means(x: np.ndarray, valid: np.ndarray, code: np.ndarray | None) -> n
 def _window_sums(x: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """sum(x[start[i]:end[i]]) for every i (empty windows give 0)."""
     if not len(x):
-        return np.zeros(0)
+        return np.zeros(len(start))
     idx = np.empty(2 * len(start), dtype=np.int64)
     idx[0::2], idx[1::2] = start, end
     sums = np.add.reduceat(np.append(x, 0.0), idx)[0::2]
@@ -209,7 +223,7 @@ def _window_sums(x: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarra
 def _range_extreme(x: np.ndarray, start: np.ndarray, end: np.ndarray, op) -> np.ndarray:
     """min/max over [start, end) for every row with a sparse table (O(n log n), NaN-skipping)."""
     length = end - start
-    out = np.full(len(x), np.nan)
+    out = np.full(len(start), np.nan)
     if not len(x) or length.max(initial=0) == 0:
         return out
     levels = [x]
@@ -217,7 +231,7 @@ def _range_extreme(x: np.ndarray, start: np.ndarray, end: np.ndarray, op) -> np.
         prev, half = levels[-1], 1 << (len(levels) - 1)
         levels.append(op(prev[:-half], prev[half:]) if len(prev) > half else prev[:0])
     has = length > 0
-    k = np.zeros(len(x), dtype=np.int64)
+    k = np.zeros(len(start), dtype=np.int64)
     k[has] = np.floor(np.log2(length[has])).astype(np.int64)
     for lvl in np.unique(k[has]):
         rows = np.flatnonzero(has & (k == lvl))
@@ -230,9 +244,9 @@ def _distinct_counts(arr: pa.Array, valid: np.ndarray, start: np.ndarray, end: n
     """Distinct non-null values in each window; two pointers (both bounds only move forward)."""
     vals, _ = pd.factorize(pd.Series(arr.to_pandas()), use_na_sentinel=True)
     counts: dict[int, int] = {}
-    out = np.zeros(len(vals), dtype=np.int64)
+    out = np.zeros(len(start), dtype=np.int64)
     lo = hi = 0
-    for i in range(len(vals)):
+    for i in range(len(start)):
         s, e = int(start[i]), int(end[i])
         while hi < e:
             if valid[hi]:

@@ -1,4 +1,5 @@
-"""Materialization: each entity's latest row of a time window, from the offline store into the online store."""
+"""Materialization: from the offline store into the online store, each entity's latest row of a time window
+(plain fields) and the tiles of its window aggregates (`tiles.py`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from raymlops.features.offline import OfflineStore, iso, time_filter
 from raymlops.features.online import OnlineRecord, OnlineStore
 from raymlops.features.partition import cluster_cpus, partition_count, with_partition
 from raymlops.features.shuffle import Side, shuffle_apply
+from raymlops.features.tiles import build_tiles, tile_spec
 
 WRITE_BATCH = 10_000
 
@@ -50,7 +52,7 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
     written = 0
     if version is not None and version.rows:
         columns = list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
-                                                                 else []), *view.feature_names]))
+                                                                 else []), *view.fields]))
         ds = offline.read_dataset(view.name, columns=columns, version=version.number)
         parts = partition_count(version.rows, cluster_cpus())
         ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": start, "end": end},
@@ -59,8 +61,10 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
                            {"view": view, "join_keys": keys})
         for batch in ds.iter_batches(batch_size=WRITE_BATCH, batch_format="pyarrow"):
             written += online.write(view.name, _records(batch, view, keys))
+    tiles = _materialize_tiles(offline, online, view, keys, version, start, end)
     run = {"start": iso(start), "end": iso(end), "offline_version": version.number if version else None,
-           "entities": written, "seconds": round(time.time() - started, 2),
+           "entities": written, **({"tiles": tiles} if tiles is not None else {}),
+           "seconds": round(time.time() - started, 2),
            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if version is not None:  # nothing loaded before the first build: keep the watermark where it was
         history["watermark"] = max(end, history.get("watermark") or end)
@@ -69,11 +73,44 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
     return run
 
 
+def _materialize_tiles(offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str], version,
+                       start: int | None, end: int) -> int | None:
+    """Recomputes every tile the events of ``[start, end)`` touch, whole, from the offline events (so a re-run
+    replaces rather than double-counts), skipping events no window can read any more; returns the tiles written."""
+    spec = tile_spec(view)
+    if spec is None:
+        return None
+    written = 0
+    if version is not None and version.rows:
+        lo = end - spec.max_window_ns if start is None else max(start, end - spec.max_window_ns)
+        top = spec.span(spec.levels - 1)
+        lo = ((lo - 1) // top) * top + 1  # from the start of the top-level tile holding lo: every tile is whole
+        columns = list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
+                                                                 else []), *(c for _, c in spec.partials.values())]))
+        ds = offline.read_dataset(view.name, columns=columns, version=version.number)
+        ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": lo, "end": end},
+                            batch_format="pyarrow")
+        parts = partition_count(version.rows, cluster_cpus())
+        ds = shuffle_apply([Side(ds, with_partition, {"keys": keys, "partitions": parts})], build_tiles, parts,
+                           {"spec": spec, "keys": keys, "timestamp": view.timestamp, "created": view.created_timestamp})
+        for batch in ds.iter_batches(batch_size=WRITE_BATCH, batch_format="pyarrow"):
+            written += online.write_tiles(view.name, _tiles(batch, keys))
+    online.expire_tiles(view.name, time.time_ns())
+    return written
+
+
+def _tiles(batch: pa.Table, keys: list[str]):
+    key_cols = [batch.column(k).to_pylist() for k in keys]
+    cols = [batch.column(c).to_pylist() for c in ("__level", "__index", "__expires", "__partial")]
+    for i in range(batch.num_rows):
+        yield (tuple(col[i] for col in key_cols), cols[0][i], cols[1][i], cols[2][i], cols[3][i])
+
+
 def _records(batch: pa.Table, view: FeatureViewConfig, keys: list[str]):
     ts = utc_ns(batch.column(view.timestamp))
     created = utc_ns(batch.column(view.created_timestamp)) if view.created_timestamp else None
     key_cols = [batch.column(k).to_pylist() for k in keys]
-    values = {f: batch.column(f).to_pylist() for f in view.feature_names}
+    values = {f: batch.column(f).to_pylist() for f in view.fields}
     for i in range(batch.num_rows):
         rec = OnlineRecord({f: v[i] for f, v in values.items()}, int(ts[i]),
                            None if created is None or created[i] == NAT else int(created[i]))

@@ -1,20 +1,33 @@
 """Point-in-time-correct historical retrieval as a distributed as-of join on Ray Data.
 
 Both sides are hash-partitioned by the view's join keys (one Ray Data shuffle over their union); each
-partition then runs the sorted as-of merge in `kernels.asof_indices`. Only the entity rows with their
-features come back to the caller; feature data never passes through the driver.
+partition then runs the sorted as-of merge in `kernels.asof_indices` for plain fields, and computes every
+window aggregate over exactly ``T - window < ts <= T`` of each entity row's time T from the view's events
+(`kernels.window_ranges`). Only the entity rows with their features come back to the caller; feature data
+never passes through the driver.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raymlops.errors import DataError
-from raymlops.features.kernels import asof_indices, key_codes, take_or_null, utc_array, utc_ns
+from raymlops.features.kernels import (
+    NAT,
+    aggregate,
+    asof_indices,
+    key_codes,
+    sort_order,
+    take_or_null,
+    utc_array,
+    utc_ns,
+    window_ranges,
+)
 from raymlops.features.partition import PART, check_key_types, cluster_cpus, partition_count, with_partition
 from raymlops.features.shuffle import Side, shuffle_apply
 
@@ -24,7 +37,8 @@ ET = "__raymlops_et"
 
 @dataclass(frozen=True)
 class ViewJoin:
-    """What one view contributes: its keys, time columns, ttl and the features (stored name -> output name)."""
+    """What one view contributes: its keys, time columns, ttl, the plain fields (stored name -> output name)
+    and the window aggregates (output name -> (function, source column, window in ns))."""
 
     view: str
     keys: list[str]
@@ -32,6 +46,11 @@ class ViewJoin:
     created: str | None
     ttl_ns: int | None
     features: dict[str, str]
+    windows: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+
+    @property
+    def window_columns(self) -> list[str]:
+        return list(dict.fromkeys(col for _, col, _ in self.windows.values()))
 
 
 def _entity_side(table: pa.Table, keys: list[str], event_timestamp: str, partitions: int) -> pa.Table:
@@ -45,6 +64,7 @@ def _entity_side(table: pa.Table, keys: list[str], event_timestamp: str, partiti
 def _feature_side(table: pa.Table, join: ViewJoin, partitions: int) -> pa.Table:
     table = with_partition(table, join.keys, partitions)
     cols = {f"__f_{c}": table.column(c) for c in join.features}
+    cols.update({f"__a_{c}": table.column(c) for c in join.window_columns})
     cols.update({k: table.column(k) for k in join.keys})
     cols["__f_ts"] = pa.array(utc_ns(table.column(join.timestamp)))
     if join.created:
@@ -54,14 +74,44 @@ def _feature_side(table: pa.Table, join: ViewJoin, partitions: int) -> pa.Table:
 
 
 def _asof_group(ents: pa.Table, feats: pa.Table, join: ViewJoin, entity_columns: list[str]) -> pa.Table:
-    """One partition: entity rows with the feature values as of their time."""
+    """One partition: entity rows with the fields as of their time and the windows ending at their time."""
     ec, fc = key_codes([ents.column(k) for k in join.keys], [feats.column(k) for k in join.keys])
     created = feats.column("__f_created").to_numpy() if join.created else None
-    idx = asof_indices(ec, ents.column(ET).to_numpy(), fc, feats.column("__f_ts").to_numpy(), created, join.ttl_ns)
-    picked = take_or_null(feats.select([f"__f_{c}" for c in join.features]), idx)
+    e_ts, f_ts = ents.column(ET).to_numpy(), feats.column("__f_ts").to_numpy()
     out = ents.select(entity_columns)
-    for stored, name in join.features.items():
-        out = out.append_column(name, picked.column(f"__f_{stored}"))
+    if join.features:
+        idx = asof_indices(ec, e_ts, fc, f_ts, created, join.ttl_ns)
+        picked = take_or_null(feats.select([f"__f_{c}" for c in join.features]), idx)
+        for stored, name in join.features.items():
+            out = out.append_column(name, picked.column(f"__f_{stored}"))
+    for name, column in _windows(ec, e_ts, fc, f_ts, created, feats, join).items():
+        out = out.append_column(name, column)
+    return out
+
+
+def _windows(ec: np.ndarray, e_ts: np.ndarray, fc: np.ndarray, f_ts: np.ndarray, created: np.ndarray | None,
+             feats: pa.Table, join: ViewJoin) -> dict[str, pa.Array]:
+    """Each window aggregate for every entity row, in the entity rows' order (null where the row has no key or
+    no time; the function's empty value where its window holds no event)."""
+    if not join.windows:
+        return {}
+    order = sort_order(fc, f_ts, created)
+    fc_s, fts_s = fc[order], f_ts[order]
+    q = np.lexsort((e_ts, ec))
+    back = np.empty_like(q)
+    back[q] = np.arange(len(q))
+    unknown = pa.array((ec < 0) | (e_ts == NAT))
+    ranges: dict[int, tuple] = {}
+    sorted_cols: dict[str, pa.Array] = {}
+    out = {}
+    for name, (function, column, window_ns) in join.windows.items():
+        if window_ns not in ranges:
+            ranges[window_ns] = window_ranges(fc_s, fts_s, ec[q], e_ts[q], window_ns)
+        if column not in sorted_cols:
+            sorted_cols[column] = feats.column(f"__a_{column}").combine_chunks().take(pa.array(order))
+        start, end = ranges[window_ns]
+        got = aggregate(function, sorted_cols[column], start, end, fc_s).take(pa.array(back))
+        out[name] = pc.if_else(unknown, pa.nulls(len(got), got.type), got)
     return out
 
 
@@ -73,7 +123,7 @@ def join_view(entities, features, join: ViewJoin, event_timestamp: str, partitio
     ent_schema = entities.schema().base_schema
     feat_schema = features.schema
     check_key_types(join.keys, ent_schema, feat_schema, f"feature view {join.view!r}")
-    clash = [n for n in join.features.values() if n in ent_schema.names]
+    clash = [n for n in [*join.features.values(), *join.windows] if n in ent_schema.names]
     if clash:
         raise DataError(f"features {clash} of view {join.view!r} have the same names as entity columns; "
                         "rename those columns or use full_feature_names=True")

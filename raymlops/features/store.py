@@ -168,20 +168,20 @@ class FeatureStore:
             pandas for a pandas input, a Ray Dataset for a Ray Dataset input; one row per input row,
             duplicates kept, missing values null, timestamps UTC-aware.
         """
-        from raymlops.features.pit import ROW, ViewJoin, join_view, with_row_ids
+        from raymlops.features.pit import ROW, join_view, with_row_ids
 
         self.connect()
         plan = self.resolve(features, full_feature_names)
         keys = list(dict.fromkeys(k for v, _ in plan for k in self.join_keys(v)))
         ds = with_row_ids(entity_df, event_timestamp, keys)
         for view, names in plan:
-            columns = list(dict.fromkeys([*self.join_keys(view), view.timestamp,
-                                          *([view.created_timestamp] if view.created_timestamp else []), *names]))
             from raymlops.features.partition import cluster_cpus
 
+            join = self.view_join(view, names)
+            columns = list(dict.fromkeys([*join.keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
+                                                                          else []), *join.features, *join.window_columns]))
+            self._check_stored(view, columns)
             feats = self.offline.file_set(view.name, columns, min_groups=2 * cluster_cpus())
-            join = ViewJoin(view.name, self.join_keys(view), view.timestamp, view.created_timestamp,
-                            view.ttl_seconds * 10**9 if view.ttl_seconds else None, names)
             ds = join_view(ds, feats, join, event_timestamp)
         if isinstance(entity_df, pd.DataFrame):
             import pyarrow as pa
@@ -192,6 +192,27 @@ class FeatureStore:
         if keep_order:
             ds = ds.sort(ROW)
         return ds.drop_columns([ROW])
+
+    def view_join(self, view: FeatureViewConfig, names: dict[str, str]):
+        """What retrieving ``names`` ({feature: output name}) of ``view`` needs: plain fields, as of each row's
+        time, and window aggregates over ``(T - window, T]``."""
+        from raymlops.config.models import duration_seconds
+        from raymlops.features.pit import ViewJoin
+
+        windows = {names[a.feature_name]: (a.function, a.column, duration_seconds(a.window) * 10**9)
+                   for a in view.aggregations if a.feature_name in names}
+        return ViewJoin(view.name, self.join_keys(view), view.timestamp, view.created_timestamp,
+                        view.ttl_seconds * 10**9 if view.ttl_seconds else None,
+                        {n: o for n, o in names.items() if n in view.fields}, windows)
+
+    def _check_stored(self, view: FeatureViewConfig, columns: list[str]) -> None:
+        latest = self.offline.latest(view.name)
+        stored = latest.schema.names if latest is not None else columns
+        missing = [c for c in columns if c not in stored]
+        if missing:
+            raise DataError(f"feature view {view.name!r}: offline version {latest.number} lacks columns {missing}; "
+                            "it was built before window aggregates were computed at retrieval time (or the view's "
+                            "definition changed): run `raymlops features build CONFIG`")
 
     # --------------------------------------------------------------- online side
 
@@ -206,13 +227,19 @@ class FeatureStore:
                 for v in self._views(views)}
 
     def get_online_features(self, features: Sequence[str], entity_rows: Sequence[dict],
-                            full_feature_names: bool = False) -> OnlineFeatures:
-        """Latest values per entity row from the online store, with a status per value
-        (PRESENT, NOT_FOUND, or OUTSIDE_TTL when the value is older than the view's ttl)."""
+                            full_feature_names: bool = False, at=None) -> OnlineFeatures:
+        """Online values per entity row, with a status per value.
+
+        Plain fields: the latest value (PRESENT, NOT_FOUND, or OUTSIDE_TTL when older than the view's ttl).
+        Window aggregates: over the window ending now (or ``at``), from the online tiles: PRESENT when the
+        window holds an event, else NOT_FOUND with the function's empty value (0 for count, distinct_count and
+        sum, null for the others).
+        """
         from raymlops.features.offline import iso
+        from raymlops.features.tiles import needed_slots, tile_spec, window_values
 
         plan = self.resolve(features, full_feature_names)
-        now = time.time_ns()
+        now = time.time_ns() if at is None else parse_time(at, "at")
         out = OnlineFeatures()
         for view, names in plan:
             keys = self.join_keys(view)
@@ -222,20 +249,43 @@ class FeatureStore:
                 if missing:
                     raise DataError(f"entity_rows[{i}] lacks join key(s) {missing} of view {view.name!r}")
                 tuples.append(tuple(row[k] for k in keys))
-            records = self.online.read(view.name, tuples)
-            ttl = view.ttl_seconds * 10**9 if view.ttl_seconds else None
-            stamps = [iso(r.event_ts) if r else None for r in records]
-            for stored, name in names.items():
-                vals, stats = [], []
-                for r in records:
-                    if r is None:
-                        vals.append(None), stats.append(NOT_FOUND)
-                    elif ttl is not None and now - r.event_ts > ttl:
-                        vals.append(None), stats.append(OUTSIDE_TTL)
-                    else:
-                        vals.append(r.values.get(stored)), stats.append(PRESENT)
-                out.values[name], out.statuses[name], out.event_timestamps[name] = vals, stats, stamps
+            fields = {s: n for s, n in names.items() if s in view.fields}
+            windows = [s for s in names if s not in view.fields]
+            if fields:
+                self._online_fields(view, tuples, fields, now, out)
+            if windows:
+                spec = tile_spec(view)
+                tiles = self.online.read_tiles(view.name, tuples, needed_slots(spec, now, windows))
+                per_row = [window_values(spec, t, now, windows) for t in tiles]
+                for stored in windows:
+                    name = names[stored]
+                    out.values[name] = [v[stored] for v, _ in per_row]
+                    out.statuses[name] = [NOT_FOUND if ts[stored] is None else PRESENT for _, ts in per_row]
+                    out.event_timestamps[name] = [iso(ts[stored]) for _, ts in per_row]
+        # in the order the features were asked for
+        order = [n for _, m in plan for n in m.values()]
+        out.values = {n: out.values[n] for n in order}
+        out.statuses = {n: out.statuses[n] for n in order}
+        out.event_timestamps = {n: out.event_timestamps[n] for n in order}
         return out
+
+    def _online_fields(self, view: FeatureViewConfig, tuples: list[tuple], names: dict[str, str], now: int,
+                       out: OnlineFeatures) -> None:
+        from raymlops.features.offline import iso
+
+        records = self.online.read(view.name, tuples)
+        ttl = view.ttl_seconds * 10**9 if view.ttl_seconds else None
+        stamps = [iso(r.event_ts) if r else None for r in records]
+        for stored, name in names.items():
+            vals, stats = [], []
+            for r in records:
+                if r is None:
+                    vals.append(None), stats.append(NOT_FOUND)
+                elif ttl is not None and now - r.event_ts > ttl:
+                    vals.append(None), stats.append(OUTSIDE_TTL)
+                else:
+                    vals.append(r.values.get(stored)), stats.append(PRESENT)
+            out.values[name], out.statuses[name], out.event_timestamps[name] = vals, stats, stamps
 
     # ------------------------------------------------------------ discoverability
 
@@ -252,6 +302,11 @@ class FeatureStore:
         versions = self.offline.versions(name)
         latest = versions[-1] if versions else None
         schema = {f.name: str(f.type) for f in latest.schema} if latest else None
+        kinds = {"count": "int64", "distinct_count": "int64"}
+        types = None if schema is None else {
+            **{f: schema.get(f) for f in v.fields},
+            **{a.feature_name: kinds.get(a.function, schema.get(a.column) if a.function == "last" else "double")
+               for a in v.aggregations}}
         try:
             mat = json.loads(self.online.get_meta(meta_key(name)) or "{}")
             last_run, watermark = (mat.get("runs") or [None])[-1], iso(mat.get("watermark"))
@@ -261,9 +316,10 @@ class FeatureStore:
         if latest and latest.manifest.get("max_ts") is not None:
             fresh = round((time.time_ns() - latest.manifest["max_ts"]) / 1e9)
         return {
-            **self._summary(v, latest), "schema": schema, "source": v.source, "timestamp": v.timestamp,
+            **self._summary(v, latest), "schema": schema, "feature_types": types, "source": v.source, "timestamp": v.timestamp,
             "created_timestamp": v.created_timestamp,
             "aggregations": [a.model_dump() | {"feature": a.feature_name} for a in v.aggregations],
+            "tile": f"{v.tile_seconds}s" if v.aggregations else None,
             "transform": v.transform,
             "offline_versions": [{"version": x.number, "mode": x.manifest["mode"], "rows": x.rows,
                                   "written_rows": x.manifest["written_rows"], "created_at": x.manifest["created_at"],

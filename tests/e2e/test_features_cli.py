@@ -24,7 +24,8 @@ def test_features_cli_build_materialize_list_describe(demo, tmp_path):  # noqa: 
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["entity"] == "customer" and d["ttl"] == "30d" and d["owner"] == "data-platform@example.com"
-    assert d["schema"]["amount_sum_7d"] == "double" and d["offline_versions"][0]["rows"] > 0
+    assert d["schema"]["amount"] == "double" and d["offline_versions"][0]["rows"] > 0  # the events, not windows
+    assert d["feature_types"]["amount_sum_7d"] == "double" and d["feature_types"]["amount_count_30d"] == "int64"
     assert d["last_materialization"]["offline_version"] == 1 and d["freshness_seconds"] is not None
     r = run(["raymlops", "features", "describe", "configs/features.yaml", "nope"], 120, **env)
     assert r.returncode == 2 and "unknown feature view 'nope'" in r.stderr  # the user's input to fix: exit 2

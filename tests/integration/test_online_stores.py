@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -222,6 +223,47 @@ def test_closed_store_refuses_use(store):
 
 
 # --- codec ------------------------------------------------------------------------------------------------------
+
+
+# --- window tiles (the same contract on both backends) ------------------------------------------------------
+
+
+def _add(a: str | None, b: str) -> str:
+    return str(int(b) + (0 if a is None else int(a)))
+
+
+def far() -> int:
+    return time.time_ns() + 3600 * 10**9
+
+
+def test_tiles_replace_read_and_isolate(store):
+    k1, k2 = (1,), ("1",)
+    assert store.write_tiles("v", [(k1, 0, 10, far(), "1"), (k1, 0, 11, far(), "2"), (k1, 1, 1, far(), "3"),
+                                   (k2, 0, 10, far(), "4")]) == 4
+    assert store.write_tiles("v", [(k1, 0, 10, far(), "5")]) == 1  # replaces
+    got = store.read_tiles("v", [k1, k2, (9,)], [(0, 10), (0, 11), (1, 1), (0, 12)])
+    assert got == [{(0, 10): "5", (0, 11): "2", (1, 1): "3"}, {(0, 10): "4"}, {}]
+    assert store.read_tiles("other", [k1], [(0, 10)]) == [{}]
+    assert store.read_tiles("v", [k1], []) == [{}]
+    store.delete_view("v")
+    assert store.read_tiles("v", [k1], [(0, 10)]) == [{}]
+
+
+def test_tiles_merge_atomically_under_concurrent_writers(store):
+    def push(i):
+        store.write_tiles("v", [((7,), 0, 1, far(), "1"), ((7,), 1, 0, far(), "1")], merge=_add)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(push, range(80)))
+    assert store.read_tiles("v", [(7,)], [(0, 1), (1, 0)]) == [{(0, 1): "80", (1, 0): "80"}]
+
+
+def test_expired_tiles_are_not_written_and_expire(store):
+    now = time.time_ns()
+    assert store.write_tiles("v", [((1,), 0, 1, now - 1, "1"), ((1,), 0, 2, now + 400 * 10**6, "2")]) == 1
+    time.sleep(0.5)
+    store.expire_tiles("v", time.time_ns())
+    assert store.read_tiles("v", [(1,)], [(0, 1), (0, 2)]) == [{}]
 
 
 def test_value_codec():

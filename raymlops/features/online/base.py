@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -40,6 +40,9 @@ class OnlineRecord:
 
 
 Row = tuple[tuple, OnlineRecord]
+Tile = tuple[tuple, int, int, int, str]  # (entity key, level, index, expires at (UTC ns), partial JSON)
+Slot = tuple[int, int]  # (level, index)
+Merge = Callable[[str | None, str], str]
 
 
 class OnlineStore(ABC):
@@ -62,6 +65,28 @@ class OnlineStore(ABC):
     @abstractmethod
     def read(self, view: str, keys: Sequence[tuple]) -> list[OnlineRecord | None]:
         """Looks up many entity keys in one round trip; returns records in the order of keys, None where not found."""
+
+    @abstractmethod
+    def write_tiles(self, view: str, tiles: Iterable[Tile], merge: Merge | None = None) -> int:
+        """Stores window-aggregate tiles (see `raymlops.features.tiles`).
+
+        Args:
+            tiles: (entity key, level, index, expires, partial JSON); a tile whose ``expires`` has passed is skipped.
+            merge: None: each tile replaces the stored one (materialization recomputes whole tiles). Otherwise
+                ``merge(stored or None, new)`` is stored, atomically per tile against concurrent writers (push).
+
+        Returns:
+            The number of tiles stored.
+        """
+
+    @abstractmethod
+    def read_tiles(self, view: str, keys: Sequence[tuple], slots: Sequence[Slot]) -> list[dict[Slot, str]]:
+        """For each entity key, in order: {(level, index): partial JSON} of the stored tiles among ``slots``."""
+
+    @abstractmethod
+    def expire_tiles(self, view: str, now: int) -> int:
+        """Deletes the view's tiles whose expiry is at or before ``now``; returns how many (0 where the backend
+        expires them itself)."""
 
     @abstractmethod
     def get_meta(self, key: str) -> str | None:
@@ -88,6 +113,17 @@ class OnlineStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def slot_runs(slots: Sequence[Slot]) -> list[tuple[int, int, int]]:
+    """Slots as (level, first index, last index) runs of consecutive indexes (a window's tiles form few runs)."""
+    runs: list[list[int]] = []
+    for level, index in sorted(set(slots)):
+        if runs and runs[-1][0] == level and runs[-1][2] == index - 1:
+            runs[-1][2] = index
+        else:
+            runs.append([level, index, index])
+    return [(a, b, c) for a, b, c in runs]
 
 
 def version(record: OnlineRecord) -> tuple[int, int, int]:

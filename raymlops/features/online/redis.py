@@ -4,6 +4,8 @@ Layout, all under one key prefix (default: the pipeline name):
   {prefix}:{view}:{encoded key}  hash {values: JSON, ts: event ns, cts: created ns or ""}
   {prefix}:__meta__              hash of metadata (get_meta / set_meta)
   {prefix}:__counts__            hash view -> number of entity keys (kept by the write script)
+  {prefix}:{view}:@{level}.{index}:{encoded key}  string: a window-aggregate tile's partial JSON, expiring by
+                                 itself (PXAT) once no window can read it (encoded keys never start with '@')
 The view is percent-encoded in keys, so no view's keys match another view's `{prefix}:{view}:*` pattern.
 
 Writes run a compare-and-set Lua script (EVALSHA) over chunks of rows, pipelined: each chunk is atomic and the
@@ -14,6 +16,7 @@ delete_view and count assume no concurrent writes to the same view while a view 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -22,7 +25,10 @@ from raymlops.features.online.base import (
     OnlineRecord,
     OnlineStore,
     OnlineStoreError,
+    Merge,
     Row,
+    Slot,
+    Tile,
     check_ts,
     decode_values,
     encode_key,
@@ -172,6 +178,69 @@ class RedisOnlineStore(OnlineStore):
             raise self._wrap(e, f"read from view {view!r}") from e
         return [None if vals is None else OnlineRecord(decode_values(vals), int(ts), int(cts) if cts else None)
                 for vals, ts, cts in replies]
+
+    def _tile_key(self, vp: str, key: tuple, level: int, index: int) -> str:
+        return f"{vp}@{level}.{index}:{encode_key(key)}"
+
+    def write_tiles(self, view: str, tiles: Iterable[Tile], merge: Merge | None = None) -> int:
+        """See OnlineStore.write_tiles: SET ... PXAT, pipelined; merges in WATCH/MULTI transactions of up to
+        CHUNK_ROWS tiles, retried when another writer changed one of them meanwhile."""
+        import redis
+
+        vp = self._view_prefix(view)
+        now = time.time_ns()
+        rows = [(self._tile_key(vp, k, level, index), -(-expires // 10**6), partial)
+                for k, level, index, expires, partial in tiles if expires > now]
+        try:
+            for i in range(0, len(rows), CHUNK_ROWS):
+                chunk = rows[i: i + CHUNK_ROWS]
+                if merge is None:
+                    pipe = self._client.pipeline(transaction=False)
+                    for key, pxat, partial in chunk:
+                        pipe.set(key, partial, pxat=pxat)
+                    pipe.execute()
+                    continue
+                with self._client.pipeline(transaction=True) as pipe:
+                    while True:
+                        try:
+                            keys = list(dict.fromkeys(k for k, _, _ in chunk))
+                            pipe.watch(*keys)
+                            stored = dict(zip(keys, pipe.mget(keys)))
+                            for key, _, partial in chunk:  # a key twice in one chunk merges in order
+                                stored[key] = merge(stored[key], partial)
+                            pipe.multi()
+                            for key, pxat in {k: p for k, p, _ in chunk}.items():
+                                pipe.set(key, stored[key], pxat=pxat)
+                            pipe.execute()
+                            break
+                        except redis.exceptions.WatchError:
+                            continue
+        except self._redis_errors as e:
+            raise self._wrap(e, f"write of tiles to view {view!r}") from e
+        return len(rows)
+
+    def read_tiles(self, view: str, keys: Sequence[tuple], slots: Sequence[Slot]) -> list[dict[Slot, str]]:
+        """See OnlineStore.read_tiles: one MGET per entity key, pipelined."""
+        vp = self._view_prefix(view)
+        slots = list(dict.fromkeys(slots))
+        if not slots:
+            return [{} for _ in keys]
+        try:
+            if len(keys) == 1:
+                replies = [self._client.mget([self._tile_key(vp, keys[0], lv, ix) for lv, ix in slots])]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for k in keys:
+                    pipe.mget([self._tile_key(vp, k, lv, ix) for lv, ix in slots])
+                replies = pipe.execute()
+        except self._redis_errors as e:
+            raise self._wrap(e, f"read of tiles from view {view!r}") from e
+        return [{slot: v for slot, v in zip(slots, reply) if v is not None} for reply in replies]
+
+    def expire_tiles(self, view: str, now: int) -> int:
+        """See OnlineStore.expire_tiles: Redis expires tiles itself (PXAT)."""
+        self._view_prefix(view)
+        return 0
 
     def get_meta(self, key: str) -> str | None:
         """See OnlineStore.get_meta."""

@@ -1,7 +1,7 @@
 """SqliteOnlineStore: the embedded default online store, one SQLite file in WAL mode.
 
-Layout: table `online_features(view, ekey, vals, ts, cts)` with primary key (view, ekey) and table
-`online_meta(key, value)`. Each thread gets its own connection (WAL readers never wait for a writer); several
+Layout: table `online_features(view, ekey, vals, ts, cts)` with primary key (view, ekey), table
+`online_tiles(view, ekey, lvl, idx, partial, expires)` (window-aggregate tiles) and table `online_meta(key, value)`. Each thread gets its own connection (WAL readers never wait for a writer); several
 processes may share the file (busy timeout 30 s). Every write call is one transaction: if it fails midway, e.g.
 because the rows iterator raises, the previous state is kept.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,11 +18,15 @@ from raymlops.features.online.base import (
     OnlineRecord,
     OnlineStore,
     OnlineStoreError,
+    Merge,
     Row,
+    Slot,
+    Tile,
     check_ts,
     decode_values,
     encode_key,
     encode_values,
+    slot_runs,
 )
 
 BUSY_TIMEOUT_S = 30.0
@@ -37,7 +42,22 @@ CREATE TABLE IF NOT EXISTS online_features (
     PRIMARY KEY (view, ekey)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS online_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_tiles (
+    view TEXT NOT NULL,
+    ekey TEXT NOT NULL,
+    lvl INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    partial TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (view, ekey, lvl, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS online_tiles_expiry ON online_tiles (view, expires);
 """
+_PUT_TILE = """
+INSERT INTO online_tiles (view, ekey, lvl, idx, partial, expires) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (view, ekey, lvl, idx) DO UPDATE SET partial = excluded.partial, expires = excluded.expires
+"""
+_GET_TILE = "SELECT partial FROM online_tiles WHERE view = ? AND ekey = ? AND lvl = ? AND idx = ?"
 
 # Newer wins: replace only if (ts, cts) >= the stored one, a NULL cts sorting before any value.
 _UPSERT = """
@@ -123,6 +143,53 @@ class SqliteOnlineStore(OnlineStore):
                 found[ekey] = OnlineRecord(decode_values(vals), ts, cts)
         return [found.get(e) for e in enc]
 
+    def write_tiles(self, view: str, tiles: Iterable[Tile], merge: Merge | None = None) -> int:
+        """See OnlineStore.write_tiles; one transaction (merges read and write under its lock)."""
+        conn = self._conn()
+        now = time.time_ns()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise OnlineStoreError(f"{self!r}: cannot start a write: {e}") from e
+        n = 0
+        try:
+            for key, level, index, expires, partial in tiles:
+                if expires <= now:
+                    continue
+                ekey = encode_key(key)
+                if merge is not None:
+                    row = conn.execute(_GET_TILE, (view, ekey, level, index)).fetchone()
+                    partial = merge(None if row is None else row[0], partial)
+                conn.execute(_PUT_TILE, (view, ekey, level, index, partial, expires))
+                n += 1
+            conn.execute("COMMIT")
+        except BaseException as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise OnlineStoreError(f"{self!r}: write of tiles to view {view!r} failed: {e}") from e
+            raise
+        return n
+
+    def read_tiles(self, view: str, keys: Sequence[tuple], slots: Sequence[Slot]) -> list[dict[Slot, str]]:
+        """See OnlineStore.read_tiles: one index range per run of consecutive tiles."""
+        runs = slot_runs(slots)
+        if not runs:
+            return [{} for _ in keys]
+        sql = " UNION ALL ".join(["SELECT lvl, idx, partial FROM online_tiles WHERE view = ? AND ekey = ? AND lvl = ? "
+                                  "AND idx BETWEEN ? AND ?"] * len(runs))
+        conn = self._conn()
+        out = []
+        for key in keys:
+            ekey = encode_key(key)
+            params = [p for level, lo, hi in runs for p in (view, ekey, level, lo, hi)]
+            out.append({(level, index): partial for level, index, partial in conn.execute(sql, params)})
+        return out
+
+    def expire_tiles(self, view: str, now: int) -> int:
+        """See OnlineStore.expire_tiles."""
+        return self._conn().execute("DELETE FROM online_tiles WHERE view = ? AND expires <= ?", (view, now)).rowcount
+
     def get_meta(self, key: str) -> str | None:
         """See OnlineStore.get_meta."""
         row = self._conn().execute("SELECT value FROM online_meta WHERE key = ?", (key,)).fetchone()
@@ -135,7 +202,9 @@ class SqliteOnlineStore(OnlineStore):
 
     def delete_view(self, view: str) -> None:
         """See OnlineStore.delete_view."""
-        self._conn().execute("DELETE FROM online_features WHERE view = ?", (view,))
+        conn = self._conn()
+        conn.execute("DELETE FROM online_features WHERE view = ?", (view,))
+        conn.execute("DELETE FROM online_tiles WHERE view = ?", (view,))
 
     def count(self, view: str) -> int:
         """See OnlineStore.count."""
