@@ -28,3 +28,20 @@ class OnlineFeaturesResponse(BaseModel):
 
     metadata: OnlineFeaturesMetadata
     results: list[FeatureVector]
+
+
+class PushRequest(BaseModel):
+    view: str = Field(description="The feature view the events belong to.")
+    rows: list[dict[str, Any]] = Field(min_length=1, description="Events: every stored column of the view (join "
+                                       "keys, timestamp, fields, aggregated columns); the created timestamp "
+                                       "defaults to the time of the push.")
+
+
+class PushResponse(BaseModel):
+    """What was written: the rows, the offline version that holds them, and the online writes."""
+
+    view: str
+    rows: int
+    offline_version: int
+    entities: int = Field(description="Online latest-value records written (newer wins).")
+    tiles: int = Field(description="Online window tiles merged.")

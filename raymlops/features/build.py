@@ -50,12 +50,14 @@ def _prepare(table: pa.Table, view: FeatureViewConfig, keys: list[str], columns:
 
 
 def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: OfflineStore, mode: str = "overwrite",
-               start: int | None = None, end: int | None = None, info: dict | None = None) -> Version:
+               start: int | None = None, end: int | None = None, info: dict | None = None,
+               drop_pushed: bool = False) -> Version:
     """Computes ``view`` from its source dataset and commits it to ``store``.
 
     Args:
         mode: 'overwrite' (all rows), 'append' (rows after the previous version's latest time) or
             'backfill' (rows with ``start <= ts < end`` replace the stored ones in that range).
+        drop_pushed: drop the pushed events too (they are kept by default: the source does not hold them).
     """
     if view.transform:
         source_ds = source_ds.map_batches(_transform, fn_kwargs={"path": view.transform}, batch_format="pandas")
@@ -68,10 +70,12 @@ def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: Offli
                         f"(after its transform); columns: {names}")
     if mode == "append":
         prev = store.latest(view.name)
-        if prev is not None and prev.manifest.get("max_ts") is not None:
-            start, end = prev.manifest["max_ts"] + 1, None
+        last = None if prev is None else prev.manifest.get("built_max_ts", prev.manifest.get("max_ts"))
+        if last is not None:
+            start, end = last + 1, None
         else:
             mode = "overwrite"
     ds = source_ds.map_batches(_prepare, fn_kwargs={"view": view, "keys": keys, "columns": needed, "lo": start,
                                                     "hi": end}, batch_format="pyarrow")
-    return store.write(view.name, ds, view.timestamp, mode=mode, start=start, end=end, info=info)
+    return store.write(view.name, ds, view.timestamp, mode=mode, start=start, end=end, info=info,
+                       drop_pushed=drop_pushed)

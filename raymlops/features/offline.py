@@ -33,6 +33,7 @@ from raymlops.storage import Storage
 
 DATE = "date"
 VERSIONS = "_versions"
+COMMIT_TRIES = 50  # appends and pushes re-read the latest version and retry when another writer commits first
 
 
 def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
@@ -92,22 +93,25 @@ class OfflineStore:
 
     def versions(self, view: str) -> list[Version]:
         """Every committed version of a view, oldest first."""
+        return [self._read_version(view, n) for n in self._numbers(view)]
+
+    def _numbers(self, view: str) -> list[int]:
         sel = pafs.FileSelector(self._dir(view, VERSIONS), allow_not_found=True)
-        out = []
-        for info in self.fs.get_file_info(sel):
-            name = info.base_name
-            if info.type == pafs.FileType.File and name.endswith(".json") and name[:-5].isdigit():
-                with self.fs.open_input_stream(info.path) as f:
-                    out.append(Version(int(name[:-5]), json.loads(f.read())))
-        return sorted(out, key=lambda v: v.number)
+        return sorted(int(i.base_name[:-5]) for i in self.fs.get_file_info(sel)
+                      if i.type == pafs.FileType.File and i.base_name.endswith(".json") and i.base_name[:-5].isdigit())
+
+    def _read_version(self, view: str, number: int) -> Version:
+        with self.fs.open_input_stream(self._dir(view, VERSIONS, f"{number:08d}.json")) as f:
+            return Version(number, json.loads(f.read()))
 
     def latest(self, view: str, version: int | None = None) -> Version | None:
-        found = self.versions(view)
+        """The newest version (or the given one); reads one manifest however many versions there are."""
+        numbers = self._numbers(view)
         if version is not None:
-            found = [v for v in found if v.number == version]
-            if not found:
+            if version not in numbers:
                 raise DataError(f"feature view {view!r} has no version {version}")
-        return found[-1] if found else None
+            return self._read_version(view, version)
+        return self._read_version(view, numbers[-1]) if numbers else None
 
     def paths(self, view: str, version: Version) -> list[str]:
         return [self._dir(view, f["path"]) for f in version.files]
@@ -164,15 +168,20 @@ class OfflineStore:
     # ------------------------------------------------------------------ writing
 
     def write(self, view: str, data, timestamp: str, mode: str = "overwrite", start: int | None = None,
-              end: int | None = None, info: dict | None = None) -> Version:
+              end: int | None = None, info: dict | None = None, drop_pushed: bool = False) -> Version:
         """Writes ``data`` (a Ray Dataset or an Arrow table) as a new version and returns it.
 
         Args:
-            mode: 'overwrite' (the new rows are the whole view), 'append' (added to the previous version),
-                or 'backfill' (replace the previous rows with ``start <= ts < end`` by the new ones).
+            mode: 'overwrite' (the new rows are the whole built view), 'append' (added to the previous version),
+                'backfill' (replace the previous built rows with ``start <= ts < end`` by the new ones), or
+                'push' (pushed events, added like 'append').
             start, end: the backfilled range (UTC ns; None = unbounded); rows of ``data`` must lie in it.
+            drop_pushed: also drop the pushed events of the previous version (they are kept by default: a
+                rebuild from the source does not hold them).
+
+        Appends and pushes retry when another writer commits first; the other modes fail then.
         """
-        if mode not in ("overwrite", "append", "backfill"):
+        if mode not in ("overwrite", "append", "backfill", "push"):
             raise ValueError(f"unknown write mode {mode!r}")
         names = data.schema.names if isinstance(data, pa.Table) else data.schema().names
         if timestamp not in names:
@@ -181,31 +190,83 @@ class OfflineStore:
         out_dir = self._dir(view, "data", write_id)
         try:
             new, schemas = self._write_files(data, out_dir, timestamp, view)
-            prev = self.latest(view)
-            files = new
-            if prev is not None and mode != "overwrite":
-                keep, carried = (list(prev.files), []) if mode == "append" else \
-                    self._carry(view, prev, out_dir, timestamp, start, end, schemas)
-                files = keep + carried + new
-                if keep:
-                    schemas.append(prev.schema)
-            schema = self._schema(view, schemas, data)
-            manifest = {
-                "version": (prev.number if prev else 0) + 1, "view": view, "mode": mode, "write_id": write_id,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "range": [iso(start), iso(end)] if mode == "backfill" else None,
-                "written_rows": sum(f["rows"] for f in new), "files": files,
-                "min_ts": min((f["min_ts"] for f in files if f["rows"]), default=None),
-                "max_ts": max((f["max_ts"] for f in files if f["rows"]), default=None),
-                "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(), **(info or {}),
-            }
-            return self._commit(view, manifest)
+            for f in new if mode == "push" else []:
+                f["pushed"] = True
+            for _ in range(COMMIT_TRIES if mode in ("append", "push") else 1):
+                prev = self.latest(view)
+                files, file_schemas = new, list(schemas)
+                if prev is not None:
+                    pushed = [] if drop_pushed else [f for f in prev.files if f.get("pushed")]
+                    built = [f for f in prev.files if not f.get("pushed")]
+                    if mode in ("append", "push"):
+                        keep, carried = built, []
+                    elif mode == "backfill":
+                        keep, carried = self._carry(view, prev, built, out_dir, timestamp, start, end, file_schemas)
+                    else:
+                        keep, carried = [], []
+                    files = keep + pushed + carried + new
+                    if keep or pushed:
+                        file_schemas.append(prev.schema)
+                manifest = self._manifest(view, prev, mode, write_id, files, new, file_schemas, data, start, end, info)
+                version = self._commit(view, manifest, conflict_ok=mode in ("append", "push"))
+                if version is not None:
+                    return version
+            raise DataError(f"feature view {view!r}: {COMMIT_TRIES} other writers committed first; try again")
         except BaseException:
-            self.fs.delete_dir_contents(out_dir, missing_dir_ok=True)
-            try:
-                self.fs.delete_dir(out_dir)
-            except (FileNotFoundError, OSError):
-                pass
+            self._discard(out_dir)
+            raise
+
+    def _discard(self, out_dir: str) -> None:
+        """Removes the files of a write that was not committed."""
+        self.fs.delete_dir_contents(out_dir, missing_dir_ok=True)
+        try:
+            self.fs.delete_dir(out_dir)
+        except (FileNotFoundError, OSError):
+            pass
+
+    def _manifest(self, view: str, prev: Version | None, mode: str, write_id: str, files: list[dict], new: list[dict],
+                  schemas: list[pa.Schema], data, start: int | None, end: int | None, info: dict | None) -> dict:
+        schema = self._schema(view, schemas, data)
+        built = [f for f in files if f["rows"] and not f.get("pushed")]
+        return {
+            "version": (prev.number if prev else 0) + 1, "view": view, "mode": mode, "write_id": write_id,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "range": [iso(start), iso(end)] if mode == "backfill" else None,
+            "written_rows": sum(f["rows"] for f in new), "files": files,
+            "min_ts": min((f["min_ts"] for f in files if f["rows"]), default=None),
+            "max_ts": max((f["max_ts"] for f in files if f["rows"]), default=None),
+            # what `build --append` continues from: pushed events must not make it skip source rows
+            "built_max_ts": max((f["max_ts"] for f in built), default=None),
+            "pushed_files": sum(1 for f in files if f.get("pushed")),
+            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(), **(info or {}),
+        }
+
+    def compact_pushed(self, view: str, timestamp: str) -> Version | None:
+        """Rewrites the latest version's pushed files as one file per date (every push adds files, and the
+        manifest lists them all); returns the new version, or None if another writer committed first."""
+        prev = self.latest(view)
+        pushed = [f for f in prev.files if f.get("pushed")] if prev else []
+        if len(pushed) < 2:
+            return None
+        table = pa.concat_tables([pq.read_table(self._dir(view, f["path"]), filesystem=self.fs, partitioning=None)
+                                  for f in pushed], promote_options="permissive")
+        write_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}-compact"
+        out_dir = self._dir(view, "data", write_id)
+        try:
+            new, schemas = self._write_files(table, out_dir, timestamp, view)
+            for f in new:
+                f["pushed"] = True
+            files = [f for f in prev.files if not f.get("pushed")] + new
+            manifest = self._manifest(view, prev, "compact", write_id, files, new, [*schemas, prev.schema], table,
+                                      None, None, None)
+            version = self._commit(view, manifest, conflict_ok=True)
+            if version is None:
+                raise _Superseded
+            return version
+        except BaseException as e:
+            self._discard(out_dir)
+            if isinstance(e, _Superseded):
+                return None
             raise
 
     def _write_files(self, data, out_dir: str, timestamp: str, view: str) -> tuple[list[dict], list[pa.Schema]]:
@@ -228,14 +289,14 @@ class OfflineStore:
         schemas = [pa.ipc.read_schema(pa.py_buffer(b)) for b in described.column("schema").to_pylist()]
         return sorted(files, key=lambda f: f["path"]), schemas
 
-    def _carry(self, view: str, prev: Version, out_dir: str, timestamp: str, start: int | None,
+    def _carry(self, view: str, prev: Version, files: list[dict], out_dir: str, timestamp: str, start: int | None,
                end: int | None, schemas: list[pa.Schema]) -> tuple[list[dict], list[dict]]:
-        """Previous files to keep, plus rewritten parts of files that straddle a backfilled range (their
-        schemas are added to ``schemas``)."""
+        """Of the previous version's ``files``: those to keep, plus rewritten parts of those that straddle a
+        backfilled range (their schemas are added to ``schemas``)."""
         lo = np.iinfo(np.int64).min if start is None else start
         hi = np.iinfo(np.int64).max if end is None else end
         keep, carry = [], []
-        for f in prev.files:
+        for f in files:
             if not f["rows"] or f["max_ts"] < lo or f["min_ts"] >= hi:
                 keep.append(f)
             elif not (lo <= f["min_ts"] and f["max_ts"] < hi):
@@ -265,15 +326,22 @@ class OfflineStore:
             schema = data.schema().base_schema
         return pa.schema([f for f in schema if f.name != DATE]).remove_metadata()
 
-    def _commit(self, view: str, manifest: dict) -> Version:
-        """Publishes a manifest under the next version number; fails if another writer took it."""
+    def _commit(self, view: str, manifest: dict, conflict_ok: bool = False) -> Version | None:
+        """Publishes a manifest under the next version number. If another writer took that number: None with
+        ``conflict_ok``, else a DataError."""
         body = json.dumps(manifest, indent=1).encode()
         # Exclusive: a concurrent writer's version is never replaced (a hard link locally, a conditional PUT
         # on S3; see Storage.create).
         if not self.store.create(view, VERSIONS, f"{manifest['version']:08d}.json", data=body):
+            if conflict_ok:
+                return None
             raise DataError(f"feature view {view!r}: version {manifest['version']} was committed by "
                             "another writer meanwhile; re-run the build")
         return Version(manifest["version"], manifest)
+
+
+class _Superseded(Exception):
+    """Another writer committed while a compaction ran (the compaction is dropped; the next one redoes it)."""
 
 
 FILE_SCHEMA = pa.schema([("path", pa.string()), ("rows", pa.int64()), ("min_ts", pa.int64()),

@@ -1,4 +1,5 @@
-"""The feature server: a Ray Serve deployment answering online feature lookups over HTTP (Feast's shape).
+"""The feature server: a Ray Serve deployment answering online feature lookups over HTTP (Feast's shape)
+and taking pushed events (`POST {prefix}/push`).
 
 The replica is a lean ASGI-free ingress (`__call__` on Serve's Starlette request): a FastAPI ingress adds
 ~3 ms per request on a 2-core machine, a third of the lookup's whole HTTP latency. The request and response
@@ -8,13 +9,16 @@ are still the pydantic models in `api.py`, and FastAPI generates the OpenAPI doc
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations below to build the schema.
 
+import asyncio
+import time
+
 from fastapi import FastAPI
 from pydantic import ValidationError
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raymlops.features.api import OnlineFeaturesRequest, OnlineFeaturesResponse
+from raymlops.features.api import OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, PushResponse
 
 START_TIMEOUT_S = 300  # replicas not running by then: the app is deleted and the error says why
 _UNPROCESSABLE = {422: {"description": "Unknown feature, missing join key, ragged entity lists or a bad body."}}
@@ -27,6 +31,12 @@ def openapi_document() -> dict:
     def online(body: OnlineFeaturesRequest) -> OnlineFeaturesResponse:  # pragma: no cover - schema only
         """Latest feature values for each entity, with a status per value."""
 
+    @doc.post("/push", response_model=PushResponse, responses={
+        422: {"description": "Unknown view, or rows with a missing, null or mistyped field: nothing is written."},
+        503: {"description": "The offline or online store is unavailable."}})
+    def push(body: PushRequest) -> PushResponse:  # pragma: no cover - schema only
+        """Writes new events: online at once, offline (for the next training set) in the same call."""
+
     @doc.get("/health")
     def health() -> dict:  # pragma: no cover - schema only
         """Liveness."""
@@ -36,6 +46,39 @@ def openapi_document() -> dict:
 
 def _unprocessable(errors: list) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
+
+
+def _body_errors(e: ValidationError) -> JSONResponse:
+    return _unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
+                           for err in e.errors(include_url=False, include_context=False)])
+
+
+class GroupCommit:
+    """Pushes that arrive while another is being written are written together: one offline version (and
+    one online write) per group, however many requests it holds. Each request still waits for its rows to
+    be committed, so an answered push is never lost."""
+
+    def __init__(self, write):
+        self.write = write  # (view, [tables]) -> result dict; runs in a thread
+        self.pending: dict[str, list] = {}
+        self.lock = asyncio.Lock()
+
+    async def submit(self, view: str, table) -> dict:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self.pending.setdefault(view, []).append((table, done))
+        async with self.lock:
+            group = self.pending.pop(view, None)  # None: an earlier holder wrote this request with its group
+            if group:
+                try:
+                    result = await loop.run_in_executor(None, self.write, view, [t for t, _ in group])
+                except Exception as e:
+                    for _, f in group:
+                        f.set_exception(e)
+                else:
+                    for t, f in group:
+                        f.set_result({**result, "rows": t.num_rows})
+        return await done
 
 
 @serve.deployment
@@ -48,6 +91,8 @@ class FeatureServer:
 
         self.store = FeatureStore(PipelineConfig.model_validate(config))
         self.openapi = openapi_document()
+        self.pushes = GroupCommit(self._write_pushed)
+        self.schemas: dict[str, tuple[float, object]] = {}  # view -> (read at, offline schema)
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
@@ -55,9 +100,14 @@ class FeatureServer:
             try:
                 body = OnlineFeaturesRequest.model_validate_json(await request.body())
             except ValidationError as e:
-                return _unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
-                                       for err in e.errors(include_url=False, include_context=False)])
+                return _body_errors(e)
             return self.online(body)
+        if request.method == "POST" and path == "push":
+            try:
+                body = PushRequest.model_validate_json(await request.body())
+            except ValidationError as e:
+                return _body_errors(e)
+            return await self.push(body)
         if request.method == "GET" and path == "health":
             return JSONResponse({"status": "ok"})
         if request.method == "GET" and path == "openapi.json":
@@ -102,6 +152,48 @@ class FeatureServer:
         results += [{"values": got.values[f], "statuses": got.statuses[f], "event_timestamps": got.event_timestamps[f]}
                     for f in got.values]
         return JSONResponse({"metadata": {"feature_names": [*keys, *got.values]}, "results": results})
+
+
+    async def push(self, body: PushRequest) -> JSONResponse:
+        """Validates the rows (422 naming each bad field, nothing written), then writes them with any pushes
+        that arrived meanwhile (see `GroupCommit`)."""
+        from raymlops.errors import DataError
+        from raymlops.features.online import OnlineStoreError
+        from raymlops.features.push import PushError, validate
+
+        if body.view not in [v.name for v in self.store.features.views]:
+            return _unprocessable([{"loc": ["body", "view"], "type": "value_error",
+                                    "msg": f"unknown feature view {body.view!r}; defined: "
+                                           f"{[v.name for v in self.store.features.views]}"}])
+        view = self.store.view(body.view)
+        try:
+            table = validate(body.rows, view, self.store.join_keys(view), self._schema(view.name), time.time_ns())
+        except PushError as e:
+            return _unprocessable([{"loc": ["body", "rows", *([] if r is None else [r]), *([f] if f else [])],
+                                    "type": "value_error", "msg": m} for r, f, m in e.problems[:100]])
+        try:
+            result = await self.pushes.submit(view.name, table)
+        except (DataError, OnlineStoreError, OSError) as e:
+            return JSONResponse(status_code=503, content={"detail": f"push not written: {e}"[:500]})
+        return JSONResponse(PushResponse(**result).model_dump())
+
+    def _schema(self, view: str):
+        """The offline schema the rows must fit (re-read every 30 s)."""
+        at, schema = self.schemas.get(view, (0.0, None))
+        if time.monotonic() - at > 30:
+            latest = self.store.offline.latest(view)
+            schema = latest.schema if latest else None
+            self.schemas[view] = (time.monotonic(), schema)
+        return schema
+
+    def _write_pushed(self, view: str, tables: list) -> dict:
+        import pyarrow as pa
+
+        from raymlops.features.push import write_pushed
+
+        v = self.store.view(view)
+        table = pa.concat_tables(tables, promote_options="permissive")
+        return write_pushed(self.store.offline, self.store.online, v, self.store.join_keys(v), table)
 
 
 def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:

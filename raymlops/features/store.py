@@ -136,11 +136,12 @@ class FeatureStore:
 
     # -------------------------------------------------------------- offline side
 
-    def build(self, views: Sequence[str] | None = None, start=None, end=None, append: bool = False) -> dict:
+    def build(self, views: Sequence[str] | None = None, start=None, end=None, append: bool = False,
+              drop_pushed: bool = False) -> dict:
         """Runs the feature pipelines (all views by default); returns {view: committed version manifest}.
 
         No range rebuilds the whole view; ``start``/``end`` backfill that range; ``append`` adds the rows
-        after the latest stored time.
+        after the latest built time. Pushed events are kept unless ``drop_pushed`` (once the source holds them).
         """
         from raymlops.data.sources import read_source
         from raymlops.features.build import build_view
@@ -152,7 +153,8 @@ class FeatureStore:
         for v in self._views(views):
             src = self.config.sources[v.source]
             info = {"source": {"name": v.source, "format": src.format, "path": src.path}}
-            out[v.name] = build_view(read_source(src), v, self.join_keys(v), self.offline, mode, lo, hi, info).manifest
+            out[v.name] = build_view(read_source(src), v, self.join_keys(v), self.offline, mode, lo, hi, info,
+                                     drop_pushed).manifest
         return out
 
     def get_historical_features(self, entity_df, features: Sequence[str], event_timestamp: str = "event_timestamp",
@@ -225,6 +227,18 @@ class FeatureStore:
         lo = parse_time(start, "start")
         return {v.name: materialize_view(self.offline, self.online, v, self.join_keys(v), lo, hi, incremental)
                 for v in self._views(views)}
+
+    def push(self, view: str, rows) -> dict:
+        """Writes new events of ``view`` (dicts, a pandas DataFrame or an Arrow table): to the offline store
+        (the next training set sees them) and to the online store at once. A bad row raises a PushError
+        naming each field, and nothing is written. Needs no Ray."""
+        from raymlops.features.push import validate, write_pushed
+
+        v = self.view(view)
+        keys = self.join_keys(v)
+        latest = self.offline.latest(v.name)
+        table = validate(rows, v, keys, latest.schema if latest else None, time.time_ns())
+        return write_pushed(self.offline, self.online, v, keys, table)
 
     def get_online_features(self, features: Sequence[str], entity_rows: Sequence[dict],
                             full_feature_names: bool = False, at=None) -> OnlineFeatures:

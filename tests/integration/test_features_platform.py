@@ -234,3 +234,46 @@ def test_feature_server_rejects_malformed_bodies_with_422(served):
     with urllib.request.urlopen(url + "/openapi.json") as r:
         doc = json.loads(r.read())
     assert "OnlineFeaturesRequest" in doc["components"]["schemas"] and "/online" in doc["paths"]
+
+
+def test_feature_server_push_is_online_at_once_and_in_the_next_training_set(served):
+    """Last in this module: it adds events to the view the tests above read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe, _, url = served
+    fs = pipe.feature_store
+    now = pd.Timestamp.now(tz="UTC")
+    new = 999_990
+    row = {"customer_id": new, "event_time": (now - pd.Timedelta(minutes=1)).isoformat(), "amount": 40.0,
+           "merchant_category": "books", "balance": 12.5, "segment": "pushed"}
+    version = fs.offline.latest("txn_stats").number
+    status, body = post(url + "/push", {"view": "txn_stats", "rows": [row]})
+    assert status == 200 and body["rows"] == 1 and body["offline_version"] == version + 1, body
+    status, body = post(url + "/online", {"features": ["txn_stats:amount_count_30d", "txn_stats:segment"],
+                                          "entities": {"customer_id": [new]}})
+    assert [r["values"] for r in body["results"]] == [[new], [1], ["pushed"]]
+    # concurrent pushes are committed in groups; every answered one is in the offline store
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: post(url + "/push", {"view": "txn_stats", "rows": [{**row, "amount": 1.0}]})[0],
+                              range(24)))
+    assert codes == [200] * 24
+    assert fs.offline.latest("txn_stats").number <= version + 25
+    status, body = post(url + "/online", {"features": ["txn_stats:amount_count_30d", "txn_stats:amount_sum_30d"],
+                                          "entities": {"customer_id": [new]}})
+    assert [r["values"][0] for r in body["results"][1:]] == [25, pytest.approx(64.0)]
+    training = fs.get_historical_features(pd.DataFrame({"customer_id": [new], "event_timestamp": [now]}),
+                                          ["txn_stats:amount_count_30d", "txn_stats:segment"])
+    assert training.amount_count_30d.tolist() == [25] and training.segment.tolist() == ["pushed"]
+    # bad rows: 422 naming each field, nothing written
+    version = fs.offline.latest("txn_stats").number
+    status, body = post(url + "/push", {"view": "txn_stats", "rows": [row, {**row, "amount": "lots"},
+                                                                       {**row, "customer_id": None}]})
+    assert status == 422 and {tuple(d["loc"]) for d in body["detail"]} == {("body", "rows", 1, "amount"),
+                                                                           ("body", "rows", 2, "customer_id")}
+    status, body = post(url + "/push", {"view": "nope", "rows": [row]})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "view"]
+    status, body = post(url + "/push", {"view": "txn_stats", "rows": []})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "rows"]
+    assert fs.offline.latest("txn_stats").number == version
+    with urllib.request.urlopen(url + "/openapi.json") as r:
+        assert "PushRequest" in json.loads(r.read())["components"]["schemas"]
