@@ -169,6 +169,13 @@ def _features(args) -> int:
     if args.fcmd == "describe":
         print(json.dumps(store.describe(args.view), indent=2, default=str))
         return 0
+    if args.fcmd == "push":
+        from raymlops.data.reader import read_frame
+
+        out = store.push(args.view, read_frame(args.rows))
+        print(f"{out['view']}: {out['rows']} events pushed (offline version {out['offline_version']}; online: "
+              f"{out['entities']} entities, {out['tiles']} tiles)")
+        return 0
     local = store.connect(args.address)
     from raymlops.pipeline.cluster import check_cluster
 
@@ -176,7 +183,8 @@ def _features(args) -> int:
     if args.fcmd == "build":
         from raymlops.pipeline.steps import build_and_record
 
-        out = build_and_record(store.config, store, args.view, start=args.start, end=args.end, append=args.append)
+        out = build_and_record(store.config, store, args.view, start=args.start, end=args.end, append=args.append,
+                               drop_pushed=args.drop_pushed)
         for view, m in out.items():
             print(f"{view}: version {m['version']} ({m['mode']}), {m['written_rows']} rows written, "
                   f"{sum(f['rows'] for f in m['files'])} rows in the view")
@@ -184,8 +192,15 @@ def _features(args) -> int:
     if args.fcmd == "materialize":
         out = store.materialize(start=args.start, end=args.end, incremental=args.incremental, views=args.view)
         for view, run in out.items():
-            print(f"{view}: {run['entities']} entities written for [{run['start'] or '-inf'}, {run['end']}) "
+            tiles = f", {run['tiles']} window tiles" if "tiles" in run else ""
+            print(f"{view}: {run['entities']} entities written{tiles} for [{run['start'] or '-inf'}, {run['end']}) "
                   f"from offline version {run['offline_version']}")
+        return 0
+    if args.fcmd == "skew":
+        from raymlops.pipeline.skew import format_skew, skew_report
+
+        report = skew_report(store.config, args.app, args.since, args.until, args.sample, args.tolerance)
+        print(json.dumps(report, indent=2, default=str) if args.json else format_skew(report))
         return 0
     from raymlops.features.server import deploy_feature_server
 

@@ -570,6 +570,12 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
     out += serving_issues(cfg.serving)
     out += monitoring_issues(cfg.monitoring, t is not None, sorted(cfg.sources))
+    if cfg.monitoring is not None and cfg.monitoring.skew is not None:
+        s = cfg.serving
+        if s is None or not s.features or s.request_log is None:
+            out.append((("monitoring", "skew"), "the skew check compares the features served by entity key, as "
+                                                "the request log records them: it needs serving.features: true "
+                                                "and serving.request_log"))
     out += _loop_issues(cfg)
     perf = cfg.monitoring.performance if cfg.monitoring else None
     if t is not None and perf is not None and perf.metric not in TASK_METRICS[t.task]:

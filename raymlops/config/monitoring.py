@@ -10,9 +10,9 @@ from raymlops.config.base import Strict
 
 DETECTORS = ("ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd")
 ONLINE_DETECTORS = ("cvm_online", "fet_online")
-EVENTS = ("drift", "data_quality", "performance", "canary", "retrain")
+EVENTS = ("drift", "data_quality", "performance", "canary", "retrain", "skew")
 
-Event = Literal["drift", "data_quality", "performance", "canary", "retrain"]
+Event = Literal["drift", "data_quality", "performance", "canary", "retrain", "skew"]
 
 
 class DriftConfig(Strict):
@@ -69,6 +69,16 @@ class PerformanceConfig(Strict):
     every_s: float = Field(60, gt=0, description="How often the monitor joins new labels.")
 
 
+class SkewConfig(Strict):
+    every_s: float = Field(3600, gt=0, description="How often the monitor recomputes served features offline.")
+    sample: int = Field(1000, ge=1, description="Logged requests (rows) compared per check, drawn at random from "
+                                                "those since the previous check.")
+    max_rate: float = Field(0.01, ge=0, le=1, description="A feature whose share of mismatching rows is above "
+                                                          "this raises a skew event.")
+    tolerance: float = Field(1e-6, ge=0, description="Numbers within this relative (and absolute, below 1) "
+                                                      "difference match.")
+
+
 class WebhookAlert(Strict):
     type: Literal["webhook"]
     url: str = Field(pattern=r"^https?://", description="Receives a JSON POST (with a Slack-compatible 'text').")
@@ -113,6 +123,8 @@ class MonitoringConfig(Strict):
     performance: PerformanceConfig | None = None
     alerts: list[AlertConfig] = Field(default_factory=list)
     retrain: RetrainConfig | None = None
+    skew: SkewConfig | None = Field(None, description="Online/offline skew: the feature values served by entity "
+                                                      "key, recomputed point-in-time from the offline store.")
     checkpoint_s: float = Field(10, gt=0, description="How often monitor actors checkpoint their state.")
     history: int = Field(500, ge=1, description="Results kept per monitor (older ones stay in history.jsonl).")
     history_rotate_mb: float | None = Field(64, gt=0, description="Each history.jsonl (a monitor's results, the "

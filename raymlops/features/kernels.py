@@ -139,11 +139,17 @@ def window_bounds(code: np.ndarray, ts: np.ndarray, window_ns: int) -> tuple[np.
 
 
 def window_ranges(f_code: np.ndarray, f_ts: np.ndarray, q_code: np.ndarray, q_ts: np.ndarray,
-                  window_ns: int) -> tuple[np.ndarray, np.ndarray]:
+                  window_ns: int, align_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For event rows sorted by (code, ts) and queries (code, T): [start, end) of the events with the query's
     key and ``T - w < ts <= T``. A query with a null key (code -1) or time gets an empty range; for queries
-    sorted by (code, T) both bounds are non-decreasing."""
-    r_f, r_hi, r_lo = _dense_rank(f_ts, q_ts, q_ts - window_ns)
+    sorted by (code, T) both bounds are non-decreasing.
+
+    ``align_ns`` moves each window's old edge up to the next multiple of it, as the online tiles do.
+    """
+    lo = q_ts - window_ns
+    if align_ns:
+        lo = -((-lo) // align_ns) * align_ns
+    r_f, r_hi, r_lo = _dense_rank(f_ts, q_ts, lo)
     packed = _pack(f_code, r_f)
     end = np.searchsorted(packed, _pack(q_code, r_hi), side="right")
     start = np.searchsorted(packed, _pack(q_code, r_lo), side="right")

@@ -104,6 +104,11 @@ class OfflineStore:
         with self.fs.open_input_stream(self._dir(view, VERSIONS, f"{number:08d}.json")) as f:
             return Version(number, json.loads(f.read()))
 
+    def only_pushed_since(self, view: str, number: int) -> bool:
+        """Whether every version after ``number`` only added pushed events (so its built rows are unchanged)."""
+        return all(self._read_version(view, n).manifest["mode"] in ("push", "compact")
+                   for n in self._numbers(view) if n > number)
+
     def latest(self, view: str, version: int | None = None) -> Version | None:
         """The newest version (or the given one); reads one manifest however many versions there are."""
         numbers = self._numbers(view)

@@ -47,6 +47,7 @@ class ViewJoin:
     ttl_ns: int | None
     features: dict[str, str]
     windows: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    align_ns: int | None = None  # windows start at a multiple of this (the online tile), as served online
 
     @property
     def window_columns(self) -> list[str]:
@@ -106,7 +107,7 @@ def _windows(ec: np.ndarray, e_ts: np.ndarray, fc: np.ndarray, f_ts: np.ndarray,
     out = {}
     for name, (function, column, window_ns) in join.windows.items():
         if window_ns not in ranges:
-            ranges[window_ns] = window_ranges(fc_s, fts_s, ec[q], e_ts[q], window_ns)
+            ranges[window_ns] = window_ranges(fc_s, fts_s, ec[q], e_ts[q], window_ns, join.align_ns)
         if column not in sorted_cols:
             sorted_cols[column] = feats.column(f"__a_{column}").combine_chunks().take(pa.array(order))
         start, end = ranges[window_ns]

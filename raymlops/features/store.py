@@ -158,13 +158,15 @@ class FeatureStore:
         return out
 
     def get_historical_features(self, entity_df, features: Sequence[str], event_timestamp: str = "event_timestamp",
-                                full_feature_names: bool = False, keep_order: bool = True):
+                                full_feature_names: bool = False, keep_order: bool = True, as_served: bool = False):
         """Each entity row with every requested feature's value as of the row's time (point-in-time correct).
 
         Args:
             entity_df: pandas DataFrame or Ray Dataset with the join keys and ``event_timestamp``.
             features: 'view:feature' or 'view:*' references.
             keep_order: return rows in input order (a Ray Dataset result is sorted; pandas always is).
+            as_served: start each window at the tile boundary the online store starts it at (what a request
+                at that time was served, for the skew check); default: exactly ``T - window``.
 
         Returns:
             pandas for a pandas input, a Ray Dataset for a Ray Dataset input; one row per input row,
@@ -179,7 +181,7 @@ class FeatureStore:
         for view, names in plan:
             from raymlops.features.partition import cluster_cpus
 
-            join = self.view_join(view, names)
+            join = self.view_join(view, names, as_served)
             columns = list(dict.fromkeys([*join.keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
                                                                           else []), *join.features, *join.window_columns]))
             self._check_stored(view, columns)
@@ -195,7 +197,7 @@ class FeatureStore:
             ds = ds.sort(ROW)
         return ds.drop_columns([ROW])
 
-    def view_join(self, view: FeatureViewConfig, names: dict[str, str]):
+    def view_join(self, view: FeatureViewConfig, names: dict[str, str], as_served: bool = False):
         """What retrieving ``names`` ({feature: output name}) of ``view`` needs: plain fields, as of each row's
         time, and window aggregates over ``(T - window, T]``."""
         from raymlops.config.models import duration_seconds
@@ -205,7 +207,8 @@ class FeatureStore:
                    for a in view.aggregations if a.feature_name in names}
         return ViewJoin(view.name, self.join_keys(view), view.timestamp, view.created_timestamp,
                         view.ttl_seconds * 10**9 if view.ttl_seconds else None,
-                        {n: o for n, o in names.items() if n in view.fields}, windows)
+                        {n: o for n, o in names.items() if n in view.fields}, windows,
+                        view.tile_seconds * 10**9 if as_served and view.aggregations else None)
 
     def _check_stored(self, view: FeatureViewConfig, columns: list[str]) -> None:
         latest = self.offline.latest(view.name)

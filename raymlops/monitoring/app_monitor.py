@@ -1,5 +1,6 @@
 """The app monitor actor: one per Serve app. It receives the variant monitors' events and the canary's,
-sends alerts, computes live performance from late labels, and drives drift-triggered retraining."""
+sends alerts, computes live performance from late labels, checks online/offline feature skew, and drives
+drift-triggered retraining."""
 
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ class AppMonitor:
         self.performance: dict | None = None
         self._reported: dict[tuple, float] = {tuple(k): t for k, t in self.state.get("reported", [])}
         self._next_perf = 0.0
+        self.skew: dict | None = None
+        self._next_skew = time.time() + (spec["skew"]["every_s"] if spec.get("skew") else 0)
         self._closed = threading.Event()
         threading.Thread(target=self._loop, daemon=True, name="app-monitor").start()
 
@@ -183,6 +186,36 @@ class AppMonitor:
                         "message": f"{p['metric']} {w['value']:.4f} below the floor {p['floor']} over {w['rows']} "
                                    f"labelled rows ({w['start_ts']} .. {w['end_ts']})",
                         "details": w, "ts": time.time()})
+
+    # ------------------------------------------------------------------ skew
+
+    def _skew(self) -> None:
+        """Compares the rows served since the previous check with the offline store; a feature whose mismatch
+        share is above ``max_rate`` raises one skew event naming it."""
+        from raymlops.monitoring.alerts.base import make_event
+
+        k = self.spec["skew"]
+        since, until = self.state.get("skew_since"), time.time()
+        report = _call(k["check"])(*k["check"]["args"], since, until, k["sample"], k["tolerance"])
+        with self._lock:
+            self.state["skew_since"] = until
+            self._save_state()
+        over = {n: f for n, f in report["features"].items() if f["rate"] > k["max_rate"]}
+        self.skew = {"rows": report["rows"], "since": report.get("since"), "at": until, "max_rate": report["max_rate"],
+                     "features": {n: {x: f[x] for x in ("rows", "mismatches", "rate")}
+                                  for n, f in report["features"].items()}}
+        if over:
+            worst = max(over, key=lambda n: over[n]["rate"])
+            self.event(make_event(
+                "skew", self.spec["app"], f"online/offline skew: {len(over)} feature(s) above {k['max_rate']:.1%}; "
+                f"{worst} differs in {over[worst]['mismatches']} of {over[worst]['rows']} served rows "
+                f"({over[worst]['rate']:.1%})", subject=worst, details={"features": over, "since": report.get("since")}))
+
+    def refresh_skew(self) -> dict | None:
+        """Runs the skew check now (instead of at the next ``every_s``)."""
+        if self.spec.get("skew"):
+            self._skew()
+        return self.skew
 
     # ------------------------------------------------------------------ retraining
 
@@ -304,6 +337,13 @@ class AppMonitor:
                     self._performance()
                 except Exception:
                     log.warning("app monitor performance: %s", traceback.format_exc(limit=3))
+            k = self.spec.get("skew")
+            if k and time.time() >= self._next_skew:
+                self._next_skew = time.time() + k["every_s"]
+                try:
+                    self._skew()
+                except Exception:
+                    log.warning("app monitor skew: %s", traceback.format_exc(limit=3))
 
     def refresh_performance(self) -> dict | None:
         """Joins the labels now (instead of at the next ``every_s``)."""
@@ -315,7 +355,7 @@ class AppMonitor:
         with self._lock:
             return {"app": self.spec["app"], "events": list(self.recent)[-events:] if events > 0 else [],
                     "alerts": self.alerts.stats(),
-                    "performance": self.performance,
+                    "performance": self.performance, "skew": self.skew,
                     "retrains": copy.deepcopy(self.state.get("retrains", []))}  # a snapshot, not live records
 
     def flush_alerts(self, timeout: float = 10.0) -> bool:

@@ -170,6 +170,7 @@ def _app_monitor_spec(cfg: PipelineConfig, app: str) -> dict:
     spec = {"app": app, "namespace": cfg.ray.namespace, "state_dir": str(here),
             "alerts": [a.model_dump() for a in m.alerts], "alert_log": join(here, "alerts.jsonl"),
             "canary_events": join(state_dir(cfg, app), EVENTS_FILE), "performance": None, "retrain": None,
+            "skew": None,
             "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep}
     if m.performance is not None:
         p, src = m.performance, cfg.sources[m.performance.labels]
@@ -177,6 +178,9 @@ def _app_monitor_spec(cfg: PipelineConfig, app: str) -> dict:
                                "labels_source": {"format": src.format, "path": src.path if "://" in src.path
                                                  else str(Path(src.path).resolve())},
                                "request_log": request_log_path(cfg, app)}
+    if m.skew is not None:
+        spec["skew"] = {**m.skew.model_dump(), "check": {"call": "raymlops.pipeline.skew:monitor_check",
+                                                         "args": [write_config(cfg, join(here, "pipeline.yaml")), app]}}
     if m.retrain is not None:
         config = write_config(cfg, join(here, "pipeline.yaml"))
         spec["retrain"] = {**m.retrain.model_dump(),

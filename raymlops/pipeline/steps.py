@@ -58,8 +58,11 @@ def build_features(cfg: PipelineConfig, store, no_cache: bool, say: Callable[[st
         key = cache.key("features", inputs)
         hit = cache.lookup("features", key) if cache.enabled else None
         latest = store.offline.latest(v.name)
-        if hit and latest is not None and latest.number == hit.info["version"]:
-            say(f"step features ({v.name}): skipped (source and definition unchanged; version {latest.number})")
+        if hit and latest is not None and (latest.number == hit.info["version"] or (
+                latest.number > hit.info["version"] and store.offline.only_pushed_since(v.name, hit.info["version"]))):
+            pushed = "" if latest.number == hit.info["version"] else ", plus pushed events"
+            say(f"step features ({v.name}): skipped (source and definition unchanged{pushed}; version "
+                f"{latest.number})")
             out[v.name] = {"version": latest.number, "fingerprint": key, "cached": True}
             continue
         started = time.monotonic()
@@ -76,7 +79,7 @@ def build_and_record(cfg: PipelineConfig, store, views: list[str] | None = None,
     end, append) is recorded in the step cache as a run's features step records it, so a run on unchanged
     inputs uses that version instead of building it again."""
     names = views or [v.name for v in cfg.features.views]
-    whole = not any(window.values())
+    whole = not any(v for k, v in window.items() if k != "drop_pushed")
     cache, fp = step_cache(cfg, False), fingerprinter(cfg)
     inputs = {v.name: view_inputs(cfg, v, fp) for v in cfg.features.views if v.name in names and whole}
     out = store.build(views, **window)

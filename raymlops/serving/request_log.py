@@ -4,7 +4,8 @@
 into one Parquet file per flush under ``<path>/date=YYYY-MM-DD/``, written to a hidden temporary name and
 renamed, so readers never see a partial file. A full buffer drops rows and counts them.
 One row per input row: ``ts, request_id, row, variant, role (primary|shadow), model_version, status,
-latency_ms, inputs, prediction, probability, error`` (inputs and outputs as JSON text).
+latency_ms, inputs, prediction, probability, error, features`` (inputs, outputs and, for requests by entity
+key, the feature values fetched online for the row, as JSON text).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ SCHEMA = pa.schema([
     ("ts", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("row", pa.int32()),
     ("variant", pa.string()), ("role", pa.string()), ("model_version", pa.string()), ("status", pa.int32()),
     ("latency_ms", pa.float64()), ("inputs", pa.string()), ("prediction", pa.string()),
-    ("probability", pa.string()), ("error", pa.string()),
+    ("probability", pa.string()), ("error", pa.string()), ("features", pa.string()),
 ])
 FLUSH_ROWS = 20_000
 
@@ -122,7 +123,7 @@ class RequestLog:
         cols: dict[str, list] = {f.name: [] for f in SCHEMA}
         for r in records:
             rows = r.get("rows") or [None]
-            preds, probs = r.get("predictions"), r.get("probabilities")
+            preds, probs, feats = r.get("predictions"), r.get("probabilities"), r.get("features")
             for i, row in enumerate(rows):
                 cols["ts"].append(r["ts"])
                 cols["request_id"].append(r["request_id"])
@@ -136,6 +137,7 @@ class RequestLog:
                 cols["prediction"].append(_json(preds[i]) if preds is not None and i < len(preds) else None)
                 cols["probability"].append(_json(probs[i]) if probs is not None and i < len(probs) else None)
                 cols["error"].append(r.get("error"))
+                cols["features"].append(_json({k: v[i] for k, v in feats.items()}) if feats else None)
         cols["ts"] = [int(t * 1_000_000) for t in cols["ts"]]
         table = pa.Table.from_pydict(cols, schema=SCHEMA)
         # Partition by the UTC date of each row (a flush can straddle midnight).

@@ -140,7 +140,7 @@ def _record(request_id: str, variant: str, role: str, status: int, latency_ms: f
     return {"ts": time.time(), "request_id": request_id, "variant": variant, "role": role,
             "model_version": body.get("model_version"), "status": status, "latency_ms": latency_ms, "rows": rows,
             "predictions": body.get("predictions"), "probabilities": body.get("probabilities"),
-            "error": _detail(body) if status >= 400 else None}
+            "features": body.get("features"), "error": _detail(body) if status >= 400 else None}
 
 
 def _detail(body: dict) -> str | None:

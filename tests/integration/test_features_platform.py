@@ -236,6 +236,68 @@ def test_feature_server_rejects_malformed_bodies_with_422(served):
     assert "OnlineFeaturesRequest" in doc["components"]["schemas"] and "/online" in doc["paths"]
 
 
+def _flush(pipe) -> None:
+    from ray import serve
+
+    assert serve.get_deployment_handle("router", app_name=pipe.app_name).flush_log.remote().result(timeout_s=60)
+
+
+def test_skew_check_finds_none_on_the_example_and_finds_an_injected_one(served):
+    import ray
+
+    from raymlops.features.online import OnlineRecord
+    from raymlops.features.tiles import tile_spec
+    from raymlops.monitoring.app_monitor import app_monitor_name
+    from raymlops.pipeline.skew import skew_report
+
+    pipe, result, _ = served
+    fs = pipe.feature_store
+    ids = [5, 6, 7, 8, 9, 999_999]
+    status, _ = post(result.endpoint + "/predict", {"entities": [{"customer_id": c, "tenure_months": 3} for c in ids]})
+    assert status == 200
+    _flush(pipe)
+    clean = skew_report(pipe.config)
+    assert clean["rows"] >= len(ids) and clean["max_rate"] == 0.0, clean
+    assert set(clean["features"]) == {"balance", "segment", "amount_sum_7d", "amount_sum_30d", "amount_count_30d",
+                                      "amount_mean_30d", "amount_max_30d", "merchant_category_distinct_count_30d"}
+    # an online write the offline store never saw: a field, and an event in customer 6's window tiles
+    now = pd.Timestamp.now(tz="UTC").value
+    fs.online.write("txn_stats", [((5,), OnlineRecord({"balance": -1.0, "segment": "forged"}, now, now))])
+    view = fs.view("txn_stats")
+    from raymlops.features.materialize import _tiles
+    from raymlops.features.tiles import build_tiles, merge
+    import functools
+    import pyarrow as pa
+
+    ghost = pa.table({"customer_id": [6], "event_time": pa.array([now - 10**9], pa.timestamp("ns", tz="UTC")),
+                      "ingested_at": pa.array([now], pa.timestamp("ns", tz="UTC")), "amount": [5000.0],
+                      "merchant_category": ["ghost"]})
+    spec = tile_spec(view)
+    fs.online.write_tiles("txn_stats", _tiles(build_tiles(ghost, spec, ["customer_id"], "event_time", "ingested_at"),
+                                              ["customer_id"]), merge=functools.partial(merge, spec=spec))
+    since = pd.Timestamp.now(tz="UTC")
+    status, _ = post(result.endpoint + "/predict", {"entities": [{"customer_id": c, "tenure_months": 3} for c in ids]})
+    assert status == 200
+    _flush(pipe)
+    report = skew_report(pipe.config, since=since)
+    assert report["rows"] == len(ids)
+    bad = {n: f["mismatches"] for n, f in report["features"].items() if f["mismatches"]}
+    assert bad == {"balance": 1, "segment": 1, "amount_sum_7d": 1, "amount_sum_30d": 1, "amount_count_30d": 1,
+                   "amount_mean_30d": 1, "amount_max_30d": 1, "merchant_category_distinct_count_30d": 1}, report
+    worst = report["features"]["amount_sum_30d"]["largest"][0]
+    assert worst["customer_id"] == 6 and worst["difference"] == pytest.approx(5000.0)
+    assert report["features"]["segment"]["largest"][0]["served"] == "forged"
+    # the app monitor's scheduled check raises a skew event naming the feature
+    monitor = ray.get_actor(app_monitor_name(pipe.app_name), namespace=pipe.config.ray.namespace)
+    summary = ray.get(monitor.refresh_skew.remote(), timeout=300)
+    assert summary["rows"] >= len(ids) and summary["max_rate"] > 0.01
+    events = [e for e in ray.get(monitor.status.remote())["events"] if e["type"] == "skew"]
+    assert events and events[-1]["subject"] in bad and "online/offline skew" in events[-1]["message"]
+    # repair: a rematerialization rewrites the tiles and the record from the offline store
+    fs.online.delete_view("txn_stats")
+    fs.materialize()
+
+
 def test_feature_server_push_is_online_at_once_and_in_the_next_training_set(served):
     """Last in this module: it adds events to the view the tests above read."""
     from concurrent.futures import ThreadPoolExecutor

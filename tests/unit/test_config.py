@@ -248,3 +248,17 @@ def test_positive_class_is_for_binary_tasks(tmp_path):
     got = issues(write(tmp_path, BASE.replace("task: binary", "task: multiclass\n  positive_class: 'Yes'")))
     assert any(":11: training.positive_class: got 'Yes'; positive_class is for task 'binary' only" in g
                for g in got), got
+
+
+def test_skew_check_needs_entity_serving_with_a_request_log(tmp_path):
+    text = (ROOT / "configs" / "features.yaml").read_text()
+    assert load_config(ROOT / "configs" / "features.yaml").monitoring.skew.max_rate == 0.01
+    path = tmp_path / "f.yaml"
+    path.write_text(text.replace("  request_log: {}", "  request_log: null"))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "monitoring.skew: the skew check compares the features served by entity key" in str(e.value)
+    path.write_text(text.replace("      ttl: 30d\n", "      ttl: 30d\n      tile: 1h\n").replace(
+        "- {column: amount, function: sum, window: 7d}", "- {column: amount, function: sum, window: 30m}"))
+    with pytest.raises(ConfigError, match="features.views\\[0\\].*tile '1h' is longer than the windows \\['30m'\\]"):
+        load_config(path)

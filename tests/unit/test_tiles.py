@@ -138,3 +138,48 @@ def test_merging_tiles_of_two_batches_equals_tiles_of_all_events():
             for pid in w:
                 assert g[pid] == pytest.approx(w[pid], rel=1e-9) if pid.startswith(("mean", "std", "sum")) \
                     else g[pid] == w[pid], (pid, g[pid], w[pid])
+
+
+def test_offline_windows_as_served_equal_the_tiles_at_any_instant():
+    """The skew check's premise: at a request time T (no event after T yet), the online window and the
+    offline window aligned to the tile (``align_ns``) hold the same events, for every function."""
+    from raymlops.features.kernels import aggregate, key_codes, sort_order, window_ranges
+
+    rng = np.random.default_rng(9)
+    start = 1_700_000_000 * 10**9
+    df = events(rng, 500, start).sort_values("ts").reset_index(drop=True)
+    spec = tile_spec(view())
+    code, entity = key_codes([df.k.to_numpy()], [np.arange(5)])
+    order = sort_order(code, df.ts.to_numpy(), df.c.to_numpy())
+    for now in start + rng.integers(60, 2 * 86400, 20) * 10**9 + rng.integers(0, 10**9, 20):
+        known = df[df.ts <= now]
+        tiles = stored(build_tiles(table(known), spec, ["k"], "ts", "c"))
+        ks = np.argsort(entity)  # queries sorted by key code, as retrieval sorts them
+        q_code, q_ts = entity[ks], np.full(5, now)
+        mask = (df.ts.to_numpy() <= now)[order]
+        o = order[mask]
+        for name, (pid, w) in spec.windows.items():
+            fn, col = spec.partials[pid]
+            lo, hi = window_ranges(code[o], df.ts.to_numpy()[o], q_code, q_ts, w, spec.tile_ns)
+            offline = aggregate(fn, pa.array(df[col].to_numpy()[o], from_pandas=True), lo, hi, code[o]).to_pylist()
+            for j, k in enumerate(ks):
+                online = window_values(spec, tiles.get(k, {}), int(now), [name])[0][name]
+                if fn == "last":
+                    continue  # ties on (ts, created) may pick either row
+                assert (online is None and offline[j] is None) or online == pytest.approx(offline[j], rel=1e-9), \
+                    (name, k, online, offline[j])
+
+
+def test_skew_comparison_matches_nulls_and_tolerates_rounding():
+    from raymlops.features.skew import compare, difference
+
+    assert difference(None, float("nan"), 1e-6) == 0.0 and difference(1.0, 1.0 + 1e-9, 1e-6) == 0.0
+    assert difference(0, 0.0, 1e-6) == 0.0 and difference("a", "a", 0) == 0.0
+    assert difference(None, 1.0, 1e-6) == math.inf and difference("a", "b", 0) == math.inf
+    assert difference(10.0, 12.5, 1e-6) == 2.5
+    served = pd.DataFrame({"x": [1.0, 2.0, None], "s": ["a", "b", "c"], "request_id": ["r1", "r2", "r3"]})
+    offline = pd.DataFrame({"x": [1.0, 7.0, np.nan], "s": ["a", "b", None]})
+    r = compare(served, offline, ["x", "s"], ["request_id"], 1e-6)
+    assert r["features"]["x"]["mismatches"] == 1 and r["features"]["x"]["largest"][0] == {
+        "request_id": "r2", "served": 2.0, "offline": 7.0, "difference": 5.0}
+    assert r["features"]["s"]["largest"][0]["difference"] is None and r["max_rate"] == pytest.approx(1 / 3)
