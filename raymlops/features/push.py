@@ -53,7 +53,7 @@ def validate(rows: Any, view: FeatureViewConfig, keys: list[str], schema: pa.Sch
     if isinstance(rows, pa.Table):
         rows = rows.to_pylist()
     elif isinstance(rows, pd.DataFrame):
-        rows = rows.astype(object).where(rows.notna(), None).to_dict("records")
+        rows = rows.to_dict("records")  # NaN and NaT count as null below
     if not isinstance(rows, (list, tuple)) or not rows:
         raise PushError([(None, "rows", "must be a non-empty list of events")])
     columns = stored_columns(view, keys)

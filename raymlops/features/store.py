@@ -62,6 +62,8 @@ class FeatureStore:
         root = self.features.offline_store.path or os.path.join(config.storage, "features", "offline")
         self.offline = OfflineStore(root)
         self._online = None
+        self._tile_specs: dict = {}
+        self._resolved: dict = {}
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> "FeatureStore":
@@ -119,6 +121,9 @@ class FeatureStore:
         """'view:feature' / 'view:*' references -> [(view, {stored name: output name})], views in first-use order."""
         if isinstance(refs, str) or not refs:
             raise DataError("features must be a non-empty list of 'view:feature' references")
+        memo = (tuple(refs), full_feature_names)
+        if memo in self._resolved:  # online reads resolve the same references on every request
+            return self._resolved[memo]
         out: dict[str, dict[str, str]] = {}
         for ref in refs:
             why = feature_ref_issue(ref, self.features)
@@ -132,7 +137,10 @@ class FeatureStore:
         dupes = sorted({o for o in outputs if outputs.count(o) > 1})
         if dupes:
             raise DataError(f"features {dupes} come from more than one view; pass full_feature_names=True")
-        return [(self.features.view(v), m) for v, m in out.items()]
+        plan = [(self.features.view(v), m) for v, m in out.items()]
+        if len(self._resolved) < 256:
+            self._resolved[memo] = plan
+        return plan
 
     # -------------------------------------------------------------- offline side
 
@@ -253,7 +261,7 @@ class FeatureStore:
         sum, null for the others).
         """
         from raymlops.features.offline import iso
-        from raymlops.features.tiles import needed_slots, tile_spec, window_values
+        from raymlops.features.tiles import covers, needed_slots, window_values
 
         plan = self.resolve(features, full_feature_names)
         now = time.time_ns() if at is None else parse_time(at, "at")
@@ -271,9 +279,10 @@ class FeatureStore:
             if fields:
                 self._online_fields(view, tuples, fields, now, out)
             if windows:
-                spec = tile_spec(view)
-                tiles = self.online.read_tiles(view.name, tuples, needed_slots(spec, now, windows))
-                per_row = [window_values(spec, t, now, windows) for t in tiles]
+                spec = self._tile_spec(view)
+                spans = covers(spec, now, windows)
+                tiles = self.online.read_tiles(view.name, tuples, needed_slots(spans))
+                per_row = [window_values(spec, t, spans, windows) for t in tiles]
                 for stored in windows:
                     name = names[stored]
                     out.values[name] = [v[stored] for v, _ in per_row]
@@ -285,6 +294,14 @@ class FeatureStore:
         out.statuses = {n: out.statuses[n] for n in order}
         out.event_timestamps = {n: out.event_timestamps[n] for n in order}
         return out
+
+    def _tile_spec(self, view: FeatureViewConfig):
+        spec = self._tile_specs.get(view.name)
+        if spec is None:
+            from raymlops.features.tiles import tile_spec
+
+            spec = self._tile_specs[view.name] = tile_spec(view)
+        return spec
 
     def _online_fields(self, view: FeatureViewConfig, tuples: list[tuple], names: dict[str, str], now: int,
                        out: OnlineFeatures) -> None:

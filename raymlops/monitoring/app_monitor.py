@@ -90,9 +90,9 @@ class AppMonitor:
         self.alerts.restore_cooldowns(self.state.get("cooldowns", {}))  # a restart does not re-alert
         self.performance: dict | None = None
         self._reported: dict[tuple, float] = {tuple(k): t for k, t in self.state.get("reported", [])}
-        self._next_perf = 0.0
         self.skew: dict | None = None
-        self._next_skew = time.time() + (spec["skew"]["every_s"] if spec.get("skew") else 0)
+        # label joins start at once; the skew check after one period (the log is empty at start)
+        self._next = {"performance": 0.0, "skew": time.time() + (spec["skew"]["every_s"] if spec.get("skew") else 0)}
         self._closed = threading.Event()
         threading.Thread(target=self._loop, daemon=True, name="app-monitor").start()
 
@@ -330,20 +330,14 @@ class AppMonitor:
                     fn()
                 except Exception:
                     log.warning("app monitor %s: %s", name, traceback.format_exc(limit=3))
-            p = self.spec.get("performance")
-            if p and time.time() >= self._next_perf:
-                self._next_perf = time.time() + p["every_s"]
-                try:
-                    self._performance()
-                except Exception:
-                    log.warning("app monitor performance: %s", traceback.format_exc(limit=3))
-            k = self.spec.get("skew")
-            if k and time.time() >= self._next_skew:
-                self._next_skew = time.time() + k["every_s"]
-                try:
-                    self._skew()
-                except Exception:
-                    log.warning("app monitor skew: %s", traceback.format_exc(limit=3))
+            for name, fn in (("performance", self._performance), ("skew", self._skew)):
+                section = self.spec.get(name)
+                if section and time.time() >= self._next[name]:
+                    self._next[name] = time.time() + section["every_s"]
+                    try:
+                        fn()
+                    except Exception:
+                        log.warning("app monitor %s: %s", name, traceback.format_exc(limit=3))
 
     def refresh_performance(self) -> dict | None:
         """Joins the labels now (instead of at the next ``every_s``)."""

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from raymlops.features.online.base import (
@@ -110,21 +111,26 @@ class SqliteOnlineStore(OnlineStore):
 
     def write(self, view: str, rows: Iterable[Row]) -> int:
         """See OnlineStore.write; all rows are applied in one transaction or none are."""
+        with self._transaction(f"write to view {view!r}") as conn:
+            return conn.executemany(_UPSERT, _params(view, rows)).rowcount
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed at the end, rolled back on any error (SQLite's as OnlineStoreError)."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise OnlineStoreError(f"{self!r}: cannot start a write: {e}") from e
         try:
-            n = conn.executemany(_UPSERT, _params(view, rows)).rowcount
+            yield conn
             conn.execute("COMMIT")
         except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
-                raise OnlineStoreError(f"{self!r}: write to view {view!r} failed: {e}") from e
+                raise OnlineStoreError(f"{self!r}: {what} failed: {e}") from e
             raise
-        return n
 
     def read(self, view: str, keys: Sequence[tuple]) -> list[OnlineRecord | None]:
         """See OnlineStore.read."""
@@ -145,14 +151,9 @@ class SqliteOnlineStore(OnlineStore):
 
     def write_tiles(self, view: str, tiles: Iterable[Tile], merge: Merge | None = None) -> int:
         """See OnlineStore.write_tiles; one transaction (merges read and write under its lock)."""
-        conn = self._conn()
         now = time.time_ns()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise OnlineStoreError(f"{self!r}: cannot start a write: {e}") from e
         n = 0
-        try:
+        with self._transaction(f"write of tiles to view {view!r}") as conn:
             for key, level, index, expires, partial in tiles:
                 if expires <= now:
                     continue
@@ -162,13 +163,6 @@ class SqliteOnlineStore(OnlineStore):
                     partial = merge(None if row is None else row[0], partial)
                 conn.execute(_PUT_TILE, (view, ekey, level, index, partial, expires))
                 n += 1
-            conn.execute("COMMIT")
-        except BaseException as e:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise OnlineStoreError(f"{self!r}: write of tiles to view {view!r} failed: {e}") from e
-            raise
         return n
 
     def read_tiles(self, view: str, keys: Sequence[tuple], slots: Sequence[Slot]) -> list[dict[Slot, str]]:
