@@ -49,9 +49,7 @@ class TileSpec:
     partials: dict[str, tuple[str, str]]  # partial id -> (function, column)
     windows: dict[str, tuple[str, int]]  # feature -> (partial id, window ns)
 
-    @property
-    def max_window_ns(self) -> int:
-        return max(w for _, w in self.windows.values())
+    max_window_ns: int = 0  # set by tile_spec: the longest window
 
     def span(self, level: int) -> int:
         return self.tile_ns * FANOUT**level
@@ -72,7 +70,7 @@ def tile_spec(view: FeatureViewConfig) -> TileSpec | None:
     while tile * FANOUT**levels <= longest:
         levels += 1
     partials = {f"{a.function}:{a.column}": (a.function, a.column) for a in view.aggregations}
-    return TileSpec(tile, levels, partials, windows)
+    return TileSpec(tile, levels, partials, windows, longest)
 
 
 def cover(spec: TileSpec, now: int, window_ns: int) -> list[tuple[int, int]]:
@@ -120,10 +118,7 @@ def build_tiles(table: pa.Table, spec: TileSpec, keys: list[str], timestamp: str
     base = (ts - 1) // spec.tile_ns
     small = len(order) <= SMALL
     if small:
-        events = [{"__ts": t, "__cts": c} for t, c in zip(ts.tolist(), cts.tolist())]
-        for column, values in columns.items():
-            for e, v in zip(events, values.to_pylist()):
-                e[column] = v
+        events = _event_partials(ts.tolist(), cts.tolist(), {c: v.to_pylist() for c, v in columns.items()}, spec)
     else:
         frame = pd.DataFrame({"__code": code, "__ts": ts, "__cts": cts, **{c: v.to_pandas() for c, v in columns.items()}})
     for level in range(spec.levels):
@@ -150,20 +145,35 @@ def build_tiles(table: pa.Table, spec: TileSpec, keys: list[str], timestamp: str
     return pa.table(result)
 
 
+def _event_partials(ts: list[int], cts: list[int], columns: dict[str, list], spec: TileSpec) -> list[dict]:
+    """Each event's own partial (computed once, folded at every level)."""
+    out = []
+    for i, (t, c) in enumerate(zip(ts, cts)):
+        row = {"__ts": t, "__cts": c}
+        partial: dict[str, Any] = {TS: t}
+        for pid, (fn, column) in spec.partials.items():
+            partial[pid] = _one(fn, columns[column][i], row)
+        out.append(partial)
+    return out
+
+
 def _partials_small(codes: list[int], indexes: list[int], events: list[dict],
                     spec: TileSpec) -> list[tuple[tuple[int, int], dict]]:
-    """What `_partials` computes, event by event: each event's own partial folded into its tile's (pandas'
-    groupby costs ~1 ms per call, ~50 ms for a one-row push; this is ~0.1 ms per event). ``events`` are
-    sorted by (code, ts, created), so 'last' ties go to the later row as in `_partials`."""
+    """What `_partials` computes, event by event: the events' own partials folded per tile (pandas' groupby
+    costs ~1 ms per call, ~50 ms for a one-row push). ``events`` are sorted by (code, ts, created), so
+    'last' ties go to the later row as in `_partials`."""
     groups: dict[tuple[int, int], list[dict]] = {}
     for c, i, e in zip(codes, indexes, events):
         groups.setdefault((c, i), []).append(e)
     out = []
     for key in sorted(groups):
         group = groups[key]
-        partial: dict[str, Any] = {TS: max(e["__ts"] for e in group)}
-        for pid, (fn, column) in spec.partials.items():
-            partial[pid] = fold(fn, [_one(fn, e[column], e) for e in group])
+        if len(group) == 1:  # folding one partial gives it back
+            out.append((key, group[0]))
+            continue
+        partial: dict[str, Any] = {TS: max(e[TS] for e in group)}
+        for pid, (fn, _) in spec.partials.items():
+            partial[pid] = fold(fn, [e[pid] for e in group])
         out.append((key, partial))
     return out
 
