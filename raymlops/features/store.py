@@ -192,7 +192,7 @@ class FeatureStore:
             join = self.view_join(view, names, as_served)
             columns = list(dict.fromkeys([*join.keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
                                                                           else []), *join.features, *join.window_columns]))
-            self._check_stored(view, columns)
+            self._check_stored(view, columns, [a for a in view.aggregations if a.feature_name in names])
             feats = self.offline.file_set(view.name, columns, min_groups=2 * cluster_cpus())
             ds = join_view(ds, feats, join, event_timestamp)
         if isinstance(entity_df, pd.DataFrame):
@@ -218,14 +218,27 @@ class FeatureStore:
                         {n: o for n, o in names.items() if n in view.fields}, windows,
                         view.tile_seconds * 10**9 if as_served and view.aggregations else None)
 
-    def _check_stored(self, view: FeatureViewConfig, columns: list[str]) -> None:
+    def _check_stored(self, view: FeatureViewConfig, columns: list[str], aggregations: list) -> None:
+        """The stored events have the columns asked for, and numbers where an aggregation needs them."""
+        import pyarrow as pa
+
         latest = self.offline.latest(view.name)
-        stored = latest.schema.names if latest is not None else columns
-        missing = [c for c in columns if c not in stored]
+        if latest is None:
+            return
+        schema = latest.schema
+        missing = [c for c in columns if c not in schema.names]
         if missing:
             raise DataError(f"feature view {view.name!r}: offline version {latest.number} lacks columns {missing}; "
                             "it was built before window aggregates were computed at retrieval time (or the view's "
                             "definition changed): run `raymlops features build CONFIG`")
+        for a in aggregations:
+            i = view.aggregations.index(a)
+            t = schema.field(a.column).type if a.column in schema.names else None
+            numeric = t is not None and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+                                         or pa.types.is_boolean(t) or pa.types.is_null(t))
+            if a.function in ("sum", "mean", "min", "max", "std") and t is not None and not numeric:
+                raise DataError(f"feature view {view.name!r}: aggregations[{i}] ({a.function} of {a.column!r}) needs "
+                                f"a numeric column, got {t}; use count, distinct_count or last for it")
 
     # --------------------------------------------------------------- online side
 
@@ -236,6 +249,8 @@ class FeatureStore:
         self.connect()
         hi = parse_time(end, "end") if end is not None else time.time_ns()
         lo = parse_time(start, "start")
+        for v in self._views(views):
+            self._check_stored(v, [], v.aggregations)
         return {v.name: materialize_view(self.offline, self.online, v, self.join_keys(v), lo, hi, incremental)
                 for v in self._views(views)}
 

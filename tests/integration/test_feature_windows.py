@@ -174,3 +174,19 @@ def test_online_windows_equal_offline_ones_at_the_same_instant(tmp_path, ray_ses
     assert got.values == {"amount_count_1d": [0], "amount_sum_1d": [0.0]} and got.statuses["amount_count_1d"] == \
         ["NOT_FOUND"]
     fs.close()
+
+
+def test_a_numeric_function_over_text_is_a_clear_error(tmp_path, ray_session):
+    from raymlops.errors import DataError
+
+    t = pa.timestamp("ns", tz="UTC")
+    table = pa.table({"user_id": pa.array([1], pa.int64()), "ts": pa.array([pd.Timestamp("2024-01-01", tz="UTC")], t),
+                      "created": pa.array([pd.Timestamp("2024-01-01", tz="UTC")], t), "amount": ["12"],
+                      "cat": ["a"], "tier": ["x"]})
+    fs = window_store(tmp_path, table)
+    entity = pd.DataFrame({"user_id": [1], "event_timestamp": [pd.Timestamp("2024-01-02", tz="UTC")]})
+    with pytest.raises(DataError, match=r"aggregations\[0\] \(sum of 'amount'\) needs a numeric column, got string"):
+        fs.get_historical_features(entity, ["w:amount_sum_1d"])
+    with pytest.raises(DataError, match="needs a numeric column"):
+        fs.materialize()
+    assert fs.get_historical_features(entity, ["w:cat_distinct_count_2d"]).cat_distinct_count_2d.tolist() == [1]
