@@ -216,7 +216,7 @@ def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_
     keys = redis.Redis.from_url(cluster.redis).keys("churn-features:txn_stats:*")
     customers = pd.read_parquet(job_dir / "data" / "demo" / "transactions.parquet").customer_id.nunique()
     records = [k for k in keys if b":@" not in k]  # the rest are window tiles
-    assert len(records) == customers and len(keys) > customers, (len(records), len(keys), customers)
+    assert len(records) >= customers and len(keys) > len(records), (len(records), len(keys), customers)
     ids = [1, 2, 3, 999_999]
     status, raw = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-features/predict", {"content-type": "application/json"},
                         json.dumps({"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]}).encode())
