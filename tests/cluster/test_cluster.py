@@ -175,7 +175,7 @@ from raymlops import FeatureStore, load_config
 store = FeatureStore(load_config("configs/features.yaml"))
 labels = pd.read_parquet("data/demo/labels.parquet")
 out = store.get_historical_features(labels, ["txn_stats:*"])
-print(f"training set: {len(out)} rows, {int(out['amount_sum_30d'].notna().sum())} with features")
+print(f"training set: {len(out)} rows, {int((out['amount_count_30d'] > 0).sum())} with events in 30 days")
 '''
 
 
@@ -196,7 +196,7 @@ def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_
     labels = pd.read_parquet(job_dir / "data" / "demo" / "labels.parquet")
     assert r.returncode == 0 and f"training set: {len(labels)} rows" in r.stdout, r.stdout[-5000:]
     with_features = int(r.stdout.split(" rows, ")[1].split()[0])
-    assert 0 < with_features < len(labels)  # some label rows come before any transaction of theirs
+    assert 0 < with_features < len(labels)  # some label rows have no transaction in the 30 days before them
     _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
           "the point-in-time join's reduce tasks on both worker nodes")
     assert cluster.task_nodes(r.submission_id, "_split_files")  # each map task read its group of feature files
