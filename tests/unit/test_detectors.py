@@ -165,3 +165,45 @@ def test_fast_fet_calibration_equals_alibi_detects_own_simulation(alternative):
     np.random.seed(9)
     got = fet_streams(x_ref, 59, [10, 30], 500, alternative, lambda a: FETDriftOnline._exp_moving_avg(a, 0.99))
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("correction", ["bonferroni", "fdr"])
+def test_one_verdict_over_inputs_and_prediction_keeps_the_false_alarm_rate_at_p_val(tmp_path, correction):
+    """400 unshifted windows: the overall verdict (4 input tests and the prediction test judged together)
+    fires at about p_val, within a 3-sigma binomial bound; before, the prediction test ran at the full p_val
+    beside the corrected inputs, and the verdict fired at up to ~2 x p_val."""
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+
+    def draw(n):
+        return pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.exponential(1, n), "c": rng.random(n) < 0.3,
+                             "d": rng.choice(list("xyz"), n, p=[0.5, 0.3, 0.2])})
+
+    columns = [Column("a", "number"), Column("b", "number"), Column("c", "boolean"), Column("d", "string")]
+    score = lambda df: 1 / (1 + np.exp(-df["b"]))  # noqa: E731 - a stand-in model on one input
+    drift = {"detector": "tabular", "predictions": True, **SETTINGS, "correction": correction}
+    reference = draw(2000)
+    fit_inputs(reference, columns, drift, tmp_path)
+    fit_prediction(score(draw(2000)), drift, tmp_path)  # outputs on other rows, as training does
+    tester = DriftTester(tmp_path)
+    results = [tester.test(w.assign(**{PREDICTION: score(w)})) for w in (draw(100) for _ in range(400))]
+    alarms = sum(r["is_drift"] for r in results)
+    upper = stats.binom.ppf(0.9987, 400, 0.05)  # 3 sigma above p_val
+    assert alarms <= upper, (alarms, upper)
+    for r in results:  # every flag agrees with the verdict and the one threshold
+        flags = [f["is_drift"] for f in r["features"].values()]
+        assert r["is_drift"] == any(flags)
+        assert all(f["is_drift"] == (f["p_value"] <= r["threshold"]) for f in r["features"].values())
+    shifted = draw(100).assign(b=lambda d: d["b"] * 1.8)
+    assert tester.test(shifted.assign(**{PREDICTION: score(shifted)}))["is_drift"]
+
+
+def test_family_wise_thresholds():
+    from raymlops.monitoring.drift import family_wise
+
+    assert family_wise({"a": 0.01, "b": 0.5}, 0.05, "bonferroni") == (0.025, {"a"})
+    assert family_wise({"a": 0.03, "b": 0.5}, 0.05, "bonferroni") == (0.025, set())
+    # Benjamini-Hochberg: 0.01 <= 1/3 * 0.05, 0.03 <= 2/3 * 0.05: both rejected, threshold 0.03
+    assert family_wise({"a": 0.01, "b": 0.03, "c": 0.9}, 0.05, "fdr") == (0.03, {"a", "b"})
+    assert family_wise({}, 0.05, "fdr") == (0.05, set())
