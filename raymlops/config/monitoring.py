@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from raymlops.config.base import Strict
 
@@ -13,6 +13,17 @@ ONLINE_DETECTORS = ("cvm_online", "fet_online")
 EVENTS = ("drift", "data_quality", "performance", "canary", "retrain", "skew")
 
 Event = Literal["drift", "data_quality", "performance", "canary", "retrain", "skew"]
+
+
+class AlertAfterConfig(Strict):
+    windows: int = Field(2, ge=1, description="Drifted windows needed among the latest `of` tested windows.")
+    of: int = Field(3, ge=1, description="How many of the latest tested windows are looked at.")
+
+    @model_validator(mode="after")
+    def _windows_of(self) -> "AlertAfterConfig":
+        if self.windows > self.of:
+            raise ValueError(f"windows must be <= of; got windows={self.windows}, of={self.of}")
+        return self
 
 
 class DriftConfig(Strict):
@@ -33,6 +44,10 @@ class DriftConfig(Strict):
     reference_size: int = Field(2000, ge=50, description="Rows of the training split kept as the drift reference.")
     features: Literal["all"] | list[str] = Field("all", description="Input columns to test ('all' or a list).")
     predictions: bool = Field(True, description="Also test the model's output (prediction drift).")
+    alert_after: AlertAfterConfig = Field(
+        default_factory=AlertAfterConfig, description="Persistence before action: a drift event (alerts, "
+        "retraining) needs `windows` drifted windows among the latest `of`; every window's verdict stays in "
+        "/drift and the history. {windows: 1, of: 1} raises one for every drifted window.")
 
 
 class DataQualityConfig(Strict):

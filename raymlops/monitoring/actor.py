@@ -113,6 +113,9 @@ class VariantMonitor:
         self.drift_window = _Window(d["window"], self.tester.columns) if self.tester else None
         self.quality_window = _Window(q["window"], [c.name for c in self.profile.columns]) if self.profile else None
         self.rows_seen = self.windows_tested = self.quality_windows = 0
+        persist = (d or {}).get("alert_after") or {"windows": 1, "of": 1}  # specs from before alert_after
+        self.alert_after = (persist["windows"], persist["of"])
+        self.verdicts: deque = deque(maxlen=persist["of"])  # the latest windows' verdicts
         self.latest_drift: dict | None = None
         self.latest_quality: dict | None = None
 
@@ -152,10 +155,16 @@ class VariantMonitor:
                       "rows": len(window), "is_drift": result["is_drift"], "drifted": drifted,
                       "features": result["features"], "detections": result.get("detections")})
         self._gauges.drift(result)
-        if result["is_drift"]:
-            self._event("drift", f"drift in window {self.windows_tested} ({len(window)} rows) on {', '.join(drifted) or 'the inputs'}",
+        self.verdicts.append(bool(result["is_drift"]))
+        need, of = self.alert_after
+        if result["is_drift"] and sum(self.verdicts) >= need:  # persistence before action
+            seen = f"{sum(self.verdicts)} of the last {len(self.verdicts)} windows" if need > 1 else \
+                f"window {self.windows_tested}"
+            self._event("drift", f"drift in {seen} (window {self.windows_tested}: {len(window)} rows) on "
+                                 f"{', '.join(drifted) or 'the inputs'}",
                         subject=None, details={"features": {n: result["features"][n] for n in drifted},
-                                                            "detector": result["detector"]})
+                                               "detector": result["detector"], "alert_after": [need, of],
+                                               "drifted_windows": sum(self.verdicts)})
 
     def _check_quality(self, window: pd.DataFrame) -> None:
         from raymlops.data.quality import check
@@ -200,6 +209,7 @@ class VariantMonitor:
                 "rows_seen": self.rows_seen,
                 "windows_tested": self.windows_tested, "quality_windows": self.quality_windows,
                 "latest_drift": self.latest_drift, "latest_quality": self.latest_quality,
+                "verdicts": list(self.verdicts),
                 "drift_pending": self.drift_window.parts if self.drift_window else [],
                 "quality_pending": self.quality_window.parts if self.quality_window else [],
                 "detector": self.tester.get_state() if self.tester else None, "saved_at": time.time()}
@@ -246,6 +256,7 @@ class VariantMonitor:
         self.rows_seen, self.windows_tested = state["rows_seen"], state["windows_tested"]
         self.quality_windows = state["quality_windows"]
         self.latest_drift, self.latest_quality = state["latest_drift"], state["latest_quality"]
+        self.verdicts.extend(state.get("verdicts", []))
         for window, parts in ((self.drift_window, state["drift_pending"]), (self.quality_window, state["quality_pending"])):
             if window is not None:
                 window.parts, window.rows = list(parts), sum(len(p) for p in parts)

@@ -262,3 +262,11 @@ def test_skew_check_needs_entity_serving_with_a_request_log(tmp_path):
         "- {column: amount, function: sum, window: 7d}", "- {column: amount, function: sum, window: 30m}"))
     with pytest.raises(ConfigError, match="features.views\\[0\\].*tile '1h' is longer than the windows \\['30m'\\]"):
         load_config(path)
+
+
+def test_drift_alert_after_defaults_to_two_of_three_and_checks_its_bounds():
+    from raymlops.config.monitoring import DriftConfig
+
+    assert DriftConfig().alert_after.model_dump() == {"windows": 2, "of": 3}
+    with pytest.raises(ValueError, match="windows must be <= of; got windows=3, of=2"):
+        DriftConfig(alert_after={"windows": 3, "of": 2})
