@@ -3,7 +3,8 @@
 A level-0 tile ``i`` holds the events with ``i*t < ts <= (i+1)*t`` (``t`` = the view's ``tile``); a level-k tile
 spans ``FANOUT**k`` level-0 tiles. Every event is counted once per level, so the window ``(now - w, now]`` is
 covered by a few large tiles in its middle and small ones at its edges: at most about ``2 * (FANOUT - 1)`` per
-level (75 tiles for a 30-day window over 1-minute tiles), however many events the window holds.
+level (at most 45 tiles for a 30-day window over 1-minute tiles, the largest over 20,000 random instants),
+however many events the window holds.
 
 Exactness: the online window at ``now`` holds the events with ``t*ceil((now - w)/t) < ts <= t*ceil(now/t)``:
 both ends move to tile boundaries. It is the exact ``(now - w, now]`` aggregate when ``now`` and ``now - w``
