@@ -107,12 +107,24 @@ class _ServeDriverInfo(logging.Filter):
         return record.levelno > logging.INFO
 
 
+class _BusyCpusNotice(logging.Filter):
+    """Ray Data warns "the Ray cluster currently does not have any available CPUs. The Dataset job will
+    hang..." whenever a Dataset starts while every CPU is taken at that instant. In raymlops' pipelines they
+    are taken by its own work that ends (Tune trials, shuffle tasks of a feature join, a replica starting),
+    so the job waits, it does not hang; the notice reached users of the quickstart and feature example
+    depending on timing alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "does not have any available CPUs" not in record.getMessage()
+
+
 def _mute_known_notices() -> None:
     for name in _KNOWN_NOTICES:
         logging.getLogger(name).setLevel(logging.ERROR)
-    serve_log = logging.getLogger(_SERVE_DRIVER)
-    if not any(isinstance(f, _ServeDriverInfo) for f in serve_log.filters):
-        serve_log.addFilter(_ServeDriverInfo())
+    for name, kind in ((_SERVE_DRIVER, _ServeDriverInfo), ("ray.data.dataset", _BusyCpusNotice)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def _configure_ray_data(quiet: bool) -> None:
