@@ -49,6 +49,12 @@ def _prepare(table: pa.Table, view: FeatureViewConfig, keys: list[str], columns:
     return time_filter(table, view.timestamp, lo, hi)
 
 
+def stored_columns(view: FeatureViewConfig, keys: list[str]) -> list[str]:
+    """The columns a view's offline store holds (its events)."""
+    return list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
+                               *view.fields, *(a.column for a in view.aggregations)]))
+
+
 def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: OfflineStore, mode: str = "overwrite",
                start: int | None = None, end: int | None = None, info: dict | None = None,
                drop_pushed: bool = False) -> Version:
@@ -62,8 +68,7 @@ def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: Offli
     if view.transform:
         source_ds = source_ds.map_batches(_transform, fn_kwargs={"path": view.transform}, batch_format="pandas")
     names = source_ds.schema().names
-    needed = list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
-                                 *view.fields, *(a.column for a in view.aggregations)]))
+    needed = stored_columns(view, keys)
     missing = [c for c in needed if c not in names]
     if missing:
         raise DataError(f"feature view {view.name!r}: columns {missing} are not in source {view.source!r} "

@@ -148,10 +148,10 @@ class OfflineStore:
             ctx.use_datasource_v2 = saved
 
     def file_set(self, view: str, columns: list[str], min_groups: int, rows_per_group: int = 2_000_000,
-                 version: int | None = None) -> FileSet:
+                 version: int | Version | None = None) -> FileSet:
         """The files of a version in groups of similar row counts (at least ``min_groups``, about
         ``rows_per_group`` rows each), one per shuffle map task."""
-        v = self._require(view, version)
+        v = version if isinstance(version, Version) else self._require(view, version)
         files = sorted(((f["rows"], self._dir(view, f["path"])) for f in v.files if f["rows"]), reverse=True)
         n = max(1, min(max(min_groups, -(-v.rows // rows_per_group)), len(files)))
         out: list[list[str]] = [[] for _ in range(n)]

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from raymlops.config.models import FeatureViewConfig
 from raymlops.errors import DataError
+from raymlops.features.build import stored_columns
 from raymlops.features.kernels import UTC_NS
 from raymlops.features.materialize import _latest_per_key, _records, _tiles
 from raymlops.features.offline import OfflineStore, Version
@@ -36,12 +37,6 @@ class PushError(DataError):
         shown = "; ".join(f"{'rows' if r is None else f'rows[{r}]'}.{f}: {m}" for r, f, m in problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         super().__init__(f"nothing was pushed: {shown}{more}")
-
-
-def stored_columns(view: FeatureViewConfig, keys: list[str]) -> list[str]:
-    """The columns a view's offline store holds (its events)."""
-    return list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
-                               *view.fields, *(a.column for a in view.aggregations)]))
 
 
 def validate(rows: Any, view: FeatureViewConfig, keys: list[str], schema: pa.Schema | None, now: int) -> pa.Table:

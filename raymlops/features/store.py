@@ -192,8 +192,8 @@ class FeatureStore:
             join = self.view_join(view, names, as_served)
             columns = list(dict.fromkeys([*join.keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
                                                                           else []), *join.features, *join.window_columns]))
-            self._check_stored(view, columns, [a for a in view.aggregations if a.feature_name in names])
-            feats = self.offline.file_set(view.name, columns, min_groups=2 * cluster_cpus())
+            latest = self._check_stored(view, columns, [a for a in view.aggregations if a.feature_name in names])
+            feats = self.offline.file_set(view.name, columns, min_groups=2 * cluster_cpus(), version=latest)
             ds = join_view(ds, feats, join, event_timestamp)
         if isinstance(entity_df, pd.DataFrame):
             import pyarrow as pa
@@ -218,13 +218,14 @@ class FeatureStore:
                         {n: o for n, o in names.items() if n in view.fields}, windows,
                         view.tile_seconds * 10**9 if as_served and view.aggregations else None)
 
-    def _check_stored(self, view: FeatureViewConfig, columns: list[str], aggregations: list) -> None:
-        """The stored events have the columns asked for, and numbers where an aggregation needs them."""
+    def _check_stored(self, view: FeatureViewConfig, columns: list[str], aggregations: list):
+        """The latest version (None if none), checked: its events have the columns asked for, and numbers where
+        an aggregation needs them."""
         import pyarrow as pa
 
         latest = self.offline.latest(view.name)
         if latest is None:
-            return
+            return None
         schema = latest.schema
         missing = [c for c in columns if c not in schema.names]
         if missing:
@@ -239,6 +240,7 @@ class FeatureStore:
             if a.function in ("sum", "mean", "min", "max", "std") and t is not None and not numeric:
                 raise DataError(f"feature view {view.name!r}: aggregations[{i}] ({a.function} of {a.column!r}) needs "
                                 f"a numeric column, got {t}; use count, distinct_count or last for it")
+        return latest
 
     # --------------------------------------------------------------- online side
 
