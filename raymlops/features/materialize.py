@@ -15,7 +15,7 @@ from raymlops.features.offline import OfflineStore, iso, time_filter
 from raymlops.features.online import OnlineRecord, OnlineStore
 from raymlops.features.partition import cluster_cpus, partition_count, with_partition
 from raymlops.features.shuffle import Side, shuffle_apply
-from raymlops.features.tiles import build_tiles, tile_spec
+from raymlops.features.tiles import EXPIRY_GRACE_NS, build_tiles, tile_spec
 
 WRITE_BATCH = 10_000
 
@@ -76,19 +76,25 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
 def _materialize_tiles(offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str], version,
                        start: int | None, end: int) -> int | None:
     """Recomputes every tile the events of ``[start, end)`` touch, whole, from the offline events (so a re-run
-    replaces rather than double-counts), skipping events no window can read any more; returns the tiles written."""
+    replaces rather than double-counts, and an older window re-run loses nothing), skipping events no window
+    can read any more; returns the tiles written."""
     spec = tile_spec(view)
     if spec is None:
         return None
     written = 0
     if version is not None and version.rows:
-        lo = end - spec.max_window_ns if start is None else max(start, end - spec.max_window_ns)
+        oldest = end - spec.max_window_ns - EXPIRY_GRACE_NS  # before it, events no live tile holds
+        lo = oldest if start is None else max(start, oldest)
         top = spec.span(spec.levels - 1)
-        lo = ((lo - 1) // top) * top + 1  # from the start of the top-level tile holding lo: every tile is whole
+        # from the start of the top-level tile holding lo to the end of the one holding end - 1: every tile
+        # written is whole. A tile cut at ``end`` would drop the later events it holds: re-running an older
+        # window after a newer one lost them (tiles cover (k * span, (k + 1) * span], hence the + 1s)
+        lo = ((lo - 1) // top) * top + 1
+        hi = ((end - 2) // top + 1) * top + 1
         columns = list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
                                                                  else []), *(c for _, c in spec.partials.values())]))
         ds = offline.read_dataset(view.name, columns=columns, version=version.number)
-        ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": lo, "end": end},
+        ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": lo, "end": hi},
                             batch_format="pyarrow")
         parts = partition_count(version.rows, cluster_cpus())
         ds = shuffle_apply([Side(ds, with_partition, {"keys": keys, "partitions": parts})], build_tiles, parts,

@@ -37,6 +37,11 @@ from raymlops.features.online.base import encode_values, to_json_value
 FANOUT = 8
 SEC = 10**9
 EMPTY = {"sum": 0.0, "count": 0, "distinct_count": 0}  # the others are null over an empty window
+# How long a tile outlives the last window that starts at or before it: a read a little in the past (a request
+# in flight while materialization runs, a node whose clock is behind the materializer's) still finds every
+# tile. Without it a read as of the minute just gone lost the window's first tile whenever materialization
+# had run since (the online 30-day sum missed an event at its old edge).
+EXPIRY_GRACE_NS = 10 * 60 * SEC
 TS = "@ts"
 SMALL = 2000  # events below which tiles are built event by event rather than with pandas' groupby
 
@@ -56,8 +61,9 @@ class TileSpec:
         return self.tile_ns * FANOUT**level
 
     def expires(self, level: int, index: int) -> int:
-        """When a tile stops being useful: no window of the view can start at or before its start any more."""
-        return index * self.span(level) + self.max_window_ns + 1
+        """When a tile stops being useful: no window of the view ending up to ``EXPIRY_GRACE_NS`` ago can start
+        at or before its start any more."""
+        return index * self.span(level) + self.max_window_ns + EXPIRY_GRACE_NS + 1
 
 
 def tile_spec(view: FeatureViewConfig) -> TileSpec | None:

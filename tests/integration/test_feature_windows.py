@@ -145,13 +145,19 @@ def test_online_windows_equal_offline_ones_at_the_same_instant(tmp_path, ray_ses
     now = pd.Timestamp.now(tz="UTC").floor("min")
     events = random_events(rng, 2000, 40, now - pd.Timedelta(days=20))
     events = events[events.ts <= now]
+    # events at the old edge of every window read five minutes ago (a read a little in the past, as of a request
+    # in flight while materialization runs): their tiles must outlive the materialization
+    past = now - pd.Timedelta("5min")
+    edge = events.head(4).assign(user_id=[3, 4, 5, 6], created=now, ts=[past - pd.Timedelta(w) + pd.Timedelta("30s")
+                                                                          for w in ("12h", "1d", "2d", "3d")])
+    events = pd.concat([events, edge], ignore_index=True)
     fs = online_store(window_store(tmp_path, pa.Table.from_pandas(events, preserve_index=False)), backend, request,
                       tmp_path)
     run = fs.materialize(end=now + pd.Timedelta(minutes=1))["w"]
     assert run["tiles"] > 0
     users = list(range(42))  # two never seen
     names = [f"w:{c}_{f}_{w}" for c, f, w in FUNCTIONS]
-    for ahead in ["1min", "7h", "1d", "2d", "3d"]:
+    for ahead in ["-5min", "1min", "7h", "1d", "2d", "3d"]:
         at = now + pd.Timedelta(ahead)
         online = fs.get_online_features(names, [{"user_id": u} for u in users], at=at).to_pandas()
         offline = fs.get_historical_features(pd.DataFrame({"user_id": users, "event_timestamp": [at] * len(users)}),

@@ -101,8 +101,11 @@ def test_materialize_and_online_lookup(built, backend, redis_url, tmp_path):
         cfg.features.online_store.path = str(tmp_path / "online.db")
     fs = FeatureStore(cfg)
     view = fs.offline.read_table("txn_stats").to_pandas()
-    cut = view.event_time.quantile(0.7)
-    # an older window first, then the newer one; then the older one again, which must not overwrite
+    events = view.sort_values("event_time")
+    recent = events[events.event_time > pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=20)]
+    cut = recent.event_time.iloc[len(recent) // 2]  # an event's own time: the re-run below ends just before it
+    # an older window first, then the newer one; then the older one again, which must not overwrite (nor drop
+    # the events at or after the cut from the tiles that hold it)
     fs.materialize(end=cut)
     run = fs.materialize(incremental=True)["txn_stats"]
     assert run["start"] is not None
@@ -116,6 +119,14 @@ def test_materialize_and_online_lookup(built, backend, redis_url, tmp_path):
                                     [{"customer_id": int(i)} for i in ids], at=at).to_pandas()
     offline = fs.get_historical_features(pd.DataFrame({"customer_id": ids, "event_timestamp": at}),
                                          ["txn_stats:amount_sum_30d", "txn_stats:amount_sum_7d"])
+    pd.testing.assert_frame_equal(online, offline[online.columns], check_dtype=False, rtol=1e-9)
+    at_cut = cut.ceil("min")  # the window ending at the first tile boundary at or after the cut event holds it
+    cut_ids = [int(i) for i in events.loc[events.event_time == cut, "customer_id"].unique()]
+    online = fs.get_online_features(["txn_stats:amount_sum_7d"], [{"customer_id": i} for i in cut_ids],
+                                    at=at_cut).to_pandas()
+    offline = fs.get_historical_features(pd.DataFrame({"customer_id": cut_ids, "event_timestamp": at_cut}),
+                                         ["txn_stats:amount_sum_7d"])
+    assert (offline.amount_sum_7d > 0).all()
     pd.testing.assert_frame_equal(online, offline[online.columns], check_dtype=False, rtol=1e-9)
     for i, cid in enumerate(ids[:-1]):
         fresh = now - latest.loc[cid].event_time <= pd.Timedelta(days=30)

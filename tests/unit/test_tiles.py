@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from raymlops.config.models import FeatureViewConfig
-from raymlops.features.tiles import FANOUT, build_tiles, cover, covers, merge, tile_spec, window_values
+from raymlops.features.tiles import EXPIRY_GRACE_NS, FANOUT, build_tiles, cover, covers, merge, tile_spec, window_values
 
 MIN = 60 * 10**9
 FUNCS = ["sum", "mean", "count", "min", "max", "std", "last", "distinct_count"]
@@ -40,6 +40,8 @@ def test_cover_is_the_window_in_disjoint_aligned_tiles(seed):
     a, b = math.ceil((now - w) / t), (now - 1) // t + 1
     assert sorted(covered) == list(range(a, b))  # exactly the window's tiles, none twice
     assert len(tiles) <= 2 * (FANOUT - 1) * spec.levels + FANOUT
+    # a read at ``now`` still finds every tile a while later (after a materialization that expires tiles)
+    assert min(spec.expires(level, index) for level, index in tiles) > now + EXPIRY_GRACE_NS
 
 
 def test_default_tile_and_config_errors():
