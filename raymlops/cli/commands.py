@@ -29,9 +29,15 @@ def _print_probe(path: str, got: dict) -> None:
     print(f"probe {path}: {got['rows']} rows scored, mean score {score}")
     if d.get("enabled"):
         print(f"  drift: is_drift={d.get('is_drift')} after {d['windows_tested']} window(s) of {d['window']} rows")
-        for name, f in sorted(d.get("features", {}).items(), key=lambda kv: kv[1]["p_value"]):
-            flag = "DRIFT" if f["is_drift"] else "ok"
-            print(f"    {name:<16} {f['test']:<4} stat={f['statistic']:.3f} p={f['p_value']:.2e} {flag}")
+        num = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+        order = lambda kv: (kv[1].get("p_value") is None, kv[1].get("p_value") or 0.0)  # noqa: E731
+        for name, f in sorted(d.get("features", {}).items(), key=order):
+            flag = "DRIFT" if f["is_drift"] else "significant, small effect" if f.get("significant") else "ok"
+            limit = f.get("effect_threshold", f.get("min_effect"))
+            print(f"    {name:<16} {f['test']:<4} stat={num(f.get('statistic'), '.3f')} "
+                  f"p={num(f.get('p_value'), '.2e')} (threshold {num(f.get('threshold'), '.2e')}) "
+                  f"effect={num(f.get('effect'), '.3f')}"
+                  + (f" (threshold {limit:.3f})" if limit is not None else "") + f" {flag}")
 
 
 def _run(args) -> int:

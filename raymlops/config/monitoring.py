@@ -41,13 +41,48 @@ class DriftConfig(Strict):
     online_window: int = Field(50, ge=5, description="Online detectors: rows in the sliding test window.")
     n_bootstraps: int = Field(3000, ge=100, description="Online detectors: bootstrap samples used to calibrate "
                                                         "thresholds once at training time.")
-    reference_size: int = Field(2000, ge=50, description="Rows of the training split kept as the drift reference.")
+    reference_size: int | None = Field(
+        None, ge=50, description="Rows of the training split kept as the drift reference. Default: 10 x window (at "
+        "least 2,000) for batch detectors, so the reference adds at most a tenth to a window's own sampling noise "
+        "(a two-sample statistic's variance goes as 1/rows_window + 1/rows_reference); 2,000 for online ones "
+        "(their calibration grows with it); chunks x window with reference: chunks.")
+    reference: Literal["sample", "chunks"] = Field(
+        "sample", description="sample: tests judge each window by p-values against a uniform sample of the "
+        "training split (they assume windows are shuffled samples). chunks: each feature's threshold on its "
+        "effect size is learned from consecutive `window`-row chunks of the training split in time order (as "
+        "NannyML does), so ordinary within-period variation of ordered traffic is no alarm (batch detectors "
+        "ks, chi2, tabular).")
+    chunks: int = Field(20, ge=3, description="reference: chunks; how many consecutive chunks are learned from.")
+    min_effect: float | dict[str, float] | None = Field(
+        None, description="The smallest effect size (wasserstein_norm for numeric features, jensen_shannon for "
+        "categorical ones; see /drift) that makes a significant feature drift: one number for every feature, or "
+        "a number per feature (others: any). A significant shift below it is reported, not alerted. 0.1 is "
+        "Evidently's default threshold for both.")
     features: Literal["all"] | list[str] = Field("all", description="Input columns to test ('all' or a list).")
     predictions: bool = Field(True, description="Also test the model's output (prediction drift).")
     alert_after: AlertAfterConfig = Field(
         default_factory=AlertAfterConfig, description="Persistence before action: a drift event (alerts, "
         "retraining) needs `windows` drifted windows among the latest `of`; every window's verdict stays in "
         "/drift and the history. {windows: 1, of: 1} raises one for every drifted window.")
+
+    @model_validator(mode="after")
+    def _reference_mode(self) -> "DriftConfig":
+        if self.reference == "chunks" and self.detector not in ("ks", "chi2", "tabular"):
+            raise ValueError(f"reference: chunks learns per-feature thresholds for the batch detectors ks, chi2 "
+                             f"and tabular; got detector {self.detector!r}")
+        values = self.min_effect.values() if isinstance(self.min_effect, dict) else [self.min_effect]
+        bad = [v for v in values if v is not None and v < 0]
+        if bad:
+            raise ValueError(f"min_effect must be >= 0, got {bad[0]}")
+        return self
+
+    def reference_rows(self) -> int:
+        """The reference's rows (see ``reference_size``)."""
+        if self.reference_size is not None:
+            return self.reference_size
+        if self.reference == "chunks":
+            return self.chunks * self.window
+        return 2000 if self.detector in ONLINE_DETECTORS else max(2000, 10 * self.window)
 
 
 class DataQualityConfig(Strict):

@@ -307,6 +307,8 @@ class _Gauges:
                                tag_keys=keys + ("feature",))
             self.p_value = Gauge("raymlops_drift_p_value", "Drift test p-value per feature (batch detectors)",
                                  tag_keys=keys + ("feature",))
+            self.effect = Gauge("raymlops_drift_effect", "Drift effect size per feature (latest window): "
+                                "wasserstein_norm or jensen_shannon", tag_keys=keys + ("feature",))
             self.is_drift = Gauge("raymlops_drift_detected", "1 when the latest window drifted", tag_keys=keys)
             self.failed = Gauge("raymlops_data_quality_failed_checks", "Failed data-quality checks (latest window)",
                                 tag_keys=keys)
@@ -324,6 +326,8 @@ class _Gauges:
                 self.score.set(float(f["statistic"]), tags=tags)
             if f.get("p_value") is not None:
                 self.p_value.set(float(f["p_value"]), tags=tags)
+            if f.get("effect") is not None:
+                self.effect.set(float(f["effect"]), tags=tags)
 
     def quality(self, report) -> None:
         if self.score is not None:

@@ -10,11 +10,13 @@ from typing import Any
 import pandas as pd
 
 from raymlops.monitoring.detectors import ONLINE, Detector, fit_detector, load_detector
+from raymlops.monitoring.effects import Profile, chunk_thresholds
 
 INPUTS_DIR = "inputs"
 PREDICTION_DIR = "prediction"
 PREDICTION = "__prediction__"
 INPUTS = "__inputs__"  # the name of a multivariate test over every input
+PROFILED = ("ks", "chi2", "tabular", "cvm_online", "fet_online")  # per-feature detectors: effect sizes too
 
 
 def family_wise(pvalues: dict[str, float], p_val: float, correction: str) -> tuple[float, set[str]]:
@@ -35,6 +37,13 @@ def family_wise(pvalues: dict[str, float], p_val: float, correction: str) -> tup
     return threshold, {n for n, p in pvalues.items() if p <= threshold}
 
 
+def min_effect(setting: float | dict[str, float] | None, feature: str) -> float | None:
+    """The smallest effect size that makes a significant ``feature`` drift (None: any)."""
+    if isinstance(setting, dict):
+        return setting.get(feature)
+    return setting
+
+
 class _Column:  # the schema-column shape fit_detector reads
     def __init__(self, name: str, type: str):
         self.name, self.type = name, type
@@ -44,18 +53,33 @@ def settings_of(drift: dict) -> dict:
     """The detector settings. Online detectors with a prediction detector beside the inputs' share the
     false-alarm budget: each is calibrated to twice ``ert``, so that the overall verdict (either one
     alarming) has ``ert`` as its expected run time."""
-    keys = ("p_val", "correction", "ert", "online_window", "n_bootstraps")
-    out = {k: drift[k] for k in keys}
+    keys = ("p_val", "correction", "ert", "online_window", "n_bootstraps", "window", "min_effect", "reference")
+    out = {k: drift.get(k) for k in keys}
     if drift.get("detector") in ONLINE and drift.get("predictions"):
         out["ert"] = 2 * drift["ert"]
     return out
 
 
 def fit_inputs(reference: pd.DataFrame, schema_columns: list, drift: dict, out_dir: str | os.PathLike) -> list[str]:
-    """Fits the configured detector on the reference inputs; saves it; returns the untested columns."""
+    """Fits the configured detector on the reference inputs (in time order for ``reference: chunks``) and
+    the columns' effect-size profile; saves them; returns the untested columns."""
     detector, untested = fit_detector(drift["detector"], reference, schema_columns, settings_of(drift))
     detector.save(Path(out_dir) / INPUTS_DIR)
+    _fit_profile(detector, reference, drift, len(detector.encoder.columns) + bool(drift.get("predictions")),
+                 Path(out_dir) / INPUTS_DIR)
     return untested
+
+
+def _fit_profile(detector: Detector, reference: pd.DataFrame, drift: dict, tests: int, out: Path) -> None:
+    """The reference profile for effect sizes; with ``reference: chunks`` also each column's threshold, at
+    ``p_val`` shared by the window's ``tests`` (Bonferroni)."""
+    if detector.kind not in PROFILED:
+        return
+    x = detector.encoder.encode(reference)
+    profile = Profile.fit(x, detector.encoder)
+    if drift.get("reference") == "chunks":
+        profile.thresholds, _ = chunk_thresholds(x, detector.encoder, drift["window"], drift["p_val"] / tests)
+    profile.save(out)
 
 
 def prediction_kind(detector: str, numeric: bool) -> str:
@@ -74,6 +98,8 @@ def fit_prediction(outputs: pd.Series, drift: dict, out_dir: str | os.PathLike) 
     detector, _ = fit_detector(kind, frame, [_Column(PREDICTION, "number" if numeric else "string")],
                                settings_of(drift))
     detector.save(Path(out_dir) / PREDICTION_DIR)
+    inputs = load_detector(Path(out_dir) / INPUTS_DIR)
+    _fit_profile(detector, frame, drift, len(inputs.encoder.columns) + 1, Path(out_dir) / PREDICTION_DIR)
     return kind
 
 
@@ -91,6 +117,7 @@ class DriftTester:
         d = Path(drift_dir)
         self.inputs: Detector = load_detector(d / INPUTS_DIR)
         self.prediction: Detector | None = load_detector(d / PREDICTION_DIR) if (d / PREDICTION_DIR).is_dir() else None
+        self.profiles = (Profile.load(d / INPUTS_DIR), Profile.load(d / PREDICTION_DIR) if self.prediction else None)
 
     @property
     def kind(self) -> str:
@@ -117,7 +144,8 @@ class DriftTester:
         full ``p_val`` beside the corrected inputs: about 2 x ``p_val`` in all.)"""
         result = self.inputs.test(window)
         p_val, correction = self.inputs.settings["p_val"], self.inputs.settings["correction"]
-        result.update(detector=self.inputs.kind, p_val=p_val, correction=correction, rows=len(window))
+        result.update(detector=self.inputs.kind, p_val=p_val, correction=correction, rows=len(window),
+                      reference=self.inputs.settings.get("reference") or "sample")
         pred = self.prediction.test(window) if self.prediction is not None and PREDICTION in window else None
         if pred is not None:
             result["features"].update(pred["features"])
@@ -134,7 +162,43 @@ class DriftTester:
         elif pred is not None:
             result["prediction_drift"] = pred["is_drift"]
             result["is_drift"] = bool(result["is_drift"] or pred["is_drift"])
+        self._effects(window, result)
         return result
+
+    def _effects(self, window: pd.DataFrame, result: dict[str, Any]) -> None:
+        """Adds each feature's effect size and turns significance into drift: under ``reference: chunks`` a
+        feature is significant when its effect is above its learned threshold (p-values are then reported,
+        not used); a feature is drift when significant and its effect reaches ``min_effect``."""
+        pairs = [(self.inputs, self.profiles[0])]
+        if self.prediction is not None and PREDICTION in window:
+            pairs.append((self.prediction, self.profiles[1]))
+        settings = self.inputs.settings
+        features = result["features"]
+        for detector, profile in pairs:
+            if profile is None:
+                continue
+            names = detector.encoder.names
+            thresholds = profile.thresholds or [None] * len(names)
+            for name, metric, effect, limit in zip(names, profile.metrics(),
+                                                   profile.distances(detector.encoder.encode(window)), thresholds):
+                f = features.get(name)
+                if f is None:
+                    continue
+                f.update(effect=effect, effect_metric=metric)
+                if limit is not None:
+                    f.update(effect_threshold=limit, is_drift=effect is not None and effect > limit)
+        for name, f in features.items():
+            floor = min_effect(settings.get("min_effect"), name)
+            f["significant"] = bool(f.get("is_drift"))
+            if floor is not None:
+                f.update(min_effect=floor, is_drift=f["significant"] and (f.get("effect") or 0.0) >= floor)
+        if not any(p is not None for p in self.profiles) or result.get("p_value") is not None:
+            return  # a run without profiles, or a multivariate test: its verdict stands
+        unnamed = self.online and bool(result.get("detections")) and not any(f["significant"] for f in
+                                                                             features.values())
+        result["is_drift"] = unnamed or any(f["is_drift"] for f in features.values())
+        if PREDICTION in features:
+            result["prediction_drift"] = features[PREDICTION]["is_drift"]
 
     def get_state(self) -> dict:
         return {"inputs": self.inputs.get_state(),

@@ -19,7 +19,7 @@ from raymlops.storage.local import atomic_write
 from raymlops.data.stats import is_missing
 
 _LABELS = {"__prediction__": "model output"}  # the prediction monitored as a feature
-_RESULT_KEYS = ("detector", "threshold", "p_val", "correction", "rows", "reference_rows")
+_RESULT_KEYS = ("detector", "threshold", "p_val", "correction", "reference", "rows", "reference_rows")
 _TEST_KINDS = {"ks": "numeric", "cvm": "numeric", "chi2": "categorical", "fet": "categorical"}
 MISSING_LABEL = "(missing)"
 OTHER_LABEL = "(other)"
@@ -52,7 +52,10 @@ def build_report(result: dict, reference: pd.DataFrame, current: pd.DataFrame, k
         kind = _kind(name, f, kinds, reference)
         rows.append({"name": name, "label": _LABELS.get(name, name), "kind": kind, "test": f.get("test"),
                      "statistic": _num(f.get("statistic")), "p_value": _num(f.get("p_value")),
-                     "threshold": _num(f.get("threshold", default)), "is_drift": bool(f.get("is_drift")),
+                     "threshold": _num(f.get("threshold", default)), "effect": _num(f.get("effect")),
+                     "effect_metric": f.get("effect_metric"),
+                     "effect_threshold": _num(f.get("effect_threshold", f.get("min_effect"))),
+                     "significant": bool(f.get("significant", f.get("is_drift"))), "is_drift": bool(f.get("is_drift")),
                      "reference": _summary(reference, name, kind), "current": _summary(current, name, kind)})
     rows.sort(key=lambda r: (not r["is_drift"], _strength(r)))
     drifted = [r["name"] for r in rows if r["is_drift"]]
@@ -78,13 +81,16 @@ def render_html(doc: dict, reference: pd.DataFrame, current: pd.DataFrame, kinds
         parts.append("<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(x))}</td></tr>"
                                          for k, x in details.items()) + "</table>")
     head = "".join(f"<th>{h}</th>" for h in ("feature", "kind", "test", "statistic", "p-value", "threshold",
-                                             "drift", "reference", "current"))
+                                             "effect", "effect threshold", "drift", "reference", "current"))
     body = []
     for i, r in enumerate(doc["features"]):
-        flag = '<b class="drift">yes</b>' if r["is_drift"] else "no"
+        flag = ('<b class="drift">yes</b>' if r["is_drift"] else
+                '<span class="note">significant, below the effect threshold</span>' if r.get("significant") else "no")
         body.append(f'<tr><td><a href="#f{i}">{esc(r["label"])}</a></td><td>{esc(str(r["kind"]))}</td>'
                     f'<td>{esc(str(r["test"] or "–"))}</td>'
                     + "".join(f'<td class="num">{esc(_fmt(r[k]))}</td>' for k in ("statistic", "p_value", "threshold"))
+                    + f'<td class="num" title="{esc(str(r.get("effect_metric") or ""))}">{esc(_fmt(r.get("effect")))}</td>'
+                    + f'<td class="num">{esc(_fmt(r.get("effect_threshold")))}</td>'
                     + f"<td>{flag}</td>" + "".join(f"<td>{esc(_brief(r[k]))}</td>" for k in ("reference", "current"))
                     + "</tr>")
     parts.append(f"<h2>Features</h2><table><tr>{head}</tr>{''.join(body)}</table>")

@@ -17,6 +17,7 @@ import yaml
 
 from raymlops.artifacts import run as layout
 from raymlops.config.models import PipelineConfig
+from raymlops.config.monitoring import DriftConfig
 from raymlops.data.preprocessing import Preprocessor
 from raymlops.data.schema import Column, InputSchema, arrow_kind, input_columns
 from raymlops.data.sources import read_source
@@ -183,6 +184,10 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     if drift and drift.features != "all" and set(drift.features) - set(inputs):
         raise DataError(f"monitoring.drift.features names columns that are not model inputs: "
                         f"{sorted(set(drift.features) - set(inputs))}; inputs: {inputs}")
+    if drift and isinstance(drift.min_effect, dict) and set(drift.min_effect) - {*inputs, "__prediction__"}:
+        raise DataError(f"monitoring.drift.min_effect names columns that are not model inputs (or "
+                        f"'__prediction__'): {sorted(set(drift.min_effect) - {*inputs, '__prediction__'})}; "
+                        f"inputs: {inputs}")
 
     say(f"splitting ({t.split.type}, {t.split.fraction:.0%} validation)")
     # Read once; both splits and every statistic below come from these blocks.
@@ -231,12 +236,7 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     (out / layout.PREPROCESSING).write_text(pre.to_json())
     layout.write_json(out / layout.SCHEMA, schema.to_dict())
 
-    # A uniform sample of the training split (not its first rows: data is often time-ordered).
-    ref_size = drift.reference_size if drift else 2000
-    seed = t.split.seed if t.split.type == "random" else 0
-    reference = train_raw.select_columns(inputs).random_sample(min(1.0, 1.5 * ref_size / n_train), seed=seed)
-    reference = reference.to_pandas()
-    reference = reference.sample(n=min(len(reference), ref_size), random_state=seed).reset_index(drop=True)
+    reference = _reference(train_raw, inputs, timestamp, n_train, drift, t.split.seed if t.split.type == "random" else 0)
     reference.to_parquet(out / layout.REFERENCE, index=False)
     DataProfile.from_stats(schema.columns, nstats, cstats, n_train).save(out / layout.QUALITY)
     if drift:
@@ -248,6 +248,22 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
             "rows": {"train": n_train, "valid": n_valid}, "origin": origin,
             "data_sha256": _content_sha(out.shared, "train", "valid"), "holdout_sha256": _content_sha(out.shared, "valid_raw")}
+
+
+def _reference(train_raw, inputs: list[str], timestamp: str | None, n_train: int, drift, seed: int) -> pd.DataFrame:
+    """The drift reference: a uniform sample of the training split (not its first rows: data is often
+    time-ordered); with ``reference: chunks``, its latest rows in time order (by the source's timestamp when
+    it has one, else in the source's order)."""
+    size = drift.reference_rows() if drift else 2000
+    if drift is not None and drift.reference == "chunks":
+        ds = train_raw.select_columns([*inputs, *([timestamp] if timestamp else [])])
+        if timestamp:
+            ds = ds.sort(timestamp)
+        if n_train > size:
+            ds = ds.split_at_indices([n_train - size])[1]
+        return ds.to_pandas()[inputs].reset_index(drop=True)
+    reference = train_raw.select_columns(inputs).random_sample(min(1.0, 1.5 * size / n_train), seed=seed)
+    return reference.to_pandas().sample(frac=1, random_state=seed).head(size).reset_index(drop=True)
 
 
 def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tuple, out: Path,
@@ -308,13 +324,13 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir
     })
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():
-        _fit_prediction_drift(writer, drift.model_dump(), prep_out.store)
+        _fit_prediction_drift(writer, drift, prep_out.store)
     # Nulls kept: an explicit null (e.g. tune.seed) must not come back as the default in `reproduce`.
     writer.path(layout.CONFIG).write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     return metrics
 
 
-def _fit_prediction_drift(writer: layout.RunWriter, drift: dict, prep: Storage) -> None:
+def _fit_prediction_drift(writer: layout.RunWriter, drift: DriftConfig, prep: Storage) -> None:
     """Fits the prediction-drift detector on the model's outputs over a sample of the validation split (rows
     the model never trained on: its outputs on training rows are more confident than on any new data):
     P(positive) for binary, the class for multiclass, the value for regression."""
@@ -322,7 +338,9 @@ def _fit_prediction_drift(writer: layout.RunWriter, drift: dict, prep: Storage) 
 
     predictor = Predictor(writer.dir)
     valid = prep.read_parquet("valid_raw")
-    reference = valid.sample(n=min(len(valid), drift["reference_size"]), random_state=0)
+    size = drift.reference_rows()
+    chunks = drift.reference == "chunks"  # in the source's order, as the inputs' reference
+    reference = valid.head(size) if chunks else valid.sample(n=min(len(valid), size), random_state=0)
     preds, proba = predictor.predict_with_proba(reference)
     outputs = pd.Series(proba if predictor.task == "binary" else preds)
-    fit_prediction(outputs, drift, writer.path(layout.DRIFT_DIR))
+    fit_prediction(outputs, drift.model_dump(), writer.path(layout.DRIFT_DIR))

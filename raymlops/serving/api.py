@@ -96,7 +96,18 @@ class FeatureDrift(BaseModel):
     statistic: float | None = None
     p_value: float | None = Field(None, description="Batch detectors; online detectors compare the statistic "
                                                     "with a threshold calibrated to the expected run time.")
-    threshold: float | None = None
+    threshold: float | None = Field(None, description="The p-value (batch) or statistic (online) threshold of the "
+                                                      "test, after the correction across the window's tests.")
+    effect: float | None = Field(None, description="Effect size: a distance from the reference that does not grow "
+                                                   "with the window (see effect_metric).")
+    effect_metric: str | None = Field(None, description="wasserstein_norm (numeric: Wasserstein-1 over the "
+                                                        "reference's standard deviation) or jensen_shannon "
+                                                        "(categorical, base 2).")
+    effect_threshold: float | None = Field(None, description="reference: chunks: the effect above which the feature "
+                                                             "is significant, learned from reference chunks.")
+    min_effect: float | None = Field(None, description="The configured smallest effect that makes a significant "
+                                                       "feature drift.")
+    significant: bool | None = Field(None, description="The test's verdict alone; is_drift also needs min_effect.")
     is_drift: bool
 
 
@@ -109,6 +120,8 @@ class DriftResponse(BaseModel):
     window: int | None = None
     p_val: float | None = None
     threshold: float | None = None
+    reference: str | None = Field(None, description="sample (p-value verdicts) or chunks (effect thresholds "
+                                                    "learned from reference chunks).")
     rows_seen: int = 0
     rows_pending: int = 0
     windows_tested: int = 0

@@ -23,7 +23,7 @@ def fit_detector(kind: str, reference: pd.DataFrame, schema_columns: list, setti
     """Fits a ``kind`` detector on the reference rows of ``schema_columns``; returns it and the columns it
     leaves untested (those of a kind it does not handle, e.g. categorical columns under 'ks')."""
     cls = _backends()[kind]
-    full = Encoder.fit(reference, schema_columns)
+    full = Encoder.fit(reference, schema_columns, None if kind in ONLINE else settings.get("window"))
     encoder = full.subset(cls.handles)
     untested = [n for n in full.names if n not in encoder.names]
     if not encoder.columns:

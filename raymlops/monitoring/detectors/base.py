@@ -22,18 +22,25 @@ def numba_cache() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "raymlops" / "numba"))
 
 
+MIN_EXPECTED = 5  # Cochran's rule: every cell of a chi-squared test expects at least this many rows
+
+
 class Encoder:
     """Maps input columns to a float matrix.
 
     Numeric columns: missing values take the reference median. Categorical (string/boolean) columns:
-    integer codes from the reference categories; missing and unseen values get their own codes.
+    integer codes from the reference categories, missing values their own code. Fitted with the window size,
+    categories a window would expect fewer than ``MIN_EXPECTED`` rows of share one code with unseen values
+    (the chi-squared distribution of the statistic is an approximation that needs expected counts of about 5 or
+    more, Cochran's rule); that code joins the least frequent kept category when it is rare itself. An unseen
+    category flooding a window still shows, as that code's share.
     """
 
     def __init__(self, columns: list[dict[str, Any]]):
         self.columns = columns
 
     @classmethod
-    def fit(cls, reference: pd.DataFrame, schema_columns: list) -> "Encoder":
+    def fit(cls, reference: pd.DataFrame, schema_columns: list, window: int | None = None) -> "Encoder":
         cols = []
         for c in schema_columns:
             if c.type in NUMERIC:
@@ -41,10 +48,12 @@ class Encoder:
                 med = values.median()
                 cols.append({"name": c.name, "kind": "numeric", "fill": 0.0 if pd.isna(med) else float(med)})
             elif c.type in ("string", "boolean"):
-                values = reference[c.name].dropna().astype(str)
-                cats = sorted(set(values.unique()))
-                mode = values.value_counts().index[0] if len(values) else None
-                cols.append({"name": c.name, "kind": "categorical", "categories": cats, "mode": mode})
+                col = reference[c.name].astype(object)
+                values = col[~col.map(is_missing)].astype(str)
+                counts = values.value_counts()
+                mode = counts.index[0] if len(values) else None
+                cols.append({"name": c.name, "kind": "categorical", "mode": mode,
+                             **_buckets(counts, len(col) - len(values), len(col), window)})
         return cls(cols)
 
     @property
@@ -69,9 +78,14 @@ class Encoder:
                 out[:, i] = pd.to_numeric(col, errors="coerce").fillna(c["fill"]).to_numpy(dtype=np.float32)
             else:
                 codes = {v: j for j, v in enumerate(c["categories"])}
-                unseen, missing = len(codes), len(codes) + 1
-                out[:, i] = [missing if is_missing(v) else codes.get(str(v), unseen) for v in col.tolist()]
+                other = c.get("other", len(codes))  # rare and unseen categories
+                missing = c.get("missing", len(codes) + 1)
+                out[:, i] = [missing if is_missing(v) else codes.get(str(v), other) for v in col.tolist()]
         return out
+
+    def codes(self) -> list[int]:
+        """How many codes each column can take (numeric: 0)."""
+        return [0 if c["kind"] == "numeric" else len(c["categories"]) + 2 for c in self.columns]
 
     def binarize(self, df: pd.DataFrame) -> np.ndarray:
         """Every column as 0/1: numeric above the reference median; categorical equal to the reference mode."""
@@ -86,6 +100,20 @@ class Encoder:
 
     def to_dict(self) -> dict:
         return {"columns": self.columns}
+
+
+def _buckets(counts: pd.Series, missing: int, n: int, window: int | None) -> dict[str, Any]:
+    """A categorical column's codes: kept categories (sorted), then ``other`` (rare and unseen values) and
+    ``missing``, each a code of its own or merged as the module docstring says. Without a window every
+    category is kept and unseen and missing values have codes of their own."""
+    need = MIN_EXPECTED * n / window if window else 0  # reference rows for MIN_EXPECTED expected in a window
+    kept = sorted(str(v) for v, k in counts.items() if k >= need)
+    rare = int(counts[counts < need].sum()) + (missing if missing < need else 0)
+    other = len(kept)
+    if window and rare < need and kept:  # too rare (or never seen) for a bucket of its own
+        other = kept.index(min(kept, key=lambda v: (counts[v], v)))
+    return {"categories": kept, "merged": sorted(str(v) for v in counts.index if str(v) not in kept),
+            "other": other, "missing": other if window and missing < need else len(kept) + 1}
 
 
 class Detector(ABC):
