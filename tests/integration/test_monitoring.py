@@ -268,6 +268,8 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     scores = _wait("the drift gauges", gauges, timeout=60, every=2)
     assert any('feature="monthly_charges"' in ln and 'variant="default"' in ln for ln in scores), scores
     assert any('feature="__prediction__"' in ln for ln in scores), scores
+    lines = httpx.get(metrics, timeout=10).text.splitlines()
+    assert any(ln.startswith("ray_raymlops_drift_effect{") and 'feature="monthly_charges"' in ln for ln in lines)
 
     retrains = _wait("the retrain to finish", lambda: _retrain_finished(url), timeout=600, every=2)
     assert len(retrains) == 1, retrains  # min_interval_s: one retrain however many windows drift
@@ -454,4 +456,6 @@ def test_check_and_drift_report_on_batches_without_serving(quickstart, demo_dir,
         doc = json.loads(out_file.with_suffix(".json").read_text())
         assert doc["verdict"]["is_drift"] is drifted, doc["verdict"]
         assert out_file.read_text().count("<img") == doc["verdict"]["n_features"] == 11  # 10 inputs + output
+        assert "effect threshold" in out_file.read_text()
+        assert all(f["effect"] is not None and f["effect_metric"] for f in doc["features"]), doc["features"]
     assert {"monthly_charges", "tenure_months", "__prediction__"} <= set(doc["verdict"]["drifted"])

@@ -150,8 +150,15 @@ def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_di
     assert d["is_drift"] is False, d
     assert d["rows_seen"] >= 500 and set(d["features"]) == {*model.schema.names, "__prediction__"}
     assert d["prediction_drift"] is False
+    calm = d["features"]
+    assert calm["monthly_charges"]["effect_metric"] == "wasserstein_norm" and calm["plan"]["effect_metric"] == \
+        "jensen_shannon" and all(0 <= f["effect"] < 0.2 for f in calm.values()), calm
     assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 500, model)}).status_code == 200
     d = _wait_drift(url, "windows_tested", base + 2)
+    assert d["features"]["monthly_charges"]["effect"] > 3 * calm["monthly_charges"]["effect"]
+    history = httpx.get(f"{url}/monitoring").json()["monitor"]["history"]
+    drift_lines = [h for h in history if h["kind"] == "drift"]
+    assert drift_lines and all("effect" in f for f in drift_lines[-1]["features"].values()), drift_lines[-1:]
     assert d["is_drift"] is True and d["prediction_drift"] is True  # the shifted month also scores higher
     drifted = {f for f, v in d["features"].items() if v["is_drift"]}
     assert {"monthly_charges", "tenure_months", "support_calls"} <= drifted, d["features"]
