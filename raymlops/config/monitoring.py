@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from raymlops.config.base import Strict
 
@@ -65,15 +65,20 @@ class DriftConfig(Strict):
         "retraining) needs `windows` drifted windows among the latest `of`; every window's verdict stays in "
         "/drift and the history. {windows: 1, of: 1} raises one for every drifted window.")
 
+    @field_validator("min_effect")
+    @classmethod
+    def _non_negative(cls, v):
+        values = v.items() if isinstance(v, dict) else [(None, v)]
+        for name, x in values:
+            if x is not None and x < 0:
+                raise ValueError(f"must be >= 0, got {x}" + (f" for {name!r}" if name else ""))
+        return v
+
     @model_validator(mode="after")
     def _reference_mode(self) -> "DriftConfig":
         if self.reference == "chunks" and self.detector not in ("ks", "chi2", "tabular"):
             raise ValueError(f"reference: chunks learns per-feature thresholds for the batch detectors ks, chi2 "
                              f"and tabular; got detector {self.detector!r}")
-        values = self.min_effect.values() if isinstance(self.min_effect, dict) else [self.min_effect]
-        bad = [v for v in values if v is not None and v < 0]
-        if bad:
-            raise ValueError(f"min_effect must be >= 0, got {bad[0]}")
         return self
 
     def reference_rows(self) -> int:

@@ -65,8 +65,8 @@ def test_effect_sizes_do_not_grow_with_the_window_and_min_effect_reports_a_tiny_
 
 def test_per_feature_min_effect_and_config_errors():
     assert DriftConfig(min_effect={"x": 0.2}).min_effect == {"x": 0.2}
-    with pytest.raises(ValueError, match="min_effect must be >= 0"):
-        DriftConfig(min_effect=-0.1)
+    with pytest.raises(ValueError, match="must be >= 0, got -0.1 for 'x'"):
+        DriftConfig(min_effect={"x": -0.1})
     with pytest.raises(ValueError, match="reference: chunks"):
         DriftConfig(reference="chunks", detector="cvm_online")
     assert DriftConfig().reference_rows() == 5000 and DriftConfig(window=100).reference_rows() == 2000
