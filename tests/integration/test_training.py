@@ -27,7 +27,8 @@ def test_quickstart_run_has_every_artifact(quickstart, storage):
     meta = json.loads((d / "meta.json").read_text())
     assert meta["classes"] == [0, 1] and meta["model_type"] == "xgboost"
     assert "customer_id" not in meta["input_columns"] and "event_ts" not in meta["input_columns"]
-    assert len(pd.read_parquet(d / "reference.parquet")) == 2000
+    assert len(pd.read_parquet(d / "reference.parquet")) == 5000  # the default: 10 x the 500-row drift window
+    assert json.loads((d / "drift/inputs/effects.json").read_text())["thresholds"] is None  # reference: sample
 
 
 def test_load_model_by_dir_and_by_id(quickstart, storage, demo_dir):
