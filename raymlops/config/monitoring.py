@@ -57,7 +57,8 @@ class DriftConfig(Strict):
         None, description="The smallest effect size (wasserstein_norm for numeric features, jensen_shannon for "
         "categorical ones; see /drift) that makes a significant feature drift: one number for every feature, or "
         "a number per feature (others: any). A significant shift below it is reported, not alerted. 0.1 is "
-        "Evidently's default threshold for both.")
+        "Evidently's default threshold for both. Saved with the run's detectors, as p_val: a change applies "
+        "from the next training.")
     features: Literal["all"] | list[str] = Field("all", description="Input columns to test ('all' or a list).")
     predictions: bool = Field(True, description="Also test the model's output (prediction drift).")
     alert_after: AlertAfterConfig = Field(

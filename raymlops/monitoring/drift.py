@@ -157,11 +157,13 @@ class DriftTester:
             for name, f in result["features"].items():
                 f.update(threshold=threshold, is_drift=name in flagged)
             result.update(threshold=threshold, is_drift=bool(flagged))
+            if INPUTS in tests:
+                result["inputs_drift"] = INPUTS in flagged
             if pred is not None:
                 result["prediction_drift"] = PREDICTION in flagged
         elif pred is not None:
-            result["prediction_drift"] = pred["is_drift"]
-            result["is_drift"] = bool(result["is_drift"] or pred["is_drift"])
+            result.update(prediction_drift=pred["is_drift"], prediction_detections=pred.get("detections") or [],
+                          is_drift=bool(result["is_drift"] or pred["is_drift"]))
         self._effects(window, result)
         return result
 
@@ -190,13 +192,16 @@ class DriftTester:
         for name, f in features.items():
             floor = min_effect(settings.get("min_effect"), name)
             f["significant"] = bool(f.get("is_drift"))
-            if floor is not None:
-                f.update(min_effect=floor, is_drift=f["significant"] and (f.get("effect") or 0.0) >= floor)
-        if not any(p is not None for p in self.profiles) or result.get("p_value") is not None:
-            return  # a run without profiles, or a multivariate test: its verdict stands
-        unnamed = self.online and bool(result.get("detections")) and not any(f["significant"] for f in
-                                                                             features.values())
-        result["is_drift"] = unnamed or any(f["is_drift"] for f in features.values())
+            if floor is not None and f.get("effect") is not None:
+                f.update(min_effect=floor, is_drift=f["significant"] and f["effect"] >= floor)
+        if not any(p is not None for p in self.profiles):
+            return  # a run trained before effect sizes: its verdict stands
+        # Alarms no feature's statistic explains (online), and mmd's one test over every input, still count.
+        unnamed = self.online and (
+            (bool(result.get("detections")) and not any(f["significant"] for n, f in features.items()
+                                                         if n != PREDICTION))
+            or (bool(result.get("prediction_detections")) and not features.get(PREDICTION, {}).get("significant")))
+        result["is_drift"] = bool(unnamed or result.get("inputs_drift") or any(f["is_drift"] for f in features.values()))
         if PREDICTION in features:
             result["prediction_drift"] = features[PREDICTION]["is_drift"]
 

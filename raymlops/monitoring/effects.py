@@ -25,13 +25,18 @@ import numpy as np
 from raymlops.monitoring.detectors.base import Encoder
 
 PROFILE_FILE = "effects.json"
-GRID = 1001  # quantile points: W1 between two samples of up to ~1,000 rows each is exact on this grid
+GRID = 1000  # quantile points, at the midpoints of equal-probability bins
+PROFILE_VERSION = 2  # 1 (unreleased) sampled the quantiles at 0 and 1 too: extremes made skewed data look drifted
 METRICS = {"numeric": "wasserstein_norm", "categorical": "jensen_shannon"}
 EPS = 1e-9  # distances are >= 0; the log scale of chunk thresholds needs them > 0
 
 
 def _quantiles(x: np.ndarray) -> np.ndarray:
-    return np.quantile(x, np.linspace(0, 1, GRID))
+    """The sample's quantile function at bin midpoints: the mean absolute difference of two samples' values
+    is their Wasserstein-1 distance up to the grid's resolution, and the extremes weigh no more than any
+    other rank (a grid through 0 and 1 put 1/1001 on each sample's minimum and maximum: two samples of the
+    same Pareto distribution then measured 0.19 instead of 0.007)."""
+    return np.quantile(x, (np.arange(GRID) + 0.5) / GRID, method="inverted_cdf")
 
 
 def _shares(codes: np.ndarray, k: int) -> np.ndarray:
@@ -84,7 +89,8 @@ class Profile:
         return [METRICS[c["kind"]] for c in self.columns]
 
     def save(self, out: str | Path) -> None:
-        Path(out, PROFILE_FILE).write_text(json.dumps({"columns": self.columns, "thresholds": self.thresholds}))
+        Path(out, PROFILE_FILE).write_text(json.dumps({"version": PROFILE_VERSION, "columns": self.columns,
+                                                       "thresholds": self.thresholds}))
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile | None":
@@ -92,6 +98,8 @@ class Profile:
         if not f.is_file():  # a run trained before effect sizes
             return None
         spec = json.loads(f.read_text())
+        if spec.get("version") != PROFILE_VERSION:
+            return None
         return cls(spec["columns"], spec.get("thresholds"))
 
 

@@ -232,6 +232,10 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     schema = _schema(arrow, inputs, nulls, cfg, classes)
     _write(train_ds, out, "train")
     _write(valid_ds, out, "valid")
+    if drift and drift.reference == "chunks":
+        _check_chunks(drift, n_valid)
+        if timestamp:  # the prediction's reference chunks come from it, in time order as the inputs'
+            valid_raw = valid_raw.sort(timestamp)
     _write(valid_raw.select_columns([*inputs, t.label]), out, "valid_raw")
     (out / layout.PREPROCESSING).write_text(pre.to_json())
     layout.write_json(out / layout.SCHEMA, schema.to_dict())
@@ -248,6 +252,15 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
             "rows": {"train": n_train, "valid": n_valid}, "origin": origin,
             "data_sha256": _content_sha(out.shared, "train", "valid"), "holdout_sha256": _content_sha(out.shared, "valid_raw")}
+
+
+def _check_chunks(drift, n_valid: int) -> None:
+    """reference: chunks learns the prediction's threshold from the validation split: refuse before the search
+    what would fail after it."""
+    if drift.predictions and n_valid < 3 * drift.window:
+        raise DataError(f"monitoring.drift.reference: chunks needs at least 3 windows ({3 * drift.window} rows) of "
+                        f"validation rows for the prediction's threshold; the split has {n_valid}: lower "
+                        "monitoring.drift.window, or set monitoring.drift.predictions: false")
 
 
 def _reference(train_raw, inputs: list[str], timestamp: str | None, n_train: int, drift, seed: int) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pytest
 from raymlops.config.monitoring import DriftConfig
 from raymlops.data.schema import Column
 from raymlops.monitoring.detectors.base import Encoder
-from raymlops.monitoring.drift import DriftTester, fit_inputs
+from raymlops.monitoring.drift import PREDICTION, DriftTester, fit_inputs, fit_prediction
 from raymlops.monitoring.effects import Profile
 
 
@@ -120,3 +120,59 @@ def test_profile_distances():
     assert moved[0] == pytest.approx(10 / np.std([0, 1, 2, 3]))  # every point moved by 10
     assert moved[1] == pytest.approx(1.0)  # disjoint shares: the largest Jensen-Shannon distance
     assert p.distances(ref[:0]) == [None, None]
+
+
+def test_skewed_samples_of_one_distribution_are_close():
+    rng = np.random.default_rng(7)
+    enc = Encoder.fit(pd.DataFrame({"x": [0.0]}), [Column("x", "number")])
+    ref = rng.pareto(2, 200_000)
+    p = Profile.fit(ref[:, None], enc)
+    # the quantile grid's extremes once made this 0.19: over Evidently's 0.1 with no drift at all
+    assert p.distances(rng.pareto(2, 50_000)[:, None])[0] < 0.02
+    assert Profile.fit(np.array([[0.0], [1.0]]), enc).distances(np.array([[0.0], [0.0], [1.0], [1.0]]))[0] == 0
+
+
+def test_merging_never_leaves_a_column_that_cannot_change():
+    ref = pd.DataFrame({"c": ["a"] * 1980 + ["r"] * 10 + [None] * 10})
+    col = Encoder.fit(ref, [Column("c", "string")], window=500).columns[0]
+    assert col["categories"] == ["a"] and col["other"] == 1 and col["missing"] == 2  # own codes: not folded
+
+
+def test_verdicts_keep_the_multivariate_test_and_unexplained_alarms(tmp_path):
+    rng = np.random.default_rng(8)
+    drift = DriftConfig(detector="ks", min_effect=0.5).model_dump()
+    fit_inputs(pd.DataFrame({"x": rng.normal(0, 1, 2000)}), [Column("x", "number")], drift, tmp_path)
+    fit_prediction(pd.Series(rng.random(2000)), drift, tmp_path)
+    t = DriftTester(tmp_path)
+    window = pd.DataFrame({"x": rng.normal(0, 1, 500), PREDICTION: rng.random(500)})
+    # mmd-like, inputs calm: a significant prediction below min_effect is no drift of the window
+    result = {"is_drift": True, "inputs_drift": False, "p_value": 0.4, "prediction_drift": True,
+              "features": {PREDICTION: {"test": "ks", "p_value": 0.001, "is_drift": True}}}
+    t._effects(window, result)
+    assert result["is_drift"] is False and result["prediction_drift"] is False
+    # mmd-like: one test over every input flagged; its features below min_effect do not cancel it
+    result = {"is_drift": True, "inputs_drift": True, "p_value": 0.001,
+              "features": {"x": {"test": "ks", "p_value": 0.001, "is_drift": True}}}
+    t._effects(window, result)
+    assert result["features"]["x"]["significant"] and not result["features"]["x"]["is_drift"]
+    assert result["is_drift"] is True
+    # online: an alarm of the prediction detector that no statistic explains still counts
+    class Online(DriftTester):
+        online = True  # type: ignore[assignment]
+
+    t.__class__ = Online
+    result = {"is_drift": True, "detections": [], "prediction_detections": [{"row": 3, "features": []}],
+              "features": {"x": {"test": "cvm", "p_value": None, "is_drift": False}}}
+    t._effects(window, result)
+    assert result["is_drift"] is True
+
+
+def test_chunks_need_three_windows_of_validation_rows_for_the_prediction():
+    from raymlops.errors import DataError
+    from raymlops.pipeline.train import _check_chunks
+
+    cfg = DriftConfig(reference="chunks", window=100)
+    _check_chunks(cfg, 300)
+    _check_chunks(cfg.model_copy(update={"predictions": False}), 10)
+    with pytest.raises(DataError, match="at least 3 windows"):
+        _check_chunks(cfg, 299)

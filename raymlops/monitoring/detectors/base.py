@@ -110,10 +110,13 @@ def _buckets(counts: pd.Series, missing: int, n: int, window: int | None) -> dic
     kept = sorted(str(v) for v, k in counts.items() if k >= need)
     rare = int(counts[counts < need].sum()) + (missing if missing < need else 0)
     other = len(kept)
-    if window and rare < need and kept:  # too rare (or never seen) for a bucket of its own
+    # Too rare (or never seen) for a bucket of its own: the least frequent kept category takes it, unless that
+    # leaves fewer than 2 codes (a column that can no longer change, even when a window is all missing)
+    fold = bool(window) and rare < need and len(kept) >= 2
+    if fold:
         other = kept.index(min(kept, key=lambda v: (counts[v], v)))
     return {"categories": kept, "merged": sorted(str(v) for v in counts.index if str(v) not in kept),
-            "other": other, "missing": other if window and missing < need else len(kept) + 1}
+            "other": other, "missing": other if fold and missing < need else len(kept) + 1}
 
 
 class Detector(ABC):
