@@ -3,6 +3,7 @@ by monitor actors and by the offline report."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from raymlops.monitoring.detectors import ONLINE, Detector, fit_detector, load_detector
+from raymlops.monitoring.detectors.base import SPEC_FILE
 from raymlops.monitoring.effects import Profile, chunk_thresholds
 
 INPUTS_DIR = "inputs"
@@ -98,8 +100,8 @@ def fit_prediction(outputs: pd.Series, drift: dict, out_dir: str | os.PathLike) 
     detector, _ = fit_detector(kind, frame, [_Column(PREDICTION, "number" if numeric else "string")],
                                settings_of(drift))
     detector.save(Path(out_dir) / PREDICTION_DIR)
-    inputs = load_detector(Path(out_dir) / INPUTS_DIR)
-    _fit_profile(detector, frame, drift, len(inputs.encoder.columns) + 1, Path(out_dir) / PREDICTION_DIR)
+    inputs = json.loads((Path(out_dir) / INPUTS_DIR / SPEC_FILE).read_text())["encoder"]["columns"]  # not unpickled
+    _fit_profile(detector, frame, drift, len(inputs) + 1, Path(out_dir) / PREDICTION_DIR)
     return kind
 
 

@@ -83,10 +83,6 @@ class Encoder:
                 out[:, i] = [missing if is_missing(v) else codes.get(str(v), other) for v in col.tolist()]
         return out
 
-    def codes(self) -> list[int]:
-        """How many codes each column can take (numeric: 0)."""
-        return [0 if c["kind"] == "numeric" else len(c["categories"]) + 2 for c in self.columns]
-
     def binarize(self, df: pd.DataFrame) -> np.ndarray:
         """Every column as 0/1: numeric above the reference median; categorical equal to the reference mode."""
         out = np.empty((len(df), len(self.columns)), dtype=np.float32)
