@@ -170,11 +170,26 @@ ParamValue = Annotated[Any, AfterValidator(_parse_param)]
 
 class XGBoostModel(Strict):
     type: Literal["xgboost"]
+    distributed: Literal["auto", "always", "never"] = Field(
+        "auto", description="never: each Tune trial boosts in its own process on splits shared through the object "
+        "store (no worker group to start). always: each trial drives a data-parallel Ray Train run of "
+        "num_workers workers. auto: data-parallel when num_workers > 1 or the training split is larger than "
+        "in_process_max_share of the smallest node's memory, else in-process.")
+    in_process_max_share: float = Field(0.25, gt=0, le=1, description="auto: the largest training split, as a share "
+                                                                     "of the smallest node's memory, trained in-process.")
+    cpus_per_trial: float = Field(1, gt=0, description="In-process path: CPUs per trial (xgboost's nthread).")
     num_workers: int = Field(1, ge=1, description="Ray Train data-parallel workers per trial.")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved by each training worker.")
     num_boost_round: int = Field(100, ge=1)
     early_stopping_rounds: int | None = Field(None, ge=1)
     params: dict[str, ParamValue] = Field(default_factory=dict, description="xgboost params; values may be search spaces.")
+
+    @model_validator(mode="after")
+    def _paths(self) -> "XGBoostModel":
+        if self.distributed == "never" and self.num_workers > 1:
+            raise ValueError(f"distributed: never trains each trial in one process; num_workers must be 1, got "
+                             f"{self.num_workers}")
+        return self
 
 
 class SklearnModel(Strict):

@@ -29,6 +29,7 @@ class TrainSpec:
     storage_fs: Any = None  # pyarrow filesystem of storage_dir (None: local or shared disk)
     report_every: int = 0  # report intermediate results every N boosting rounds (0: only the final one)
     max_failures: int = 0  # retries of a trial (Tune) and of its worker group (Ray Train)
+    path: str = ""  # xgboost: "in-process" or "data-parallel" (chosen by run_search)
 
 
 @dataclass
@@ -67,13 +68,24 @@ def _completed(r, metric: str) -> bool:
             and "model_file" in m and ("checkpoint_path" in m or r.checkpoint is not None))
 
 
-def _default_concurrency(cpus_per_trial: float) -> int:
+def _default_concurrency(cpus_per_trial: float, keep_free: int) -> int:
     import ray
 
-    # Keep one CPU free: Ray Data feeds the training workers and needs CPU of its own, and two Train runs
-    # holding every CPU deadlock waiting for it.
     cpus = ray.cluster_resources().get("CPU", 1)
-    return max(1, int((cpus - 1) // max(cpus_per_trial, 1e-9)))
+    return max(1, int((cpus - keep_free) // max(cpus_per_trial, 1e-9)))
+
+
+def xgboost_path(model: dict[str, Any], train_ds) -> str:
+    """"data-parallel" or "in-process" for an xgboost search (see XGBoostModel.distributed)."""
+    if model["distributed"] == "always" or model["num_workers"] > 1:
+        return "data-parallel"
+    if model["distributed"] == "never":
+        return "in-process"
+    import ray
+
+    memory = [n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
+    limit = model["in_process_max_share"] * min(memory or [0])
+    return "data-parallel" if train_ds.size_bytes() > limit else "in-process"
 
 
 def _checkpoint(r, spec) -> tuple[str | None, Any]:
@@ -144,26 +156,41 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
 
     for k in ("TUNE_DISABLE_STRICT_METRIC_CHECKING", "TUNE_GLOBAL_CHECKPOINT_S"):
         os.environ.setdefault(k, SETTINGS[k])
+    data = {"train_ds": train_ds, "valid_ds": valid_ds}
+    keep_free = 0
     if spec.model["type"] == "xgboost":
-        fn = xgb.trial
-        # The trial only drives a Train run; the workers hold the CPUs.
-        # A zero-CPU bundle: a fractional CPU here would leave Ray Data less than the whole CPU its tasks
-        # need and deadlock the Train run on a small machine.
-        resources = {"cpu": 0, "memory": 64 * 1024 * 1024}
-        per_trial = spec.model["num_workers"] * spec.model["cpus_per_worker"]
+        spec.path = xgboost_path(spec.model, train_ds)
         # One past the last round: an intermediate report at max_t would make ASHA stop the trial before
         # its final report (metrics + model) arrives.
         max_t = spec.model["num_boost_round"] + 1
+        if spec.path == "in-process":
+            fn = xgb.inprocess_trial
+            resources = {"cpu": spec.model["cpus_per_trial"]}
+            per_trial = spec.model["cpus_per_trial"]
+            # Both splits as arrays in the object store, once: every trial reads them zero-copy.
+            import ray
+
+            data = {"data": [ray.remote(xgb.split_arrays).remote(train_ds, valid_ds, spec)]}
+        else:
+            fn = xgb.trial
+            # The trial only drives a Train run; the workers hold the CPUs.
+            # A zero-CPU bundle: a fractional CPU here would leave Ray Data less than the whole CPU its tasks
+            # need and deadlock the Train run on a small machine.
+            resources = {"cpu": 0, "memory": 64 * 1024 * 1024}
+            per_trial = spec.model["num_workers"] * spec.model["cpus_per_worker"]
+            # Keep one CPU free: Ray Data feeds the training workers and needs CPU of its own, and two Train
+            # runs holding every CPU deadlock waiting for it.
+            keep_free = 1
     else:
         fn = sk.trial
         resources = {"cpu": spec.model["cpus_per_trial"]}
         per_trial = spec.model["cpus_per_trial"]
         max_t = 1
+        keep_free = 1  # the trial reads its splits with Ray Data
     spec.storage_dir, spec.storage_fs = storage_dir, storage_fs
     if tune_cfg.scheduler == "asha":
         spec.report_every = max(1, max_t // 10)
-    trainable = tune.with_resources(tune.with_parameters(fn, train_ds=train_ds, valid_ds=valid_ds, spec=spec),
-                                    resources)
+    trainable = tune.with_resources(tune.with_parameters(fn, spec=spec, **data), resources)
     # ASHA's rungs count boosting rounds (every xgboost report carries "round"); sklearn reports once.
     scheduler = (ASHAScheduler(time_attr="round" if spec.model["type"] == "xgboost" else "training_iteration",
                                max_t=max_t, grace_period=max(1, spec.report_every))
@@ -183,7 +210,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
             num_samples=tune_cfg.num_samples, scheduler=scheduler,
             search_alg=BasicVariantGenerator(
                 random_state=tune_cfg.seed,
-                max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(per_trial)),
+                max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(per_trial, keep_free)),
         ),
         run_config=tune.RunConfig(name="search", storage_path=storage_dir, storage_filesystem=storage_fs,
                                   verbose=1 if progress else 0,

@@ -1,4 +1,5 @@
-"""XGBoost trials: each Tune trial drives a data-parallel Ray Train ``XGBoostTrainer`` run."""
+"""XGBoost trials on two paths: in-process (the Tune trial boosts on splits shared through the object store)
+and data-parallel (the trial drives a Ray Train ``XGBoostTrainer`` run over sharded splits)."""
 
 from __future__ import annotations
 
@@ -39,34 +40,29 @@ def xgb_params(spec, params: dict[str, Any]) -> tuple[dict[str, Any], str, bool]
 
 
 def _to_dmatrix(shard, spec):
-    import xgboost
-
     df = pd.concat(list(shard.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
-    x = df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan)
-    return xgboost.DMatrix(x, label=df[spec.label].to_numpy(), feature_names=spec.feature_columns)
+    return _dmatrix(df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan), df[spec.label].to_numpy(),
+                    spec)
 
 
-def train_worker(config: dict) -> None:
-    """Runs on each Ray Train worker: trains on its shard, reports every round, checkpoints at the end."""
-    import ray.train
+def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) -> tuple[Any, dict, dict]:
+    """Trains one booster with ``report(metrics)`` every ``spec.report_every`` rounds (for schedulers that
+    prune); returns (booster, per-round validation history, final metrics without the model file)."""
     import xgboost
 
-    spec, params = config["spec"], config["params"]
     full, metric, maximize = xgb_params(spec, params)
+    if "nthread" not in params:
+        full["nthread"] = nthread
     _, _, convert = _PER_ROUND[(spec.task, metric)]
-    dtrain = _to_dmatrix(ray.train.get_dataset_shard("train"), spec)
-    dvalid = _to_dmatrix(ray.train.get_dataset_shard("valid"), spec)
 
     class Report(xgboost.callback.TrainingCallback):
-        """Intermediate results for schedulers that prune (ASHA); a report is a sync across workers."""
-
         def after_iteration(self, model, epoch, evals_log):
             if (epoch + 1) % spec.report_every:
                 return False
             value = evals_log["valid"][full["eval_metric"]][-1]
             # Reported under the tuned metric's name when xgboost computes it per round, so ASHA can prune.
             key = metric if metric == spec.metric else f"round_{metric}"
-            ray.train.report({key: convert(value), "round": epoch + 1})
+            report({key: convert(value), "round": epoch + 1})
             return False
 
     callbacks: list = [Report()] if spec.report_every else []
@@ -77,20 +73,68 @@ def train_worker(config: dict) -> None:
     history: dict = {}
     booster = xgboost.train(full, dtrain, num_boost_round=spec.model["num_boost_round"],
                             evals=[(dvalid, "valid")], callbacks=callbacks, verbose_eval=False, evals_result=history)
-    final: dict = {"round": booster.num_boosted_rounds()}
+    return booster, history, {"round": booster.num_boosted_rounds()}
+
+
+def _final(spec, booster, history: dict, dvalid, out_dir: str) -> dict:
+    """The validation metrics of a finished booster; writes the model and its curve to ``out_dir``."""
+    from raymlops.training.metrics import evaluate
+
+    booster.save_model(os.path.join(out_dir, MODEL_FILE))
+    with open(os.path.join(out_dir, CURVE_FILE), "w") as f:
+        json.dump({f"valid_{k}": [float(x) for x in v] for k, v in history.get("valid", {}).items()}, f)
+    return {**evaluate(spec.task, dvalid.get_label(), booster.predict(dvalid), spec.n_classes),
+            "model_file": MODEL_FILE}
+
+
+def train_worker(config: dict) -> None:
+    """Runs on each Ray Train worker: trains on its shard, reports every round, checkpoints at the end."""
+    import ray.train
+
+    spec = config["spec"]
+    dtrain = _to_dmatrix(ray.train.get_dataset_shard("train"), spec)
+    dvalid = _to_dmatrix(ray.train.get_dataset_shard("valid"), spec)
+    booster, history, final = boost(spec, config["params"], dtrain, dvalid, ray.train.report,
+                                    max(1, int(spec.model["cpus_per_worker"])))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
             # The validation split is not sharded, so rank 0 scores all of it; Tune sees rank 0's metrics.
-            from raymlops.training.metrics import evaluate
-
-            final.update(evaluate(spec.task, dvalid.get_label(), booster.predict(dvalid), spec.n_classes))
-            final["model_file"] = MODEL_FILE
-            booster.save_model(os.path.join(tmp, MODEL_FILE))
-            with open(os.path.join(tmp, CURVE_FILE), "w") as f:
-                json.dump({f"valid_{k}": [float(x) for x in v] for k, v in history.get("valid", {}).items()}, f)
+            final.update(_final(spec, booster, history, dvalid, tmp))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(final, checkpoint=checkpoint)
+
+
+def inprocess_trial(config: dict, data=None, spec=None) -> None:
+    """A Tune trial that boosts in its own process on the splits (``data``: an object ref of
+    ``split_arrays``' result, put in the object store once for every trial): no worker group to start."""
+    import ray
+    from ray import tune
+
+    x, y, xv, yv = ray.get(data[0])
+    dtrain = _dmatrix(x, y, spec)
+    dvalid = _dmatrix(xv, yv, spec)
+    booster, history, final = boost(spec, config, dtrain, dvalid, tune.report,
+                                    max(1, int(spec.model["cpus_per_trial"])))
+    with tempfile.TemporaryDirectory() as tmp:
+        final.update(_final(spec, booster, history, dvalid, tmp))
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _dmatrix(x: np.ndarray, y: np.ndarray, spec):
+    import xgboost
+
+    return xgboost.DMatrix(x, label=y, feature_names=spec.feature_columns)
+
+
+def split_arrays(train_ds, valid_ds, spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y) of both splits as float32 matrices and labels, in the datasets' row order (run as a task:
+    the arrays go to the object store, not through the driver)."""
+    out = []
+    for ds in (train_ds, valid_ds):
+        df = ds.to_pandas()
+        out += [df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan), df[spec.label].to_numpy()]
+    return tuple(out)  # type: ignore[return-value]
 
 
 def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:

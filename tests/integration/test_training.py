@@ -95,14 +95,49 @@ def test_a_failing_run_leaves_nothing_visible(ray_session, demo_dir, storage):
     assert not list((Path(storage) / "runs" / "contract-multiclass").glob(".*.partial"))
 
 
-def test_xgboost_with_asha_reports_rounds_and_keeps_a_complete_best(ray_session, demo_dir, storage):
+@pytest.mark.parametrize("distributed", ["never", "always"])
+def test_xgboost_with_asha_reports_rounds_and_keeps_a_complete_best(ray_session, demo_dir, storage, distributed):
     pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.scheduler=asha",
                     "training.tune.num_samples=2", "training.model.num_boost_round=20",
+                    f"training.model.distributed={distributed}",
                     "training.model.early_stopping_rounds=null", "monitoring=null", "serving=null")
     result = pipe.train(progress=False)
     statuses = [t["status"] for t in result.trials]
     assert len(statuses) == 2 and "ok" in statuses and set(statuses) <= {"ok", "stopped"}, result.trials
     assert (result.run_dir / "model.ubj").exists() and result.metrics["auc"] > 0.6  # 20 rounds: well above chance
+    meta = json.loads((result.run_dir / "meta.json").read_text())
+    assert meta["spec"]["path"] == {"never": "in-process", "always": "data-parallel"}[distributed]
+    search = max(Path(storage).rglob("search.json"), key=lambda p: p.stat().st_mtime)  # the train step's record
+    ok = [t for t in json.loads(search.read_text())["trials"] if t["status"] == "ok"]
+    assert ok and all(len(t["history"]["valid_auc"]) == 20 and t["history"]["auc"] for t in ok), ok  # curve + reports
+
+
+def test_both_xgboost_paths_give_the_same_results_and_reproducible_bytes(ray_session, demo_dir, tmp_path):
+    """One trial per path, twice each: identical model bytes within a path; the same metrics across them."""
+    runs = {}
+    for distributed in ("never", "always", "never", "always"):
+        pipe = pipeline("quickstart.yaml", demo_dir, str(tmp_path / distributed), "training.tune.num_samples=1",
+                        f"training.model.distributed={distributed}", "monitoring=null", "serving=null",
+                        "registry.enabled=false", "training.model.num_boost_round=30")
+        result = pipe.train(progress=False, no_cache=True)
+        runs.setdefault(distributed, []).append((result.run_dir / "model.ubj").read_bytes())
+        runs.setdefault(f"{distributed} metrics", []).append(result.metrics)
+    assert runs["never"][0] == runs["never"][1] and runs["always"][0] == runs["always"][1]
+    a, b = runs["never metrics"][0], runs["always metrics"][0]
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-6) for k in a), (a, b)
+
+
+def test_auto_trains_in_process_unless_the_split_is_large(ray_session, demo_dir, tmp_path):
+    from raymlops.training.search import xgboost_path
+
+    import ray
+
+    ds = ray.data.range(1000)
+    model = {"distributed": "auto", "num_workers": 1, "in_process_max_share": 0.25}
+    assert xgboost_path(model, ds) == "in-process"
+    assert xgboost_path({**model, "in_process_max_share": 1e-12}, ds) == "data-parallel"  # a lowered threshold
+    assert xgboost_path({**model, "num_workers": 2}, ds) == "data-parallel"
+    assert xgboost_path({**model, "distributed": "always"}, ds) == "data-parallel"
 
 
 def test_unknown_preprocessing_columns_fail_before_any_work(ray_session, demo_dir, storage):
