@@ -234,6 +234,11 @@ class TuneConfig(Strict):
     num_samples: int = Field(1, ge=1, description="Trials to sample (each grid point is run num_samples times).")
     metric: str | None = Field(None, description="Metric to optimise; default auc / logloss / rmse by task.")
     mode: Literal["min", "max"] | None = Field(None, description="Default follows the metric.")
+    search: Literal["random", "grid", "optuna"] = Field(
+        "random", description="random: each trial samples every search space independently (grid values are all "
+        "tried). grid: every combination of grid and choice values, num_samples times each (continuous spaces are "
+        "refused). optuna: Tree-structured Parzen Estimator through Tune's Optuna integration, seeded by seed: each "
+        "trial is suggested from the results so far (grid values are refused; use choice).")
     scheduler: Literal["fifo", "asha"] = "fifo"
     max_concurrent_trials: int | None = Field(None, ge=1)
     seed: int | None = 0
@@ -365,6 +370,25 @@ def _features_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     return out
 
 
+def _tune_issues(t: TrainingConfig) -> list[tuple[tuple, str]]:
+    """The tuned metric fits the task, and every search space fits the search algorithm."""
+    out: list[tuple[tuple, str]] = []
+    if t.tune.metric not in TASK_METRICS[t.task]:
+        out.append((("training", "tune", "metric"),
+                    f"got {t.tune.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
+    for key, v in t.model.params.items():
+        if not isinstance(v, SearchSpace):
+            continue
+        where = ("training", "model", "params", key, v.kind)
+        if t.tune.search == "grid" and v.kind not in ("grid", "choice"):
+            out.append((where, f"search: grid tries every combination of finite values; got a {v.kind} range; "
+                               "use grid: [...] or choice: [...], or search: random | optuna"))
+        if t.tune.search == "optuna" and v.kind == "grid":
+            out.append((where, "search: optuna suggests each value from the results so far; grid must be choice "
+                               "here"))
+    return out
+
+
 def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
     """Checks that span sections; returns (key path, message) pairs."""
     out: list[tuple[tuple, str]] = []
@@ -394,9 +418,8 @@ def cross_field_issues(cfg: PipelineConfig) -> list[tuple[tuple, str]]:
             out.append((("training", "source"), f"unknown source {t.source!r}; defined: {sorted(cfg.sources)}"))
         elif isinstance(t.split, TimeSplit) and not cfg.sources[t.source].timestamp:
             out.append((("training", "split", "type"), f"'time' needs sources.{t.source}.timestamp to be set"))
-        if t.tune.metric not in TASK_METRICS[t.task]:
-            out.append((("training", "tune", "metric"),
-                        f"got {t.tune.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
+    if t is not None:
+        out += _tune_issues(t)
     if cfg.serving is not None and cfg.serving.features and (t is None or t.dataset is None):
         out.append((("serving", "features"), "fetching features online needs 'training.dataset' (its feature list)"))
     p = cfg.registry.promotion

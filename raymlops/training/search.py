@@ -146,8 +146,6 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator
-
     from raymlops.training import sk, xgb
     from raymlops.training.space import to_tune
 
@@ -202,15 +200,14 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         with _terminal(progress):
             grid = tuner.fit()
         return _collect(grid, spec)
+    concurrency = tune_cfg.max_concurrent_trials or _default_concurrency(per_trial, keep_free)
     tuner = tune.Tuner(
         trainable,
-        param_space=to_tune(params),
+        param_space=to_tune(params, grid=tune_cfg.search == "grid"),
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode,
             num_samples=tune_cfg.num_samples, scheduler=scheduler,
-            search_alg=BasicVariantGenerator(
-                random_state=tune_cfg.seed,
-                max_concurrent=tune_cfg.max_concurrent_trials or _default_concurrency(per_trial, keep_free)),
+            search_alg=_searcher(tune_cfg, spec, concurrency),
         ),
         run_config=tune.RunConfig(name="search", storage_path=storage_dir, storage_filesystem=storage_fs,
                                   verbose=1 if progress else 0,
@@ -219,6 +216,23 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     with _terminal(progress):
         grid = tuner.fit()
     return _collect(grid, spec)
+
+
+def _searcher(tune_cfg, spec: TrainSpec, concurrency: int):
+    """Tune's search algorithm for ``training.tune.search``."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if tune_cfg.search != "optuna":
+        return BasicVariantGenerator(random_state=tune_cfg.seed, max_concurrent=concurrency)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
+    # The TPE sampler is seeded; with several trials at once, which results it has seen when it suggests the
+    # next one depends on their finishing order, so only a search with one trial at a time repeats exactly.
+    sampler = optuna.samplers.TPESampler(seed=tune_cfg.seed)
+    return ConcurrencyLimiter(OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler),
+                              max_concurrent=concurrency)
 
 
 @contextmanager
@@ -251,7 +265,11 @@ def _collect(grid, spec: TrainSpec) -> SearchResult:
     trials, errors = [], []
     for r in grid:
         ok = _completed(r, spec.metric)
-        trials.append({"params": r.config, "metrics": _clean(r.metrics or {}), "trial_id": (r.metrics or {}).get("trial_id"),
+        m = r.metrics or {}
+        # When it ran (unix seconds of its last report, and its running time): shows how trials overlapped.
+        timing = {"ended": float(m["timestamp"]), "seconds": round(float(m["time_total_s"]), 3)} \
+            if "timestamp" in m and "time_total_s" in m else {}
+        trials.append({"params": r.config, "metrics": _clean(m), "trial_id": m.get("trial_id"), **timing,
                        "history": _history(r, time_attr, spec), "status": "ok" if ok else ("failed" if r.error else "stopped"),
                        **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {})})
         if r.error is not None:

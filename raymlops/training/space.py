@@ -7,8 +7,9 @@ from typing import Any
 from raymlops.config.models import SearchSpace
 
 
-def to_tune(params: dict[str, Any]) -> dict[str, Any]:
-    """Maps each SearchSpace value to its ``ray.tune`` sampler; plain values pass through."""
+def to_tune(params: dict[str, Any], grid: bool = False) -> dict[str, Any]:
+    """Maps each SearchSpace value to its ``ray.tune`` sampler; plain values pass through. ``grid``: choice
+    values become grid axes too (``training.tune.search: grid``)."""
     from ray import tune
 
     out: dict[str, Any] = {}
@@ -24,8 +25,8 @@ def to_tune(params: dict[str, Any]) -> dict[str, Any]:
         elif kind == "randint":
             lo, hi = v.randint
             out[key] = tune.randint(lo, hi + 1)  # inclusive upper bound, as written in the YAML
-        elif kind == "choice":
+        elif kind == "choice" and not grid:
             out[key] = tune.choice(v.choice)
         else:
-            out[key] = tune.grid_search(v.grid)
+            out[key] = tune.grid_search(v.grid if kind == "grid" else v.choice)
     return out

@@ -144,3 +144,19 @@ def test_unknown_preprocessing_columns_fail_before_any_work(ray_session, demo_di
     pipe = pipeline("sklearn_multiclass.yaml", demo_dir, storage, "training.preprocessing.0.columns=[usage_gbb]")
     with pytest.raises(DataError, match=r"training.preprocessing\[0\] \(impute\): unknown columns \['usage_gbb'\]"):
         pipe.train(progress=False)
+
+
+def test_optuna_search_runs_in_process_trials_two_at_a_time(ray_session, demo_dir, storage):
+    """TPE through Tune's Optuna integration, on the in-process path: with one CPU per trial, the default
+    concurrency runs as many trials at once as the cluster has CPUs (2 here), and they overlap in time."""
+    import ray
+
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.search=optuna", "training.tune.num_samples=4",
+                    "training.model.num_boost_round=40", "monitoring=null", "serving=null", "registry.enabled=false")
+    result = pipe.train(progress=False, no_cache=True)
+    assert [t["status"] for t in result.trials] == ["ok"] * 4, result.trials
+    assert len({t["params"]["eta"] for t in result.trials}) == 4  # suggested, not repeated
+    assert result.metrics["auc"] == max(t["metrics"]["auc"] for t in result.trials)
+    assert ray.cluster_resources()["CPU"] >= 2
+    spans = sorted((t["ended"] - t["seconds"], t["ended"]) for t in result.trials)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans  # some trial started before another ended

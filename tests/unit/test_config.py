@@ -270,3 +270,21 @@ def test_drift_alert_after_defaults_to_two_of_three_and_checks_its_bounds():
     assert DriftConfig().alert_after.model_dump() == {"windows": 2, "of": 3}
     with pytest.raises(ValueError, match="windows must be <= of; got windows=3, of=2"):
         DriftConfig(alert_after={"windows": 3, "of": 2})
+
+
+def test_search_algorithms_check_their_spaces(tmp_path):
+    p = write(tmp_path, BASE)
+    (msg,) = issues(p, ["training.tune.search=grid"])
+    assert msg.startswith(f"{p}:14: training.model.params.max_depth.randint: search: grid tries every combination"), msg
+    grid = BASE.replace("{randint: [3, 8]}", "{grid: [3, 8]}")
+    (msg,) = issues(write(tmp_path, grid), ["training.tune.search=optuna"])
+    assert "training.model.params.max_depth.grid: search: optuna suggests each value" in msg, msg
+    assert load_config(write(tmp_path, grid), ["training.tune.search=grid"]).training.tune.search == "grid"
+    assert load_config(write(tmp_path, BASE), ["training.tune.search=optuna"]).training.tune.search == "optuna"
+    assert "got 'bayes'" in " ".join(issues(write(tmp_path, BASE), ["training.tune.search=bayes"]))
+
+
+def test_the_tuned_metric_is_checked_with_a_training_dataset_too(tmp_path):
+    ds = BASE.replace("  source: events\n", "  dataset:\n    labels: events\n    features: ['v:*']\n")
+    got = issues(write(tmp_path, ds), ["training.tune.metric=rmse"])
+    assert any("training.tune.metric: got 'rmse'; task 'binary' supports" in g for g in got), got
