@@ -39,7 +39,8 @@ class Predictor:
 
             self.model = xgboost.Booster()
             self.model.load_model(str(self.run_dir / layout.XGB_MODEL))
-            self.model.set_param({"nthread": 1})
+            # Scored on CPU, one thread per replica, wherever it was trained (a cuda-trained booster too).
+            self.model.set_param({"nthread": 1, "device": "cpu"})
         else:
             with open(self.run_dir / layout.SKLEARN_MODEL, "rb") as f:
                 self.model = pickle.load(f)

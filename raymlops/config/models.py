@@ -178,6 +178,9 @@ class XGBoostModel(Strict):
     in_process_max_share: float = Field(0.25, gt=0, le=1, description="auto: the largest training split, as a share "
                                                                      "of the smallest node's memory, trained in-process.")
     cpus_per_trial: float = Field(1, gt=0, description="In-process path: CPUs per trial (xgboost's nthread).")
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="cuda: xgboost trains on a GPU (device='cuda'); each in-process trial, or each Ray Train "
+        "worker, requests one. Models are scored on CPU wherever they were trained.")
     num_workers: int = Field(1, ge=1, description="Ray Train data-parallel workers per trial.")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved by each training worker.")
     num_boost_round: int = Field(100, ge=1)

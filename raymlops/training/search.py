@@ -75,6 +75,15 @@ def _default_concurrency(cpus_per_trial: float, keep_free: int) -> int:
     return max(1, int((cpus - keep_free) // max(cpus_per_trial, 1e-9)))
 
 
+def _check_gpus(model: dict[str, Any]) -> None:
+    """device: cuda on a cluster without GPUs would leave every trial pending forever: refuse it now."""
+    import ray
+
+    if model.get("device") == "cuda" and ray.cluster_resources().get("GPU", 0) < 1:
+        raise TrainingError("training.model.device is 'cuda' but this Ray cluster has no GPU; set device: cpu, or "
+                            "start Ray on a machine with one")
+
+
 def xgboost_path(model: dict[str, Any], train_ds) -> str:
     """"data-parallel" or "in-process" for an xgboost search (see XGBoostModel.distributed)."""
     if model["distributed"] == "always" or model["num_workers"] > 1:
@@ -155,6 +164,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     for k in ("TUNE_DISABLE_STRICT_METRIC_CHECKING", "TUNE_GLOBAL_CHECKPOINT_S"):
         os.environ.setdefault(k, SETTINGS[k])
     data = {"train_ds": train_ds, "valid_ds": valid_ds}
+    _check_gpus(spec.model)
     keep_free = 0
     if spec.model["type"] == "xgboost":
         spec.path = xgboost_path(spec.model, train_ds)
@@ -163,7 +173,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         max_t = spec.model["num_boost_round"] + 1
         if spec.path == "in-process":
             fn = xgb.inprocess_trial
-            resources = {"cpu": spec.model["cpus_per_trial"]}
+            resources = {"cpu": spec.model["cpus_per_trial"], **({"gpu": 1} if spec.model["device"] == "cuda" else {})}
             per_trial = spec.model["cpus_per_trial"]
             # Both splits as arrays in the object store, once: every trial reads them zero-copy.
             import ray

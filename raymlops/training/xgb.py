@@ -33,7 +33,8 @@ def xgb_params(spec, params: dict[str, Any]) -> tuple[dict[str, Any], str, bool]
     metric = spec.metric if (spec.task, spec.metric) in _PER_ROUND else _FALLBACK[spec.task]
     eval_metric, maximize, _ = _PER_ROUND[(spec.task, metric)]
     out = {"objective": objective[spec.task], "tree_method": "hist", "seed": spec.seed,
-           "nthread": max(1, int(spec.model["cpus_per_worker"])), **params, "eval_metric": eval_metric}
+           "nthread": max(1, int(spec.model["cpus_per_worker"])), "device": spec.model.get("device", "cpu"),
+           **params, "eval_metric": eval_metric}
     if spec.task == "multiclass":
         out["num_class"] = spec.n_classes
     return out, metric, maximize
@@ -156,7 +157,8 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model["num_workers"] > 1 else [],
                                             execution_options=_ordered()),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.model["num_workers"], resources_per_worker={"CPU": spec.model["cpus_per_worker"]}),
+            num_workers=spec.model["num_workers"], resources_per_worker={"CPU": spec.model["cpus_per_worker"]},
+            use_gpu=spec.model.get("device") == "cuda"),
         run_config=ray.train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
                                        storage_filesystem=spec.storage_fs,
                                        callbacks=[TuneReportCallback()],

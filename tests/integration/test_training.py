@@ -160,3 +160,15 @@ def test_optuna_search_runs_in_process_trials_two_at_a_time(ray_session, demo_di
     assert ray.cluster_resources()["CPU"] >= 2
     spans = sorted((t["ended"] - t["seconds"], t["ended"]) for t in result.trials)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans  # some trial started before another ended
+
+
+def test_cuda_without_a_gpu_fails_before_any_trial(ray_session, demo_dir, storage):
+    import ray
+
+    from raymlops.training.search import TrainingError
+
+    assert ray.cluster_resources().get("GPU", 0) == 0  # the test machines have none
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.model.device=cuda", "monitoring=null",
+                    "serving=null", "registry.enabled=false")
+    with pytest.raises(TrainingError, match="training.model.device is 'cuda' but this Ray cluster has no GPU"):
+        pipe.train(progress=False, no_cache=True)
