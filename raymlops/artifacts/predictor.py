@@ -34,6 +34,8 @@ class Predictor:
         self.classes: list | None = self.meta.get("classes")
         self.features: list[str] = self.meta["feature_columns"]
         self.model_type: str = self.meta["model_type"]
+        # Binary: P(positive) at or above it predicts the positive class (training.decision; 0.5 before it).
+        self.threshold: float = float((self.meta.get("decision") or {}).get("threshold", 0.5))
         if self.model_type == "xgboost":
             import xgboost
 
@@ -82,7 +84,7 @@ class Predictor:
             return scores.astype(np.float64).tolist(), None
         classes = np.asarray(self.classes, dtype=object)
         if self.task == "binary":
-            return classes[(scores >= 0.5).astype(int)].tolist(), scores.astype(np.float64).tolist()
+            return classes[(scores >= self.threshold).astype(int)].tolist(), scores.astype(np.float64).tolist()
         return classes[np.argmax(scores, axis=1)].tolist(), scores.astype(np.float64).tolist()
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:

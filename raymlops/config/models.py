@@ -258,6 +258,33 @@ class FailureConfig(Strict):
                                                      "retries the Ray Train worker group inside a trial.")
 
 
+class DecisionCost(Strict):
+    false_positive: float = Field(1.0, ge=0, description="Cost of predicting the positive class for a negative row.")
+    false_negative: float = Field(1.0, ge=0, description="Cost of predicting the negative class for a positive row.")
+
+
+class DecisionConfig(Strict):
+    """How a binary classifier turns P(positive) into a predicted class (stored with the model; serving, batch
+    scoring and the report use it)."""
+
+    threshold: Literal["auto"] | float = Field(
+        "auto", description="auto: chosen to optimize `optimize` on out-of-fold scores of the training split (the "
+        "best trial's params refitted on `folds` folds; the holdout is never used); or a fixed value in (0, 1).")
+    optimize: Literal["f1", "precision_at_recall", "cost"] = Field(
+        "f1", description="f1: the highest F1. precision_at_recall: the highest precision with recall >= min_recall. "
+        "cost: the lowest false_positive * FP + false_negative * FN.")
+    min_recall: float = Field(0.8, gt=0, le=1, description="precision_at_recall: the recall to keep.")
+    cost: DecisionCost = Field(default_factory=DecisionCost, description="optimize: cost: the cost of each error.")
+    folds: int = Field(5, ge=2, le=20, description="threshold: auto: cross-validation folds of the training split.")
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _auto_or_share(cls, v):
+        if v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1):
+            return v
+        raise ValueError(f"must be 'auto' or a number in (0, 1), got {v!r}")
+
+
 class TrainingConfig(Strict):
     source: str | None = Field(None, description="Name of a source under 'sources' (or use 'dataset').")
     dataset: TrainingDatasetConfig | None = Field(
@@ -273,6 +300,9 @@ class TrainingConfig(Strict):
     split: SplitConfig = Field(default_factory=RandomSplit)
     model: ModelConfig
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    decision: DecisionConfig | None = Field(
+        None, description="Binary task: the decision threshold (default: a fixed 0.5). Trials are still compared "
+                          "on their metrics at 0.5; the holdout's accuracy and f1 use the chosen threshold.")
     failure: FailureConfig = Field(default_factory=FailureConfig)
 
     @field_validator("positive_class")
@@ -379,7 +409,12 @@ def _tune_issues(t: TrainingConfig) -> list[tuple[tuple, str]]:
     if t.tune.metric not in TASK_METRICS[t.task]:
         out.append((("training", "tune", "metric"),
                     f"got {t.tune.metric!r}; task {t.task!r} supports {list(TASK_METRICS[t.task])}"))
+    if t.decision is not None and t.task != "binary":
+        out.append((("training", "decision"), f"a decision threshold is for task 'binary'; this task is {t.task!r}"))
     for key, v in t.model.params.items():
+        if key == "scale_pos_weight" and v == "auto" and (t.task != "binary" or t.model.type != "xgboost"):
+            out.append((("training", "model", "params", key), "auto (negatives / positives of the training split) "
+                        f"is for xgboost on task 'binary'; this is {t.model.type} on {t.task!r}"))
         if not isinstance(v, SearchSpace):
             continue
         where = ("training", "model", "params", key, v.kind)

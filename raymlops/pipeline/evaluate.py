@@ -52,7 +52,8 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
     sha = file_sha256(run_dir / cand.meta["model_file"])[:12]
     name = f"candidate (model {sha})"  # named by its bytes: a cached evaluation serves every run of this model
     scores = {name: _scores(cand, rows)}
-    metrics = {name: metrics_of(cand.task, y, scores[name], len(cand.classes) if cand.classes else None)}
+    metrics = {name: metrics_of(cand.task, y, scores[name], len(cand.classes) if cand.classes else None,
+                                cand.threshold)}
     notes: dict[str, str] = {"holdout rows": str(len(rows))}
     champ_out = None
     if champion is not None:
@@ -66,20 +67,27 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
                 notes["champion"] = f"{clabel} cannot score this holdout ({e}); not compared"
             else:
                 scores[clabel] = s
-                metrics[clabel] = metrics_of(cp.task, y, s, len(cp.classes) if cp.classes else None)
+                metrics[clabel] = metrics_of(cp.task, y, s, len(cp.classes) if cp.classes else None, cp.threshold)
                 champ_out = {"label": clabel, "run": cp.version, "metrics": metrics[clabel]}
     say("evaluating on the holdout" + (f" beside {champion[0]}" if champion else " (no champion yet)"))
+    say("  holdout: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[name].items())
+        + (f" (decision threshold {cand.threshold:.4f})" if cand.task == "binary" else ""))
     warnings = holdout_warnings(run_dir, holdout)
     for w in warnings:
         say(w)
     notes["holdout data quality"] = "; ".join(w.removeprefix("warning: ") for w in warnings) or \
         "passes the checks against the training profile"
     importance = feature_importance(cand.model, cand.model_type, cand.features)
+    if cand.task == "binary":
+        how = (cand.meta.get("decision") or {}).get("how", "default")
+        notes["decision threshold"] = f"{cand.threshold:.4f} ({how}); accuracy and f1 are at it"
     files = write_report(out / REPORT_DIR, title=f"{cand.meta['pipeline']}: model {sha}", task=cand.task,
                          y_true=y, scores=scores, metrics=metrics, classes=cand.classes, importance=importance,
+                         threshold=cand.threshold,
                          details={"model sha256": sha, "first trained in run": cand.version,
                                   "model type": cand.model_type, "label": label, **notes})
     result = {"candidate": metrics[name], "champion": champ_out, "holdout_rows": int(len(rows)),
+              **({"threshold": cand.threshold} if cand.task == "binary" else {}),
               "holdout_warnings": warnings,
               "importance": dict(list(importance.items())[:50]), "files": sorted(files)}
     layout.write_json(out / EVALUATION, result)

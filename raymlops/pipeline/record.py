@@ -62,11 +62,14 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
     t = cfg.training
     tracker.log_params({
         "model.type": t.model.type, "tune.num_samples": t.tune.num_samples, "tune.metric": t.tune.metric,
-        "tune.scheduler": t.tune.scheduler, "split": t.split.type, "split.fraction": t.split.fraction,
+        "tune.scheduler": t.tune.scheduler, "tune.search": t.tune.search, "split": t.split.type, "split.fraction": t.split.fraction,
         "rows.train": prep_info["rows"]["train"], "rows.valid": prep_info["rows"]["valid"],
         **{f"best.{k}": v for k, v in record["best_params"].items()},
         **{f"model.{k}": v for k, v in t.model.model_dump(exclude={"params", "type"}).items()},
     })
+    if "decision" in record:
+        tracker.log_params({"decision.how": record["decision"]["how"]})
+        tracker.log_metrics({"decision_threshold": record["decision"]["threshold"]})
     tracker.log_metrics(record["best"])
     tracker.log_metrics({f"holdout_{k}": v for k, v in evaluation["candidate"].items()})
     if evaluation.get("champion"):
@@ -99,7 +102,10 @@ def bundle_key(run_dir: Path, model_key: str) -> str:
     names = [layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE, layout.QUALITY]
     drift = run_dir / layout.DRIFT_DIR
     names += sorted(str(p.relative_to(run_dir)) for p in drift.rglob("*") if p.is_file()) if drift.is_dir() else []
-    return digest([model_key, *[[n, file_sha256(run_dir / n)] for n in names if (run_dir / n).is_file()]])
+    # A threshold other than the default decides otherwise with the same model bytes (before: no threshold).
+    threshold = (layout.read_meta(run_dir).get("decision") or {}).get("threshold", 0.5)
+    decision = [["threshold", threshold]] if threshold != 0.5 else []
+    return digest([model_key, *decision, *[[n, file_sha256(run_dir / n)] for n in names if (run_dir / n).is_file()]])
 
 
 def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, evaluation: dict, model_key: str,

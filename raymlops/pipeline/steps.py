@@ -186,7 +186,7 @@ class TrainingRun:
         cache, steps, code = step_cache(cfg, no_cache), {}, _user_code(cfg)
         t0 = time.monotonic()
         prep = cache.run("prepare", {
-            "training": t.model_dump(mode="json", exclude={"model", "tune", "failure"}),
+            "training": t.model_dump(mode="json", exclude={"model", "tune", "failure", "decision"}),
             "drift": cfg.monitoring.drift.model_dump(mode="json") if cfg.monitoring and cfg.monitoring.drift else None,
             "sources": {n: cfg.sources[n].model_dump(mode="json") for n in inputs["sources"]},
             "inputs": digest(_content(inputs)), "code": code}, lambda d: prepare(cfg, d, say))
@@ -194,7 +194,8 @@ class TrainingRun:
         t0 = time.monotonic()
         # Keyed by the content of the splits it reads (not the drift files beside them).
         trained = cache.run("train", {"data": prep.info["data_sha256"], "model": t.model.model_dump(mode="json"),
-                                      "tune": t.tune.model_dump(mode="json"), "code": code},
+                                      "tune": t.tune.model_dump(mode="json"), "code": code,
+                                      **({"decision": t.decision.model_dump(mode="json")} if t.decision else {})},
                             lambda d: {**search(cfg, prep.store, prep.info, writer.tune_target(), d, say, progress,
                                                 resume and writer.has_tune_state()), "run_id": writer.run_id})
         steps["train"] = _said(say, trained, t0)
@@ -205,6 +206,7 @@ class TrainingRun:
         if champion and champion[2] == model_sha:
             champion = None  # the champion is this very model: nothing to compare
         ev = cache.run("evaluate", {"model": model_sha, "holdout": prep.info["holdout_sha256"],
+                                    **({"threshold": trained.info["threshold"]} if "threshold" in trained.info else {}),
                                     "champion": champion[2] if champion else None},
                        lambda d: evaluate(writer.dir, read_holdout(prep.store), t.label,
                                           champion[:2] if champion else None, d, say))

@@ -27,7 +27,7 @@ from raymlops.errors import DataError
 from raymlops.data.quality import DataProfile
 from raymlops.monitoring.drift import fit_inputs, fit_prediction
 from raymlops.storage import Staging, Storage
-from raymlops.training import TrainSpec, run_search
+from raymlops.training import TrainSpec, decision, run_search
 
 LABEL = "__label"
 
@@ -290,11 +290,14 @@ def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tu
                      n_classes=len(classes) if classes else None, model=t.model.model_dump(exclude={"params"}),
                      metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed, max_failures=t.failure.max_failures)
     say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
-        f"scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))
+        f"search {t.tune.search}, scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))
     with _row_order_kept():
-        result = run_search(spec, t.tune, t.model.params, read_prepared(prep_store, "train").materialize(),
-                            read_prepared(prep_store, "valid").materialize(), tune_target[0], progress=progress,
-                            resume=resume, storage_fs=tune_target[1])
+        train_ds = read_prepared(prep_store, "train").materialize()
+        if t.model.params.get("scale_pos_weight") == "auto":
+            positive = float(train_ds.mean(LABEL))
+            spec.scale_pos_weight = (1 - positive) / max(positive, 1e-12)
+        result = run_search(spec, t.tune, t.model.params, train_ds, read_prepared(prep_store, "valid").materialize(),
+                            tune_target[0], progress=progress, resume=resume, storage_fs=tune_target[1])
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
     say(f"best trial: {best}")
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
@@ -302,10 +305,36 @@ def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tu
     record = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
               "best_params": result.best_params, "trials": result.trials,
               "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir", "storage_fs")}}
+    if t.task == "binary":
+        record["decision"] = _decision(t, spec, result.best_params, train_ds, out / model_file, say)
     layout.write_json(out / "search.json", record)
     from raymlops.registry.fingerprint import file_sha256
 
-    return {"model_file": model_file, "best": result.best_metrics, "model_sha256": file_sha256(out / model_file)}
+    return {"model_file": model_file, "best": result.best_metrics, "model_sha256": file_sha256(out / model_file),
+            **({"threshold": record["decision"]["threshold"]} if "decision" in record else {})}
+
+
+def _decision(t, spec: TrainSpec, params: dict, train_ds, model_path: Path, say: Callable[[str], None]) -> dict:
+    """The binary decision threshold (training.decision): 0.5 or the configured value, or chosen on out-of-fold
+    scores of the training split, fitted in a Ray task (the split is read there, not on the driver)."""
+    d = t.decision
+    if d is None or d.threshold != "auto":
+        return {"threshold": 0.5 if d is None else float(d.threshold), "how": "default" if d is None else "configured"}
+    import ray
+
+    rounds = None
+    if t.model.type == "xgboost":
+        import xgboost
+
+        rounds = xgboost.Booster(model_file=str(model_path)).num_boosted_rounds()  # early stopping's best
+    cpus = t.model.cpus_per_trial
+    y, scores = ray.get(ray.remote(num_cpus=cpus)(decision.out_of_fold).remote(
+        train_ds, spec, params, rounds, d.folds, t.tune.seed))
+    chosen = decision.choose(y, scores, d.optimize, d.min_recall, d.cost.model_dump())
+    say(f"decision threshold {chosen['threshold']:.4f} ({d.optimize} on {d.folds}-fold out-of-fold scores of the "
+        f"training split: f1 {chosen.get('f1', float('nan')):.4f}, precision {chosen.get('precision', float('nan')):.4f}, "
+        f"recall {chosen.get('recall', float('nan')):.4f})")
+    return {**chosen, "how": f"chosen on {d.folds}-fold out-of-fold scores of the training split"}
 
 
 def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir: Path, extra_meta: dict) -> dict:
@@ -333,7 +362,7 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir
         "rows": prep["rows"], **prep["origin"],
         "versions": {"python": platform.python_version(), "ray": ray.__version__,
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
-        "spec": record["spec"], **extra_meta,
+        "spec": record["spec"], **({"decision": record["decision"]} if "decision" in record else {}), **extra_meta,
     })
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():

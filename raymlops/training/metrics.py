@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray, n_classes: int | None = None) -> dict[str, float]:
+def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray, n_classes: int | None = None,
+             threshold: float = 0.5) -> dict[str, float]:
     """Computes every metric of a task.
 
     Args:
@@ -13,6 +14,7 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray, n_classes: int |
         y_true: Encoded labels (class indices) or regression targets.
         scores: P(positive) for binary, an (n, k) probability matrix for multiclass, predictions otherwise.
         n_classes: Class count for multiclass.
+        threshold: Binary: P(positive) at or above it predicts the positive class (accuracy and f1).
     """
     from sklearn import metrics as m
 
@@ -25,7 +27,7 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray, n_classes: int |
             "r2": float(m.r2_score(y_true, scores)),
         }
     if task == "binary":
-        pred = (scores >= 0.5).astype(int)
+        pred = (scores >= threshold).astype(int)
         both = len(np.unique(y_true)) == 2
         return {
             "auc": float(m.roc_auc_score(y_true, scores)) if both else float("nan"),

@@ -19,7 +19,8 @@ _FIGSIZE = (5.0, 4.0)
 _CAPTIONS = {
     "roc.png": "ROC curve (area under the curve in the legend)",
     "pr.png": "Precision-recall curve (average precision in the legend)",
-    "confusion_matrix.png": "Confusion matrix of the first model",
+    "confusion_matrix.png": "Confusion matrix of the first model, at its decision threshold",
+    "threshold.png": "Precision, recall and F1 of the first model by threshold (dashed: its decision threshold)",
     "calibration.png": "Reliability curve: predicted probability vs observed frequency",
     "residuals.png": "Residuals (actual minus predicted) vs predicted",
     "predicted_vs_actual.png": "Predicted vs actual, with the y = x line",
@@ -34,7 +35,7 @@ _CSS = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse
 def write_report(out_dir, *, title: str, task: str, y_true, scores: dict[str, np.ndarray],
                  metrics: dict[str, dict[str, float]], classes: list | None = None,
                  importance: dict[str, float] | None = None,
-                 details: dict[str, str] | None = None) -> dict[str, Path]:
+                 details: dict[str, str] | None = None, threshold: float = 0.5) -> dict[str, Path]:
     """Draws the evaluation plots of one run and writes them with a self-contained HTML page.
 
     Args:
@@ -49,6 +50,7 @@ def write_report(out_dir, *, title: str, task: str, y_true, scores: dict[str, np
         classes: Original class values for tick labels (classifiers).
         importance: Feature name -> importance; the top 20 are plotted.
         details: Extra key/value rows shown at the top of the page.
+        threshold: Binary: the first model's decision threshold (its confusion matrix and threshold curve).
 
     Returns:
         File name -> path of every file written (the PNGs and ``report.html``).
@@ -62,7 +64,7 @@ def write_report(out_dir, *, title: str, task: str, y_true, scores: dict[str, np
     clean = {label: _finite_rows(label, y, s, task, notes) for label, s in scores.items()}
     clean = {label: ys for label, ys in clean.items() if len(ys[0])}
     if task == "binary":
-        pngs = _binary_plots(clean, _class_names(classes, 2), notes)
+        pngs = _binary_plots(clean, _class_names(classes, 2), notes, threshold)
     elif task == "multiclass":
         k = next((s.shape[1] for _, s in clean.values()), 0 if classes is None else len(classes))
         pngs = _multiclass_plots(clean, _class_names(classes, k), notes)
@@ -145,7 +147,7 @@ def _figure(xlabel, ylabel, title):
     return png_figure(title, xlabel, ylabel, _FIGSIZE, _DPI)
 
 
-def _binary_plots(clean, names, notes):
+def _binary_plots(clean, names, notes, threshold):
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     pngs = {}
@@ -167,8 +169,10 @@ def _binary_plots(clean, names, notes):
         pngs["pr.png"] = buf.getvalue()
     if clean:
         y, s = next(iter(clean.values()))
-        pngs["confusion_matrix.png"] = _confusion(y.astype(int), (s >= 0.5).astype(int), names,
-                                                  f"{next(iter(clean))}, threshold 0.5")
+        pngs["confusion_matrix.png"] = _confusion(y.astype(int), (s >= threshold).astype(int), names,
+                                                  f"{next(iter(clean))}, threshold {threshold:.3g}")
+        if len(np.unique(y)) == 2:
+            pngs["threshold.png"] = _threshold_plot(y, s, threshold, f"P({names[1]})")
         pngs["calibration.png"] = _calibration({m: (y, np.clip(s, 0, 1)) for m, (y, s) in clean.items()},
                                                "Mean predicted P(" + names[1] + ")", "Calibration")
     return pngs
@@ -214,6 +218,18 @@ def _multiclass_plots(clean, names, notes):
         pngs["calibration.png"] = _calibration(top, "Top-class confidence", "Calibration (top class)",
                                                ylabel="Accuracy")
     return pngs
+
+
+def _threshold_plot(y, s, threshold, score_name):
+    from raymlops.training.decision import curve
+
+    c = curve(y, s)
+    with _figure(f"Threshold on {score_name}", "Value", "Precision, recall and F1 by threshold") as (ax, buf):
+        for k in ("precision", "recall", "f1"):
+            ax.plot(c["threshold"], c[k], label=k)
+        ax.axvline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:.3g}")
+        ax.set_ylim(-0.02, 1.02)
+    return buf.getvalue()
 
 
 def _confusion(y, pred, names, title):

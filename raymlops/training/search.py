@@ -30,6 +30,7 @@ class TrainSpec:
     report_every: int = 0  # report intermediate results every N boosting rounds (0: only the final one)
     max_failures: int = 0  # retries of a trial (Tune) and of its worker group (Ray Train)
     path: str = ""  # xgboost: "in-process" or "data-parallel" (chosen by run_search)
+    scale_pos_weight: float | None = None  # xgboost, binary: negatives / positives of the training split
 
 
 @dataclass

@@ -35,6 +35,8 @@ def xgb_params(spec, params: dict[str, Any]) -> tuple[dict[str, Any], str, bool]
     out = {"objective": objective[spec.task], "tree_method": "hist", "seed": spec.seed,
            "nthread": max(1, int(spec.model["cpus_per_worker"])), "device": spec.model.get("device", "cpu"),
            **params, "eval_metric": eval_metric}
+    if out.get("scale_pos_weight") == "auto":  # negatives / positives of the training split (TrainSpec)
+        out["scale_pos_weight"] = spec.scale_pos_weight
     if spec.task == "multiclass":
         out["num_class"] = spec.n_classes
     return out, metric, maximize

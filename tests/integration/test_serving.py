@@ -39,6 +39,9 @@ def test_http_predictions_equal_offline(endpoint, demo_dir):
     preds, probs = model.predict_with_proba(df)
     assert body["predictions"] == preds
     assert np.allclose(body["probabilities"], probs, atol=1e-6, rtol=0)
+    # served decisions are at the threshold stored with the model (training.decision), not at 0.5
+    assert model.threshold < 0.4 and body["predictions"] == [int(p >= model.threshold) for p in body["probabilities"]]
+    assert any(model.threshold <= p < 0.5 for p in body["probabilities"])  # rows where the two differ
     assert body["model_version"] == result.run_id and body["request_id"] == "abc" and body["variant"] == "default"
     assert r.headers["x-request-id"] == "abc"
     r = post(url, {"instances": _jsonable(df[model.schema.names].head(1))})

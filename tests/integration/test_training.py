@@ -44,6 +44,35 @@ def test_load_model_by_dir_and_by_id(quickstart, storage, demo_dir):
     assert by_dir.predict(rows).tolist() == preds
 
 
+def test_binary_decisions_use_the_threshold_chosen_out_of_fold(quickstart, demo_dir, tmp_path, storage):
+    """quickstart.yaml: decision: {threshold: auto, optimize: f1}. The threshold comes from out-of-fold scores of
+    the training split; the holdout's f1 and accuracy, load_model and batch scoring all decide at it."""
+    from raymlops.pipeline.predict import plan, score
+    from raymlops.training.metrics import evaluate
+
+    _, result = quickstart
+    meta = json.loads((result.run_dir / "meta.json").read_text())
+    d = meta["decision"]
+    assert d["optimize"] == "f1" and d["how"] == "chosen on 5-fold out-of-fold scores of the training split"
+    assert 0.05 < d["threshold"] < 0.4  # churners are ~12% of customers
+    model = load_model(result.run_dir)
+    assert model.threshold == d["threshold"]
+    holdout = pd.read_parquet(demo_dir / "holdout.parquet")
+    preds, probs = model.predict_with_proba(holdout)
+    assert preds == [int(p >= d["threshold"]) for p in probs]
+    evaluation = json.loads((result.run_dir / "evaluation.json").read_text())
+    assert evaluation["threshold"] == d["threshold"]
+    y = holdout["churned"].to_numpy()
+    at_half = evaluate("binary", y, np.asarray(probs))["f1"]
+    assert evaluate("binary", y, np.asarray(probs), threshold=d["threshold"])["f1"] > at_half + 0.2, at_half
+    assert evaluation["candidate"]["f1"] > result.metrics["f1"] + 0.2  # vs the search's f1 at 0.5
+    assert (result.run_dir / "report" / "threshold.png").stat().st_size > 1000
+    out = tmp_path / "scored"
+    score(plan(result.run_id, str(demo_dir / "holdout.parquet"), storage), str(out))
+    scored = pd.read_parquet(out)
+    assert (scored["prediction"] == (scored["probability"] >= d["threshold"]).astype(int)).all()
+
+
 def test_validation_metric_is_reproducible_offline(quickstart, demo_dir):
     """The stored AUC is the model's AUC on the time-split validation rows, recomputed here."""
     from sklearn.metrics import roc_auc_score

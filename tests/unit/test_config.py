@@ -288,3 +288,20 @@ def test_the_tuned_metric_is_checked_with_a_training_dataset_too(tmp_path):
     ds = BASE.replace("  source: events\n", "  dataset:\n    labels: events\n    features: ['v:*']\n")
     got = issues(write(tmp_path, ds), ["training.tune.metric=rmse"])
     assert any("training.tune.metric: got 'rmse'; task 'binary' supports" in g for g in got), got
+
+
+def test_decision_and_scale_pos_weight_are_for_binary_tasks(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["training.decision.optimize=precision_at_recall",
+                                              "training.decision.min_recall=0.9",
+                                              "training.model.params.scale_pos_weight=auto"])
+    d = cfg.training.decision
+    assert d.threshold == "auto" and d.min_recall == 0.9 and d.folds == 5 and d.cost.false_negative == 1
+    assert load_config(write(tmp_path, BASE), ["training.decision.threshold=0.3"]).training.decision.threshold == 0.3
+    got = " ".join(issues(write(tmp_path, BASE), ["training.decision.threshold=1.5"]))
+    assert "training.decision.threshold" in got, got
+    reg = BASE.replace("task: binary", "task: regression")
+    got = issues(write(tmp_path, reg), ["training.decision.threshold=0.3", "training.tune.metric=rmse",
+                                        "training.model.params.scale_pos_weight=auto"])
+    assert any("training.decision: a decision threshold is for task 'binary'; this task is 'regression'" in g
+               for g in got), got
+    assert any("training.model.params.scale_pos_weight: auto (negatives / positives" in g for g in got), got
