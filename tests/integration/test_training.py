@@ -201,3 +201,62 @@ def test_cuda_without_a_gpu_fails_before_any_trial(ray_session, demo_dir, storag
                     "serving=null", "registry.enabled=false")
     with pytest.raises(TrainingError, match="training.model.device is 'cuda' but this Ray cluster has no GPU"):
         pipe.train(progress=False, no_cache=True)
+
+
+def _ray_workers() -> dict[int, str]:
+    """pid -> process title of every worker of this test session's Ray node (children of its raylet)."""
+    import os
+
+    import ray
+    from ray._private import ray_constants
+
+    raylet = ray._private.worker._global_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    out = {}
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) != raylet:
+                    continue
+            with open(f"/proc/{d}/cmdline") as f:
+                out[int(d)] = f.read().split("\0")[0]
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+@pytest.mark.parametrize("distributed,title", [("never", "ray::ImplicitFunc.train"), ("always", "ray::RayTrainWorker")])
+def test_a_killed_trial_process_is_retried_on_both_paths(ray_session, demo_dir, tmp_path, distributed, title):
+    """failure.max_failures: 1. The process that boosts (the Tune trial in-process; the Train worker when
+    data-parallel) is SIGKILLed mid-fit; Tune (or Ray Train) starts it again and the run finishes."""
+    import os
+    import signal
+    import threading
+    import time
+
+    pipe = pipeline("quickstart.yaml", demo_dir, str(tmp_path), "training.tune.num_samples=1",
+                    f"training.model.distributed={distributed}", "training.model.num_boost_round=3000",
+                    "training.model.early_stopping_rounds=null", "training.failure.max_failures=1",
+                    "training.decision=null", "monitoring=null", "serving=null", "registry.enabled=false")
+    seen: dict = {"killed": None, "after": set()}
+    done = threading.Event()
+
+    def killer():  # the search runs in the main thread (Tune's signal handling needs it)
+        while not done.is_set():
+            found = [pid for pid, t in _ray_workers().items() if t == title]
+            if seen["killed"] is None and found:
+                time.sleep(1.0)  # mid-fit: 3,000 rounds take several seconds
+                os.kill(found[0], signal.SIGKILL)
+                seen["killed"] = found[0]
+            seen["after"].update(p for p in found if p != seen["killed"])
+            time.sleep(0.2)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    try:
+        result = pipe.train(progress=False, no_cache=True)
+    finally:
+        done.set()
+        th.join(timeout=30)
+    assert seen["killed"] is not None and seen["after"], seen  # one process killed, another one did the work
+    assert [t["status"] for t in result.trials] == ["ok"], result.trials
+    assert result.metrics["auc"] > 0.6
