@@ -68,3 +68,48 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(ch.data.params["C"] for ch in children) == ["0.1", "1.0", "10.0"]
     assert out["model"]["version"] == 1
+
+
+def test_an_in_process_xgboost_search_resumes_too(tmp_path):
+    """The quickstart's in-process path: killed once one trial has its final checkpoint, then resumed; that
+    trial keeps its one checkpoint and result, the other two run to the end."""
+    demo = tmp_path / "demo"
+    r = subprocess.run(["raymlops", "demo-data", str(demo), "--rows", "3000"], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cmd = ["raymlops", "run", "configs/quickstart.yaml", "--exit", "--set", "serving=null", "--set", "monitoring=null",
+           "--set", "training.model.distributed=never", "--set", "training.tune.max_concurrent_trials=1",
+           "--set", "training.model.num_boost_round=4000", "--set", "training.model.early_stopping_rounds=null"]
+    env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    runs = tmp_path / "store" / "runs" / "churn-quickstart"
+    log = open(tmp_path / "first.log", "w+")
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:
+            done = list(runs.glob(".*.partial/tune/search/*/checkpoint_*")) if runs.exists() else []
+            if done:
+                break
+            time.sleep(0.2)
+        else:
+            log.seek(0)
+            raise AssertionError(f"no trial finished:\n{log.read()[-3000:]}")
+        time.sleep(2)  # the second trial is mid-fit
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        log.close()
+    [finished] = done
+    results_before = (finished.parent / "result.json").read_text()
+    r = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "resuming run" in r.stderr
+    [run] = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    trial_dir = run / "tune" / "search" / finished.parent.name
+    assert [p.name for p in trial_dir.glob("checkpoint_*")] == [finished.name]  # not trained again
+    assert (trial_dir / "result.json").read_text() == results_before
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [t["status"] for t in metrics["trials"]] == ["ok", "ok", "ok"], metrics["trials"]
+    assert json.loads((run / "meta.json").read_text())["spec"]["path"] == "in-process"
