@@ -45,7 +45,7 @@ def xgb_params(spec, params: dict[str, Any]) -> tuple[dict[str, Any], str, bool]
 def _to_dmatrix(shard, spec):
     df = pd.concat(list(shard.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
     return _dmatrix(df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan), df[spec.label].to_numpy(),
-                    spec)
+                    spec, max(1, int(spec.model["cpus_per_worker"])))
 
 
 def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) -> tuple[Any, dict, dict]:
@@ -108,26 +108,33 @@ def train_worker(config: dict) -> None:
         ray.train.report(final, checkpoint=checkpoint)
 
 
+_SPLITS: dict[str, tuple[Any, Any]] = {}  # object ref -> (train, valid) DMatrix, in this trial process
+
+
 def inprocess_trial(config: dict, data=None, spec=None) -> None:
     """A Tune trial that boosts in its own process on the splits (``data``: an object ref of
     ``split_arrays``' result, put in the object store once for every trial): no worker group to start."""
     import ray
     from ray import tune
 
-    x, y, xv, yv = ray.get(data[0])
-    dtrain = _dmatrix(x, y, spec)
-    dvalid = _dmatrix(xv, yv, spec)
-    booster, history, final = boost(spec, config, dtrain, dvalid, tune.report,
-                                    max(1, int(spec.model["cpus_per_trial"])))
+    nthread = max(1, int(spec.model["cpus_per_trial"]))
+    key = data[0].hex()
+    if key not in _SPLITS:  # a reused trial process keeps the DMatrix of the splits it last trained on
+        x, y, xv, yv = ray.get(data[0])
+        _SPLITS.clear()
+        _SPLITS[key] = (_dmatrix(x, y, spec, nthread), _dmatrix(xv, yv, spec, nthread))
+    dtrain, dvalid = _SPLITS[key]
+    booster, history, final = boost(spec, config, dtrain, dvalid, tune.report, nthread)
     with tempfile.TemporaryDirectory() as tmp:
         final.update(_final(spec, booster, history, dvalid, tmp))
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def _dmatrix(x: np.ndarray, y: np.ndarray, spec):
+def _dmatrix(x: np.ndarray, y: np.ndarray, spec, nthread: int):
     import xgboost
 
-    return xgboost.DMatrix(x, label=y, feature_names=spec.feature_columns)
+    # As many threads as the trial has CPUs (xgboost's default is every core: two 1-CPU trials would contend).
+    return xgboost.DMatrix(x, label=y, feature_names=spec.feature_columns, nthread=nthread)
 
 
 def split_arrays(train_ds, valid_ds, spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
