@@ -9,6 +9,31 @@ import time
 from tests.conftest import ROOT, cli_env
 
 
+def _kill_when(cmd, env, log_path, ready, what: str, settle: float):
+    """Starts ``cmd`` in its own process group and SIGKILLs the whole group ``settle`` s after ``ready()``
+    returns something true (within 300 s); returns that."""
+    log = open(log_path, "w+")
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:
+            got = ready()
+            if got:
+                break
+            time.sleep(0.2)
+        else:
+            log.seek(0)
+            raise AssertionError(f"{what}:\n{log.read()[-3000:]}")
+        time.sleep(settle)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        log.close()
+    return got
+
+
 def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
     demo = tmp_path / "demo"
     r = subprocess.run(["raymlops", "demo-data", str(demo), "--rows", "3000"], cwd=ROOT, env=cli_env(),
@@ -22,25 +47,13 @@ def test_killed_run_resumes_without_redoing_finished_trials(tmp_path):
            "--set", "training.tune.max_concurrent_trials=1"]
     # PYTHONPATH: the driver unpickles the test estimator (tests.integration.chaos) to evaluate it.
     env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"), PYTHONPATH=str(ROOT))
-    log = open(tmp_path / "first.log", "w+")
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and first.poll() is None:
-            lines = fits.read_text().splitlines() if fits.exists() else []
-            if sum(ln.startswith("done") for ln in lines) == 1 and sum(ln.startswith("start") for ln in lines) == 2:
-                break
-            time.sleep(0.2)
-        else:
-            log.seek(0)
-            raise AssertionError(f"the first trial never finished:\n{log.read()[-3000:]}")
-        time.sleep(3)  # the second trial is mid-fit; Tune has saved its state since the first one finished
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-        log.close()
+
+    def first_done():
+        lines = fits.read_text().splitlines() if fits.exists() else []
+        return sum(ln.startswith("done") for ln in lines) == 1 and sum(ln.startswith("start") for ln in lines) == 2
+
+    # 3 s: the second trial is mid-fit; Tune has saved its state since the first one finished
+    _kill_when(cmd, env, tmp_path / "first.log", first_done, "the first trial never finished", settle=3)
     runs = tmp_path / "store" / "runs" / "contract-multiclass"
     partial = [p.name for p in runs.iterdir()]
     assert len(partial) == 1 and partial[0].endswith(".partial"), partial  # nothing published, state kept
@@ -82,25 +95,12 @@ def test_an_in_process_xgboost_search_resumes_too(tmp_path):
            "--set", "training.model.num_boost_round=4000", "--set", "training.model.early_stopping_rounds=null"]
     env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
     runs = tmp_path / "store" / "runs" / "churn-quickstart"
-    log = open(tmp_path / "first.log", "w+")
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and first.poll() is None:
-            done = list(runs.glob(".*.partial/tune/search/*/checkpoint_*")) if runs.exists() else []
-            if done:
-                break
-            time.sleep(0.2)
-        else:
-            log.seek(0)
-            raise AssertionError(f"no trial finished:\n{log.read()[-3000:]}")
-        time.sleep(2)  # the second trial is mid-fit
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-        log.close()
+
+    def finished_trials():
+        return list(runs.glob(".*.partial/tune/search/*/checkpoint_*")) if runs.exists() else []
+
+    # 2 s: the second trial is mid-fit
+    done = _kill_when(cmd, env, tmp_path / "first.log", finished_trials, "no trial finished", settle=2)
     [finished] = done
     results_before = (finished.parent / "result.json").read_text()
     r = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

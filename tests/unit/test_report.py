@@ -42,9 +42,10 @@ def test_binary_two_models(tmp_path):
     written = write_report(tmp_path, title="Churn <model>", task="binary", y_true=y,
                            scores={CANDIDATE: cand, CHAMPION: champ}, metrics=metrics, classes=["no", "yes"],
                            importance={"age": 3.0, "plan": 1.0, "zero": 0.0},
-                           details={"run id": "r1", "note": "<script>x</script>"})
-    page = _check_files(written, tmp_path, ["roc.png", "pr.png", "confusion_matrix.png", "calibration.png",
-                                            "feature_importance.png"])
+                           details={"run id": "r1", "note": "<script>x</script>"}, threshold=0.3)
+    page = _check_files(written, tmp_path, ["roc.png", "pr.png", "confusion_matrix.png", "threshold.png",
+                                            "calibration.png", "feature_importance.png"])
+    assert "Precision, recall and F1 of the first model by threshold" in page
     assert CANDIDATE in page and CHAMPION in page
     assert "Churn &lt;model&gt;" in page and "<script>" not in page and "&lt;script&gt;x" in page
     assert "<th>difference</th>" in page
