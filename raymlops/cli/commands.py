@@ -56,8 +56,12 @@ def _run(args) -> int:
         print(url)
     else:
         result = pipe.run(progress=not args.quiet, no_cache=args.no_cache, resume=args.resume)
+        ev = result.evaluation or {}
+        # metrics: the best trial's, at 0.5 (how trials are compared); holdout: the model's, at its threshold
+        holdout = {**ev.get("candidate", {}), **({"threshold": ev["threshold"]} if "threshold" in ev else {})}
         print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "metrics": result.metrics,
-                          "model": result.model, "endpoint": result.endpoint}, indent=2))
+                          **({"holdout": holdout} if holdout else {}), "model": result.model,
+                          "endpoint": result.endpoint}, indent=2))
         if result.endpoint and args.probe:
             from raymlops.artifacts import load_model
             from raymlops.pipeline.probe import probe

@@ -31,6 +31,8 @@ def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
     out = r.stdout
     summary = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])
     assert summary["metrics"]["auc"] > 0.6 and summary["endpoint"].endswith("/churn")
+    # the holdout at the threshold chosen out of fold (training.decision), beside the search's metrics at 0.5
+    assert 0 < summary["holdout"]["threshold"] < 0.5 and summary["holdout"]["f1"] > summary["metrics"]["f1"]
     # Registered in the embedded MLflow store and served through models:/churn@champion.
     assert summary["model"]["name"] == "churn" and summary["model"]["version"] == 1
     assert summary["model"]["alias"] == "champion" and (tmp_path / "store" / "mlflow.db").is_file()

@@ -102,11 +102,12 @@ def test_the_best_model_is_registered_with_signature_bundle_and_alias(quickstart
 def test_evaluation_report_is_written_with_every_plot(quickstart):
     _, result = quickstart
     report = result.run_dir / "report"
-    for name in ("report.html", "roc.png", "pr.png", "confusion_matrix.png", "calibration.png",
+    for name in ("report.html", "roc.png", "pr.png", "confusion_matrix.png", "threshold.png", "calibration.png",
                  "feature_importance.png"):
         assert (report / name).stat().st_size > 1000, name
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "first trained in run" in html
+    assert html.count("data:image/png;base64,") == 6 and "first trained in run" in html
+    assert "decision threshold" in html
     ev = json.loads((result.run_dir / "evaluation.json").read_text())
     assert ev["candidate"]["auc"] == pytest.approx(result.metrics["auc"], abs=1e-6)
     assert ev["holdout_rows"] == json.loads((result.run_dir / "meta.json").read_text())["rows"]["valid"]
