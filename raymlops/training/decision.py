@@ -57,10 +57,11 @@ def curve(y, scores, points: int = 101) -> dict[str, list[float]]:
     """Precision, recall and F1 at evenly spaced thresholds in [0, 1] (for the report's threshold plot)."""
     y, scores = np.asarray(y).astype(np.int64), np.asarray(scores, dtype=np.float64)
     grid = np.linspace(0, 1, points)
-    pred = scores[None, :] >= grid[:, None]
-    tp = (pred & (y == 1)).sum(axis=1)
-    fp = (pred & (y == 0)).sum(axis=1)
-    fn = int(y.sum()) - tp
+    # rows at or above each threshold, by class: sorted scores and a binary search, not a points x rows matrix
+    pos, neg = np.sort(scores[y == 1]), np.sort(scores[y == 0])
+    tp = len(pos) - np.searchsorted(pos, grid, side="left")
+    fp = len(neg) - np.searchsorted(neg, grid, side="left")
+    fn = len(pos) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
         recall = tp / max(int(y.sum()), 1)
@@ -93,8 +94,7 @@ def _fit_score(spec, params: dict[str, Any], rounds: int | None, x, y, x_score) 
 
         from raymlops.training.xgb import xgb_params
 
-        full, _, _ = xgb_params(spec, params)
-        full["nthread"] = max(1, int(spec.model.get("cpus_per_trial", 1)))
+        full, _, _ = xgb_params(spec, params, max(1, int(spec.model.get("cpus_per_trial", 1))))
         booster = xgboost.train(full, xgboost.DMatrix(x, label=y), num_boost_round=rounds or spec.model["num_boost_round"])
         return booster.inplace_predict(x_score)
     from raymlops.training.sk import build_estimator

@@ -27,13 +27,14 @@ _PER_ROUND = {
 _FALLBACK = {"binary": "logloss", "multiclass": "logloss", "regression": "rmse"}
 
 
-def xgb_params(spec, params: dict[str, Any]) -> tuple[dict[str, Any], str, bool]:
-    """Full xgboost params for a trial; returns (params, per-round eval metric, maximize)."""
+def xgb_params(spec, params: dict[str, Any], nthread: int = 1) -> tuple[dict[str, Any], str, bool]:
+    """Full xgboost params for a fit with ``nthread`` threads (an explicit ``nthread`` param wins); returns
+    (params, per-round eval metric, maximize)."""
     objective = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
     metric = spec.metric if (spec.task, spec.metric) in _PER_ROUND else _FALLBACK[spec.task]
     eval_metric, maximize, _ = _PER_ROUND[(spec.task, metric)]
     out = {"objective": objective[spec.task], "tree_method": "hist", "seed": spec.seed,
-           "nthread": max(1, int(spec.model["cpus_per_worker"])), "device": spec.model.get("device", "cpu"),
+           "nthread": nthread, "device": spec.model.get("device", "cpu"),
            **params, "eval_metric": eval_metric}
     if out.get("scale_pos_weight") == "auto":  # negatives / positives of the training split (TrainSpec)
         out["scale_pos_weight"] = spec.scale_pos_weight
@@ -53,9 +54,7 @@ def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) ->
     prune); returns (booster, per-round validation history, final metrics without the model file)."""
     import xgboost
 
-    full, metric, maximize = xgb_params(spec, params)
-    if "nthread" not in params:
-        full["nthread"] = nthread
+    full, metric, maximize = xgb_params(spec, params, nthread)
     _, _, convert = _PER_ROUND[(spec.task, metric)]
 
     class Report(xgboost.callback.TrainingCallback):
