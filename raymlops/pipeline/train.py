@@ -328,13 +328,16 @@ def _decision(t, spec: TrainSpec, params: dict, train_ds, model_path: Path, say:
 
         rounds = xgboost.Booster(model_file=str(model_path)).num_boosted_rounds()  # early stopping's best
     cpus = t.model.cpus_per_trial
-    y, scores = ray.get(ray.remote(num_cpus=cpus)(decision.out_of_fold).remote(
+    y, scores, folds = ray.get(ray.remote(num_cpus=cpus)(decision.out_of_fold).remote(
         train_ds, spec, params, rounds, d.folds, t.tune.seed))
+    if scores is None:
+        say("decision threshold kept at 0.5: the training split has fewer than 2 rows of one class")
+        return {"threshold": 0.5, "how": "kept at 0.5: fewer than 2 training rows of one class"}
     chosen = decision.choose(y, scores, d.optimize, d.min_recall, d.cost.model_dump())
-    say(f"decision threshold {chosen['threshold']:.4f} ({d.optimize} on {d.folds}-fold out-of-fold scores of the "
+    say(f"decision threshold {chosen['threshold']:.4f} ({d.optimize} on {folds}-fold out-of-fold scores of the "
         f"training split: f1 {chosen.get('f1', float('nan')):.4f}, precision {chosen.get('precision', float('nan')):.4f}, "
         f"recall {chosen.get('recall', float('nan')):.4f})")
-    return {**chosen, "how": f"chosen on {d.folds}-fold out-of-fold scores of the training split"}
+    return {**chosen, "how": f"chosen on {folds}-fold out-of-fold scores of the training split"}
 
 
 def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir: Path, extra_meta: dict) -> dict:

@@ -71,21 +71,25 @@ def curve(y, scores, points: int = 101) -> dict[str, list[float]]:
 
 
 def out_of_fold(train_ds, spec, params: dict[str, Any], rounds: int | None, folds: int,
-                seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, P(positive)) of every training row, each scored by a model fitted on the other folds with
-    ``params`` (``rounds``: the best trial's boosting rounds). Run it as a Ray task: the split is read where
-    it runs, not on the driver."""
+                seed: int | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(labels, P(positive), folds used) of every training row, each scored by a model fitted on the other
+    folds with ``params`` (``rounds``: the best trial's boosting rounds). Folds are capped by the rarer class's
+    rows (stratified folds need one each); below 2, no scores. Run it as a Ray task: the split is read where it
+    runs, not on the driver."""
     from sklearn.model_selection import StratifiedKFold
 
     df = train_ds.to_pandas()
     x = df[spec.feature_columns].to_numpy(dtype=np.float32 if spec.model["type"] == "xgboost" else np.float64,
                                           na_value=np.nan)
     y = df[spec.label].to_numpy()
+    folds = min(folds, int(np.bincount(y.astype(np.int64), minlength=2).min()))
+    if folds < 2:
+        return y, None, folds
     scores = np.empty(len(y), dtype=np.float64)
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed or 0)
     for fit_rows, score_rows in split.split(x, y):
         scores[score_rows] = _fit_score(spec, params, rounds, x[fit_rows], y[fit_rows], x[score_rows])
-    return y, scores
+    return y, scores, folds
 
 
 def _fit_score(spec, params: dict[str, Any], rounds: int | None, x, y, x_score) -> np.ndarray:

@@ -43,3 +43,32 @@ def test_reported_figures_and_one_class():
     assert choose(np.zeros(5), np.linspace(0, 1, 5))["threshold"] == 0.5
     c = curve(y, s, points=3)
     assert c["threshold"] == [0.0, 0.5, 1.0] and c["recall"] == [1.0, 2 / 3, 0.0] and c["precision"][1] == 1.0
+
+
+class _Rows:
+    """A training split as out_of_fold reads it (``to_pandas``), without Ray."""
+
+    def __init__(self, df):
+        self.df = df
+
+    def to_pandas(self):
+        return self.df
+
+
+def test_folds_are_capped_by_the_rarer_class():
+    import pandas as pd
+
+    from raymlops.training.decision import out_of_fold
+    from raymlops.training.search import TrainSpec
+
+    rng = np.random.default_rng(0)
+    y = np.zeros(60, dtype=int)
+    y[:3] = 1  # 3 positives: 5 stratified folds cannot each hold one
+    df = pd.DataFrame({"a": rng.normal(size=60) + y, "y": y})
+    spec = TrainSpec(task="binary", label="y", feature_columns=["a"], n_classes=2, metric="auc", mode="max",
+                     model={"type": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression",
+                            "cpus_per_trial": 1})
+    labels, scores, folds = out_of_fold(_Rows(df), spec, {}, None, 5, 0)
+    assert folds == 3 and scores.shape == (60,) and np.all((scores >= 0) & (scores <= 1))
+    _, none, folds = out_of_fold(_Rows(df.iloc[2:]), spec, {}, None, 5, 0)  # one positive left
+    assert none is None and folds == 1
