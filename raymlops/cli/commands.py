@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -98,6 +100,18 @@ def _serving(args) -> int:
     pipe = Pipeline.from_yaml(args.config, args.overrides, say=None)
     if pipe.config.serving is None:
         raise RaymlopsError("this config has no 'serving' section")
+    if args.scmd == "canary":
+        import getpass
+
+        from raymlops.serving.controller import request_action
+
+        where = state_dir(pipe.config, pipe.app_name)
+        if not ((read_state(where) or {}).get("state") or {}).get("canary"):
+            raise RaymlopsError(f"app {pipe.app_name!r} has no canary (no serving state at {where})")
+        r = request_action(where, args.action, args.by or getpass.getuser(), args.reason)
+        print(f"{args.action} of {pipe.app_name}'s canary requested (id {r['id']}); the traffic controller applies it "
+              f"within a second while the app runs: `raymlops serving status {args.config}` shows it")
+        return 0
     if args.scmd == "status":
         where = state_dir(pipe.config, pipe.app_name)
         state, events = read_state(where), read_events(where)
@@ -264,8 +278,12 @@ def _models(args) -> int:
                 tags = " ".join(f"@{a}" for a in v["aliases"])
                 print(f"  v{v['version']:<4} {v['created']}  run {v['run']}  {metrics}  {tags}".rstrip())
         return 0
+    if args.mcmd == "rollback":
+        e = reg.rollback(args.name, args.alias, by=args.by, reason=args.reason)
+        print(f"{args.name}: @{e['alias']} -> version {e['version']} (was {e['previous']}): {e['reason']}")
+        return 0
     if args.mcmd == "promote":
-        e = reg.promote(args.name, args.version, args.alias, force=args.force, by=args.by)
+        e = reg.promote(args.name, args.version, args.alias, force=args.force, by=args.by, reason=args.reason)
         print(f"{args.name}: @{e['alias']} -> version {e['version']} (was {e['previous'] or '-'})"
               + (" FORCED past a failed gate" if e["forced"] else ""))
         for line in e["gate"]:
@@ -290,6 +308,29 @@ def _ui(args) -> int:
         cmd += ["--default-artifact-root", artifact_root(uri)]
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
     os.execv(sys.executable, cmd)
+    return 0
+
+
+def _console(args) -> int:
+    from raymlops.config import load_config
+    from raymlops.console import Settings, serve_console
+
+    configs = [load_config(c) for c in args.config]
+    storage = args.storage or (configs[0].storage if configs else None) or os.environ.get("RAYMLOPS_STORAGE") \
+        or "./.raymlops"
+    probe = argparse.Namespace(config=args.config[0] if args.config else None, storage=storage,
+                               tracking_uri=args.tracking_uri)
+    try:
+        uri, _ = _registry_location(probe)
+    except SetupError as e:  # no embedded store yet: the models pages say so; nothing creates an empty one
+        print(f"warning: {e}", file=sys.stderr)
+        uri = None
+    token = os.environ.get("RAYMLOPS_CONSOLE_TOKEN") or secrets.token_urlsafe(18)
+    settings = Settings(storage=storage, tracking_uri=uri, configs=configs, read_only=args.read_only, token=token,
+                        mlflow_ui=args.mlflow_ui)
+    print(f"raymlops console on http://{args.host}:{args.port} for {storage}"
+          + (" (read-only)" if args.read_only else f"; token for promote/rollback: {token}"), flush=True)
+    serve_console(settings, args.host, args.port)
     return 0
 
 
@@ -352,6 +393,8 @@ def dispatch(args) -> int:
         os.execve(cmd[0], cmd, env)
     if args.cmd == "reproduce":
         return _reproduce(args)
+    if args.cmd == "console":
+        return _console(args)
     if args.cmd == "lineage":
         return _lineage(args)
     if args.cmd in ("check", "drift", "monitor", "retrain"):

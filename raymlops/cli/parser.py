@@ -39,13 +39,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--export", metavar="PATH", help="write a Serve config file (`serve deploy PATH`) instead of "
                                                    "deploying")
 
-    sv = sub.add_parser("serving", help="a deployed app's traffic: status (weights, canary), compare (shadows)")
+    sv = sub.add_parser("serving", help="a deployed app's traffic: status (weights, canary), compare (shadows), "
+                                        "canary pause|resume|rollback")
     svsub = sv.add_subparsers(dest="scmd", required=True)
     for name, text in (("status", "weights, canary step and history"),
                        ("compare", "per-variant traffic and shadow agreement, from the request log")):
         sp = svsub.add_parser(name, help=text)
         with_config(sp)
         sp.add_argument("--json", action="store_true", help="print JSON")
+    sc = svsub.add_parser("canary", help="pause, resume or roll back the canary (applied by the app's traffic "
+                                         "controller within a second, recorded in the canary history)")
+    with_config(sc)
+    sc.add_argument("action", choices=["pause", "resume", "rollback"])
+    sc.add_argument("--reason", help="why (recorded)")
+    sc.add_argument("--by", help="who (default: the OS user)")
 
     ck = sub.add_parser("check", help="data-quality check of a batch against a run's training profile (exit 1 "
                                       "when it fails)")
@@ -157,6 +164,22 @@ def parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded in history)")
     mp.add_argument("--by", help="who promotes, for the history (default: the OS user)")
     with_registry(mp)
+    mp.add_argument("--reason", help="why (recorded in the alias history; say it when forcing)")
+    mr = msub.add_parser("rollback", help="move an alias back to the version it held before its latest move")
+    mr.add_argument("name")
+    mr.add_argument("--alias", default="champion")
+    mr.add_argument("--reason", help="why (recorded in the alias history)")
+    mr.add_argument("--by", help="who rolls back, for the history (default: the OS user)")
+    with_registry(mr)
+    co = sub.add_parser("console", help="the web console: runs, models, features, datasets, deployments, monitoring")
+    co.add_argument("--config", action="append", default=[], help="a pipeline YAML (repeatable): its storage, "
+                    "tracking store, feature views and apps")
+    co.add_argument("--storage", help="storage to read (default: the first config's, $RAYMLOPS_STORAGE or ./.raymlops)")
+    co.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else embedded)")
+    co.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    co.add_argument("--port", type=int, default=8080)
+    co.add_argument("--read-only", action="store_true", help="hide promote and rollback")
+    co.add_argument("--mlflow-ui", help="URL of an MLflow UI on the same tracking store, for links to runs")
     mh = msub.add_parser("history", help="every alias move of a model")
     mh.add_argument("name")
     with_registry(mh)

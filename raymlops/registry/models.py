@@ -187,9 +187,10 @@ class ModelRegistry:
         return event
 
     def promote(self, name: str, version: int, alias: str = "champion", force: bool = False,
-                by: str | None = None) -> dict:
+                by: str | None = None, reason: str | None = None) -> dict:
         """Moves ``alias`` to ``version`` if it passes the model's recorded gate against the alias's current
-        holder (by their recorded validation metrics); ``force`` overrides a failed gate and says so."""
+        holder (by their recorded validation metrics); ``force`` overrides a failed gate and says so, with
+        ``reason`` (why the person forced it) recorded beside it."""
         mv = self.version(name, version)
         gate = self.gate(name)
         holder = self.alias_version(name, alias)
@@ -201,8 +202,18 @@ class ModelRegistry:
         if not passed and not force:
             raise PromotionRefused(f"{name} version {version} fails the promotion gate for @{alias}:\n  "
                                    + "\n  ".join(lines) + "\n(use --force to promote anyway; it is recorded)")
-        why = "manual promotion" + (" (forced past a failed gate)" if not passed else "")
+        why = "manual promotion" + (" (forced past a failed gate)" if not passed else "") + (f": {reason}" if reason else "")
         return self.set_alias(name, alias, version, reason=why, forced=force and not passed, gate=lines, by=by)
+
+    def rollback(self, name: str, alias: str = "champion", by: str | None = None, reason: str | None = None) -> dict:
+        """Moves ``alias`` back to the version it held before its latest move (no gate: that version held
+        the alias already), recorded in the alias history as a rollback."""
+        moves = [e for e in self.history(name) if e["alias"] == alias]
+        if not moves or moves[-1].get("previous") is None:
+            raise RegistryError(f"{name}: @{alias} has no previous version to roll back to")
+        last = moves[-1]
+        why = f"rollback from version {last['version']}" + (f": {reason}" if reason else "")
+        return self.set_alias(name, alias, int(last["previous"]), reason=why, by=by)
 
     # -------------------------------------------------------------- reading
 

@@ -16,10 +16,12 @@ import threading
 import time
 
 from raymlops.serving.traffic import Traffic
-from raymlops.storage.files import append_line, join, read_file, read_lines, write_file
+from raymlops.storage.files import append_line, join, read_file, read_lines, tail_lines, write_file
 
 STATE_FILE = "traffic.json"
 EVENTS_FILE = "events.jsonl"
+REQUESTS_FILE = "requests.jsonl"  # operators' pause / resume / rollback, appended by `request_action`
+REQUEST_TTL_S = 300  # a request the controller first sees later than this after it was made is dropped
 TICK_S = 0.25
 
 log = logging.getLogger("ray.serve")
@@ -66,6 +68,9 @@ class TrafficController:
         self.fingerprint: str | None = None
         self.models: dict | None = None  # each variant's model version in the plan
         saved = read_state(self.dir)
+        self.cursor = (saved or {}).get("requests_cursor")
+        if self.cursor is None:  # a new app: requests left by an earlier deployment of the name are not ours
+            _, self.cursor = tail_lines(join(self.dir, REQUESTS_FILE), None)
         try:
             if saved is not None:  # a restart: the router's configure() confirms or replaces the plan
                 self.traffic = Traffic(saved["base"], saved["canary_config"], saved["state"])
@@ -138,16 +143,42 @@ class TrafficController:
             time.sleep(TICK_S)
             try:
                 with self._lock:
-                    events = self.traffic.evaluate() if self.traffic else []
+                    events = self._operator_requests() + (self.traffic.evaluate() if self.traffic else [])
                     if events:
                         self._save(events)
             except Exception:  # never let the ticker die
                 log.exception("traffic controller tick failed")
 
+    def _operator_requests(self) -> list[dict]:
+        """Applies the pause / resume / rollback requests appended since the last look (in order, once: the
+        cursor is saved with the state); one that does not apply is recorded as ignored, with why."""
+        lines, cursor = tail_lines(join(self.dir, REQUESTS_FILE), self.cursor)
+        if not lines:
+            return []
+        self.cursor, events = cursor, []
+        for line in lines:
+            try:
+                r = json.loads(line)
+                action, by = r["action"], r.get("by") or "unknown"
+            except (ValueError, KeyError, TypeError):
+                continue
+            c = (self.traffic.state["canary"] if self.traffic else None) or {}
+            got = self.traffic.operate(action, by, r.get("reason")) if self.traffic else []
+            if time.time() - float(r.get("ts", 0)) > REQUEST_TTL_S:
+                got, why = [], f"{action} requested by {by} more than {REQUEST_TTL_S} s ago"
+            else:
+                why = f"{action} by {by} does not apply to " + (f"a canary that is {c['status']}" if c else "an app without a canary")
+            events += got or [{"at": time.time(), "event": "ignored", "request": r.get("id"), "reason": why}]
+        if self.traffic is None:  # nothing to save the cursor with: record why, and move on
+            for e in events:
+                append_line(join(self.dir, EVENTS_FILE), {"type": "canary", "app": self.app, **e}, compact=False)
+            return []
+        return events  # saved by the caller, with the cursor
+
     def _save(self, events: list[dict]) -> None:
         t = self.traffic
         doc = {"app": self.app, "fingerprint": self.fingerprint, "models": self.models, "base": t.base,
-               "canary_config": t.cfg, "state": t.state, "saved_at": time.time()}
+               "canary_config": t.cfg, "state": t.state, "requests_cursor": self.cursor, "saved_at": time.time()}
         write_file(join(self.dir, STATE_FILE), json.dumps(doc).encode(), durable=True)
         if events:
             for e in events:  # tailed by the app monitor: never folded (compact=False)
@@ -155,6 +186,19 @@ class TrafficController:
             for e in events:
                 (log.warning if e["event"] == "rollback" else log.info)(
                     "canary %s %s: %s", e["event"], e.get("variant"), e.get("reason") or e.get("weights"))
+
+
+def request_action(state_dir: str | os.PathLike, action: str, by: str, reason: str | None = None) -> dict:
+    """Asks the app's controller to ``pause``, ``resume`` or ``rollback`` its canary: an entry appended to
+    ``requests.jsonl`` in its state folder, applied (and recorded in the canary history) at its next tick,
+    wherever the controller runs. The request's id comes back."""
+    import uuid
+
+    if action not in ("pause", "resume", "rollback"):
+        raise ValueError(f"action must be pause, resume or rollback; got {action!r}")
+    entry = {"id": uuid.uuid4().hex[:12], "action": action, "by": by, "reason": reason, "ts": time.time()}
+    append_line(join(state_dir, REQUESTS_FILE), entry, compact=False)
+    return entry
 
 
 def get_or_start(app: str, namespace: str, state_dir: str):

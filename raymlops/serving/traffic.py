@@ -59,7 +59,8 @@ class Traffic:
 
     ``state`` is JSON-serialisable and is all that must survive a restart: ``{"weights", "canary":
     {"variant", "model", "step", "percent", "status", "step_started", "reason"}, "history", "version"}``.
-    Canary statuses: ``running``, ``rolled_back`` (weight 0, reason recorded) and ``complete`` (100%).
+    Canary statuses: ``running``, ``paused`` (by an operator: weights kept, not judged), ``rolled_back``
+    (weight 0, reason recorded) and ``complete`` (100%).
     """
 
     def __init__(self, base: dict[str, float], canary: dict | None, state: dict | None = None,
@@ -149,6 +150,28 @@ class Traffic:
         self.state["weights"] = spread(self.base, c["variant"], c["percent"])
         self.state["version"] += 1
         return [self._record("step", now, s)]
+
+    def operate(self, action: str, by: str, reason: str | None = None, now: float | None = None) -> list[dict]:
+        """An operator's ``pause``, ``resume`` or ``rollback`` of the canary (the console, `raymlops serving
+        canary`); [] when it does not apply to the canary's status. A paused canary keeps its weights and is
+        neither judged nor stepped; resuming starts its step's interval afresh."""
+        c = self.state["canary"]
+        if c is None:
+            return []
+        now = time.time() if now is None else now
+        why = f"{action} by {by}" + (f": {reason}" if reason else "")
+        if action == "pause" and c["status"] == "running":
+            c["status"], c["reason"] = "paused", why
+            self.state["version"] += 1
+            return [self._record("pause", now, reason=why)]
+        if action == "resume" and c["status"] == "paused":
+            c["status"], c["reason"], c["step_started"] = "running", None, now
+            self.windows = {}
+            self.state["version"] += 1
+            return [self._record("resume", now, reason=why)]
+        if action == "rollback" and c["status"] in ("running", "paused"):
+            return [self._rollback(why, None, now)]
+        return []
 
     @staticmethod
     def _breach(s: dict, rules: dict) -> str | None:

@@ -230,3 +230,45 @@ def test_serving_config_errors_name_file_line_and_path(tmp_path):
     solo = solo.replace("variant: missing", "variant: next").replace("weight: 90", "weight: 0")
     assert any("serving.canary: a canary needs another variant with a weight above 0" in g
                for g in issues(write(tmp_path, solo)))
+
+
+def test_operator_requests_pause_resume_and_roll_back_the_canary(tmp_path):
+    """`request_action` (the console, `raymlops serving canary`) appends a request; the controller applies it
+    at its next tick, once, in order, and records it; one that does not apply is recorded as ignored."""
+    from raymlops.serving.controller import request_action
+
+    request_action(tmp_path, "pause", "old-run")  # left by an earlier deployment of the name: not applied
+    c = TrafficController("app", str(tmp_path))
+    c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
+
+    def tick_until(status):
+        end = time.time() + 10
+        while time.time() < end and (read_state(tmp_path)["state"]["canary"] or {}).get("status") != status:
+            time.sleep(0.05)
+        return read_state(tmp_path)["state"]
+
+    assert tick_until("running")["canary"]["status"] == "running"
+    request_action(tmp_path, "pause", "ana", "looking at the p99")
+    state = tick_until("paused")
+    assert state["canary"]["status"] == "paused" and state["weights"] == {"old": 90.0, "new": 10.0}
+    assert c.sync(_stats(40, errors=10))["canary"]["status"] == "paused"  # not judged while paused
+    assert c.traffic.evaluate(now=time.time() + 999) == []  # nor stepped
+    request_action(tmp_path, "resume", "ana")
+    assert tick_until("running")["canary"]["step"] == 0
+    request_action(tmp_path, "rollback", "bo", "bad dashboards")
+    state = tick_until("rolled_back")
+    assert state["weights"] == {"old": 100.0, "new": 0.0} and state["canary"]["reason"] == "rollback by bo: bad dashboards"
+    request_action(tmp_path, "resume", "ana")  # nothing to resume: recorded as ignored, the state unchanged
+    end = time.time() + 10
+    while time.time() < end and read_events(tmp_path)[-1]["event"] != "ignored":
+        time.sleep(0.05)
+    events = read_events(tmp_path)
+    assert [e["event"] for e in events] == ["start", "pause", "resume", "rollback", "ignored"]
+    assert events[1]["reason"] == "pause by ana: looking at the p99"
+    assert "does not apply to a canary that is rolled_back" in events[-1]["reason"]
+    again = TrafficController("app", str(tmp_path))  # a restart applies nothing twice
+    time.sleep(0.6)
+    assert [e["event"] for e in read_events(tmp_path)] == ["start", "pause", "resume", "rollback", "ignored"]
+    assert again.traffic.state["canary"]["status"] == "rolled_back"
+    with pytest.raises(ValueError, match="action must be pause, resume or rollback"):
+        request_action(tmp_path, "stop", "x")
