@@ -174,6 +174,10 @@ class AppMonitor:
             log.warning("app monitor %s: %s", self.spec["app"], note)
         self.performance = {"labelled_rows": int(len(joined)), "windows": windows[-50:],
                             "summary": summarize(windows), "at": time.time(), **({"note": note} if note else {})}
+        with self._lock:  # the latest windows beside the floor, for readers of storage (the console)
+            self.state["performance"] = {"metric": p["metric"], "floor": p.get("floor"), "windows": windows[-50:],
+                                         "at": self.performance["at"]}
+            self._save_state()
         for w in breaches(windows, p["metric"], p.get("floor")):
             key = (w["variant"], w["start_ts"])
             if key in self._reported:

@@ -196,13 +196,14 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
         path = cfg.sources[t.source or t.dataset.labels].path
         raise DataError(f"{path}: no rows to train on in {where} (rows kept: those whose {t.label!r} label is "
                         "not null)")
-    kwargs = {"kind": t.split.type, "fraction": t.split.fraction}
+    kwargs, ts = {"kind": t.split.type, "fraction": t.split.fraction}, None
     if t.split.type == "time":
         ts = np.concatenate([b[timestamp] for b in ds.select_columns([timestamp]).iter_batches(
             batch_format="numpy", batch_size=1_000_000)])
         kwargs.update(timestamp=timestamp, cutoff=time_cutoff(ts, t.split.fraction))
     else:
         kwargs["seed"] = t.split.seed
+    time_range = _time_range(ds, timestamp, ts)
     train_raw = ds.map_batches(_split_part, fn_kwargs={"valid": False, **kwargs}, batch_format="pandas").materialize()
     valid_raw = ds.map_batches(_split_part, fn_kwargs={"valid": True, **kwargs}, batch_format="pandas").materialize()
     n_train, n_valid = train_raw.count(), valid_raw.count()
@@ -250,8 +251,23 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
         if untested:
             say(f"  drift detector {drift.detector!r} leaves {untested} untested (not its column kind)")
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
-            "rows": {"train": n_train, "valid": n_valid}, "origin": origin,
+            "rows": {"train": n_train, "valid": n_valid}, "origin": origin, "time_range": time_range,
             "data_sha256": _content_sha(out.shared, "train", "valid"), "holdout_sha256": _content_sha(out.shared, "valid_raw")}
+
+
+def _time_range(ds, timestamp: str | None, ts=None) -> list[str | None]:
+    """[first, last] event time of the rows trained on (ISO, UTC), or [] without a timestamp column: one
+    aggregation pass, or none when a time split already read the column."""
+    if not timestamp:
+        return []
+    if ts is None:
+        from ray.data.aggregate import Max, Min
+
+        got = ds.aggregate(Min(timestamp), Max(timestamp))
+        lo, hi = got[f"min({timestamp})"], got[f"max({timestamp})"]
+    else:
+        lo, hi = (ts.min(), ts.max()) if len(ts) else (None, None)
+    return [None if v is None else pd.Timestamp(v).isoformat() for v in (lo, hi)]
 
 
 def _check_chunks(drift, n_valid: int) -> None:
@@ -362,7 +378,7 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir
         "run_id": writer.run_id, "pipeline": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "task": t.task, "label": t.label, "classes": prep["classes"], "model_type": t.model.type,
         "model_file": model_file, "feature_columns": prep["feature_columns"], "input_columns": prep["input_columns"],
-        "rows": prep["rows"], **prep["origin"],
+        "rows": prep["rows"], "time_range": prep.get("time_range") or [], **prep["origin"],
         "versions": {"python": platform.python_version(), "ray": ray.__version__,
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
         "spec": record["spec"], **({"decision": record["decision"]} if "decision" in record else {}), **extra_meta,

