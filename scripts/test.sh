@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/redis.sh
+bash scripts/chromium.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> import layers (import-linter)"
 lint-imports --config pyproject.toml

@@ -2,31 +2,13 @@
 --export` and `serve deploy` run on a real multi-node cluster in tests/cluster.)"""
 
 import json
-import subprocess
 
-import pytest
-
-from tests.conftest import ROOT, cli_env, free_port
+from tests.conftest import ROOT
+from tests.e2e.conftest import run
 
 
-def run(cmd, timeout, **env):
-    r = subprocess.run(cmd, cwd=ROOT, env=cli_env(**env), capture_output=True, text=True, timeout=timeout)
-    return r
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("e2e-demo")
-    r = run(["raymlops", "demo-data", str(out), "--rows", "8000"], 120)
-    assert r.returncode == 0, r.stderr
-    return out
-
-
-def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
-    r = run(["raymlops", "run", "configs/quickstart.yaml", "--quiet",
-             "--probe", str(demo / "holdout.parquet"), "--probe", str(demo / "shifted.parquet"),
-             "--set", "training.tune.num_samples=1", "--set", f"serving.port={free_port()}"],
-            900, DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"))
+def test_quickstart_cli_trains_serves_and_flags_drift(cli_quickstart, demo):
+    r, store, env = cli_quickstart
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     out = r.stdout
     summary = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])
@@ -35,15 +17,14 @@ def test_quickstart_cli_trains_serves_and_flags_drift(demo, tmp_path):
     assert 0 < summary["holdout"]["threshold"] < 0.5 and summary["holdout"]["f1"] > summary["metrics"]["f1"]
     # Registered in the embedded MLflow store and served through models:/churn@champion.
     assert summary["model"]["name"] == "churn" and summary["model"]["version"] == 1
-    assert summary["model"]["alias"] == "champion" and (tmp_path / "store" / "mlflow.db").is_file()
-    assert (tmp_path / "store" / "runs" / "churn-quickstart" / summary["run_id"] / "model.ubj").exists()
+    assert summary["model"]["alias"] == "champion" and (store / "mlflow.db").is_file()
+    assert (store / "runs" / "churn-quickstart" / summary["run_id"] / "model.ubj").exists()
     holdout, shifted = out.split("probe ")[1:]
     assert "1000 rows scored" in holdout and "1000 rows scored" in shifted
     assert "drift: is_drift=True" in shifted
     assert "tenure_months    ks" in shifted
     # Every probed row is in the request log (the CLI shuts Serve down gracefully, so the last flush lands).
-    r = run(["raymlops", "serving", "compare", "configs/quickstart.yaml"], 120, DEMO_DATA=str(demo),
-            RAYMLOPS_STORAGE=str(tmp_path / "store"))
+    r = run(["raymlops", "serving", "compare", "configs/quickstart.yaml"], 120, **env)
     assert r.returncode == 0 and "2000 logged rows" in r.stdout and "variant default:" in r.stdout, r.stdout + r.stderr
 
 

@@ -171,6 +171,12 @@ def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickst
     ray.get(app.refresh_performance.remote())  # joined again: no window is reported twice
     assert len([e for e in ray.get(app.status.remote(100))["events"] if e["type"] == "performance"]) == 2
     ray.kill(app, no_restart=True)
+    # The windows and the floor are in the app's state in storage: the console draws them from there.
+    from raymlops.console.monitoring import Histories, page
+
+    shown = page("perf", str(tmp_path / "app"), [], Histories()).performance
+    assert {w["variant"] for ws in shown.values() for w in ws} == {"a", "b"}
+    assert shown["a"][0]["value"] == pytest.approx(window_a["value"]) and shown["b"][0]["floor"] == 0.6
 
 
 def _loop_app(demo_dir, storage, tmp_path, receiver, model: str, app: str, *serving: str, deploy: str,
@@ -297,6 +303,12 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
 
     shown = format_monitor_status(monitor_status(pipe.config, pipe.app_name))
     assert "(promoted): triggered -> job_submitted" in shown and "[drift] default" in shown, shown
+    from raymlops.console.monitoring import Histories, page
+    from raymlops.pipeline.serve import monitoring_dir
+
+    console = page(pipe.app_name, monitoring_dir(pipe.config, pipe.app_name), ["default"], Histories())
+    assert console.retrains[0]["status"] == "promoted" and console.retrains[0]["outcome"]["version"] == version
+    assert console.windows["default"] > 0 and console.alarms["default"]  # the shifted month's windows
     receiver_steps = [b["details"]["step"] for b in receiver.of("retrain")]
     assert receiver_steps[-1] == "promoted"
     # The champion and the shadowed challenger each have a monitor: one drift alert each inside the cooldown.

@@ -1,0 +1,194 @@
+"""Monitoring for the console: per variant the drift statistic and p-value per feature over time (long series
+downsampled, alarms kept), data-quality windows, late-label performance windows against the floor, the
+alerts timeline and the retrain loop's records, all read from the app's monitoring folder in storage.
+
+Histories are parsed once and then tailed: a page reads only the lines appended since the last one, so
+50,000 recorded windows cost one parse per console process, not one per page."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from raymlops.console.schemas import MonitoringPage
+from raymlops.storage.files import is_uri, join, read_file, read_lines, tail_lines
+
+HISTORY = "history.jsonl"  # monitoring.actor.HISTORY and app_monitor.EVENTS: one per variant, one per app
+ALERTS = "alerts.jsonl"  # the log alert sink's default file
+KEEP = 5
+URI_TTL_S = 5.0  # an object-store history is re-listed at most this often
+ALARMS = 5000  # windows whose verdict was drift, kept whole (never downsampled) per variant
+
+
+def _compact(e: dict) -> dict | None:
+    """The parts of a history entry the pages use (a drift window's per-feature numbers; a quality window's
+    failures), so 50,000 windows stay small in memory."""
+    kind = e.get("kind")
+    if kind == "drift":
+        return {"kind": kind, "ts": e.get("ts"), "window": e.get("window"), "model_version": e.get("model_version"),
+                "rows": e.get("rows"), "is_drift": bool(e.get("is_drift")), "drifted": e.get("drifted") or [],
+                "features": {f: (v.get("statistic"), v.get("p_value"), v.get("threshold"), bool(v.get("is_drift")))
+                             for f, v in (e.get("features") or {}).items()}}
+    if kind == "data_quality":
+        return {"kind": kind, "ts": e.get("ts"), "window": e.get("window"), "model_version": e.get("model_version"),
+                "rows": e.get("rows"), "ok": e.get("ok", True), "failed": e.get("failed") or [],
+                "issues": e.get("issues") or []}
+    return e
+
+
+class _Tail:
+    """One JSON-lines log (with its rotated files), parsed once and tailed after that."""
+
+    def __init__(self, loc: str, compact=_compact):
+        self.loc, self.compact = loc, compact
+        self.entries: dict = {}
+        self.version = 0  # bumped whenever lines were added: a page built from the same versions is reused
+        self.cursor = None
+        self.loaded_at = 0.0
+        self.lock = threading.Lock()
+
+    def _add(self, lines: list[str]) -> None:
+        if lines:
+            self.version += 1
+        for i, line in enumerate(lines):
+            try:
+                e = json.loads(line)
+            except ValueError:  # a torn line
+                continue
+            c = self.compact(e)
+            if c is None:
+                continue
+            # a result recorded twice (a crash between its line and the checkpoint) counts once
+            key = (e.get("kind"), e.get("model_version"), e.get("window")) if e.get("window") else (len(self.entries), i)
+            self.entries.pop(key, None)
+            self.entries[key] = c
+
+    def read(self) -> list[dict]:
+        with self.lock:
+            if is_uri(self.loc):
+                if time.time() - self.loaded_at > URI_TTL_S:
+                    self.entries = {}
+                    self._add(read_lines(self.loc, None, KEEP))
+                    self.loaded_at = time.time()
+                return list(self.entries.values())
+            if self.cursor is None:
+                path = Path(self.loc)
+                for p in reversed([path.with_name(f"{path.name}.{i}") for i in range(1, KEEP + 1)]):
+                    if p.is_file():
+                        self._add(p.read_text().splitlines())
+                self.cursor = 0
+            size = Path(self.loc).stat().st_size if Path(self.loc).is_file() else 0
+            if isinstance(self.cursor, int) and size < self.cursor:  # rotated: the file we tailed is now .1
+                rotated = Path(f"{self.loc}.1")
+                if rotated.is_file():
+                    with open(rotated, "rb") as f:
+                        f.seek(self.cursor)
+                        self._add(f.read().decode().splitlines())
+                self.cursor = 0
+            lines, self.cursor = tail_lines(self.loc, self.cursor)
+            self._add(lines)
+            return list(self.entries.values())
+
+
+class Histories:
+    """The tails of every history and alert log the console has read (one per file, per process)."""
+
+    def __init__(self):
+        self._tails: dict[str, _Tail] = {}
+        self._lock = threading.Lock()
+        self.pages: dict[tuple, tuple] = {}  # (app folder, points) -> (what it was built from, the page)
+
+    def read(self, loc: str) -> list[dict]:
+        with self._lock:
+            t = self._tails.setdefault(loc, _Tail(loc))
+        return t.read()
+
+    def version(self, loc: str) -> int:
+        return self._tails[loc].version if loc in self._tails else -1
+
+
+def downsample(series: list[tuple], points: int) -> list[tuple]:
+    """At most ``points`` of (ts, window, statistic, p_value, threshold, drift): each bucket keeps its most
+    extreme window (smallest p-value), so no alarm disappears from a long series."""
+    if len(series) <= points:
+        return series
+    out = []
+    n = len(series)
+    for b in range(points):
+        chunk = series[b * n // points:(b + 1) * n // points]
+        if chunk:
+            out.append(min(chunk, key=lambda r: (not r[5], r[3] if r[3] is not None else 1.0)))
+    return out
+
+
+def page(app: str, root: str, variants: list[str], histories: Histories, points: int = 500) -> MonitoringPage:
+    """The monitoring page of ``app``; built again only when a history it reads has new lines (50,000 windows
+    of 10 features cost ~0.5 s to turn into series; an unchanged history costs its tail check)."""
+    locs = [join(root, v, HISTORY) for v in variants] + [join(root, HISTORY)]
+    for loc in locs:
+        histories.read(loc)
+    try:
+        state_raw = read_file(join(root, "state.json"))
+    except FileNotFoundError:
+        state_raw = b""
+    key = (tuple(variants), tuple(histories.version(loc) for loc in locs), hash(state_raw))
+    last = histories.pages.get((root, points))
+    if last is not None and last[0] == key:
+        return last[1]
+    got = _build(app, root, variants, histories, points, state_raw)
+    histories.pages[(root, points)] = (key, got)
+    return got
+
+
+def _build(app: str, root: str, variants: list[str], histories: Histories, points: int,
+           state_raw: bytes) -> MonitoringPage:
+    drift: dict = {}
+    verdicts: dict = {}
+    quality: dict = {}
+    windows: dict = {}
+    alarms: dict = {}
+    for v in variants:
+        entries = histories.read(join(root, v, HISTORY))
+        d = [e for e in entries if e.get("kind") == "drift"]
+        windows[v] = len(d)
+        per: dict[str, list[tuple]] = {}
+        for e in d:
+            for f, (stat, p, thr, is_drift) in e["features"].items():
+                per.setdefault(f, []).append((e["ts"], e["window"], stat, p, thr, is_drift))
+        drift[v] = {}
+        for f, s in per.items():
+            s = downsample(s, points)
+            drift[v][f] = {"ts": [_iso(r[0]) for r in s], "window": [r[1] for r in s], "statistic": [r[2] for r in s],
+                           "p_value": [r[3] for r in s], "threshold": [r[4] for r in s], "drift": [r[5] for r in s]}
+        alarms[v] = [[e["window"], min((p for _, p, _, _ in e["features"].values() if p is not None), default=None)]
+                     for e in d if e["is_drift"]][-ALARMS:]
+        verdicts[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "model_version": e["model_version"],
+                        "drifted": e["drifted"]} for e in d if e["is_drift"]][-200:][::-1]
+        quality[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "failed": e["failed"], "issues": e["issues"]}
+                      for e in entries if e.get("kind") == "data_quality" and not e.get("ok", True)][-200:][::-1]
+    events = histories.read(join(root, HISTORY))
+    alerts = [dict(e, ts=_iso(e.get("ts"))) for e in events][-300:][::-1]
+    try:
+        state = json.loads(state_raw) if state_raw else {}
+    except ValueError:
+        state = {}
+    perf = state.get("performance") or {}
+    performance: dict = {}
+    for w in perf.get("windows") or []:
+        performance.setdefault(w.get("variant", "default"), []).append(
+            {**w, "floor": perf.get("floor"), "metric": perf.get("metric")})
+    variants = variants + sorted(v for v in performance if v not in variants)  # labelled, without a drift monitor
+    return MonitoringPage(app=app, variants=variants, windows=windows, drift=drift, alarms=alarms, verdicts=verdicts,
+                          quality=quality, performance=performance, alerts=alerts,
+                          retrains=list(reversed(state.get("retrains") or [])), points=points)
+
+
+def _iso(ts) -> str | None:
+    if ts is None:
+        return None
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(ts)))
+    except (TypeError, ValueError):
+        return str(ts)

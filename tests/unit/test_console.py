@@ -1,0 +1,151 @@
+"""The console's readers and JSON API on a store written here (no Ray, no browser): filters, sorting and
+pages of runs, comparison, request-log figures against exact ones, downsampled drift that keeps every alarm,
+error panels instead of 500s, and the guards on actions."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from raymlops.console import Settings, create_app
+from raymlops.serving.request_log import SCHEMA
+
+
+def _run(root, pipeline, run_id, auc, depth, status="ok"):
+    d = root / "runs" / pipeline / run_id
+    d.mkdir(parents=True)
+    trials = [{"params": {"max_depth": depth}, "metrics": {"auc": auc}, "trial_id": f"t_{run_id[-5:]}", "status": status}]
+    (d / "metrics.json").write_text(json.dumps({"metric": "auc", "best": {"auc": auc}, "best_params": {"max_depth": depth},
+                                               "trials": trials}))
+    (d / "evaluation.json").write_text(json.dumps({"candidate": {"auc": auc - 0.01}, "threshold": 0.3, "files": []}))
+    (d / "lineage.json").write_text(json.dumps({"inputs": {"sources": {"s": {"path": "x", "sha256": "ab"}},
+                                                           "feature_views": {}}}))
+    (d / "meta.json").write_text(json.dumps({"run_id": run_id, "pipeline": pipeline, "created": run_id, "label": "y",
+                                            "rows": {"train": 100}}))  # written last: the run is committed
+
+
+@pytest.fixture()
+def store(tmp_path):
+    for i in range(30):
+        _run(tmp_path, "p1" if i % 3 else "p2", f"2026-{i:05d}", 0.5 + i / 100, i % 4, "ok" if i % 7 else "error")
+    (tmp_path / "runs" / "p1" / "2026-99999").mkdir()  # being written: no meta.json yet, so not listed
+    # request log: 'a' answers with known latencies, 10% errors; 'b' shadows every request
+    rng = np.random.default_rng(0)
+    now = time.time()
+    lat = rng.lognormal(3, 0.5, 2000)
+    rows = [{"ts": int((now - 200 + k * 0.05) * 1e6), "request_id": f"r{k}", "row": 0, "variant": "a", "role": "primary",
+             "model_version": "m/1", "status": 500 if k % 10 == 0 else 200, "latency_ms": float(lat[k]), "inputs": "{}",
+             "prediction": "1", "probability": "0.7", "error": None, "features": None} for k in range(2000)]
+    rows += [dict(r, variant="b", role="shadow", status=200, prediction="1" if k % 4 else "0") for k, r in enumerate(rows)]
+    day = tmp_path / "request_log" / "app" / "date=2026-12-07"
+    day.mkdir(parents=True)
+    t = pa.Table.from_pylist([dict(r, ts=r["ts"]) for r in rows], schema=SCHEMA.set(0, pa.field("ts", pa.int64())))
+    t = t.set_column(0, "ts", t["ts"].cast(pa.timestamp("us", tz="UTC")))
+    pq.write_table(t.slice(0, 2500), day / "part-1.parquet")
+    pq.write_table(t.slice(2500), day / "part-2.parquet")
+    serving = tmp_path / "serving" / "app"
+    serving.mkdir(parents=True)
+    (serving / "traffic.json").write_text(json.dumps({"models": {"a": "m/1"}, "state": {
+        "weights": {"a": 100.0}, "canary": {"variant": "a", "status": "rolled_back", "percent": 0, "step": 1},
+        "history": [{"at": now - 50, "event": "start", "percent": 5}, {"at": now - 10, "event": "rollback", "percent": 0}]}}))
+    # 1,200 drift windows; windows 7 and 1001 alarm
+    mon = tmp_path / "monitoring" / "app" / "a"
+    mon.mkdir(parents=True)
+    with open(mon / "history.jsonl", "w") as f:
+        for w in range(1, 1201):
+            drift = w in (7, 1001)
+            f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": now - 1200 + w, "window": w, "is_drift": drift,
+                                "drifted": ["x"] if drift else [], "features": {"x": {
+                                    "statistic": 0.9 if drift else 0.1, "p_value": 1e-9 if drift else 0.5,
+                                    "threshold": 0.01, "is_drift": drift}}}) + "\n")
+    return tmp_path
+
+
+def client(store, **kw) -> TestClient:
+    return TestClient(create_app(Settings(storage=str(store), token="tok", **kw)))
+
+
+def test_runs_filter_sort_and_pages(store):
+    c = client(store)
+    r = c.get("/api/runs", params={"per_page": 7, "sort": "metrics.auc", "order": "desc"}).json()
+    assert r["total"] == 30 and len(r["runs"]) == 7
+    aucs = [x["metrics"]["auc"] for x in r["runs"]]
+    assert aucs == sorted(aucs, reverse=True) and aucs[0] == pytest.approx(0.79)
+    r = c.get("/api/runs", params={"pipeline": "p2", "status": "failed", "page": 1}).json()
+    assert {x["pipeline"] for x in r["runs"]} == {"p2"} and {x["status"] for x in r["runs"]} == {"failed"}
+    assert r["total"] == len([i for i in range(30) if i % 3 == 0 and i % 7 == 0])
+    assert c.get("/api/runs", params={"q": "max_depth=3"}).json()["total"] == len([i for i in range(30) if i % 4 == 3])
+    bad = c.get("/api/runs", params={"sort": "auc"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "sort"]
+    assert c.get("/api/runs", params={"per_page": 0}).status_code == 422
+    page = c.get("/runs")
+    assert page.status_code == 200 and page.text.count('class="run"') == 30
+
+
+def test_compare_diffs_params_and_metrics(store):
+    c = client(store)
+    r = c.get("/api/compare", params=[("run", "p1/2026-00001"), ("run", "p1/2026-00002")]).json()
+    assert [d["key"] for d in r["params"]] == ["max_depth"] and r["params"][0] == {
+        "key": "max_depth", "values": [1, 2], "differs": True}
+    one = c.get("/api/compare", params={"run": "p1/2026-00001"})
+    assert one.status_code == 422 and one.json()["detail"][0]["loc"] == ["query", "run"]
+    assert c.get("/api/compare", params=[("run", "p1/nope"), ("run", "p1/2026-00001")]).status_code == 404
+
+
+def test_traffic_figures_match_the_exact_ones(store):
+    got = client(store).get("/api/deployments/app").json()
+    a = next(t for t in got["traffic"] if t["role"] == "primary")
+    rng = np.random.default_rng(0)
+    lat = rng.lognormal(3, 0.5, 2000)
+    assert a["requests"] == 2000 and a["error_rate"] == pytest.approx(0.1)
+    assert a["p50_ms"] == pytest.approx(np.percentile(lat, 50), rel=0.02)
+    assert a["p99_ms"] == pytest.approx(np.percentile(lat, 99), rel=0.02)
+    shadow = got["shadows"][0]
+    # errors (status 500) are not compared; of the 1,800 answered rows, a quarter disagree
+    assert shadow["shadow"] == "b" and shadow["compared_rows"] == 1800
+    assert shadow["agreement"] == pytest.approx(np.mean([k % 4 != 0 for k in range(2000) if k % 10]))
+    assert got["health"] == "degraded" and [h["event"] for h in got["canary_history"]] == ["start", "rollback"]
+
+
+def test_long_drift_series_are_downsampled_and_keep_every_alarm(store):
+    client_again = client(store)
+    m = client_again.get("/api/monitoring/app", params={"points": 100}).json()
+    s = m["drift"]["a"]["x"]
+    assert m["windows"] == {"a": 1200} and len(s["window"]) == 100
+    assert {7, 1001} <= {w for w, d in zip(s["window"], s["drift"]) if d}
+    assert [v["window"] for v in m["verdicts"]["a"]] == [1001, 7]
+    assert m["alarms"]["a"] == [[7, 1e-9], [1001, 1e-9]]  # every alarm, whole, for the chart's markers
+    # appended windows are read on the next request (the history is tailed, not re-read)
+    with open(store / "monitoring" / "app" / "a" / "history.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": time.time(), "window": 1201,
+                            "is_drift": False, "drifted": [], "features": {}}) + "\n")
+    assert client_again.get("/api/monitoring/app").json()["windows"] == {"a": 1201}
+
+
+def test_an_unreachable_source_is_a_panel_not_a_500(store, tmp_path):
+    c = client(store, tracking_uri="http://127.0.0.1:9")  # nothing listens there
+    assert c.get("/api/models").status_code == 503
+    page = c.get("/models")
+    assert page.status_code == 503 and 'class="panel"' in page.text and "<nav>" in page.text
+    home = c.get("/")
+    assert home.status_code == 200 and "MLflow http://127.0.0.1:9" in home.text  # the rest still renders
+    assert "2026-00029" in home.text
+    assert c.get("/api/monitoring/nope").status_code == 404
+
+
+def test_actions_are_guarded(store):
+    c = client(store, tracking_uri="http://127.0.0.1:9")
+    body = {"version": 1}
+    assert c.post("/api/models/m/promote", json=body).status_code == 401
+    assert c.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok", "origin": "http://evil"}).status_code == 403
+    assert c.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok", "sec-fetch-site": "cross-site"}).status_code == 403
+    assert c.post("/api/models/m/promote", json={"version": 0}, headers={"x-raymlops-token": "tok"}).status_code == 422
+    ro = client(store, tracking_uri="http://127.0.0.1:9", read_only=True)
+    assert ro.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok"}).status_code == 403
+    assert 'id="promote"' not in ro.get("/models/m").text
