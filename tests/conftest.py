@@ -43,6 +43,33 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+def wait_http(url: str, proc=None, log=None, seconds: float = 90) -> None:
+    """Waits until ``url`` answers 200; fails with the tail of the server's ``log`` (a file opened "w+") if
+    the process exits first or nothing answers in time."""
+    import time
+
+    import httpx
+
+    def tail() -> str:
+        if log is None:
+            return ""
+        log.flush()
+        log.seek(0)
+        return ":\n" + log.read()[-3000:]
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{proc.args[:3]} exited with {proc.returncode}{tail()}", pytrace=False)
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {seconds} s{tail()}", pytrace=False)
+
+
 def stop_process(proc, timeout: float = 20) -> None:
     """Terminates a server the tests started, killing it if it does not exit in time."""
     import subprocess

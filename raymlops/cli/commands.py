@@ -325,6 +325,14 @@ def _console(args) -> int:
     except SetupError as e:  # no embedded store yet: the models pages say so; nothing creates an empty one
         print(f"warning: {e}", file=sys.stderr)
         uri = None
+    import socket
+
+    with socket.socket() as probe_port:  # a clear error now, not uvicorn's after the start-up line
+        try:
+            probe_port.bind((args.host, args.port))
+        except OSError as e:
+            raise SetupError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror}); "
+                             "pass another --port") from None
     token = os.environ.get("RAYMLOPS_CONSOLE_TOKEN") or secrets.token_urlsafe(18)
     settings = Settings(storage=storage, tracking_uri=uri, configs=configs, read_only=args.read_only, token=token,
                         mlflow_ui=args.mlflow_ui)

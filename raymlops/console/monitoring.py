@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from array import array
 from pathlib import Path
+
+import numpy as np
 
 from raymlops.console.schemas import MonitoringPage
 from raymlops.storage.files import is_uri, join, read_file, read_lines, tail_lines
@@ -45,6 +48,11 @@ class _Tail:
         self.loc, self.compact = loc, compact
         self.entries: dict = {}
         self.version = 0  # bumped whenever lines were added: a page built from the same versions is reused
+        # Drift windows as columns, appended as lines arrive (a page reads them without walking every entry):
+        # feature -> {ts, window, statistic, p_value, threshold (float arrays, nan for null), drift (0/1)}.
+        self.per: dict[str, dict[str, array]] = {}
+        self.alarms: list[list] = []  # [window, smallest p-value] of each window whose verdict was drift
+        self._stale = False  # a duplicate replaced an entry: the columns are rebuilt from the entries
         self.cursor = None
         self.loaded_at = 0.0
         self.lock = threading.Lock()
@@ -62,8 +70,35 @@ class _Tail:
                 continue
             # a result recorded twice (a crash between its line and the checkpoint) counts once
             key = (e.get("kind"), e.get("model_version"), e.get("window")) if e.get("window") else (len(self.entries), i)
-            self.entries.pop(key, None)
+            if self.entries.pop(key, None) is not None:
+                self._stale = True
             self.entries[key] = c
+            if c.get("kind") == "drift" and not self._stale:
+                self._columns(c)
+
+    def _columns(self, c: dict) -> None:
+        nan = float("nan")
+        for f, (stat, p, thr, is_drift) in c["features"].items():
+            cols = self.per.get(f)
+            if cols is None:
+                cols = self.per[f] = {k: array("d") for k in ("ts", "window", "statistic", "p_value", "threshold")}
+                cols["drift"] = array("b")
+            for k, v in (("ts", c["ts"]), ("window", c["window"]), ("statistic", stat), ("p_value", p), ("threshold", thr)):
+                cols[k].append(nan if v is None else float(v))
+            cols["drift"].append(1 if is_drift else 0)
+        if c["is_drift"]:
+            ps = [p for _, p, _, _ in c["features"].values() if p is not None]
+            self.alarms.append([c["window"], min(ps) if ps else None])
+
+    def columns(self) -> tuple[dict, list]:
+        """(per-feature columns, alarms) of the drift windows read so far."""
+        with self.lock:
+            if self._stale:
+                self.per, self.alarms, self._stale = {}, [], False
+                for c in self.entries.values():
+                    if c.get("kind") == "drift":
+                        self._columns(c)
+            return self.per, self.alarms
 
     def read(self) -> list[dict]:
         with self.lock:
@@ -108,18 +143,29 @@ class Histories:
     def version(self, loc: str) -> int:
         return self._tails[loc].version if loc in self._tails else -1
 
+    def columns(self, loc: str) -> tuple[dict, list]:
+        self.read(loc)
+        return self._tails[loc].columns()
 
-def downsample(series: list[tuple], points: int) -> list[tuple]:
-    """At most ``points`` of (ts, window, statistic, p_value, threshold, drift): each bucket keeps its most
-    extreme window (smallest p-value), so no alarm disappears from a long series."""
-    if len(series) <= points:
-        return series
-    out = []
-    n = len(series)
-    for b in range(points):
-        chunk = series[b * n // points:(b + 1) * n // points]
-        if chunk:
-            out.append(min(chunk, key=lambda r: (not r[5], r[3] if r[3] is not None else 1.0)))
+
+def downsample(cols: dict[str, array], points: int) -> dict[str, list]:
+    """At most ``points`` windows of a feature's columns: each of ``points`` equal buckets keeps its most
+    extreme window (a drift verdict first, then the smallest p-value), so no alarm disappears."""
+    n = len(cols["window"])
+    p = np.nan_to_num(np.frombuffer(cols["p_value"], dtype=np.float64), nan=1.0)
+    if n <= points:
+        idx = np.arange(n)
+    else:
+        key = np.where(np.frombuffer(cols["drift"], dtype=np.int8) == 1, 0.0, 2.0) + p
+        edges = (np.arange(points + 1) * n) // points
+        idx = np.array([a + int(key[a:b].argmin()) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+    out: dict[str, list] = {}
+    for k in ("ts", "window", "statistic", "p_value", "threshold"):
+        v = np.frombuffer(cols[k], dtype=np.float64)[idx]
+        out[k] = [None if x != x else x for x in v.tolist()]  # nan (a null) back to None
+    out["window"] = [int(w) for w in out["window"]]
+    out["drift"] = [bool(x) for x in np.frombuffer(cols["drift"], dtype=np.int8)[idx].tolist()]
+    out["ts"] = [_iso(t) for t in out["ts"]]
     return out
 
 
@@ -150,20 +196,13 @@ def _build(app: str, root: str, variants: list[str], histories: Histories, point
     windows: dict = {}
     alarms: dict = {}
     for v in variants:
-        entries = histories.read(join(root, v, HISTORY))
+        loc = join(root, v, HISTORY)
+        entries = histories.read(loc)
         d = [e for e in entries if e.get("kind") == "drift"]
         windows[v] = len(d)
-        per: dict[str, list[tuple]] = {}
-        for e in d:
-            for f, (stat, p, thr, is_drift) in e["features"].items():
-                per.setdefault(f, []).append((e["ts"], e["window"], stat, p, thr, is_drift))
-        drift[v] = {}
-        for f, s in per.items():
-            s = downsample(s, points)
-            drift[v][f] = {"ts": [_iso(r[0]) for r in s], "window": [r[1] for r in s], "statistic": [r[2] for r in s],
-                           "p_value": [r[3] for r in s], "threshold": [r[4] for r in s], "drift": [r[5] for r in s]}
-        alarms[v] = [[e["window"], min((p for _, p, _, _ in e["features"].values() if p is not None), default=None)]
-                     for e in d if e["is_drift"]][-ALARMS:]
+        per, alarmed = histories.columns(loc)
+        drift[v] = {f: downsample(cols, points) for f, cols in per.items()}
+        alarms[v] = [list(a) for a in alarmed[-ALARMS:]]
         verdicts[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "model_version": e["model_version"],
                         "drifted": e["drifted"]} for e in d if e["is_drift"]][-200:][::-1]
         quality[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "failed": e["failed"], "issues": e["issues"]}

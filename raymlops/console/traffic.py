@@ -23,6 +23,7 @@ from raymlops.storage import Storage
 EDGES = np.concatenate([[0.0], 0.1 * 1.02 ** np.arange(0, 700)])
 LIVE_S = 300  # "live" rates cover the last 5 minutes of the log
 SHADOW_ROWS = 100_000  # shadow agreement is computed over the newest files holding about this many rows
+SHADOW_TTL_S = 15.0  # ... at most this often while new files arrive (~0.25 s per computation at 100,000 rows)
 COLUMNS = ["ts", "request_id", "variant", "role", "status", "latency_ms"]
 
 
@@ -76,8 +77,10 @@ class LogSummaries:
         last = self._merged.get(store.url())
         if last is not None and last[0] == files:  # no new file since the last page
             return last[1]
-        frames, hists = [], []
-        for rel in files:
+        frames, hists, todo = [], [], files
+        if last is not None and files[:len(last[0])] == last[0] and len(last[1][0]):  # only new files at the end
+            frames, hists, todo = [last[1][0]], [last[1][1]], files[len(last[0]):]
+        for rel in todo:
             got = self._files.get(store.url(rel))
             if got is None:
                 got = self._summarize(store, rel)
@@ -136,8 +139,8 @@ def shadows(store: Storage, files: list[str], summaries: LogSummaries) -> list[d
     if not chosen:
         return []
     last = summaries.shadow_cache.get(store.url())
-    if last is not None and last[0] == chosen:  # the same files as the last page: the same agreement
-        return last[1]
+    if last is not None and (last[0] == chosen or time.time() - last[2] < SHADOW_TTL_S):
+        return last[1]  # the same files as the last page, or computed moments ago: the same agreement
     frames = []
     for rel in chosen:
         with store.fs.open_input_file(store.path(*rel.split("/"))) as f:
@@ -147,7 +150,7 @@ def shadows(store: Storage, files: list[str], summaries: LogSummaries) -> list[d
     out = []
     if (log["role"] == "shadow").any():
         out = [{"shadow": k, **v} for k, v in compare(log)["shadows"].items()]
-    summaries.shadow_cache[store.url()] = (chosen, out)
+    summaries.shadow_cache[store.url()] = (chosen, out, time.time())
     return out
 
 

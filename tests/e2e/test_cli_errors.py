@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, cli_env, free_port
-from tests.e2e.test_readme_paths import demo, run  # noqa: F401  (module fixture reused)
+from tests.e2e.conftest import run
 
 CFG = "configs/quickstart.yaml"
 
@@ -129,6 +129,9 @@ CASES = [  # (name, arguments, exit code, what the one line says)
      "lacks the model's input columns ['age']"),
     ("models-no-store", ["models", "list", "--storage", "{d}/nowhere"], 2, "no MLflow store at"),
     ("models-no-version", ["models", "promote", "churn", "99", "--config", CFG], 1, "no version 99"),
+    ("models-rollback-nothing", ["models", "rollback", "churn", "--config", CFG], 1,
+     "@champion has no previous version to roll back to"),
+    ("serving-canary-none", ["serving", "canary", CFG, "pause"], 1, "has no canary"),
     ("lineage-unknown", ["lineage", "models:/nope/1", "--config", CFG], 1, "nope"),
     ("reproduce-no-run", ["reproduce", "nope"], 1, "no run 'nope'"),
     ("bad-override", ["run", CFG, "--set", "training.tune.num_samples=-3"], 2, "training.tune.num_samples"),

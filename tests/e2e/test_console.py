@@ -17,25 +17,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, cli_env, free_port, stop_process
+from tests.conftest import ROOT, cli_env, free_port, stop_process, wait_http
 from tests.e2e.conftest import run
 
 TOKEN = "console-test-token"
 FLUSH_S = 1  # serving.request_log.flush_s, set below
-
-
-def _wait(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +33,7 @@ def store(cli_quickstart, demo, tmp_path_factory):
     assert got.returncode == 0 and "challenger: models:/churn/2" in got.stdout, got.stdout + got.stderr[-3000:]
     # The A/B example: champion 90 / challenger 10, a shadow, a canary stepping every 2 s, real traffic.
     port = free_port()
-    log = open(tmp_path_factory.mktemp("ab") / "serve.log", "w")
+    log = open(tmp_path_factory.mktemp("ab") / "serve.log", "w+")
     proc = subprocess.Popen(["raymlops", "serve", "configs/ab_canary.yaml", "--set", f"serving.port={port}",
                              "--set", "serving.canary.interval_s=2", "--set", "serving.canary.rollback_on.min_requests=5",
                              "--set", "serving.canary.rollback_on.p99_ms=5000",  # a busy 2-core CI box is slow
@@ -55,7 +41,7 @@ def store(cli_quickstart, demo, tmp_path_factory):
                             cwd=ROOT, env=cli_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/churn-ab"
     try:
-        _wait(f"{url}/variants", 300, proc)
+        wait_http(f"{url}/variants", proc, log, 300)
         rows = pd.read_parquet(demo / "holdout.parquet").drop(columns=["churned"]).head(200)
         rows = json.loads(rows.to_json(orient="records", date_format="iso"))
         answered = []
@@ -106,15 +92,16 @@ def store(cli_quickstart, demo, tmp_path_factory):
 def console(store):
     path, env, _ = store
     port = free_port()
+    log = open(path.parent / "console.log", "w+")
     proc = subprocess.Popen(["raymlops", "console", "--config", "configs/quickstart.yaml", "--config",
                              "configs/ab_canary.yaml", "--port", str(port), "--mlflow-ui", "http://127.0.0.1:5000"],
-                            cwd=ROOT,
-                            env=cli_env(**env, RAYMLOPS_CONSOLE_TOKEN=TOKEN), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=cli_env(**env, RAYMLOPS_CONSOLE_TOKEN=TOKEN), stdout=log,
+                            stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    _wait(f"{base}/api/overview", 60, proc)
+    wait_http(f"{base}/api/overview", proc, log, 60)
     yield base
     stop_process(proc)
+    log.close()
 
 
 @pytest.fixture(scope="module")

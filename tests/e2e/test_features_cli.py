@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from tests.e2e.test_readme_paths import demo, run  # noqa: F401  (module fixture reused)
+from tests.e2e.conftest import run
 
 
 def test_features_cli_build_materialize_list_describe(demo, tmp_path):  # noqa: F811

@@ -2,31 +2,14 @@
 
 import subprocess
 import sys
-import time
 
 import httpx
 import pandas as pd
 import pytest
 
 from raymlops import load_model
-from tests.conftest import ROOT, cli_env, free_port, stop_process
+from tests.conftest import ROOT, cli_env, free_port, stop_process, wait_http
 from tests.integration.conftest import pipeline
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read()[-3000:]}", pytrace=False)
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    log.seek(0)
-    pytest.fail(f"{url} did not answer within {seconds} s:\n{log.read()[-3000:]}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +24,7 @@ def mlflow_server(tmp_path_factory):
                             stdout=log, stderr=subprocess.STDOUT, env=cli_env())
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/health", proc, log)
+        wait_http(f"{url}/health", proc, log)
         yield url
     finally:
         stop_process(proc)
@@ -86,7 +69,7 @@ def test_raymlops_ui_serves_the_embedded_store(tmp_path):
     proc = subprocess.Popen(["raymlops", "ui", "--storage", store, "--port", str(port)], cwd=ROOT, env=cli_env(),
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
         r = httpx.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 10})
         assert "ui-check" in {e["name"] for e in r.json()["experiments"]}
     finally:

@@ -149,3 +149,37 @@ def test_actions_are_guarded(store):
     ro = client(store, tracking_uri="http://127.0.0.1:9", read_only=True)
     assert ro.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok"}).status_code == 403
     assert 'id="promote"' not in ro.get("/models/m").text
+
+
+def _upload(local, s3) -> None:
+    """The store written above, as it lies on an object store: committed runs with their manifest, logs as
+    folders of segment objects (storage/files.py)."""
+    for run in (local / "runs").glob("*/*"):
+        if (run / "meta.json").is_file():
+            s3.publish(run, "runs", run.parent.name, run.name)
+    for f in (local / "request_log").rglob("*.parquet"):
+        s3.upload(f, *f.relative_to(local).parts)
+    s3.write_bytes("serving", "app", "traffic.json", data=(local / "serving" / "app" / "traffic.json").read_bytes())
+    body = (local / "monitoring" / "app" / "a" / "history.jsonl").read_bytes()
+    s3.write_bytes("monitoring", "app", "a", "history.jsonl.d", f"m{time.time_ns():020d}-0000.jsonl", data=body)
+
+
+def test_the_same_pages_from_an_object_store(store, s3_endpoint, monkeypatch, tmp_path):
+    """Against S3 (a real S3-compatible server), as on a cluster whose nodes share no disk: the same answers."""
+    from raymlops.storage import Storage, files
+    from tests.s3server import KEY, SECRET
+
+    for k, v in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}.items():
+        monkeypatch.setenv(k, v)
+    files._store.cache_clear()
+    uri = f"s3://raymlops/console-{tmp_path.name}"
+    _upload(store, Storage(uri))
+    local, remote = client(store), TestClient(create_app(Settings(storage=uri, token="tok")))
+    for url, params in (("/api/runs", {"sort": "metrics.auc", "per_page": 10}),
+                        ("/api/compare", [("run", "p1/2026-00001"), ("run", "p2/2026-00003")]),
+                        ("/api/monitoring/app", {"points": 50})):
+        a, b = local.get(url, params=params), remote.get(url, params=params)
+        assert a.status_code == b.status_code == 200 and a.json() == b.json(), url
+    a, b = local.get("/api/deployments/app").json(), remote.get("/api/deployments/app").json()
+    assert a["traffic"] == b["traffic"] and a["shadows"] == b["shadows"] and a["canary_history"] == b["canary_history"]
+    assert remote.get("/runs").text.count('class="run"') == 30
