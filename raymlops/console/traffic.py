@@ -24,7 +24,7 @@ EDGES = np.concatenate([[0.0], 0.1 * 1.02 ** np.arange(0, 700)])
 LIVE_S = 300  # "live" rates cover the last 5 minutes of the log
 SHADOW_ROWS = 100_000  # shadow agreement is computed over the newest files holding about this many rows
 SHADOW_TTL_S = 15.0  # ... at most this often while new files arrive (~0.25 s per computation at 100,000 rows)
-COLUMNS = ["ts", "request_id", "variant", "role", "status", "latency_ms"]
+COLUMNS = ["ts", "row", "variant", "role", "status", "latency_ms"]
 
 
 def _pct(hist: np.ndarray, q: float) -> float | None:
@@ -47,26 +47,33 @@ class LogSummaries:
         self._lock = threading.Lock()
 
     def _summarize(self, store: Storage, rel: str) -> tuple[pd.DataFrame, np.ndarray, int]:
+        """One file's per-(minute, variant, role) rows, requests (a request's first row), 5xx requests and
+        latency histogram, with numpy bincounts (~25 ms per 100,000 rows; no per-row Python)."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         with store.fs.open_input_file(store.path(*rel.split("/"))) as f:
             t = pq.read_table(f, columns=COLUMNS)
-        df = t.to_pandas()
-        rows = len(df)
-        req = df.drop_duplicates(["request_id", "variant", "role"])
-        minute = (req["ts"].astype("int64") // 60_000_000) * 60  # epoch seconds of the minute (us precision)
-        req = req.assign(minute=minute.to_numpy(), error=(req["status"] >= 500).to_numpy(),
-                         bin=np.clip(np.searchsorted(EDGES, req["latency_ms"].to_numpy(), side="right") - 1,
-                                     0, len(EDGES) - 2))
-        counts = df.assign(minute=(df["ts"].astype("int64") // 60_000_000) * 60).groupby(
-            ["minute", "variant", "role"]).size()
-        groups = req.groupby(["minute", "variant", "role"])
-        frame = groups.agg(requests=("request_id", "size"), errors=("error", "sum")).reset_index()
-        frame["rows"] = [int(counts.get(k, 0)) for k in zip(frame["minute"], frame["variant"], frame["role"])]
-        hists = np.zeros((len(frame), len(EDGES) - 1), dtype=np.int64)
-        for i, (_, g) in enumerate(groups):
-            np.add.at(hists[i], g["bin"].to_numpy(), 1)
-        return frame, hists, rows
+        variant, role = (pc.dictionary_encode(pc.fill_null(t[c].combine_chunks(), "")) for c in ("variant", "role"))
+        vnames, rnames = variant.dictionary.to_pylist(), role.dictionary.to_pylist()
+        v = variant.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        r = role.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        minute = t["ts"].combine_chunks().cast("int64").to_numpy(zero_copy_only=False) // 60_000_000 * 60
+        first = t["row"].to_numpy(zero_copy_only=False) == 0  # one row per request (rows are written together)
+        error = first & (t["status"].to_numpy(zero_copy_only=False) >= 500)
+        nv, nr = max(len(vnames), 1), max(len(rnames), 1)
+        keys, gid = np.unique((minute * nv + v) * nr + r, return_inverse=True)
+        n = len(keys)
+        bins = np.clip(np.searchsorted(EDGES, t["latency_ms"].to_numpy(zero_copy_only=False), side="right") - 1,
+                       0, len(EDGES) - 2)
+        hists = np.bincount(gid[first] * (len(EDGES) - 1) + bins[first],
+                            minlength=n * (len(EDGES) - 1)).reshape(n, len(EDGES) - 1)
+        frame = pd.DataFrame({"minute": keys // (nv * nr), "variant": [vnames[k] for k in (keys // nr) % nv],
+                              "role": [rnames[k] for k in keys % nr],
+                              "requests": np.bincount(gid, weights=first, minlength=n).astype(np.int64),
+                              "errors": np.bincount(gid, weights=error, minlength=n).astype(np.int64),
+                              "rows": np.bincount(gid, minlength=n)})
+        return frame, hists.astype(np.int64), t.num_rows
 
     def files(self, store: Storage) -> list[str]:
         return [f for f in store.files() if f.endswith(".parquet") and not any(

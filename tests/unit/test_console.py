@@ -43,6 +43,7 @@ def store(tmp_path):
              "model_version": "m/1", "status": 500 if k % 10 == 0 else 200, "latency_ms": float(lat[k]), "inputs": "{}",
              "prediction": "1", "probability": "0.7", "error": None, "features": None} for k in range(2000)]
     rows += [dict(r, variant="b", role="shadow", status=200, prediction="1" if k % 4 else "0") for k, r in enumerate(rows)]
+    rows += [dict(rows[0], row=i) for i in range(1, 6)]  # request r0 had 6 rows: still one request
     day = tmp_path / "request_log" / "app" / "date=2026-12-07"
     day.mkdir(parents=True)
     t = pa.Table.from_pylist([dict(r, ts=r["ts"]) for r in rows], schema=SCHEMA.set(0, pa.field("ts", pa.int64())))
