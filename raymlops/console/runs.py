@@ -145,6 +145,20 @@ def _curves(store: Storage, pipeline: str, run_id: str) -> dict[str, dict[str, l
     return out
 
 
+def _search_curves(store: Storage, lineage: dict) -> dict[str, dict[str, list[float]]]:
+    """trial id -> its per-round validation curves (``valid_*``), from the train step's ``search.json`` in the
+    step cache: a run whose train step was cached has no Tune folder of its own, but the same search."""
+    key = ((lineage.get("steps") or {}).get("train") or {}).get("key")
+    doc = _json(store, "cache", "steps", "train", key, "search.json") if key else None
+    out: dict[str, dict[str, list[float]]] = {}
+    for t in (doc or {}).get("trials") or []:
+        curves = {k: [float(v) for _, v in sorted(points)] for k, points in (t.get("history") or {}).items()
+                  if k.startswith("valid_") and isinstance(points, list) and len(points) > 1}
+        if curves and t.get("trial_id"):
+            out[t["trial_id"]] = curves
+    return out
+
+
 def _curve_of(curves: dict[str, dict], trial_id: str | None) -> dict[str, list[float]]:
     """The curves of the trial whose folder names its id (Tune names it ``<trainable>_<trial id>_...``)."""
     if not trial_id:
@@ -160,10 +174,13 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
     store = index.store
     metrics = _json(store, "runs", pipeline, run_id, "metrics.json") or {}
     ev = _json(store, "runs", pipeline, run_id, "evaluation.json") or {}
-    curves = _curves(store, pipeline, run_id)
+    lineage = _json(store, "runs", pipeline, run_id, "lineage.json") or {}
+    searched = _search_curves(store, lineage)
+    curves = {} if searched else _curves(store, pipeline, run_id)  # else: curve.json in the run's Tune folder
     trials = [Trial(trial_id=t.get("trial_id"), status=t.get("status"), params=t.get("params") or {},
                     metrics=_numbers(t.get("metrics")), seconds=t.get("seconds"),
-                    curve=_curve_of(curves, t.get("trial_id"))) for t in metrics.get("trials") or []]
+                    curve=searched.get(t.get("trial_id") or "") or _curve_of(curves, t.get("trial_id")))
+              for t in metrics.get("trials") or []]
     try:
         config = store.read_text("runs", pipeline, run_id, "config.yaml")
     except FileNotFoundError:
@@ -175,7 +192,7 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
         except Exception:  # the tracking store does not know the run (another store): no link, the id is shown
             url = None
     return RunDetail(summary=s, threshold=ev.get("threshold"), trials=trials,
-                     lineage=_json(store, "runs", pipeline, run_id, "lineage.json") or {},
+                     lineage=lineage,
                      report_files=[f for f in ev.get("files") or [] if "/" not in f],
                      importance=_numbers(ev.get("importance")), config_yaml=config, mlflow_url=url)
 

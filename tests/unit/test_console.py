@@ -89,6 +89,19 @@ def test_runs_filter_sort_and_pages(store):
     assert page.status_code == 200 and page.text.count('class="run"') == 30
 
 
+def test_curves_of_a_run_whose_train_step_was_cached(store):
+    """A cached train step links no Tune folder into the run: its curves come from the step's search.json."""
+    run = store / "runs" / "p1" / "2026-00001"
+    lineage = json.loads((run / "lineage.json").read_text())
+    (run / "lineage.json").write_text(json.dumps({**lineage, "steps": {"train": {"key": "k1", "cached": True}}}))
+    step = store / "cache" / "steps" / "train" / "k1"
+    step.mkdir(parents=True)
+    history = {"valid_auc": [[2, 0.7], [1, 0.6], [3, 0.8]], "auc": [[3, 0.8]]}  # final metrics: not a curve
+    (step / "search.json").write_text(json.dumps({"trials": [{"trial_id": "t_00001", "history": history}]}))
+    got = client(store).get("/api/runs/p1/2026-00001").json()
+    assert got["trials"][0]["curve"] == {"valid_auc": [0.6, 0.7, 0.8]}
+
+
 def test_compare_diffs_params_and_metrics(store):
     c = client(store)
     r = c.get("/api/compare", params=[("run", "p1/2026-00001"), ("run", "p1/2026-00002")]).json()
