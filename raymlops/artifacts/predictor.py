@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -10,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from raymlops.artifacts import run as layout
+from raymlops.data.plan import Plan, compile_plan
 from raymlops.data.preprocessing import Preprocessor
-from raymlops.data.schema import InputSchema
+from raymlops.data.schema import InputSchema, typed_frame
 from raymlops.errors import DataError
 
 
@@ -74,12 +76,30 @@ class Predictor:
         proba = np.asarray(self.model.predict_proba(x), dtype=np.float64)
         return proba[:, 1] if self.task == "binary" else proba
 
+    @functools.cached_property
+    def plan(self) -> Plan | None:
+        """The preprocessing compiled for request rows (None with a custom step or a timestamp input, which
+        keep the DataFrame path)."""
+        if any(c.type == "timestamp" for c in self.schema.columns):
+            return None
+        return compile_plan(self.preprocessor, self.schema.names, self.features,
+                            np.float32 if self.model_type == "xgboost" else np.float64)
+
+    def predict_rows(self, rows: list[dict]) -> tuple[list, list | None]:
+        """``predict_with_proba`` of checked request rows (``check_records``), without a DataFrame when the
+        preprocessing compiles: equal results (tests/unit/test_plan.py), a fraction of the time."""
+        if self.plan is None:
+            return self.predict_with_proba(typed_frame(rows, self.schema))
+        return self._decide(self._raw(self.plan.matrix(rows)))
+
     def predict_with_proba(self, df: pd.DataFrame) -> tuple[list, list | None]:
         """Returns (predictions, probabilities); probabilities are None for regression.
 
         Binary: probability of ``classes[1]``; multiclass: one probability per class, in ``classes`` order.
         """
-        scores = self._raw(self.features_of(df))
+        return self._decide(self._raw(self.features_of(df)))
+
+    def _decide(self, scores: np.ndarray) -> tuple[list, list | None]:
         if self.task == "regression":
             return scores.astype(np.float64).tolist(), None
         classes = np.asarray(self.classes, dtype=object)

@@ -125,6 +125,17 @@ def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple 
     Raises:
         RecordErrors: naming each bad field as ``loc`` (FastAPI's error format).
     """
+    check_records(records, schema, loc_prefix, max_errors)
+    return typed_frame(records, schema)
+
+
+def check_records(records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"),
+                  max_errors: int = 20) -> None:
+    """Checks request rows against the schema (every column present, typed, null only where nullable).
+
+    Raises:
+        RecordErrors: naming each bad field as ``loc`` (FastAPI's error format).
+    """
     errors: list[dict] = []
 
     def err(loc: tuple, msg: str, kind: str) -> None:
@@ -149,6 +160,11 @@ def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple 
                 err((i, col.name), f"expected {expected}, got {type(v).__name__} {v!r}"[:200], f"{col.type}_type")
     if errors:
         raise RecordErrors(errors)
+
+
+def typed_frame(records: list[dict], schema: InputSchema) -> pd.DataFrame:
+    """Checked rows as the DataFrame training batches would give: numbers float64 (int64 without nulls),
+    booleans bool (object with nulls), timestamps naive UTC, the rest object."""
     data = {}
     for col in schema.columns:
         values = [row.get(col.name) for row in records]

@@ -80,7 +80,7 @@ class ModelServer:
         if self.batched:
             self._score_batch.set_max_batch_size(batching["max_batch_size"])
             self._score_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
-        self._buffer: list[pd.DataFrame] = []
+        self._buffer: list[tuple] = []  # (schema, rows, outputs) of each answered request, until the flush
         self._buffered = 0
         self._in_flight: list = []
         self.monitor_dropped_rows = 0
@@ -139,7 +139,7 @@ class ModelServer:
         if self._buffer and self.drift is not None:
             import ray
 
-            rows = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+            rows = _drift_frame(self._buffer)
             self._buffer, self._buffered = [], 0
             if self._in_flight:  # forget the batches the monitor has finished
                 _, self._in_flight = ray.wait(self._in_flight, num_returns=len(self._in_flight), timeout=0)
@@ -155,12 +155,13 @@ class ModelServer:
             await asyncio.sleep(FLUSH_SECONDS)
             self._flush()
 
-    def _feed_drift(self, df: pd.DataFrame, outputs: list) -> None:
-        """Queues the rows with the model output (``__prediction__``) for the monitor actor."""
+    def _feed_drift(self, model, rows: list[dict], outputs: list) -> None:
+        """Queues the rows with the model output (``__prediction__``) for the monitor actor; the typed frame
+        is built once per flush (``_drift_frame``), not per request."""
         if self.drift is None:
             return
-        self._buffer.append(df.assign(__prediction__=outputs))
-        self._buffered += len(df)
+        self._buffer.append((model.schema, rows, outputs))
+        self._buffered += len(rows)
         if self._buffered >= FLUSH_ROWS:
             self._flush()
         if self._flusher is None:
@@ -169,8 +170,8 @@ class ModelServer:
     # ------------------------------------------------------------------ scoring
 
     def _prepare(self, kind: str, rows: list[dict]):
-        """Validates one request: (model, frame, fetched features) or its {status, body} error."""
-        from raymlops.data.schema import RecordErrors, records_to_frame
+        """Validates one request: (model, rows, fetched features) or its {status, body} error."""
+        from raymlops.data.schema import RecordErrors, check_records
 
         fetched = None
         if kind == "entities":
@@ -179,7 +180,8 @@ class ModelServer:
                 return rows
         model = self.predictor  # one model for the whole request, even if a swap happens meanwhile
         try:
-            return model, records_to_frame(rows, model.schema, loc_prefix=("body", kind)), fetched
+            check_records(rows, model.schema, loc_prefix=("body", kind))
+            return model, rows, fetched
         except RecordErrors as e:
             return _unprocessable(e.errors)
 
@@ -188,7 +190,7 @@ class ModelServer:
         error; ``model`` is the version that answered (the router counts it for the canary)."""
         from raymlops.errors import DataError
 
-        model, df, fetched = prepared
+        model, rows, fetched = prepared
         if isinstance(scored, DataError):  # the rows, not the model: a client error naming the field
             return _unprocessable([{"loc": ["body", kind], "type": "value_error",
                                     "msg": f"the model cannot score these rows: {scored}"[:500]}])
@@ -196,7 +198,7 @@ class ModelServer:
             return {**_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),
                     "model": model.version}  # an error counts against the model that failed (a canary's)
         preds, probs = scored
-        self._feed_drift(df, probs if model.task == "binary" else preds)
+        self._feed_drift(model, rows, probs if model.task == "binary" else preds)
         body = {"predictions": preds, "model_version": model.version}
         if probs is not None:
             body["probabilities"] = probs
@@ -209,12 +211,12 @@ class ModelServer:
         prepared = self._prepare(kind, rows)
         if isinstance(prepared, dict):
             return prepared
-        model, df, _ = prepared
+        model, rows, _ = prepared
         if self.batched:
-            scored = await self._score_batch((model, df))
+            scored = await self._score_batch((model, rows))
         else:
             try:
-                scored = model.predict_with_proba(df)
+                scored = model.predict_rows(rows)
             except Exception as e:
                 scored = e
         return self._answer(kind, prepared, scored)
@@ -244,7 +246,7 @@ class ModelServer:
         """Scores the queued requests with one model call per model (two only during a swap), in a worker
         thread so the replica keeps queueing requests for the next batch meanwhile (a lone request is
         scored on the loop)."""
-        self._observe_batch(len(items), sum(len(df) for _, df in items))
+        self._observe_batch(len(items), sum(len(rows) for _, rows in items))
         if len(items) == 1:  # nothing else queued: skip the thread hop (it costs more than it saves here)
             return _score_items(items)
         return await asyncio.get_running_loop().run_in_executor(None, _score_items, items)
@@ -307,22 +309,38 @@ def model_metrics_safe() -> dict | None:
         return None
 
 
+def _drift_frame(buffer: list[tuple]) -> pd.DataFrame:
+    """[(schema, rows, outputs)] -> one typed frame with ``__prediction__`` (consecutive requests of the same
+    model share one conversion)."""
+    from raymlops.data.schema import typed_frame
+
+    frames, i = [], 0
+    while i < len(buffer):
+        schema, j = buffer[i][0], i
+        while j < len(buffer) and buffer[j][0] is schema:
+            j += 1
+        rows = [r for _, rs, _ in buffer[i:j] for r in rs]
+        outputs = [o for _, _, os_ in buffer[i:j] for o in os_]
+        frames.append(typed_frame(rows, schema).assign(__prediction__=outputs))
+        i = j
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
 def _score_items(items: list[tuple]) -> list:
-    """[(model, frame)] -> [(predictions, probabilities) or the exception for that item]."""
+    """[(model, rows)] -> [(predictions, probabilities) or the exception for that item]."""
     out: list = [None] * len(items)
     groups: dict[int, list[int]] = {}
     for i, (model, _) in enumerate(items):
         groups.setdefault(id(model), []).append(i)
     for idx in groups.values():
         model = items[idx[0]][0]
-        frames = [items[i][1] for i in idx]
+        rows = [r for i in idx for r in items[i][1]]
         try:
-            preds, probs = model.predict_with_proba(pd.concat(frames, ignore_index=True) if len(frames) > 1
-                                                    else frames[0])
+            preds, probs = model.predict_rows(rows)
         except Exception:  # one bad request must not fail the batch: score each alone to find it
             for i in idx:
                 try:
-                    out[i] = items[i][0].predict_with_proba(items[i][1])
+                    out[i] = items[i][0].predict_rows(items[i][1])
                 except Exception as e:
                     out[i] = e
             continue

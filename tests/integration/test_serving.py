@@ -48,6 +48,24 @@ def test_http_predictions_equal_offline(endpoint, demo_dir):
     assert r.json()["request_id"] == r.headers["x-request-id"] != "abc"
 
 
+def test_the_compiled_plan_scores_request_rows_as_the_dataframe_path(quickstart, demo_dir):
+    """Serving scores checked request rows through the compiled plan: equal to the DataFrame path of the same
+    run on the holdout as clients send it (JSON, nulls as null), to the last bit of the probability."""
+    from raymlops.data.schema import check_records
+
+    _, result = quickstart
+    model = load_model(result.run_dir)
+    assert model.plan is not None
+    rows = rows_of(demo_dir / "holdout.parquet", 1000, model)
+    assert any(v is None for r in rows for v in r.values())  # nulls included
+    check_records(rows, model.schema)
+    preds, probs = model.predict_rows(rows)
+    want_preds, want_probs = model.predict_with_proba(pd.DataFrame(rows))
+    assert preds == want_preds and probs == want_probs
+    for r in rows[:50]:  # one row at a time, as single requests arrive
+        assert model.predict_rows([r]) == model.predict_with_proba(pd.DataFrame([r]))
+
+
 def test_schema_and_health(endpoint):
     url, result = endpoint
     schema = httpx.get(f"{url}/schema").json()
