@@ -89,6 +89,7 @@ class SchemaResponse(BaseModel):
     classes: list[Any] | None = None
     model_version: str
     variant: str
+    entities: bool = Field(False, description="Whether the model is served by entity key (`entities`).")
 
 
 class FeatureDrift(BaseModel):
@@ -166,3 +167,60 @@ class MonitoringResponse(BaseModel):
                                                              "and the newest history entries.")
     app: dict[str, Any] | None = Field(None, description="The app monitor: recent events, alert deliveries, live "
                                                          "performance from late labels, retraining steps.")
+
+
+_JSON_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool, "string": str, "timestamp": str}
+
+
+def row_model(columns: list[dict], name: str = "Row") -> type[BaseModel]:
+    """The request row of one model as a pydantic model: every input column required, typed as validation
+    checks it (numbers within float32 range, 64-bit integers, ISO-8601 timestamps), null only where the
+    training data had nulls. Other keys are allowed (and ignored), as the ingress does. Documentation only:
+    the replicas' own checks keep their 422 bodies."""
+    from pydantic import ConfigDict, create_model
+
+    from raymlops.data.schema import FLOAT32_MAX
+
+    fields: dict[str, Any] = {}
+    for c in columns:
+        t = _JSON_TYPES[c["type"]]
+        extra: dict[str, Any] = {}
+        if c["type"] == "number":
+            extra = {"ge": -FLOAT32_MAX, "le": FLOAT32_MAX, "allow_inf_nan": False}
+        elif c["type"] == "integer":
+            extra = {"ge": -2**63, "lt": 2**63}
+        elif c["type"] == "timestamp":
+            extra = {"json_schema_extra": {"format": "date-time"}}
+        fields[c["name"]] = (t | None if c.get("nullable") else t, Field(..., **extra))
+    return create_model(name, __config__=ConfigDict(extra="allow"), **fields)
+
+
+def typed_requests(columns: list[dict], entities: bool, max_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(/predict, /invocations) request models whose rows are ``row_model(columns)``; ``entities`` only when
+    the model is served by entity key. Exactly one row field, as the ingress requires (``oneOf``)."""
+    from pydantic import ConfigDict, create_model
+
+    row = row_model(columns)
+
+    def rows(description: str):
+        return list[row], Field(None, min_length=1, max_length=max_rows, description=description)
+
+    def one_of(fields):
+        return ConfigDict(json_schema_extra={"oneOf": [{"required": [f]} for f in fields]})
+
+    predict: dict[str, Any] = {"instances": rows("Rows as {column: value} objects.")}
+    if entities:
+        predict["entities"] = (list[dict[str, Any]], Field(None, min_length=1, max_length=max_rows,
+                                                            description=PredictRequest.model_fields["entities"].description))
+    split = create_model("DataFrameSplitRows", columns=(list[str], Field(description="Column names, in the order of "
+                                                                                       "each row of 'data'.")),
+                         data=(list[list[Any]], Field(min_length=1, max_length=max_rows,
+                                                      description="Rows as lists of values, one per column.")),
+                         index=(list[Any] | None, Field(None, description="Accepted and ignored.")))
+    invocations = create_model(
+        "InvocationsRequestRows", __config__=one_of(INVOCATION_FIELDS),
+        dataframe_split=(split, Field(None, description="pandas' DataFrame.to_dict(orient='split').")),
+        dataframe_records=rows("pandas' to_dict(orient='records')."), instances=rows("Rows as {column: value}."),
+        inputs=rows("Same as 'instances'."),
+        params=(dict[str, Any] | None, Field(None, description="Accepted; this endpoint takes no parameters.")))
+    return create_model("PredictRequestRows", __config__=one_of(list(predict)), **predict), invocations

@@ -284,7 +284,7 @@ class ModelServer:
         model = self.predictor
         s = model.schema
         return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
-                "classes": s.classes, "model_version": model.version}
+                "classes": s.classes, "model_version": model.version, "entities": self.features is not None}
 
     async def drift_status(self) -> dict | None:
         if self.drift is None:

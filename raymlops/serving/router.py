@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, InvocationsRequest, MonitoringResponse,
                                   PredictRequest, PredictResponse, SchemaResponse, VariantsResponse, invocation_rows,
-                                  unprocessable)
+                                  typed_requests, unprocessable)
 from raymlops.serving.compare import same_prediction
 from raymlops.serving.split import Splitter
 
@@ -44,8 +44,12 @@ _UNPROCESSABLE = {422: {"description": "A field is missing, mistyped or the body
                                        "names the field."}}
 
 
-def openapi_document(route_prefix: str = "/", title: str = "raymlops model server") -> dict:
-    """The exact OpenAPI document of the router's routes (generated here, never served by FastAPI)."""
+def openapi_document(route_prefix: str = "/", title: str = "raymlops model server", columns: list[dict] | None = None,
+                     entities: bool = True, max_rows: int = 10_000) -> dict:
+    """The exact OpenAPI document of the router's routes (generated here, never served by FastAPI); with the
+    model's input ``columns`` (its /schema), the request rows are typed column by column."""
+    predict_body, invocations_body = (PredictRequest, InvocationsRequest) if columns is None else \
+        typed_requests(columns, entities, max_rows)
     doc = FastAPI(title=title, description="Predictions from the app's variants, schema, health, drift and "
                                            "traffic weights.", servers=[{"url": route_prefix}])
     error = {"model": ErrorResponse}
@@ -56,14 +60,14 @@ def openapi_document(route_prefix: str = "/", title: str = "raymlops model serve
                          500: {**error, "description": "The variant that took the request failed."},
                          503: {**error, "description": "The online feature store is unavailable."},
                          504: {**error, "description": "The variant did not answer in serving.request_timeout_s."}})
-    def predict(body: PredictRequest) -> PredictResponse:  # pragma: no cover - schema only
+    def predict(body: predict_body) -> PredictResponse:  # type: ignore[valid-type]  # pragma: no cover
         """Scores `instances` (feature values) or `entities` (keys; features fetched online)."""
 
     @doc.post("/invocations", response_model=PredictResponse, response_model_exclude_none=True,
               responses={**_UNPROCESSABLE,
                          500: {**error, "description": "The variant that took the request failed."},
                          504: {**error, "description": "The variant did not answer in serving.request_timeout_s."}})
-    def invocations(body: InvocationsRequest) -> PredictResponse:  # pragma: no cover - schema only
+    def invocations(body: invocations_body) -> PredictResponse:  # type: ignore[valid-type]  # pragma: no cover
         """MLflow's scoring protocol: `dataframe_split`, `dataframe_records` or `instances`; the answer is
         `/predict`'s (its `predictions` are what MLflow clients read)."""
 
@@ -169,6 +173,7 @@ class Router:
         self.shadows = [s["name"] for s in spec.get("shadow") or []]
         self.sticky = spec.get("sticky_key")
         self.openapi = openapi_document(spec.get("route_prefix") or "/")
+        self._typed_openapi: tuple | None = None  # (model version, document typed by its rows)
         self.timeout_s = float(spec.get("request_timeout_s") or 30)
         self.controller = get_or_start(spec["app"], spec["namespace"], spec["state_dir"])
         from raymlops.serving.controller import plan_fingerprint
@@ -265,7 +270,7 @@ class Router:
             if route == "variants":
                 return JSONResponse(await self.variants_status())
             if route == "openapi.json":
-                return JSONResponse(self.openapi)
+                return JSONResponse(await self._openapi())
         if route in ROUTES:
             return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"})
         return JSONResponse(status_code=404, content={"detail": "Not Found"})
@@ -410,6 +415,20 @@ class Router:
             return JSONResponse(DriftResponse.model_validate({**body, "variant": name}).model_dump(
                 mode="json", exclude_none=True))
         return JSONResponse(SchemaResponse.model_validate({**got, "variant": name}).model_dump(mode="json"))
+
+    async def _openapi(self) -> dict:
+        """The document, with the rows typed by the primary variant's model schema (rebuilt when its model
+        version changes); the untyped document while the variant does not answer."""
+        try:
+            got = await asyncio.wait_for(_result(self.handles[self.primary].schema.remote()), READ_TIMEOUT_S)
+        except Exception:
+            return self.openapi
+        key = got.get("model_version")
+        if self._typed_openapi is None or self._typed_openapi[0] != key:
+            doc = openapi_document(self.spec.get("route_prefix") or "/", columns=got["columns"],
+                                   entities=bool(got.get("entities")), max_rows=self.spec["max_batch_rows"])
+            self._typed_openapi = (key, doc)
+        return self._typed_openapi[1]
 
     async def _app_monitor(self) -> dict | None:
         """The app monitor actor's status (named in the spec; serving does not import monitoring)."""
