@@ -48,11 +48,9 @@ def _templates():
 
 def _status(e: Exception) -> int:
     from raymlops.console.runs import RunNotFound
-    from raymlops.registry import RegistryError
+    from raymlops.registry import NotRegistered
 
-    if isinstance(e, (NotFound, RunNotFound)):
-        return 404
-    if isinstance(e, RegistryError) and ("no registered model" in str(e) or "no version" in str(e)):
+    if isinstance(e, (NotFound, RunNotFound, NotRegistered)):
         return 404
     return 503  # a source that could not be read: that page says so, the console keeps answering
 
@@ -245,7 +243,7 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
             raise HTTPException(401, detail="x-raymlops-token: missing or wrong console token (printed at start)")
 
     def act(fn, *a):
-        from raymlops.registry import PromotionRefused, RegistryError
+        from raymlops.registry import NotRegistered, PromotionRefused, RegistryError
 
         try:
             return fn(*a)
@@ -253,8 +251,10 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
             raise HTTPException(422, detail=[{"loc": ["body", e.field], "msg": str(e), "type": "value_error"}]) from e
         except PromotionRefused as e:
             raise HTTPException(409, detail=str(e)) from e
-        except RegistryError as e:
-            raise HTTPException(404 if "no " in str(e).split(":")[0] else 409, detail=str(e)) from e
+        except NotRegistered as e:
+            raise HTTPException(404, detail=str(e)) from e
+        except RegistryError as e:  # nothing to roll back to, the version already holds the alias
+            raise HTTPException(409, detail=str(e)) from e
         finally:
             con.forget_models()  # the next page shows the move at once
 

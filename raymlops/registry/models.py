@@ -33,6 +33,10 @@ class RegistryError(RaymlopsError):
     """A model, version or alias does not exist, or a promotion was refused."""
 
 
+class NotRegistered(RegistryError):
+    """The registered model or the version does not exist."""
+
+
 class AliasNotSet(RegistryError):
     """The registered model exists but no version holds the alias (yet)."""
 
@@ -226,7 +230,7 @@ class ModelRegistry:
             return self.client.get_model_version(name, str(version))
         except Exception as e:
             if _code(e) == "RESOURCE_DOES_NOT_EXIST":
-                raise RegistryError(f"no version {version} of registered model {name!r} in {self.uri}") from e
+                raise NotRegistered(f"no version {version} of registered model {name!r} in {self.uri}") from e
             raise
 
     def alias_version(self, name: str, alias: str) -> int | None:
@@ -243,7 +247,7 @@ class ModelRegistry:
             return self.client.get_registered_model(name)
         except Exception as e:
             if _code(e) == "RESOURCE_DOES_NOT_EXIST":
-                raise RegistryError(f"no registered model {name!r} in {self.uri}") from e
+                raise NotRegistered(f"no registered model {name!r} in {self.uri}") from e
             raise
 
     def resolve_version(self, uri: str):
