@@ -197,3 +197,34 @@ def test_the_same_pages_from_an_object_store(store, s3_endpoint, monkeypatch, tm
     a, b = local.get("/api/deployments/app").json(), remote.get("/api/deployments/app").json()
     assert a["traffic"] == b["traffic"] and a["shadows"] == b["shadows"] and a["canary_history"] == b["canary_history"]
     assert remote.get("/runs").text.count('class="run"') == 30
+
+
+def test_registry_actions_map_to_statuses(store, tmp_path):
+    """Against a real (embedded) MLflow registry: a move is 200 and recorded; an unknown model or version is
+    404; nothing to roll back to is 409; a forced move without a reason is 422 naming `reason`."""
+    from mlflow import MlflowClient
+
+    from raymlops.registry import ModelRegistry
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "MLmodel").write_text("flavors: {}\n")
+    client = MlflowClient(uri, registry_uri=uri)
+    client.create_registered_model("m")
+    for _ in range(2):
+        client.create_model_version("m", str(src))
+    ModelRegistry(uri).set_alias("m", "champion", 1, reason="first")
+    c = TestClient(create_app(Settings(storage=str(store), tracking_uri=uri, token="tok")))
+    h = {"x-raymlops-token": "tok"}
+    r = c.post("/api/models/m/promote", json={"version": 2}, headers=h)
+    assert r.status_code == 200 and r.json()["previous"] == 1 and r.json()["by"].endswith("(console)")
+    assert c.get("/api/models/m").json()["aliases"]["champion"] == 2  # the console's own move shows at once
+    r = c.post("/api/models/m/promote", json={"version": 1, "force": True, "reason": " "}, headers=h)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert c.post("/api/models/nope/promote", json={"version": 1}, headers=h).status_code == 404
+    assert c.post("/api/models/m/promote", json={"version": 99}, headers=h).status_code == 404
+    assert c.post("/api/models/m/rollback", json={"alias": "staging"}, headers=h).status_code == 409
+    r = c.post("/api/models/m/rollback", json={"reason": "bad"}, headers=h)
+    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["reason"] == "rollback from version 2: bad"
+    assert c.get("/models/nope").status_code == 404
