@@ -174,6 +174,21 @@ def test_openapi_describes_every_route(ab):
                                  "/variants"}
     resp = doc["components"]["schemas"]["PredictResponse"]
     assert {"predictions", "model_version", "variant", "request_id"} <= set(resp["required"])
+    # The rows are the served model's: every input column required, typed, nullable only where training had
+    # nulls; exactly one row field; no `entities` for a model not served by entity key.
+    schemas, columns = doc["components"]["schemas"], httpx.get(f"{url}/schema").json()["columns"]
+    row = schemas["Row"]
+    assert set(row["required"]) == {c["name"] for c in columns}
+    for c in columns:
+        p = row["properties"][c["name"]]
+        kinds = {a.get("type") for a in p["anyOf"]} if "anyOf" in p else {p["type"]}
+        want = {"number": "number", "integer": "integer", "boolean": "boolean", "string": "string"}[c["type"]]
+        assert kinds == ({want, "null"} if c["nullable"] else {want}), (c, p)
+    body = schemas["PredictRequestRows"]
+    assert body["oneOf"] == [{"required": ["instances"]}] and set(body["properties"]) == {"instances"}
+    assert body["properties"]["instances"]["maxItems"] == 10_000
+    assert [o["required"] for o in schemas["InvocationsRequestRows"]["oneOf"]] == [
+        ["dataframe_split"], ["dataframe_records"], ["instances"], ["inputs"]]
     assert httpx.get(f"{url}/nope").status_code == 404
     assert httpx.get(f"{url}/predict").status_code == 405
     r = httpx.get(f"{url}/schema", params={"variant": "nope"})
