@@ -239,14 +239,14 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
         site = request.headers.get("sec-fetch-site")
         if site is not None and site not in ("same-origin", "none"):
             raise HTTPException(403, detail=f"sec-fetch-site: {site} request refused")
-        if not token or not secrets.compare_digest(token, settings.token):
+        if not token or not secrets.compare_digest(token.encode(), settings.token.encode()):
             raise HTTPException(401, detail="x-raymlops-token: missing or wrong console token (printed at start)")
 
     def act(fn, *a):
         from raymlops.registry import NotRegistered, PromotionRefused, RegistryError
 
         try:
-            return fn(*a)
+            return fn(con.registry(), *a)
         except registry.ActionRefused as e:
             raise HTTPException(422, detail=[{"loc": ["body", e.field], "msg": str(e), "type": "value_error"}]) from e
         except PromotionRefused as e:
@@ -255,6 +255,9 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
             raise HTTPException(404, detail=str(e)) from e
         except RegistryError as e:  # nothing to roll back to, the version already holds the alias
             raise HTTPException(409, detail=str(e)) from e
+        except Exception as e:  # no tracking store, MLflow down, or an alias MLflow refuses (`latest`)
+            code = 422 if getattr(e, "error_code", None) == "INVALID_PARAMETER_VALUE" else 503
+            raise HTTPException(code, detail=f"{type(e).__name__}: {e}"[:500]) from e
         finally:
             con.forget_models()  # the next page shows the move at once
 
@@ -263,14 +266,14 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
                 x_raymlops_token: Annotated[str | None, Header()] = None) -> AliasMove:
         """Moves an alias to a version; the model's promotion gate is enforced, a forced move needs a reason."""
         guard(request, x_raymlops_token)
-        return act(registry.promote, con.registry(), name, req)
+        return act(registry.promote, name, req)
 
     @app.post("/api/models/{name}/rollback", response_model=AliasMove)
     def rollback(name: str, req: Annotated[RollbackRequest, Body()], request: Request,
                  x_raymlops_token: Annotated[str | None, Header()] = None) -> AliasMove:
         """Moves an alias back to the version it held before its latest move."""
         guard(request, x_raymlops_token)
-        return act(registry.rollback, con.registry(), name, req)
+        return act(registry.rollback, name, req)
 
     @app.post("/api/deployments/{app_name}/canary", response_model=CanaryRequested, status_code=202)
     def canary(app_name: str, req: Annotated[CanaryRequest, Body()], request: Request,

@@ -58,26 +58,26 @@ def weights(app: AppInfo) -> dict | None:
 
 
 def drift(page: MonitoringPage, variant: str) -> list[dict]:
-    """Per variant: p-value per feature over windows (log axis, the threshold dashed, alarms in red), and
-    the statistic per feature."""
+    """Per variant: p-value per feature per window over time (log axis, the threshold dashed, alarms in red),
+    and the statistic per feature. Time on the x axis: a model swap restarts the window numbers."""
     series = page.drift.get(variant) or {}
     if not series:
         return []
     pv, st = [], []
     clip = lambda ps: [None if p is None else max(p, P_FLOOR) for p in ps]  # noqa: E731
     for f, s in sorted(series.items()):
-        pv.append(_line(f, clip(s["p_value"]), s["window"]))
-        st.append(_line(f, s["statistic"], s["window"]))
+        hover = [f"window {w}" for w in s["window"]]
+        pv.append(_line(f, clip(s["p_value"]), s["ts"], text=hover))
+        st.append(_line(f, s["statistic"], s["ts"], text=hover))
     first = next(iter(series.values()))
-    pv.append({"type": "scatter", "mode": "lines", "name": "threshold", "x": first["window"], "y": first["threshold"],
+    pv.append({"type": "scatter", "mode": "lines", "name": "threshold", "x": first["ts"], "y": first["threshold"],
                "line": {"dash": "dash", "color": "black"}})
     alarms = page.alarms.get(variant) or []
     if alarms:
-        pv.append({"type": "scatter", "mode": "markers", "name": "drift verdict", "x": [a[0] for a in alarms],
+        pv.append({"type": "scatter", "mode": "markers", "name": "drift verdict", "x": [a[2] for a in alarms],
                    "y": [max(a[1] if a[1] is not None else P_FLOOR, P_FLOOR) for a in alarms],
-                   "marker": {"color": "red", "size": 10, "symbol": "x"}})
-    last = max(first["window"] or [1])
-    axis = {"title": {"text": "window"}, "tickformat": "d", "dtick": max(1, -(-last // 10))}
+                   "text": [f"window {a[0]}" for a in alarms], "marker": {"color": "red", "size": 10, "symbol": "x"}})
+    axis = {"title": {"text": "window time (UTC)"}, "type": "date"}
     return [_fig(f"{variant}: p-value per feature per window (floor {P_FLOOR:g})", pv,
                  yaxis={"type": "log", "exponentformat": "power"}, xaxis=axis),
             _fig(f"{variant}: test statistic per feature per window", st, xaxis=axis)]

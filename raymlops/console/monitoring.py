@@ -20,7 +20,7 @@ from raymlops.storage.files import is_uri, join, read_file, read_lines, tail_lin
 
 HISTORY = "history.jsonl"  # monitoring.actor.HISTORY and app_monitor.EVENTS: one per variant, one per app
 ALERTS = "alerts.jsonl"  # the log alert sink's default file
-KEEP = 5
+MAX_ROTATED = 50  # rotated files looked for (``monitoring.history_keep`` is the writer's; 5 by default)
 URI_TTL_S = 5.0  # an object-store history is re-listed at most this often
 ALARMS = 5000  # windows whose verdict was drift, kept whole (never downsampled) per variant
 
@@ -51,9 +51,11 @@ class _Tail:
         # Drift windows as columns, appended as lines arrive (a page reads them without walking every entry):
         # feature -> {ts, window, statistic, p_value, threshold (float arrays, nan for null), drift (0/1)}.
         self.per: dict[str, dict[str, array]] = {}
-        self.alarms: list[list] = []  # [window, smallest p-value] of each window whose verdict was drift
+        self.alarms: list[list] = []  # [window, smallest p-value, ts] of each window whose verdict was drift
         self._stale = False  # a duplicate replaced an entry: the columns are rebuilt from the entries
         self.cursor = None
+        self.inode: int | None = None  # of the live file when last read (a rotation renames it)
+        self._sig: tuple | None = None  # object stores: (lines, last line) of the last read
         self.loaded_at = 0.0
         self.lock = threading.Lock()
 
@@ -88,43 +90,59 @@ class _Tail:
             cols["drift"].append(1 if is_drift else 0)
         if c["is_drift"]:
             ps = [p for _, p, _, _ in c["features"].values() if p is not None]
-            self.alarms.append([c["window"], min(ps) if ps else None])
+            self.alarms.append([c["window"], min(ps) if ps else None, _chart_time(c["ts"])])
 
-    def columns(self) -> tuple[dict, list]:
-        """(per-feature columns, alarms) of the drift windows read so far."""
+    def series(self, points: int) -> tuple[dict, list]:
+        """(feature -> downsampled series, alarms) of the drift windows read so far, built under the lock (the
+        columns grow while other requests read them)."""
         with self.lock:
             if self._stale:
                 self.per, self.alarms, self._stale = {}, [], False
                 for c in self.entries.values():
                     if c.get("kind") == "drift":
                         self._columns(c)
-            return self.per, self.alarms
+            return {f: downsample(cols, points) for f, cols in self.per.items()}, [list(a) for a in self.alarms]
 
     def read(self) -> list[dict]:
         with self.lock:
             if is_uri(self.loc):
                 if time.time() - self.loaded_at > URI_TTL_S:
-                    self.entries = {}
-                    self._add(read_lines(self.loc, None, KEEP))
+                    lines = read_lines(self.loc, None, MAX_ROTATED)
+                    sig = (len(lines), lines[-1] if lines else None)
+                    if sig != self._sig:  # re-read whole (no append on an object store): start from nothing
+                        self.entries, self.per, self.alarms, self._stale, self._sig = {}, {}, [], False, sig
+                        self._add(lines)
                     self.loaded_at = time.time()
-                return list(self.entries.values())
-            if self.cursor is None:
-                path = Path(self.loc)
-                for p in reversed([path.with_name(f"{path.name}.{i}") for i in range(1, KEEP + 1)]):
-                    if p.is_file():
-                        self._add(p.read_text().splitlines())
-                self.cursor = 0
-            size = Path(self.loc).stat().st_size if Path(self.loc).is_file() else 0
-            if isinstance(self.cursor, int) and size < self.cursor:  # rotated: the file we tailed is now .1
-                rotated = Path(f"{self.loc}.1")
-                if rotated.is_file():
-                    with open(rotated, "rb") as f:
-                        f.seek(self.cursor)
-                        self._add(f.read().decode().splitlines())
-                self.cursor = 0
-            lines, self.cursor = tail_lines(self.loc, self.cursor)
-            self._add(lines)
+            else:
+                self._read_local()
             return list(self.entries.values())
+
+    def _read_local(self) -> None:
+        """Tails the live file; after a rotation, first finishes the file it was tailing (found by its inode
+        among ``.1 .. .N``) and reads the newer rotated files whole, so no line is skipped or read twice."""
+        path = Path(self.loc)
+        rotated = [path.with_name(f"{path.name}.{i}") for i in range(1, MAX_ROTATED + 1)]
+        if self.cursor is None:  # the first read: the rotated files, oldest first, then the live one
+            for p in reversed(rotated):
+                if p.is_file():
+                    self._add(p.read_text().splitlines())
+            self.cursor = 0
+        try:
+            inode = path.stat().st_ino
+        except FileNotFoundError:
+            return
+        if self.inode is not None and inode != self.inode:
+            k = next((i for i, p in enumerate(rotated) if p.is_file() and p.stat().st_ino == self.inode), None)
+            if k is not None:
+                with open(rotated[k], "rb") as f:
+                    f.seek(self.cursor)
+                    self._add(f.read().decode().splitlines())
+                for p in reversed(rotated[:k]):
+                    self._add(p.read_text().splitlines())
+            self.cursor = 0
+        self.inode = inode
+        lines, self.cursor = tail_lines(self.loc, self.cursor)
+        self._add(lines)
 
 
 class Histories:
@@ -143,9 +161,9 @@ class Histories:
     def version(self, loc: str) -> int:
         return self._tails[loc].version if loc in self._tails else -1
 
-    def columns(self, loc: str) -> tuple[dict, list]:
+    def series(self, loc: str, points: int) -> tuple[dict, list]:
         self.read(loc)
-        return self._tails[loc].columns()
+        return self._tails[loc].series(points)
 
 
 def downsample(cols: dict[str, array], points: int) -> dict[str, list]:
@@ -165,7 +183,7 @@ def downsample(cols: dict[str, array], points: int) -> dict[str, list]:
         out[k] = [None if x != x else x for x in v.tolist()]  # nan (a null) back to None
     out["window"] = [int(w) for w in out["window"]]
     out["drift"] = [bool(x) for x in np.frombuffer(cols["drift"], dtype=np.int8)[idx].tolist()]
-    out["ts"] = [_iso(t) for t in out["ts"]]
+    out["ts"] = [_chart_time(t) for t in out["ts"]]
     return out
 
 
@@ -200,9 +218,8 @@ def _build(app: str, root: str, variants: list[str], histories: Histories, point
         entries = histories.read(loc)
         d = [e for e in entries if e.get("kind") == "drift"]
         windows[v] = len(d)
-        per, alarmed = histories.columns(loc)
-        drift[v] = {f: downsample(cols, points) for f, cols in per.items()}
-        alarms[v] = [list(a) for a in alarmed[-ALARMS:]]
+        drift[v], alarmed = histories.series(loc, points)
+        alarms[v] = alarmed[-ALARMS:]
         verdicts[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "model_version": e["model_version"],
                         "drifted": e["drifted"]} for e in d if e["is_drift"]][-200:][::-1]
         quality[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "failed": e["failed"], "issues": e["issues"]}
@@ -222,6 +239,14 @@ def _build(app: str, root: str, variants: list[str], histories: Histories, point
     return MonitoringPage(app=app, variants=variants, windows=windows, drift=drift, alarms=alarms, verdicts=verdicts,
                           quality=quality, performance=performance, alerts=alerts,
                           retrains=list(reversed(state.get("retrains") or [])), points=points)
+
+
+def _chart_time(ts) -> str | None:
+    """UTC time to the millisecond, as plotly's date axis reads it (windows can be tested within a second)."""
+    if ts is None:
+        return None
+    t = float(ts)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
 def _iso(ts) -> str | None:

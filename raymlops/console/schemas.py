@@ -224,9 +224,9 @@ class MonitoringPage(BaseModel):
     windows: dict[str, int] = Field(description="drift windows recorded per variant")
     drift: dict[str, dict[str, Any]] = Field(description="variant -> feature -> {ts, statistic, p_value, "
                                              "threshold, drift} series (downsampled to at most `points`)")
-    alarms: dict[str, list[list[float | None]]] = Field(default_factory=dict, description="variant -> [window, "
-                                                        "smallest p-value] of every window whose verdict was drift "
-                                                        "(the newest 5,000), never downsampled")
+    alarms: dict[str, list[list[Any]]] = Field(default_factory=dict, description="variant -> [window, smallest "
+                                               "p-value, time] of every window whose verdict was drift (the "
+                                               "newest 5,000), never downsampled")
     verdicts: dict[str, list[dict[str, Any]]] = Field(description="variant -> the newest 200 windows that alarmed")
     quality: dict[str, list[dict[str, Any]]] = Field(description="variant -> windows with data-quality issues")
     performance: dict[str, list[dict[str, Any]]] = Field(description="variant -> late-label windows")

@@ -22,6 +22,7 @@ from raymlops.storage import Storage
 # Latency histogram: 0.1 ms .. ~100 s in 2% steps, so a percentile read from it is within 2% of the exact one.
 EDGES = np.concatenate([[0.0], 0.1 * 1.02 ** np.arange(0, 700)])
 LIVE_S = 300  # "live" rates cover the last 5 minutes of the log
+KEEP_DAYS = 2  # date partitions of a log the console reads (the charts show its last day)
 SHADOW_ROWS = 100_000  # shadow agreement is computed over the newest files holding about this many rows
 SHADOW_TTL_S = 15.0  # ... at most this often while new files arrive (~0.25 s per computation at 100,000 rows)
 COLUMNS = ["ts", "row", "variant", "role", "status", "latency_ms"]
@@ -37,12 +38,14 @@ def _pct(hist: np.ndarray, q: float) -> float | None:
 
 
 class LogSummaries:
-    """Per-file summaries of one request log: ``frame`` has one row per (minute, variant, role) with
-    ``requests``, ``errors``, ``rows`` and a latency histogram (index into ``hists``)."""
+    """Summaries of request logs: per log, one row per (minute, variant, role) with ``requests``, ``errors``,
+    ``rows`` and a latency histogram (a row of ``hists``). Each file is read once, folded in, and forgotten
+    (its row count is kept for the shadow comparison); only the newest two days of a log are kept, so memory
+    stays bounded however long the console runs."""
 
     def __init__(self):
-        self._files: dict[str, tuple[pd.DataFrame, np.ndarray, int]] = {}
-        self._merged: dict[str, tuple] = {}  # log -> (its files, their merge): pages between flushes reuse it
+        self._logs: dict[str, dict] = {}  # log -> {"files": set, "frame": DataFrame, "hists": array}
+        self._rows: dict[str, int] = {}  # file URL -> its rows
         self.shadow_cache: dict[str, tuple] = {}  # log -> (the files compared, the shadows' agreement)
         self._lock = threading.Lock()
 
@@ -73,38 +76,57 @@ class LogSummaries:
                               "requests": np.bincount(gid, weights=first, minlength=n).astype(np.int64),
                               "errors": np.bincount(gid, weights=error, minlength=n).astype(np.int64),
                               "rows": np.bincount(gid, minlength=n)})
-        return frame, hists.astype(np.int64), t.num_rows
+        return frame, hists.astype(np.int32), t.num_rows
 
     def files(self, store: Storage) -> list[str]:
-        return [f for f in store.files() if f.endswith(".parquet") and not any(
-            p.startswith((".", "_")) for p in f.split("/"))]
+        """The log's files in its newest two date partitions (``date=YYYY-MM-DD/``), oldest first."""
+        days = [d for d in store.listdir() if d.startswith("date=")][-KEEP_DAYS:]
+        return [f"{d}/{f}" for d in days for f in store.files(d)
+                if f.endswith(".parquet") and not any(p.startswith((".", "_")) for p in f.split("/"))]
 
     def merged(self, store: Storage) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-        files = self.files(store)
-        last = self._merged.get(store.url())
-        if last is not None and last[0] == files:  # no new file since the last page
-            return last[1]
-        frames, hists, todo = [], [], files
-        if last is not None and files[:len(last[0])] == last[0] and len(last[1][0]):  # only new files at the end
-            frames, hists, todo = [last[1][0]], [last[1][1]], files[len(last[0]):]
-        for rel in todo:
-            got = self._files.get(store.url(rel))
-            if got is None:
-                got = self._summarize(store, rel)
-                with self._lock:
-                    self._files[store.url(rel)] = got
-            frames.append(got[0])
-            hists.append(got[1])
-        if not frames:
-            return pd.DataFrame(columns=["minute", "variant", "role", "requests", "errors", "rows"]), \
-                np.zeros((0, len(EDGES) - 1), dtype=np.int64), files
-        out = pd.concat(frames, ignore_index=True), np.concatenate(hists), files
-        self._merged[store.url()] = (files, out)
-        return out
+        """(frame, hists, files) of the log, folding in the files not seen before."""
+        url, files = store.url(), self.files(store)
+        with self._lock:
+            log = self._logs.setdefault(url, {"files": set(), "frame": _EMPTY.copy(),
+                                              "hists": np.zeros((0, len(EDGES) - 1), dtype=np.int32)})
+            new = [rel for rel in files if rel not in log["files"]]
+            if new:
+                frames, hists = [log["frame"]], [log["hists"]]
+                for rel in new:
+                    frame, h, rows = self._summarize(store, rel)
+                    frames.append(frame)
+                    hists.append(h)
+                    self._rows[store.url(rel)] = rows
+                log["frame"], log["hists"] = _fold(pd.concat(frames, ignore_index=True), np.concatenate(hists))
+                current = set(files)
+                log["files"] = current
+                self._rows = {k: n for k, n in self._rows.items() if not k.startswith(url + "/")
+                              or k[len(url) + 1:] in current}
+            return log["frame"], log["hists"], files
 
     def rows_of(self, store: Storage, rel: str) -> int:
-        got = self._files.get(store.url(rel))
-        return got[2] if got else 0
+        return self._rows.get(store.url(rel), 0)
+
+
+_EMPTY = pd.DataFrame({"minute": pd.Series(dtype=np.int64), "variant": pd.Series(dtype=object),
+                       "role": pd.Series(dtype=object), "requests": pd.Series(dtype=np.int64),
+                       "errors": pd.Series(dtype=np.int64), "rows": pd.Series(dtype=np.int64)})
+
+
+def _fold(frame: pd.DataFrame, hists: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per (minute, variant, role) (files of one flush overlap in minutes), the newest two days."""
+    if not len(frame):
+        return frame, hists
+    keep = frame["minute"].to_numpy() >= frame["minute"].max() - KEEP_DAYS * 86400
+    frame, hists = frame[keep].reset_index(drop=True), hists[keep]
+    gid = frame.groupby(["minute", "variant", "role"], sort=True).ngroup().to_numpy()
+    n = int(gid.max()) + 1
+    out = np.zeros((n, hists.shape[1]), dtype=np.int32)
+    np.add.at(out, gid, hists)
+    sums = frame.groupby(gid)[["requests", "errors", "rows"]].sum()
+    firsts = frame.groupby(gid)[["minute", "variant", "role"]].first()
+    return pd.concat([firsts, sums], axis=1).reset_index(drop=True), out
 
 
 def traffic(frame: pd.DataFrame, hists: np.ndarray, now: float) -> tuple[list[VariantTraffic], float, dict]:
@@ -112,9 +134,11 @@ def traffic(frame: pd.DataFrame, hists: np.ndarray, now: float) -> tuple[list[Va
     the log has traffic then, else over the whole log; plus per-minute series for the charts."""
     if not len(frame):
         return [], 0.0, {}
-    live = frame["minute"].to_numpy() >= now - LIVE_S - 60
+    minutes = frame["minute"].to_numpy()
+    live = minutes > now - LIVE_S - 60  # minute buckets that overlap the last LIVE_S seconds
     use = live if live.any() else np.ones(len(frame), dtype=bool)
-    span = LIVE_S if live.any() else max(60.0, float(frame["minute"].max() - frame["minute"].min() + 60))
+    # the seconds those buckets cover, up to now (or to the end of the last minute logged)
+    span = max(60.0, (now if live.any() else float(minutes.max()) + 60) - float(minutes[use].min()))
     out = []
     sub = frame[use]
     for (variant, role), g in sub.groupby(["variant", "role"]):

@@ -24,9 +24,13 @@ def _is_null(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def column(values: Sequence[Any]) -> np.ndarray:
-    """One input column as pandas would hold it: float64 (nulls as NaN) when every value is a number or a
-    bool, else an object array (nulls as None)."""
+def column(values: Sequence[Any], kind: str | None = None) -> np.ndarray:
+    """One input column as pandas holds it: int64 for integers without nulls (unless the schema says
+    ``number``: float64, as ``typed_frame`` makes it), float64 (nulls as NaN) for other numbers and bools,
+    else an object array (nulls as None). The dtype matters for values past 2^53: int64 -> float32 rounds
+    once, int64 -> float64 -> float32 can round twice."""
+    if kind != "number" and values and all(type(v) is int and -2**63 <= v < 2**63 for v in values):
+        return np.array(values, dtype=np.int64)
     if all(_is_null(v) or (isinstance(v, (int, float)) and not isinstance(v, str)) for v in values):
         return np.array([np.nan if _is_null(v) else float(v) for v in values], dtype=np.float64)
     return np.array([None if _is_null(v) else v for v in values], dtype=object)
@@ -43,6 +47,8 @@ def _impute(cols: Columns, step: Step) -> Columns:
         if v is None or c not in cols:
             continue
         a = cols[c]
+        if a.dtype.kind in "iu":  # no nulls to fill
+            continue
         if a.dtype == object:
             a = a.copy()
             a[[_is_null(x) for x in a]] = v
@@ -105,15 +111,17 @@ KERNELS = {"select": _select, "drop": _drop, "impute": _impute, "standard_scale"
 class Plan:
     """Rows -> feature matrix for one fitted preprocessing and one model's feature order."""
 
-    def __init__(self, steps: list[Step], inputs: list[str], features: list[str], dtype):
+    def __init__(self, steps: list[Step], inputs: list[str], features: list[str], dtype,
+                 types: Mapping[str, str] | None = None):
         self.steps, self.inputs, self.features, self.dtype = steps, list(inputs), list(features), dtype
+        self.types = dict(types or {})  # column -> schema type (``number`` columns are float64 even when whole)
 
     def columns(self, rows: Sequence[Mapping[str, Any]]) -> Columns:
         """The transformed columns (name -> array) of ``rows`` (dicts holding every input column)."""
         missing = [c for c in self.inputs if rows and c not in rows[0]]
         if missing:
             raise DataError(f"input is missing columns {missing}")
-        cols: Columns = {c: column([r.get(c) for r in rows]) for c in self.inputs}
+        cols: Columns = {c: column([r.get(c) for r in rows], self.types.get(c)) for c in self.inputs}
         for step in self.steps:
             if step.kind not in ("drop",):
                 _check(cols, step)
@@ -129,12 +137,15 @@ class Plan:
         out = np.empty((len(rows), len(self.features)), dtype=self.dtype)
         with np.errstate(over="ignore"):  # 1e300 in a float32 model is inf, as pandas makes it
             for j, f in enumerate(self.features):
-                out[:, j] = _floats(cols[f])
+                a = cols[f]
+                out[:, j] = a if a.dtype.kind in "iu" else _floats(a)  # integers cast once, as pandas does
         return out
 
 
-def compile_plan(pre: Preprocessor, inputs: list[str], features: list[str], dtype=np.float32) -> Plan | None:
-    """The compiled form of ``pre``, or None when a step has none (``custom``)."""
+def compile_plan(pre: Preprocessor, inputs: list[str], features: list[str], dtype=np.float32,
+                 types: Mapping[str, str] | None = None) -> Plan | None:
+    """The compiled form of ``pre`` (``types``: the schema type of each input), or None when a step has none
+    (``custom``)."""
     if any(s.kind not in KERNELS for s in pre.steps):
         return None
-    return Plan(pre.steps, inputs, features, dtype)
+    return Plan(pre.steps, inputs, features, dtype, types)

@@ -182,7 +182,7 @@ def row_model(columns: list[dict], name: str = "Row") -> type[BaseModel]:
     from raymlops.data.schema import FLOAT32_MAX
 
     fields: dict[str, Any] = {}
-    for c in columns:
+    for i, c in enumerate(columns):  # field names c0, c1, ...: a column may be any string (`_id`, `model_dump`)
         t = _JSON_TYPES[c["type"]]
         extra: dict[str, Any] = {}
         if c["type"] == "number":
@@ -191,7 +191,7 @@ def row_model(columns: list[dict], name: str = "Row") -> type[BaseModel]:
             extra = {"ge": -2**63, "lt": 2**63}
         elif c["type"] == "timestamp":
             extra = {"json_schema_extra": {"format": "date-time"}}
-        fields[c["name"]] = (t | None if c.get("nullable") else t, Field(..., **extra))
+        fields[f"c{i}"] = (t | None if c.get("nullable") else t, Field(..., alias=c["name"], title=c["name"], **extra))
     return create_model(name, __config__=ConfigDict(extra="allow"), **fields)
 
 

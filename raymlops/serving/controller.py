@@ -71,6 +71,8 @@ class TrafficController:
         self.cursor = (saved or {}).get("requests_cursor")
         if self.cursor is None:  # a new app: requests left by an earlier deployment of the name are not ours
             _, self.cursor = tail_lines(join(self.dir, REQUESTS_FILE), None)
+            if self.cursor is None:  # no file yet (local): every request from now on is ours, from its start
+                self.cursor = 0
         try:
             if saved is not None:  # a restart: the router's configure() confirms or replaces the plan
                 self.traffic = Traffic(saved["base"], saved["canary_config"], saved["state"])
@@ -163,10 +165,10 @@ class TrafficController:
             except (ValueError, KeyError, TypeError):
                 continue
             c = (self.traffic.state["canary"] if self.traffic else None) or {}
-            got = self.traffic.operate(action, by, r.get("reason")) if self.traffic else []
-            if time.time() - float(r.get("ts", 0)) > REQUEST_TTL_S:
+            if time.time() - float(r.get("ts", 0)) > REQUEST_TTL_S:  # checked first: a stale request changes nothing
                 got, why = [], f"{action} requested by {by} more than {REQUEST_TTL_S} s ago"
             else:
+                got = self.traffic.operate(action, by, r.get("reason")) if self.traffic else []
                 why = f"{action} by {by} does not apply to " + (f"a canary that is {c['status']}" if c else "an app without a canary")
             events += got or [{"at": time.time(), "event": "ignored", "request": r.get("id"), "reason": why}]
         if self.traffic is None:  # nothing to save the cursor with: record why, and move on

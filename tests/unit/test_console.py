@@ -134,7 +134,7 @@ def test_long_drift_series_are_downsampled_and_keep_every_alarm(store):
     assert m["windows"] == {"a": 1200} and len(s["window"]) == 100
     assert {7, 1001} <= {w for w, d in zip(s["window"], s["drift"]) if d}
     assert [v["window"] for v in m["verdicts"]["a"]] == [1001, 7]
-    assert m["alarms"]["a"] == [[7, 1e-9], [1001, 1e-9]]  # every alarm, whole, for the chart's markers
+    assert [a[:2] for a in m["alarms"]["a"]] == [[7, 1e-9], [1001, 1e-9]]  # every alarm, whole, for the markers
     # appended windows are read on the next request (the history is tailed, not re-read)
     with open(store / "monitoring" / "app" / "a" / "history.jsonl", "a") as f:
         f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": time.time(), "window": 1201,
@@ -194,8 +194,16 @@ def test_the_same_pages_from_an_object_store(store, s3_endpoint, monkeypatch, tm
                         ("/api/monitoring/app", {"points": 50})):
         a, b = local.get(url, params=params), remote.get(url, params=params)
         assert a.status_code == b.status_code == 200 and a.json() == b.json(), url
+    from raymlops.console import monitoring
+
+    monkeypatch.setattr(monitoring, "URI_TTL_S", 0.0)  # every page re-lists the object store
+    again = [remote.get("/api/monitoring/app", params={"points": 5000}).json() for _ in range(2)]
+    assert again[0] == again[1] and again[0]["windows"] == {"a": 1200}
+    assert len(again[1]["drift"]["a"]["x"]["window"]) == 1200  # a reload replaces, never appends twice
     a, b = local.get("/api/deployments/app").json(), remote.get("/api/deployments/app").json()
-    assert a["traffic"] == b["traffic"] and a["shadows"] == b["shadows"] and a["canary_history"] == b["canary_history"]
+    no_rate = lambda ts: [{k: v for k, v in t.items() if k != "rps"} for t in ts]  # noqa: E731 (rates move with now)
+    assert no_rate(a["traffic"]) == no_rate(b["traffic"]) and a["shadows"] == b["shadows"]
+    assert a["canary_history"] == b["canary_history"]
     assert remote.get("/runs").text.count('class="run"') == 30
 
 
@@ -225,6 +233,48 @@ def test_registry_actions_map_to_statuses(store, tmp_path):
     assert c.post("/api/models/nope/promote", json={"version": 1}, headers=h).status_code == 404
     assert c.post("/api/models/m/promote", json={"version": 99}, headers=h).status_code == 404
     assert c.post("/api/models/m/rollback", json={"alias": "staging"}, headers=h).status_code == 409
+    r = c.post("/api/models/m/promote", json={"version": 1, "alias": "latest"}, headers=h)  # reserved by MLflow
+    assert r.status_code == 422 and "latest" in r.json()["detail"]
+    none = TestClient(create_app(Settings(storage=str(store), token="tok")))  # no tracking store at all
+    assert none.post("/api/models/m/promote", json={"version": 1}, headers=h).status_code == 503
     r = c.post("/api/models/m/rollback", json={"reason": "bad"}, headers=h)
     assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["reason"] == "rollback from version 2: bad"
     assert c.get("/models/nope").status_code == 404
+
+
+def test_rotated_histories_lose_and_repeat_no_window(tmp_path):
+    """The writer rotates history.jsonl -> .1 -> .2 while the console tails it: every window is read once."""
+    import os
+
+    from raymlops.console.monitoring import Histories
+
+    d = tmp_path / "mon"
+    d.mkdir()
+    log = d / "history.jsonl"
+
+    def write(*windows):
+        with open(log, "a") as f:
+            for w in windows:
+                f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": 1e9 + w, "window": w,
+                                    "is_drift": False, "drifted": [], "features": {"x": {"p_value": 0.5}}}) + "\n")
+
+    def rotate():
+        if (d / "history.jsonl.1").exists():
+            os.replace(d / "history.jsonl.1", d / "history.jsonl.2")
+        os.replace(log, d / "history.jsonl.1")
+
+    h = Histories()
+    seen = lambda: sorted(e["window"] for e in h.read(str(log)))  # noqa: E731
+    write(1, 2)
+    assert seen() == [1, 2]
+    write(3)
+    rotate()
+    write(4, 5, 6)  # the new file is already longer than the old offset
+    assert seen() == [1, 2, 3, 4, 5, 6]
+    write(7)
+    rotate()
+    write(8)
+    rotate()  # twice between two reads: the file tailed is now .2
+    write(9)
+    assert seen() == list(range(1, 10))
+    assert [len(v) for v in h.series(str(log), 100)[0]["x"].values()] == [9] * 6

@@ -13,7 +13,7 @@ from raymlops.data.plan import compile_plan
 from raymlops.data.preprocessing import Preprocessor
 from raymlops.errors import DataError
 
-INPUTS = ["plan", "region", "tenure", "charges", "age", "autopay", "calls", "code", "junk"]
+INPUTS = ["plan", "region", "tenure", "charges", "age", "autopay", "calls", "code", "junk", "big"]
 STEPS = [
     {"type": "impute", "columns": ["age", "plan"], "params": {"strategy": "mean"},
      "state": {"fill": {"age": 41.5, "plan": "basic"}}},
@@ -40,7 +40,7 @@ def _random_rows(rng, n):
         return None if rng.random() < null else values[rng.integers(len(values))]
 
     return [{"plan": pick(["basic", "premium", "standard", "gold"]), "region": pick(["north", "south", "east<1>", "mars"]),
-             "tenure": pick([0, 1, 12, 10**9, -5, 2**53]), "charges": pick([0.0, 59.99, 1e300, -1e-300, 3.5]),
+             "tenure": pick([0, 1, 12, 10**9, -5, 2**53]), "big": pick([2**54 + 2**30 + 1, 3, -2**62], null=0.0), "charges": pick([0.0, 59.99, 1e300, -1e-300, 3.5]),
              "age": pick([18, 90, 41.5, 200.25]), "autopay": pick([True, False]), "calls": pick([0, 3, 7]),
              "code": pick(["a", "b", 3, "zz"]), "junk": pick(["x", 1])} for _ in range(n)]
 

@@ -272,3 +272,35 @@ def test_operator_requests_pause_resume_and_roll_back_the_canary(tmp_path):
     assert again.traffic.state["canary"]["status"] == "rolled_back"
     with pytest.raises(ValueError, match="action must be pause, resume or rollback"):
         request_action(tmp_path, "stop", "x")
+
+
+def test_a_stale_operator_request_changes_nothing_and_none_is_lost_across_a_restart(tmp_path):
+    from raymlops.serving import controller
+    from raymlops.serving.controller import REQUESTS_FILE, request_action
+
+    c = TrafficController("app", str(tmp_path))  # no requests file yet
+    c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
+    stale = {"id": "x", "action": "rollback", "by": "ana", "reason": None, "ts": time.time() - 3600}
+    with open(tmp_path / REQUESTS_FILE, "a") as f:
+        f.write(json.dumps(stale) + "\n")
+    end = time.time() + 10
+    while time.time() < end and read_events(tmp_path)[-1]["event"] != "ignored":
+        time.sleep(0.05)
+    assert read_events(tmp_path)[-1]["reason"].startswith("rollback requested by ana more than")
+    assert read_state(tmp_path)["state"]["canary"]["status"] == "running"  # the stale rollback did nothing
+    assert read_state(tmp_path)["requests_cursor"] > 0
+    # a request made while no controller runs is applied by the next one (within the TTL)
+    fresh = TrafficController("app2", str(tmp_path / "b"))
+    assert fresh.cursor == 0 and controller.REQUEST_TTL_S == 300
+
+
+def test_the_typed_openapi_takes_any_column_name():
+    """Column names that are not Python names, or clash with pydantic's (`_id`, `model_dump`), still document."""
+    from raymlops.serving.router import openapi_document
+
+    cols = [{"name": n, "type": t, "nullable": null} for n, t, null in
+            (("_id", "integer", False), ("model_dump", "string", True), ("a b", "number", False),
+             ("model_config", "boolean", False), ("when", "timestamp", False))]
+    row = openapi_document("/x", columns=cols, entities=False, max_rows=7)["components"]["schemas"]["Row"]
+    assert set(row["required"]) == {c["name"] for c in cols} == set(row["properties"])
+    assert row["properties"]["when"]["format"] == "date-time" and row["properties"]["_id"]["type"] == "integer"

@@ -26,7 +26,10 @@
           method: "POST", headers: {"content-type": "application/json", "x-raymlops-token": token},
           body: JSON.stringify(body)
         }).then(function (r) {
-          return r.json().then(function (j) { return {ok: r.ok, status: r.status, body: j}; });
+          return r.json().then(function (j) { return {ok: r.ok, status: r.status, body: j}; },
+                               function () { return {ok: false, status: r.status, body: {detail: r.statusText}}; });
+        }).catch(function (e) {
+          return {ok: false, status: 0, body: {detail: "the console did not answer (" + e + ")"}};
         }).then(function (res) {
           if (res.ok) {
             out.className = "result ok";
