@@ -52,6 +52,8 @@ def _status(e: Exception) -> int:
 
     if isinstance(e, (NotFound, RunNotFound, NotRegistered)):
         return 404
+    if type(e) is ValueError:  # a bad argument the page function refused
+        return 422
     return 503  # a source that could not be read: that page says so, the console keeps answering
 
 
@@ -87,7 +89,7 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
                 except HTTPException:
                     raise
                 except Exception as e:  # a source that failed: 503 (404 for what does not exist), never a 500
-                    code = 422 if type(e) is ValueError else _status(e)
+                    code = _status(e)
                     raise HTTPException(code, detail=f"{type(e).__name__}: {e}") from e
 
             @functools.wraps(fn)
@@ -99,7 +101,7 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
                         f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in e.detail)
                     return render(template, e.status_code, data=None, error=Panel(source=path, error=detail))
                 except Exception as e:  # any failure of a source: an error panel on this page, not a 500
-                    code = 422 if type(e) is ValueError else _status(e)
+                    code = _status(e)
                     return render(template, code, data=None, error=Panel(source=path, error=f"{type(e).__name__}: {e}"))
                 return render(template, data=data, error=None, **(extra(data) if extra else {}))
 
@@ -168,8 +170,7 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
 
     @app.get("/runs/{pipeline}/{run_id}/files/{name}", include_in_schema=False)
     def run_file(pipeline: str, run_id: str, name: str) -> Response:
-        d = runs.detail(con.runs, pipeline, run_id)
-        if name not in d.report_files:
+        if name not in runs.report_files(con.runs, pipeline, run_id):
             raise HTTPException(404, detail=f"name: no report file {name!r} in run {pipeline}/{run_id}")
         data = con.store.read_bytes("runs", pipeline, run_id, "report", name)
         return Response(data, media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")

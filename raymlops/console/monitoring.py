@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from raymlops.console.schemas import MonitoringPage
+from raymlops.monitoring.actor import HISTORY  # one per variant; the app's events file has the same name
+from raymlops.monitoring.app_monitor import STATE
 from raymlops.storage.files import is_uri, join, read_file, read_lines, tail_lines
 
-HISTORY = "history.jsonl"  # monitoring.actor.HISTORY and app_monitor.EVENTS: one per variant, one per app
 ALERTS = "alerts.jsonl"  # the log alert sink's default file
 MAX_ROTATED = 50  # rotated files looked for (``monitoring.history_keep`` is the writer's; 5 by default)
 URI_TTL_S = 5.0  # an object-store history is re-listed at most this often
@@ -194,7 +195,7 @@ def page(app: str, root: str, variants: list[str], histories: Histories, points:
     for loc in locs:
         histories.read(loc)
     try:
-        state_raw = read_file(join(root, "state.json"))
+        state_raw = read_file(join(root, STATE))
     except FileNotFoundError:
         state_raw = b""
     key = (tuple(variants), tuple(histories.version(loc) for loc in locs), hash(state_raw))

@@ -7,11 +7,13 @@ import json
 import threading
 from typing import Any
 
+from raymlops.artifacts.run import CONFIG, LINEAGE, META, METRICS, TUNE
 from raymlops.console.schemas import Compare, Diff, RunDetail, RunsPage, RunSummary, Trial
 from raymlops.errors import RaymlopsError
 from raymlops.storage import Storage
+from raymlops.training.xgb import CURVE_FILE
 
-CURVE = "curve.json"  # training.xgb.CURVE_FILE: each trial's validation metric per round
+EVALUATION = "evaluation.json"  # written by the evaluate step (pipeline/steps.py)
 SORTS = ("created", "run_id", "pipeline", "status", "trials")
 
 
@@ -33,10 +35,10 @@ def _json(store: Storage, *parts: str) -> Any:
 def summarize(store: Storage, pipeline: str, run_id: str) -> tuple[RunSummary, dict]:
     """A run's summary from its meta.json, metrics.json, evaluation.json and lineage.json, and what it
     trained on (its lineage inputs, label and training rows: the datasets page)."""
-    meta = _json(store, "runs", pipeline, run_id, "meta.json") or {}
-    metrics = _json(store, "runs", pipeline, run_id, "metrics.json") or {}
-    ev = _json(store, "runs", pipeline, run_id, "evaluation.json") or {}
-    lin = _json(store, "runs", pipeline, run_id, "lineage.json") or {}
+    meta = _json(store, "runs", pipeline, run_id, META) or {}
+    metrics = _json(store, "runs", pipeline, run_id, METRICS) or {}
+    ev = _json(store, "runs", pipeline, run_id, EVALUATION) or {}
+    lin = _json(store, "runs", pipeline, run_id, LINEAGE) or {}
     trials = metrics.get("trials") or []
     ok = sum(1 for t in trials if t.get("status", "ok") == "ok")
     status = "ok" if ok == len(trials) else "partial" if ok else "failed"
@@ -76,7 +78,7 @@ class RunIndex:
                 key = (p, r)
                 s = self._cache.get(key)
                 if s is None:
-                    if not self.store.published("runs", p, r, marker="meta.json"):
+                    if not self.store.published("runs", p, r, marker=META):
                         continue  # still being written (or abandoned): not a run yet
                     s, data = summarize(self.store, p, r)
                     with self._lock:
@@ -135,10 +137,10 @@ def page(index: RunIndex, pipeline: str | None = None, status: str | None = None
 def _curves(store: Storage, pipeline: str, run_id: str) -> dict[str, dict[str, list[float]]]:
     """trial folder -> its validation curves (``curve.json`` in the trial's last checkpoint)."""
     out: dict[str, dict[str, list[float]]] = {}
-    files = sorted(f for f in store.files("runs", pipeline, run_id, "tune") if f.endswith("/" + CURVE))
+    files = sorted(f for f in store.files("runs", pipeline, run_id, TUNE) if f.endswith("/" + CURVE_FILE))
     for f in files:  # tune/search/<trainable>_<trial id>_<n>_<params>_<date>/checkpoint_NNNNNN/curve.json
         try:
-            curve = json.loads(store.read_bytes("runs", pipeline, run_id, "tune", *f.split("/")))
+            curve = json.loads(store.read_bytes("runs", pipeline, run_id, TUNE, *f.split("/")))
         except (FileNotFoundError, ValueError):
             continue
         out[f.split("/")[-3]] = {k: [float(x) for x in v] for k, v in curve.items() if isinstance(v, list)}
@@ -172,9 +174,9 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
     (and ``experiment_of``: MLflow run id -> experiment id) a link to the run in that UI."""
     s = index.get(pipeline, run_id)
     store = index.store
-    metrics = _json(store, "runs", pipeline, run_id, "metrics.json") or {}
-    ev = _json(store, "runs", pipeline, run_id, "evaluation.json") or {}
-    lineage = _json(store, "runs", pipeline, run_id, "lineage.json") or {}
+    metrics = _json(store, "runs", pipeline, run_id, METRICS) or {}
+    ev = _json(store, "runs", pipeline, run_id, EVALUATION) or {}
+    lineage = _json(store, "runs", pipeline, run_id, LINEAGE) or {}
     searched = _search_curves(store, lineage)
     curves = {} if searched else _curves(store, pipeline, run_id)  # else: curve.json in the run's Tune folder
     trials = [Trial(trial_id=t.get("trial_id"), status=t.get("status"), params=t.get("params") or {},
@@ -182,7 +184,7 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
                     curve=searched.get(t.get("trial_id") or "") or _curve_of(curves, t.get("trial_id")))
               for t in metrics.get("trials") or []]
     try:
-        config = store.read_text("runs", pipeline, run_id, "config.yaml")
+        config = store.read_text("runs", pipeline, run_id, CONFIG)
     except FileNotFoundError:
         config = None
     url = None
@@ -193,8 +195,18 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
             url = None
     return RunDetail(summary=s, threshold=ev.get("threshold"), trials=trials,
                      lineage=lineage,
-                     report_files=[f for f in ev.get("files") or [] if "/" not in f],
+                     report_files=_report_files(ev),
                      importance=_numbers(ev.get("importance")), config_yaml=config, mlflow_url=url)
+
+
+def report_files(index: RunIndex, pipeline: str, run_id: str) -> list[str]:
+    """The evaluation report's files of a committed run (RunNotFound for any other)."""
+    index.get(pipeline, run_id)
+    return _report_files(_json(index.store, "runs", pipeline, run_id, EVALUATION) or {})
+
+
+def _report_files(ev: dict) -> list[str]:
+    return [f for f in ev.get("files") or [] if "/" not in f]
 
 
 def best_curve(d: RunDetail) -> dict[str, list[float]]:
