@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse, Response
 
 
 class PredictRequest(BaseModel):
@@ -51,6 +53,15 @@ def invocation_rows(body: InvocationsRequest) -> tuple[str, list[dict], list[dic
     if len(set(split.columns)) != len(split.columns):
         bad.insert(0, {"loc": ["body", field, "columns"], "type": "value_error", "msg": "column names repeat"})
     return field, [dict(zip(split.columns, r)) for r in split.data], bad[:20]
+
+
+def json_response(content: Any, status: int = 200):
+    """A JSON response encoded with orjson (~10x faster than the json module on prediction bodies); NaN and
+    infinities become null. Content orjson cannot encode (integers past 64 bits) falls back to json."""
+    try:
+        return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+    except TypeError:
+        return JSONResponse(content, status_code=status)
 
 
 def unprocessable(errors: list[dict]) -> dict:

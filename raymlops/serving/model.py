@@ -23,6 +23,9 @@ from raymlops.storage.files import read_file
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 0.5
 MAX_IN_FLIGHT = 16  # monitor batches a replica lets queue before it skips rows
+# A batch expected to take less is scored on the replica's loop: handing it to a worker thread cost more than
+# the quickstart model's whole 512-row call here (0.4 ms), and the two then contend for the GIL.
+INLINE_MS = 2.0
 
 log = logging.getLogger("ray.serve")
 
@@ -87,6 +90,7 @@ class ModelServer:
         self._flusher = None
         self.swaps: list[dict] = []
         self.batch_sizes: list[int] = []  # recent batch sizes (requests), for tests and `stats`
+        self._fast_rows = 0  # the most rows a call has scored in under INLINE_MS (0: not known yet)
         if spec.get("watch"):
             threading.Thread(target=self._watch, args=(resolver(spec["watch"]), spec["watch"]["every"]),
                              daemon=True, name="model-watch").start()
@@ -117,6 +121,7 @@ class ModelServer:
                 continue
             last_error = None
             old, self.predictor, self.run_dir = self.version, new, run_dir
+            self._fast_rows = 0  # the new model's speed is learnt again
             self.swaps.append({"from": old, "to": new.version, "at": time.time()})
             log.info("model watch: %s swapped %s -> %s", self.variant, old, new.version)
             if self.drift is not None:
@@ -243,13 +248,24 @@ class ModelServer:
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def _score_batch(self, items: list[tuple]) -> list:
-        """Scores the queued requests with one model call per model (two only during a swap), in a worker
-        thread so the replica keeps queueing requests for the next batch meanwhile (a lone request is
-        scored on the loop)."""
-        self._observe_batch(len(items), sum(len(rows) for _, rows in items))
-        if len(items) == 1:  # nothing else queued: skip the thread hop (it costs more than it saves here)
-            return _score_items(items)
-        return await asyncio.get_running_loop().run_in_executor(None, _score_items, items)
+        """Scores the queued requests with one model call per model (two only during a swap). A lone request,
+        or a batch no larger than one the model already scored in under INLINE_MS, is scored on the loop; a
+        larger one in a worker thread, so the replica keeps queueing requests for the next batch meanwhile."""
+        rows = sum(len(r) for _, r in items)
+        self._observe_batch(len(items), rows)
+        if len(items) == 1 or rows <= self._fast_rows:
+            return self._timed(items, rows)
+        return await asyncio.get_running_loop().run_in_executor(None, self._timed, items, rows)
+
+    def _timed(self, items: list[tuple], rows: int) -> list:
+        """`_score_items`, learning how many rows the model scores in under INLINE_MS (``_fast_rows``)."""
+        t0 = time.perf_counter()
+        out = _score_items(items)
+        if (time.perf_counter() - t0) * 1000 < INLINE_MS:
+            self._fast_rows = max(self._fast_rows, rows)
+        else:
+            self._fast_rows = min(self._fast_rows, rows - 1)
+        return out
 
     def stats(self) -> dict:
         return {"variant": self.variant, "model_version": self.version, "batch_sizes": list(self.batch_sizes),
