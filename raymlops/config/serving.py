@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
@@ -82,6 +82,11 @@ class ServingConfig(Strict):
     app_name: str | None = Field(None, description="Serve application name; defaults to the pipeline name.")
     route_prefix: str = Field("/", description="HTTP route prefix, e.g. /churn.")
     host: str = Field("127.0.0.1", description="Bind address of the HTTP proxy.")
+    ingress: Literal["proxy", "haproxy"] = Field(
+        "proxy", description="What takes HTTP requests: Serve's Python proxy, or HAProxy in front of replicas "
+                             "that answer HTTP themselves (Serve's direct ingress and throughput-optimized mode; "
+                             "~8x lower per-request floor here, needs the haproxy binary). Cluster-wide: applied "
+                             "when raymlops starts Ray; a cluster must be started with it (see README).")
     port: int = Field(8000, ge=1, le=65535)
     num_replicas: int = Field(1, ge=1, description="Model replicas per variant (unless autoscaling is set).")
     num_cpus: float = Field(0.5, ge=0, description="CPUs per model replica.")

@@ -64,7 +64,8 @@ class Pipeline:
         from raymlops.storage import export_options
 
         export_options(self.config.storage_options)
-        started = ensure_ray(self.config.ray, address)
+        serving = self.config.serving
+        started = ensure_ray(self.config.ray, address, ingress=serving.ingress if serving else "proxy")
         if not started and not getattr(self, "_checked", False):
             from raymlops.pipeline.cluster import check_cluster
 
