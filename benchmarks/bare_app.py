@@ -1,7 +1,7 @@
 """Baseline for serve_bench.py: the /predict contract of raymlops.serving.app on plain FastAPI + uvicorn.
 
-Same body model, validation (records_to_frame) and Predictor.predict_with_proba as the Serve ingress,
-without Ray and without the drift feed. Usage: python bare_app.py RUN_DIR PORT
+Same body model, row checks (check_records) and model path (Predictor.predict_rows, the compiled plan) as
+the Serve replicas, without Ray, the drift feed, metrics or the request log. Usage: python bare_app.py RUN_DIR PORT
 """
 
 import os
@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from raymlops import load_model
-from raymlops.data.schema import RecordErrors, records_to_frame
+from raymlops.data.schema import RecordErrors, check_records
 from raymlops.serving.api import PredictRequest
 
 
@@ -28,10 +28,10 @@ def create_app(run_dir: str) -> FastAPI:
     async def predict(body: PredictRequest, request: Request) -> JSONResponse:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            df = records_to_frame(body.instances, predictor.schema)
+            check_records(body.instances, predictor.schema, loc_prefix=("body", "instances"))
         except RecordErrors as e:
             return JSONResponse(status_code=422, content={"detail": e.errors})
-        preds, probs = predictor.predict_with_proba(df)
+        preds, probs = predictor.predict_rows(body.instances)
         out = {"predictions": preds, "model_version": predictor.version, "request_id": request_id}
         if probs is not None:
             out["probabilities"] = probs
