@@ -183,6 +183,26 @@ class MonitoringResponse(BaseModel):
 _JSON_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool, "string": str, "timestamp": str}
 
 
+# The int64 range rounded inward to the nearest doubles: clients (and fuzzers) that carry JSON numbers as doubles
+# turn 2**63 - 1 into 2**63, outside the range; every documented value stays inside it either way.
+INT64_DOC = 2**63 - 1024
+
+
+def _column_type(c: dict) -> tuple[Any, dict[str, Any]]:
+    """(Python type, Field constraints) of one input column as validation checks it."""
+    t = _JSON_TYPES[c["type"]]
+    extra: dict[str, Any] = {}
+    if c["type"] == "number":
+        from raymlops.data.schema import FLOAT32_MAX
+
+        extra = {"ge": -FLOAT32_MAX, "le": FLOAT32_MAX, "allow_inf_nan": False}
+    elif c["type"] == "integer":
+        extra = {"ge": -INT64_DOC, "le": INT64_DOC}
+    elif c["type"] == "timestamp":
+        extra = {"json_schema_extra": {"format": "date-time"}}
+    return (t | None if c.get("nullable") else t), extra
+
+
 def row_model(columns: list[dict], name: str = "Row") -> type[BaseModel]:
     """The request row of one model as a pydantic model: every input column required, typed as validation
     checks it (numbers within float32 range, 64-bit integers, ISO-8601 timestamps), null only where the
@@ -190,20 +210,18 @@ def row_model(columns: list[dict], name: str = "Row") -> type[BaseModel]:
     the replicas' own checks keep their 422 bodies."""
     from pydantic import ConfigDict, create_model
 
-    from raymlops.data.schema import FLOAT32_MAX
-
     fields: dict[str, Any] = {}
     for i, c in enumerate(columns):  # field names c0, c1, ...: a column may be any string (`_id`, `model_dump`)
-        t = _JSON_TYPES[c["type"]]
-        extra: dict[str, Any] = {}
-        if c["type"] == "number":
-            extra = {"ge": -FLOAT32_MAX, "le": FLOAT32_MAX, "allow_inf_nan": False}
-        elif c["type"] == "integer":
-            extra = {"ge": -2**63, "lt": 2**63}
-        elif c["type"] == "timestamp":
-            extra = {"json_schema_extra": {"format": "date-time"}}
-        fields[f"c{i}"] = (t | None if c.get("nullable") else t, Field(..., alias=c["name"], title=c["name"], **extra))
+        t, extra = _column_type(c)
+        fields[f"c{i}"] = (t, Field(..., alias=c["name"], title=c["name"], **extra))
     return create_model(name, __config__=ConfigDict(extra="allow"), **fields)
+
+
+def split_row(columns: list[dict]) -> Any:
+    """One ``dataframe_split`` data row in the documented column order: a tuple typed position by position."""
+    from typing import Annotated
+
+    return tuple[tuple(Annotated[t, Field(**extra)] for t, extra in map(_column_type, columns))]  # type: ignore[misc]
 
 
 def typed_requests(columns: list[dict], entities: bool, max_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -223,10 +241,12 @@ def typed_requests(columns: list[dict], entities: bool, max_rows: int) -> tuple[
     if entities:
         predict["entities"] = (list[dict[str, Any]], Field(None, min_length=1, max_length=max_rows,
                                                             description=PredictRequest.model_fields["entities"].description))
-    split = create_model("DataFrameSplitRows", columns=(list[str], Field(description="Column names, in the order of "
-                                                                                       "each row of 'data'.")),
-                         data=(list[list[Any]], Field(min_length=1, max_length=max_rows,
-                                                      description="Rows as lists of values, one per column.")),
+    names = [c["name"] for c in columns]
+    split = create_model("DataFrameSplitRows", columns=(list[str], Field(
+        description="Column names, in the order of each row of 'data' (documented in the model's order; any "
+                    "order is accepted).", json_schema_extra={"const": names})),
+                         data=(list[split_row(columns)], Field(min_length=1, max_length=max_rows,
+                                                             description="Rows as lists of values, one per column.")),
                          index=(list[Any] | None, Field(None, description="Accepted and ignored.")))
     invocations = create_model(
         "InvocationsRequestRows", __config__=one_of(INVOCATION_FIELDS),

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import uuid
-from typing import Optional
+from typing import Literal, Optional
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -47,11 +47,13 @@ _UNPROCESSABLE = {422: {"description": "A field is missing, mistyped or the body
 
 
 def openapi_document(route_prefix: str = "/", title: str = "raymlops model server", columns: list[dict] | None = None,
-                     entities: bool = True, max_rows: int = 10_000) -> dict:
+                     entities: bool = True, max_rows: int = 10_000, variants: list[str] | None = None) -> dict:
     """The exact OpenAPI document of the router's routes (generated here, never served by FastAPI); with the
-    model's input ``columns`` (its /schema), the request rows are typed column by column."""
+    model's input ``columns`` (its /schema), the request rows are typed column by column, and with the app's
+    ``variants`` (and shadows) the ``variant`` query parameter is one of them."""
     predict_body, invocations_body = (PredictRequest, InvocationsRequest) if columns is None else \
         typed_requests(columns, entities, max_rows)
+    Variant = Literal[tuple(variants)] if variants else str  # type: ignore[valid-type]  # noqa: N806
     doc = FastAPI(title=title, description="Predictions from the app's variants, schema, health, drift and "
                                            "traffic weights.", servers=[{"url": route_prefix}])
     error = {"model": ErrorResponse}
@@ -79,16 +81,16 @@ def openapi_document(route_prefix: str = "/", title: str = "raymlops model serve
         """Liveness, with the model version of every variant."""
 
     @doc.get("/schema", response_model=SchemaResponse, responses={**_UNPROCESSABLE, **unavailable})
-    def schema(variant: Optional[str] = None) -> SchemaResponse:  # pragma: no cover - schema only
+    def schema(variant: Optional[Variant] = None) -> SchemaResponse:  # type: ignore[valid-type]  # pragma: no cover - schema only
         """Input columns of a variant's model (default: the first variant)."""
 
     @doc.get("/drift", response_model=DriftResponse, response_model_exclude_none=True,
              responses={**_UNPROCESSABLE, **unavailable})
-    def drift(variant: Optional[str] = None) -> DriftResponse:  # pragma: no cover - schema only
+    def drift(variant: Optional[Variant] = None) -> DriftResponse:  # type: ignore[valid-type]  # pragma: no cover - schema only
         """Latest drift test of a variant's inputs (default: the first variant)."""
 
     @doc.get("/monitoring", response_model=MonitoringResponse, responses={**_UNPROCESSABLE, **unavailable})
-    def monitoring(variant: Optional[str] = None) -> MonitoringResponse:  # pragma: no cover - schema only
+    def monitoring(variant: Optional[Variant] = None) -> MonitoringResponse:  # type: ignore[valid-type]  # pragma: no cover - schema only
         """A variant's monitor (drift, data quality, history) and the app's (events, alerts, performance,
         retraining)."""
 
@@ -174,7 +176,7 @@ class Router:
         self.primary = self.variants[0]
         self.shadows = [s["name"] for s in spec.get("shadow") or []]
         self.sticky = spec.get("sticky_key")
-        self.openapi = openapi_document(spec.get("route_prefix") or "/")
+        self.openapi = openapi_document(spec.get("route_prefix") or "/", variants=self.variants + self.shadows)
         self._typed_openapi: tuple | None = None  # (model version, document typed by its rows)
         self.timeout_s = float(spec.get("request_timeout_s") or 30)
         self.controller = get_or_start(spec["app"], spec["namespace"], spec["state_dir"])
@@ -278,8 +280,9 @@ class Router:
                 return JSONResponse(await self.variants_status())
             if route == "openapi.json":
                 return JSONResponse(await self._openapi())
-        if route in ROUTES:
-            return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"})
+        if route in ROUTES:  # RFC 9110: a 405 lists the methods the route takes
+            return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"},
+                                headers={"Allow": "POST" if route in ("predict", "invocations") else "GET"})
         return JSONResponse(status_code=404, content={"detail": "Not Found"})
 
     async def predict(self, request: Request, mlflow: bool = False) -> Response:
@@ -447,7 +450,8 @@ class Router:
         key = got.get("model_version")
         if self._typed_openapi is None or self._typed_openapi[0] != key:
             doc = openapi_document(self.spec.get("route_prefix") or "/", columns=got["columns"],
-                                   entities=bool(got.get("entities")), max_rows=self.spec["max_batch_rows"])
+                                   entities=bool(got.get("entities")), max_rows=self.spec["max_batch_rows"],
+                                   variants=self.variants + self.shadows)
             self._typed_openapi = (key, doc)
         return self._typed_openapi[1]
 
