@@ -21,6 +21,7 @@ def schemathesis(openapi_url: str, base_url: str, workdir: Path, max_examples: i
                  exclude: tuple[str, ...] = ()) -> str:
     """Runs ``schemathesis run`` over the document; returns its output. Raises AssertionError with the
     output when any check or warning fails."""
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "schemathesis.toml"
     config.write_text("[warnings]\nfail-on = true\n")
     cmd = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "--no-color", "run",

@@ -13,6 +13,13 @@ from raymlops.data.stats import is_missing
 from raymlops.errors import DataError
 
 KINDS = ("number", "integer", "boolean", "string", "timestamp")
+# The int64 range as OpenAPI documents give it, rounded inward to the nearest doubles: clients (and fuzzers)
+# that carry JSON numbers as doubles turn 2**63 - 1 into 2**63, outside the range.
+INT64_DOC = 2**63 - 1024
+# ISO-8601 timestamps as OpenAPI documents describe them: years 1700-2259 (inside pandas' nanosecond range,
+# which validation enforces) and days 01-28 (every month has them), so that every matching string parses.
+ISO_TIMESTAMP_PATTERN = (r"^(1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+                         r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")
 
 
 @dataclass

@@ -45,3 +45,88 @@ class PushResponse(BaseModel):
     offline_version: int
     entities: int = Field(description="Online latest-value records written (newer wins).")
     tiles: int = Field(description="Online window tiles merged.")
+
+
+def _json_type(t, nullable: bool) -> tuple[Any, dict[str, Any]]:
+    """(Python type, Field constraints) of an Arrow column type, as the push and lookup checks take it."""
+    import pyarrow as pa
+
+    from raymlops.data.schema import FLOAT32_MAX, INT64_DOC, ISO_TIMESTAMP_PATTERN
+
+    if t is None:
+        return Any, {}
+    py: Any
+    extra: dict[str, Any] = {}
+    if pa.types.is_boolean(t):
+        py = bool
+    elif pa.types.is_integer(t):
+        w = t.bit_width
+        lo, hi = (0, 2**w - 1) if pa.types.is_unsigned_integer(t) else (-(2 ** (w - 1)), 2 ** (w - 1) - 1)
+        py, extra = int, {"ge": max(lo, -INT64_DOC), "le": min(hi, INT64_DOC)}
+    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+        py, extra = float, {"allow_inf_nan": False}
+        if pa.types.is_float32(t) or pa.types.is_float16(t):
+            extra.update(ge=-FLOAT32_MAX, le=FLOAT32_MAX)
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        py = str
+    elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+        py, extra = str, {"pattern": ISO_TIMESTAMP_PATTERN}
+    else:
+        return Any, {}
+    return (py | None if nullable else py), extra
+
+
+def typed_requests(store) -> tuple[Any, Any]:
+    """(/online, /push) request models typed by the store's views: references one of the declared features,
+    entity keys typed as the offline store keeps them, pushed rows with exactly the view's stored columns
+    (null only where allowed) typed by its latest offline schema. Documentation only: the server's own
+    checks keep their 422 bodies."""
+    from typing import Annotated, Literal, Union
+
+    import pyarrow as pa
+    from pydantic import ConfigDict, create_model
+
+    from raymlops.features.build import stored_columns
+    from raymlops.features.partition import key_type
+
+    views = list(store.features.views)
+    refs = [r for v in views for r in (f"{v.name}:*", *(f"{v.name}:{f}" for f in v.feature_names))]
+    schemas = {}
+    for v in views:
+        try:
+            latest = store.offline.latest(v.name)
+        except Exception:  # an unreadable store types nothing; the server still validates every request
+            latest = None
+        schemas[v.name] = latest.schema if latest is not None else None
+    key_types: dict[str, Any] = {}
+    for v in views:
+        for k in store.join_keys(v):
+            s = schemas[v.name]
+            key_types.setdefault(k, key_type(s.field(k).type) if s is not None and k in s.names else None)
+    entities = create_model("Entities", __config__=ConfigDict(extra="forbid"), **{
+        k: (list[Annotated[_json_type(t, False)[0], Field(**_json_type(t, False)[1])]],  # type: ignore[misc]
+            Field(..., min_length=1, description="Values of this join key, one per entity (equal lengths)."))
+        for k, t in key_types.items()})
+    online = create_model(
+        "OnlineFeaturesRequestTyped",
+        features=(list[Literal[tuple(refs)]], Field(min_length=1, description=OnlineFeaturesRequest.model_fields[  # type: ignore[misc]
+            "features"].description, json_schema_extra={"uniqueItems": True})),
+        entities=(entities, Field(description="Join key -> values (equal lengths).")),
+        full_feature_names=(bool, False))
+    pushes = []
+    for v in views:
+        keys, s = store.join_keys(v), schemas[v.name]
+        fields: dict[str, Any] = {}
+        for i, c in enumerate(stored_columns(v, keys)):
+            t = pa.timestamp("ns", "UTC") if c in (v.timestamp, v.created_timestamp) else (
+                s.field(c).type if s is not None and c in s.names else None)
+            if c in keys and t is not None:
+                t = key_type(t)
+            required = c != v.created_timestamp
+            py, extra = _json_type(t, nullable=c not in (*keys, v.timestamp))
+            fields[f"c{i}"] = (py, Field(... if required else None, alias=c, title=c, **extra))
+        row = create_model(f"PushRow_{v.name}", __config__=ConfigDict(extra="forbid"), **fields)
+        pushes.append(create_model(f"Push_{v.name}", view=(Literal[v.name], ...),  # type: ignore[valid-type]
+                                   rows=(list[row], Field(min_length=1, description=PushRequest.model_fields[
+                                       "rows"].description))))
+    return online, (Union[tuple(pushes)] if len(pushes) > 1 else pushes[0])  # type: ignore[return-value]

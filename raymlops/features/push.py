@@ -98,6 +98,8 @@ def _typed(values: list, target: pa.DataType | None) -> tuple[pa.Array | None, l
                if not _null(v) and check is not None and not check(v)]
         if bad:
             return None, bad
+        if _family(target) == "an integer":  # JSON has one number type: 3.0 is the integer 3
+            values = [int(v) if isinstance(v, float) and not _null(v) else v for v in values]
     try:
         return pa.array([None if _null(v) else v for v in values], type=target), []
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
@@ -131,7 +133,8 @@ def _family(t: pa.DataType) -> str:
 
 _CHECKS = {
     "a boolean": lambda v: isinstance(v, bool),
-    "an integer": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+    "an integer": lambda v: (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or (
+        isinstance(v, float) and v.is_integer()),
     "a number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
     "a string": lambda v: isinstance(v, str),
 }

@@ -18,23 +18,30 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raymlops.features.api import OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, PushResponse
+from raymlops.features.api import (OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, PushResponse,
+                                   typed_requests)
 
+ROUTES = {"online": "POST", "push": "POST", "health": "GET", "openapi.json": "GET"}
 START_TIMEOUT_S = 300  # replicas not running by then: the app is deleted and the error says why
 _UNPROCESSABLE = {422: {"description": "Unknown feature, missing join key, ragged entity lists or a bad body."}}
 
 
-def openapi_document() -> dict:
-    """The exact OpenAPI document of the routes below (generated, never served by FastAPI itself)."""
+def openapi_document(store=None) -> dict:
+    """The exact OpenAPI document of the routes below (generated, never served by FastAPI itself); with the
+    ``store``, requests are typed by its views: feature references one of theirs, entity keys and pushed
+    columns typed as their offline schemas hold them."""
+    online_body, push_body = (OnlineFeaturesRequest, PushRequest) if store is None else typed_requests(store)
     doc = FastAPI(title="raymlops feature server", description="Online feature values by entity key.")
-    @doc.post("/online", response_model=OnlineFeaturesResponse, responses=_UNPROCESSABLE)
-    def online(body: OnlineFeaturesRequest) -> OnlineFeaturesResponse:  # pragma: no cover - schema only
+
+    @doc.post("/online", response_model=OnlineFeaturesResponse, responses={
+        **_UNPROCESSABLE, 503: {"description": "The online store is unavailable."}})
+    def online(body: online_body) -> OnlineFeaturesResponse:  # type: ignore[valid-type]  # pragma: no cover
         """Latest feature values for each entity, with a status per value."""
 
     @doc.post("/push", response_model=PushResponse, responses={
         422: {"description": "Unknown view, or rows with a missing, null or mistyped field: nothing is written."},
         503: {"description": "The offline or online store is unavailable."}})
-    def push(body: PushRequest) -> PushResponse:  # pragma: no cover - schema only
+    def push(body: push_body) -> PushResponse:  # type: ignore[valid-type]  # pragma: no cover
         """Writes new events: online at once, offline (for the next training set) in the same call."""
 
     @doc.get("/health")
@@ -90,7 +97,7 @@ class FeatureServer:
         from raymlops.features.store import FeatureStore
 
         self.store = FeatureStore(PipelineConfig.model_validate(config))
-        self.openapi = openapi_document()
+        self.openapi = openapi_document(self.store)
         self.pushes = GroupCommit(self._write_pushed)
         self.schemas: dict[str, tuple[float, object]] = {}  # view -> (read at, offline schema)
 
@@ -112,6 +119,8 @@ class FeatureServer:
             return JSONResponse({"status": "ok"})
         if request.method == "GET" and path == "openapi.json":
             return JSONResponse(self.openapi)
+        if path in ROUTES:  # RFC 9110: a 405 lists the methods the route takes
+            return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ROUTES[path]})
         return JSONResponse(status_code=404, content={"detail": "Not Found"})
 
     def online(self, body: OnlineFeaturesRequest) -> JSONResponse:

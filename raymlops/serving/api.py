@@ -101,6 +101,9 @@ class SchemaResponse(BaseModel):
     model_version: str
     variant: str
     entities: bool = Field(False, description="Whether the model is served by entity key (`entities`).")
+    entity_columns: list[ColumnInfo] | None = Field(None, description="With `entities`: what an entity row "
+                                                                      "carries (join keys and the inputs the "
+                                                                      "online store does not provide).")
 
 
 class FeatureDrift(BaseModel):
@@ -183,11 +186,6 @@ class MonitoringResponse(BaseModel):
 _JSON_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool, "string": str, "timestamp": str}
 
 
-# The int64 range rounded inward to the nearest doubles: clients (and fuzzers) that carry JSON numbers as doubles
-# turn 2**63 - 1 into 2**63, outside the range; every documented value stays inside it either way.
-INT64_DOC = 2**63 - 1024
-
-
 def _column_type(c: dict) -> tuple[Any, dict[str, Any]]:
     """(Python type, Field constraints) of one input column as validation checks it."""
     t = _JSON_TYPES[c["type"]]
@@ -197,9 +195,13 @@ def _column_type(c: dict) -> tuple[Any, dict[str, Any]]:
 
         extra = {"ge": -FLOAT32_MAX, "le": FLOAT32_MAX, "allow_inf_nan": False}
     elif c["type"] == "integer":
+        from raymlops.data.schema import INT64_DOC
+
         extra = {"ge": -INT64_DOC, "le": INT64_DOC}
     elif c["type"] == "timestamp":
-        extra = {"json_schema_extra": {"format": "date-time"}}
+        from raymlops.data.schema import ISO_TIMESTAMP_PATTERN
+
+        extra = {"pattern": ISO_TIMESTAMP_PATTERN}
     return (t | None if c.get("nullable") else t), extra
 
 
@@ -224,9 +226,10 @@ def split_row(columns: list[dict]) -> Any:
     return tuple[tuple(Annotated[t, Field(**extra)] for t, extra in map(_column_type, columns))]  # type: ignore[misc]
 
 
-def typed_requests(columns: list[dict], entities: bool, max_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
+def typed_requests(columns: list[dict], entities: bool | list[dict], max_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
     """(/predict, /invocations) request models whose rows are ``row_model(columns)``; ``entities`` only when
-    the model is served by entity key. Exactly one row field, as the ingress requires (``oneOf``)."""
+    the model is served by entity key (rows typed by the entity columns when given: join keys and the
+    inputs the online store does not provide). Exactly one row field, as the ingress requires (``oneOf``)."""
     from pydantic import ConfigDict, create_model
 
     row = row_model(columns)
@@ -239,7 +242,8 @@ def typed_requests(columns: list[dict], entities: bool, max_rows: int) -> tuple[
 
     predict: dict[str, Any] = {"instances": rows("Rows as {column: value} objects.")}
     if entities:
-        predict["entities"] = (list[dict[str, Any]], Field(None, min_length=1, max_length=max_rows,
+        entity_row = row_model(entities, "EntityRow") if isinstance(entities, list) else dict[str, Any]
+        predict["entities"] = (list[entity_row], Field(None, min_length=1, max_length=max_rows,  # type: ignore[valid-type]
                                                             description=PredictRequest.model_fields["entities"].description))
     names = [c["name"] for c in columns]
     split = create_model("DataFrameSplitRows", columns=(list[str], Field(

@@ -300,7 +300,23 @@ class ModelServer:
         model = self.predictor
         s = model.schema
         return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
-                "classes": s.classes, "model_version": model.version, "entities": self.features is not None}
+                "classes": s.classes, "model_version": model.version, "entities": self.features is not None,
+                "entity_columns": self._entity_columns(s) if self.features is not None else None}
+
+    def _entity_columns(self, schema) -> list[dict]:
+        """What an entity row carries: the join keys (typed as the offline store keeps them) and the inputs
+        the online store does not provide."""
+        from raymlops.data.schema import arrow_kind
+
+        fetched = {out for _, names in self.features.resolve(self.feature_refs) for out in names.values()}
+        types = {}
+        for view, _ in self.features.resolve(self.feature_refs):
+            latest = self.features.offline.latest(view.name)
+            for k in self.features.join_keys(view):
+                if latest is not None and k in latest.schema.names:
+                    types.setdefault(k, arrow_kind(latest.schema.field(k).type))
+        keys = [{"name": k, "type": types.get(k, "string"), "nullable": False} for k in self.join_keys]
+        return keys + [c.__dict__ for c in schema.columns if c.name not in fetched and c.name not in self.join_keys]
 
     async def drift_status(self) -> dict | None:
         if self.drift is None:

@@ -450,7 +450,8 @@ class Router:
         key = got.get("model_version")
         if self._typed_openapi is None or self._typed_openapi[0] != key:
             doc = openapi_document(self.spec.get("route_prefix") or "/", columns=got["columns"],
-                                   entities=bool(got.get("entities")), max_rows=self.spec["max_batch_rows"],
+                                   entities=got.get("entity_columns") or bool(got.get("entities")),
+                                   max_rows=self.spec["max_batch_rows"],
                                    variants=self.variants + self.shadows)
             self._typed_openapi = (key, doc)
         return self._typed_openapi[1]

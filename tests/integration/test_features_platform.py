@@ -376,5 +376,20 @@ def test_feature_server_push_is_online_at_once_and_in_the_next_training_set(serv
     status, body = post(url + "/push", {"view": "txn_stats", "rows": []})
     assert status == 422 and body["detail"][0]["loc"] == ["body", "rows"]
     assert fs.offline.latest("txn_stats").number == version
-    with urllib.request.urlopen(url + "/openapi.json") as r:
-        assert "PushRequest" in json.loads(r.read())["components"]["schemas"]
+    with urllib.request.urlopen(url + "/openapi.json") as r:  # pushed rows typed by the view's stored columns
+        row = json.loads(r.read())["components"]["schemas"]["PushRow_txn_stats"]
+    assert set(row["required"]) == {"customer_id", "event_time", "amount", "merchant_category", "balance", "segment"}
+    assert row["properties"]["customer_id"]["type"] == "integer" and row["additionalProperties"] is False
+
+
+def test_schemathesis_over_every_route_of_the_feature_server_and_the_entity_app(served, tmp_path):
+    """Both documents are exact (see tests/fuzz.py): the feature server's (references one of the views',
+    typed keys and pushed columns) and the entity-keyed app's (entity rows typed by join keys and the inputs
+    the online store does not provide). Last in this module: the fuzzer's valid pushes add events."""
+    from tests.fuzz import schemathesis
+
+    _, result, url = served
+    out = schemathesis(url + "/openapi.json", url, tmp_path / "features")
+    assert "Selected: 3/3" in out
+    out = schemathesis(result.endpoint + "/openapi.json", result.endpoint, tmp_path / "app")
+    assert "Selected: 7/7" in out

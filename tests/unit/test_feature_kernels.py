@@ -137,3 +137,20 @@ def test_epoch_numbers_are_refused_as_timestamps():
         utc_ns(pd.Series([1_700_000_000], name="when"))
     with pytest.raises(DataError, match="holds numbers"):
         utc_ns(pa.array([1_700_000_000]))
+
+
+def test_pushed_integers_may_be_whole_json_numbers():
+    """JSON has one number type: 3.0 pushed into an integer column is stored as 3 (OpenAPI's `integer`
+    allows it); 3.5 is refused naming the field."""
+    from raymlops.config.features import FeatureViewConfig
+    from raymlops.features.push import PushError, validate
+
+    view = FeatureViewConfig(name="v", entity="e", source="s", timestamp="ts", fields=["n"])
+    schema = pa.schema([("k", pa.int64()), ("ts", pa.timestamp("ns", "UTC")), ("n", pa.int32())])
+    row = {"k": 7.0, "ts": "2024-01-01T00:00:00Z", "n": 3.0}
+    table = validate([row, {**row, "n": None}], view, ["k"], schema, 0)
+    assert table.column("k").to_pylist() == [7, 7] and table.column("n").to_pylist() == [3, None]
+    assert table.schema.field("n").type == pa.int32()
+    with pytest.raises(PushError) as e:
+        validate([{**row, "n": 3.5}], view, ["k"], schema, 0)
+    assert [(r, c) for r, c, _ in e.value.problems] == [(0, "n")]
