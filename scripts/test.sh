@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/redis.sh
 bash scripts/chromium.sh
+bash scripts/need.sh haproxy haproxy  # serving.ingress: haproxy (tests/e2e/test_ingress.py)
+bash scripts/need.sh ss iproute2      # which process holds a port (the same test)
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> import layers (import-linter)"
 lint-imports --config pyproject.toml
