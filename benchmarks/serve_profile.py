@@ -3,6 +3,7 @@ one variant) of the "before" and "after" apps of serve_bench.py while httpx load
 and app (plus the Serve proxy's, under the after app's load).
 
 Usage: .venv/bin/python benchmarks/serve_profile.py --out docs/serving/flamegraphs [--run RUN_DIR] [--seconds 10]
+       [--ingress haproxy]
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def main() -> int:
     parser.add_argument("--run", help="an existing run directory to serve (skips training)")
     parser.add_argument("--before", default=sb.BEFORE)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--ingress", choices=("proxy", "haproxy"), default="proxy")
     args = parser.parse_args()
+    if args.ingress != "proxy":
+        sb.INGRESS.append(f"serving.ingress={args.ingress}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sb.APPS = {k: v for k, v in sb.APPS.items() if k in ("after", "before")}
@@ -72,7 +76,7 @@ def main() -> int:
                 slug = f"{sc.rows}row-c{sc.concurrency}"
                 for app in ("before", "after"):
                     targets = [(f"ServeReplica:{app}:router", f"{app}-router-{slug}.svg")]
-                    if app == "after":
+                    if app == "after" and args.ingress == "proxy":
                         targets.append(("ray::ProxyActor", f"proxy-{slug}.svg"))
                     spies = [subprocess.Popen([str(PY_SPY), "record", "-p", str(replica_pid(title)), "-o",
                                                str(out / name), "-d", str(int(args.seconds)), "-r", "200",
