@@ -169,13 +169,18 @@ def deploy(tmp: Path, run: str | None, before: Path) -> tuple[Path, dict[str, st
     urls = {}
     for app, (_, old) in APPS.items():
         if old:
+            import ray
+
             out = subprocess.run([sys.executable, __file__, "--deploy", app, "--run", str(run_dir), "--port", str(port),
-                                  "--tmp", str(tmp)], env={**os.environ, "PYTHONPATH": str(before.parent)},
+                                  "--tmp", str(tmp), "--address", ray.get_runtime_context().gcs_address],
+                                 env={**os.environ, "PYTHONPATH": str(before.parent)},
                                  cwd=tmp, check=True, capture_output=True, text=True)
             urls[app] = [line[4:] for line in out.stdout.splitlines() if line.startswith("URL=")][-1]
         else:
             urls[app] = deploy_one(tmp, port, run_dir, app, None)
-        typed = "PredictRequestRows" in httpx.get(urls[app].replace("/predict", "/openapi.json"), timeout=30).text
+        doc = httpx.get(urls[app].replace("/predict", "/openapi.json"), timeout=30)
+        doc.raise_for_status()
+        typed = "PredictRequestRows" in doc.text
         if typed == old:
             raise SystemExit(f"{app}: the replicas do not run the {'--before' if old else 'current'} code")
     urls["serve-noop"] = deploy_noop(port)
@@ -343,6 +348,7 @@ def main() -> int:
     parser.add_argument("--deploy", help=argparse.SUPPRESS)  # internal: deploy one "before" app, print its URL
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)  # this bench's Ray, not another on the machine
     args = parser.parse_args()
     if args.ingress != "proxy":
         INGRESS.append(f"serving.ingress={args.ingress}")
@@ -351,7 +357,7 @@ def main() -> int:
 
         import raymlops
 
-        ray.init(address="auto", namespace="raymlops", log_to_driver=False)
+        ray.init(address=args.address, namespace="raymlops", log_to_driver=False)
         print("URL=" + deploy_one(Path(args.tmp), args.port, Path(args.run), args.deploy, Path(raymlops.__file__).parent), flush=True)
         return 0
     started = time.perf_counter()
