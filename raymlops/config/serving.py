@@ -88,6 +88,10 @@ class ServingConfig(Strict):
                              "~8x lower per-request floor here, needs the haproxy binary). Cluster-wide: applied "
                              "when raymlops starts Ray; a cluster must be started with it (see README).")
     port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int | None = Field(None, ge=1, le=65535, description="Also serve raymlops.ModelServer/Predict over "
+                                                                    "gRPC (Serve's gRPC proxy) on this port; "
+                                                                    "clients name the app in the 'application' "
+                                                                    "metadata. Off by default.")
     num_replicas: int = Field(1, ge=1, description="Model replicas per variant (unless autoscaling is set).")
     num_cpus: float = Field(0.5, ge=0, description="CPUs per model replica.")
     max_ongoing_requests: int | None = Field(None, ge=1, description="Per model replica; default "
@@ -152,6 +156,11 @@ def serving_issues(s: ServingConfig | None) -> list[tuple[tuple, str]]:
         elif not any(v.weight > 0 for v in s.variants if v.name != s.canary.variant):
             out.append((("serving", "canary"), "a canary needs another variant with a weight above 0 to take the "
                                                "rest of the traffic"))
+    if s.grpc_port is not None and s.grpc_port == s.port:
+        out.append((("serving", "grpc_port"), f"must differ from serving.port, got {s.grpc_port} for both"))
+    if s.grpc_port is not None and s.ingress == "haproxy":
+        out.append((("serving", "grpc_port"), "needs ingress: proxy; with gRPC on, Serve writes HTTP/2 settings "
+                                              "into HAProxy's config that HAProxy 2.6 (Debian 12's) refuses"))
     if s.batching and s.max_ongoing_requests is not None and s.max_ongoing_requests < s.batching.max_batch_size:
         out.append((("serving", "max_ongoing_requests"),
                     f"{s.max_ongoing_requests} is below batching.max_batch_size {s.batching.max_batch_size}: "

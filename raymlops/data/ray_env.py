@@ -180,21 +180,41 @@ def _configure_ray_data(quiet: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def start_serve(host: str, port: int) -> str:
-    """Starts Serve's HTTP proxy (if not running) and returns its base URL.
+GRPC_SERVICER = "raymlops.serving.grpc_api.predict_pb2_grpc.add_ModelServerServicer_to_server"
+
+
+def start_serve(host: str, port: int, grpc_port: int | None = None) -> str:
+    """Starts Serve's HTTP proxy (if not running), with its gRPC proxy on ``grpc_port`` when given, and
+    returns the HTTP base URL.
 
     A running proxy keeps the host and port it started with, so the URL is read back from Serve rather
     than assumed from the arguments.
+
+    Raises:
+        SetupError: ``grpc_port`` is asked for but the running Serve has no gRPC proxy on it (Serve ignores
+            the options of a later start).
     """
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port})
+    grpc = {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]} if grpc_port else None
+    serve.start(http_options={"host": host, "port": port}, grpc_options=grpc)
     try:
         from ray.serve.context import _get_global_client
 
-        cfg = _get_global_client().http_config
+        client = _get_global_client()
+        cfg = client.http_config
         host, port = cfg.host, cfg.port
-    except Exception:  # private API moved: fall back to what was asked for
+        if grpc_port:
+            import ray
+
+            got = ray.get(client._controller.get_grpc_config.remote(), timeout=30)
+            if got.port != grpc_port or GRPC_SERVICER not in got.grpc_servicer_functions:
+                from raymlops.errors import SetupError
+
+                raise SetupError(f"serving.grpc_port: Serve is already running here without a gRPC proxy on port "
+                                 f"{grpc_port} (its gRPC port: {got.port}); a running Serve keeps its proxies: "
+                                 "shut Serve down first (`serve shutdown`) or deploy where it is not running")
+    except (AttributeError, ImportError):  # private API moved: fall back to what was asked for
         pass
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{host}:{port}"

@@ -164,8 +164,10 @@ class Pipeline:
         args = self.serving_spec(run, model)
         self.say(f"deploying Serve app {self.app_name!r}: "
                  + ", ".join(f"{m['name']} ({m['role']})" for m in args["models"]))
-        url = deploy(args, s.host, s.port, s.route_prefix, s.start_timeout_s)
-        self.say(f"serving at {url}/predict")
+        url = deploy(args, s.host, s.port, s.route_prefix, s.start_timeout_s, s.grpc_port)
+        self.say(f"serving at {url}/predict"
+                 + (f" and gRPC raymlops.ModelServer/Predict on port {s.grpc_port} (metadata application="
+                    f"{self.app_name})" if s.grpc_port else ""))
         return url
 
     def stop(self) -> None:
@@ -184,7 +186,7 @@ class Pipeline:
 
         s = self.config.serving
         args = self.serving_spec(run, model, start_actors=False)
-        return export(args, s.host, s.port, s.route_prefix, path)
+        return export(args, s.host, s.port, s.route_prefix, path, s.grpc_port)
 
     def run(self, progress: bool = True, no_cache: bool = False, resume: bool = False) -> RunResult:
         """Builds the feature views the training set needs, trains, then deploys when the config has a

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 
-def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float = 300) -> str:
+def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float = 300,
+           grpc_port: int | None = None) -> str:
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL.
 
     Raises:
@@ -15,12 +16,13 @@ def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float
     from raymlops.data.ray_env import run_serve_app, start_serve
     from raymlops.serving.app import build_app
 
-    base = start_serve(host, port)
+    base = start_serve(host, port, grpc_port)
     run_serve_app(build_app(args), args["app"], route_prefix, timeout_s, "serving.start_timeout_s")
     return base + ("" if route_prefix == "/" else route_prefix)
 
 
-def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.PathLike) -> Path:
+def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.PathLike,
+           grpc_port: int | None = None) -> Path:
     """Writes a Serve config file (`serve deploy PATH`) that deploys exactly what `deploy` would."""
     import yaml
 
@@ -30,7 +32,10 @@ def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.P
     for name, opts in deployment_options(args).items():
         d = {"name": name, **{k: v for k, v in opts.items() if k != "num_replicas" or v != "auto"}}
         deployments.append(d)
-    doc = {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port},
+    from raymlops.data.ray_env import GRPC_SERVICER
+
+    grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
+    doc = {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, **grpc,
            "applications": [{"name": args["app"], "route_prefix": route_prefix,
                              "import_path": "raymlops.serving.app:build_app", "args": args,
                              "deployments": deployments}]}

@@ -31,6 +31,7 @@ from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, 
                                   PredictRequest, PredictResponse, SchemaResponse, VariantsResponse, invocation_rows,
                                   typed_requests, unprocessable)
 from raymlops.serving.compare import same_prediction
+from raymlops.serving.grpc_ingress import GrpcIngress
 from raymlops.serving.split import Splitter
 
 SYNC_S = 0.25  # how often a router replica reports counts to the traffic controller and reads weights
@@ -157,7 +158,7 @@ def _detail(body: dict) -> str | None:
 
 
 @serve.deployment
-class Router:
+class Router(GrpcIngress):
     """``spec``: {app, namespace, state_dir, variants: [{name, weight, model_version}], shadow: [{name,
     model_version}], sticky_key, canary, request_log, max_batch_rows}; ``models``: {name: handle}."""
 
@@ -288,30 +289,37 @@ class Router:
     async def predict(self, request: Request, mlflow: bool = False) -> Response:
         """``/predict``, or with ``mlflow`` ``/invocations`` (MLflow's scoring protocol: the same rows,
         validation and answer; 422 locations name the field as sent)."""
+        status, content = await self.answer(await request.body(), request.headers.get("x-request-id"), mlflow)
+        return json_response(content, status)
+
+    async def answer(self, raw: bytes | str, request_id: str | None = None, mlflow: bool = False) -> tuple[int, dict]:
+        """(status, JSON body) of one prediction request from its raw body: the path the HTTP and the gRPC
+        ingress share (validation, variant choice, the call, counts, the request log and shadows)."""
         t0 = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id or uuid.uuid4().hex
         try:
-            body = (InvocationsRequest if mlflow else PredictRequest).model_validate_json(await request.body())
+            body = (InvocationsRequest if mlflow else PredictRequest).model_validate_json(raw)
         except ValidationError as e:
-            return _unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
+            return 422, unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
                                    for err in e.errors(include_url=False, include_context=False)])
         sent = None
         if mlflow:
             sent, rows, errors = invocation_rows(body)
             if errors:
-                return _unprocessable(errors)
+                return 422, unprocessable(errors)
             kind = "instances"
         elif (body.instances is None) == (body.entities is None):
             loc, kind = (["body", "instances"], "missing") if body.instances is None else (["body", "entities"],
                                                                                            "value_error")
-            return _unprocessable([{"loc": loc, "type": kind, "msg": "send exactly one of 'instances' (feature "
-                                                                     "values) or 'entities' (entity keys)"}])
+            return 422, unprocessable([{"loc": loc, "type": kind, "msg": "send exactly one of 'instances' (feature "
+                                                                         "values) or 'entities' (entity keys)"}])
         else:
             kind = "instances" if body.instances is not None else "entities"
             rows = body.instances if body.instances is not None else body.entities
         if len(rows) > self.spec["max_batch_rows"]:
-            return _unprocessable([{"loc": ["body", sent or kind], "type": "too_long",
-                                    "msg": f"at most {self.spec['max_batch_rows']} rows per request, got {len(rows)}"}])
+            return 422, unprocessable([{"loc": ["body", sent or kind], "type": "too_long",
+                                        "msg": f"at most {self.spec['max_batch_rows']} rows per request, "
+                                               f"got {len(rows)}"}])
         variant = self._pick(rows)
         out = None
         try:
@@ -330,7 +338,7 @@ class Router:
         self._count(variant, error, latency_ms, out.get("model"))
         try:
             if status < 500 and status >= 400:
-                return json_response(_as_sent(answer, sent) if sent else answer, status)
+                return status, (_as_sent(answer, sent) if sent else answer)
             logged = self.log is not None and (self.sample_rate >= 1 or random.random() < self.sample_rate)
             if logged:
                 self.log.add(_record(request_id, variant, "primary", status, latency_ms, rows, answer))
@@ -339,8 +347,8 @@ class Router:
         except Exception:  # metrics, the log and shadows are never allowed to fail a request
             log.exception("router: bookkeeping failed for request %s", request_id)
         if error:
-            return json_response({**answer, "variant": variant}, status)
-        return json_response({**answer, "variant": variant, "request_id": request_id})
+            return status, {**answer, "variant": variant}
+        return 200, {**answer, "variant": variant, "request_id": request_id}
 
     def _flush_metrics(self, observed: list[tuple]) -> None:
         """Requests, errors and latencies since the last sync, one counter call per (variant, role); runs in
@@ -470,14 +478,19 @@ class Router:
             return {"error": f"app monitor unavailable: {type(e).__name__}"}
 
     async def health(self) -> Response:
+        status, content = await self.health_body()
+        return JSONResponse(status_code=status, content=content)
+
+    async def health_body(self) -> tuple[int, dict]:
+        """(200 or 503, body): the model version of every variant and shadow; 503 when a variant does not
+        answer."""
         names = self.variants + self.shadows
         got = await asyncio.gather(*(asyncio.wait_for(_result(self.handles[n].health.remote()), READ_TIMEOUT_S)
                                      for n in names), return_exceptions=True)
         versions = {n: (g["model_version"] if isinstance(g, dict) else None) for n, g in zip(names, got)}
         ok = all(versions[n] for n in self.variants)
-        return JSONResponse(status_code=200 if ok else 503,
-                            content={"status": "ok" if ok else "degraded", "model_version": versions[self.primary],
-                                     "variants": versions})
+        return (200 if ok else 503), {"status": "ok" if ok else "degraded", "model_version": versions[self.primary],
+                                      "variants": versions}
 
     async def variants_status(self) -> dict:
         try:

@@ -305,3 +305,39 @@ def test_decision_and_scale_pos_weight_are_for_binary_tasks(tmp_path):
     assert any("training.decision: a decision threshold is for task 'binary'; this task is 'regression'" in g
                for g in got), got
     assert any("training.model.params.scale_pos_weight: auto (negatives / positives" in g for g in got), got
+
+
+def test_grpc_port_and_ingress_are_checked_with_the_line_they_are_on(tmp_path):
+    text = (ROOT / "configs" / "quickstart.yaml").read_text()
+    assert "\nserving:\n" in text
+    path = tmp_path / "q.yaml"
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    assert cfg.serving.ingress == "proxy" and cfg.serving.grpc_port is None
+    path.write_text(text.replace("\nserving:\n", "\nserving:\n  ingress: haproxy\n  grpc_port: 9000\n"))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert f"{path}:" in str(e.value) and "serving.grpc_port: needs ingress: proxy" in str(e.value)
+    path.write_text(text.replace("\nserving:\n", "\nserving:\n  ingress: nginx\n"))
+    with pytest.raises(ConfigError, match="serving.ingress"):
+        load_config(path)
+    port = cfg.serving.port
+    path.write_text(text.replace("\nserving:\n", f"\nserving:\n  grpc_port: {port}\n"))
+    with pytest.raises(ConfigError, match="serving.grpc_port: must differ from serving.port"):
+        load_config(path)
+
+
+def test_an_exported_serve_config_carries_the_grpc_proxy(tmp_path):
+    import yaml
+
+    from raymlops.serving.deploy import export
+
+    args = {"app": "a", "models": [{"name": "default", "role": "variant"}], "replica": {"num_cpus": 0.5,
+                                                                                       "num_replicas": 1}}
+    doc = yaml.safe_load(export(args, "127.0.0.1", 8000, "/a", tmp_path / "s.yaml", grpc_port=9000).read_text())
+    assert doc["grpc_options"] == {"port": 9000, "grpc_servicer_functions": [
+        "raymlops.serving.grpc_api.predict_pb2_grpc.add_ModelServerServicer_to_server"]}
+    assert "grpc_options" not in yaml.safe_load(export(args, "127.0.0.1", 8000, "/a", tmp_path / "t.yaml").read_text())
+    import importlib
+
+    module, _, name = doc["grpc_options"]["grpc_servicer_functions"][0].rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))  # what Serve's proxy imports
