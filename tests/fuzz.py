@@ -30,7 +30,7 @@ def schemathesis(openapi_url: str, base_url: str, workdir: Path, max_examples: i
            "--phases", "examples,coverage,fuzzing", "--report-dir", str(workdir / "report")]
     for path in exclude:
         cmd += ["--exclude-path", path]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=workdir)  # its cache goes there
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"schemathesis failed (exit {r.returncode}):\n{out[-20000:]}"
     assert " passed" in out and "No issues found" in out, out[-5000:]
