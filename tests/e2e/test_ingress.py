@@ -35,7 +35,8 @@ def listener(port: int) -> str | None:
 @contextlib.contextmanager
 def served(cli_quickstart, tmp_path, *overrides: str):
     """`raymlops serve configs/quickstart.yaml --run RUN` with ``overrides``: yields (URL, port, model, log)
-    once /health answers; stops it with Ctrl-C (the CLI's own clean-up: Serve and its local Ray)."""
+    once /health answers; stops it with Ctrl-C (the CLI's own clean-up: Serve and its local Ray). No monitor
+    and no request log: the quickstart's store is shared with test_readme_paths, which counts logged rows."""
     r, store, env = cli_quickstart
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
@@ -43,7 +44,7 @@ def served(cli_quickstart, tmp_path, *overrides: str):
     port = free_port()
     log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - read back by wait_http and the callers
     proc = subprocess.Popen(["raymlops", "serve", "configs/quickstart.yaml", "--run", run_id, "--set",
-                             f"serving.port={port}", "--set", "monitoring=null",
+                             f"serving.port={port}", "--set", "monitoring=null", "--set", "serving.request_log=null",
                              *[a for o in overrides for a in ("--set", o)]],
                             cwd=ROOT, env=cli_env(**env), stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/churn"
