@@ -22,6 +22,15 @@ ISO_TIMESTAMP_PATTERN = (r"^(1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9])-(0[1-9]|
                          r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")
 
 
+def doc_type(kind: str, nullable: bool) -> tuple[Any, dict[str, Any]]:
+    """(Python type, pydantic ``Field`` constraints) that OpenAPI documents give a value of schema ``kind``,
+    as the checks accept it: finite numbers, integers within INT64_DOC, ISO_TIMESTAMP_PATTERN timestamps."""
+    py: Any = {"number": float, "integer": int, "boolean": bool, "string": str, "timestamp": str}[kind]
+    extra: dict[str, Any] = {"number": {"allow_inf_nan": False}, "integer": {"ge": -INT64_DOC, "le": INT64_DOC},
+                             "timestamp": {"pattern": ISO_TIMESTAMP_PATTERN}}.get(kind, {})
+    return (py | None if nullable else py), dict(extra)
+
+
 @dataclass
 class Column:
     name: str

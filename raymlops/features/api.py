@@ -48,32 +48,27 @@ class PushResponse(BaseModel):
 
 
 def _json_type(t, nullable: bool) -> tuple[Any, dict[str, Any]]:
-    """(Python type, Field constraints) of an Arrow column type, as the push and lookup checks take it."""
+    """(Python type, Field constraints) of an Arrow column type, as the push and lookup checks take it:
+    integers within their width, float32 columns within float32 range; Any for other types."""
     import pyarrow as pa
 
-    from raymlops.data.schema import FLOAT32_MAX, INT64_DOC, ISO_TIMESTAMP_PATTERN
+    from raymlops.data.schema import FLOAT32_MAX, doc_type
 
-    if t is None:
+    kinds = ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"),
+             (lambda t: pa.types.is_floating(t) or pa.types.is_decimal(t), "number"),
+             (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string"),
+             (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t), "timestamp"))
+    kind = next((k for test, k in kinds if t is not None and test(t)), None)
+    if kind is None:
         return Any, {}
-    py: Any
-    extra: dict[str, Any] = {}
-    if pa.types.is_boolean(t):
-        py = bool
-    elif pa.types.is_integer(t):
+    py, extra = doc_type(kind, nullable)
+    if kind == "integer":
         w = t.bit_width
         lo, hi = (0, 2**w - 1) if pa.types.is_unsigned_integer(t) else (-(2 ** (w - 1)), 2 ** (w - 1) - 1)
-        py, extra = int, {"ge": max(lo, -INT64_DOC), "le": min(hi, INT64_DOC)}
-    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
-        py, extra = float, {"allow_inf_nan": False}
-        if pa.types.is_float32(t) or pa.types.is_float16(t):
-            extra.update(ge=-FLOAT32_MAX, le=FLOAT32_MAX)
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        py = str
-    elif pa.types.is_timestamp(t) or pa.types.is_date(t):
-        py, extra = str, {"pattern": ISO_TIMESTAMP_PATTERN}
-    else:
-        return Any, {}
-    return (py | None if nullable else py), extra
+        extra.update(ge=max(lo, extra["ge"]), le=min(hi, extra["le"]))
+    elif pa.types.is_float32(t) or pa.types.is_float16(t):
+        extra.update(ge=-FLOAT32_MAX, le=FLOAT32_MAX)
+    return py, extra
 
 
 def typed_requests(store) -> tuple[Any, Any]:
@@ -103,10 +98,11 @@ def typed_requests(store) -> tuple[Any, Any]:
         for k in store.join_keys(v):
             s = schemas[v.name]
             key_types.setdefault(k, key_type(s.field(k).type) if s is not None and k in s.names else None)
+    key_fields = {k: _json_type(t, False) for k, t in key_types.items()}
     entities = create_model("Entities", __config__=ConfigDict(extra="forbid"), **{
-        k: (list[Annotated[_json_type(t, False)[0], Field(**_json_type(t, False)[1])]],  # type: ignore[misc]
+        k: (list[Annotated[py, Field(**extra)]],  # type: ignore[valid-type]
             Field(..., min_length=1, description="Values of this join key, one per entity (equal lengths)."))
-        for k, t in key_types.items()})
+        for k, (py, extra) in key_fields.items()})
     online = create_model(
         "OnlineFeaturesRequestTyped",
         features=(list[Literal[tuple(refs)]], Field(min_length=1, description=OnlineFeaturesRequest.model_fields[  # type: ignore[misc]

@@ -183,26 +183,15 @@ class MonitoringResponse(BaseModel):
                                                          "performance from late labels, retraining steps.")
 
 
-_JSON_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool, "string": str, "timestamp": str}
-
-
 def _column_type(c: dict) -> tuple[Any, dict[str, Any]]:
-    """(Python type, Field constraints) of one input column as validation checks it."""
-    t = _JSON_TYPES[c["type"]]
-    extra: dict[str, Any] = {}
+    """(Python type, Field constraints) of one input column as validation checks it (numbers also within
+    float32 range: the feature matrix's type)."""
+    from raymlops.data.schema import FLOAT32_MAX, doc_type
+
+    t, extra = doc_type(c["type"], bool(c.get("nullable")))
     if c["type"] == "number":
-        from raymlops.data.schema import FLOAT32_MAX
-
-        extra = {"ge": -FLOAT32_MAX, "le": FLOAT32_MAX, "allow_inf_nan": False}
-    elif c["type"] == "integer":
-        from raymlops.data.schema import INT64_DOC
-
-        extra = {"ge": -INT64_DOC, "le": INT64_DOC}
-    elif c["type"] == "timestamp":
-        from raymlops.data.schema import ISO_TIMESTAMP_PATTERN
-
-        extra = {"pattern": ISO_TIMESTAMP_PATTERN}
-    return (t | None if c.get("nullable") else t), extra
+        extra.update(ge=-FLOAT32_MAX, le=FLOAT32_MAX)
+    return t, extra
 
 
 def row_model(columns: list[dict], name: str = "Row") -> type[BaseModel]:
