@@ -91,6 +91,7 @@ class ModelServer:
         self.swaps: list[dict] = []
         self.batch_sizes: list[int] = []  # recent batch sizes (requests), for tests and `stats`
         self._fast_rows = 0  # the most rows a call has scored in under INLINE_MS (0: not known yet)
+        self._entity_cache: tuple[str, list[dict]] | None = None  # (model version, entity columns)
         if spec.get("watch"):
             threading.Thread(target=self._watch, args=(resolver(spec["watch"]), spec["watch"]["every"]),
                              daemon=True, name="model-watch").start()
@@ -301,16 +302,23 @@ class ModelServer:
         s = model.schema
         return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
                 "classes": s.classes, "model_version": model.version, "entities": self.features is not None,
-                "entity_columns": self._entity_columns(s) if self.features is not None else None}
+                "entity_columns": self._entity_columns(model) if self.features is not None else None}
 
-    def _entity_columns(self, schema) -> list[dict]:
+    def _entity_columns(self, model) -> list[dict]:
         """What an entity row carries: the join keys (typed as the offline store keeps them) and the inputs
-        the online store does not provide."""
+        the online store does not provide. Worked out once per model version (it reads the offline store;
+        the router asks /schema on every /openapi.json)."""
+        if self._entity_cache is None or self._entity_cache[0] != model.version:
+            self._entity_cache = (model.version, self._work_out_entity_columns(model.schema))
+        return self._entity_cache[1]
+
+    def _work_out_entity_columns(self, schema) -> list[dict]:
         from raymlops.data.schema import arrow_kind
 
-        fetched = {out for _, names in self.features.resolve(self.feature_refs) for out in names.values()}
+        plan = self.features.resolve(self.feature_refs)
+        fetched = {out for _, names in plan for out in names.values()}
         types = {}
-        for view, _ in self.features.resolve(self.feature_refs):
+        for view, _ in plan:
             latest = self.features.offline.latest(view.name)
             for k in self.features.join_keys(view):
                 if latest is not None and k in latest.schema.names:
