@@ -170,6 +170,34 @@ def _predict(args) -> int:
     return 0
 
 
+def _explore(args) -> int:
+    from raymlops.explore import explore
+
+    if args.address:
+        os.environ["RAY_ADDRESS"] = args.address
+    profile = explore(args.data, label=args.label, time=args.time, compare=args.compare, config=args.config)
+    if args.out:
+        for path in profile.save(args.out):
+            print(f"wrote {path}")
+    if args.json:
+        print(profile.to_json())
+    elif not args.out:
+        print(_explore_summary(profile.to_dict()))
+    return 0
+
+
+def _explore_summary(p: dict) -> str:
+    lines = [f"{p['name']}: {p['rows']:,} rows, {len(p['columns'])} columns ({p['seconds']:.1f} s)"]
+    for name, c in p["columns"].items():
+        lines.append(f"  {name:<24} {c['kind']:<12} missing {c['null_share']:6.1%}  distinct {c['distinct']:>10,}")
+    lines += [f"warning: {w['message']}" for w in p["warnings"]]
+    cmp = p.get("comparison")
+    if cmp:
+        lines.append(f"compared with {cmp['current']}: " + (f"drift in {', '.join(cmp['drifted'])}" if cmp["is_drift"]
+                                                            else "no column drifted"))
+    return "\n".join(lines)
+
+
 def _warnings_only(msg: str) -> None:
     """``--quiet``: results on stdout, and of the progress lines only the warnings."""
     if msg.startswith("warning"):
@@ -409,6 +437,8 @@ def dispatch(args) -> int:
         return _monitoring(args)
     if args.cmd == "predict":
         return _predict(args)
+    if args.cmd == "explore":
+        return _explore(args)
     return _run(args)
 
 

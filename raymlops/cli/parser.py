@@ -192,6 +192,17 @@ def parser() -> argparse.ArgumentParser:
     ln.add_argument("--json", action="store_true", help="print JSON")
     with_registry(ln)
 
+    ex = sub.add_parser("explore", help="profile a dataset of any size in one distributed pass (sketches); HTML + "
+                                        "JSON report; --compare tests another dataset against it for drift")
+    ex.add_argument("data", help="a source name of --config, or a file, directory or URI")
+    ex.add_argument("--config", help="pipeline YAML (its sources and Ray settings)")
+    ex.add_argument("--label", help="label column: its distribution and each feature's association with it")
+    ex.add_argument("--time", help="time column (default: the source's timestamp, else the first timestamp column)")
+    ex.add_argument("--compare", help="another source or path, compared with DATA as the reference")
+    ex.add_argument("--out", help="report.html (writes report.json beside it); default: print a summary")
+    ex.add_argument("--json", action="store_true", help="print the profile as JSON")
+    ex.add_argument("--address", help="Ray address (default: the config's, else a local Ray)")
+
     d = sub.add_parser("demo-data", help="write the quickstart's churn dataset")
     d.add_argument("out_dir")
     d.add_argument("--rows", type=int, default=20_000)
