@@ -3,16 +3,16 @@
 Writes a 1M-row x 20-column table (numeric, skewed, integer, categorical of 5 / 200 / ~50k values, boolean,
 a timestamp, an id, nulls, a binary label) as 16 Parquet files, and a 10M-row one with the same columns (160
 files, written chunk by chunk). Then, in this order:
-- raymlops: `explore(path, label="label")` on the 1M table (after an untimed warm-up that starts Ray's
-  workers), with the driver's RSS sampled every 20 ms; its figures are checked against exact pandas results:
+- raymlops on the 10M table (after an untimed warm-up that starts Ray's workers), with the driver's RSS sampled
+  every 20 ms;
+- raymlops: `explore(path, label="label")` on the 1M table; its figures are checked against exact pandas results:
   counts, nulls, min and max exactly, each reported quantile's true rank within the KLL rank error, distinct
   counts within 2%;
 - pandas: `read_parquet`, then `describe(include="all")` plus `value_counts()` of every column (the baseline
   the issue names), in a fresh subprocess;
 - ydata-profiling `ProfileReport(df, minimal=True).to_json()` on the 1M table in a fresh subprocess of
   `--ydata-python` (a separate venv: its pins do not resolve with this stack; `benchmarks/ydata_venv.sh`
-  makes one); skipped with a line saying so when not given;
-- raymlops on the 10M table, with the driver's peak RSS.
+  makes one); skipped with a line saying so when not given.
 
 Usage: .venv/bin/python benchmarks/explore_bench.py [--rows 1000000] [--big-rows 10000000] [--ydata-python PY]
        [--keep DIR] [--sketch-costs]
@@ -226,6 +226,14 @@ def main() -> int:
 
     warm = write_table(root / "warm", 20_000, 2, 3)
     explore(str(warm), label="label")  # starts Ray and its workers: not timed
+    if big:  # first, so that the driver's RSS is not inflated by the exact checks' pandas frames below
+        profile, seconds, mem = run_explore(big)
+        print(f"\nraymlops explore, {args.big_rows:,} rows x 20 columns, with label: {seconds:.2f} s; driver peak RSS "
+              f"{mem.peak / 2**20:.0f} MiB (goal: < 500 MiB; {mem.start_rss / 2**20:.0f} MiB before, Ray and pyarrow "
+              "loaded)")
+        t = profile.data["table"]
+        print(f"  rows counted {profile.data['rows']:,}; duplicate rows ~{t['duplicate_rows']:,} "
+              f"(± {t['duplicate_rows_error']:,}; the table has none)")
     profile, seconds, mem = run_explore(small)
     print(f"\nraymlops explore, {args.rows:,} rows x 20 columns, with label: {seconds:.2f} s "
           f"(driver RSS {mem.start_rss / 2**20:.0f} MiB before, peak {mem.peak / 2**20:.0f} MiB)")
@@ -253,12 +261,6 @@ def main() -> int:
                   f"x{ydata_s / seconds:.1f} the speed (goal: >= 5x)")
     else:
         print("ydata-profiling: not run (pass --ydata-python; benchmarks/ydata_venv.sh makes a venv for it)")
-    if big:
-        profile, seconds, mem = run_explore(big)
-        print(f"\nraymlops explore, {args.big_rows:,} rows x 20 columns, with label: {seconds:.2f} s; driver peak RSS "
-              f"{mem.peak / 2**20:.0f} MiB (goal: < 500 MiB; {mem.start_rss / 2**20:.0f} MiB before)")
-        print(f"  rows counted {profile.data['rows']:,}; duplicate rows ~{profile.data['table']['duplicate_rows']:,}"
-              f" (± {profile.data['table']['duplicate_rows_error']:,})")
     if not args.keep:
         import shutil
 

@@ -22,6 +22,7 @@ SCHEMA = "schema.json"
 PREPROCESSING = "preprocessing.json"
 REFERENCE = "reference.parquet"
 DRIFT_DIR = "drift"
+EXPLORE_DIR = "explore"  # training.explore: the training split's profile (training.html, training.json)
 QUALITY = "quality.json"
 XGB_MODEL = "model.ubj"
 SKLEARN_MODEL = "model.pkl"

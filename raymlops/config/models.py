@@ -304,6 +304,9 @@ class TrainingConfig(Strict):
         None, description="Binary task: the decision threshold (default: a fixed 0.5). Trials are still compared "
                           "on their metrics at 0.5; the holdout's accuracy and f1 use the chosen threshold.")
     failure: FailureConfig = Field(default_factory=FailureConfig)
+    explore: bool = Field(False, description="Profile the training split (`raymlops explore`: distributions, "
+                                             "label associations, warnings) into the run's explore/ folder and "
+                                             "MLflow, as HTML and JSON.")
 
     @field_validator("positive_class")
     @classmethod

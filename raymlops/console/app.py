@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from raymlops.console import catalog, charts, monitoring, registry, runs, traffic
 from raymlops.console.context import Console, Settings
-from raymlops.console.schemas import (AliasMove, AppInfo, CanaryRequest, CanaryRequested, Compare, DatasetsPage, DeploymentsPage, FeaturesPage, ModelInfo,
+from raymlops.console.schemas import (AliasMove, AppInfo, CanaryRequest, CanaryRequested, Compare, DataProfile, DatasetsPage, DeploymentsPage, FeaturesPage, ModelInfo,
                                       ModelsPage, MonitoringPage, Overview, Panel, PromoteRequest, RollbackRequest,
                                       RunDetail, RunsPage, ViewInfo)
 from raymlops.errors import RaymlopsError
@@ -44,6 +44,13 @@ def _templates():
     env.filters["tojson_attr"] = lambda v: json.dumps(v, default=str)
     env.filters["num"] = lambda v, spec=".4f": "" if v is None else format(v, spec) if isinstance(v, float) else str(v)
     return env
+
+
+def _report(profile: dict) -> str:
+    """The profile's HTML body, built by explore's report (it escapes every value itself)."""
+    from raymlops.explore.report import STYLE, fragment
+
+    return f"<style>{STYLE}</style>{fragment(profile)}"
 
 
 def _status(e: Exception) -> int:
@@ -207,6 +214,10 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
     @twin("/datasets", "datasets.html", DatasetsPage)
     def datasets_page() -> DatasetsPage:
         return catalog.datasets(con.runs)
+
+    @twin("/data/{pipeline}/{run_id}", "data.html", DataProfile, extra=lambda d: {"report": _report(d.profile)})
+    def data_page(pipeline: str, run_id: str) -> DataProfile:
+        return catalog.profile(con.store, con.runs, pipeline, run_id)
 
     @twin("/deployments", "deployments.html", DeploymentsPage)
     def deployments_page() -> DeploymentsPage:

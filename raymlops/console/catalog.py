@@ -8,8 +8,9 @@ import hashlib
 import json
 from typing import Any
 
-from raymlops.console.runs import RunIndex
-from raymlops.console.schemas import DatasetInfo, DatasetsPage, FeaturesPage, Panel, ViewInfo
+from raymlops.artifacts.run import EXPLORE_DIR
+from raymlops.console.runs import RunIndex, RunNotFound
+from raymlops.console.schemas import DataProfile, DatasetInfo, DatasetsPage, FeaturesPage, Panel, ViewInfo
 
 
 def _key_value(raw: str) -> Any:
@@ -84,4 +85,18 @@ def datasets(index: RunIndex) -> DatasetsPage:
                                      sources=inputs.get("sources") or {}, feature_views=inputs.get("feature_views") or {},
                                      rows=s.rows, time_range=data.get("time_range") or [], runs=[])
         groups[fp].runs.append(s.run_id)
+        if data.get("explored") and groups[fp].profiled_run is None:
+            groups[fp].profiled_run = s.run_id
     return DatasetsPage(datasets=list(groups.values()))
+
+
+def profile(store, index: RunIndex, pipeline: str, run_id: str) -> DataProfile:
+    """The training-split profile of a run (explore/training.json)."""
+    index.get(pipeline, run_id)  # RunNotFound (404) for a run that does not exist
+    try:
+        doc = store.read_json("runs", pipeline, run_id, EXPLORE_DIR, "training.json")
+    except FileNotFoundError:
+        raise RunNotFound(f"run {pipeline}/{run_id} has no profile of its training split (set "
+                          "training.explore: true)") from None
+    return DataProfile(pipeline=pipeline, run_id=run_id, rows=doc["rows"], columns=len(doc["columns"]),
+                       warnings=doc.get("warnings") or [], profile=doc)

@@ -46,7 +46,7 @@ def summarize(store: Storage, pipeline: str, run_id: str) -> tuple[RunSummary, d
     if ev.get("threshold") is not None:
         holdout["threshold"] = float(ev["threshold"])
     data = {"inputs": lin.get("inputs") or {}, "label": meta.get("label"), "source": meta.get("source"),
-            "time_range": meta.get("time_range") or []}
+            "time_range": meta.get("time_range") or [], "explored": bool(meta.get("explored"))}
     return RunSummary(pipeline=pipeline, run_id=run_id, created=meta.get("created"), task=meta.get("task"),
                       model_type=meta.get("model_type"), status=status, metric=metrics.get("metric"),
                       metrics=_numbers(metrics.get("best")), holdout=holdout,

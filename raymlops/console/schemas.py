@@ -180,10 +180,29 @@ class DatasetInfo(BaseModel):
     rows: dict[str, int]
     time_range: list[str | None] = Field(default_factory=list)
     runs: list[str] = Field(description="run ids that trained on it, newest first")
+    profiled_run: str | None = Field(None, description="the newest of those runs with a profile of its training "
+                                                       "split (training.explore): its Data page")
 
 
 class DatasetsPage(BaseModel):
     datasets: list[DatasetInfo]
+
+
+class ProfileWarning(BaseModel):
+    kind: str
+    column: str | None = None
+    message: str
+
+
+class DataProfile(BaseModel):
+    """A run's training-split profile (``training.explore``; the same document ``raymlops explore`` writes)."""
+
+    pipeline: str
+    run_id: str
+    rows: int
+    columns: int
+    warnings: list[ProfileWarning]
+    profile: dict[str, Any] = Field(description="the whole profile, as in explore/training.json")
     panels: list[Panel] = Field(default_factory=list)
 
 

@@ -11,6 +11,9 @@ from typing import Any
 from raymlops.errors import DataError
 
 
+REQUEST_LOG = {"ts", "request_id", "role", "inputs"}  # raymlops.serving.request_log's columns that identify it
+
+
 class Profile:
     """A dataset's profile (and, after ``compare``, its comparison with another).
 
@@ -68,7 +71,8 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
             name: str | None = None, seed: int = 0) -> Profile:
     """Profiles ``data`` (a Ray Dataset, a pandas DataFrame, a path, or a source name of ``config``) in one
     distributed pass (two with ``label``); with ``compare`` (the same kinds of input) also profiles that and
-    compares it with ``data`` as the reference.
+    compares it with ``data`` as the reference. A request log (an app's, or one day of it) is profiled as the
+    rows its primary requests carried, in time order of ``ts``.
 
     Raises:
         DataError: unreadable input, or a label/time column that is not in the data.
@@ -78,6 +82,8 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
     cfg = _config(config)
     ds, default_time, default_name = _dataset(data, cfg)
     _ensure_ray(cfg)
+    if REQUEST_LOG <= set(ds.schema().names):  # the request log: each primary row's inputs become the columns
+        ds, default_time = ds.map_batches(_logged_inputs, batch_format="pyarrow"), "ts"
     got, sketches = profile_dataset(ds, label=label, time_column=time or default_time, name=name or default_name,
                                     seed=seed)
     sample = got.pop("sample")
@@ -86,6 +92,19 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
         return profile
     other = explore(compare, label=label if _has(compare, cfg, label) else None, time=time, config=cfg, seed=seed + 1)
     return profile.compare(other)
+
+
+def _logged_inputs(t):
+    """A request-log batch as the rows its primary requests carried (inputs JSON -> columns) plus ``ts``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    t = t.filter(pc.and_(pc.equal(t["role"], "primary"), pc.is_valid(t["inputs"])))
+    if t.num_rows == 0:
+        return pa.table({"ts": t["ts"]})
+    rows = pj.read_json(pa.BufferReader("\n".join(t["inputs"].to_pylist()).encode()))
+    return rows.append_column("ts", t["ts"])
 
 
 def _has(data, cfg, column: str | None) -> bool:

@@ -142,7 +142,7 @@ class Partial:
                 self.sample_keys, self.sample = keys[keep], rows.take(keep)
 
 
-def profile_block(table, layout: Layout, block_seed: int) -> Partial:
+def profile_block(table, layout: Layout) -> Partial:
     """The partial profile of one pyarrow block."""
     import pyarrow.compute as pc
 
@@ -168,7 +168,10 @@ def profile_block(table, layout: Layout, block_seed: int) -> Partial:
         row_hash = _mix(row_hash * _MIX[0] ^ hashes)
     out.row_hll.update_hashes(row_hash)
     out.pairs = _pair_sums(matrix) if numeric else None
-    rng = np.random.default_rng([layout.seed, block_seed])
+    # The sample's random keys are seeded by the block's own rows: the same data gives the same sample (and the
+    # same compare verdicts) on every run, and different blocks draw independent keys.
+    content = int(np.bitwise_xor.reduce(row_hash[:4096])) if len(row_hash) else 0
+    rng = np.random.default_rng([layout.seed, content & 0xFFFFFFFF, content >> 32, table.num_rows])
     keys = rng.random(table.num_rows)
     keep = np.argsort(keys, kind="stable")[:SAMPLE_ROWS]
     out.sample_keys, out.sample = keys[keep], table.take(keep)

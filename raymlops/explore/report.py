@@ -49,10 +49,17 @@ def _summary(p: dict) -> str:
     t, e = p["table"], p["errors"]
     return (f"<p>{p['rows']:,} rows, {len(p['columns'])} columns profiled"
             f"{' (skipped: ' + escape(', '.join(p['skipped'])) + ')' if p['skipped'] else ''}; "
-            f"about {t['duplicate_rows']:,} duplicate rows (± {t['duplicate_rows_error']:,}); "
+            f"{_duplicates(t)}; "
             f"{p['seconds']:.1f} s.<br><small>Quantiles and histograms come from KLL sketches (rank error "
             f"{e['quantile_rank']:.2%} at 99% confidence), distinct counts from HyperLogLog (standard error "
             f"{e['distinct_relative']:.2%}); counts, nulls, min, max, mean and std are exact.</small></p>")
+
+
+def _duplicates(t: dict) -> str:
+    n, err = t["duplicate_rows"], t["duplicate_rows_error"]
+    if n <= err:
+        return f"no duplicate rows detectable (estimate {n:,} ± {err:,})"
+    return f"about {n:,} duplicate rows (± {err:,})"
 
 
 def _warnings(p: dict) -> str:

@@ -89,8 +89,9 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
     for name in (layout.CONFIG, layout.META, layout.METRICS, layout.SCHEMA, layout.LINEAGE, "evaluation.json"):
         if (run_dir / name).is_file():
             tracker.log_artifact(run_dir / name, "run")
-    if (run_dir / "report").is_dir():
-        tracker.log_artifacts(run_dir / "report", "report")
+    for folder in ("report", layout.EXPLORE_DIR):
+        if (run_dir / folder).is_dir():
+            tracker.log_artifacts(run_dir / folder, folder)
 
 
 def bundle_key(run_dir: Path, model_key: str) -> str:

@@ -241,6 +241,9 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     (out / layout.PREPROCESSING).write_text(pre.to_json())
     layout.write_json(out / layout.SCHEMA, schema.to_dict())
 
+    if t.explore:
+        _explore_split(train_raw, [*inputs, t.label, *([timestamp] if timestamp else [])], t.label, timestamp,
+                       out / layout.EXPLORE_DIR, say)
     reference = _reference(train_raw, inputs, timestamp, n_train, drift, t.split.seed if t.split.type == "random" else 0)
     reference.to_parquet(out / layout.REFERENCE, index=False)
     DataProfile.from_stats(schema.columns, nstats, cstats, n_train).save(out / layout.QUALITY)
@@ -253,6 +256,17 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     return {"classes": classes, "feature_columns": features, "input_columns": inputs,
             "rows": {"train": n_train, "valid": n_valid}, "origin": origin, "time_range": time_range,
             "data_sha256": _content_sha(out.shared, "train", "valid"), "holdout_sha256": _content_sha(out.shared, "valid_raw")}
+
+
+def _explore_split(train_raw, columns: list[str], label: str, timestamp: str | None, out: Path,
+                   say: Callable[[str], None]) -> None:
+    """training.explore: the training split's profile, beside the run's other artifacts."""
+    from raymlops.explore import explore
+
+    profile = explore(train_raw.select_columns(list(dict.fromkeys(columns))), label=label, time=timestamp,
+                      name="training split")
+    profile.save(out / "training.html")
+    say(f"explored the training split ({len(profile.warnings)} warning(s)): {out / 'training.html'}")
 
 
 def _time_range(ds, timestamp: str | None, ts=None) -> list[str | None]:
@@ -364,8 +378,9 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
     for name in (layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE, layout.QUALITY):
         layout.link_or_copy(prep_dir / name, writer.path(name))
-    if (prep_dir / layout.DRIFT_DIR).is_dir():
-        shutil.copytree(prep_dir / layout.DRIFT_DIR, writer.path(layout.DRIFT_DIR), copy_function=layout.link_or_copy)
+    for folder in (layout.DRIFT_DIR, layout.EXPLORE_DIR):
+        if (prep_dir / folder).is_dir():
+            shutil.copytree(prep_dir / folder, writer.path(folder), copy_function=layout.link_or_copy)
     layout.link_or_copy(train_dir / model_file, writer.path(model_file))
     metrics = {k: record[k] for k in ("metric", "mode", "best", "best_params")}
     metrics["trials"] = [{k: v for k, v in tr.items() if k != "history"} for tr in record["trials"]]
@@ -382,6 +397,7 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir
         "versions": {"python": platform.python_version(), "ray": ray.__version__,
                      "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
         "spec": record["spec"], **({"decision": record["decision"]} if "decision" in record else {}), **extra_meta,
+        "explored": writer.path(layout.EXPLORE_DIR).is_dir(),  # training.explore wrote a profile (console: Data)
     })
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():

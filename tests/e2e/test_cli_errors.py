@@ -135,6 +135,11 @@ CASES = [  # (name, arguments, exit code, what the one line says)
     ("lineage-unknown", ["lineage", "models:/nope/1", "--config", CFG], 1, "nope"),
     ("reproduce-no-run", ["reproduce", "nope"], 1, "no run 'nope'"),
     ("bad-override", ["run", CFG, "--set", "training.tune.num_samples=-3"], 2, "training.tune.num_samples"),
+    ("explore-absent", ["explore", "{d}/absent.csv", "--out", "{d}/r.html"], 2, "absent.csv: does not exist"),
+    ("explore-unknown-source", ["explore", "nosuch", "--config", CFG], 2, "sources in the config: ['customers']"),
+    ("explore-label-typo", ["explore", "{d}/missing.parquet", "--label", "churn", "--out", "{d}/r.html"], 2,
+     "label column 'churn' is not in the data"),
+    ("explore-corrupt", ["explore", "{d}/garbage.parquet"], 2, "cannot read as parquet"),
 ]
 
 
@@ -146,7 +151,7 @@ def test_broken_input_fails_in_one_line(served, broken, name, args, code, says):
     assert r.returncode == code, r.stderr[-3000:]
     assert len(lines) == 1 and says in lines[0], r.stderr[-3000:]
     assert "Traceback" not in r.stdout + r.stderr
-    left = [p.name for p in broken.iterdir() if p.name.endswith(".partial") or p.name == "out"]
+    left = [p.name for p in broken.iterdir() if p.name.endswith(".partial") or p.name in ("out", "r.html", "r.json")]
     assert not left and not (broken / "nowhere").exists()
 
 

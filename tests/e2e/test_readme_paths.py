@@ -19,6 +19,11 @@ def test_quickstart_cli_trains_serves_and_flags_drift(cli_quickstart, demo):
     assert summary["model"]["name"] == "churn" and summary["model"]["version"] == 1
     assert summary["model"]["alias"] == "champion" and (store / "mlflow.db").is_file()
     assert (store / "runs" / "churn-quickstart" / summary["run_id"] / "model.ubj").exists()
+    # training.explore: the training split's profile in the run folder and among the MLflow run's artifacts
+    profiles = sorted(store.rglob("explore/training.json"))
+    assert any(summary["run_id"] in str(f) for f in profiles) and any("runs" not in f.parts for f in profiles), profiles
+    profile = json.loads(profiles[0].read_text())
+    assert profile["label"] == "churned" and "contract" in profile["associations"]
     holdout, shifted = out.split("probe ")[1:]
     assert "1000 rows scored" in holdout and "1000 rows scored" in shifted
     assert "drift: is_drift=True" in shifted
@@ -34,3 +39,18 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     r = run(["raymlops", "run", str(bad)], 120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"{bad}:" in r.stderr and "training.tune.num_sampels: unknown key; did you mean 'num_samples'?" in r.stderr
+
+
+def test_explore_a_source_against_the_shifted_month(demo, tmp_path):
+    out = tmp_path / "report" / "customers.html"
+    r = run(["raymlops", "explore", "customers", "--config", "configs/quickstart.yaml", "--label", "churned",
+             "--compare", str(demo / "shifted.parquet"), "--out", str(out)], 300, DEMO_DATA=str(demo))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"wrote {out}" in r.stdout and f"wrote {out.with_suffix('.json')}" in r.stdout
+    profile = json.loads(out.with_suffix(".json").read_text())
+    assert profile["name"] == "customers" and profile["time"] == "event_ts" and profile["rows"] == 8000
+    assert profile["comparison"]["is_drift"] and "plan" in profile["comparison"]["drifted"]
+    html = out.read_text()
+    assert "Comparison with shifted.parquet" in html and "Drift in" in html
+    r = run(["raymlops", "explore", str(demo / "holdout.parquet")], 300)
+    assert r.returncode == 0 and " rows, 13 columns" in r.stdout and "warning: customer_id" in r.stdout, r.stderr[-3000:]

@@ -126,3 +126,28 @@ def test_bad_columns_are_named(ray_session, demo_dir):
         explore(str(demo_dir / "train.parquet"), time="plan")
     with pytest.raises(DataError, match="does not exist"):
         explore(str(demo_dir / "missing.parquet"))
+
+
+def test_a_request_log_is_profiled_as_the_rows_it_carried(ray_session, demo_dir, tmp_path):
+    import time
+
+    from raymlops.serving.request_log import RequestLog
+
+    holdout = pd.read_parquet(demo_dir / "holdout.parquet")
+    inputs = holdout.drop(columns=["churned", "customer_id", "event_ts"])
+    log = RequestLog(str(tmp_path / "log"))
+    now = time.time()
+    for i in range(0, len(inputs), 8):  # requests of 8 rows, each copied to a shadow (not counted)
+        rows = json.loads(inputs.iloc[i:i + 8].to_json(orient="records"))
+        for role in ("primary", "shadow"):
+            assert log.add({"ts": now + i, "request_id": f"r{i}", "variant": "a", "role": role,
+                            "model_version": "m/1", "status": 200, "latency_ms": 1.0, "rows": rows,
+                            "predictions": [0] * len(rows), "probabilities": [0.1] * len(rows)})
+    log.close()
+    profile = explore(str(tmp_path / "log"))
+    assert profile.data["rows"] == len(inputs) and profile.data["time"] == "ts"
+    assert set(profile.data["columns"]) == {*inputs.columns, "ts"}
+    assert profile.column("age")["nulls"] == int(inputs["age"].isna().sum())
+    cmp = explore(str(demo_dir / "train.parquet"), compare=str(tmp_path / "log")).comparison
+    assert not cmp["is_drift"] and cmp["only_in_reference"] == ["customer_id", "event_ts", "churned"]
+    assert cmp["columns"]["monthly_charges"]["drift"]["p_value"] > 0.01

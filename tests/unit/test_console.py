@@ -278,3 +278,26 @@ def test_rotated_histories_lose_and_repeat_no_window(tmp_path):
     write(9)
     assert seen() == list(range(1, 10))
     assert [len(v) for v in h.series(str(log), 100)[0]["x"].values()] == [9] * 6
+
+
+def test_the_data_page_shows_a_runs_training_profile(store):
+    from tests.unit.test_explore import _frame, _profile
+
+    profile, _ = _profile(_frame(2_000), label="y")
+    run = store / "runs" / "p1" / "2026-00001"
+    (run / "explore").mkdir()
+    (run / "explore" / "training.json").write_text(json.dumps(profile))
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "explored": True}))
+    c = client(store)
+    got = c.get("/api/data/p1/2026-00001").json()
+    assert got["rows"] == 2_000 and got["columns"] == len(profile["columns"])
+    assert {w["kind"] for w in got["warnings"]} >= {"leakage", "constant"}
+    html = c.get("/data/p1/2026-00001")
+    assert html.status_code == 200 and "id='col-leak'" in html.text and "<svg" in html.text
+    datasets = c.get("/api/datasets").json()["datasets"]
+    assert [d["profiled_run"] for d in datasets if d["pipeline"] == "p1"] == ["2026-00001"]
+    assert "/data/p1/2026-00001" in c.get("/datasets").text
+    missing = c.get("/api/data/p1/2026-00002")
+    assert missing.status_code == 404 and "training.explore" in missing.json()["detail"]
+    assert c.get("/api/data/p1/nope").status_code == 404

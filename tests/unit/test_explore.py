@@ -41,8 +41,8 @@ def _profile(df: pd.DataFrame, blocks: int = 3, label: str | None = None) -> tup
     layout = Layout({f.name: kind_of(f.type) for f in table.schema}, "ts", 0)
     merged = Partial()
     bounds = np.linspace(0, len(df), blocks + 1).astype(int)
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
-        merged.merge(loads(dumps(profile_block(table.slice(a, b - a), layout, i))))  # as between Ray tasks
+    for a, b in zip(bounds, bounds[1:]):
+        merged.merge(loads(dumps(profile_block(table.slice(a, b - a), layout))))  # as between Ray tasks
     types = {f.name: str(f.type) for f in table.schema}
     out = {"name": "t", "rows": merged.rows, "columns": {n: _column(merged.columns[n], types[n], merged.rows)
                                                          for n in layout.kinds},
@@ -160,3 +160,16 @@ def test_report_is_self_contained_and_escapes_values():
     for name in df.columns:
         assert f"id='col-{name}'" in html
     assert html.count("<svg") >= len(df.columns)
+
+
+def test_the_merged_sample_is_uniform_and_repeatable():
+    from raymlops.explore.block import SAMPLE_ROWS
+
+    df = _frame(40_000)
+    _, merged = _profile(df, blocks=8)
+    ids = merged.sample.column("id").to_numpy()
+    assert len(ids) == SAMPLE_ROWS == len(set(ids))
+    per_block = np.bincount(ids // 5_000, minlength=8)  # each block holds 1/8 of the rows, so ~625 of the sample
+    assert per_block.min() > 500 and per_block.max() < 750, per_block
+    _, again = _profile(df, blocks=8)
+    assert np.array_equal(again.sample.column("id").to_numpy(), ids)
