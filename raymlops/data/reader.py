@@ -184,19 +184,23 @@ def read_dataset(path: str | Input, fmt: str | None = None, text_columns=()):
     Raises:
         DataError: no files, or files with no columns.
     """
+    import pyarrow as pa
     import pyarrow.types as pt
     import ray.data
 
     src = path if isinstance(path, Input) else resolve(path, fmt)
     # Ray keeps only its own extensions by default: a file the user named is read whatever its name.
     kw: dict = {"filesystem": src.filesystem, "file_extensions": None}
-    if src.format == "parquet":
-        ds = ray.data.read_parquet(src.files, **kw)
-    elif src.format == "csv":
-        ds = ray.data.read_csv(src.files, **_csv_options(text_columns), **kw)
-    else:
-        ds = ray.data.read_json(src.files, **kw)
-    got = ds.schema()
+    try:
+        if src.format == "parquet":
+            ds = ray.data.read_parquet(src.files, **kw)
+        elif src.format == "csv":
+            ds = ray.data.read_csv(src.files, **_csv_options(text_columns), **kw)
+        else:
+            ds = ray.data.read_json(src.files, **kw)
+        got = ds.schema()
+    except (pa.ArrowInvalid, OSError) as e:  # a corrupt file past the first (Ray's task error subclasses it)
+        raise DataError(f"{src.path}: cannot read as {src.format}: {str(e).strip().splitlines()[-1][:500]}") from None
     if got is None or not got.names:
         raise DataError(f"{src.path}: no rows in {len(src.files)} {src.format} file(s)")
     if src.format == "parquet":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,9 @@ class Profile:
         return Profile({**self.data, "comparison": got, "other": other.data}, self.sample, self._sketches)
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(self.data)
+        from raymlops.features.online.base import json_ready
+
+        return json_ready(self.data)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -150,25 +151,15 @@ def _dataset(data, cfg) -> tuple[Any, str | None, str]:
             _ensure_ray(cfg)
             src = cfg.sources[text]
             return read_source(src), src.timestamp, text
-        from raymlops.data.reader import read_dataset, resolve
+        from raymlops.data.reader import read_dataset, resolve, schema
 
         known = f"; sources in the config: {sorted(cfg.sources)}" if cfg is not None else ""
         try:
-            src = resolve(text)  # before Ray starts: a wrong path fails in a second
+            src = resolve(text)  # before Ray starts: a wrong path or a corrupt file fails in a second
         except DataError as e:
             raise DataError(f"{e}{known}") from None
+        schema(src)
         _ensure_ray(cfg)
         return read_dataset(src), None, Path(text.rstrip("/")).name or text
     raise DataError(f"explore() needs a Ray Dataset, a pandas DataFrame, a path or a source name, got "
                     f"{type(data).__name__}")
-
-
-def _finite(v: Any) -> Any:
-    """NaN and infinities as None: the JSON a browser or jq reads has no NaN."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v

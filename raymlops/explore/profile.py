@@ -88,21 +88,29 @@ def _label_fn(bins: dict):
     return fn
 
 
+def _partials(ds):
+    """The partials as they stream in (the driver never holds more than Ray's prefetched batches). A file that
+    cannot be read fails as the DataError naming it, not as Ray's wrapped Arrow error."""
+    try:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+            for data in batch.column("partial").to_pylist():
+                yield loads(data)
+    except (pa.ArrowInvalid, OSError) as e:  # Ray's task errors subclass the error they wrap
+        raise DataError(f"cannot read the data: {str(e).splitlines()[-1][:500]}") from None
+
+
 def _merge(ds) -> Partial:
-    """Merges partials as they stream in: the driver never holds more than Ray's prefetched batches."""
     total = Partial()
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
-        for data in batch.column("partial").to_pylist():
-            total.merge(loads(data))
+    for part in _partials(ds):
+        total.merge(part)
     return total
 
 
 def _merge_counts(ds) -> dict[str, np.ndarray]:
     total: dict[str, np.ndarray] = {}
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
-        for data in batch.column("partial").to_pylist():
-            for k, v in loads(data).items():
-                total[k] = total[k] + v if k in total else v
+    for part in _partials(ds):
+        for k, v in part.items():
+            total[k] = total[k] + v if k in total else v
     return total
 
 

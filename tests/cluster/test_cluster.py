@@ -103,6 +103,9 @@ def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(clus
     assert {"meta.json", "model.ubj", "schema.json", "evaluation.json"} <= set(
         store.listdir("runs", "churn-quickstart", run))
     assert store.files("cache", "steps", "prepare") and store.files("runs", "churn-quickstart", run, "tune")
+    # training.explore: the split was profiled by tasks on the worker nodes, the profile written to object storage
+    profile = store.read_json("runs", "churn-quickstart", run, "explore", "training.json")
+    assert profile["label"] == "churned" and profile["rows"] > 0 and "contract" in profile["associations"]
     from mlflow import MlflowClient
 
     mv = MlflowClient(cluster.tracking).get_model_version_by_alias("churn", "champion")

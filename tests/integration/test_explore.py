@@ -151,3 +151,12 @@ def test_a_request_log_is_profiled_as_the_rows_it_carried(ray_session, demo_dir,
     cmp = explore(str(demo_dir / "train.parquet"), compare=str(tmp_path / "log")).comparison
     assert not cmp["is_drift"] and cmp["only_in_reference"] == ["customer_id", "event_ts", "churned"]
     assert cmp["columns"]["monthly_charges"]["drift"]["p_value"] > 0.01
+
+
+def test_a_corrupt_file_among_good_ones_is_a_data_error(ray_session, demo_dir, tmp_path):
+    import shutil
+
+    shutil.copy(demo_dir / "holdout.parquet", tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_bytes(b"PAR1" + b"\0" * 2000)  # magic bytes, no valid footer
+    with pytest.raises(DataError, match="cannot read"):
+        explore(str(tmp_path))

@@ -173,3 +173,12 @@ def test_the_merged_sample_is_uniform_and_repeatable():
     assert per_block.min() > 500 and per_block.max() < 750, per_block
     _, again = _profile(df, blocks=8)
     assert np.array_equal(again.sample.column("id").to_numpy(), ids)
+
+
+def test_raymlops_explore_is_the_function_and_the_modules_still_import():
+    import raymlops
+    from raymlops.explore import Profile, explore
+    from raymlops.explore.report import render as again
+
+    assert raymlops.explore is explore and "explore" in raymlops.__all__
+    assert again is render and Profile.__module__ == "raymlops.explore.api"

@@ -185,7 +185,7 @@ def encode_values(values: Mapping[str, Any]) -> str:
     try:
         return _ENCODER.encode(values)
     except ValueError:  # a NaN/inf somewhere: normalize the slow way
-        return _ENCODER.encode({k: _deep(v) for k, v in values.items()})
+        return _ENCODER.encode({k: json_ready(v) for k, v in values.items()})
 
 
 def decode_values(text: str) -> dict[str, Any]:
@@ -193,16 +193,17 @@ def decode_values(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _deep(v: Any) -> Any:
+def json_ready(v: Any) -> Any:
+    """``v`` with NaN and infinities as None, numpy values as Python ones, recursively: what strict JSON takes."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, Mapping):
-        return {k: _deep(x) for k, x in v.items()}
+        return {k: json_ready(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_deep(x) for x in v]
+        return [json_ready(x) for x in v]
     if isinstance(v, np.ndarray):
-        return [_deep(x) for x in v.tolist()]
-    return v if isinstance(v, (str, int, bool, type(None))) else _deep(to_json_value(v))
+        return [json_ready(x) for x in v.tolist()]
+    return v if isinstance(v, (str, int, bool, type(None))) else json_ready(to_json_value(v))
 
 
 def to_json_value(v: Any) -> Any:
