@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 import time
+from pathlib import Path
 
 from raymlops.errors import RaymlopsError, SetupError
 
@@ -183,6 +184,27 @@ def _explore(args) -> int:
         print(profile.to_json())
     elif not args.out:
         print(_explore_summary(profile.to_dict()))
+    return 0
+
+
+def _k8s(args) -> int:
+    import tempfile
+
+    import yaml
+
+    from raymlops import load_config
+    from raymlops.pipeline import Pipeline
+    from raymlops.pipeline.k8s import render
+
+    cfg = load_config(args.config, args.overrides)
+    serve_config = None
+    if cfg.serving is not None and not args.no_service:  # the Serve config `serve --export` writes, as is
+        with tempfile.TemporaryDirectory() as tmp:
+            exported = Pipeline(cfg).export_serve_config(Path(tmp) / "serve.yaml")
+            serve_config = yaml.safe_load(exported.read_text())
+    for path in render(cfg, args.config, args.image, args.out, args.namespace, args.secret, args.worker_cpus,
+                       args.deadline_s, serve_config):
+        print(f"wrote {path}")
     return 0
 
 
@@ -439,6 +461,8 @@ def dispatch(args) -> int:
         return _predict(args)
     if args.cmd == "explore":
         return _explore(args)
+    if args.cmd == "k8s":
+        return _k8s(args)
     return _run(args)
 
 

@@ -203,6 +203,22 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true", help="print the profile as JSON")
     ex.add_argument("--address", help="Ray address (default: the config's, else a local Ray)")
 
+    k8 = sub.add_parser("k8s", help="Kubernetes: KubeRay manifests (RayJob, RayService, retrain RayJob)")
+    k8sub = k8.add_subparsers(dest="kcmd", required=True)
+    kr = k8sub.add_parser("render", help="write KubeRay v1 manifests for a config (checked against KubeRay's "
+                                         "field structure; not applied)")
+    kr.add_argument("config", help="pipeline YAML, as the image holds it (relative to the image's /app)")
+    kr.add_argument("--image", required=True, help="the raymlops image (docker/Dockerfile), e.g. registry/raymlops:1")
+    kr.add_argument("--namespace", default="default")
+    kr.add_argument("--out", default="k8s", help="folder for the manifests (default: ./k8s)")
+    kr.add_argument("--secret", default="raymlops-env", help="Secret holding RAYMLOPS_STORAGE, MLFLOW_TRACKING_URI "
+                                                            "and cloud credentials (default: raymlops-env)")
+    kr.add_argument("--worker-cpus", type=int, default=4, help="CPUs per Ray worker pod (default 4)")
+    kr.add_argument("--deadline-s", type=int, default=86_400, help="the pipeline RayJob's activeDeadlineSeconds")
+    kr.add_argument("--no-service", action="store_true", help="skip the RayService (it needs a trained model: "
+                                                              "its Serve config is `serve --export`'s)")
+    kr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
     d = sub.add_parser("demo-data", help="write the quickstart's churn dataset")
     d.add_argument("out_dir")
     d.add_argument("--rows", type=int, default=20_000)

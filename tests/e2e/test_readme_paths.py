@@ -54,3 +54,20 @@ def test_explore_a_source_against_the_shifted_month(demo, tmp_path):
     assert "Comparison with shifted.parquet" in html and "Drift in" in html
     r = run(["raymlops", "explore", str(demo / "holdout.parquet")], 300)
     assert r.returncode == 0 and " rows, 13 columns" in r.stdout and "warning: customer_id" in r.stdout, r.stderr[-3000:]
+
+
+def test_k8s_render_of_the_trained_quickstart(cli_quickstart, tmp_path):
+    import yaml
+
+    r, store, env = cli_quickstart
+    assert r.returncode == 0
+    out = tmp_path / "k8s"
+    r = run(["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "registry.example/raymlops:1",
+             "--namespace", "ml", "--out", str(out)], 300, **env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["churn-quickstart-rayjob.yaml", "churn-quickstart-rayservice.yaml"], names
+    service = yaml.safe_load((out / "churn-quickstart-rayservice.yaml").read_text())
+    assert "models" in yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
+    r = run(["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "bad image"], 120, **env)
+    assert r.returncode == 2 and "--image must be an image reference" in r.stderr and "Traceback" not in r.stderr
