@@ -7,6 +7,9 @@ bash scripts/redis.sh
 bash scripts/chromium.sh
 bash scripts/need.sh haproxy haproxy  # serving.ingress: haproxy (tests/e2e/test_ingress.py)
 bash scripts/need.sh ss iproute2      # which process holds a port (the same test)
+bash scripts/need.sh java openjdk-17-jre-headless  # real PySpark writes the Spark tables the readers are tested on
+# Test-only and pinned (~300 MB, so not in requirements.lock that every user installs).
+.venv/bin/python -m uv pip install -q --python .venv/bin/python pyspark==4.3.0 py4j==0.10.9.9
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> import layers (import-linter)"
 lint-imports --config pyproject.toml

@@ -48,6 +48,10 @@ class SourceConfig(Strict):
                           "bytes, a JSON object, else CSV).")
     path: str = Field(description="Local path, glob, directory or URI (s3://, gs://, ...).")
     timestamp: str | None = Field(None, description="Event-time column (enables time-based splits).")
+    filter: list[tuple[str, Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"], Any]] | None = Field(
+        None, description="Partition filters of a Hive-partitioned directory (as Spark writes them), each "
+                          "[column, op, value] (a list of values for in / not in), all of which must hold: files "
+                          "of other partitions are never read.")
 
 
 

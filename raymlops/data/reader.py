@@ -3,7 +3,9 @@ by content or any extension, CSV, JSON lines; the same files, formats and column
 Ray Dataset or as a pandas frame.
 
 Directories may hold what Spark and Hive leave beside the data (``_SUCCESS``, ``_committed_*``, ``.crc``,
-hidden files): names starting with ``_`` or ``.`` and ``.crc`` files are skipped, at any depth.
+hidden files): names starting with ``_`` or ``.`` and ``.crc`` files are skipped, at any depth. A directory
+written with Hive partitions (``date=2024-01-01/``) gets its partition columns back, typed, and a filter on
+them prunes files before anything is read (``data.partitions``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
@@ -43,6 +45,8 @@ class Input:
     files: list[str]
     format: str
     filesystem: Any = None
+    partitions: dict[str, dict[str, str | None]] = field(default_factory=dict)  # file -> Hive partition values
+    partition_types: dict[str, Any] = field(default_factory=dict)  # partition column -> Arrow type
 
     def open(self, file: str):
         return self.filesystem.open_input_file(file) if self.filesystem is not None else open(file, "rb")
@@ -65,7 +69,7 @@ def local_files(path: str) -> list[str]:
     return [os.path.abspath(path)]
 
 
-def _uri_files(uri: str) -> tuple[list[str], Any]:
+def _uri_files(uri: str) -> tuple[list[str], Any, str | None]:
     from pyarrow.fs import FileSelector, FileType
 
     from raymlops.storage import open_storage
@@ -78,7 +82,7 @@ def _uri_files(uri: str) -> tuple[list[str], Any]:
     fs, base = store.fs, store.path()
     info = fs.get_file_info(base)
     if info.type == FileType.File:
-        return [base], fs
+        return [base], fs, None
     if info.type == FileType.NotFound:
         raise DataError(f"{uri}: does not exist")
     infos = fs.get_file_info(FileSelector(base, recursive=True))
@@ -86,7 +90,7 @@ def _uri_files(uri: str) -> tuple[list[str], Any]:
              and not _hidden_dir(posixpath.relpath(i.path, base))]
     if pattern is not None:
         files = [f for f in files if fnmatch(f, pattern)]
-    return sorted(files), fs
+    return sorted(files), fs, None if pattern is not None else base
 
 
 def sniff(head: bytes) -> str:
@@ -97,20 +101,35 @@ def sniff(head: bytes) -> str:
     return "json" if text[:1] in (b"{", b"[") else "csv"
 
 
-def resolve(path: str, fmt: str | None = None) -> Input:
+def resolve(path: str, fmt: str | None = None, filters: list | None = None, where: str = "filter") -> Input:
     """The data files ``path`` names (a file, a directory tree, a glob, or a URI of one) and their format:
-    ``fmt``, else the extension, else the first file's content.
+    ``fmt``, else the extension, else the first file's content. In a Hive-partitioned directory, the files'
+    partition values (and only the files passing ``filters``, ``(column, op, value)`` on partition columns).
 
     Raises:
-        DataError: nothing to read, or files of several formats under one path.
+        DataError: nothing to read, files of several formats under one path, or a bad filter.
     """
+    from raymlops.data import partitions as hive
+
     path = str(path)
     if "://" in path and not path.startswith("file://"):
-        files, fs = _uri_files(path)
+        files, fs, base = _uri_files(path)
     else:
         files, fs = local_files(path), None
+        local = os.path.expanduser(path.removeprefix("file://"))
+        base = os.path.abspath(local) if os.path.isdir(local) else None
     if not files:
         raise DataError(f"{path}: no data files found (skipped {SKIPPED})")
+    parts = hive.file_partitions(files, base) if base is not None else {}
+    types = hive.infer_types(parts) if parts else {}
+    if filters:
+        if not parts:
+            raise DataError(f"{where}: {path} is not a Hive-partitioned directory (no key=value folders); a filter "
+                            "prunes partitions")
+        files = hive.prune(parts, types, filters, where)
+        if not files:
+            raise DataError(f"{path}: {where} leaves no files to read")
+        parts = {f: parts[f] for f in files}
     if fmt is None:
         by_ext = {EXTENSIONS.get(posixpath.splitext(f.lower())[1]) for f in files}
         if len(by_ext) == 1 and None not in by_ext:
@@ -121,7 +140,7 @@ def resolve(path: str, fmt: str | None = None) -> Input:
                 fmt = sniff(f.read(_SNIFF_BYTES))
     elif fmt not in FORMATS:
         raise DataError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return Input(path, files, fmt, fs)
+    return Input(path, files, fmt, fs, parts, types)
 
 
 def _csv_options(text_columns) -> dict:
@@ -157,8 +176,10 @@ def schema(src: Input, text_columns=()):
     JSON inferred from the first file's first block; dictionary columns as their plain value type."""
     import pyarrow as pa
 
-    return pa.schema([pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns)
-                      if not f.name.startswith(PANDAS_INDEX)])
+    fields = [pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns)
+              if not f.name.startswith(PANDAS_INDEX)]
+    names = {f.name for f in fields}
+    return pa.schema(fields + [pa.field(k, t) for k, t in src.partition_types.items() if k not in names])
 
 
 def _plain(t):
@@ -191,6 +212,10 @@ def read_dataset(path: str | Input, fmt: str | None = None, text_columns=()):
     src = path if isinstance(path, Input) else resolve(path, fmt)
     # Ray keeps only its own extensions by default: a file the user named is read whatever its name.
     kw: dict = {"filesystem": src.filesystem, "file_extensions": None}
+    if src.partitions:  # the partition columns come from our typed values, per file, not Ray's strings
+        kw["include_paths"] = True
+        if src.format == "parquet":
+            kw["partitioning"] = None
     try:
         if src.format == "parquet":
             ds = ray.data.read_parquet(src.files, **kw)
@@ -210,7 +235,23 @@ def read_dataset(path: str | Input, fmt: str | None = None, text_columns=()):
             ds = ds.drop_columns(index)
         if any(pt.is_dictionary(t) for t in raw.types):
             ds = ds.map_batches(_decode, batch_format="pyarrow", zero_copy_batch=True)
+    if src.partitions:
+        ds = ds.map_batches(_with_partitions, batch_format="pyarrow", zero_copy_batch=True,
+                            fn_kwargs={"partitions": {_key(f): kv for f, kv in src.partitions.items()},
+                                       "types": src.partition_types})
     return ds
+
+
+def _key(path: str) -> str:
+    """A file's identity whatever form a reader reports it in (scheme, leading slash)."""
+    return path.split("://", 1)[-1].lstrip("/")
+
+
+def _with_partitions(table, partitions: dict, types: dict):
+    from raymlops.data.partitions import add_columns
+
+    files = [_key(p) for p in table.column("path").to_pylist()]
+    return add_columns(table.drop_columns(["path"]), files, partitions, types)
 
 
 def read_frame(path: str | Input, fmt: str | None = None, text_columns=(), columns=None):
@@ -223,7 +264,13 @@ def read_frame(path: str | Input, fmt: str | None = None, text_columns=(), colum
     for file in src.files:
         try:
             with src.open(file) as f:
-                tables.append(_decode(_read_table(f, src.format, text_columns, columns)))
+                t = _decode(_read_table(f, src.format, text_columns, columns))
+            if src.partitions:
+                from raymlops.data.partitions import add_columns
+
+                wanted = {k: v for k, v in src.partition_types.items() if columns is None or k in columns}
+                t = add_columns(t, [file] * t.num_rows, {file: src.partitions[file]}, wanted)
+            tables.append(t)
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"{file}: cannot read as {src.format}: {e}") from None
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]

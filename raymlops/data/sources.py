@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from raymlops.config.models import SourceConfig
-from raymlops.data.reader import read_dataset
+from raymlops.data.reader import read_dataset, resolve
 from raymlops.errors import DataError
 
 
 def read_source(src: SourceConfig):
     """Returns a lazy ``ray.data.Dataset`` for one source (``data.reader``: any extension, format by content
-    when the config names none)."""
-    ds = read_dataset(src.path, src.format)
+    when the config names none; Hive partition columns typed, ``filter`` pruning partitions)."""
+    ds = read_dataset(resolve(src.path, src.format, src.filter))
     if src.timestamp and src.timestamp not in ds.schema().names:
         raise DataError(f"{src.path}: timestamp column {src.timestamp!r} is not in the data; columns: "
                         f"{ds.schema().names}")
