@@ -43,15 +43,49 @@ class RayConfig(Strict):
 
 
 class SourceConfig(Strict):
-    format: Literal["parquet", "csv", "json"] | None = Field(
+    format: Literal["parquet", "csv", "json", "delta", "iceberg"] | None = Field(
         None, description="File format; default: from the files' extension, else their content (Parquet's magic "
-                          "bytes, a JSON object, else CSV).")
-    path: str = Field(description="Local path, glob, directory or URI (s3://, gs://, ...).")
+                          "bytes, a JSON object, else CSV). delta: a Delta Lake table at path; iceberg: the Iceberg "
+                          "table path names (namespace.table) in `catalog`.")
+    path: str = Field(description="Local path, glob, directory or URI (s3://, gs://, ...); for delta the table's "
+                                  "root, for iceberg the table identifier (namespace.table).")
+    version: int | None = Field(None, ge=0, description="delta: the table version to read (time travel); default "
+                                                        "the latest.")
+    snapshot: int | None = Field(None, description="iceberg: the snapshot id to read; default the current one.")
+    as_of: str | None = Field(None, description="delta / iceberg: read the version current at this ISO time "
+                                                "(UTC unless it has an offset).")
+    catalog: dict[str, str] | None = Field(
+        None, description="iceberg: pyiceberg catalog properties, e.g. {type: sql, uri: 'sqlite:///cat.db', "
+                          "warehouse: 'file:///wh'} or {type: rest, uri: ...}.")
     timestamp: str | None = Field(None, description="Event-time column (enables time-based splits).")
     filter: list[tuple[str, Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"], Any]] | None = Field(
         None, description="Partition filters of a Hive-partitioned directory (as Spark writes them), each "
                           "[column, op, value] (a list of values for in / not in), all of which must hold: files "
                           "of other partitions are never read.")
+
+    @model_validator(mode="after")
+    def _table_settings(self) -> "SourceConfig":
+        fmt = self.format
+        if self.version is not None and fmt != "delta":
+            raise ValueError(f"version is for format: delta, got format {fmt!r}")
+        if (self.snapshot is not None or self.catalog is not None) and fmt != "iceberg":
+            raise ValueError(f"snapshot and catalog are for format: iceberg, got format {fmt!r}")
+        if self.as_of is not None:
+            if fmt not in ("delta", "iceberg"):
+                raise ValueError(f"as_of is for format: delta or iceberg, got format {fmt!r}")
+            import datetime as dt
+
+            try:
+                dt.datetime.fromisoformat(self.as_of.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"as_of must be an ISO time such as 2024-06-01T00:00:00Z, got {self.as_of!r}") from None
+            if self.version is not None or self.snapshot is not None:
+                raise ValueError("set as_of or a version/snapshot, not both")
+        if fmt == "iceberg" and not self.catalog:
+            raise ValueError("format: iceberg needs catalog (pyiceberg catalog properties)")
+        if self.filter and fmt in ("delta", "iceberg"):
+            raise ValueError(f"filter prunes Hive partitions of files; format {fmt} tables are read whole")
+        return self
 
 
 

@@ -10,7 +10,9 @@ from raymlops.errors import DataError
 def read_source(src: SourceConfig):
     """Returns a lazy ``ray.data.Dataset`` for one source (``data.reader``: any extension, format by content
     when the config names none; Hive partition columns typed, ``filter`` pruning partitions)."""
-    ds = read_dataset(resolve(src.path, src.format, src.filter))
+    from raymlops.data import tables
+
+    ds = tables.read(src) if tables.is_table(src) else read_dataset(resolve(src.path, src.format, src.filter))
     if src.timestamp and src.timestamp not in ds.schema().names:
         raise DataError(f"{src.path}: timestamp column {src.timestamp!r} is not in the data; columns: "
                         f"{ds.schema().names}")

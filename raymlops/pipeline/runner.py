@@ -83,7 +83,9 @@ class Pipeline:
         if t is None:
             return
         src = self.config.sources[t.source or t.dataset.labels]
-        names = schema(resolve(src.path, src.format, src.filter)).names
+        from raymlops.data import tables
+
+        names = (tables.schema(src) if tables.is_table(src) else schema(resolve(src.path, src.format, src.filter))).names
         if t.source and t.label not in names:
             import difflib
 

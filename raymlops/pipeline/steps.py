@@ -40,11 +40,27 @@ def _said(say, out, started: float) -> dict:
     return {"key": out.key, "cached": out.cached, "fingerprint": out.fingerprint}
 
 
+def source_fingerprint(cfg: PipelineConfig, name: str, fp: Fingerprinter) -> dict:
+    """A source's content fingerprint. A Delta or Iceberg table is fingerprinted by the version a read sees
+    now, and the source is pinned to that version in ``cfg`` (the run reads, records and reproduces it)."""
+    from raymlops.data import tables
+
+    src = cfg.sources[name]
+    if not tables.is_table(src):
+        return fp.path(src.path)
+    got = tables.version(src)
+    cfg.sources[name] = src.model_copy(update={"version": got.get("version"), "snapshot": got.get("snapshot"),
+                                               "as_of": None})
+    pinned = {k: v for k, v in got.items() if k != "table"}
+    return {"path": src.path, **pinned, "sha256": digest(pinned)}
+
+
 def view_inputs(cfg: PipelineConfig, view, fp: Fingerprinter) -> dict:
     """What a feature view's build depends on: its definition, its source and the source's content."""
+    data = source_fingerprint(cfg, view.source, fp)["sha256"]
     src = cfg.sources[view.source]
     return {"view": view.model_dump(mode="json"), "source": src.model_dump(mode="json"),
-            "data": fp.path(src.path)["sha256"],
+            "data": data,
             "code": module_fingerprint(view.transform) if view.transform else None}
 
 
@@ -92,16 +108,16 @@ def read_inputs(cfg: PipelineConfig, store=None) -> dict:
     """Content fingerprints of everything the training set is read from (sources and feature views)."""
     t, fp = cfg.training, fingerprinter(cfg)
     names = [t.source] if t.source else [t.dataset.labels]
-    out = {"sources": {n: fp.path(cfg.sources[n].path) for n in names}, "feature_views": {}}
+    out = {"sources": {n: source_fingerprint(cfg, n, fp) for n in names}, "feature_views": {}}
     if t.dataset is not None:
         for view, _ in store.resolve(t.dataset.features):
             latest = store.offline.latest(view.name)
             if latest is None:
                 raise RaymlopsError(f"feature view {view.name!r} has no offline version; run "
                                     "`raymlops features build` first")
-            src = cfg.sources[view.source]
             out["feature_views"][view.name] = {
-                "version": latest.number, "source": view.source, "source_sha256": fp.path(src.path)["sha256"],
+                "version": latest.number, "source": view.source,
+                "source_sha256": source_fingerprint(cfg, view.source, fp)["sha256"],
                 "fingerprint": digest([view.model_dump(mode="json"), latest.number, latest.files])[:24]}
     return out
 

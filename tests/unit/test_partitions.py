@@ -62,3 +62,16 @@ def test_bad_layouts_and_filters_fail_in_one_line(tmp_path):
         "    timestamp: event_ts\n", "    timestamp: event_ts\n    filter: [[month, '~', 3]]\n", 1))
     with pytest.raises(ConfigError, match=r"bad.yaml:10: sources.customers.filter\[0\]\[1\]: got '~'; input should be '=='"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("extra,says", [
+    ("    version: 3\n", "version is for format: delta, got format 'parquet'"),
+    ("    as_of: yesterday\n", "as_of is for format: delta or iceberg"),
+    ("    snapshot: 4\n", "snapshot and catalog are for format: iceberg"),
+])
+def test_table_settings_belong_to_their_format(tmp_path, extra, says):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "configs" / "quickstart.yaml").read_text().replace(
+        "    timestamp: event_ts\n", "    timestamp: event_ts\n" + extra, 1))
+    with pytest.raises(ConfigError, match=f"sources.customers: .*{says}"):
+        load_config(bad)
