@@ -50,7 +50,12 @@ def _report(profile: dict) -> str:
     """The profile's HTML body, built by explore's report (it escapes every value itself)."""
     from raymlops.explore.report import STYLE, fragment
 
-    return f"<style>{STYLE}</style>{fragment(profile)}"
+    try:
+        return f"<style>{STYLE}</style>{fragment(profile)}"
+    except Exception as e:  # a profile of another format: the page says so instead of failing
+        from html import escape
+
+        return f"<div class='panel'>This profile cannot be drawn ({escape(type(e).__name__)}: {escape(str(e))}); its JSON is linked above.</div>"
 
 
 def _status(e: Exception) -> int:

@@ -84,7 +84,9 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
     ds, default_time, default_name = _dataset(data, cfg)
     _ensure_ray(cfg)
     if REQUEST_LOG <= set(ds.schema().names):  # the request log: each primary row's inputs become the columns
-        ds, default_time = ds.map_batches(_logged_inputs, batch_format="pyarrow"), "ts"
+        fields = _log_fields(ds)
+        default_time = "request_ts" if "ts" in fields else "ts"
+        ds = ds.map_batches(_logged_inputs, batch_format="pyarrow", fn_kwargs={"fields": fields, "time": default_time})
     got, sketches = profile_dataset(ds, label=label, time_column=time or default_time, name=name or default_name,
                                     seed=seed)
     sample = got.pop("sample")
@@ -95,17 +97,60 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
     return profile.compare(other)
 
 
-def _logged_inputs(t):
-    """A request-log batch as the rows its primary requests carried (inputs JSON -> columns) plus ``ts``."""
+LOG_SAMPLE = 20_000  # primary rows of a request log whose inputs decide its columns' types
+
+
+def _log_fields(ds) -> dict[str, str]:
+    """Each input key of a request log's first LOG_SAMPLE primary rows and its type: bool, int, float (numbers
+    of both kinds), else string (a key whose values mix types, e.g. "02139" and 2139)."""
+    seen: dict[str, set] = {}
+    rows = 0
+    for batch in ds.select_columns(["role", "inputs"]).iter_batches(batch_format="pyarrow", batch_size=4096):
+        for role, text in zip(batch.column("role").to_pylist(), batch.column("inputs").to_pylist()):
+            if role != "primary" or text is None:
+                continue
+            for k, v in json.loads(text).items():
+                if v is not None:
+                    seen.setdefault(k, set()).add("bool" if isinstance(v, bool) else "int" if isinstance(v, int)
+                                                  else "float" if isinstance(v, float) else "string")
+                else:
+                    seen.setdefault(k, set())
+            rows += 1
+        if rows >= LOG_SAMPLE:
+            break
+    out = {}
+    for k, kinds in seen.items():
+        out[k] = (kinds.pop() if len(kinds) == 1 else "float" if kinds == {"int", "float"} else "string")
+    return out
+
+
+def _logged_inputs(t, fields: dict[str, str], time: str):
+    """A request-log batch as the rows its primary requests carried, typed by ``fields``, plus their time."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
     t = t.filter(pc.and_(pc.equal(t["role"], "primary"), pc.is_valid(t["inputs"])))
-    if t.num_rows == 0:
-        return pa.table({"ts": t["ts"]})
-    rows = pj.read_json(pa.BufferReader("\n".join(t["inputs"].to_pylist()).encode()))
-    return rows.append_column("ts", t["ts"])
+    rows = [json.loads(x) for x in t["inputs"].to_pylist()]
+    types = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "string": pa.string()}
+    cols = {k: pa.array([_as(r.get(k), kind) for r in rows], type=types[kind]) for k, kind in fields.items()}
+    cols[time] = t["ts"]
+    return pa.table(cols)
+
+
+def _as(v, kind: str):
+    """``v`` as a ``kind`` value, None when it cannot be one (a number column's stray text)."""
+    if v is None:
+        return None
+    if kind == "string":
+        return v if isinstance(v, str) else json.dumps(v)
+    if kind == "bool":
+        return v if isinstance(v, bool) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        try:
+            v = float(v) if kind == "float" else int(v)
+        except (TypeError, ValueError):
+            return None
+    return float(v) if kind == "float" else int(v)
 
 
 def _has(data, cfg, column: str | None) -> bool:

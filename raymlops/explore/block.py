@@ -19,6 +19,7 @@ from raymlops.explore.sketches import KLL_K, TOP_K, HyperLogLog, Moments, hash_v
 
 NUMERIC, CATEGORICAL, TIME = "numeric", "categorical", "time"
 DAY_US = 86_400 * 10**6
+MAX_CORRELATED = 200
 SAMPLE_ROWS = 5_000  # rows kept for compare's drift tests (the detectors' windows are hundreds of rows)
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))  # splitmix64's finalizer
 
@@ -50,6 +51,12 @@ class Layout:
     def numeric(self) -> list[str]:
         return [n for n, k in self.kinds.items() if k == NUMERIC]
 
+    @property
+    def correlated(self) -> list[str]:
+        """The numeric columns correlated with each other: the first MAX_CORRELATED (the pairwise moments
+        cost 4 x rows x columns floats per task and columns^2 per partial)."""
+        return self.numeric[:MAX_CORRELATED]
+
 
 @dataclass
 class ColumnPartial:
@@ -66,11 +73,13 @@ class ColumnPartial:
     lengths: Moments = field(default_factory=Moments)  # string lengths
     length_min: int | None = None
     length_max: int | None = None
+    infinite: int = 0  # +-inf values (numeric)
 
     def merge(self, o: "ColumnPartial") -> None:
         self.count += o.count
         self.nulls += o.nulls
         self.zeros += o.zeros
+        self.infinite += o.infinite
         if o.min is not None:
             self.min = o.min if self.min is None else min(self.min, o.min)
             self.max = o.max if self.max is None else max(self.max, o.max)
@@ -113,7 +122,7 @@ class Partial:
     rows: int = 0
     columns: dict[str, ColumnPartial] = field(default_factory=dict)
     row_hll: HyperLogLog = field(default_factory=HyperLogLog)
-    pairs: np.ndarray | None = None  # (4, k, k): n, sum x, sum x^2, sum x*y over pairwise-complete rows
+    pairs: "PairMoments | None" = None  # Pearson's co-moments of the correlated columns
     days: dict[int, int] = field(default_factory=dict)  # day number since the epoch -> rows
     sample_keys: np.ndarray = field(default_factory=lambda: np.empty(0))
     sample: Any = None  # pyarrow.Table of the sampled rows
@@ -129,7 +138,10 @@ class Partial:
                 self.columns[name] = col
         self.row_hll.merge(o.row_hll)
         if o.pairs is not None:
-            self.pairs = o.pairs.copy() if self.pairs is None else self.pairs + o.pairs
+            if self.pairs is None:
+                self.pairs = o.pairs
+            else:
+                self.pairs.merge(o.pairs)
         for day, n in o.days.items():
             self.days[day] = self.days.get(day, 0) + n
         if o.sample is not None:
@@ -148,16 +160,16 @@ def profile_block(table, layout: Layout) -> Partial:
 
     out = Partial(rows=table.num_rows)
     row_hash = np.zeros(table.num_rows, dtype=np.uint64)
-    numeric = layout.numeric
-    matrix = np.full((table.num_rows, len(numeric)), np.nan)
+    matrix = np.full((table.num_rows, len(layout.correlated)), np.nan)
     for name, kind in layout.kinds.items():
         col = table.column(name)
         if col.type.__class__.__name__ == "DictionaryType":
             col = col.cast(col.type.value_type)
         if kind == NUMERIC:
             values = _float_values(col)
-            out.columns[name], hashes = _numeric(values)
-            matrix[:, numeric.index(name)] = values
+            out.columns[name], hashes = _numeric(values, _int_values(col))
+            if name in layout.correlated:
+                matrix[:, layout.correlated.index(name)] = np.where(np.isfinite(values), values, np.nan)
         elif kind == CATEGORICAL:
             out.columns[name], hashes = _categorical(col)
         else:
@@ -167,14 +179,14 @@ def profile_block(table, layout: Layout) -> Partial:
                 out.days = dict(zip(days.tolist(), counts.tolist()))
         row_hash = _mix(row_hash * _MIX[0] ^ hashes)
     out.row_hll.update_hashes(row_hash)
-    out.pairs = _pair_sums(matrix) if numeric else None
+    out.pairs = PairMoments.of(matrix) if layout.correlated else None
     # The sample's random keys are seeded by the block's own rows: the same data gives the same sample (and the
     # same compare verdicts) on every run, and different blocks draw independent keys.
     content = int(np.bitwise_xor.reduce(row_hash[:4096])) if len(row_hash) else 0
     rng = np.random.default_rng([layout.seed, content & 0xFFFFFFFF, content >> 32, table.num_rows])
     keys = rng.random(table.num_rows)
     keep = np.argsort(keys, kind="stable")[:SAMPLE_ROWS]
-    out.sample_keys, out.sample = keys[keep], table.take(keep)
+    out.sample_keys, out.sample = keys[keep], table.select(list(layout.kinds)).take(keep)
     return out
 
 
@@ -182,22 +194,40 @@ def _float_values(col) -> np.ndarray:
     """float64 values with NaN for nulls (decimals and integers included)."""
     import pyarrow.compute as pc
 
-    return pc.cast(col, "float64").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    import pyarrow as pa
+
+    # unsafe: integers past 2**53 (64-bit ids, hashes) lose low digits, which statistics do not need
+    return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
-def _numeric(values: np.ndarray) -> tuple[ColumnPartial, np.ndarray]:
+def _int_values(col) -> np.ndarray | None:
+    """An integer column's exact values (nulls as 0) for hashing: floats merge 64-bit ids 256 apart."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_integer(col.type):
+        return None
+    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
+
+
+def _numeric(values: np.ndarray, ints: np.ndarray | None = None) -> tuple[ColumnPartial, np.ndarray]:
+    """Counts, moments, quantiles and distinct values of the finite values; NaN and null count as missing,
+    +-inf as ``infinite`` (and are left out of everything else, which they would make inf or NaN)."""
     from datasketches import kll_doubles_sketch
 
-    ok = ~np.isnan(values)
+    nan = np.isnan(values)
+    ok = np.isfinite(values)
     x = values[ok]
-    part = ColumnPartial(NUMERIC, count=len(x), nulls=int(len(values) - len(x)), zeros=int((x == 0).sum()))
+    part = ColumnPartial(NUMERIC, count=len(x), nulls=int(nan.sum()), zeros=int((x == 0).sum()),
+                         infinite=int((~ok & ~nan).sum()))
     if len(x):
         part.min, part.max = float(x.min()), float(x.max())
     part.moments = Moments.of(x)
     part.kll = kll_doubles_sketch(KLL_K)
     part.kll.update(x)
     hashes = np.zeros(len(values), dtype=np.uint64)
-    hashes[ok] = hash_values(x + 0.0)  # + 0.0: -0.0 hashes as 0.0
+    hashes[ok] = hash_values(ints[ok] if ints is not None else x + 0.0)  # + 0.0: -0.0 hashes as 0.0
+    hashes[~ok & ~nan] = hash_values(values[~ok & ~nan])  # inf and -inf are row values too
     part.hll.update_hashes(hashes[ok])
     return part, hashes
 
@@ -225,8 +255,6 @@ def _categorical(col) -> tuple[ColumnPartial, np.ndarray]:
         if n:
             part.items.update(label, n)
     if labels:
-        order = np.argsort(np.array(labels, dtype=object).astype(str))
-        part.min, part.max = labels[order[0]], labels[order[-1]]
         if not is_bool:
             lengths = np.array([len(v) for v in labels], dtype=np.float64)
             per_row = np.repeat(lengths, counts)
@@ -266,11 +294,46 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _pair_sums(matrix: np.ndarray) -> np.ndarray:
-    """n, sum x, sum x^2 and sum x*y of every column pair over the rows where both are present."""
-    present = (~np.isnan(matrix)).astype(np.float64)
-    x = np.nan_to_num(matrix, nan=0.0)
-    return np.stack([present.T @ present, x.T @ present, (x * x).T @ present, x.T @ x])
+@dataclass
+class PairMoments:
+    """For every pair (i, j) of columns, over the rows where both are present: n, the mean of i, the sum of
+    squared deviations of i, and the co-moment of i and j; merged with Chan's formulas. Each block is centred
+    on its own column means first, so columns whose mean dwarfs their spread (epoch seconds, sensor levels)
+    keep their digits, which raw sums (n * sum xy - sum x * sum y) lose."""
+
+    n: np.ndarray
+    mean: np.ndarray  # mean[i, j]: column i's mean over the rows where i and j are present
+    m2: np.ndarray
+    c: np.ndarray
+
+    @classmethod
+    def of(cls, matrix: np.ndarray) -> "PairMoments":
+        present = ~np.isnan(matrix)
+        cnt = present.sum(axis=0)
+        shift = np.where(present, matrix, 0.0).sum(axis=0) / np.maximum(cnt, 1)
+        x = np.where(present, matrix - shift, 0.0)
+        p = present.astype(np.float64)
+        n = p.T @ p
+        s = x.T @ p  # s[i, j]: sum of column i over the rows where j is present
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_shifted = np.where(n > 0, s / n, 0.0)
+            m2 = (x * x).T @ p - np.where(n > 0, s * s / n, 0.0)
+            c = x.T @ x - np.where(n > 0, s * s.T / n, 0.0)
+        return cls(n, mean_shifted + shift[:, None], m2, c)
+
+    def merge(self, o: "PairMoments") -> None:
+        n = self.n + o.n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(n > 0, self.n * o.n / n, 0.0)
+            d = o.mean - self.mean
+            self.c = self.c + o.c + d * d.T * w
+            self.m2 = self.m2 + o.m2 + d * d * w
+            self.mean = np.where(n > 0, self.mean + d * np.where(n > 0, o.n / n, 0.0), self.mean)
+        self.n = n
+
+    def r(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.c / np.sqrt(self.m2 * self.m2.T)
 
 
 def dumps(part: Partial) -> bytes:

@@ -78,11 +78,16 @@ def _drift(sample_a, sample_b, columns: list[str], kinds: dict, p_val: float) ->
 
 
 def _frame(table, columns: list[str]):
-    df = table.select(columns).to_pandas()
-    for n in columns:  # booleans and strings test as categories, as the monitors encode them
-        if df[n].dtype == bool:
-            df[n] = df[n].map({True: "true", False: "false"})
-    return df
+    """The sample's columns as pandas; booleans as "true"/"false" by their Arrow type (nulls kept), so both
+    sides encode alike whether or not one of them has nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = table.select(columns)
+    for i, f in enumerate(table.schema):
+        if pa.types.is_boolean(f.type):
+            table = table.set_column(i, f.name, pc.if_else(table.column(i), "true", "false"))
+    return table.replace_schema_metadata(None).to_pandas()  # no pandas dtypes restored over the strings
 
 
 def _numeric_sides(kll_a, kll_b, ca: dict, cb: dict) -> dict[str, Any]:
@@ -90,8 +95,8 @@ def _numeric_sides(kll_a, kll_b, ca: dict, cb: dict) -> dict[str, Any]:
     two sketches (the largest CDF gap at either sketch's quantile points)."""
     lo, hi = min(ca["min"], cb["min"]), max(ca["max"], cb["max"])
     out: dict[str, Any] = {"quantiles": [ca["quantiles"], cb["quantiles"]]}
-    if hi > lo:
-        edges = np.linspace(lo, hi, HIST_BINS + 1)
+    edges = np.unique(np.linspace(lo, hi, HIST_BINS + 1))
+    if len(edges) >= 3:
         out["edges"] = edges.tolist()
         out["shares"] = [_shares(kll_a, edges), _shares(kll_b, edges)]
     points = sorted(set(kll_a.get_quantiles(list(np.linspace(0, 1, 101))))
@@ -102,7 +107,7 @@ def _numeric_sides(kll_a, kll_b, ca: dict, cb: dict) -> dict[str, Any]:
 
 
 def _shares(kll, edges: np.ndarray) -> list[float]:
-    cdf = np.asarray(kll.get_cdf(list(edges[1:-1]), True))
+    cdf = np.asarray(kll.get_cdf(list(edges[1:-1]), False))  # [a, b) bins, as the profile's
     return np.diff(np.concatenate([[0.0], cdf[:-1], [1.0]])).tolist()
 
 

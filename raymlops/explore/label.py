@@ -67,7 +67,9 @@ def _bin_categorical(col, values: list) -> np.ndarray:
 def _float(col) -> np.ndarray:
     import pyarrow.compute as pc
 
-    return pc.cast(col, "float64").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    import pyarrow as pa
+
+    return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def label_block(table, bins: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -86,7 +88,7 @@ def label_block(table, bins: dict[str, Any]) -> dict[str, np.ndarray]:
         y = _float(lab)
         keep = ~np.isnan(y)
         uniq, classes = np.unique(np.where(keep, y, 0.0), return_inverse=True)
-        names = [f"{v:g}" for v in uniq]
+        names = [_class_name(v) for v in uniq]
     else:
         classes = _bin_categorical(lab, spec["values"])
         keep = classes <= len(spec["values"])
@@ -106,14 +108,23 @@ def label_block(table, bins: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def _class_name(v: float) -> str:
+    """A numeric class's name, exact (1000000 and 1000001 stay two classes)."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
 def association(bins: dict[str, Any], counts: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per feature: bin labels, rows per bin, the label per bin (positive share, class shares or mean) and
     the mutual information (bits, Miller-Madow corrected) with its share of the label's entropy."""
     spec = bins["spec"]
     out: dict[str, Any] = {}
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for k, v in counts.items():
+        feature, cls = k.split(SEP, 1)
+        if cls != "__sum__":
+            grouped.setdefault(feature, {})[cls] = v
     for name, f in bins["features"].items():
-        per_class = {k.split(SEP, 1)[1]: v for k, v in counts.items()
-                     if k.split(SEP, 1)[0] == name and not k.endswith("__sum__")}
+        per_class = grouped.get(name, {})
         if not per_class:
             continue
         classes = sorted(per_class)

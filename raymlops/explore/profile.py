@@ -23,6 +23,7 @@ TOP_SHOWN = 20  # categories listed per column (the sketch tracks more)
 # 6,944): one partial per block took 7.7 s for 1M rows x 20 columns on 2 CPUs, mostly per-task overhead and
 # 1.5 MB of sketches per partial; bundling blocks into batches of this size makes 8 tasks.
 BATCH_ROWS = 131_072
+MAX_DAYS = 1_000  # rows-per-day points before the series switches to weeks, months or years
 
 
 def profile_dataset(ds, *, label: str | None = None, time_column: str | None = None, name: str = "data",
@@ -42,6 +43,9 @@ def profile_dataset(ds, *, label: str | None = None, time_column: str | None = N
     kinds = {n: k for n, t in types.items() if (k := kind_of(t)) is not None}
     if time_column is not None and kinds.get(time_column) != TIME:
         raise DataError(f"{name}: time column {time_column!r} must be a timestamp or date column, got {types[time_column]}")
+    if label is not None and label not in kinds:
+        raise DataError(f"{name}: label column {label!r} has type {types[label]}; expected numbers, strings or "
+                        "booleans")
     if time_column is None:
         time_column = next((n for n, k in kinds.items() if k == TIME), None)
     layout = Layout(kinds, time_column, seed)
@@ -120,7 +124,8 @@ def _column(p, arrow_type: str, rows: int) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": p.kind, "type": arrow_type, "count": p.count, "nulls": p.nulls,
                            "null_share": p.nulls / rows if rows else 0.0, "distinct": distinct}
     if p.kind == NUMERIC:
-        out.update(zeros=p.zeros, zero_share=p.zeros / p.count if p.count else 0.0, min=p.min, max=p.max,
+        out.update(zeros=p.zeros, zero_share=p.zeros / p.count if p.count else 0.0, infinite=p.infinite,
+                   min=p.min, max=p.max,
                    mean=p.moments.mean if p.count else None, std=p.moments.std if p.count else None,
                    skew=p.moments.skew if p.count else None,
                    quantiles={f"{q:g}": float(p.kll.get_quantile(q)) for q in QUANTILES} if p.count else {},
@@ -135,14 +140,16 @@ def _column(p, arrow_type: str, rows: int) -> dict[str, Any]:
 
 
 def _histogram(p) -> dict[str, list] | None:
-    """Equal-width bins from min to max with counts from the KLL sketch's CDF (each edge's rank is within the
-    sketch's rank error, so a bin's count is within 2 x error x count)."""
+    """Equal-width bins [a, b) (the last [a, b]) from min to max, counts from the KLL sketch's CDF (each edge's
+    rank is within the sketch's rank error, so a bin's count is within 2 x error x count)."""
     if not p.count:
         return None
     if p.min == p.max:
         return {"edges": [p.min, p.max], "counts": [p.count]}
-    edges = np.linspace(p.min, p.max, HIST_BINS + 1)
-    cdf = np.asarray(p.kll.get_cdf(list(edges[1:-1]), True))  # P(X <= edge), inclusive
+    edges = np.unique(np.linspace(p.min, p.max, HIST_BINS + 1))  # unique: huge values have coarse floats
+    if len(edges) < 3:
+        return {"edges": [p.min, p.max], "counts": [p.count]}
+    cdf = np.asarray(p.kll.get_cdf(list(edges[1:-1]), False))  # P(X < edge): numpy's [a, b) bins
     shares = np.diff(np.concatenate([[0.0], cdf[:-1], [1.0]]))
     counts = np.maximum(np.round(shares * p.count), 0).astype(int)
     return {"edges": [float(e) for e in edges], "counts": counts.tolist()}
@@ -172,11 +179,17 @@ def _table(merged: Partial, layout: Layout) -> dict[str, Any]:
         "rows": merged.rows,
         "duplicate_rows": max(merged.rows - distinct_rows, 0),
         "duplicate_rows_error": round(2 * HLL_ERROR * distinct_rows),  # about 2 standard errors
-        "correlation": _correlation(merged.pairs, layout.numeric),
+        "correlation": _correlation(merged.pairs, layout.correlated),
     }
     if merged.days:
         first, last = min(merged.days), max(merged.days)
-        out["rows_per_day"] = {"first": _day(first), "counts": [merged.days.get(d, 0) for d in range(first, last + 1)]}
+        # Dense per day up to MAX_DAYS; a longer span (or one sentinel date far away) in wider buckets
+        step = next(b for b in (1, 7, 30, 365, 10 ** 9) if (last - first) // b < MAX_DAYS)
+        counts: dict[int, int] = {}
+        for d, k in merged.days.items():
+            counts[(d - first) // step] = counts.get((d - first) // step, 0) + k
+        out["rows_per_day"] = {"first": _day(first), "bucket_days": step,
+                               "counts": [counts.get(i, 0) for i in range((last - first) // step + 1)]}
     return out
 
 
@@ -186,16 +199,11 @@ def _day(day: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
-def _correlation(pairs: np.ndarray | None, names: list[str]) -> dict[str, Any] | None:
+def _correlation(pairs, names: list[str]) -> dict[str, Any] | None:
     """Pearson's r of every numeric pair over the rows where both are present (None where undefined)."""
     if pairs is None or len(names) < 2:
         return None
-    n, sx, sxx, sxy = pairs
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = n * sxy - sx * sx.T
-        var_i, var_j = n * sxx - sx * sx, (n * sxx - sx * sx).T
-        r = cov / np.sqrt(var_i * var_j)
-    r = np.clip(r, -1.0, 1.0)
+    r = np.clip(pairs.r(), -1.0, 1.0)
     return {"columns": names, "r": [[None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in r]}
 
 

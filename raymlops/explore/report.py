@@ -88,8 +88,10 @@ def _table(p: dict) -> str:
         out.append(_heatmap(t["correlation"]))
     if t.get("rows_per_day"):
         days = t["rows_per_day"]
-        out.append(f"<div><b>Rows per day of {escape(str(p['time']))}</b> <small>from {days['first']}, "
-                   f"{len(days['counts'])} days</small><br>{_line(days['counts'])}</div>")
+        step = days.get("bucket_days", 1)
+        unit = "day" if step == 1 else f"{step} days"
+        out.append(f"<div><b>Rows per {unit} of {escape(str(p['time']))}</b> <small>from {days['first']}, "
+                   f"{len(days['counts'])} points</small><br>{_line(days['counts'])}</div>")
     return "".join(out) + "</div></section>"
 
 

@@ -35,6 +35,8 @@ def warnings_of(p: dict[str, Any]) -> list[dict[str, Any]]:
             warn("identifier", name, f"{name} has a distinct value in nearly every row ({c['distinct']:,} distinct "
                                      f"in {c['count']:,}): an identifier, not a feature?")
             continue
+        if c.get("infinite"):
+            warn("infinite", name, f"{name} holds {c['infinite']:,} infinite value(s), left out of its statistics")
         if c["kind"] == "numeric" and c["count"]:
             if c["zero_share"] >= ZERO_SHARE:
                 warn("zeros", name, f"{name} is 0 in {c['zero_share']:.1%} of its values")
@@ -60,7 +62,7 @@ def warnings_of(p: dict[str, Any]) -> list[dict[str, Any]]:
                                   f"({a['mutual_information']:.3f} of {a['label_entropy']:.3f} bits): a leak from "
                                   "the label or from the future?")
     days = table.get("rows_per_day")
-    if days:
+    if days and days.get("bucket_days", 1) == 1:  # gaps are read per day only
         gaps = _gaps(days["counts"])
         if gaps:
             start, length = max(gaps, key=lambda g: g[1])

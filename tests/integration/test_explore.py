@@ -160,3 +160,29 @@ def test_a_corrupt_file_among_good_ones_is_a_data_error(ray_session, demo_dir, t
     (tmp_path / "b.parquet").write_bytes(b"PAR1" + b"\0" * 2000)  # magic bytes, no valid footer
     with pytest.raises(DataError, match="cannot read"):
         explore(str(tmp_path))
+
+
+def test_a_request_log_with_uneven_inputs(ray_session, tmp_path):
+    import time
+
+    from raymlops.serving.request_log import RequestLog
+
+    log = RequestLog(str(tmp_path / "log"), flush_s=0.05)
+    now = time.time()
+    for i in range(300):
+        row = {"zip": "02139" if i % 2 else 2139, "amount": i if i % 3 else float(i) + 0.5, "ts": i}
+        if i % 5 == 0:
+            row["coupon"] = "x"  # an optional key
+        log.add({"ts": now + i, "request_id": f"r{i}", "variant": "a", "role": "primary", "model_version": "m/1",
+                 "status": 200, "latency_ms": 1.0, "rows": [row], "predictions": [0]})
+        if i % 100 == 0:
+            log.flush()  # files of their own, some with shadow rows only
+            log.add({"ts": now + i, "request_id": f"s{i}", "variant": "b", "role": "shadow", "model_version": "m/1",
+                     "status": 200, "latency_ms": 1.0, "rows": [row], "predictions": [0]})
+            log.flush()
+    log.close()
+    p = explore(str(tmp_path / "log")).to_dict()
+    assert p["rows"] == 300 and p["time"] == "request_ts"  # an input named ts keeps its name
+    cols = p["columns"]
+    assert cols["zip"]["kind"] == "categorical" and cols["amount"]["kind"] == "numeric"
+    assert cols["amount"]["count"] == 300 and cols["coupon"]["nulls"] == 240 and cols["ts"]["max"] == 299

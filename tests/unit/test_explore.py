@@ -182,3 +182,79 @@ def test_raymlops_explore_is_the_function_and_the_modules_still_import():
 
     assert raymlops.explore is explore and "explore" in raymlops.__all__
     assert again is render and Profile.__module__ == "raymlops.explore.api"
+
+
+def test_awkward_values_do_not_break_the_profile():
+    n = 4_000
+    rng = np.random.default_rng(5)
+    y = np.where(rng.random(n) < 0.5, 1_000_000, 1_000_001)
+    x = rng.normal(0, 1, n)
+    x[:3] = [np.inf, -np.inf, np.nan]
+    df = pd.DataFrame({
+        "big": np.arange(n, dtype=np.int64) + 2 ** 60,  # 64-bit ids: past float64's exact integers
+        "x": x,
+        "level": 1.7e9 + rng.normal(0, 1, n),  # a mean that dwarfs the spread
+        "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),
+        "y": y,
+    })
+    df["level2"] = df["level"] + rng.normal(0, 1, n)
+    df["leak"] = (y - 1_000_000) * 3.0 + rng.normal(0, 0.01, n)
+    df.loc[0, "ts"] = pd.Timestamp("2199-12-31")  # one sentinel date
+    p, _ = _profile(df, blocks=3, label="y")
+    cx = p["columns"]["x"]
+    assert (cx["infinite"], cx["nulls"], cx["count"]) == (2, 1, n - 3) and np.isfinite(cx["mean"])
+    assert any(w["kind"] == "infinite" for w in p["warnings"])
+    assert abs(p["columns"]["big"]["distinct"] - n) <= 0.02 * n
+    r = p["table"]["correlation"]
+    i, j = r["columns"].index("level"), r["columns"].index("level2")
+    assert r["r"][i][j] == pytest.approx(df["level"].corr(df["level2"]), abs=1e-4) and r["r"][i][i] == 1.0
+    days = p["table"]["rows_per_day"]
+    assert days["bucket_days"] > 1 and len(days["counts"]) <= 1_000 and sum(days["counts"]) == n
+    a = p["associations"]["leak"]
+    assert sum(a["rows"]) == n and a["uncertainty"] > 0.9  # both classes kept apart: 1000000 != 1000001
+
+
+def test_histogram_bins_are_numpys():
+    v = np.random.default_rng(2).integers(0, 5, 50_000).astype(float)
+    p, _ = _profile(pd.DataFrame({"v": v}), blocks=2)
+    h = p["columns"]["v"]["histogram"]
+    want, _ = np.histogram(v, bins=np.asarray(h["edges"]))
+    tol = 2 * kll_error() * len(v) + 1
+    assert all(abs(a - b) <= tol for a, b in zip(h["counts"], want)), (h["counts"], want.tolist())
+
+
+def test_a_label_that_cannot_be_profiled_is_named():
+    import ray.data  # noqa: F401  (only the schema is read: no Ray starts)
+
+    from raymlops.errors import DataError
+    from raymlops.explore.profile import profile_dataset
+
+    class Schema:
+        names, types = ["x", "y"], [pa.float64(), pa.null()]
+
+    class Data:
+        def schema(self):
+            return Schema()
+
+    with pytest.raises(DataError, match="label column 'y' has type null; expected numbers, strings or booleans"):
+        profile_dataset(Data(), label="y")
+
+
+def test_column_names_are_escaped_in_the_report():
+    df = pd.DataFrame({"a' onmouseover='x<b>": [1.0, 2.0], "c<script>": ["u", "v"]})
+    p, _ = _profile(df, blocks=1)
+    html = render(json.loads(json.dumps(p)))
+    assert "onmouseover='x" not in html and "<script>" not in html and "&#x27; onmouseover=&#x27;" in html
+
+
+def test_compare_encodes_booleans_alike_with_or_without_nulls():
+    from raymlops.explore.compare import compare_profiles
+
+    rng = np.random.default_rng(9)
+    ref = pd.DataFrame({"flag": rng.random(6_000) < 0.3, "x": rng.normal(0, 1, 6_000)})
+    cur = pd.DataFrame({"flag": pd.array(rng.random(6_000) < 0.3, dtype="boolean"), "x": rng.normal(0, 1, 6_000)})
+    cur.loc[0, "flag"] = None  # one null on one side only
+    (a, ma), (b, mb) = _profile(ref), _profile(cur)
+    got = compare_profiles({**a, "sample": ma.sample}, {**b, "sample": mb.sample}, ma.columns, mb.columns)
+    assert not got["is_drift"], got["columns"]["flag"]
+    assert got["columns"]["flag"]["drift"]["p_value"] > 0.01
