@@ -196,14 +196,22 @@ def _k8s(args) -> int:
     from raymlops.pipeline import Pipeline
     from raymlops.pipeline.k8s import render
 
+    from raymlops.pipeline.k8s import WORKDIR, ManifestError
+    from raymlops.storage import open_storage
+
     cfg = load_config(args.config, args.overrides)
     serve_config = None
     if cfg.serving is not None and not args.no_service:  # the Serve config `serve --export` writes, as is
+        store = open_storage(cfg)
+        if store.local:
+            raise ManifestError(f"the RayService's Serve config names runs and state in storage, which the pods "
+                                f"must reach: got local storage {store.url()}. Render with the cluster's "
+                                "RAYMLOPS_STORAGE (an object store URI) and MLFLOW_TRACKING_URI, or pass --no-service")
         with tempfile.TemporaryDirectory() as tmp:
-            exported = Pipeline(cfg).export_serve_config(Path(tmp) / "serve.yaml")
+            exported = Pipeline(cfg).export_serve_config(Path(tmp) / "serve.yaml", workdir=WORKDIR)
             serve_config = yaml.safe_load(exported.read_text())
     for path in render(cfg, args.config, args.image, args.out, args.namespace, args.secret, args.worker_cpus,
-                       args.deadline_s, serve_config):
+                       args.deadline_s, serve_config, args.overrides):
         print(f"wrote {path}")
     return 0
 

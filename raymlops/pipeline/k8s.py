@@ -25,8 +25,9 @@ SCHEMA_FILE = Path(__file__).with_name("kuberay_v1.json")
 WORKDIR = "/app"  # where the image (docker/Dockerfile) holds the project
 SERVE_PORT = 8000  # KubeRay's serve service targets this port on every node's proxy
 ENV_FROM_SECRET = ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI")  # required keys of the Secret
+# GCS takes a key *file* (GOOGLE_APPLICATION_CREDENTIALS): use Workload Identity, or mount it yourself
 OPTIONAL_SECRET = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                   "AWS_DEFAULT_REGION", "GOOGLE_APPLICATION_CREDENTIALS")
+                   "AWS_DEFAULT_REGION")
 GIB_PER_CPU = 4  # memory requested per CPU of a Ray pod (KubeRay's guides size Ray pods at 2-8 GiB per CPU)
 NAME = re.compile(r"[^a-z0-9-]+")
 
@@ -39,11 +40,22 @@ MAX_NAME = 47  # RayJob and RayService names: DNS-1035 labels of at most 47 char
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-def _name(*parts: str) -> str:
-    """A DNS-1035 label (a letter first, then lower case, digits and '-'), at most MAX_NAME characters."""
-    name = NAME.sub("-", "-".join(parts).lower()).strip("-")
-    name = name if name[:1].isalpha() else f"r-{name}"
-    return name[:MAX_NAME].rstrip("-")
+DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _name(base: str, suffix: str = "") -> str:
+    """A DNS-1035 label (a letter first, then lower case, digits and '-') of at most MAX_NAME characters:
+    ``base`` cut to leave room for ``suffix``, with a short hash of the full name when it had to be cut or
+    changed, so two pipelines never share a name and a manifest's suffix always survives."""
+    import hashlib
+
+    clean = NAME.sub("-", base.lower()).strip("-")
+    clean = clean if clean[:1].isalpha() else f"r-{clean}"
+    room = MAX_NAME - (len(suffix) + 1 if suffix else 0)
+    if clean != base or len(clean) > room:
+        tag = hashlib.sha256(base.encode()).hexdigest()[:5]
+        clean = f"{clean[:room - 6].rstrip('-')}-{tag}" if len(clean) > room else f"{clean}-{tag}"[:room]
+    return f"{clean}-{suffix}" if suffix else clean
 
 
 def _env(secret: str) -> list[dict[str, Any]]:
@@ -93,16 +105,41 @@ def _ray_version() -> str:
     return ray.__version__
 
 
+def trial_cpus(cfg: PipelineConfig) -> tuple[float, float]:
+    """(CPUs of one trial, CPUs of its largest single task): Ray Train workers on the data-parallel xgboost
+    path, else the in-process trial's threads."""
+    t = cfg.training
+    if t is None:
+        return 1.0, 1.0
+    m = t.model
+    if getattr(m, "type", None) == "xgboost" and (m.distributed == "always" or m.num_workers > 1):
+        return m.num_workers * m.cpus_per_worker + 1, max(m.cpus_per_worker, 1)  # + the trial's driver
+    return float(m.cpus_per_trial), float(m.cpus_per_trial)
+
+
 def training_cpus(cfg: PipelineConfig) -> float:
-    """CPUs the training search uses at once: concurrent trials x each trial's CPUs (Ray Train workers, or
-    the in-process trial's threads)."""
+    """CPUs the training search uses at once: concurrent trials x each trial's CPUs."""
     t = cfg.training
     if t is None:
         return 1.0
-    m = t.model
-    per_trial = getattr(m, "num_workers", 1) * getattr(m, "cpus_per_worker", 0) or getattr(m, "cpus_per_trial", 1)
     concurrent = min(t.tune.max_concurrent_trials or t.tune.num_samples, t.tune.num_samples)
-    return float(max(per_trial, 1) * concurrent)
+    return trial_cpus(cfg)[0] * concurrent
+
+
+def _fits(cfg: PipelineConfig, worker_cpus: int) -> None:
+    """Refuses a config whose single task would never schedule on a worker pod (the job would wait for its
+    deadline) or that needs GPUs, which the rendered worker group does not have."""
+    t = cfg.training
+    if t is not None and getattr(t.model, "device", "cpu") == "cuda":
+        raise ManifestError("training.model.device: cuda needs a GPU worker group, which `k8s render` does not "
+                            "write yet; add one to the RayJob's workerGroupSpecs (nvidia.com/gpu limits) by hand")
+    _, task = trial_cpus(cfg)
+    if task > worker_cpus:
+        raise ManifestError(f"one training task needs {task:g} CPUs but a worker pod has {worker_cpus} "
+                            f"(--worker-cpus): it would never schedule")
+    if cfg.serving is not None and cfg.serving.num_cpus > worker_cpus:
+        raise ManifestError(f"serving.num_cpus ({cfg.serving.num_cpus:g}) is more than a worker pod's "
+                            f"{worker_cpus} CPUs (--worker-cpus)")
 
 
 def serving_cpus(cfg: PipelineConfig) -> float:
@@ -126,10 +163,12 @@ def _metadata(name: str, namespace: str, cfg: PipelineConfig, component: str) ->
 
 
 def ray_job(cfg: PipelineConfig, config_path: str, image: str, namespace: str, secret: str, worker_cpus: int,
-            deadline_s: int, retrain: bool = False) -> dict:
-    """The RayJob that runs the pipeline (or, ``retrain``, the closed loop's `raymlops retrain`)."""
-    cmd = (f"raymlops retrain {shlex.quote(config_path)}" if retrain
-           else f"python jobs/run_pipeline.py {shlex.quote(config_path)}")
+            deadline_s: int, retrain: bool = False, overrides: list[str] | None = None) -> dict:
+    """The RayJob that runs the pipeline (or, ``retrain``, the closed loop's `raymlops retrain`), with the
+    same ``--set`` overrides the manifests were rendered with."""
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
+    cmd = (f"raymlops retrain {shlex.quote(config_path)}{sets}" if retrain
+           else f"python jobs/run_pipeline.py {shlex.quote(config_path)}{sets}")
     name = _name(cfg.name, "retrain" if retrain else "run")
     doc = {"apiVersion": "ray.io/v1", "kind": "RayJob",
            "metadata": _metadata(name, namespace, cfg, "retrain" if retrain else "pipeline"),
@@ -169,7 +208,8 @@ def check(doc: dict, spec: dict | None = None) -> list[str]:
     missing required fields, wrong types and values outside an enum; empty when it conforms."""
     spec = spec or schema()
     kind = doc.get("kind")
-    problems = []
+    problems: list[str] = []
+    problems += _operator_rules(doc)
     if doc.get("apiVersion") != "ray.io/v1":
         problems.append(f"apiVersion: must be ray.io/v1, got {doc.get('apiVersion')!r}")
     if kind not in ("RayJob", "RayService"):
@@ -180,6 +220,26 @@ def check(doc: dict, spec: dict | None = None) -> list[str]:
         problems.append(f"metadata.name: must be a DNS-1035 label of at most {MAX_NAME} characters, got {name!r}")
     problems += _check(doc.get("spec"), kind, spec, "spec")
     return problems
+
+
+def _operator_rules(doc: dict) -> list[str]:
+    """What KubeRay's validation refuses beyond the CRD's types (kuberay_v1.json's notes)."""
+    spec, out = doc.get("spec") or {}, []
+    for key in ("activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        if key in spec and isinstance(spec[key], int) and spec[key] <= 0:
+            out.append(f"spec.{key}: must be > 0, got {spec[key]}")
+    if (spec.get("suspend") or spec.get("ttlSecondsAfterFinished")) and doc.get("kind") == "RayJob" \
+            and not spec.get("shutdownAfterJobFinishes"):
+        out.append("spec.shutdownAfterJobFinishes: must be true with suspend or ttlSecondsAfterFinished")
+    cluster = spec.get("rayClusterSpec") or spec.get("rayClusterConfig") or {}
+    for i, g in enumerate(cluster.get("workerGroupSpecs") or []):
+        lo, hi, n = g.get("minReplicas", 0), g.get("maxReplicas", 2 ** 31 - 1), g.get("replicas", 0)
+        if isinstance(lo, int) and isinstance(hi, int) and isinstance(n, int) and not lo <= n <= hi:
+            out.append(f"workerGroupSpecs[{i}]: needs minReplicas <= replicas <= maxReplicas, got {lo}, {n}, {hi}")
+    ns = (doc.get("metadata") or {}).get("namespace")
+    if ns is not None and (not isinstance(ns, str) or len(ns) > 63 or not DNS_1123.match(ns)):
+        out.append(f"metadata.namespace: must be a DNS-1123 label, got {ns!r}")
+    return out
 
 
 def _check(value: Any, ref: str, spec: dict, where: str) -> list[str]:
@@ -225,7 +285,7 @@ def _check_field(v: Any, f: dict, spec: dict, where: str) -> list[str]:
 
 def render(cfg: PipelineConfig, config_path: str, image: str, out: str | Path, namespace: str = "default",
            secret: str = "raymlops-env", worker_cpus: int = 4, deadline_s: int = 86_400,
-           serve_config: dict | None = None) -> list[Path]:
+           serve_config: dict | None = None, overrides: list[str] | None = None) -> list[Path]:
     """Writes the manifests under ``out`` (one YAML file each); returns their paths.
 
     Raises:
@@ -235,14 +295,21 @@ def render(cfg: PipelineConfig, config_path: str, image: str, out: str | Path, n
         raise ManifestError(f"--image must be an image reference such as registry/raymlops:1.0, got {image!r}")
     if worker_cpus < 1:
         raise ManifestError(f"--worker-cpus must be an integer >= 1, got {worker_cpus}")
+    if deadline_s < 1:
+        raise ManifestError(f"--deadline-s must be an integer >= 1, got {deadline_s}")
+    for flag, value in (("--namespace", namespace), ("--secret", secret)):
+        if len(value) > 63 or not DNS_1123.match(value):
+            raise ManifestError(f"{flag} must be a DNS-1123 name (lower case letters, digits, '-'), got {value!r}")
+    _fits(cfg, worker_cpus)
     docs = {f"{_name(cfg.name)}-rayjob.yaml": ray_job(cfg, config_path, image, namespace, secret, worker_cpus,
-                                                      deadline_s)}
+                                                      deadline_s, overrides=overrides)}
     if serve_config is not None:
         docs[f"{_name(cfg.name)}-rayservice.yaml"] = ray_service(cfg, serve_config, image, namespace, secret,
                                                                  worker_cpus)
     if cfg.monitoring is not None and cfg.monitoring.retrain is not None:
         docs[f"{_name(cfg.name)}-retrain-rayjob.yaml"] = ray_job(
-            cfg, config_path, image, namespace, secret, worker_cpus, int(cfg.monitoring.retrain.timeout_s), True)
+            cfg, config_path, image, namespace, secret, worker_cpus, max(1, int(cfg.monitoring.retrain.timeout_s)),
+            True, overrides)
     spec = schema()
     for name, doc in docs.items():
         problems = check(doc, spec)

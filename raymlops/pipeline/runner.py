@@ -139,7 +139,7 @@ class Pipeline:
                          evaluation=out["evaluation"], steps=out["steps"], mlflow_run_id=out["mlflow_run_id"])
 
     def serving_spec(self, run: str | os.PathLike | None = None, model: str | None = None,
-                     start_actors: bool = True) -> dict:
+                     start_actors: bool = True, workdir: str | None = None) -> dict:
         """The Serve application spec: variants and shadows resolved to run directories (see `serve`)."""
         from raymlops.pipeline.serve import serving_spec
 
@@ -153,7 +153,7 @@ class Pipeline:
         else:
             default = str(layout.latest_run(open_storage(cfg), cfg.name))
         store = self.feature_store if cfg.serving.features else None
-        return serving_spec(cfg, self.app_name, default, self.say, store, start_actors)
+        return serving_spec(cfg, self.app_name, default, self.say, store, start_actors, workdir)
 
     def serve(self, run: str | os.PathLike | None = None, model: str | None = None) -> str:
         """Deploys the serving section: its variants and shadows behind a router, or one model (a run,
@@ -181,13 +181,14 @@ class Pipeline:
         stop_monitoring(self.app_name, self.config.ray.namespace)
 
     def export_serve_config(self, path: str | os.PathLike, run: str | os.PathLike | None = None,
-                            model: str | None = None) -> Path:
+                            model: str | None = None, workdir: str | None = None) -> Path:
         """Writes a Serve config file deploying what `serve` would (`serve deploy PATH`), monitor actors
-        included: Serve's build of the app starts them."""
+        included: Serve's build of the app starts them. ``workdir``: where the closed loop's retrain job
+        runs (default this process's directory; the image's for Kubernetes)."""
         from raymlops.serving import export
 
         s = self.config.serving
-        args = self.serving_spec(run, model, start_actors=False)
+        args = self.serving_spec(run, model, start_actors=False, workdir=workdir)
         return export(args, s.host, s.port, s.route_prefix, path, s.grpc_port)
 
     def run(self, progress: bool = True, no_cache: bool = False, resume: bool = False) -> RunResult:

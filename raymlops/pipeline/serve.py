@@ -50,7 +50,7 @@ def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | dict | None = 
 
 
 def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[[str], None],
-                 feature_store=None, start_actors: bool = True) -> dict:
+                 feature_store=None, start_actors: bool = True, workdir: str | None = None) -> dict:
     """The ``args`` of `raymlops.serving.app.build_app` for this config.
 
     ``default_ref``: the model of variants (and shadows) that name none, and of the single default variant.
@@ -69,7 +69,7 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     if cfg.monitoring is not None:
         from raymlops.monitoring.app_monitor import app_monitor_name, start_app_monitor
 
-        spec = _app_monitor_spec(cfg, app)
+        spec = _app_monitor_spec(cfg, app, workdir)
         if start_actors:
             start_app_monitor(spec)
         else:  # an exported file: `serve deploy` starts it when it builds the app, from a spec file in
@@ -158,7 +158,7 @@ def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | di
             "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
 
 
-def _app_monitor_spec(cfg: PipelineConfig, app: str) -> dict:
+def _app_monitor_spec(cfg: PipelineConfig, app: str, workdir: str | None = None) -> dict:
     """The app monitor's spec (alerts, canary events, performance, retraining); writes the resolved config
     the retrain job reads."""
     import os
@@ -185,6 +185,6 @@ def _app_monitor_spec(cfg: PipelineConfig, app: str) -> dict:
         config = write_config(cfg, join(here, "pipeline.yaml"))
         spec["retrain"] = {**m.retrain.model_dump(),
                            "submit": {"call": "raymlops.pipeline.loop:submit_retrain",
-                                      "args": [config, os.getcwd(), m.retrain.address]},
+                                      "args": [config, workdir or os.getcwd(), m.retrain.address]},
                            "promote": {"call": "raymlops.pipeline.loop:promote_challenger", "args": [config]}}
     return spec

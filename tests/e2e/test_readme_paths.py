@@ -62,12 +62,18 @@ def test_k8s_render_of_the_trained_quickstart(cli_quickstart, tmp_path):
     r, store, env = cli_quickstart
     assert r.returncode == 0
     out = tmp_path / "k8s"
-    r = run(["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "registry.example/raymlops:1",
-             "--namespace", "ml", "--out", str(out)], 300, **env)
+    cmd = ["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "registry.example/raymlops:1",
+           "--namespace", "ml", "--out", str(out)]
+    # the RayService's Serve config names runs in storage: local storage is refused, the pods could not reach it
+    r = run(cmd, 300, **env)
+    assert r.returncode == 2 and "got local storage" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert not out.exists()
+    r = run([*cmd, "--no-service", "--set", "training.tune.num_samples=2"], 300, **env)
     assert r.returncode == 0, r.stderr[-3000:]
-    names = sorted(p.name for p in out.iterdir())
-    assert names == ["churn-quickstart-rayjob.yaml", "churn-quickstart-rayservice.yaml"], names
-    service = yaml.safe_load((out / "churn-quickstart-rayservice.yaml").read_text())
-    assert "models" in yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
-    r = run(["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "bad image"], 120, **env)
+    assert sorted(p.name for p in out.iterdir()) == ["churn-quickstart-rayjob.yaml"]
+    job = yaml.safe_load((out / "churn-quickstart-rayjob.yaml").read_text())
+    assert job["spec"]["entrypoint"] == ("python jobs/run_pipeline.py configs/quickstart.yaml "
+                                         "--set training.tune.num_samples=2")
+    r = run(["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "bad image", "--no-service"], 120,
+            **env)
     assert r.returncode == 2 and "--image must be an image reference" in r.stderr and "Traceback" not in r.stderr

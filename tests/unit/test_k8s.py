@@ -90,3 +90,44 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(ManifestError, match="--worker-cpus must be an integer >= 1, got 0"):
         render(cfg, "configs/quickstart.yaml", "r/x:1", tmp_path, worker_cpus=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_sizing_follows_the_training_path_and_refuses_what_cannot_schedule(tmp_path):
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["training.model.cpus_per_trial=3"])  # 3 trials at once
+    (job,) = [yaml.safe_load(p.read_text()) for p in render(cfg, "c.yaml", "r/x:1", tmp_path) if "rayjob" in p.name]
+    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert workers["replicas"] == 3 and workers["rayStartParams"]["num-cpus"] == "4"  # 9 CPUs in 4-CPU pods
+    big = load_config(ROOT / "configs" / "quickstart.yaml", ["training.model.cpus_per_trial=8"])
+    with pytest.raises(ManifestError, match="one training task needs 8 CPUs but a worker pod has 4"):
+        render(big, "c.yaml", "r/x:1", tmp_path / "big")
+    gpu = load_config(ROOT / "configs" / "quickstart.yaml", ["training.model.device=cuda"])
+    with pytest.raises(ManifestError, match="needs a GPU worker group"):
+        render(gpu, "c.yaml", "r/x:1", tmp_path / "gpu")
+
+
+def test_long_names_stay_distinct_and_overrides_reach_the_job(tmp_path):
+    name = "customer-churn-prediction-model-for-emea-region"  # 47 characters
+    cfg = load_config(ROOT / "configs" / "monitoring.yaml", [f"name={name}"])
+    docs = _docs(render(cfg, "configs/monitoring.yaml", "r/x:1", tmp_path, serve_config=SERVE,
+                        overrides=["training.tune.num_samples=2"]))
+    names = [d["metadata"]["name"] for d in docs.values()]
+    assert len(set(names)) == 3 and all(len(n) <= 47 for n in names), names
+    assert sorted(n.rsplit("-", 1)[1] for n in names) == ["retrain", "run", "serve"]
+    for d in docs.values():
+        if d["kind"] == "RayJob":
+            assert d["spec"]["entrypoint"].endswith(" --set training.tune.num_samples=2")
+
+
+def test_operator_rules_and_names_are_checked(tmp_path):
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    with pytest.raises(ManifestError, match="--deadline-s must be an integer >= 1, got 0"):
+        render(cfg, "c.yaml", "r/x:1", tmp_path, deadline_s=0)
+    with pytest.raises(ManifestError, match="--namespace must be a DNS-1123 name"):
+        render(cfg, "c.yaml", "r/x:1", tmp_path, namespace="My_NS")
+    (path,) = render(cfg, "c.yaml", "r/x:1", tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplicas"] = 5
+    doc["spec"]["activeDeadlineSeconds"] = 0
+    got = check(doc)
+    assert any("minReplicas <= replicas <= maxReplicas" in p for p in got)
+    assert any("activeDeadlineSeconds: must be > 0" in p for p in got)
