@@ -251,6 +251,11 @@ def _features(args) -> int:
     if args.fcmd == "describe":
         print(json.dumps(store.describe(args.view), indent=2, default=str))
         return 0
+    if args.fcmd == "export":
+        got = store.export(args.view, args.out, args.format, args.version)
+        print(f"{got['view']}: offline version {got['version']} written to {got['path']} as {got['format']} "
+              f"({got['rows']} rows, partitioned by date)")
+        return 0
     if args.fcmd == "push":
         from raymlops.data.reader import read_frame
 

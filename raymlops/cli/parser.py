@@ -123,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
     fsk.add_argument("--tolerance", type=float, default=1e-6, help="relative difference that still matches")
     fsk.add_argument("--json", action="store_true", help="print the report as JSON")
     fsk.add_argument("--address")
+    fe = fsub.add_parser("export", help="a view's offline version as a Spark-readable table: Hive-partitioned "
+                                        "Parquet or Delta Lake, by date")
+    with_config(fe)
+    fe.add_argument("view")
+    fe.add_argument("--out", required=True, help="a new directory or URI (delta: a Delta table, new or existing)")
+    fe.add_argument("--format", choices=["parquet", "delta"], default="parquet")
+    fe.add_argument("--version", type=int, help="offline version (default: the latest)")
     fl = fsub.add_parser("list", help="the declared views with their offline versions")
     with_config(fl)
     fd = fsub.add_parser("describe", help="one view: schema, entity, ttl, source, versions, freshness")

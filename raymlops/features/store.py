@@ -343,6 +343,14 @@ class FeatureStore:
     def list_views(self) -> list[dict]:
         return [self._summary(v, self.offline.latest(v.name)) for v in self.features.views]
 
+    def export(self, view: str, out: str, fmt: str = "parquet", version: int | None = None) -> dict:
+        """Writes a view's offline version (default the latest) where Spark reads it: a Hive-partitioned
+        Parquet dataset or a Delta table (``raymlops.features.export``)."""
+        from raymlops.features.export import export
+
+        self.view(view)  # an unknown view fails with the declared names
+        return export(self.offline, view, out, fmt, version)
+
     def describe(self, name: str) -> dict:
         import json
 

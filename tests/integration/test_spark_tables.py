@@ -75,3 +75,41 @@ def test_the_quickstart_trains_on_the_pruned_spark_table(ray_session, spark_tabl
     rows = meta["rows"]
     assert rows["train"] + rows["valid"] == int((df["month"] <= 5).sum())
     assert meta["time_range"][1] < "2024-06-01"  # June was pruned away
+
+
+def test_the_offline_store_exports_tables_spark_and_delta_read(ray_session, tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from deltalake import DeltaTable
+    from pyspark.sql import SparkSession
+
+    from tests.integration.test_features_pit import make_store
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    table = pa.table({"user_id": rng.integers(0, 50, n), "ts": pd.Timestamp("2024-03-01", tz="UTC")
+                      + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
+                      "created": pd.Timestamp("2024-04-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+                      "clicks": rng.integers(0, 9, n), "spend": rng.normal(10, 2, n)})
+    store = make_store(tmp_path, table)
+    want = store.offline.read_table("stats").to_pandas()
+    got = store.export("stats", str(tmp_path / "pq"), "parquet")
+    assert got["rows"] == n and (tmp_path / "pq" / "_SUCCESS").exists()
+    assert not list(tmp_path.glob("pq.*.partial"))
+    store.export("stats", str(tmp_path / "delta"), "delta")
+    delta = DeltaTable(str(tmp_path / "delta"))
+    assert delta.to_pyarrow_table().num_rows == n
+    assert delta.history()[0]["raymlops.offline_version"] == str(got["version"])
+    spark = (SparkSession.builder.master("local[1]").appName("raymlops-export").config("spark.ui.enabled", "false")
+             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    try:
+        df = spark.read.parquet(str(tmp_path / "pq"))
+        assert df.count() == n and "date" in df.columns
+        assert abs(df.groupBy().sum("spend").collect()[0][0] - want["spend"].sum()) < 1e-6
+        days = {r["date"].isoformat() for r in df.select("date").distinct().collect()}
+        assert days == set(want["ts"].dt.strftime("%Y-%m-%d"))
+    finally:
+        spark.stop()
+    with pytest.raises(DataError, match="already exists and is not empty"):
+        store.export("stats", str(tmp_path / "pq"), "parquet")

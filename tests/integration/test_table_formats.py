@@ -107,3 +107,30 @@ def test_a_run_trains_on_a_pinned_table_version(ray_session, storage, delta_tabl
         assert lineage["version"] == latest["version"] and "version: 1" in recorded
     else:
         assert f"snapshot: {lineage['snapshot']}" in recorded and lineage["snapshot"] != old[0].split("=")[1]
+
+
+def test_a_feature_view_builds_from_a_delta_table_at_its_pinned_version(ray_session, tmp_path):
+    import numpy as np
+    import yaml
+    from deltalake import write_deltalake
+
+    from raymlops import FeatureStore
+    from raymlops.pipeline.steps import build_and_record
+
+    rng = np.random.default_rng(1)
+    events = pd.DataFrame({"user_id": rng.integers(0, 20, 500),
+                           "ts": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(500), unit="h"),
+                           "score": rng.normal(0, 1, 500), "tier": rng.choice(["a", "b"], 500)})
+    table = str(tmp_path / "events")
+    write_deltalake(table, events.iloc[:300])
+    write_deltalake(table, events.iloc[300:], mode="append")
+    cfg = {"name": "delta-features", "storage": str(tmp_path / "store"),
+           "sources": {"events": {"format": "delta", "path": table, "version": 0}},
+           "features": {"entities": [{"name": "user", "join_keys": ["user_id"]}],
+                        "views": [{"name": "stats", "entity": "user", "source": "events", "timestamp": "ts",
+                                   "fields": ["score", "tier"]}]}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    store = FeatureStore.from_yaml(tmp_path / "cfg.yaml")
+    built = build_and_record(store.config, store)
+    assert sum(f["rows"] for f in built["stats"]["files"]) == 300  # version 0 only
+    assert store.offline.read_table("stats").num_rows == 300
