@@ -52,6 +52,7 @@ def iceberg_table(demo_dir, tmp_path_factory):
     table = cat.create_table("crm.customers", schema=arrow.schema)
     table.append(arrow)
     snap0 = table.current_snapshot().snapshot_id
+    time.sleep(0.05)
     table.append(pa.Table.from_pandas(second, preserve_index=False).cast(arrow.schema))
     return catalog, first, second, snap0
 
@@ -73,6 +74,11 @@ def test_iceberg_time_travel_by_snapshot(ray_session, iceberg_table):
     src = {"format": "iceberg", "path": "crm.customers", "catalog": catalog}
     assert read_source(SourceConfig(**src)).count() == len(first) + len(second)
     assert read_source(SourceConfig(**src, snapshot=snap0)).count() == len(first)
+    from pyiceberg.catalog import load_catalog
+
+    stamps = sorted(s.timestamp_ms for s in load_catalog("raymlops", **catalog).load_table("crm.customers").snapshots())
+    between = pd.Timestamp((stamps[0] + stamps[1]) / 2, unit="ms", tz="UTC").isoformat()
+    assert read_source(SourceConfig(**src, as_of=between)).count() == len(first)
     with pytest.raises(DataError, match="no snapshot 1;"):
         read_source(SourceConfig(**src, snapshot=1))
     with pytest.raises(DataError, match="no such Iceberg table"):
