@@ -24,6 +24,16 @@ SAMPLE_ROWS = 5_000  # rows kept for compare's drift tests (the detectors' windo
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))  # splitmix64's finalizer
 
 
+def _merged(mine: Any, other: Any) -> Any:
+    """``mine`` merged with ``other`` (either may be None: a sketch a block did not need)."""
+    if other is None:
+        return mine
+    if mine is None:
+        return other
+    mine.merge(other)
+    return mine
+
+
 def kind_of(arrow_type) -> str | None:
     """numeric | categorical | time for a pyarrow type; None for types a profile skips (lists, structs)."""
     import pyarrow.types as pt
@@ -89,16 +99,8 @@ class ColumnPartial:
             self.length_min = o.length_min if self.length_min is None else min(self.length_min, o.length_min)
             self.length_max = o.length_max if self.length_max is None else max(self.length_max, o.length_max)
         self.hll.merge(o.hll)
-        if o.kll is not None:
-            if self.kll is None:
-                self.kll = o.kll
-            else:
-                self.kll.merge(o.kll)
-        if o.items is not None:
-            if self.items is None:
-                self.items = o.items
-            else:
-                self.items.merge(o.items)
+        self.kll = _merged(self.kll, o.kll)
+        self.items = _merged(self.items, o.items)
 
     # datasketches objects travel as their own serialized bytes
     def __getstate__(self) -> dict:
@@ -137,11 +139,7 @@ class Partial:
             else:
                 self.columns[name] = col
         self.row_hll.merge(o.row_hll)
-        if o.pairs is not None:
-            if self.pairs is None:
-                self.pairs = o.pairs
-            else:
-                self.pairs.merge(o.pairs)
+        self.pairs = _merged(self.pairs, o.pairs)
         for day, n in o.days.items():
             self.days[day] = self.days.get(day, 0) + n
         if o.sample is not None:
