@@ -196,8 +196,14 @@ def test_every_page_renders_its_data_and_charts(console, browser, shots, store):
     assert "monthly_charges" in d.find_element(By.CSS_SELECTOR, "table.quality").text
 
     d = visit(browser, console + "/datasets", shots, "datasets")
-    assert len(d.find_elements(By.CSS_SELECTOR, "table.datasets a")) == 2  # both runs, on the same data
+    assert len(d.find_elements(By.CSS_SELECTOR, "table.datasets a[href^='/runs/']")) == 2  # both runs, same data
     assert " → " in d.find_element(By.CSS_SELECTOR, "td.range").text  # the training rows' event-time range
+    # training.explore (on in the quickstart): the newest run's profile of its training split
+    d.find_element(By.LINK_TEXT, "data").click()
+    visit(browser, d.current_url, shots, "data")
+    assert "/data/churn-quickstart/" in d.current_url
+    assert d.find_elements(By.CSS_SELECTOR, "section[id='col-contract'] svg")  # its charts are drawn
+    assert "With the label" in d.find_element(By.TAG_NAME, "main").text
     visit(browser, console + "/deployments", shots, "deployments")
     visit(browser, console + "/features", shots, "features")
 
