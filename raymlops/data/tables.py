@@ -89,12 +89,14 @@ def schema(src):
     return (schemas.get(snap.schema_id) or table.schema()).as_arrow()
 
 
-def read(src, pinned: dict[str, Any] | None = None):
-    """The table as a lazy Ray Dataset at ``pinned`` (a ``version`` result), else at the version resolved now."""
+def read(src):
+    """The table as a lazy Ray Dataset at its version: the one ``src`` names (a run pins it), else the one
+    resolved now (``as_of``, or the latest)."""
     import ray.data
 
-    pinned = pinned or version(src)
+    # opened (and checked) at that version; its files are listed by Ray's reader, not here a second time
+    at = _delta(src).version() if src.format == "delta" else _iceberg(src)[1].snapshot_id
     if src.format == "delta":
-        return ray.data.read_delta(src.path, version=pinned["version"])
-    return ray.data.read_iceberg(table_identifier=src.path, snapshot_id=pinned["snapshot"],
+        return ray.data.read_delta(src.path, version=at)
+    return ray.data.read_iceberg(table_identifier=src.path, snapshot_id=at,
                                  catalog_kwargs={"name": "raymlops", **(src.catalog or {})})

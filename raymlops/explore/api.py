@@ -78,23 +78,30 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
     Raises:
         DataError: unreadable input, or a label/time column that is not in the data.
     """
+    cfg = _config(config)
+    profile = _profile(data, cfg, label, time, name, seed)
+    if compare is None:
+        return profile
+    return profile.compare(_profile(compare, cfg, label, time, None, seed + 1, label_optional=True))
+
+
+def _profile(data, cfg, label: str | None, time: str | None, name: str | None, seed: int,
+             label_optional: bool = False) -> Profile:
+    """One input's profile (``label_optional``: the compared side, profiled with the label when it has it)."""
     from raymlops.explore.profile import profile_dataset
 
-    cfg = _config(config)
     ds, default_time, default_name = _dataset(data, cfg)
     _ensure_ray(cfg)
     if REQUEST_LOG <= set(ds.schema().names):  # the request log: each primary row's inputs become the columns
         fields = _log_fields(ds)
         default_time = "request_ts" if "ts" in fields else "ts"
         ds = ds.map_batches(_logged_inputs, batch_format="pyarrow", fn_kwargs={"fields": fields, "time": default_time})
+    if label_optional and label not in ds.schema().names:
+        label = None
     got, sketches = profile_dataset(ds, label=label, time_column=time or default_time, name=name or default_name,
                                     seed=seed)
     sample = got.pop("sample")
-    profile = Profile(got, sample, sketches)
-    if compare is None:
-        return profile
-    other = explore(compare, label=label if _has(compare, cfg, label) else None, time=time, config=cfg, seed=seed + 1)
-    return profile.compare(other)
+    return Profile(got, sample, sketches)
 
 
 LOG_SAMPLE = 20_000  # primary rows of a request log whose inputs decide its columns' types
@@ -151,13 +158,6 @@ def _as(v, kind: str):
         except (TypeError, ValueError):
             return None
     return float(v) if kind == "float" else int(v)
-
-
-def _has(data, cfg, column: str | None) -> bool:
-    if column is None:
-        return False
-    ds, _, _ = _dataset(data, cfg)
-    return column in ds.schema().names
 
 
 def _config(config):

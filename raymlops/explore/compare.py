@@ -8,16 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from raymlops.data.schema import Column
 from raymlops.explore.block import CATEGORICAL, NUMERIC
 from raymlops.explore.profile import HIST_BINS
 from raymlops.explore.warnings import is_identifier
 
 P_VAL = 0.05
-
-
-class _Column:  # the schema-column shape fit_detector reads
-    def __init__(self, name: str, type: str):
-        self.name, self.type = name, type
 
 
 def compare_profiles(a: dict[str, Any], b: dict[str, Any], sketches_a: dict, sketches_b: dict,
@@ -66,7 +62,7 @@ def _drift(sample_a, sample_b, columns: list[str], kinds: dict, p_val: float) ->
     from raymlops.monitoring.effects import Profile
 
     ref, cur = _frame(sample_a, columns), _frame(sample_b, columns)
-    schema = [_Column(n, "number" if kinds[n]["kind"] == NUMERIC else "string") for n in columns]
+    schema = [Column(n, "number" if kinds[n]["kind"] == NUMERIC else "string") for n in columns]
     detector, _ = fit_detector("tabular", ref, schema, {"p_val": p_val, "correction": "bonferroni",
                                                         "window": len(cur)})
     result = detector.test(cur)

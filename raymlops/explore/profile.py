@@ -49,7 +49,7 @@ def profile_dataset(ds, *, label: str | None = None, time_column: str | None = N
     if time_column is None:
         time_column = next((n for n, k in kinds.items() if k == TIME), None)
     layout = Layout(kinds, time_column, seed)
-    merged = _merge(ds.map_batches(_profile_fn(layout), batch_format="pyarrow", zero_copy_batch=True,
+    merged = _merge(ds.map_batches(_partial_fn(profile_block, layout), batch_format="pyarrow", zero_copy_batch=True,
                                    batch_size=BATCH_ROWS))
     if merged.rows == 0:
         raise DataError(f"{name}: no rows to profile")
@@ -65,7 +65,7 @@ def profile_dataset(ds, *, label: str | None = None, time_column: str | None = N
     }
     if label is not None:
         bins = label_bins(out["columns"], merged.columns, label)
-        counts = _merge_counts(ds.map_batches(_label_fn(bins), batch_format="pyarrow", zero_copy_batch=True,
+        counts = _merge_counts(ds.map_batches(_partial_fn(label_block, bins), batch_format="pyarrow", zero_copy_batch=True,
                                               batch_size=BATCH_ROWS))
         out["associations"] = association(bins, counts)
     out["warnings"] = warnings_of(out)
@@ -74,20 +74,12 @@ def profile_dataset(ds, *, label: str | None = None, time_column: str | None = N
     return out, merged.columns
 
 
-def _profile_fn(layout: Layout):
+def _partial_fn(build, spec):
+    """The Ray task body of a pass: a batch's partial (``build(batch, spec)``), pickled into a one-row table."""
     import pyarrow as pa
 
     def fn(table):
-        return pa.table({"partial": [dumps(profile_block(table, layout))]})
-
-    return fn
-
-
-def _label_fn(bins: dict):
-    import pyarrow as pa
-
-    def fn(table):
-        return pa.table({"partial": [dumps(label_block(table, bins))]})
+        return pa.table({"partial": pa.array([dumps(build(table, spec))], pa.large_binary())})
 
     return fn
 
