@@ -47,7 +47,7 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
     known = y >= 0  # classifiers: rows whose label the model knows
     rows = holdout[known].reset_index(drop=True)
     y = y[known]
-    from raymlops.registry.fingerprint import file_sha256
+    from raymlops.pipeline.fingerprint import file_sha256
 
     sha = file_sha256(run_dir / cand.meta["model_file"])[:12]
     name = f"candidate (model {sha})"  # named by its bytes: a cached evaluation serves every run of this model

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from raymlops.artifacts import run as layout
 from raymlops.config.models import PipelineConfig
 from raymlops.registry import ModelRegistry, Tracker, check_gate, tracking_uri
-from raymlops.registry.fingerprint import digest, git_info, package_versions
+from raymlops.pipeline.fingerprint import digest, git_info, package_versions
 from raymlops.registry.tracking import TAG
 
 
@@ -98,7 +98,7 @@ def bundle_key(run_dir: Path, model_key: str) -> str:
     """The model and everything served beside it (preprocessing, schema, drift detectors and reference,
     quality profile): a version is reused only when all of it is unchanged, so a run that changes only the
     monitoring (a new drift detector) registers a version whose bundle carries it."""
-    from raymlops.registry.fingerprint import file_sha256
+    from raymlops.pipeline.fingerprint import file_sha256
 
     names = [layout.PREPROCESSING, layout.SCHEMA, layout.REFERENCE, layout.QUALITY]
     drift = run_dir / layout.DRIFT_DIR

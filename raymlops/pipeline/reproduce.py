@@ -11,7 +11,7 @@ from raymlops.artifacts import run as layout
 from raymlops.config import load_config
 from raymlops.errors import RaymlopsError
 from raymlops.pipeline.steps import read_inputs
-from raymlops.registry.fingerprint import file_sha256
+from raymlops.pipeline.fingerprint import file_sha256
 from raymlops.registry.tracking import TAG
 
 

@@ -13,8 +13,8 @@ from raymlops.artifacts import run as layout
 from raymlops.config.models import PipelineConfig
 from raymlops.errors import RaymlopsError
 from raymlops.pipeline import record
-from raymlops.registry import Fingerprinter, StepCache
-from raymlops.registry.fingerprint import digest, module_fingerprint
+from raymlops.pipeline.cache import StepCache
+from raymlops.pipeline.fingerprint import Fingerprinter, digest, module_fingerprint
 from raymlops.storage import open_storage
 from raymlops.storage.staging import cache_root
 

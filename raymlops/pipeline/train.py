@@ -131,7 +131,7 @@ def _write(ds, out: Staging, name: str) -> None:
 
 def _content_sha(store: Storage, *dirs: str) -> str:
     """sha256 over the files' contents in write order (names excluded)."""
-    from raymlops.registry.fingerprint import digest
+    from raymlops.pipeline.fingerprint import digest
 
     return digest([[store.sha256(*d.split("/"), n) for n in store.listdir(d) if n.endswith(".parquet")] for d in dirs])
 
@@ -338,7 +338,7 @@ def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tu
     if t.task == "binary":
         record["decision"] = _decision(t, spec, result.best_params, train_ds, out / model_file, say)
     layout.write_json(out / "search.json", record)
-    from raymlops.registry.fingerprint import file_sha256
+    from raymlops.pipeline.fingerprint import file_sha256
 
     return {"model_file": model_file, "best": result.best_metrics, "model_sha256": file_sha256(out / model_file),
             **({"threshold": record["decision"]["threshold"]} if "decision" in record else {})}

@@ -4,6 +4,7 @@ and resolving ``models:/NAME@ALIAS`` back to a loadable run bundle."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -19,7 +20,6 @@ from raymlops.artifacts.run import REGISTERED
 from raymlops.config.base import MODEL_URI
 from raymlops.config.models import MAXIMIZE
 from raymlops.errors import RaymlopsError
-from raymlops.registry.fingerprint import digest
 from raymlops.registry.tracking import TAG, client, tracking_uri, using
 
 BUNDLE = "raymlops_run"  # the run's files inside the MLflow model (its extra_files/ folder)
@@ -301,7 +301,7 @@ class ModelRegistry:
         import mlflow
 
         mv = self.resolve_version(uri)
-        final = Path(cache_root) / digest(self.uri)[:10] / mv.name / str(mv.version)
+        final = Path(cache_root) / _store_key(self.uri) / mv.name / str(mv.version)
         run_id = mv.tags.get(f"{TAG}run_id")
         if not _complete(final, run_id):
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +330,11 @@ class ModelRegistry:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final / BUNDLE, mv
+
+
+def _store_key(uri: str) -> str:
+    """The folder a tracking store's copies live under: sha256 of its URI as JSON, 10 hex digits."""
+    return hashlib.sha256(json.dumps(uri).encode()).hexdigest()[:10]
 
 
 def _complete(d: Path, run_id: str | None) -> bool:

@@ -48,7 +48,7 @@ def test_run_is_recorded_in_mlflow_with_trials_tags_inputs_and_report(quickstart
     assert run.info.status == "FINISHED" and run.info.run_name == result.run_id
     assert tags["raymlops.run_id"] == result.run_id and len(tags["raymlops.config_hash"]) == 16
     sha = tags["raymlops.input.customers.sha256"]
-    from raymlops.registry.fingerprint import file_sha256, digest
+    from raymlops.pipeline.fingerprint import file_sha256, digest
 
     assert sha == digest([["train.parquet", file_sha256(demo_dir / "train.parquet")]])  # content, not location
     assert json.loads(tags["raymlops.packages"])["xgboost"].startswith("3.2")

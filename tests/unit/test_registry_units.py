@@ -7,7 +7,9 @@ import pytest
 
 from raymlops.config import load_config
 from raymlops.errors import ConfigError
-from raymlops.registry import Fingerprinter, RegistryError, StepCache, check_gate, parse_uri
+from raymlops.pipeline.cache import StepCache
+from raymlops.pipeline.fingerprint import Fingerprinter
+from raymlops.registry import RegistryError, check_gate, parse_uri
 from tests.conftest import ROOT
 
 GATE = {"metric": "auc", "min": 0.8, "max": None, "beat_champion_by": 0.0}
@@ -133,7 +135,7 @@ def test_registry_config_errors_name_the_key(tmp_path, old, new, expected):
 def test_a_source_fingerprint_follows_content_not_location(tmp_path):
     """A Ray job's working dir is unpacked under a new path whenever any of its files changes: the same data
     must key the same cached steps there."""
-    from raymlops.registry.fingerprint import Fingerprinter
+    from raymlops.pipeline.fingerprint import Fingerprinter
 
     fp = Fingerprinter()
     for where in ("a", "b"):

@@ -101,7 +101,7 @@ def test_a_staged_directory_is_invisible_until_published_and_fetched_whole(store
 
 
 def test_step_cache_runs_once_per_key_and_the_first_complete_writer_wins(store):
-    from raymlops.registry import StepCache
+    from raymlops.pipeline.cache import StepCache
 
     calls = []
 

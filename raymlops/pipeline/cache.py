@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from raymlops.registry.fingerprint import code_fingerprint, digest, dir_fingerprint, package_versions
+from raymlops.pipeline.fingerprint import code_fingerprint, digest, dir_fingerprint, package_versions
 from raymlops.storage import Staging, Storage, fetch_dir, open_storage
 
 MANIFEST = "step.json"
