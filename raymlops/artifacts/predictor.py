@@ -120,6 +120,7 @@ class Predictor:
         return np.asarray(self.predict_with_proba(df)[1])
 
 
-def load_model(run: str | os.PathLike, storage=None) -> Predictor:
-    """Loads the predictor of a run (a run directory, or a run id under ``storage``)."""
+def load_predictor(run: str | os.PathLike, storage=None) -> Predictor:
+    """Loads the predictor of a run (a run directory, or a run id under ``storage``). The public entry point is
+    ``raymlops.load_model``, which also resolves ``models:/`` URIs and uses this for runs."""
     return Predictor(layout.find_run(run, storage))

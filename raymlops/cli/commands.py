@@ -66,8 +66,8 @@ def _run(args) -> int:
                           **({"holdout": holdout} if holdout else {}), "model": result.model,
                           "endpoint": result.endpoint}, indent=2))
         if result.endpoint and args.probe:
-            from raymlops.artifacts import load_model
             from raymlops.pipeline.probe import probe
+            from raymlops.registry import load_model
 
             columns = load_model(result.run_dir).schema.names
             for path in args.probe:

@@ -390,10 +390,10 @@ def load_model(model: str | os.PathLike, storage: str | None = None, tracking_ur
     """Loads a Predictor from a run directory, a run id (under ``storage``) or a registry URI
     (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``, from ``tracking_uri_``, ``$MLFLOW_TRACKING_URI`` or
     the embedded store under ``storage``)."""
-    from raymlops.artifacts import Predictor, find_run
+    from raymlops.artifacts import Predictor, load_predictor
 
     if str(model).startswith("models:/"):
         uri = tracking_uri_ or tracking_uri(None, storage)
         bundle, _ = ModelRegistry(uri).download(str(model), registry_cache())
         return Predictor(bundle)
-    return Predictor(find_run(model, storage))
+    return load_predictor(model, storage)
