@@ -1,8 +1,8 @@
-"""Online feature store: the OnlineStore extension point, its SQLite and Redis backends and the factory."""
+"""Online feature store: the OnlineStore extension point, the table of its backends (SQLite, Redis) and the factory."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 from typing import Any
 
 from raymlops.features.online.base import (
@@ -15,16 +15,32 @@ from raymlops.features.online.base import (
     to_json_value,
 )
 
-__all__ = ["OnlineRecord", "OnlineStore", "OnlineStoreError", "decode_values", "default_sqlite_path", "encode_key",
-           "encode_values", "open_online_store", "to_json_value"]
+__all__ = ["ONLINE_STORES", "OnlineRecord", "OnlineStore", "OnlineStoreError", "decode_values", "encode_key",
+           "encode_values", "online_store_class", "open_online_store", "to_json_value"]
+
+# The only place a backend is chosen: features.online_store.type -> the OnlineStore subclass, as "module:Class"
+# (imported when a store of that type is first opened, so `redis` loads only where it is used) or the class.
+ONLINE_STORES: dict[str, str | type[OnlineStore]] = {
+    "sqlite": "raymlops.features.online.sqlite:SqliteOnlineStore",
+    "redis": "raymlops.features.online.redis:RedisOnlineStore",
+}
 
 
-def default_sqlite_path(storage: str) -> Path:
-    """<storage>/features/online.db, for a local (or file://) storage path."""
-    if "://" in storage and not storage.startswith("file://"):
-        raise OnlineStoreError(f"the SQLite online store needs a local file but storage is {storage!r}: "
-                               "set features.online_store.path, or use type: redis")
-    return Path(storage.removeprefix("file://")).expanduser() / "features" / "online.db"
+def online_store_class(kind: str) -> type[OnlineStore]:
+    """The backend class of an online store type (see ONLINE_STORES).
+
+    Raises:
+        OnlineStoreError: Unknown type.
+    """
+    try:
+        target = ONLINE_STORES[kind]
+    except KeyError:
+        raise OnlineStoreError(f"unknown online store type {kind!r}; expected "
+                               f"{' or '.join(repr(k) for k in ONLINE_STORES)}") from None
+    if isinstance(target, str):
+        module, _, name = target.partition(":")
+        target = getattr(importlib.import_module(module), name)
+    return target
 
 
 def open_online_store(cfg: Any, storage: str, namespace: str) -> OnlineStore:
@@ -40,13 +56,4 @@ def open_online_store(cfg: Any, storage: str, namespace: str) -> OnlineStore:
         OnlineStoreError: Unknown type, or the store cannot be opened/reached.
     """
     kind = getattr(cfg, "type", "sqlite") if cfg is not None else "sqlite"
-    if kind == "sqlite":
-        from raymlops.features.online.sqlite import SqliteOnlineStore
-
-        path = getattr(cfg, "path", None)
-        return SqliteOnlineStore(Path(path.removeprefix("file://")) if path else default_sqlite_path(storage))
-    if kind == "redis":
-        from raymlops.features.online.redis import RedisOnlineStore
-
-        return RedisOnlineStore(cfg.url, cfg.key_prefix or namespace)
-    raise OnlineStoreError(f"unknown online store type {kind!r}; expected 'sqlite' or 'redis'")
+    return online_store_class(kind).from_config(cfg, storage, namespace)

@@ -46,7 +46,24 @@ Merge = Callable[[str | None, str], str]
 
 
 class OnlineStore(ABC):
-    """Latest feature values per (view, entity key), plus a little metadata. Thread-safe; use as a context manager."""
+    """Latest feature values per (view, entity key), plus a little metadata. Thread-safe; use as a context manager.
+
+    A backend is a subclass named for its config ``type`` in ``raymlops.features.online.ONLINE_STORES``.
+    """
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: Any, storage: str, namespace: str) -> OnlineStore:
+        """Opens the store a ``features.online_store`` config section describes.
+
+        Args:
+            cfg: The backend's config section (None: the backend's defaults).
+            storage: The pipeline's storage path (where a local backend keeps its file by default).
+            namespace: The pipeline name (a shared backend's default key prefix).
+
+        Raises:
+            OnlineStoreError: The store cannot be opened or reached.
+        """
 
     @abstractmethod
     def write(self, view: str, rows: Iterable[Row]) -> int:

@@ -118,6 +118,11 @@ class RedisOnlineStore(OnlineStore):
             raise self._wrap(e, "connect") from e
         self._cas = self._client.register_script(_CAS)
 
+    @classmethod
+    def from_config(cls, cfg: Any, storage: str, namespace: str) -> RedisOnlineStore:
+        """``cfg.url``, keys under ``cfg.key_prefix`` or the pipeline name."""
+        return cls(cfg.url, cfg.key_prefix or namespace)
+
     def __repr__(self) -> str:
         return f"RedisOnlineStore({redact(self.url)!r}, key_prefix={self.key_prefix!r})"
 

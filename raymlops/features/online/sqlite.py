@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from raymlops.features.online.base import (
     OnlineRecord,
@@ -70,6 +71,14 @@ WHERE excluded.ts > online_features.ts
 _READ_ONE = "SELECT vals, ts, cts FROM online_features WHERE view = ? AND ekey = ?"
 
 
+def default_sqlite_path(storage: str) -> Path:
+    """<storage>/features/online.db, for a local (or file://) storage path."""
+    if "://" in storage and not storage.startswith("file://"):
+        raise OnlineStoreError(f"the SQLite online store needs a local file but storage is {storage!r}: "
+                               "set features.online_store.path, or use type: redis")
+    return Path(storage.removeprefix("file://")).expanduser() / "features" / "online.db"
+
+
 class SqliteOnlineStore(OnlineStore):
     """Online store in one local SQLite file.
 
@@ -91,6 +100,12 @@ class SqliteOnlineStore(OnlineStore):
         except (sqlite3.Error, OSError) as e:
             self.close()
             raise OnlineStoreError(f"cannot open the SQLite online store {self.path}: {e}") from e
+
+    @classmethod
+    def from_config(cls, cfg: Any, storage: str, namespace: str) -> SqliteOnlineStore:
+        """``cfg.path``, or <storage>/features/online.db."""
+        path = getattr(cfg, "path", None)
+        return cls(Path(path.removeprefix("file://")) if path else default_sqlite_path(storage))
 
     def __repr__(self) -> str:
         return f"SqliteOnlineStore({str(self.path)!r})"
