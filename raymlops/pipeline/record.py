@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config.models import PipelineConfig
-from raymlops.registry import ModelRegistry, Tracker, check_gate, tracking_uri
 from raymlops.pipeline.fingerprint import digest, git_info, package_versions
+from raymlops.registry import ModelRegistry, Tracker, check_gate, tracking_uri
 from raymlops.registry.tracking import TAG
 
 

@@ -10,8 +10,8 @@ from raymlops.artifacts import find_run
 from raymlops.artifacts import run as layout
 from raymlops.config import load_config
 from raymlops.errors import RaymlopsError
-from raymlops.pipeline.steps import read_inputs
 from raymlops.pipeline.fingerprint import file_sha256
+from raymlops.pipeline.steps import read_inputs
 from raymlops.registry.tracking import TAG
 
 
