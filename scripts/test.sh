@@ -13,9 +13,18 @@ bash scripts/need.sh java openjdk-17-jre-headless  # real PySpark writes the Spa
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> import layers (import-linter)"
 lint-imports --config pyproject.toml
-echo "==> pytest"
 # Exit code 5 (no tests collected) is a failure too: `set -e` propagates any non-zero exit.
-if [ $# -gt 0 ]; then exec python -m pytest "$@"; fi
-python -m pytest tests
+# With arguments (`bash scripts/test.sh tests/unit -q`): pytest only, no lint and no coverage.
+if [ $# -gt 0 ]; then echo "==> pytest"; exec python -m pytest "$@"; fi
+# ruff check, ruff format --check, mypy (raymlops/config, raymlops/contracts): scripts/lint.sh
+bash scripts/lint.sh
+echo "==> pytest (with coverage)"
+# Coverage measures the pytest process only. Ray workers and actors are not measured: coverage's
+# `patch = subprocess` / COVERAGE_PROCESS_START does start it in them (they inherit the driver's environment),
+# but Ray ends its workers without running atexit, so their data is never written (checked with a task and an
+# actor: neither left a data file), while each of them would still pay for tracing.
+rm -f .coverage .coverage.*
+python -m pytest tests --cov=raymlops --cov-report=term
+echo "==> coverage: $(python -m coverage report --format=total)% of raymlops statements (the pytest process)"
 echo "==> pytest tests/cluster (a 2-node Ray cluster whose nodes share no disk, in private namespaces)"
 exec bash tests/cluster/run.sh
