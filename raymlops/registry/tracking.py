@@ -68,17 +68,16 @@ def using(uri: str):
     MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI variables (mlflow.set_tracking_uri exports them)."""
     _quiet()
     import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from raymlops.registry._compat import kept_uri_globals
 
     env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
-        yield
+        with kept_uri_globals():
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            yield
     finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
         for k, v in env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -216,4 +215,6 @@ class Tracker:
 def _dataset_input(ds, tags):
     from mlflow.entities import DatasetInput
 
-    return DatasetInput(dataset=ds._to_mlflow_entity(), tags=tags)
+    from raymlops.registry._compat import dataset_entity
+
+    return DatasetInput(dataset=dataset_entity(ds), tags=tags)
