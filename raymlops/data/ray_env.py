@@ -133,8 +133,8 @@ def job_client(address: str | None = None):
 
 # Ray's notices that say nothing about this run, printed on every command: the token-auth notice a local Ray
 # prints at start (raymlops' local Ray is token-authenticated on purpose; clusters set RAY_AUTH_MODE), and
-# "Progress bars disabled", which quiet mode causes itself. Muted here once, at their loggers.
-_KNOWN_NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+# "Progress bars disabled", which quiet mode causes itself. Muted here once, at their loggers (private modules'
+# names: raymlops.data._compat.NOTICE_LOGGERS).
 # Serve's driver-side INFO ("Started Serve in namespace", "Connecting to existing Serve app ... options will not
 # be applied"): raymlops says what it deployed and where itself.
 _SERVE_DRIVER = "ray.serve"
@@ -160,7 +160,9 @@ class _BusyCpusNotice(logging.Filter):
 
 
 def _mute_known_notices() -> None:
-    for name in _KNOWN_NOTICES:
+    from raymlops.data._compat import NOTICE_LOGGERS
+
+    for name in NOTICE_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     for name, kind in ((_SERVE_DRIVER, _ServeDriverInfo), ("ray.data.dataset", _BusyCpusNotice)):
         logger = logging.getLogger(name)
@@ -197,20 +199,16 @@ def start_serve(host: str, port: int, grpc_port: int | None = None) -> str:
     """
     from ray import serve
 
+    from raymlops.data._compat import serve_grpc_options, serve_http_options
     from raymlops.errors import SetupError
 
     grpc = {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]} if grpc_port else None
     serve.start(http_options={"host": host, "port": port}, grpc_options=grpc)
     try:
-        from ray.serve.context import _get_global_client
-
-        client = _get_global_client()
-        cfg = client.http_config
+        cfg = serve_http_options()
         host, port = cfg.host, cfg.port
         if grpc_port:
-            import ray
-
-            got = ray.get(client._controller.get_grpc_config.remote(), timeout=30)
+            got = serve_grpc_options()
             if got.port != grpc_port or GRPC_SERVICER not in got.grpc_servicer_functions:
                 raise SetupError(f"serving.grpc_port: Serve is already running here without a gRPC proxy on port "
                                  f"{grpc_port} (its gRPC port: {got.port}); a running Serve keeps its proxies: "
@@ -236,6 +234,7 @@ def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_k
     """
     from ray import serve
 
+    from raymlops.data._compat import delete_app_nowait
     from raymlops.errors import RaymlopsError
 
     deadline = time.monotonic() + timeout_s
@@ -252,7 +251,7 @@ def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_k
             why = " | ".join(m for m in [getattr(status, "message", ""), *(
                 d.message for d in getattr(status, "deployments", {}).values())] if m)
             if not failed and not existed:  # a new app stuck for resources would hold them: removed
-                serve.delete(name, _blocking=False)
+                delete_app_nowait(name)
             kept = " (not deleted: it existed before this deploy; `serve status` shows it)" if existed and not failed else ""
             raise RaymlopsError(f"Serve app {name!r} " + ("failed to deploy" if failed else
                                 f"was not running after {timeout_s:g} s ({timeout_key})") + kept
