@@ -196,24 +196,9 @@ def _fast(name: str) -> type:
     statistics for the same draws, much faster). Built on first use (importing alibi-detect compiles numba);
     module attributes, so pickled detectors load in any process."""
     if name not in globals():
-        from alibi_detect.cd import CVMDriftOnline, FETDriftOnline
-        from alibi_detect.cd.cvm_online import _normalise_stats
+        from raymlops.monitoring.detectors._compat import fast_online_classes
 
-        from raymlops.monitoring.detectors.calibration import cvm_streams, fet_streams
-
-        class FastCVMDriftOnline(CVMDriftOnline):
-            def _simulate_streams(self, t_max: int) -> np.ndarray:
-                return cvm_streams(self.n, t_max, self.window_sizes, self.n_bootstraps, self.batch_size,
-                                   _normalise_stats)
-
-        class FastFETDriftOnline(FETDriftOnline):
-            def _simulate_streams(self, x_ref: np.ndarray, pbar: Any) -> np.ndarray:
-                return fet_streams(x_ref, self.t_max, self.window_sizes, self.n_bootstraps, self.alternative,
-                                   lambda a: self._exp_moving_avg(a, self.lam))
-
-        for cls in (FastCVMDriftOnline, FastFETDriftOnline):
-            cls.__qualname__ = cls.__name__  # pickled by reference to this module
-            globals()[cls.__name__] = cls
+        globals().update(fast_online_classes(__name__))
     return globals()[name]
 
 
