@@ -1,4 +1,4 @@
-"""What every config section shares: strictness, and the registry URI form."""
+"""What every config section shares: strictness, the registry URI form, and the shape of a cross-field issue."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
+Issue = tuple[tuple[str | int, ...], str]  # a cross-field problem: (key path, message)
 MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([A-Za-z0-9_-]+)|/(\d+))")
 
 

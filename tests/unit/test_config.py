@@ -290,6 +290,22 @@ def test_the_tuned_metric_is_checked_with_a_training_dataset_too(tmp_path):
     assert any("training.tune.metric: got 'rmse'; task 'binary' supports" in g for g in got), got
 
 
+def test_a_metric_the_task_lacks_is_rejected_with_file_and_line_on_the_dataset_path(tmp_path):
+    # training.dataset (a feature set) instead of source: the metric settings are checked all the same.
+    text = FEATURES + "  tune:\n    metric: rmse\nregistry:\n  promotion:\n    metric: r2\n"
+    p = write(tmp_path, text)
+    lines = text.splitlines()
+    tune_line, promotion_line = lines.index("    metric: rmse") + 1, lines.index("    metric: r2") + 1
+    supported = "task 'binary' supports ['auc', 'logloss', 'accuracy', 'f1']"
+    expected = [f"{p}:{tune_line}: training.tune.metric: got 'rmse'; {supported}",
+                f"{p}:{promotion_line}: registry.promotion.metric: got 'r2'; {supported}"]
+    assert issues(p) == expected
+    r = run_cli("validate", str(p))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == expected
+    assert load_config(write(tmp_path, FEATURES + "  tune:\n    metric: f1\n")).training.tune.mode == "max"
+
+
 def test_decision_and_scale_pos_weight_are_for_binary_tasks(tmp_path):
     cfg = load_config(write(tmp_path, BASE), ["training.decision.optimize=precision_at_recall",
                                               "training.decision.min_recall=0.9",
