@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from raymlops.contracts.calls import Call
 from raymlops.errors import RunNotFoundError
 from raymlops.storage import MANIFEST, Staging, Storage, fetch_dir, open_storage
 
@@ -165,16 +166,15 @@ def latest_run(storage: str | Storage, pipeline: str) -> Path | str:
     return _where(store, "runs", pipeline, runs[-1])
 
 
-def local_run(run_dir: "str | os.PathLike | dict") -> Path:
+def local_run(run_dir: "str | os.PathLike | Call | dict") -> Path:
     """A local path holding a committed run, given as a location any node can resolve: a local or shared
-    path, a run's URI on an object store (this node's copy is fetched once), or a call
-    ``{"call": "module:function", "args": [...]}`` returning one of those on the calling node (a registry
+    path, a run's URI on an object store (this node's copy is fetched once), or a `Call` (or its JSON
+    shape ``{"call": "module:function", "args": [...]}``) returning one of those on the calling node (a registry
     version's per-node copy: ``raymlops.registry.models:bundle_for``)."""
     if isinstance(run_dir, dict):
-        import importlib
-
-        module, _, name = run_dir["call"].partition(":")
-        return local_run(getattr(importlib.import_module(module), name)(*run_dir.get("args", ())))
+        run_dir = Call.model_validate(run_dir)
+    if isinstance(run_dir, Call):
+        return local_run(run_dir())
     s = str(run_dir)
     if "://" not in s:
         return Path(s)

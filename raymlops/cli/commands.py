@@ -154,6 +154,10 @@ def _monitoring(args) -> int:
     m = result.model or {}
     print(f"challenger: models:/{m.get('name')}/{m.get('version')} (run {result.run_id}, gate "
           f"{'passed' if m.get('passed') else 'failed'})", flush=True)
+    if args.result:
+        from raymlops.pipeline.loop import write_result
+
+        write_result(args.result, result)
     return 0
 
 

@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retrain", help="train and register the new version as @challenger (the closed loop's job)")
     with_config(rt)
     rt.add_argument("--address")
+    rt.add_argument("--result", help="also write the challenger as a JSON record here (a path or URI): the app "
+                                     "monitor reads it")
 
     pr = sub.add_parser("predict", help="score a dataset in batch with a run's model (Ray Data)")
     with_config(pr)

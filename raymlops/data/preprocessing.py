@@ -10,13 +10,13 @@ the transforms here are vectorised pandas/numpy.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from typing import Any, Callable
 
 import pandas as pd
 
+from raymlops.contracts.calls import import_object
 from raymlops.data.stats import MISSING, column_stats
 from raymlops.errors import DataError
 
@@ -24,11 +24,10 @@ MISSING_CATEGORY = MISSING
 
 
 def import_function(path: str) -> Callable:
-    """Imports ``module:function`` (or ``module.function``)."""
-    mod, _, name = path.replace(":", ".").rpartition(".") if ":" not in path else path.partition(":")
+    """Imports ``module:function`` (or ``module.function``); DataError when it cannot."""
     try:
-        return getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError) as e:
+        return import_object(path)
+    except (ImportError, AttributeError, ValueError) as e:
         raise DataError(f"cannot import {path!r}: {e}") from None
 
 

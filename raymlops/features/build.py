@@ -8,7 +8,6 @@ they are asked for rather than as of the entity's last event.
 
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import pandas as pd
@@ -22,11 +21,10 @@ from raymlops.features.partition import normalize_keys
 
 
 def load_function(path: str):
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise DataError(f"cannot import {path!r}: {e}") from None
+    """A feature view's ``transform`` (``module:function``); DataError when it cannot be imported."""
+    from raymlops.data.preprocessing import import_function
+
+    return import_function(path)
 
 
 def _transform(batch: pd.DataFrame, path: str) -> pd.DataFrame:

@@ -16,6 +16,9 @@ from typing import Any
 import pandas as pd
 
 from raymlops.artifacts.run import local_run
+from raymlops.contracts.calls import Call
+from raymlops.contracts.events import Event, EventKind
+from raymlops.contracts.monitoring import HistoryRotation, MonitorSpec
 from raymlops.errors import RaymlopsError
 from raymlops.storage.files import append_line, file_exists, join, move_aside, read_file, read_lines, write_file
 
@@ -25,10 +28,11 @@ CHECKPOINT = "checkpoint.pkl"
 HISTORY = "history.jsonl"
 
 
-def rotation(spec: dict) -> tuple[float | None, int]:
-    """(rotate_bytes, keep) of a monitor's JSON-lines history, from its spec."""
-    mb = spec.get("history_rotate_mb")
-    return (mb * 1024 * 1024 if mb else None), int(spec.get("history_keep") or 5)
+def rotation(spec: HistoryRotation | dict) -> tuple[int | None, int]:
+    """(rotate_bytes, keep) of a monitor's JSON-lines history, from its spec (or the spec's two keys)."""
+    if isinstance(spec, dict):
+        spec = HistoryRotation.model_validate({k: v for k, v in spec.items() if k in HistoryRotation.model_fields})
+    return spec.rotation()
 
 
 def read_history(state_dir: str | os.PathLike, last: int | None = None, keep: int = 5) -> list[dict]:
@@ -75,32 +79,31 @@ class VariantMonitor:
     """Receives batches of served inputs (with the model output as ``__prediction__``) through ``observe``,
     which callers never wait on, and tests every full window.
 
-    ``spec``: {app, variant, namespace, run_dir, model_version, state_dir, drift: {window, ...} | None,
-    quality: DataQualityConfig dict | None, history: int, checkpoint_s, app_monitor: actor name | None}.
+    ``spec``: a `MonitorSpec` (or its JSON shape).
     State (pending rows, counters, online detectors' running state, latest results) is checkpointed after
     every tested window and every ``checkpoint_s``; results are appended to ``history.jsonl`` as they are
     made. A restarted actor resumes from its checkpoint: at most the rows of one unfinished window are lost.
     """
 
-    def __init__(self, spec: dict):
-        self.spec = spec
-        self.state_dir = str(spec["state_dir"])  # a path or URI in storage: this actor is its one writer
+    def __init__(self, spec: MonitorSpec):
+        self.spec = spec = MonitorSpec.model_validate(spec)
+        self.state_dir = spec.state_dir  # a path or URI in storage: this actor is its one writer
         self._lock = threading.RLock()
-        self._load(spec["run_dir"], spec["model_version"])
-        self.history: deque = deque(read_history(self.state_dir, spec.get("history", 500), rotation(spec)[1]),
-                                    maxlen=spec.get("history", 500))
+        self._load(spec.run_dir, spec.model_version)
+        self.history: deque = deque(read_history(self.state_dir, spec.history, spec.history_keep),
+                                    maxlen=spec.history)
         self.restored = self._restore()
-        self._gauges = _Gauges(spec["app"], spec["variant"])
+        self._gauges = _Gauges(spec.app, spec.variant)
         self._dirty = False
         threading.Thread(target=self._checkpoint_loop, daemon=True, name="monitor-checkpoint").start()
 
     # ------------------------------------------------------------------ model
 
-    def _load(self, run_dir: str, model_version: str) -> None:
+    def _load(self, run_dir: str | Call, model_version: str) -> None:
         from raymlops.data.quality import DataProfile
         from raymlops.monitoring.drift import DriftTester, has_detector
 
-        d, q = self.spec.get("drift"), self.spec.get("quality")
+        d, q = self.spec.drift, self.spec.quality
         local = local_run(run_dir)  # a location: this node's copy of a run on an object store or registry
         drift_dir = local / "drift"
         self.tester = DriftTester(drift_dir) if d and has_detector(drift_dir) else None
@@ -110,12 +113,11 @@ class VariantMonitor:
         quality_file = local / "quality.json"
         self.profile = DataProfile.load(quality_file) if q and quality_file.is_file() else None
         self.run_dir, self.model_version = run_dir, model_version
-        self.drift_window = _Window(d["window"], self.tester.columns) if self.tester else None
-        self.quality_window = _Window(q["window"], [c.name for c in self.profile.columns]) if self.profile else None
+        self.drift_window = _Window(d.window, self.tester.columns) if d and self.tester else None
+        self.quality_window = _Window(q.window, [c.name for c in self.profile.columns]) if q and self.profile else None
         self.rows_seen = self.windows_tested = self.quality_windows = 0
-        persist = (d or {}).get("alert_after") or {"windows": 1, "of": 1}  # specs from before alert_after
-        self.alert_after = (persist["windows"], persist["of"])
-        self.verdicts: deque = deque(maxlen=persist["of"])  # the latest windows' verdicts
+        self.alert_after = (d.alert_after.windows, d.alert_after.of) if d else (1, 1)
+        self.verdicts: deque = deque(maxlen=self.alert_after[1])  # the latest windows' verdicts
         self.latest_drift: dict | None = None
         self.latest_quality: dict | None = None
 
@@ -169,7 +171,7 @@ class VariantMonitor:
     def _check_quality(self, window: pd.DataFrame) -> None:
         from raymlops.data.quality import check
 
-        report = check(window, self.profile, self.spec["quality"])
+        report = check(window, self.profile, self.spec.quality.model_dump() if self.spec.quality else {})
         self.quality_windows += 1
         doc = {**report.to_dict(), "window": self.quality_windows, "tested_at": time.time()}
         self.latest_quality = doc
@@ -187,25 +189,25 @@ class VariantMonitor:
     def _record(self, entry: dict) -> None:
         entry = {"model_version": self.model_version, **entry}
         self.history.append(entry)
-        append_line(join(self.state_dir, HISTORY), entry, *rotation(self.spec))
+        append_line(join(self.state_dir, HISTORY), entry, *self.spec.rotation())
         self._checkpoint()
 
     def _event(self, kind: str, message: str, subject: str | None, details: dict) -> None:
         """Hands an event to the app monitor (alerts deduplicate it per variant within their cooldown)."""
-        name = self.spec.get("app_monitor")
+        name = self.spec.app_monitor
         if not name:
             return
         import ray
 
-        event = {"type": kind, "app": self.spec["app"], "variant": self.spec["variant"], "subject": subject,
-                 "severity": "warning", "message": message, "details": details, "ts": time.time()}
+        event = Event(type=EventKind(kind), app=self.spec.app, variant=self.spec.variant, subject=subject,
+                      message=message, details=details)
         try:
-            ray.get_actor(name, namespace=self.spec["namespace"]).event.remote(event)  # never waited on
+            ray.get_actor(name, namespace=self.spec.namespace).event.remote(event)  # never waited on
         except Exception as e:  # the app monitor is restarting: the event is in the history anyway
             log.warning("app monitor %s unreachable: %s", name, e)
 
     def _state(self) -> dict:
-        return {"started": self.spec.get("started"), "model_version": self.model_version, "run_dir": self.run_dir,
+        return {"started": self.spec.started, "model_version": self.model_version, "run_dir": self.run_dir,
                 "rows_seen": self.rows_seen,
                 "windows_tested": self.windows_tested, "quality_windows": self.quality_windows,
                 "latest_drift": self.latest_drift, "latest_quality": self.latest_quality,
@@ -221,7 +223,7 @@ class VariantMonitor:
 
     def _checkpoint_loop(self) -> None:
         while True:
-            time.sleep(self.spec.get("checkpoint_s", 10))
+            time.sleep(self.spec.checkpoint_s)
             with self._lock:
                 if self._dirty:
                     try:
@@ -240,11 +242,11 @@ class VariantMonitor:
         except Exception as e:  # unreadable, or from another version of the code: keep it aside, start afresh
             log.warning("monitor checkpoint %s unusable (%s: %s); starting afresh", path, type(e).__name__, e)
             move_aside(path, ".bad")
-            self._load(self.spec["run_dir"], self.spec["model_version"])
+            self._load(self.spec.run_dir, self.spec.model_version)
             return False
 
     def _apply(self, state: dict) -> bool:
-        restart = state.get("started") is not None and state.get("started") == self.spec.get("started")
+        restart = state.get("started") is not None and state.get("started") == self.spec.started
         if restart and state["model_version"] != self.model_version:
             try:
                 self._load(state["run_dir"], state["model_version"])  # the model swapped before the restart
@@ -269,8 +271,9 @@ class VariantMonitor:
     def latest(self) -> dict[str, Any]:
         """The latest drift test (the shape of GET /drift)."""
         with self._lock:
-            d = self.spec.get("drift") or {}
-            base = {"model_version": self.model_version, "window": d.get("window"), "p_val": d.get("p_val"),
+            d = self.spec.drift
+            base = {"model_version": self.model_version, "window": d.window if d else None,
+                    "p_val": d.p_val if d else None,
                     "detector": self.tester.kind if self.tester else None, "rows_seen": self.rows_seen,
                     "rows_pending": self.drift_window.rows if self.drift_window else 0,
                     "windows_tested": self.windows_tested}
@@ -281,7 +284,7 @@ class VariantMonitor:
     def status(self, history: int = 50) -> dict[str, Any]:
         """Everything this monitor knows: latest drift and quality results and the newest history."""
         with self._lock:
-            return {"app": self.spec["app"], "variant": self.spec["variant"], "model_version": self.model_version,
+            return {"app": self.spec.app, "variant": self.spec.variant, "model_version": self.model_version,
                     "rows_seen": self.rows_seen, "restored": self.restored, "drift": self.latest(),
                     "quality": self.latest_quality, "quality_windows": self.quality_windows,
                     "history": list(self.history)[-history:] if history > 0 else []}
@@ -289,7 +292,7 @@ class VariantMonitor:
     def pid(self) -> int:
         return os.getpid()
 
-    def started_with(self) -> dict:
+    def started_with(self) -> MonitorSpec:
         """The spec this monitor was started with."""
         return self.spec
 
@@ -338,39 +341,41 @@ def actor_name(app: str, variant: str) -> str:
     return f"raymlops-monitor-{app}-{variant}"
 
 
-def start_monitor(spec: dict, wait: bool = True):
+def start_monitor(spec: MonitorSpec | dict, wait: bool = True):
     """Starts (or replaces) the named, detached monitor actor of a variant; returns its handle (once its
     detectors have loaded, unless ``wait`` is False: then ``ray.get(handle.latest.remote())`` waits).
     The actor restarts when its process dies and resumes from its checkpoint."""
     import ray
 
-    name = actor_name(spec["app"], spec["variant"])
-    _kill(name, spec["namespace"])
-    spec = {**spec, "started": time.time()}  # tells a restart of this actor from a new deployment
+    spec = MonitorSpec.model_validate(spec)  # a bad spec fails here, not in the actor
+    name = actor_name(spec.app, spec.variant)
+    _kill(name, spec.namespace)
+    spec = spec.model_copy(update={"started": time.time()})  # tells a restart of this actor from a new deployment
     cls = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=-1)(VariantMonitor)
-    handle = cls.options(name=name, namespace=spec["namespace"], lifetime="detached").remote(spec)
+    handle = cls.options(name=name, namespace=spec.namespace, lifetime="detached").remote(spec)
     if wait:
         ray.get(handle.latest.remote())  # fail here, not in serving, if a detector cannot load
     return handle
 
 
-def _same_spec(a: dict, b: dict) -> bool:
-    def norm(spec: dict) -> str:
-        return json.dumps({k: v for k, v in spec.items() if k != "started"}, sort_keys=True, default=str)
+def _same_spec(a: MonitorSpec | dict, b: MonitorSpec | dict) -> bool:
+    def norm(spec: MonitorSpec | dict) -> str:
+        return MonitorSpec.model_validate(spec).model_copy(update={"started": None}).model_dump_json()
 
     return norm(a) == norm(b)
 
 
-def ensure_monitor(spec: dict) -> None:
+def ensure_monitor(spec: MonitorSpec | dict) -> None:
     """Starts the variant's monitor unless one is running with the same spec (`serve deploy` of an exported
     file: an app rebuilt by Serve keeps its monitors and their windows; new settings or a new model replace
     it). A monitor that is busy (still loading its detectors) is kept."""
     import ray
     from ray.exceptions import GetTimeoutError
 
-    name = actor_name(spec["app"], spec["variant"])
+    spec = MonitorSpec.model_validate(spec)
+    name = actor_name(spec.app, spec.variant)
     try:
-        handle = ray.get_actor(name, namespace=spec["namespace"])
+        handle = ray.get_actor(name, namespace=spec.namespace)
     except ValueError:  # not running
         start_monitor(spec, wait=False)
         return

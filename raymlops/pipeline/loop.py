@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 
 from raymlops.config import PipelineConfig
+from raymlops.contracts.monitoring import RetrainResult
+from raymlops.errors import RaymlopsError
 from raymlops.storage.files import read_file, write_file
 
 CHALLENGER = "challenger"
@@ -23,8 +25,9 @@ def write_config(cfg: PipelineConfig, path: str) -> str:
     return path
 
 
-def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str) -> str:
-    """Submits `raymlops retrain CONFIG` as Ray job ``job_id``; returns the job id.
+def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str, result_path: str) -> str:
+    """Submits `raymlops retrain CONFIG --result RESULT_PATH` as Ray job ``job_id``; returns the job id. The
+    job writes its challenger as a `RetrainResult` at ``result_path`` for the app monitor to read.
 
     Called in the app monitor actor, wherever Ray placed it. When the app was deployed from a Ray job (``ray
     job submit --working-dir``), the actor runs in that job's runtime env: the retrain job gets the same
@@ -36,13 +39,25 @@ def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str)
 
     from raymlops.data.ray_env import job_client
 
-    retrain = f"{shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)}"
+    retrain = (f"{shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)} "
+               f"--result {shlex.quote(result_path)}")
     runtime_env: dict = {}
     if ray.is_initialized():
         mine = dict(ray.get_runtime_context().runtime_env or {})
         runtime_env = {k: mine[k] for k in ("working_dir", "py_modules", "env_vars") if mine.get(k)}
     cmd = retrain if "working_dir" in runtime_env else f"cd {shlex.quote(cwd)} && {retrain}"
     return job_client(address).submit_job(entrypoint=cmd, submission_id=job_id, runtime_env=runtime_env or None)
+
+
+def write_result(path: str, result) -> None:
+    """Writes a retrain's challenger (a `TrainResult` registered as @challenger) as a `RetrainResult` record,
+    atomically: the app monitor reads it once the job has succeeded."""
+    m = result.model or {}
+    if m.get("version") is None:
+        raise RaymlopsError(f"run {result.run_id} registered no model version: nothing to write to {path}")
+    record = RetrainResult(model=m["name"], version=int(m["version"]), run_id=result.run_id,
+                           gate_passed=bool(m.get("passed")))
+    write_file(path, record.model_dump_json().encode(), durable=True)
 
 
 def promote_challenger(config_path: str, version: int) -> dict:

@@ -1,4 +1,4 @@
-"""Composes a config's serving section into the Serve application's plain-data spec: resolves each
+"""Composes a config's serving section into the Serve application's typed spec (`AppSpec`): resolves each
 variant's and shadow's model reference (registry URI, run id or run directory), starts their drift actors
 and the online-store materialization, and names the state and request-log locations."""
 
@@ -10,6 +10,10 @@ from typing import Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig
+from raymlops.contracts.calls import Call, Watch
+from raymlops.contracts.monitoring import (AppMonitorSpec, LabelsSource, MonitorSpec, PerformanceSpec, RetrainSpec,
+                                           SkewSpec)
+from raymlops.contracts.serving import AppSpec, FeaturesSpec, ModelEntry, ReplicaSpec, RequestLogSpec
 from raymlops.storage import open_storage
 from raymlops.storage.files import join, write_file
 from raymlops.errors import RaymlopsError
@@ -29,7 +33,7 @@ def request_log_path(cfg: PipelineConfig, app: str) -> str:
     return open_storage(cfg).url("request_log", app)
 
 
-def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | dict | None = None) -> tuple[str | dict, dict | None]:
+def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | Call | None = None) -> tuple[str | Call, Watch | None]:
     """A model reference -> (the run's location, watch spec or None). The location is one every node
     resolves (``layout.local_run``): a run's path or URI in storage, or a registry version pinned now.
     'models:/NAME@ALIAS' is followed as the alias moves (replicas poll it every ``serving.reload_seconds``);
@@ -39,7 +43,7 @@ def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | dict | None = 
         from raymlops.registry.models import AliasNotSet, pinned_for
 
         args = [ref, tracking_uri(cfg.registry, open_storage(cfg))]
-        watch = {"call": RESOLVER, "args": args, "every": cfg.serving.reload_seconds} if parse_uri(ref)[1] else None
+        watch = Watch(call=RESOLVER, args=args, every=cfg.serving.reload_seconds) if parse_uri(ref)[1] else None
         try:
             return pinned_for(*args), watch
         except AliasNotSet:
@@ -50,8 +54,8 @@ def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | dict | None = 
 
 
 def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[[str], None],
-                 feature_store=None, start_actors: bool = True, workdir: str | None = None) -> dict:
-    """The ``args`` of `raymlops.serving.app.build_app` for this config.
+                 feature_store=None, start_actors: bool = True, workdir: str | None = None) -> AppSpec:
+    """The `AppSpec` (`raymlops.serving.app.build_app`'s ``args``) of this config.
 
     ``default_ref``: the model of variants (and shadows) that name none, and of the single default variant.
     ``start_actors``: start the monitor actors and materialize online features. False when exporting: the
@@ -64,7 +68,8 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
     entries += [("shadow", sh) for sh in s.shadow]
     from raymlops.monitoring.actor import actor_name, start_monitor
 
-    models, monitors, start = [], [], []
+    models: list[ModelEntry] = []
+    monitors, start = [], []
     app_monitor = None
     if cfg.monitoring is not None:
         from raymlops.monitoring.app_monitor import app_monitor_name, start_app_monitor
@@ -74,37 +79,36 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
             start_app_monitor(spec)
         else:  # an exported file: `serve deploy` starts it when it builds the app, from a spec file in
             # storage (webhook URLs and headers are secrets: they stay out of the exported file)
-            path = _stored(join(monitoring_dir(cfg, app), "app_monitor.json"), spec)
-            start.append({"call": "raymlops.monitoring.app_monitor:start_app_monitor_from", "args": [path]})
+            path = _stored(join(monitoring_dir(cfg, app), "app_monitor.json"), spec.model_dump(mode="json"))
+            start.append(Call(call="raymlops.monitoring.app_monitor:start_app_monitor_from", args=[path]))
         app_monitor = app_monitor_name(app)
     for role, entry in entries:
         # A shadow on an alias no version holds yet (the closed loop's @challenger before the first retrain)
         # mirrors the first variant until the alias is set, then swaps to it like any alias move.
-        mirror = models[0]["run_dir"] if role == "shadow" else None
+        mirror = models[0].run_dir if role == "shadow" else None
         run_dir, watch = resolve_model(cfg, entry.model or default_ref, until_set=mirror)
         local = layout.local_run(run_dir)
         run_id, version = layout.read_meta(local)["run_id"], layout.model_version(local)
         waiting = mirror is not None and run_dir is mirror
         say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id}"
-            + (f": no version holds the alias yet, so it mirrors variant {models[0]['name']} until one does)"
+            + (f": no version holds the alias yet, so it mirrors variant {models[0].name} until one does)"
                if waiting else ")")
             + (f", following the alias every {s.reload_seconds:g} s" if watch else ""))
         spec = _monitor_spec(cfg, app, entry.name, run_dir, version, app_monitor)
         if spec is not None and start_actors:
             monitors.append(start_monitor(spec, wait=False))
         elif spec is not None:
-            start.append({"call": "raymlops.monitoring.actor:ensure_monitor", "args": [spec]})
-        models.append({"name": entry.name, "role": role, "weight": getattr(entry, "weight", 0.0),
-                       "run_dir": run_dir, "model_version": version, "watch": watch,
-                       "max_in_flight": getattr(entry, "max_in_flight", None),
-                       "monitor": actor_name(app, entry.name) if spec is not None else None})
+            start.append(Call(call="raymlops.monitoring.actor:ensure_monitor", args=[spec.model_dump(mode="json")]))
+        models.append(ModelEntry(name=entry.name, role=role, weight=getattr(entry, "weight", 0.0), run_dir=run_dir,
+                                 model_version=version, watch=watch, max_in_flight=getattr(entry, "max_in_flight", None),
+                                 monitor=actor_name(app, entry.name) if spec is not None else None))
     if monitors:  # started side by side; fail here, not in serving, if a detector cannot load
         import ray
 
         ray.get([h.latest.remote() for h in monitors])
     features = None
     if s.features:
-        meta = layout.read_meta(layout.local_run(models[0]["run_dir"]))
+        meta = layout.read_meta(layout.local_run(models[0].run_dir))
         refs = meta.get("dataset", {}).get("features")
         if not refs:
             raise RaymlopsError(f"serving.features is set but run {meta['run_id']} was not trained "
@@ -113,23 +117,22 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
             say("materializing the latest feature values into the online store")
             for view, m in feature_store.materialize().items():
                 say(f"  {view}: {m['entities']} entities")
-        features = {"config": feature_store.portable_config(), "refs": refs}
-        if not start_actors:  # an exported file: the config (store URLs, alert secrets) stays in storage
-            features["config_file"] = _stored(join(state_dir(cfg, app), "features.json"), features.pop("config"))
+        portable = feature_store.portable_config()
+        if start_actors:
+            features = FeaturesSpec(refs=refs, config=portable)
+        else:  # an exported file: the config (store URLs, alert secrets) stays in storage
+            features = FeaturesSpec(refs=refs, config_file=_stored(join(state_dir(cfg, app), "features.json"),
+                                                                   portable))
     request_log = None
     if s.request_log is not None:
-        request_log = {**s.request_log.model_dump(), "path": request_log_path(cfg, app)}
-    return {
-        "app": app, "namespace": cfg.ray.namespace, "state_dir": state_dir(cfg, app),
-        "max_batch_rows": s.max_batch_rows, "models": models, "features": features,
-        "sticky_key": s.sticky_key, "canary": s.canary.model_dump() if s.canary else None,
-        "request_log": request_log, "route_prefix": s.route_prefix, "request_timeout_s": s.request_timeout_s,
-        "router_replicas": s.router_replicas, "app_monitor": app_monitor, "start": start,
-        "replica": {"num_replicas": s.num_replicas, "num_cpus": s.num_cpus,
-                    "max_ongoing_requests": s.max_ongoing_requests,
-                    "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
-                    "batching": s.batching.model_dump() if s.batching else None},
-    }
+        request_log = RequestLogSpec(**{**s.request_log.model_dump(), "path": request_log_path(cfg, app)})
+    return AppSpec(
+        app=app, namespace=cfg.ray.namespace, state_dir=state_dir(cfg, app), max_batch_rows=s.max_batch_rows,
+        models=models, features=features, sticky_key=s.sticky_key, canary=s.canary, request_log=request_log,
+        route_prefix=s.route_prefix, request_timeout_s=s.request_timeout_s, router_replicas=s.router_replicas,
+        app_monitor=app_monitor, start=start,
+        replica=ReplicaSpec(num_replicas=s.num_replicas, num_cpus=s.num_cpus, max_ongoing_requests=s.max_ongoing_requests,
+                            autoscaling=s.autoscaling, batching=s.batching))
 
 
 def _stored(path: str, doc: dict) -> str:
@@ -143,22 +146,20 @@ def monitoring_dir(cfg: PipelineConfig, app: str) -> str:
     return open_storage(cfg).url("monitoring", app)
 
 
-def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | dict, version: str,
-                  app_monitor: str | None) -> dict | None:
+def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | Call, version: str,
+                  app_monitor: str | None) -> MonitorSpec | None:
     """The spec of the variant's (or shadow's) monitor actor, or None when neither drift nor data-quality
     monitoring is on."""
     m = cfg.monitoring
     if m is None or (m.drift is None and m.data_quality is None):
         return None
-    return {"app": app, "variant": variant, "namespace": cfg.ray.namespace, "run_dir": run_dir,
-            "model_version": version, "state_dir": join(monitoring_dir(cfg, app), variant),
-            "drift": m.drift.model_dump() if m.drift else None,
-            "quality": m.data_quality.model_dump() if m.data_quality else None,
-            "history": m.history, "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep,
-            "checkpoint_s": m.checkpoint_s, "app_monitor": app_monitor}
+    return MonitorSpec(app=app, variant=variant, namespace=cfg.ray.namespace, run_dir=run_dir, model_version=version,
+                       state_dir=join(monitoring_dir(cfg, app), variant), drift=m.drift, quality=m.data_quality,
+                       history=m.history, history_rotate_mb=m.history_rotate_mb, history_keep=m.history_keep,
+                       checkpoint_s=m.checkpoint_s, app_monitor=app_monitor)
 
 
-def _app_monitor_spec(cfg: PipelineConfig, app: str, workdir: str | None = None) -> dict:
+def _app_monitor_spec(cfg: PipelineConfig, app: str, workdir: str | None = None) -> AppMonitorSpec:
     """The app monitor's spec (alerts, canary events, performance, retraining); writes the resolved config
     the retrain job reads."""
     import os
@@ -167,24 +168,23 @@ def _app_monitor_spec(cfg: PipelineConfig, app: str, workdir: str | None = None)
     from raymlops.serving.controller import EVENTS_FILE
 
     m, here = cfg.monitoring, monitoring_dir(cfg, app)
-    spec = {"app": app, "namespace": cfg.ray.namespace, "state_dir": str(here),
-            "alerts": [a.model_dump() for a in m.alerts], "alert_log": join(here, "alerts.jsonl"),
-            "canary_events": join(state_dir(cfg, app), EVENTS_FILE), "performance": None, "retrain": None,
-            "skew": None,
-            "history_rotate_mb": m.history_rotate_mb, "history_keep": m.history_keep}
+    performance = skew = retrain = None
     if m.performance is not None:
         p, src = m.performance, cfg.sources[m.performance.labels]
-        spec["performance"] = {**p.model_dump(), "label": p.label or cfg.training.label, "task": cfg.training.task,
-                               "labels_source": {"format": src.format, "path": src.path if "://" in src.path
-                                                 else str(Path(src.path).resolve())},
-                               "request_log": request_log_path(cfg, app)}
+        performance = PerformanceSpec(**{**p.model_dump(), "label": p.label or cfg.training.label},
+                                      task=cfg.training.task, request_log=request_log_path(cfg, app),
+                                      labels_source=LabelsSource(format=src.format, path=src.path if "://" in src.path
+                                                                 else str(Path(src.path).resolve())))
     if m.skew is not None:
-        spec["skew"] = {**m.skew.model_dump(), "check": {"call": "raymlops.pipeline.skew:monitor_check",
-                                                         "args": [write_config(cfg, join(here, "pipeline.yaml")), app]}}
+        skew = SkewSpec(**m.skew.model_dump(), check=Call(call="raymlops.pipeline.skew:monitor_check",
+                                                          args=[write_config(cfg, join(here, "pipeline.yaml")), app]))
     if m.retrain is not None:
         config = write_config(cfg, join(here, "pipeline.yaml"))
-        spec["retrain"] = {**m.retrain.model_dump(),
-                           "submit": {"call": "raymlops.pipeline.loop:submit_retrain",
-                                      "args": [config, workdir or os.getcwd(), m.retrain.address]},
-                           "promote": {"call": "raymlops.pipeline.loop:promote_challenger", "args": [config]}}
-    return spec
+        retrain = RetrainSpec(**m.retrain.model_dump(),
+                              submit=Call(call="raymlops.pipeline.loop:submit_retrain",
+                                          args=[config, workdir or os.getcwd(), m.retrain.address]),
+                              promote=Call(call="raymlops.pipeline.loop:promote_challenger", args=[config]))
+    return AppMonitorSpec(app=app, namespace=cfg.ray.namespace, state_dir=str(here), alerts=m.alerts,
+                          alert_log=join(here, "alerts.jsonl"), canary_events=join(state_dir(cfg, app), EVENTS_FILE),
+                          performance=performance, skew=skew, retrain=retrain,
+                          history_rotate_mb=m.history_rotate_mb, history_keep=m.history_keep)

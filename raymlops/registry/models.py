@@ -368,11 +368,11 @@ def bundle_for(uri: str, tracking_uri_: str, cache_root: str | None = None) -> s
     return str(ModelRegistry(tracking_uri_).download(uri, cache_root or registry_cache())[0])
 
 
-def pinned_for(uri: str, tracking_uri_: str) -> dict:
+def pinned_for(uri: str, tracking_uri_: str) -> Call:
     """The version a ``models:/`` URI names now, as a location any node resolves to its own copy
     (``raymlops.artifacts.run.local_run``); serving replicas poll it to follow an alias."""
     mv = ModelRegistry(tracking_uri_).resolve_version(uri)
-    return {"call": "raymlops.registry.models:bundle_for", "args": [f"models:/{mv.name}/{mv.version}", tracking_uri_]}
+    return Call(call="raymlops.registry.models:bundle_for", args=[f"models:/{mv.name}/{mv.version}", tracking_uri_])
 
 
 def registry_cache() -> Path:

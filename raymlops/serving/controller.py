@@ -15,6 +15,8 @@ import os
 import threading
 import time
 
+from raymlops.config.serving import CanaryConfig
+from raymlops.contracts.events import CanaryEvent
 from raymlops.serving.traffic import Traffic
 from raymlops.storage.files import append_line, join, read_file, read_lines, tail_lines, write_file
 
@@ -81,9 +83,11 @@ class TrafficController:
             log.warning("traffic state in %s is incomplete (%s); starting afresh", self.dir, e)
         threading.Thread(target=self._tick, daemon=True, name="traffic-tick").start()
 
-    def configure(self, base: dict[str, float], canary: dict | None, models: dict | None = None) -> dict:
+    def configure(self, base: dict[str, float], canary: CanaryConfig | dict | None,
+                  models: dict[str, str] | None = None) -> dict:
         """Sets the plan; keeps the current state if the plan (including each variant's model version) is
         the one already running, so redeploying the same thing does not restart a canary."""
+        canary = CanaryConfig.model_validate(canary).model_dump() if canary is not None else None
         fp = plan_fingerprint(base, canary, models)
         with self._lock:
             if fp != self.fingerprint and self._swapped_plan(base, canary, models):
@@ -173,9 +177,13 @@ class TrafficController:
             events += got or [{"at": time.time(), "event": "ignored", "request": r.get("id"), "reason": why}]
         if self.traffic is None:  # nothing to save the cursor with: record why, and move on
             for e in events:
-                append_line(join(self.dir, EVENTS_FILE), {"type": "canary", "app": self.app, **e}, compact=False)
+                append_line(join(self.dir, EVENTS_FILE), self._event_line(e), compact=False)
             return []
         return events  # saved by the caller, with the cursor
+
+    def _event_line(self, e: dict) -> dict:
+        """A canary event as the app monitor and the console read it (validated here, by its one writer)."""
+        return CanaryEvent(app=self.app, **e).model_dump(mode="json", exclude_none=True)
 
     def _save(self, events: list[dict]) -> None:
         t = self.traffic
@@ -184,7 +192,7 @@ class TrafficController:
         write_file(join(self.dir, STATE_FILE), json.dumps(doc).encode(), durable=True)
         if events:
             for e in events:  # tailed by the app monitor: never folded (compact=False)
-                append_line(join(self.dir, EVENTS_FILE), {"type": "canary", "app": self.app, **e}, compact=False)
+                append_line(join(self.dir, EVENTS_FILE), self._event_line(e), compact=False)
             for e in events:
                 (log.warning if e["event"] == "rollback" else log.info)(
                     "canary %s %s: %s", e["event"], e.get("variant"), e.get("reason") or e.get("weights"))

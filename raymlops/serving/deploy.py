@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from raymlops.contracts.serving import AppSpec
 
-def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float = 300,
+
+def deploy(args: AppSpec, host: str, port: int, route_prefix: str, timeout_s: float = 300,
            grpc_port: int | None = None) -> str:
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL.
 
@@ -17,11 +19,11 @@ def deploy(args: dict, host: str, port: int, route_prefix: str, timeout_s: float
     from raymlops.serving.app import build_app
 
     base = start_serve(host, port, grpc_port)
-    run_serve_app(build_app(args), args["app"], route_prefix, timeout_s, "serving.start_timeout_s")
+    run_serve_app(build_app(args), args.app, route_prefix, timeout_s, "serving.start_timeout_s")
     return base + ("" if route_prefix == "/" else route_prefix)
 
 
-def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.PathLike,
+def export(args: AppSpec, host: str, port: int, route_prefix: str, path: str | os.PathLike,
            grpc_port: int | None = None) -> Path:
     """Writes a Serve config file (`serve deploy PATH`) that deploys exactly what `deploy` would."""
     import yaml
@@ -36,8 +38,9 @@ def export(args: dict, host: str, port: int, route_prefix: str, path: str | os.P
 
     grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
     doc = {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, **grpc,
-           "applications": [{"name": args["app"], "route_prefix": route_prefix,
-                             "import_path": "raymlops.serving.app:build_app", "args": args,
+           "applications": [{"name": args.app, "route_prefix": route_prefix,
+                             "import_path": "raymlops.serving.app:build_app",
+                             "args": args.model_dump(mode="json"),
                              "deployments": deployments}]}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

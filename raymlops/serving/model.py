@@ -8,7 +8,6 @@ the model is swapped in place when the registry alias it follows moves.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import threading
@@ -17,6 +16,7 @@ import time
 import pandas as pd
 from ray import serve
 
+from raymlops.contracts.serving import ModelSpec
 from raymlops.serving.api import unprocessable
 from raymlops.storage.files import read_file
 
@@ -38,51 +38,43 @@ def _unprocessable(errors: list[dict]) -> dict:
     return {"status": 422, "body": unprocessable(errors)}
 
 
-def resolver(spec: dict):
-    """``{"call": "module:function", "args": [...]}`` -> a zero-argument callable returning a run directory.
-    (A dotted reference keeps serving free of the registry's imports and keeps exported configs plain YAML.)"""
-    module, _, name = spec["call"].partition(":")
-    fn = getattr(importlib.import_module(module), name)
-    return lambda: fn(*spec.get("args", ()))
-
-
 @serve.deployment
 class ModelServer:
-    """One replica of one variant (the router checks body size). ``spec``: {variant, run_dir, batching, monitor,
-    namespace, features, watch, canary_controller (the traffic controller's name, on the canary variant)}."""
+    """One replica of one variant (the router checks body size). ``spec``: a `ModelSpec` (or its JSON shape)."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: ModelSpec):
         import ray
 
         from raymlops.artifacts import Predictor
 
-        self.variant = spec["variant"]
-        self.run_dir = spec["run_dir"]
-        self.namespace = spec["namespace"]
-        self.canary_controller = spec.get("canary_controller")
+        spec = ModelSpec.model_validate(spec)
+        self.variant = spec.variant
+        self.run_dir = spec.run_dir
+        self.namespace = spec.namespace
+        self.canary_controller = spec.canary_controller
         self.predictor = Predictor(self.run_dir)  # a location every node resolves (path, URI or registry call)
         self.drift = None
-        if spec.get("monitor"):
+        if spec.monitor:
             try:
-                self.drift = ray.get_actor(spec["monitor"], namespace=spec["namespace"])
+                self.drift = ray.get_actor(spec.monitor, namespace=spec.namespace)
             except ValueError:
-                log.warning("monitor actor %s is not running; serving without monitoring", spec["monitor"])
+                log.warning("monitor actor %s is not running; serving without monitoring", spec.monitor)
         self.features = self.feature_refs = None
-        if spec.get("features"):
+        if spec.features:
             from raymlops.config.models import PipelineConfig
             from raymlops.features import FeatureStore
 
-            f = spec["features"]
-            config = f["config"] if "config" in f else json.loads(read_file(f["config_file"]))  # exported
-            self.features = FeatureStore(PipelineConfig.model_validate(config))
-            self.feature_refs = spec["features"]["refs"]
+            f = spec.features
+            config = f.config or PipelineConfig.model_validate(json.loads(read_file(f.config_file or "")))  # exported
+            self.features = FeatureStore(config)
+            self.feature_refs = f.refs
             self.join_keys = list(dict.fromkeys(
                 k for v, _ in self.features.resolve(self.feature_refs) for k in self.features.join_keys(v)))
-        batching = spec.get("batching")
+        batching = spec.batching
         self.batched = batching is not None
-        if self.batched:
-            self._score_batch.set_max_batch_size(batching["max_batch_size"])
-            self._score_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
+        if batching is not None:
+            self._score_batch.set_max_batch_size(batching.max_batch_size)
+            self._score_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
         self._buffer: list[tuple] = []  # (schema, rows, outputs) of each answered request, until the flush
         self._buffered = 0
         self._in_flight: list = []
@@ -92,8 +84,8 @@ class ModelServer:
         self.batch_sizes: list[int] = []  # recent batch sizes (requests), for tests and `stats`
         self._fast_rows = 0  # the most rows a call has scored in under INLINE_MS (0: not known yet)
         self._entity_cache: tuple[str, list[dict]] | None = None  # (model version, entity columns)
-        if spec.get("watch"):
-            threading.Thread(target=self._watch, args=(resolver(spec["watch"]), spec["watch"]["every"]),
+        if spec.watch:
+            threading.Thread(target=self._watch, args=(spec.watch, spec.watch.every),
                              daemon=True, name="model-watch").start()
 
     # ------------------------------------------------------------ model swapping

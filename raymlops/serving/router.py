@@ -25,6 +25,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from raymlops.contracts.serving import RouterSpec
 from raymlops.serving.api import json_response
 
 from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, InvocationsRequest, MonitoringResponse,
@@ -160,41 +161,40 @@ def _detail(body: dict) -> str | None:
 
 @serve.deployment
 class Router(GrpcIngress):
-    """``spec``: {app, namespace, state_dir, variants: [{name, weight, model_version}], shadow: [{name,
-    model_version}], sticky_key, canary, request_log, max_batch_rows}; ``models``: {name: handle}."""
+    """``spec``: a `RouterSpec` (or its JSON shape); ``models``: {name: deployment handle}."""
 
-    def __init__(self, spec: dict, models: dict):
+    def __init__(self, spec: RouterSpec, models: dict):
         import ray
 
         from raymlops.serving.controller import get_or_start
 
-        self.spec = spec
+        self.spec = spec = RouterSpec.model_validate(spec)
         self.handles = dict(models)
-        for name, model in (spec.get("inline") or {}).items():  # scored in this replica: no extra hop
+        for name, model in (spec.inline or {}).items():  # scored in this replica: no extra hop
             from raymlops.serving.model import ModelServer
 
             self.handles[name] = Inline(ModelServer.func_or_class(model))
-        self.variants = [v["name"] for v in spec["variants"]]
+        self.variants = [v.name for v in spec.variants]
         self.primary = self.variants[0]
-        self.shadows = [s["name"] for s in spec.get("shadow") or []]
-        self.sticky = spec.get("sticky_key")
-        self.openapi = openapi_document(spec.get("route_prefix") or "/", variants=self.variants + self.shadows)
+        self.shadows = [s.name for s in spec.shadow]
+        self.sticky = spec.sticky_key
+        self.openapi = openapi_document(spec.route_prefix, variants=self.variants + self.shadows)
         self._typed_openapi: tuple | None = None  # (model version, document typed by its rows)
-        self.timeout_s = float(spec.get("request_timeout_s") or 30)
-        self.controller = get_or_start(spec["app"], spec["namespace"], spec["state_dir"])
+        self.timeout_s = spec.request_timeout_s
+        self.controller = get_or_start(spec.app, spec.namespace, spec.state_dir)
         from raymlops.serving.controller import plan_fingerprint
 
-        self._plan = ({v["name"]: float(v["weight"]) for v in spec["variants"]}, spec.get("canary"),
-                      {v["name"]: v.get("model_version") for v in spec["variants"]})
+        self._plan = ({v.name: v.weight for v in spec.variants}, spec.canary.model_dump() if spec.canary else None,
+                      {v.name: v.model_version for v in spec.variants})
         self.plan = plan_fingerprint(*self._plan)
         self.view = {"version": 0, "weights": self._plan[0], "canary": None, "plan": self.plan}
         self.splitter = Splitter(self._plan[0])
-        self._apply(ray.get(self.controller.configure.remote(*self._plan), timeout=60))
+        self._apply(ray.get(self.controller.configure.remote(*self._configure_args()), timeout=60))
         self._stats: dict[str, dict] = {}
         self._observed: list[tuple] = []  # (variant, role, latency ms, error) since the last sync
         self._stats_lock = threading.Lock()
         self._shadow_inflight = {s: 0 for s in self.shadows}
-        self._shadow_limit = {s["name"]: s.get("max_in_flight") or 4096 for s in spec.get("shadow") or []}
+        self._shadow_limit = {s.name: s.max_in_flight for s in spec.shadow}
         self.shadow_dropped = {s: 0 for s in self.shadows}
         self._shadow_queue: dict[str, list] = {}
         self._shadow_timer: dict = {}
@@ -203,17 +203,21 @@ class Router(GrpcIngress):
 
         self.metrics = router_metrics()
         self.log = None
-        rl = spec.get("request_log")
+        rl = spec.request_log
         if rl:
             from raymlops.serving.request_log import RequestLog
 
-            self.sample_rate = rl["sample_rate"]
-            self.log = RequestLog(rl["path"], rl["flush_s"], rl["max_buffer_rows"],
+            self.sample_rate = rl.sample_rate
+            self.log = RequestLog(rl.path, rl.flush_s, rl.max_buffer_rows,
                                   on_drop=lambda n: self.metrics["log_dropped"].inc(n),
                                   on_write=lambda n: self.metrics["log_written"].inc(n))
         threading.Thread(target=self._sync_loop, daemon=True, name="traffic-sync").start()
 
     # ----------------------------------------------------------------- traffic
+
+    def _configure_args(self) -> tuple:
+        """The plan as the traffic controller's ``configure`` takes it (the canary as its typed section)."""
+        return self._plan[0], self.spec.canary, self._plan[2]
 
     def _apply(self, view: dict) -> None:
         """Takes the controller's weights if they belong to this replica's plan (during a redeploy, old and
@@ -238,7 +242,7 @@ class Router(GrpcIngress):
             try:
                 view = ray.get(self.controller.sync.remote(stats), timeout=10)
                 if view.get("weights") is None:  # a controller that lost its state: give it the plan again
-                    view = ray.get(self.controller.configure.remote(*self._plan), timeout=10)
+                    view = ray.get(self.controller.configure.remote(*self._configure_args()), timeout=10)
                 if view.get("version") != self.view["version"] or view.get("plan") != self.view.get("plan"):
                     self._apply(view)
                 for name, w in self.view["weights"].items():
@@ -317,9 +321,9 @@ class Router(GrpcIngress):
         else:
             kind = "instances" if body.instances is not None else "entities"
             rows = body.instances if body.instances is not None else body.entities
-        if len(rows) > self.spec["max_batch_rows"]:
+        if len(rows) > self.spec.max_batch_rows:
             return 422, unprocessable([{"loc": ["body", sent or kind], "type": "too_long",
-                                        "msg": f"at most {self.spec['max_batch_rows']} rows per request, "
+                                        "msg": f"at most {self.spec.max_batch_rows} rows per request, "
                                                f"got {len(rows)}"}])
         variant = self._pick(rows)
         out = None
@@ -458,22 +462,22 @@ class Router(GrpcIngress):
             return self.openapi
         key = got.get("model_version")
         if self._typed_openapi is None or self._typed_openapi[0] != key:
-            doc = openapi_document(self.spec.get("route_prefix") or "/", columns=got["columns"],
+            doc = openapi_document(self.spec.route_prefix, columns=got["columns"],
                                    entities=got.get("entity_columns") or bool(got.get("entities")),
-                                   max_rows=self.spec["max_batch_rows"],
+                                   max_rows=self.spec.max_batch_rows,
                                    variants=self.variants + self.shadows)
             self._typed_openapi = (key, doc)
         return self._typed_openapi[1]
 
     async def _app_monitor(self) -> dict | None:
         """The app monitor actor's status (named in the spec; serving does not import monitoring)."""
-        name = self.spec.get("app_monitor")
+        name = self.spec.app_monitor
         if not name:
             return None
         import ray
 
         try:
-            handle = ray.get_actor(name, namespace=self.spec["namespace"])
+            handle = ray.get_actor(name, namespace=self.spec.namespace)
             return await asyncio.wait_for(handle.status.remote(), READ_TIMEOUT_S)
         except Exception as e:
             return {"error": f"app monitor unavailable: {type(e).__name__}"}
@@ -501,7 +505,7 @@ class Router(GrpcIngress):
         except Exception:
             live = {**self.view, "history": []}
         body = {**live, "sticky_key": self.sticky, "shadow": self.shadows,
-                "variants": [v["name"] for v in self.spec["variants"]]}
+                "variants": [v.name for v in self.spec.variants]}
         return VariantsResponse.model_validate(body).model_dump(mode="json")
 
     async def stats(self) -> dict:

@@ -5,6 +5,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -291,7 +292,13 @@ def test_a_restarted_app_monitor_keeps_the_cooldown(receiver, tmp_path):
 PROMOTED: list = []
 
 
-def submitted(config, job_id):  # the retrain's submit step (called by dotted path): no cluster in a unit test
+def submitted(config, job_id, result_path):  # the retrain's submit step (called by dotted path): no cluster
+    # in a unit test; the job's result record, as `raymlops retrain --result` writes it
+    from raymlops.contracts.monitoring import RetrainResult
+
+    Path(result_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(result_path).write_text(RetrainResult(model="churn", version=3, run_id="run-new", gate_passed=True)
+                                 .model_dump_json())
     return job_id
 
 
@@ -309,8 +316,7 @@ def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp
 
     PROMOTED.clear()
     job = {"status": "RUNNING"}
-    monkeypatch.setattr(AppMonitor, "_job_status", staticmethod(
-        lambda job_id, address: (job["status"], "models:/churn/3 (run run-new, gate passed)")))
+    monkeypatch.setattr("raymlops.monitoring.retrain.job_status", lambda job_id, address: (job["status"], ""))
     events = tmp_path / "events.jsonl"
     events.write_text("")
     here = __name__

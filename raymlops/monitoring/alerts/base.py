@@ -6,20 +6,10 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from raymlops.config.monitoring import EVENTS
+from raymlops.contracts.events import Severity, make_event
 
-SEVERITIES = ("warning", "critical")
-
-
-def make_event(type: str, app: str, message: str, variant: str | None = None, subject: str | None = None,
-               severity: str = "warning", details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build an alert event; `message` is one human-readable line."""
-    if type not in EVENTS:
-        raise ValueError(f"unknown event type {type!r}; expected one of {EVENTS}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"unknown severity {severity!r}; expected one of {SEVERITIES}")
-    return {"type": type, "app": app, "variant": variant, "subject": subject, "severity": severity,
-            "message": message, "details": dict(details or {}), "ts": time.time()}
+SEVERITIES = tuple(s.value for s in Severity)
+__all__ = ["SEVERITIES", "AlertSink", "make_event", "summary"]
 
 
 def summary(event: dict[str, Any]) -> str:

@@ -1,0 +1,149 @@
+"""What `raymlops.pipeline.serve` hands the monitor actors (`MonitorSpec`, `AppMonitorSpec`), and the
+records the retrain loop keeps (`RetrainRun` in the app monitor's ``state.json``, `RetrainResult` written
+by the retrain job for the app monitor to read)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from raymlops.config.monitoring import (AlertConfig, DataQualityConfig, DriftConfig, PerformanceConfig,
+                                        RetrainConfig, SkewConfig)
+from raymlops.contracts.base import Contract
+from raymlops.contracts.calls import Call
+
+
+class HistoryRotation(Contract):
+    """How a monitor's append-only history files rotate."""
+
+    history_rotate_mb: float | None = Field(None, gt=0, description="Rotate past this size; unset: never.")
+    history_keep: int = Field(5, ge=1, description="Rotated files kept.")
+
+    def rotation(self) -> tuple[int | None, int]:
+        """(bytes before a rotation or None, files kept): `raymlops.storage.files.append_line`'s arguments."""
+        mb = self.history_rotate_mb
+        return (int(mb * 1024 * 1024) if mb else None), self.history_keep
+
+
+class MonitorSpec(HistoryRotation):
+    """A variant's (or shadow's) monitor actor: drift and data-quality checks on its served rows."""
+
+    app: str
+    variant: str
+    namespace: str
+    run_dir: str | Call = Field(description="The model's run (its reference data and profile).")
+    model_version: str
+    state_dir: str = Field(description="The monitor's checkpoint and history: a path or URI.")
+    drift: DriftConfig | None = None
+    quality: DataQualityConfig | None = None
+    history: int = Field(ge=1, description="Results kept in memory for `latest`/`history`.")
+    checkpoint_s: float = Field(gt=0, description="Seconds between checkpoints.")
+    app_monitor: str | None = Field(None, description="The app monitor actor's name; events go there.")
+    started: float | None = Field(None, description="Set when the actor is started: tells its restart from "
+                                                    "a new deployment.")
+
+
+class LabelsSource(Contract):
+    """Where late labels arrive."""
+
+    format: str | None = Field(description="A source format; None: from the path's extension.")
+    path: str = Field(description="A file, directory or URI.")
+
+
+class PerformanceSpec(PerformanceConfig):
+    """``monitoring.performance`` with what the join needs resolved."""
+
+    label: str = Field(description="Labels' label column.")  # type: ignore[assignment]
+    task: str = Field(description="The training task (how the metric is computed).")
+    labels_source: LabelsSource
+    request_log: str = Field(description="The app's request log: a path or URI.")
+
+
+class SkewSpec(SkewConfig):
+    """``monitoring.skew`` with the check to call."""
+
+    check: Call = Field(description="Called with (since, until, sample, tolerance); returns the skew report.")
+
+
+class RetrainSpec(RetrainConfig):
+    """``monitoring.retrain`` with the pipeline calls the retrain loop makes."""
+
+    submit: Call = Field(description="Called with (job id, result path); submits the retrain job, returns "
+                                     "its id.")
+    promote: Call = Field(description="Called with (version); returns a `PromotionOutcome`'s fields.")
+
+
+class AppMonitorSpec(HistoryRotation):
+    """The app monitor actor: events, alerts, live performance, skew and retraining of one Serve app."""
+
+    app: str
+    namespace: str
+    state_dir: str = Field(description="Its state and event history: a path or URI (it is the one writer).")
+    alerts: list[AlertConfig] = Field(default_factory=list)
+    alert_log: str = Field(description="Where every alert sent is appended.")
+    canary_events: str | None = Field(None, description="The traffic controller's events.jsonl, tailed.")
+    performance: PerformanceSpec | None = None
+    skew: SkewSpec | None = None
+    retrain: RetrainSpec | None = None
+
+
+class RetrainStatus(str, Enum):
+    """Where a retrain stands. SUBMITTED -> RUNNING -> OBSERVING -> PROMOTED | KEPT; FAILED from any
+    unfinished state."""
+
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    OBSERVING = "observing"
+    PROMOTED = "promoted"
+    KEPT = "kept"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (RetrainStatus.SUBMITTED, RetrainStatus.RUNNING, RetrainStatus.OBSERVING)
+
+
+class RetrainStep(Contract):
+    """One step of a retrain, as recorded."""
+
+    step: str
+    at: float
+    detail: Any = None
+
+
+class PromotionOutcome(Contract):
+    """What the gate decided about a challenger (`raymlops.pipeline.loop.promote_challenger`)."""
+
+    promoted: bool
+    version: int
+    reason: str
+
+
+class RetrainResult(Contract):
+    """Written by the retrain job (`raymlops retrain --result PATH`) once its challenger is registered."""
+
+    model: str = Field(description="The registered model's name.")
+    version: int = Field(ge=1, description="The challenger's registry version.")
+    run_id: str = Field(description="The training run.")
+    gate_passed: bool = Field(description="Whether the challenger passed its registry gate when trained.")
+
+
+class RetrainRun(Contract):
+    """One retrain, from trigger to outcome, in the app monitor's ``state.json``."""
+
+    id: str = Field(description="Also the Ray job's submission id.")
+    trigger: dict[str, Any] = Field(description="The triggering event's type, variant, subject and message.")
+    started: float
+    status: RetrainStatus = RetrainStatus.SUBMITTED
+    steps: list[RetrainStep] = Field(default_factory=list)
+    job_id: str | None = None
+    result_path: str | None = Field(None, description="Where the job writes its `RetrainResult`.")
+    status_errors: int = Field(0, description="Consecutive failed job-status reads.")
+    version: int | None = None
+    run_id: str | None = None
+    model: str | None = Field(None, description="NAME/VERSION, as canary events name it.")
+    observe_until: float | None = None
+    outcome: PromotionOutcome | None = None
+    error: str | None = None
