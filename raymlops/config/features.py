@@ -4,21 +4,26 @@ stores and the feature server; and the duration strings every section uses."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from raymlops.config.base import Strict
+from raymlops.config.base import IMPORT_PATH, Strict
 
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-AGG_FUNCTIONS = ("sum", "mean", "count", "min", "max", "std", "last", "distinct_count")
+AggFunction = Literal["sum", "mean", "count", "min", "max", "std", "last", "distinct_count"]
+AGG_FUNCTIONS: tuple[AggFunction, ...] = get_args(AggFunction)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 def duration_seconds(v: str) -> int:
     """'7d' -> 604800 (units s, m, h, d)."""
     m = _DURATION.match(v)
+    if m is None:
+        raise ValueError(f"got {v!r}; expected a duration like '30s', '15m', '12h' or '7d'")
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
@@ -33,19 +38,23 @@ Duration = Annotated[str, AfterValidator(_check_duration)]
 
 
 class SqliteOnlineStoreConfig(Strict):
-    type: Literal["sqlite"] = "sqlite"
+    """The online store in a SQLite file, for one machine (a cluster of several nodes needs Redis)."""
+
+    type: Literal["sqlite"] = Field("sqlite", description="Store kind.")
     path: str | None = Field(None, description="SQLite file; default <storage>/features/online.db.")
 
 
 class RedisOnlineStoreConfig(Strict):
-    type: Literal["redis"]
-    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL of a Redis server.")
+    """The online store in Redis: what a cluster of several nodes needs."""
+
+    type: Literal["redis"] = Field(description="Store kind.")
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// or unix:// URL of a Redis server.")
     key_prefix: str | None = Field(None, description="Prefix of every key; default the pipeline name.")
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
+        if not v.startswith(REDIS_SCHEMES):
             raise ValueError(f"got {v!r}; expected a redis://host:port/db URL")
         return v
 
@@ -54,18 +63,26 @@ OnlineStoreConfig = Annotated[Union[SqliteOnlineStoreConfig, RedisOnlineStoreCon
 
 
 class OfflineStoreConfig(Strict):
+    """Where each view's rows are kept as versioned, date-partitioned Parquet (`raymlops features build` writes
+    a version; training's point-in-time joins read it)."""
+
     path: str | None = Field(None, description="Local path or pyarrow/fsspec URI; default <storage>/features/offline.")
 
 
 class EntityConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """What features are about (a customer, a card): the key columns that identify one."""
+
+    name: str = Field(pattern=_IDENTIFIER, description="Entity name, referred to by views' `entity`.")
     join_keys: list[str] = Field(min_length=1, description="Key columns identifying one entity.")
-    description: str | None = None
+    description: str | None = Field(None, description="Free text for readers of the config.")
 
 
 class AggregationConfig(Strict):
+    """A window aggregate: `function` of `column` over each entity's rows in the trailing `window`."""
+
     column: str = Field(description="Source column aggregated per entity.")
-    function: Literal["sum", "mean", "count", "min", "max", "std", "last", "distinct_count"]
+    function: AggFunction = Field(description="The aggregate; last: the latest value in the window; "
+                                              "distinct_count: distinct values in the window.")
     window: Duration = Field(description="Rows with T - window < ts <= T count at time T.")
     name: str | None = Field(None, description="Feature name; default <column>_<function>_<window>.")
 
@@ -75,26 +92,33 @@ class AggregationConfig(Strict):
 
 
 class FeatureViewConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """A group of features of one entity computed from one source: columns passed through and window
+    aggregates, each as of its event time."""
+
+    name: str = Field(pattern=_IDENTIFIER, description="View name; features are referred to as 'view:feature'.")
     entity: str = Field(description="Name of an entity under features.entities.")
     source: str = Field(description="Name of a source under 'sources'.")
     timestamp: str = Field(description="Event-time column of the source.")
     created_timestamp: str | None = Field(None, description="Breaks ties between rows with equal event time.")
     ttl: Duration | None = Field(None, description="How old a value may be at retrieval; none = no lower bound.")
     fields: list[str] = Field(default_factory=list, description="Columns passed through as features.")
-    aggregations: list[AggregationConfig] = Field(default_factory=list)
+    aggregations: list[AggregationConfig] = Field(default_factory=list, description="Window aggregates, each a "
+                                                                                   "feature.")
     tile: Duration | None = Field(None, description="Online time tile of the window aggregates (default 1m, or the "
                                   "shortest window if shorter): online windows start at the first tile boundary at "
                                   "or after now - window.")
     transform: str | None = Field(None, description="'module:function' batch transform (pandas) before aggregation.")
-    description: str | None = None
-    owner: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    description: str | None = Field(None, description="Free text, shown by `raymlops features list` and "
+                                                      "`describe`.")
+    owner: str | None = Field(None, description="Who owns the view, shown by `raymlops features list` and "
+                                                "`describe`.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Labels, shown by `raymlops features list` and "
+                                                                   "`describe`.")
 
     @field_validator("transform")
     @classmethod
     def _import_path(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+        if v is not None and not IMPORT_PATH.fullmatch(v):
             raise ValueError(f"got {v!r}; expected 'package.module:function'")
         return v
 
@@ -131,12 +155,14 @@ class FeatureViewConfig(Strict):
 
 
 class FeatureServerConfig(Strict):
+    """The online feature server (`raymlops features serve`): its own Ray Serve app."""
+
     route_prefix: str = Field("/features", description="POST {route_prefix}/online serves online features.")
     host: str = Field("127.0.0.1", description="Bind address of Serve's HTTP proxy (shared by every app).")
-    port: int = Field(8000, ge=1, le=65535)
-    num_replicas: int = Field(1, ge=1)
-    num_cpus: float = Field(0.25, ge=0)
-    max_ongoing_requests: int = Field(64, ge=1)
+    port: int = Field(8000, ge=1, le=65535, description="Port of Serve's HTTP proxy (shared by every app).")
+    num_replicas: int = Field(1, ge=1, description="Feature server replicas.")
+    num_cpus: float = Field(0.25, ge=0, description="CPUs per replica.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests a replica handles at once.")
 
     @field_validator("route_prefix")
     @classmethod
@@ -152,21 +178,25 @@ def _online_store_shorthand(v: Any) -> Any:
     if isinstance(v, str):
         if v == "sqlite":
             return {"type": "sqlite"}
-        if v.startswith(("redis://", "rediss://", "unix://")):
+        if v.startswith(REDIS_SCHEMES):
             return {"type": "redis", "url": v}
         raise ValueError(f"got {v!r}; expected 'sqlite', a redis:// URL, or a mapping with 'type'")
     return v
 
 
 class FeaturesConfig(Strict):
+    """The feature store: entities, feature views, and the stores and server they are kept and served in."""
+
     online_store: Annotated[OnlineStoreConfig, BeforeValidator(_online_store_shorthand)] = Field(
         default_factory=SqliteOnlineStoreConfig,
         description="{type: sqlite, path} or {type: redis, url, key_prefix}; the strings 'sqlite' and "
                     "'redis://host:port/db' are shorthands. A cluster of several nodes needs Redis.")
-    server: FeatureServerConfig = Field(default_factory=FeatureServerConfig)
-    offline_store: OfflineStoreConfig = Field(default_factory=OfflineStoreConfig)
-    entities: list[EntityConfig] = Field(min_length=1)
-    views: list[FeatureViewConfig] = Field(min_length=1)
+    server: FeatureServerConfig = Field(default_factory=FeatureServerConfig, description="The online feature "
+                                                                                         "server.")
+    offline_store: OfflineStoreConfig = Field(default_factory=OfflineStoreConfig, description="Where feature "
+                                                                                              "history is kept.")
+    entities: list[EntityConfig] = Field(min_length=1, description="The entities views are keyed by.")
+    views: list[FeatureViewConfig] = Field(min_length=1, description="The feature views.")
 
     def view(self, name: str) -> FeatureViewConfig:
         return next(v for v in self.views if v.name == name)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from raymlops.config.base import Strict
+from raymlops.config.base import Issue, Strict
 
-DETECTORS = ("ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd")
-ONLINE_DETECTORS = ("cvm_online", "fet_online")
-EVENTS = ("drift", "data_quality", "performance", "canary", "retrain", "skew")
-
+BatchDetector = Literal["ks", "chi2", "tabular"]  # per-feature tests of a window; what reference: chunks needs
+OnlineDetector = Literal["cvm_online", "fet_online"]
+Detector = Literal[BatchDetector, OnlineDetector, "mmd"]
 Event = Literal["drift", "data_quality", "performance", "canary", "retrain", "skew"]
+RetrainTrigger = Literal["drift", "performance", "data_quality"]
+
+DETECTORS: tuple[Detector, ...] = get_args(Detector)
+BATCH_DETECTORS: tuple[BatchDetector, ...] = get_args(BatchDetector)
+ONLINE_DETECTORS: tuple[OnlineDetector, ...] = get_args(OnlineDetector)
+EVENTS: tuple[Event, ...] = get_args(Event)
 
 
 class AlertAfterConfig(Strict):
+    """How persistent drift must be before it raises an event: `windows` drifted among the latest `of`."""
+
     windows: int = Field(2, ge=1, description="Drifted windows needed among the latest `of` tested windows.")
     of: int = Field(3, ge=1, description="How many of the latest tested windows are looked at.")
 
@@ -27,7 +34,10 @@ class AlertAfterConfig(Strict):
 
 
 class DriftConfig(Strict):
-    detector: Literal["ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd"] = Field(
+    """Drift detection on serving traffic: detectors fitted on the training split at training time, saved with
+    the run, and run on windows of served rows."""
+
+    detector: Detector = Field(
         "tabular", description="ks: Kolmogorov-Smirnov per feature; chi2: chi-squared per feature (categorical "
                                "codes); tabular: KS for numeric and chi-squared for categorical features; "
                                "cvm_online / fet_online: online Cramer-von Mises / Fisher exact tests calibrated "
@@ -68,8 +78,8 @@ class DriftConfig(Strict):
 
     @field_validator("min_effect")
     @classmethod
-    def _non_negative(cls, v):
-        values = v.items() if isinstance(v, dict) else [(None, v)]
+    def _non_negative(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values: list[tuple[str | None, float | None]] = list(v.items()) if isinstance(v, dict) else [(None, v)]
         for name, x in values:
             if x is not None and x < 0:
                 raise ValueError(f"must be >= 0, got {x}" + (f" for {name!r}" if name else ""))
@@ -77,7 +87,7 @@ class DriftConfig(Strict):
 
     @model_validator(mode="after")
     def _reference_mode(self) -> "DriftConfig":
-        if self.reference == "chunks" and self.detector not in ("ks", "chi2", "tabular"):
+        if self.reference == "chunks" and self.detector not in BATCH_DETECTORS:
             raise ValueError(f"reference: chunks learns per-feature thresholds for the batch detectors ks, chi2 "
                              f"and tabular; got detector {self.detector!r}")
         return self
@@ -92,6 +102,8 @@ class DriftConfig(Strict):
 
 
 class DataQualityConfig(Strict):
+    """Data quality checks of serving traffic against the training split's schema and statistics."""
+
     schema_check: bool = Field(True, alias="schema", description="Missing columns and wrong types.")
     nulls: bool = Field(True, description="Null rate above the training null rate + null_tolerance.")
     ranges: bool = Field(True, description="Numeric values outside the training [min, max].")
@@ -105,6 +117,8 @@ class DataQualityConfig(Strict):
 
 
 class PerformanceConfig(Strict):
+    """Model performance on live traffic: late labels joined to the logged requests, scored per window."""
+
     labels: str = Field(description="The source (in `sources`) of late labels.")
     join: Literal["request_id", "entity"] = Field(
         "request_id", description="request_id: labels carry the request id; entity: labels carry entity key "
@@ -126,6 +140,8 @@ class PerformanceConfig(Strict):
 
 
 class SkewConfig(Strict):
+    """Online/offline skew: served feature values against the same features recomputed from the offline store."""
+
     every_s: float = Field(3600, gt=0, description="How often the monitor recomputes served features offline.")
     sample: int = Field(1000, ge=1, description="Logged requests (rows) compared per check, drawn at random from "
                                                 "those since the previous check.")
@@ -136,21 +152,26 @@ class SkewConfig(Strict):
 
 
 class WebhookAlert(Strict):
-    type: Literal["webhook"]
+    """An alert sink that POSTs each event as JSON to a URL (Slack-compatible)."""
+
+    type: Literal["webhook"] = Field(description="Sink kind.")
     url: str = Field(pattern=r"^https?://", description="Receives a JSON POST (with a Slack-compatible 'text').")
     on: list[Event] = Field(default_factory=lambda: list(EVENTS), description="Event types sent to this sink.")
     cooldown_s: float = Field(300, ge=0, description="The same event (type, app, variant, subject) is sent once "
                                                      "per cooldown.")
-    timeout_s: float = Field(5, gt=0)
+    timeout_s: float = Field(5, gt=0, description="Seconds one POST may take.")
     retries: int = Field(3, ge=0, description="Retries with exponential backoff after a failed send.")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (e.g. Authorization).")
 
 
 class LogAlert(Strict):
-    type: Literal["log"]
+    """An alert sink that appends each event as a JSON line to a file."""
+
+    type: Literal["log"] = Field(description="Sink kind.")
     path: str | None = Field(None, description="JSON-lines file; default <storage>/monitoring/<app>/alerts.jsonl.")
-    on: list[Event] = Field(default_factory=lambda: list(EVENTS))
-    cooldown_s: float = Field(300, ge=0)
+    on: list[Event] = Field(default_factory=lambda: list(EVENTS), description="Event types written to this sink.")
+    cooldown_s: float = Field(300, ge=0, description="The same event (type, app, variant, subject) is written once "
+                                                     "per cooldown.")
     rotate_mb: float | None = Field(64, gt=0, description="The file becomes <path>.1 at this size; null: never.")
     keep: int = Field(5, ge=1, description="Rotated files kept.")
 
@@ -159,7 +180,10 @@ AlertConfig = Annotated[Union[WebhookAlert, LogAlert], Field(discriminator="type
 
 
 class RetrainConfig(Strict):
-    on: list[Literal["drift", "performance", "data_quality"]] = Field(
+    """Retraining on monitoring events: a Ray job retrains and registers a challenger, which meets traffic (the
+    serving section's shadow or canary) for observe_s before the registry's gate decides its promotion."""
+
+    on: list[RetrainTrigger] = Field(
         default_factory=lambda: ["drift", "performance"], description="Events that trigger retraining.")
     min_interval_s: float = Field(3600, ge=0, description="At most one retrain per this many seconds.")
     deploy: Literal["shadow", "canary"] = Field(
@@ -174,11 +198,15 @@ class RetrainConfig(Strict):
 
 
 class MonitoringConfig(Strict):
-    drift: DriftConfig | None = None
-    data_quality: DataQualityConfig | None = None
-    performance: PerformanceConfig | None = None
-    alerts: list[AlertConfig] = Field(default_factory=list)
-    retrain: RetrainConfig | None = None
+    """What watches the served model: monitors run as Ray actors beside the endpoint."""
+
+    drift: DriftConfig | None = Field(None, description="Drift of the model's inputs (and outputs) from the "
+                                                        "training split.")
+    data_quality: DataQualityConfig | None = Field(None, description="Schema, null, range and category checks of "
+                                                                     "the served rows.")
+    performance: PerformanceConfig | None = Field(None, description="The model's metric on late labels.")
+    alerts: list[AlertConfig] = Field(default_factory=list, description="Where events are sent, by sink `type`.")
+    retrain: RetrainConfig | None = Field(None, description="Retrain when events fire.")
     skew: SkewConfig | None = Field(None, description="Online/offline skew: the feature values served by entity "
                                                       "key, recomputed point-in-time from the offline store.")
     checkpoint_s: float = Field(10, gt=0, description="How often monitor actors checkpoint their state.")
@@ -190,10 +218,11 @@ class MonitoringConfig(Strict):
                                                    "deleted.")
 
 
-def monitoring_issues(m: MonitoringConfig | None, has_training: bool, sources: list[str]) -> list[tuple[tuple, str]]:
+def monitoring_issues(m: MonitoringConfig | None, has_training: bool, sources: list[str]) -> list[Issue]:
+    """Checks across the monitoring section: what it needs from training, sources and itself."""
     if m is None:
         return []
-    out: list[tuple[tuple, str]] = []
+    out: list[Issue] = []
     for key in ("drift", "data_quality", "performance", "retrain"):
         if getattr(m, key) is not None and not has_training:
             out.append((("monitoring", key), f"monitoring.{key} needs a 'training' section (its reference data)"))

@@ -6,13 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from raymlops.config.base import MODEL_URI, Strict
+from raymlops.config.base import MODEL_URI, Issue, Strict
 
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 
 def _model_ref(v: str | None) -> str | None:
+    """A 'models:...' reference must be a registry URI; anything else is a run id or run directory."""
     if v is not None and v.startswith("models:") and not MODEL_URI.fullmatch(v):
         raise ValueError(f"got {v!r}; expected 'models:/NAME@ALIAS' or 'models:/NAME/VERSION'")
     return v
@@ -22,6 +23,8 @@ ModelRef = Annotated[str | None, AfterValidator(_model_ref)]
 
 
 class VariantConfig(Strict):
+    """A model taking a share of the traffic (A/B testing)."""
+
     name: str = Field(pattern=_NAME, description="Variant name, returned in every response as 'variant'.")
     model: ModelRef = Field(None, description="'models:/NAME@ALIAS', 'models:/NAME/VERSION', a run id or a run "
                                               "directory; unset: the run being deployed.")
@@ -29,23 +32,30 @@ class VariantConfig(Strict):
 
 
 class ShadowConfig(Strict):
-    name: str = Field(pattern=_NAME)
+    """A model that scores a copy of every request; its answers are logged, never returned."""
+
+    name: str = Field(pattern=_NAME, description="Shadow name, distinct from every variant's.")
     model: ModelRef = Field(None, description="Same forms as a variant's model.")
     max_in_flight: int = Field(4096, ge=1, description="Copies waiting for this shadow per router replica; "
                                                        "beyond it copies are skipped and counted.")
 
 
 class RollbackConfig(Strict):
+    """When a canary is rolled back (its weight back to 0): judged once an interval has `min_requests` canary
+    requests."""
+
     error_rate: float | None = Field(0.02, ge=0, le=1, description="Roll back above this share of 5xx answers.")
     p99_ms: float | None = Field(None, gt=0, description="Roll back above this p99 latency (ms, at the router).")
     min_requests: int = Field(20, ge=1, description="Canary requests an interval needs before it is judged.")
 
 
 class CanaryConfig(Strict):
+    """A variant whose share of traffic steps up on a schedule while it stays healthy."""
+
     variant: str = Field(description="The variant whose weight steps up.")
     steps: list[float] = Field(min_length=1, description="Percent of traffic at each step, increasing, up to 100.")
     interval_s: float = Field(60, gt=0, description="Seconds per step.")
-    rollback_on: RollbackConfig = Field(default_factory=RollbackConfig)
+    rollback_on: RollbackConfig = Field(default_factory=RollbackConfig, description="What rolls the canary back.")
 
     @field_validator("steps")
     @classmethod
@@ -56,20 +66,28 @@ class CanaryConfig(Strict):
 
 
 class BatchingConfig(Strict):
+    """Dynamic batching: requests queued at a replica are scored in one model call."""
+
     max_batch_size: int = Field(64, ge=1, description="Most requests one model call scores together.")
     batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch waits to fill; 0 takes what is "
                                                                "queued (no added latency when idle).")
 
 
 class AutoscalingConfig(Strict):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(4, ge=1)
+    """Ray Serve autoscaling of each model deployment (instead of a fixed num_replicas)."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas (it also starts with this many, at least 1).")
+    max_replicas: int = Field(4, ge=1, description="Most replicas.")
     target_ongoing_requests: float = Field(8, gt=0, description="Requests in flight per replica to aim for.")
-    upscale_delay_s: float = Field(10, ge=0)
-    downscale_delay_s: float = Field(60, ge=0)
+    upscale_delay_s: float = Field(10, ge=0, description="How long load must stay above target before replicas "
+                                                          "are added.")
+    downscale_delay_s: float = Field(60, ge=0, description="How long load must stay below target before replicas "
+                                                            "are removed.")
 
 
 class RequestLogConfig(Strict):
+    """The log of served requests and answers (Parquet): monitoring's late labels and skew checks read it."""
+
     path: str | None = Field(None, description="Directory (or URI) for the Parquet log, partitioned by date; "
                                                "default <storage>/request_log/<app>.")
     sample_rate: float = Field(1.0, ge=0, le=1, description="Share of requests logged.")
@@ -79,6 +97,8 @@ class RequestLogConfig(Strict):
 
 
 class ServingConfig(Strict):
+    """The HTTP endpoint (Ray Serve): model replicas, traffic split across variants, shadows and a canary."""
+
     app_name: str | None = Field(None, description="Serve application name; defaults to the pipeline name.")
     route_prefix: str = Field("/", description="HTTP route prefix, e.g. /churn.")
     host: str = Field("127.0.0.1", description="Bind address of the HTTP proxy.")
@@ -87,7 +107,7 @@ class ServingConfig(Strict):
                              "that answer HTTP themselves (Serve's direct ingress and throughput-optimized mode; "
                              "~8x lower per-request floor here, needs the haproxy binary). Cluster-wide: applied "
                              "when raymlops starts Ray; a cluster must be started with it (see README).")
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the proxy.")
     grpc_port: int | None = Field(None, ge=1, le=65535, description="Also serve raymlops.ModelServer/Predict over "
                                                                     "gRPC (Serve's gRPC proxy) on this port; "
                                                                     "clients name the app in the 'application' "
@@ -101,10 +121,13 @@ class ServingConfig(Strict):
     sticky_key: str | None = Field(None, description="Input column whose value always picks the same variant.")
     shadow: list[ShadowConfig] = Field(default_factory=list, description="Models that get a copy of every "
                                                                          "request; their answers are only logged.")
-    canary: CanaryConfig | None = None
+    canary: CanaryConfig | None = Field(None, description="Step a variant's share of traffic up, with automatic "
+                                                          "rollback.")
     batching: BatchingConfig | None = Field(None, description="Dynamic batching inside model replicas.")
-    autoscaling: AutoscalingConfig | None = None
-    request_log: RequestLogConfig | None = None
+    autoscaling: AutoscalingConfig | None = Field(None, description="Autoscale model replicas instead of "
+                                                                    "num_replicas.")
+    request_log: RequestLogConfig | None = Field(None, description="Log requests and answers (needed by "
+                                                                   "monitoring.performance and monitoring.skew).")
     request_timeout_s: float = Field(30, gt=0, description="The router answers 504 (an error for the canary) when "
                                                            "a variant takes longer.")
     router_replicas: int = Field(1, ge=1, description="Router replicas when the model runs in its own deployments "
@@ -137,10 +160,11 @@ class ServingConfig(Strict):
         return v
 
 
-def serving_issues(s: ServingConfig | None) -> list[tuple[tuple, str]]:
+def serving_issues(s: ServingConfig | None) -> list[Issue]:
+    """Checks across the serving section: unique names, weights, the canary's variant, ports, batching."""
     if s is None:
         return []
-    out: list[tuple[tuple, str]] = []
+    out: list[Issue] = []
     names = [v.name for v in s.variants] if s.variants else ["default"]  # one implicit variant otherwise
     for i, name in enumerate(names if s.variants else []):
         if names.index(name) != i:
@@ -153,7 +177,7 @@ def serving_issues(s: ServingConfig | None) -> list[tuple[tuple, str]]:
     if s.canary is not None:
         if s.canary.variant not in names:
             out.append((("serving", "canary", "variant"), f"unknown variant {s.canary.variant!r}; defined: {names}"))
-        elif not any(v.weight > 0 for v in s.variants if v.name != s.canary.variant):
+        elif not any(v.weight > 0 for v in s.variants or [] if v.name != s.canary.variant):
             out.append((("serving", "canary"), "a canary needs another variant with a weight above 0 to take the "
                                                "rest of the traffic"))
     if s.grpc_port is not None and s.grpc_port == s.port:

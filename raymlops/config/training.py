@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from raymlops.config.base import Strict
+from raymlops.config.base import IMPORT_PATH, Strict
 
 # ------------------------------------------------------------- tasks and metrics
 
@@ -39,8 +39,6 @@ def metric_issue(metric: str | None, task: Task) -> str | None:
 
 
 # ----------------------------------------------------------------- preprocessing
-
-_IMPORT_PATH = r"[A-Za-z_][\w.]*:[A-Za-z_]\w*"
 
 
 class _Columns(Strict):
@@ -114,7 +112,7 @@ class CustomStep(Strict):
     @field_validator("function")
     @classmethod
     def _import_path(cls, v: str) -> str:
-        if not re.fullmatch(_IMPORT_PATH, v):
+        if not IMPORT_PATH.fullmatch(v):
             raise ValueError(f"got {v!r}; expected 'package.module:function'")
         return v
 
