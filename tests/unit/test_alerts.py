@@ -350,3 +350,30 @@ def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp
         assert record("promoted")["outcome"]["version"] == 3 and PROMOTED == [3]
     assert [e["type"] for e in monitor.status(10)["events"]] == ["drift", "canary"]
     monitor.close()
+
+
+def no_result(config, job_id, result_path):  # a retrain job that succeeds but never writes its result record
+    return job_id
+
+
+def test_a_retrain_job_that_wrote_no_result_record_fails_naming_where_it_was_expected(monkeypatch, tmp_path):
+    """The challenger comes from the job's `RetrainResult` record in storage, not from its logs: a job that
+    succeeded without writing one fails the retrain (and the champion stays)."""
+    from raymlops.monitoring.app_monitor import AppMonitor
+
+    monkeypatch.setattr("raymlops.monitoring.retrain.job_status", lambda job_id, address: ("SUCCEEDED", ""))
+    spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"), "alerts": [],
+            "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": None, "performance": None,
+            "retrain": {"on": ["drift"], "submit": {"call": f"{__name__}:no_result", "args": ["cfg.yaml"]},
+                        "promote": {"call": f"{__name__}:promote", "args": ["cfg.yaml"]}}}
+    monitor = AppMonitor(spec)
+    try:
+        monitor.event(drift())
+        deadline = time.monotonic() + 15
+        while (r := monitor.status(0)["retrains"][-1])["status"] != "failed":
+            assert time.monotonic() < deadline, r
+            time.sleep(0.1)
+        assert "wrote no readable result" in r["error"] and r["result_path"] in r["error"]
+        assert r["result_path"].startswith(str(tmp_path / "app" / "retrains"))
+    finally:
+        monitor.close()
