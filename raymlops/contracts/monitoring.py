@@ -5,7 +5,7 @@ by the retrain job for the app monitor to read)."""
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -55,7 +55,7 @@ class LabelsSource(Contract):
 class PerformanceSpec(PerformanceConfig):
     """``monitoring.performance`` with what the join needs resolved."""
 
-    label: str = Field(description="Labels' label column.")  # type: ignore[assignment]
+    label: str = Field(description="Labels' label column.")
     task: str = Field(description="The training task (how the metric is computed).")
     labels_source: LabelsSource
     request_log: str = Field(description="The app's request log: a path or URI.")

@@ -39,7 +39,7 @@ class FeaturesSpec(Contract):
 class RequestLogSpec(RequestLogConfig):
     """The request log's settings, with its location resolved."""
 
-    path: str = Field(description="Directory or URI of the Parquet log.")  # type: ignore[assignment]
+    path: str = Field(description="Directory or URI of the Parquet log.")
 
 
 class ReplicaSpec(Contract):

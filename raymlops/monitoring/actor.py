@@ -10,7 +10,6 @@ import pickle
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import pandas as pd

@@ -18,6 +18,7 @@ from typing import Any
 from raymlops.storage.staging import cache_root
 from raymlops.artifacts.run import REGISTERED
 from raymlops.config.base import MODEL_URI
+from raymlops.contracts.calls import Call
 from raymlops.config.models import MAXIMIZE
 from raymlops.errors import RaymlopsError
 from raymlops.registry.tracking import TAG, client, tracking_uri, using
