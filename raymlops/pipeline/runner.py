@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig, load_config
+from raymlops.contracts.serving import AppSpec
 from raymlops.errors import DataError, RaymlopsError
 from raymlops.storage import open_storage
 
@@ -139,8 +140,8 @@ class Pipeline:
                          evaluation=out["evaluation"], steps=out["steps"], mlflow_run_id=out["mlflow_run_id"])
 
     def serving_spec(self, run: str | os.PathLike | None = None, model: str | None = None,
-                     start_actors: bool = True, workdir: str | None = None) -> dict:
-        """The Serve application spec: variants and shadows resolved to run directories (see `serve`)."""
+                     start_actors: bool = True, workdir: str | None = None) -> AppSpec:
+        """The Serve application's `AppSpec`: variants and shadows resolved to run directories (see `serve`)."""
         from raymlops.pipeline.serve import serving_spec
 
         cfg = self.config
@@ -165,7 +166,7 @@ class Pipeline:
         s = self.config.serving
         args = self.serving_spec(run, model)
         self.say(f"deploying Serve app {self.app_name!r}: "
-                 + ", ".join(f"{m['name']} ({m['role']})" for m in args["models"]))
+                 + ", ".join(f"{m.name} ({m.role})" for m in args.models))
         url = deploy(args, s.host, s.port, s.route_prefix, s.start_timeout_s, s.grpc_port)
         self.say(f"serving at {url}/predict"
                  + (f" and gRPC raymlops.ModelServer/Predict on port {s.grpc_port} (metadata application="

@@ -17,6 +17,7 @@ import time
 
 from raymlops.config.serving import CanaryConfig
 from raymlops.contracts.events import CanaryEvent
+from raymlops.contracts.traffic import OperatorRequest, TrafficStatus, TrafficView, VariantSamples
 from raymlops.serving.traffic import Traffic
 from raymlops.storage.files import append_line, join, read_file, read_lines, tail_lines, write_file
 
@@ -84,7 +85,7 @@ class TrafficController:
         threading.Thread(target=self._tick, daemon=True, name="traffic-tick").start()
 
     def configure(self, base: dict[str, float], canary: CanaryConfig | dict | None,
-                  models: dict[str, str] | None = None) -> dict:
+                  models: dict[str, str] | None = None) -> TrafficView:
         """Sets the plan; keeps the current state if the plan (including each variant's model version) is
         the one already running, so redeploying the same thing does not restart a canary."""
         canary = CanaryConfig.model_validate(canary).model_dump() if canary is not None else None
@@ -109,7 +110,7 @@ class TrafficController:
             return False
         return {**self.models, c["variant"]: c.get("model")} == (models or {})
 
-    def model_swapped(self, variant: str, model: str) -> dict:
+    def model_swapped(self, variant: str, model: str) -> TrafficView:
         """A replica of ``variant`` swapped to ``model`` (its alias moved). A canary variant's new model starts
         the canary afresh; every replica reports the swap, only the first one restarts it."""
         with self._lock:
@@ -118,30 +119,32 @@ class TrafficController:
                 self._save(events)
             return self._view()
 
-    def sync(self, stats: dict[str, dict] | None = None) -> dict:
-        """Takes a router's counts since its last sync; returns {version, weights, canary}."""
+    def sync(self, stats: dict[str, VariantSamples] | dict[str, dict] | None = None) -> TrafficView:
+        """Takes a router's samples since its last sync; returns the view."""
         with self._lock:
             if self.traffic is None:
                 return self._view()
             if stats:
-                events = self.traffic.observe(stats)
+                events = self.traffic.observe({k: VariantSamples.model_validate(v).model_dump()
+                                               for k, v in stats.items()})
                 if events:
                     self._save(events)
             return self._view()
 
-    def status(self) -> dict:
+    def status(self) -> TrafficStatus:
         with self._lock:
+            view = self._view().model_dump()
             if self.traffic is None:
-                return {**self._view(), "history": [], "window": {}}
-            return {**self._view(), "history": list(self.traffic.state["history"]),
-                    "window": {k: w.summary() for k, w in self.traffic.windows.items()}}
+                return TrafficStatus(**view)
+            return TrafficStatus(**view, history=list(self.traffic.state["history"]),
+                                 window={k: w.summary() for k, w in self.traffic.windows.items()})
 
-    def _view(self) -> dict:
+    def _view(self) -> TrafficView:
         if self.traffic is None:
-            return {"version": 0, "weights": None, "canary": None, "plan": None}
+            return TrafficView(version=0)
         s = self.traffic.state
-        return {"version": s["version"], "weights": dict(s["weights"]), "canary": dict(s["canary"] or {}) or None,
-                "plan": self.fingerprint}
+        return TrafficView(version=s["version"], weights=dict(s["weights"]), canary=s["canary"] or None,
+                           plan=self.fingerprint)
 
     def _tick(self) -> None:
         """Steps the canary on schedule even when no router reports."""
@@ -164,17 +167,17 @@ class TrafficController:
         self.cursor, events = cursor, []
         for line in lines:
             try:
-                r = json.loads(line)
-                action, by = r["action"], r.get("by") or "unknown"
-            except (ValueError, KeyError, TypeError):
+                r = OperatorRequest.model_validate_json(line)
+            except ValueError:  # a torn line, or not a request
                 continue
+            action, by = r.action, r.by or "unknown"
             c = (self.traffic.state["canary"] if self.traffic else None) or {}
-            if time.time() - float(r.get("ts", 0)) > REQUEST_TTL_S:  # checked first: a stale request changes nothing
+            if time.time() - r.ts > REQUEST_TTL_S:  # checked first: a stale request changes nothing
                 got, why = [], f"{action} requested by {by} more than {REQUEST_TTL_S} s ago"
             else:
-                got = self.traffic.operate(action, by, r.get("reason")) if self.traffic else []
+                got = self.traffic.operate(action, by, r.reason) if self.traffic else []
                 why = f"{action} by {by} does not apply to " + (f"a canary that is {c['status']}" if c else "an app without a canary")
-            events += got or [{"at": time.time(), "event": "ignored", "request": r.get("id"), "reason": why}]
+            events += got or [{"at": time.time(), "event": "ignored", "request": r.id, "reason": why}]
         if self.traffic is None:  # nothing to save the cursor with: record why, and move on
             for e in events:
                 append_line(join(self.dir, EVENTS_FILE), self._event_line(e), compact=False)
@@ -202,11 +205,9 @@ def request_action(state_dir: str | os.PathLike, action: str, by: str, reason: s
     """Asks the app's controller to ``pause``, ``resume`` or ``rollback`` its canary: an entry appended to
     ``requests.jsonl`` in its state folder, applied (and recorded in the canary history) at its next tick,
     wherever the controller runs. The request's id comes back."""
-    import uuid
-
     if action not in ("pause", "resume", "rollback"):
         raise ValueError(f"action must be pause, resume or rollback; got {action!r}")
-    entry = {"id": uuid.uuid4().hex[:12], "action": action, "by": by, "reason": reason, "ts": time.time()}
+    entry = OperatorRequest(action=action, by=by, reason=reason).model_dump(mode="json")  # type: ignore[arg-type]
     append_line(join(state_dir, REQUESTS_FILE), entry, compact=False)
     return entry
 

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from raymlops.contracts.serving import RouterSpec
+from raymlops.contracts.traffic import TrafficStatus, TrafficView, VariantSamples
 from raymlops.serving.api import json_response
 
 from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, InvocationsRequest, MonitoringResponse,
@@ -187,10 +188,10 @@ class Router(GrpcIngress):
         self._plan = ({v.name: v.weight for v in spec.variants}, spec.canary.model_dump() if spec.canary else None,
                       {v.name: v.model_version for v in spec.variants})
         self.plan = plan_fingerprint(*self._plan)
-        self.view = {"version": 0, "weights": self._plan[0], "canary": None, "plan": self.plan}
+        self.view = TrafficView(version=0, weights=self._plan[0], plan=self.plan)
         self.splitter = Splitter(self._plan[0])
         self._apply(ray.get(self.controller.configure.remote(*self._configure_args()), timeout=60))
-        self._stats: dict[str, dict] = {}
+        self._stats: dict[str, VariantSamples] = {}
         self._observed: list[tuple] = []  # (variant, role, latency ms, error) since the last sync
         self._stats_lock = threading.Lock()
         self._shadow_inflight = {s: 0 for s in self.shadows}
@@ -219,11 +220,11 @@ class Router(GrpcIngress):
         """The plan as the traffic controller's ``configure`` takes it (the canary as its typed section)."""
         return self._plan[0], self.spec.canary, self._plan[2]
 
-    def _apply(self, view: dict) -> None:
+    def _apply(self, view: TrafficView) -> None:
         """Takes the controller's weights if they belong to this replica's plan (during a redeploy, old and
         new replicas each keep their own) and name only variants this replica can call."""
-        weights = view.get("weights")
-        if view.get("plan") != self.plan or not weights or not set(weights) <= set(self.handles):
+        weights = view.weights
+        if view.plan != self.plan or not weights or not set(weights) <= set(self.handles):
             return
         self.view = view
         self.splitter = Splitter(weights)
@@ -241,21 +242,21 @@ class Router(GrpcIngress):
             self._flush_metrics(observed)
             try:
                 view = ray.get(self.controller.sync.remote(stats), timeout=10)
-                if view.get("weights") is None:  # a controller that lost its state: give it the plan again
+                if view.weights is None:  # a controller that lost its state: give it the plan again
                     view = ray.get(self.controller.configure.remote(*self._configure_args()), timeout=10)
-                if view.get("version") != self.view["version"] or view.get("plan") != self.view.get("plan"):
+                if view.version != self.view.version or view.plan != self.view.plan:
                     self._apply(view)
-                for name, w in self.view["weights"].items():
+                for name, w in (self.view.weights or {}).items():
                     self.metrics["weight"].set(w, tags={"variant": name})
             except Exception as e:
                 log.warning("router: traffic controller unavailable (%s); keeping weights %s",
-                            type(e).__name__, self.view["weights"])
+                            type(e).__name__, self.view.weights)
 
     def _count(self, variant: str, error: bool, latency_ms: float, model: str | None = None) -> None:
         """One request for the traffic controller: (latency, error, the model version that answered if known),
         and for the metrics (both handed over by the sync thread, off the response path)."""
         with self._stats_lock:
-            self._stats.setdefault(variant, {"samples": []})["samples"].append((latency_ms, int(error), model))
+            self._stats.setdefault(variant, VariantSamples()).samples.append((latency_ms, int(error), model))
             self._observed.append((variant, "primary", latency_ms, error))
 
     def _pick(self, rows: list[dict]) -> str:
@@ -500,17 +501,18 @@ class Router(GrpcIngress):
     async def variants_status(self) -> dict:
         try:
             live = await asyncio.wait_for(_result(self.controller.status.remote()), READ_TIMEOUT_S)
-            if live.get("plan") != self.plan:  # mid-redeploy: another plan owns the controller
+            if live.plan != self.plan:  # mid-redeploy: another plan owns the controller
                 raise ValueError("plan mismatch")
         except Exception:
-            live = {**self.view, "history": []}
-        body = {**live, "sticky_key": self.sticky, "shadow": self.shadows,
+            live = TrafficStatus(**self.view.model_dump())
+        body = {**live.model_dump(mode="json"), "sticky_key": self.sticky,
+                "history": [e.model_dump(mode="json", exclude_none=True) for e in live.history], "shadow": self.shadows,
                 "variants": [v.name for v in self.spec.variants]}
         return VariantsResponse.model_validate(body).model_dump(mode="json")
 
     async def stats(self) -> dict:
         """This replica's view (tests and `serving status`): weights version and request-log counters."""
-        return {"version": self.view["version"], "weights": self.view["weights"],
+        return {"version": self.view.version, "weights": self.view.weights,
                 "shadow_dropped": dict(self.shadow_dropped), "shadow_in_flight": dict(self._shadow_inflight),
                 "log": None if self.log is None else {"written": self.log.written, "dropped": self.log.dropped}}
 

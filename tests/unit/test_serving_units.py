@@ -95,15 +95,15 @@ def test_too_few_requests_are_not_judged():
 def test_controller_persists_and_resumes_the_same_plan(tmp_path):
     c = TrafficController("app", str(tmp_path))
     c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
-    assert c.sync(_stats(40, errors=10))["weights"] == {"old": 100.0, "new": 0.0}
+    assert c.sync(_stats(40, errors=10)).weights == {"old": 100.0, "new": 0.0}
     saved = read_state(tmp_path)
     assert saved["state"]["canary"]["status"] == "rolled_back"
     assert [e["event"] for e in read_events(tmp_path)] == ["start", "rollback"]
     again = TrafficController("app", str(tmp_path))  # a restart
     view = again.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
-    assert view["weights"]["new"] == 0.0 and view["canary"]["status"] == "rolled_back"
+    assert view.weights["new"] == 0.0 and view.canary.status == "rolled_back"
     fresh = again.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r3"})  # a new canary model
-    assert fresh["weights"]["new"] == 10.0 and fresh["canary"]["status"] == "running"
+    assert fresh.weights["new"] == 10.0 and fresh.canary.status == "running"
     with open(tmp_path / "events.jsonl", "a") as f:
         f.write('{"type": "canary", "event": "ro')  # a crash mid-append
     assert [e["event"] for e in read_events(tmp_path)][-1] == "start"
@@ -112,7 +112,7 @@ def test_controller_persists_and_resumes_the_same_plan(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     (tmp_path / "traffic.json").write_text("{not json")  # unreadable state: start afresh, do not refuse
     view = TrafficController("app", str(tmp_path)).configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
-    assert view["canary"]["status"] == "running" and view["plan"]
+    assert view.canary.status == "running" and view.plan
 
 
 
@@ -120,33 +120,34 @@ def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
     """The canary variant follows a registry alias: when a replica swaps to a new version, the schedule
     starts again for it (every replica reports the swap; only the first restarts it)."""
     c = TrafficController("app", str(tmp_path))
-    plan = c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})["plan"]
-    assert c.sync(_stats(40, errors=10))["canary"]["status"] == "rolled_back"  # r2 failed its canary
-    before = c.status()["version"]
+    plan = c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"}).plan
+    assert c.sync(_stats(40, errors=10)).canary.status == "rolled_back"  # r2 failed its canary
+    before = c.status().version
     view = c.model_swapped("new", "r3")
-    assert view["canary"] == {**view["canary"], "status": "running", "step": 0, "percent": 10.0, "model": "r3"}
-    assert view["weights"] == {"old": 90.0, "new": 10.0} and view["version"] == before + 1
-    assert view["plan"] == plan  # the routers' plan: they take the new weights
+    assert view.canary.model_dump() == {**view.canary.model_dump(), "status": "running", "step": 0, "percent": 10.0,
+                                        "model": "r3"}
+    assert view.weights == {"old": 90.0, "new": 10.0} and view.version == before + 1
+    assert view.plan == plan  # the routers' plan: they take the new weights
     assert c.model_swapped("new", "r3") == view  # another replica of the same variant: no second restart
     assert c.model_swapped("old", "r9") == view  # not the canary variant
     events = read_events(tmp_path)
     assert [(e["event"], e["model"]) for e in events] == [("start", "r2"), ("rollback", "r2"), ("start", "r3")]
     assert events[-1]["reason"] == "model r2 -> r3: the canary starts again"
     # A replica that has not swapped yet still answers with r2: its failures are not r3's.
-    assert c.sync(_stats(40, errors=40, model="r2"))["canary"]["status"] == "running"
-    assert c.status()["window"]["new"]["requests"] == 0
-    assert c.sync(_stats(40, errors=10, model="r3"))["canary"]["status"] == "rolled_back"  # r3's own requests
+    assert c.sync(_stats(40, errors=40, model="r2")).canary.status == "running"
+    assert c.status().window["new"]["requests"] == 0
+    assert c.sync(_stats(40, errors=10, model="r3")).canary.status == "rolled_back"  # r3's own requests
     resumed = TrafficController("app", str(tmp_path)).configure({"old": 1, "new": 1}, CANARY,
                                                                  {"old": "r1", "new": "r2"})
-    assert resumed["canary"]["model"] == "r3" and resumed["canary"]["status"] == "rolled_back"  # a restart keeps it
+    assert resumed.canary.model == "r3" and resumed.canary.status == "rolled_back"  # a restart keeps it
     # A redeploy whose alias now resolves to r3 is the same plan: r3 stays rolled back (not 10% again) ...
     again = c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r3"})
-    assert again["canary"]["status"] == "rolled_back" and again["plan"] != plan and again["weights"]["new"] == 0.0
+    assert again.canary.status == "rolled_back" and again.plan != plan and again.weights["new"] == 0.0
     # ... while another model, or another schedule, is a new plan.
-    assert c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r4"})["canary"]["status"] == "running"
+    assert c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r4"}).canary.status == "running"
     no_canary = TrafficController("other", str(tmp_path / "other"))
     no_canary.configure({"old": 1, "new": 1}, None, {"old": "r1", "new": "r2"})
-    assert no_canary.model_swapped("new", "r3")["canary"] is None
+    assert no_canary.model_swapped("new", "r3").canary is None
 
 
 def _record(i, role="primary", variant="a", preds=(1,), probs=(0.7,), status=200):
@@ -251,7 +252,7 @@ def test_operator_requests_pause_resume_and_roll_back_the_canary(tmp_path):
     request_action(tmp_path, "pause", "ana", "looking at the p99")
     state = tick_until("paused")
     assert state["canary"]["status"] == "paused" and state["weights"] == {"old": 90.0, "new": 10.0}
-    assert c.sync(_stats(40, errors=10))["canary"]["status"] == "paused"  # not judged while paused
+    assert c.sync(_stats(40, errors=10)).canary.status == "paused"  # not judged while paused
     assert c.traffic.evaluate(now=time.time() + 999) == []  # nor stepped
     request_action(tmp_path, "resume", "ana")
     assert tick_until("running")["canary"]["step"] == 0

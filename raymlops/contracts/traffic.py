@@ -1,0 +1,62 @@
+"""What the routers and the traffic controller actor exchange (`TrafficView`, `VariantSamples`), and the
+operator requests the console and the CLI append for it (`OperatorRequest`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import Field
+
+from raymlops.contracts.base import Contract
+from raymlops.contracts.events import CanaryEvent
+
+CanaryStatus = Literal["running", "paused", "rolled_back", "complete"]
+Action = Literal["pause", "resume", "rollback"]
+
+
+class CanaryState(Contract):
+    """Where the canary stands."""
+
+    variant: str
+    model: str | None = Field(None, description="The model version the canary judges (its requests only).")
+    step: int = Field(ge=0, description="The schedule step (0-based).")
+    percent: float = Field(ge=0, le=100, description="The canary's traffic share now.")
+    status: CanaryStatus
+    step_started: float | None = Field(None, description="When the step's interval began (epoch seconds).")
+    reason: str | None = Field(None, description="Why it paused or rolled back.")
+
+
+class TrafficView(Contract):
+    """The controller's answer to a router: the weights of the plan it runs, versioned."""
+
+    version: int = Field(ge=0, description="Bumped at every weight change; 0: no plan yet.")
+    weights: dict[str, float] | None = Field(None, description="Percent per variant; None: the controller lost "
+                                                               "its plan (the router configures it again).")
+    canary: CanaryState | None = None
+    plan: str | None = Field(None, description="The plan's fingerprint (weights, canary, model versions).")
+
+
+class TrafficStatus(TrafficView):
+    """The view with the canary's history and the current interval's figures per variant."""
+
+    history: list[CanaryEvent] = Field(default_factory=list)
+    window: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class VariantSamples(Contract):
+    """A router's requests to one variant since its last sync: (latency ms, error 0/1[, the model version
+    that answered, or None when unknown])."""
+
+    samples: list[tuple[float, int, str | None] | tuple[float, int]] = Field(default_factory=list)
+
+
+class OperatorRequest(Contract):
+    """One line of ``requests.jsonl``: an operator asks the controller to pause, resume or roll back."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    action: Action
+    by: str = Field(description="Who asked.")
+    reason: str | None = None
+    ts: float = Field(default_factory=time.time, description="When it was asked (stale ones are ignored).")
