@@ -16,12 +16,14 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from raymlops.config.models import PipelineConfig, cross_field_issues
 from raymlops.errors import ConfigError, ConfigIssue
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 SET_SOURCE = "--set"
+KeyPath = tuple[Any, ...]  # keys and list indices from the root (a YAML key may be any scalar)
 
 
 class _Doc:
@@ -29,11 +31,11 @@ class _Doc:
 
     def __init__(self, file: str):
         self.file = file
-        self.lines: dict[tuple, int] = {}
-        self.sources: dict[tuple, str] = {}
+        self.lines: dict[KeyPath, int] = {}
+        self.sources: dict[KeyPath, str] = {}
         self.issues: list[ConfigIssue] = []
 
-    def line_of(self, path: tuple) -> tuple[str, int | None]:
+    def line_of(self, path: KeyPath) -> tuple[str, int | None]:
         """The file and line of a key path, falling back to its nearest parent."""
         p = tuple(path)
         while p:
@@ -42,12 +44,12 @@ class _Doc:
             p = p[:-1]
         return self.file, None
 
-    def issue(self, path: tuple, message: str) -> None:
+    def issue(self, path: KeyPath, message: str) -> None:
         file, line = self.line_of(path)
         self.issues.append(ConfigIssue(file, line, _dotted(path), message))
 
 
-def _dotted(path: tuple) -> str:
+def _dotted(path: KeyPath) -> str:
     out = ""
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -57,19 +59,19 @@ def _dotted(path: tuple) -> str:
 class _Loader(yaml.SafeLoader):
     """Mapping keys are taken as written: YAML 1.1 would read `on:` (alerts, retrain) as the boolean True."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         for knode, _ in node.value:
             if isinstance(knode, yaml.ScalarNode) and knode.tag == "tag:yaml.org,2002:bool":
                 knode.tag = "tag:yaml.org,2002:str"
         return super().construct_mapping(node, deep=deep)
 
 
-def _key(knode: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
+def _key(knode: yaml.Node, path: KeyPath, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
     return knode.value if isinstance(knode, yaml.ScalarNode) and knode.tag.endswith(":bool") else \
         _scalar(knode, path, doc, ctor)
 
 
-def _build(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
+def _build(node: yaml.Node, path: KeyPath, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
@@ -92,7 +94,7 @@ def _build(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> An
     return value
 
 
-def _scalar(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
+def _scalar(node: yaml.Node, path: KeyPath, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
     """A scalar's value; an invalid one (a date like 2024-02-30, an unknown !tag) becomes an issue."""
     try:
         return ctor.construct_object(node, deep=True)
@@ -102,8 +104,8 @@ def _scalar(node: yaml.Node, path: tuple, doc: _Doc, ctor: yaml.SafeLoader) -> A
         return None
 
 
-def _interpolate(value: str, path: tuple, doc: _Doc) -> Any:
-    def sub(m: re.Match) -> str:
+def _interpolate(value: str, path: KeyPath, doc: _Doc) -> Any:
+    def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
         got = os.environ.get(name)
         if got is None or (got == "" and default is not None):
@@ -124,12 +126,12 @@ def _interpolate(value: str, path: tuple, doc: _Doc) -> Any:
     return out
 
 
-def _apply_override(data: dict, expr: str, doc: _Doc) -> None:
+def _apply_override(data: dict[str, Any], expr: str, doc: _Doc) -> None:
     if "=" not in expr:
         doc.issues.append(ConfigIssue(SET_SOURCE, None, expr, "expected KEY.PATH=VALUE"))
         return
     key, raw = expr.split("=", 1)
-    parts = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    parts: KeyPath = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
     try:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except (yaml.YAMLError, ValueError):
@@ -170,7 +172,7 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _model_at(loc: tuple) -> tuple[type[BaseModel] | None, tuple]:
+def _model_at(loc: KeyPath) -> tuple[type[BaseModel] | None, KeyPath]:
     """Walks the model classes along a pydantic loc; returns the model at its end and the data path."""
     current: list[Any] = [PipelineConfig]
     data_path: list[Any] = []
@@ -202,7 +204,7 @@ def _model_at(loc: tuple) -> tuple[type[BaseModel] | None, tuple]:
     return (models[0] if len(models) == 1 else None), tuple(data_path)
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
         return "required key is missing"
@@ -237,7 +239,7 @@ def _validation_issues(e: ValidationError, doc: _Doc) -> None:
 # ------------------------------------------------------------------------ API
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PipelineConfig:
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> PipelineConfig:
     """Loads and validates a pipeline YAML.
 
     Args:
@@ -282,7 +284,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     return cfg
 
 
-def json_schema() -> dict:
+def json_schema() -> dict[str, Any]:
     """JSON Schema of the pipeline YAML, for editor validation."""
     schema = PipelineConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

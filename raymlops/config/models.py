@@ -308,7 +308,8 @@ def cross_field_issues(cfg: PipelineConfig) -> list[Issue]:
     if s is not None and s.features and (t is None or t.dataset is None):
         out.append((("serving", "features"), "fetching features online needs 'training.dataset' (its feature list)"))
     out += _registry_issues(cfg)
-    unnamed = s is not None and (not s.variants or any(m.model is None for m in [*s.variants, *s.shadow]))
+    unnamed = s is not None and (not s.variants or any(
+        ref is None for ref in [*(v.model for v in s.variants), *(x.model for x in s.shadow)]))
     if s is not None and t is None and s.model is None and unnamed:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
     out += serving_issues(s)

@@ -18,6 +18,7 @@ DETECTORS: tuple[Detector, ...] = get_args(Detector)
 BATCH_DETECTORS: tuple[BatchDetector, ...] = get_args(BatchDetector)
 ONLINE_DETECTORS: tuple[OnlineDetector, ...] = get_args(OnlineDetector)
 EVENTS: tuple[Event, ...] = get_args(Event)
+_DEFAULT_TRIGGERS: tuple[RetrainTrigger, ...] = ("drift", "performance")
 
 
 class AlertAfterConfig(Strict):
@@ -184,7 +185,7 @@ class RetrainConfig(Strict):
     serving section's shadow or canary) for observe_s before the registry's gate decides its promotion."""
 
     on: list[RetrainTrigger] = Field(
-        default_factory=lambda: ["drift", "performance"], description="Events that trigger retraining.")
+        default_factory=lambda: list(_DEFAULT_TRIGGERS), description="Events that trigger retraining.")
     min_interval_s: float = Field(3600, ge=0, description="At most one retrain per this many seconds.")
     deploy: Literal["shadow", "canary"] = Field(
         "shadow", description="How the challenger meets traffic: the serving section's shadow or canary that "
