@@ -76,7 +76,7 @@ def http_section(path: Path, n_rows: int, requests: int) -> dict[str, list]:
     import ray
 
     from raymlops import FeatureStore
-    from raymlops.features.server import deploy_feature_server
+    from raymlops.serving.deploy import deploy_feature_server
 
     store = FeatureStore.from_yaml(path)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

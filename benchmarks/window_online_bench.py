@@ -129,7 +129,7 @@ def http(fs, n: int) -> dict:
     import httpx
     import ray
 
-    from raymlops.features.server import deploy_feature_server
+    from raymlops.serving.deploy import deploy_feature_server
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:

@@ -293,7 +293,7 @@ def _features(args) -> int:
         report = skew_report(store.config, args.app, args.since, args.until, args.sample, args.tolerance)
         print(json.dumps(report, indent=2, default=str) if args.json else format_skew(report))
         return 0
-    from raymlops.features.server import deploy_feature_server
+    from raymlops.serving.deploy import deploy_feature_server
 
     url = deploy_feature_server(store.portable_config(), store.features.server, f"{store.config.name}-features")
     print(f"{url}/online")

@@ -204,14 +204,3 @@ class FeatureServer:
         table = pa.concat_tables(tables, promote_options="permissive")
         return write_pushed(self.store.offline, self.store.online, v, self.store.join_keys(v), table)
 
-
-def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:
-    """Deploys the feature server as its own Serve app; returns its base URL."""
-    from raymlops.data.ray_env import run_serve_app, start_serve
-
-    base = start_serve(server_cfg.host, server_cfg.port)
-    bound = FeatureServer.options(num_replicas=server_cfg.num_replicas, max_ongoing_requests=server_cfg.max_ongoing_requests,
-                                  ray_actor_options={"num_cpus": server_cfg.num_cpus}).bind(config)
-    run_serve_app(bound, app_name, server_cfg.route_prefix, START_TIMEOUT_S, "the feature server's start timeout")
-    return base + ("" if server_cfg.route_prefix == "/" else server_cfg.route_prefix)
-

@@ -1,4 +1,4 @@
-"""Deploys an app's Serve application over HTTP, or writes it as a Serve config file."""
+"""Deploys an app's Serve application over HTTP, or writes it as a Serve config file; deploys the feature server."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ def deploy(args: AppSpec, host: str, port: int, route_prefix: str, timeout_s: fl
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL.
 
     Raises:
-        RaymlopsError: see `raymlops.data.ray_env.run_serve_app`.
+        RaymlopsError: see `raymlops.serving.runtime.run_serve_app`.
     """
-    from raymlops.data.ray_env import run_serve_app, start_serve
     from raymlops.serving.app import build_app
+    from raymlops.serving.runtime import run_serve_app, start_serve
 
     base = start_serve(host, port, grpc_port)
     run_serve_app(build_app(args), args.app, route_prefix, timeout_s, "serving.start_timeout_s")
@@ -34,7 +34,7 @@ def export(args: AppSpec, host: str, port: int, route_prefix: str, path: str | o
     for name, opts in deployment_options(args).items():
         d = {"name": name, **{k: v for k, v in opts.items() if k != "num_replicas" or v != "auto"}}
         deployments.append(d)
-    from raymlops.data.ray_env import GRPC_SERVICER
+    from raymlops.serving.runtime import GRPC_SERVICER
 
     grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
     doc = {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, **grpc,
@@ -49,6 +49,19 @@ def export(args: AppSpec, host: str, port: int, route_prefix: str, path: str | o
                    + yaml.safe_dump(doc, sort_keys=False))
     os.replace(tmp, out)
     return out
+
+
+def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:
+    """Deploys the feature server (`raymlops.features.server.FeatureServer`) as its own Serve app; returns
+    its base URL."""
+    from raymlops.features.server import START_TIMEOUT_S, FeatureServer
+    from raymlops.serving.runtime import run_serve_app, start_serve
+
+    base = start_serve(server_cfg.host, server_cfg.port)
+    bound = FeatureServer.options(num_replicas=server_cfg.num_replicas, max_ongoing_requests=server_cfg.max_ongoing_requests,
+                                  ray_actor_options={"num_cpus": server_cfg.num_cpus}).bind(config)
+    run_serve_app(bound, app_name, server_cfg.route_prefix, START_TIMEOUT_S, "the feature server's start timeout")
+    return base + ("" if server_cfg.route_prefix == "/" else server_cfg.route_prefix)
 
 
 def shutdown(app_name: str | None = None, namespace: str = "raymlops") -> None:

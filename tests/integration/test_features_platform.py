@@ -178,7 +178,7 @@ def served(built, demo_dir):
         demo_dir, built.config.storage, f"serving.port={port}", "training.tune.num_samples=1",
         f"features.server.port={port}"), say=None)
     result = pipe.run(progress=False)
-    from raymlops.features.server import deploy_feature_server
+    from raymlops.serving.deploy import deploy_feature_server
 
     fs = pipe.feature_store
     feature_url = deploy_feature_server(fs.portable_config(), fs.features.server, "features-test")

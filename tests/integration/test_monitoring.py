@@ -384,9 +384,9 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
 
     from ray import serve
 
-    from raymlops.data.ray_env import start_serve
     from raymlops.monitoring.actor import actor_name
     from raymlops.monitoring.app_monitor import app_monitor_name
+    from raymlops.serving.runtime import start_serve
     from tests.conftest import cli_env, free_port
 
     _, result = quickstart

@@ -85,14 +85,14 @@ def test_mlflow_dataset_entity_equals_the_public_construction():
     assert got.name == "train" and got.digest == "abc123" and got.schema
 
 
-# Ray / Serve (raymlops/data/_compat.py)
+# Ray Serve (raymlops/serving/_compat.py)
 
 
 def test_serve_http_options_reads_the_global_clients_http_config(monkeypatch):
     import ray.serve.context as context
     from ray.serve._private.client import ServeControllerClient
 
-    from raymlops.data._compat import serve_http_options
+    from raymlops.serving._compat import serve_http_options
 
     # called without arguments: every parameter has a default
     assert all(p.default is not p.empty for p in inspect.signature(context._get_global_client).parameters.values())
@@ -108,7 +108,7 @@ def test_serve_grpc_options_asks_the_controller(monkeypatch):
     from ray.serve._private.client import ServeControllerClient
     from ray.serve._private.controller import ServeController
 
-    from raymlops.data._compat import serve_grpc_options
+    from raymlops.serving._compat import serve_grpc_options
 
     assert "self._controller" in inspect.getsource(ServeControllerClient.__init__)
     assert _params(ServeController.get_grpc_config) == ["self"]
@@ -126,7 +126,7 @@ def test_delete_app_nowait_passes_blocking_false(monkeypatch):
     from ray.serve import api
     from ray.serve._private.client import ServeControllerClient
 
-    from raymlops.data._compat import delete_app_nowait
+    from raymlops.serving._compat import delete_app_nowait
 
     blocking = inspect.signature(serve.delete).parameters["_blocking"]
     assert blocking.default is True
@@ -139,6 +139,9 @@ def test_delete_app_nowait_passes_blocking_false(monkeypatch):
     )
     delete_app_nowait("app")
     assert calls == [(["app"], False)]
+
+
+# Ray (raymlops/data/_compat.py)
 
 
 def test_the_muted_notice_loggers_are_modules_that_log_under_their_name():

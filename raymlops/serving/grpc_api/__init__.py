@@ -1,2 +1,2 @@
 """Generated gRPC code of ``predict.proto`` (`scripts/gen_grpc.sh` regenerates it); the servicer is
-registered with Serve's gRPC proxy by `raymlops.data.ray_env.start_serve`."""
+registered with Serve's gRPC proxy by `raymlops.serving.runtime.start_serve`."""
