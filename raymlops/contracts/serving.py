@@ -4,7 +4,7 @@ the ``args`` of an exported Serve config file) and what the builder passes each 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
@@ -144,3 +144,14 @@ class RouterSpec(Contract):
     route_prefix: str = "/"
     request_timeout_s: float = Field(gt=0)
     inline: dict[str, ModelSpec] | None = Field(None, description="Models scored in the router replica itself.")
+
+
+class Reply(TypedDict):
+    """A model deployment's answer to one request (`ModelServer.predict`), which the router turns into the
+    HTTP response. A TypedDict, checked by mypy but not validated at run time: it is on the request path,
+    whose in-process budget is a fraction of a millisecond (benchmarks/README.md, issue 20), and the router
+    answers it as the typed HTTP schema in `raymlops.serving.api` documents."""
+
+    status: int
+    body: dict[str, Any]
+    model: NotRequired[str]  # the version that answered (the traffic controller counts it for the canary)

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 from ray import serve
 
-from raymlops.contracts.serving import ModelSpec
+from raymlops.contracts.serving import ModelSpec, Reply
 from raymlops.serving.api import unprocessable
 from raymlops.storage.files import read_file
 
@@ -30,11 +30,11 @@ INLINE_MS = 2.0
 log = logging.getLogger("ray.serve")
 
 
-def _error(status: int, detail) -> dict:
+def _error(status: int, detail) -> Reply:
     return {"status": status, "body": {"detail": detail}}
 
 
-def _unprocessable(errors: list[dict]) -> dict:
+def _unprocessable(errors: list[dict]) -> Reply:
     return {"status": 422, "body": unprocessable(errors)}
 
 
@@ -183,7 +183,7 @@ class ModelServer:
         except RecordErrors as e:
             return _unprocessable(e.errors)
 
-    def _answer(self, kind: str, prepared: tuple, scored) -> dict:
+    def _answer(self, kind: str, prepared: tuple, scored) -> Reply:
         """{status, body[, model]} of one request from its prepared inputs and (predictions, probabilities) or
         error; ``model`` is the version that answered (the router counts it for the canary)."""
         from raymlops.errors import DataError
@@ -193,7 +193,7 @@ class ModelServer:
             return _unprocessable([{"loc": ["body", kind], "type": "value_error",
                                     "msg": f"the model cannot score these rows: {scored}"[:500]}])
         if isinstance(scored, BaseException):  # valid rows the model failed on: a server error (and a canary's)
-            return {**_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),
+            return {**_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),  # type: ignore[typeddict-item]
                     "model": model.version}  # an error counts against the model that failed (a canary's)
         preds, probs = scored
         self._feed_drift(model, rows, probs if model.task == "binary" else preds)
@@ -204,7 +204,7 @@ class ModelServer:
             body["features"], body["feature_statuses"] = fetched.values, fetched.statuses
         return {"status": 200, "body": body, "model": model.version}
 
-    async def predict(self, kind: str, rows: list[dict]) -> dict:
+    async def predict(self, kind: str, rows: list[dict]) -> Reply:
         """Scores one request's rows (``kind``: 'instances' or 'entities'); returns {status, body}."""
         prepared = self._prepare(kind, rows)
         if isinstance(prepared, dict):
@@ -219,7 +219,7 @@ class ModelServer:
                 scored = e
         return self._answer(kind, prepared, scored)
 
-    async def predict_many(self, items: list[tuple[str, list[dict]]]) -> list[dict]:
+    async def predict_many(self, items: list[tuple[str, list[dict]]]) -> list[Reply]:
         """Scores many requests in one call (the router sends shadow copies this way): one model call for
         all of them, in a worker thread. A request that fails alone gets a 500 of its own."""
         prepared = [self._prepare(kind, rows) for kind, rows in items]

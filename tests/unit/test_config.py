@@ -347,8 +347,12 @@ def test_an_exported_serve_config_carries_the_grpc_proxy(tmp_path):
 
     from raymlops.serving.deploy import export
 
-    args = {"app": "a", "models": [{"name": "default", "role": "variant"}], "replica": {"num_cpus": 0.5,
-                                                                                       "num_replicas": 1}}
+    from raymlops.contracts.serving import AppSpec
+
+    args = AppSpec.model_validate({
+        "app": "a", "namespace": "ns", "state_dir": str(tmp_path), "max_batch_rows": 10, "request_timeout_s": 30,
+        "router_replicas": 1, "replica": {"num_cpus": 0.5, "num_replicas": 1},
+        "models": [{"name": "default", "role": "variant", "run_dir": "/runs/r", "model_version": "r"}]})
     doc = yaml.safe_load(export(args, "127.0.0.1", 8000, "/a", tmp_path / "s.yaml", grpc_port=9000).read_text())
     assert doc["grpc_options"] == {"port": 9000, "grpc_servicer_functions": [
         "raymlops.serving.grpc_api.predict_pb2_grpc.add_ModelServerServicer_to_server"]}
