@@ -317,7 +317,7 @@ def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tu
     t = cfg.training
     classes = prep["classes"]
     spec = TrainSpec(task=t.task, label=LABEL, feature_columns=prep["feature_columns"],
-                     n_classes=len(classes) if classes else None, model=t.model.model_dump(exclude={"params"}),
+                     n_classes=len(classes) if classes else None, model=t.model.model_copy(update={"params": {}}),
                      metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed, max_failures=t.failure.max_failures)
     say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
         f"search {t.tune.search}, scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))

@@ -79,7 +79,7 @@ def out_of_fold(train_ds, spec, params: dict[str, Any], rounds: int | None, fold
     from sklearn.model_selection import StratifiedKFold
 
     df = train_ds.to_pandas()
-    x = df[spec.feature_columns].to_numpy(dtype=np.float32 if spec.model["type"] == "xgboost" else np.float64,
+    x = df[spec.feature_columns].to_numpy(dtype=np.float32 if spec.model.type == "xgboost" else np.float64,
                                           na_value=np.nan)
     y = df[spec.label].to_numpy()
     folds = min(folds, int(np.bincount(y.astype(np.int64), minlength=2).min()))
@@ -93,16 +93,16 @@ def out_of_fold(train_ds, spec, params: dict[str, Any], rounds: int | None, fold
 
 
 def _fit_score(spec, params: dict[str, Any], rounds: int | None, x, y, x_score) -> np.ndarray:
-    if spec.model["type"] == "xgboost":
+    if spec.model.type == "xgboost":
         import xgboost
 
         from raymlops.training.xgb import xgb_params
 
-        full, _, _ = xgb_params(spec, params, max(1, int(spec.model.get("cpus_per_trial", 1))))
-        booster = xgboost.train(full, xgboost.DMatrix(x, label=y), num_boost_round=rounds or spec.model["num_boost_round"])
+        full, _, _ = xgb_params(spec, params, max(1, int(getattr(spec.model, "cpus_per_trial", 1))))
+        booster = xgboost.train(full, xgboost.DMatrix(x, label=y), num_boost_round=rounds or spec.model.num_boost_round)
         return booster.inplace_predict(x_score)
     from raymlops.training.sk import build_estimator
 
-    est = build_estimator(spec.model["estimator"], params, spec.seed)
+    est = build_estimator(spec.model.estimator, params, spec.seed)
     est.fit(x, y)
     return est.predict_proba(x_score)[:, 1]

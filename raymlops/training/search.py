@@ -9,8 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from raymlops.config.training import ModelConfig, SklearnModel, XGBoostModel
 from raymlops.errors import RaymlopsError
 from raymlops.training.xgb import CURVE_FILE
+
+
+_MODEL: TypeAdapter[XGBoostModel | SklearnModel] = TypeAdapter(ModelConfig)
 
 
 @dataclass
@@ -21,7 +27,7 @@ class TrainSpec:
     label: str
     feature_columns: list[str]
     n_classes: int | None
-    model: dict[str, Any]
+    model: XGBoostModel | SklearnModel  # the model section (its JSON shape is validated into it)
     metric: str
     mode: str
     seed: int | None = 0
@@ -31,6 +37,10 @@ class TrainSpec:
     max_failures: int = 0  # retries of a trial (Tune) and of its worker group (Ray Train)
     path: str = ""  # xgboost: "in-process" or "data-parallel" (chosen by run_search)
     scale_pos_weight: float | None = None  # xgboost, binary: negatives / positives of the training split
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = _MODEL.validate_python(self.model)
 
 
 @dataclass
@@ -76,25 +86,27 @@ def _default_concurrency(cpus_per_trial: float, keep_free: int) -> int:
     return max(1, int((cpus - keep_free) // max(cpus_per_trial, 1e-9)))
 
 
-def _check_gpus(model: dict[str, Any]) -> None:
+def _check_gpus(model: XGBoostModel | SklearnModel) -> None:
     """device: cuda on a cluster without GPUs would leave every trial pending forever: refuse it now."""
     import ray
 
-    if model.get("device") == "cuda" and ray.cluster_resources().get("GPU", 0) < 1:
+    if getattr(model, "device", "cpu") == "cuda" and ray.cluster_resources().get("GPU", 0) < 1:
         raise TrainingError("training.model.device is 'cuda' but this Ray cluster has no GPU; set device: cpu, or "
                             "start Ray on a machine with one")
 
 
-def xgboost_path(model: dict[str, Any], train_ds) -> str:
+def xgboost_path(model: XGBoostModel | dict[str, Any], train_ds) -> str:
     """"data-parallel" or "in-process" for an xgboost search (see XGBoostModel.distributed)."""
-    if model["distributed"] == "always" or model["num_workers"] > 1:
+    if isinstance(model, dict):  # the section's JSON shape
+        model = XGBoostModel.model_validate({"type": "xgboost", **model})
+    if model.distributed == "always" or model.num_workers > 1:
         return "data-parallel"
-    if model["distributed"] == "never":
+    if model.distributed == "never":
         return "in-process"
     import ray
 
     memory = [n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
-    limit = model["in_process_max_share"] * min(memory or [0])
+    limit = model.in_process_max_share * min(memory or [0])
     return "data-parallel" if train_ds.size_bytes() > limit else "in-process"
 
 
@@ -167,15 +179,15 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     data = {"train_ds": train_ds, "valid_ds": valid_ds}
     _check_gpus(spec.model)
     keep_free = 0
-    if spec.model["type"] == "xgboost":
+    if spec.model.type == "xgboost":
         spec.path = xgboost_path(spec.model, train_ds)
         # One past the last round: an intermediate report at max_t would make ASHA stop the trial before
         # its final report (metrics + model) arrives.
-        max_t = spec.model["num_boost_round"] + 1
+        max_t = spec.model.num_boost_round + 1
         if spec.path == "in-process":
             fn = xgb.inprocess_trial
-            resources = {"cpu": spec.model["cpus_per_trial"], **({"gpu": 1} if spec.model["device"] == "cuda" else {})}
-            per_trial = spec.model["cpus_per_trial"]
+            resources = {"cpu": spec.model.cpus_per_trial, **({"gpu": 1} if spec.model.device == "cuda" else {})}
+            per_trial = spec.model.cpus_per_trial
             # Both splits as arrays in the object store, once: every trial reads them zero-copy.
             import ray
 
@@ -186,14 +198,14 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
             # A zero-CPU bundle: a fractional CPU here would leave Ray Data less than the whole CPU its tasks
             # need and deadlock the Train run on a small machine.
             resources = {"cpu": 0, "memory": 64 * 1024 * 1024}
-            per_trial = spec.model["num_workers"] * spec.model["cpus_per_worker"]
+            per_trial = spec.model.num_workers * spec.model.cpus_per_worker
             # Keep one CPU free: Ray Data feeds the training workers and needs CPU of its own, and two Train
             # runs holding every CPU deadlock waiting for it.
             keep_free = 1
     else:
         fn = sk.trial
-        resources = {"cpu": spec.model["cpus_per_trial"]}
-        per_trial = spec.model["cpus_per_trial"]
+        resources = {"cpu": spec.model.cpus_per_trial}
+        per_trial = spec.model.cpus_per_trial
         max_t = 1
         keep_free = 1  # the trial reads its splits with Ray Data
     spec.storage_dir, spec.storage_fs = storage_dir, storage_fs
@@ -201,7 +213,7 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         spec.report_every = max(1, max_t // 10)
     trainable = tune.with_resources(tune.with_parameters(fn, spec=spec, **data), resources)
     # ASHA's rungs count boosting rounds (every xgboost report carries "round"); sklearn reports once.
-    scheduler = (ASHAScheduler(time_attr="round" if spec.model["type"] == "xgboost" else "training_iteration",
+    scheduler = (ASHAScheduler(time_attr="round" if spec.model.type == "xgboost" else "training_iteration",
                                max_t=max_t, grace_period=max(1, spec.report_every))
                  if tune_cfg.scheduler == "asha" else FIFOScheduler())
     path = f"{storage_dir}/search"
@@ -275,7 +287,7 @@ def _terminal(progress: bool):
 
 def _collect(grid, spec: TrainSpec) -> SearchResult:
     """The best finished trial of a result grid, and a record of every trial."""
-    time_attr = "round" if spec.model["type"] == "xgboost" else "training_iteration"
+    time_attr = "round" if spec.model.type == "xgboost" else "training_iteration"
     trials, errors = [], []
     for r in grid:
         ok = _completed(r, spec.metric)

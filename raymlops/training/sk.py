@@ -29,7 +29,7 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
 
     from raymlops.training.metrics import evaluate
 
-    est = build_estimator(spec.model["estimator"], config, spec.seed)
+    est = build_estimator(spec.model.estimator, config, spec.seed)
     train = train_ds.to_pandas()
     x = train[spec.feature_columns].to_numpy(dtype=np.float64, na_value=np.nan)
     est.fit(x, train[spec.label].to_numpy())

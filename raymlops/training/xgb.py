@@ -34,7 +34,7 @@ def xgb_params(spec, params: dict[str, Any], nthread: int = 1) -> tuple[dict[str
     metric = spec.metric if (spec.task, spec.metric) in _PER_ROUND else _FALLBACK[spec.task]
     eval_metric, maximize, _ = _PER_ROUND[(spec.task, metric)]
     out = {"objective": objective[spec.task], "tree_method": "hist", "seed": spec.seed,
-           "nthread": nthread, "device": spec.model.get("device", "cpu"),
+           "nthread": nthread, "device": getattr(spec.model, "device", "cpu"),
            **params, "eval_metric": eval_metric}
     if out.get("scale_pos_weight") == "auto":  # negatives / positives of the training split (TrainSpec)
         out["scale_pos_weight"] = spec.scale_pos_weight
@@ -46,7 +46,7 @@ def xgb_params(spec, params: dict[str, Any], nthread: int = 1) -> tuple[dict[str
 def _to_dmatrix(shard, spec):
     df = pd.concat(list(shard.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
     return _dmatrix(df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan), df[spec.label].to_numpy(),
-                    spec, max(1, int(spec.model["cpus_per_worker"])))
+                    spec, max(1, int(spec.model.cpus_per_worker)))
 
 
 def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) -> tuple[Any, dict, dict]:
@@ -68,12 +68,12 @@ def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) ->
             return False
 
     callbacks: list = [Report()] if spec.report_every else []
-    if spec.model.get("early_stopping_rounds"):
+    if getattr(spec.model, "early_stopping_rounds", None):
         callbacks.append(xgboost.callback.EarlyStopping(
-            rounds=spec.model["early_stopping_rounds"], metric_name=full["eval_metric"],
+            rounds=spec.model.early_stopping_rounds, metric_name=full["eval_metric"],
             data_name="valid", maximize=maximize, save_best=True))
     history: dict = {}
-    booster = xgboost.train(full, dtrain, num_boost_round=spec.model["num_boost_round"],
+    booster = xgboost.train(full, dtrain, num_boost_round=spec.model.num_boost_round,
                             evals=[(dvalid, "valid")], callbacks=callbacks, verbose_eval=False, evals_result=history)
     return booster, history, {"round": booster.num_boosted_rounds()}
 
@@ -97,7 +97,7 @@ def train_worker(config: dict) -> None:
     dtrain = _to_dmatrix(ray.train.get_dataset_shard("train"), spec)
     dvalid = _to_dmatrix(ray.train.get_dataset_shard("valid"), spec)
     booster, history, final = boost(spec, config["params"], dtrain, dvalid, ray.train.report,
-                                    max(1, int(spec.model["cpus_per_worker"])))
+                                    max(1, int(spec.model.cpus_per_worker)))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
@@ -116,7 +116,7 @@ def inprocess_trial(config: dict, data=None, spec=None) -> None:
     import ray
     from ray import tune
 
-    nthread = max(1, int(spec.model["cpus_per_trial"]))
+    nthread = max(1, int(spec.model.cpus_per_trial))
     key = data[0].hex()
     if key not in _SPLITS:  # a reused trial process keeps the DMatrix of the splits it last trained on
         x, y, xv, yv = ray.get(data[0])
@@ -162,11 +162,11 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
         datasets={"train": train_ds, "valid": valid_ds},
         # Only the training split is sharded, and only across several workers: every worker evaluates on
         # the whole validation split, and each split costs a coordinator actor.
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model["num_workers"] > 1 else [],
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model.num_workers > 1 else [],
                                             execution_options=_ordered()),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.model["num_workers"], resources_per_worker={"CPU": spec.model["cpus_per_worker"]},
-            use_gpu=spec.model.get("device") == "cuda"),
+            num_workers=spec.model.num_workers, resources_per_worker={"CPU": spec.model.cpus_per_worker},
+            use_gpu=getattr(spec.model, "device", None) == "cuda"),
         run_config=ray.train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
                                        storage_filesystem=spec.storage_fs,
                                        callbacks=[TuneReportCallback()],

@@ -43,7 +43,7 @@ def test_xgboost_params_take_the_device_and_an_auto_scale_pos_weight():
     from raymlops.training.xgb import xgb_params
 
     spec = TrainSpec(task="binary", label="y", feature_columns=["a"], n_classes=2, metric="auc", mode="max",
-                     model={"cpus_per_worker": 1, "device": "cuda"}, scale_pos_weight=7.5)
+                     model={"type": "xgboost", "cpus_per_worker": 1, "device": "cuda"}, scale_pos_weight=7.5)
     full, _, _ = xgb_params(spec, {"scale_pos_weight": "auto", "max_depth": 3})
     assert full["scale_pos_weight"] == 7.5 and full["device"] == "cuda" and full["max_depth"] == 3
     assert xgb_params(spec, {"scale_pos_weight": 2.0})[0]["scale_pos_weight"] == 2.0
