@@ -440,8 +440,11 @@ def dispatch(args) -> int:
         print("OK")
         return 0
     if args.cmd == "schema":
-        from raymlops.config import json_schema
+        from raymlops.config import json_schema, markdown_reference
 
+        if args.markdown:
+            sys.stdout.write(markdown_reference())
+            return 0
         print(json.dumps(json_schema(), indent=2))
         return 0
     if args.cmd == "demo-data":

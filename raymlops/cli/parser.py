@@ -16,7 +16,9 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a config; prints OK or one error per line (exit 2)")
     with_config(v)
-    sub.add_parser("schema", help="print the config's JSON Schema")
+    sc = sub.add_parser("schema", help="print the config's JSON Schema (or its Markdown reference)")
+    sc.add_argument("--markdown", action="store_true",
+                    help="print the Markdown reference of every section and key instead (docs/config-reference.md)")
 
     r = sub.add_parser("run", help="run every step of a pipeline; deploys when it has 'serving'")
     with_config(r)
