@@ -172,13 +172,26 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
+def _union_of_values(types_: list[Any]) -> bool:
+    """Whether pydantic names the member it tried in an error's loc: a union of two or more types, other than
+    models (a union of models is told apart by its `type:` tag, handled as such)."""
+    members = [t for t in types_ if t is not type(None)]
+    return len(members) > 1 and not all(isinstance(t, type) and issubclass(t, BaseModel) for t in members)
+
+
 def _model_at(loc: KeyPath) -> tuple[type[BaseModel] | None, KeyPath]:
     """Walks the model classes along a pydantic loc; returns the model at its end and the data path."""
     current: list[Any] = [PipelineConfig]
     data_path: list[Any] = []
+    member_next = False
     i = 0
     while i < len(loc):
         part = loc[i]
+        if member_next and isinstance(part, str):
+            # The member of a union pydantic tried ("literal['all']", "list[str]", "float"): not a key.
+            member_next = False
+            i += 1
+            continue
         models = [t for t in current if isinstance(t, type) and issubclass(t, BaseModel)]
         containers = [t for t in current if typing.get_origin(t) in (list, dict)]
         if models and isinstance(part, str):
@@ -193,9 +206,11 @@ def _model_at(loc: KeyPath) -> tuple[type[BaseModel] | None, KeyPath]:
             if field is None:
                 return None, tuple(data_path) + tuple(loc[i + 1 :])
             current = _unwrap(field.annotation)
+            member_next = _union_of_values(current)
         elif containers:
             data_path.append(part)
             current = [t for c in containers for t in _unwrap(typing.get_args(c)[-1])]
+            member_next = _union_of_values(current)
         else:
             data_path.append(part)
             return None, tuple(data_path) + tuple(loc[i + 1 :])

@@ -306,6 +306,15 @@ def test_a_metric_the_task_lacks_is_rejected_with_file_and_line_on_the_dataset_p
     assert load_config(write(tmp_path, FEATURES + "  tune:\n    metric: f1\n")).training.tune.mode == "max"
 
 
+def test_an_error_in_a_union_of_values_names_the_key_not_the_member_tried(tmp_path):
+    p = write(tmp_path, BASE + "monitoring:\n  drift: {features: everything, min_effect: {age: x}}\n")
+    got = issues(p)
+    assert f"{p}:19: monitoring.drift.features: got 'everything'; input should be 'all'" in got, got
+    assert f"{p}:19: monitoring.drift.features: got 'everything'; input should be a valid list" in got, got
+    assert any(g.startswith(f"{p}:19: monitoring.drift.min_effect.age: got 'x'") for g in got), got
+    assert not any("literal[" in g or "list[str]" in g or "dict[" in g for g in got), got
+
+
 def test_decision_and_scale_pos_weight_are_for_binary_tasks(tmp_path):
     cfg = load_config(write(tmp_path, BASE), ["training.decision.optimize=precision_at_recall",
                                               "training.decision.min_recall=0.9",
