@@ -36,12 +36,22 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=3)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DEMO_DATA": f"{tmp}/demo", "RAYMLOPS_STORAGE": f"{tmp}/store",
-               "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            "DEMO_DATA": f"{tmp}/demo",
+            "RAYMLOPS_STORAGE": f"{tmp}/store",
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        }
         env.pop("MLFLOW_TRACKING_URI", None)
         run(["demo-data", f"{tmp}/demo", "--rows", str(a.rows)], env)
-        base = ["run", "configs/quickstart.yaml", "--set", "serving=null",  # not --quiet: it hides the step lines
-                "--set", f"training.tune.num_samples={a.samples}"]
+        base = [
+            "run",
+            "configs/quickstart.yaml",
+            "--set",
+            "serving=null",  # not --quiet: it hides the step lines
+            "--set",
+            f"training.tune.num_samples={a.samples}",
+        ]
         first, _ = run(base, env)
         again, log = run(base, env)
         skipped = [ln.split("step ")[1].split(":")[0] for ln in log.splitlines() if "skipped" in ln]

@@ -45,9 +45,8 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -57,8 +56,18 @@ sys.path.insert(0, str(ROOT))
 APP = "bench"
 MODEL = "churn"
 PIPELINES = ("churn", "fraud", "ltv", "upsell")
-FEATURES = ("tenure", "monthly_charges", "usage_gb", "support_calls", "age", "contract", "payment", "region",
-            "plan", "devices")
+FEATURES = (
+    "tenure",
+    "monthly_charges",
+    "usage_gb",
+    "support_calls",
+    "age",
+    "contract",
+    "payment",
+    "region",
+    "plan",
+    "devices",
+)
 GOAL_MS = 300.0
 ROWS_PER_FILE = 100_000
 
@@ -75,7 +84,7 @@ def build_runs(store: Path, n: int, rng: np.random.Generator) -> list[tuple[str,
     (no meta.json). Returns (pipeline, run_id) of the committed runs, oldest first."""
     base = time.time() - n * 600  # one run every 10 minutes up to now
     out = []
-    pipelines = PIPELINES[:max(1, min(len(PIPELINES), n))]
+    pipelines = PIPELINES[: max(1, min(len(PIPELINES), n))]
     for i in range(n + n // 200):
         pipeline = pipelines[i % len(pipelines)]
         created = base + i * 600
@@ -84,32 +93,76 @@ def build_runs(store: Path, n: int, rng: np.random.Generator) -> list[tuple[str,
         d.mkdir(parents=True)
         trials = []
         for t in range(3):
-            params = {"max_depth": int(rng.integers(2, 9)), "eta": round(float(rng.uniform(0.02, 0.3)), 4),
-                      "min_child_weight": round(float(rng.uniform(1, 10)), 3)}
+            params = {
+                "max_depth": int(rng.integers(2, 9)),
+                "eta": round(float(rng.uniform(0.02, 0.3)), 4),
+                "min_child_weight": round(float(rng.uniform(1, 10)), 3),
+            }
             auc = float(rng.uniform(0.70, 0.82))
             status = "failed" if (i % 25 == 7 and t == 2) else "ok"
-            trials.append({"params": params, "metrics": {"auc": auc, "logloss": float(rng.uniform(0.3, 0.6)),
-                                                         "rounds": int(rng.integers(20, 60))},
-                           "trial_id": f"{i % 100000:05x}_{t:05d}", "status": status,
-                           "seconds": round(float(rng.uniform(0.5, 3.0)), 3)})
+            trials.append(
+                {
+                    "params": params,
+                    "metrics": {
+                        "auc": auc,
+                        "logloss": float(rng.uniform(0.3, 0.6)),
+                        "rounds": int(rng.integers(20, 60)),
+                    },
+                    "trial_id": f"{i % 100000:05x}_{t:05d}",
+                    "status": status,
+                    "seconds": round(float(rng.uniform(0.5, 3.0)), 3),
+                }
+            )
         best = max((t for t in trials if t["status"] == "ok"), key=lambda t: t["metrics"]["auc"])
-        _write_json(d / "metrics.json", {"metric": "auc", "mode": "max", "best": best["metrics"],
-                                         "best_params": best["params"], "trials": trials})
-        _write_json(d / "evaluation.json", {"candidate": {"auc": best["metrics"]["auc"] - 0.01,
-                                                          "accuracy": float(rng.uniform(0.7, 0.8)),
-                                                          "f1": float(rng.uniform(0.4, 0.6))},
-                                            "threshold": 0.3, "files": []})
+        _write_json(
+            d / "metrics.json",
+            {"metric": "auc", "mode": "max", "best": best["metrics"], "best_params": best["params"], "trials": trials},
+        )
+        _write_json(
+            d / "evaluation.json",
+            {
+                "candidate": {
+                    "auc": best["metrics"]["auc"] - 0.01,
+                    "accuracy": float(rng.uniform(0.7, 0.8)),
+                    "f1": float(rng.uniform(0.4, 0.6)),
+                },
+                "threshold": 0.3,
+                "files": [],
+            },
+        )
         data_version = i // (4 * 25)  # a new training set every 25 runs of a pipeline
         sha = hashlib.sha256(f"{pipeline}/{data_version}".encode()).hexdigest()
-        _write_json(d / "lineage.json", {"inputs": {"sources": {"customers": {
-            "path": f"/data/{pipeline}/customers.parquet", "files": 1, "bytes": 1_000_000 + data_version,
-            "sha256": sha}}, "feature_views": {}}, "mlflow_run_id": None})
+        _write_json(
+            d / "lineage.json",
+            {
+                "inputs": {
+                    "sources": {
+                        "customers": {
+                            "path": f"/data/{pipeline}/customers.parquet",
+                            "files": 1,
+                            "bytes": 1_000_000 + data_version,
+                            "sha256": sha,
+                        }
+                    },
+                    "feature_views": {},
+                },
+                "mlflow_run_id": None,
+            },
+        )
         if i >= n:
             continue  # still being written: no meta.json, not a run
-        _write_json(d / "meta.json", {"run_id": run_id, "pipeline": pipeline,
-                                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
-                                      "task": "binary", "label": "churned", "model_type": "xgboost",
-                                      "rows": {"train": 16000, "valid": 4000}})
+        _write_json(
+            d / "meta.json",
+            {
+                "run_id": run_id,
+                "pipeline": pipeline,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+                "task": "binary",
+                "label": "churned",
+                "model_type": "xgboost",
+                "rows": {"train": 16000, "valid": 4000},
+            },
+        )
         out.append((pipeline, run_id))
     return out
 
@@ -132,18 +185,30 @@ def build_registry(store: Path, versions: int, runs: list[tuple[str, str]], rng:
         auc = float(rng.uniform(0.74, 0.80))
         key = hashlib.sha256(f"model-{v}".encode()).hexdigest()[:16]
         passed = auc >= gate["min"]
-        tags = {f"{TAG}run_id": run_id, f"{TAG}model_key": key, f"{TAG}bundle_key": key,
-                f"{TAG}config_hash": "c0ffee", f"{TAG}metric.auc": str(auc),
-                f"{TAG}metric.accuracy": str(float(rng.uniform(0.7, 0.8))), f"{TAG}gate": json.dumps(gate),
-                f"{TAG}gate.passed": str(passed).lower(),
-                f"{TAG}gate.lines": json.dumps([f"auc={auc:.4f} >= min 0.7"])}
+        tags = {
+            f"{TAG}run_id": run_id,
+            f"{TAG}model_key": key,
+            f"{TAG}bundle_key": key,
+            f"{TAG}config_hash": "c0ffee",
+            f"{TAG}metric.auc": str(auc),
+            f"{TAG}metric.accuracy": str(float(rng.uniform(0.7, 0.8))),
+            f"{TAG}gate": json.dumps(gate),
+            f"{TAG}gate.passed": str(passed).lower(),
+            f"{TAG}gate.lines": json.dumps([f"auc={auc:.4f} >= min 0.7"]),
+        }
         c.create_model_version(MODEL, source=str(src), run_id=None, tags=tags)
     moves = max(1, versions // 4)
     for m in range(moves):
         alias = "champion" if m % 2 == 0 else "challenger"
         version = min(versions, 1 + m * versions // moves)
-        reg.set_alias(MODEL, alias, version, reason=f"pipeline run {runs[m % len(runs)][1]}: gate passed",
-                      gate=["auc=0.7700 >= min 0.7"], by="bench")
+        reg.set_alias(
+            MODEL,
+            alias,
+            version,
+            reason=f"pipeline run {runs[m % len(runs)][1]}: gate passed",
+            gate=["auc=0.7700 >= min 0.7"],
+            by="bench",
+        )
     return moves
 
 
@@ -171,25 +236,71 @@ def build_monitoring(store: Path, windows: int, rng: np.random.Generator) -> dic
                 is_drift = bool(pval[w, j] < 0.0045)
                 if is_drift:
                     drifted.append(f)
-                feats[f] = {"test": "ks", "statistic": float(stat[w, j]), "p_value": float(pval[w, j]),
-                            "is_drift": is_drift, "threshold": 0.0045, "effect": float(effect[w, j]),
-                            "effect_metric": "wasserstein_norm", "significant": is_drift}
-            lines.append(json.dumps({"model_version": version, "kind": "drift", "ts": ts, "window": w + 1,
-                                     "rows": 500, "is_drift": bool(drifted), "drifted": drifted,
-                                     "features": feats}))
+                feats[f] = {
+                    "test": "ks",
+                    "statistic": float(stat[w, j]),
+                    "p_value": float(pval[w, j]),
+                    "is_drift": is_drift,
+                    "threshold": 0.0045,
+                    "effect": float(effect[w, j]),
+                    "effect_metric": "wasserstein_norm",
+                    "significant": is_drift,
+                }
+            lines.append(
+                json.dumps(
+                    {
+                        "model_version": version,
+                        "kind": "drift",
+                        "ts": ts,
+                        "window": w + 1,
+                        "rows": 500,
+                        "is_drift": bool(drifted),
+                        "drifted": drifted,
+                        "features": feats,
+                    }
+                )
+            )
             if quality[w]:
-                lines.append(json.dumps({"model_version": version, "kind": "data_quality", "ts": ts + 0.5,
-                                         "window": w + 1, "rows": 500, "ok": False, "failed": ["ranges"],
-                                         "issues": [{"check": "ranges", "column": "usage_gb", "severity": "error",
-                                                     "message": "12 values above the reference maximum 250.0"}]}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "model_version": version,
+                            "kind": "data_quality",
+                            "ts": ts + 0.5,
+                            "window": w + 1,
+                            "rows": 500,
+                            "ok": False,
+                            "failed": ["ranges"],
+                            "issues": [
+                                {
+                                    "check": "ranges",
+                                    "column": "usage_gb",
+                                    "severity": "error",
+                                    "message": "12 values above the reference maximum 250.0",
+                                }
+                            ],
+                        }
+                    )
+                )
         (d / "history.jsonl").write_text("\n".join(lines) + "\n")
         out[variant] = n
     events = max(2, windows // 25)
     types = ("drift", "data_quality", "canary", "performance")
-    lines = [json.dumps({"type": types[i % 4], "app": APP, "variant": "ab"[i % 2], "subject": None,
-                         "severity": "warning" if i % 3 else "critical", "message": f"event {i}: 3 of 10 features "
-                         "drifted (monthly_charges, usage_gb, tenure)", "details": {},
-                         "ts": now - (events - i) * 600.0}) for i in range(events)]
+    lines = [
+        json.dumps(
+            {
+                "type": types[i % 4],
+                "app": APP,
+                "variant": "ab"[i % 2],
+                "subject": None,
+                "severity": "warning" if i % 3 else "critical",
+                "message": f"event {i}: 3 of 10 features drifted (monthly_charges, usage_gb, tenure)",
+                "details": {},
+                "ts": now - (events - i) * 600.0,
+            }
+        )
+        for i in range(events)
+    ]
     (root / "history.jsonl").write_text("\n".join(lines) + "\n")
     out["events"] = events
     return out
@@ -200,18 +311,41 @@ def build_serving(store: Path) -> None:
     d.mkdir(parents=True)
     now = time.time()
     # as the controller records them: a step or a start without a reason has no "reason" key
-    history = [{"at": now - 3600 + k * 600, "event": e, "variant": "b", "model": f"{MODEL}/2", "step": k,
-                "percent": p, "weights": {"a": 100.0 - p, "b": float(p)},
-                **({"stats": {"requests": 5000, "errors": 40}} if k else {})}
-               for k, (e, p) in enumerate([("start", 5), ("step", 10), ("step", 25)])]
-    _write_json(d / "traffic.json", {"app": APP, "models": {"a": f"{MODEL}/1", "b": f"{MODEL}/2"},
-                                     "base": {"a": 90, "b": 10},
-                                     "state": {"weights": {"a": 90.0, "b": 10.0},
-                                               "canary": {"variant": "b", "step": 2, "percent": 25,
-                                                          "status": "running", "step_started": now - 2400,
-                                                          "reason": None, "model": f"{MODEL}/2"},
-                                               "history": history},
-                                     "saved_at": now})
+    history = [
+        {
+            "at": now - 3600 + k * 600,
+            "event": e,
+            "variant": "b",
+            "model": f"{MODEL}/2",
+            "step": k,
+            "percent": p,
+            "weights": {"a": 100.0 - p, "b": float(p)},
+            **({"stats": {"requests": 5000, "errors": 40}} if k else {}),
+        }
+        for k, (e, p) in enumerate([("start", 5), ("step", 10), ("step", 25)])
+    ]
+    _write_json(
+        d / "traffic.json",
+        {
+            "app": APP,
+            "models": {"a": f"{MODEL}/1", "b": f"{MODEL}/2"},
+            "base": {"a": 90, "b": 10},
+            "state": {
+                "weights": {"a": 90.0, "b": 10.0},
+                "canary": {
+                    "variant": "b",
+                    "step": 2,
+                    "percent": 25,
+                    "status": "running",
+                    "step_started": now - 2400,
+                    "reason": None,
+                    "model": f"{MODEL}/2",
+                },
+                "history": history,
+            },
+            "saved_at": now,
+        },
+    )
     (d / "events.jsonl").write_text("".join(json.dumps({"type": "canary", "app": APP, **h}) + "\n" for h in history))
 
 
@@ -229,9 +363,19 @@ def build_request_log(store: Path, rows: int, rng: np.random.Generator) -> int:
     start = now - 86400.0
     probs = pa.array([f"{k / 1000:.3f}" for k in range(1001)])
     preds = pa.array(["0", "1"])
-    inputs = pa.array([json.dumps({"tenure": k % 72, "monthly_charges": round(20 + k * 0.37 % 100, 2),
-                                   "contract": ("month-to-month", "one_year", "two_year")[k % 3]},
-                                  separators=(",", ":")) for k in range(1000)])
+    inputs = pa.array(
+        [
+            json.dumps(
+                {
+                    "tenure": k % 72,
+                    "monthly_charges": round(20 + k * 0.37 % 100, 2),
+                    "contract": ("month-to-month", "one_year", "two_year")[k % 3],
+                },
+                separators=(",", ":"),
+            )
+            for k in range(1000)
+        ]
+    )
     n_files = max(1, -(-rows // ROWS_PER_FILE))
     written = 0
     for i in range(n_files):
@@ -253,21 +397,24 @@ def build_request_log(store: Path, rows: int, rng: np.random.Generator) -> int:
         prob = probs.take(pa.array(idx)).to_numpy(zero_copy_only=False)
         pred = preds.take(pa.array((idx >= 500).astype(np.int64))).to_numpy(zero_copy_only=False)
         version_p = np.where(variant_p == "a", f"{MODEL}/1", f"{MODEL}/2")
-        table = pa.table({
-            "ts": pa.array((ts * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
-            "request_id": pa.concat_arrays([ids, ids.slice(0, k)]),
-            "row": pa.array(np.zeros(n, dtype=np.int32)),
-            "variant": pa.array(np.concatenate([variant_p, np.full(k, "s")])),
-            "role": pa.array(np.concatenate([np.full(m, "primary"), np.full(k, "shadow")])),
-            "model_version": pa.array(np.concatenate([version_p, np.full(k, f"{MODEL}/3")])),
-            "status": pa.array(status),
-            "latency_ms": pa.array(rng.lognormal(np.log(8.0), 0.5, n)),
-            "inputs": inputs.take(pa.array(rng.integers(0, 1000, n))),
-            "prediction": pa.array(np.where(ok, pred, None), pa.string()),
-            "probability": pa.array(np.where(ok, prob, None), pa.string()),
-            "error": pa.array(np.where(ok, None, "RuntimeError: model failed"), pa.string()),
-            "features": pa.nulls(n, pa.string()),
-        }, schema=SCHEMA)
+        table = pa.table(
+            {
+                "ts": pa.array((ts * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+                "request_id": pa.concat_arrays([ids, ids.slice(0, k)]),
+                "row": pa.array(np.zeros(n, dtype=np.int32)),
+                "variant": pa.array(np.concatenate([variant_p, np.full(k, "s")])),
+                "role": pa.array(np.concatenate([np.full(m, "primary"), np.full(k, "shadow")])),
+                "model_version": pa.array(np.concatenate([version_p, np.full(k, f"{MODEL}/3")])),
+                "status": pa.array(status),
+                "latency_ms": pa.array(rng.lognormal(np.log(8.0), 0.5, n)),
+                "inputs": inputs.take(pa.array(rng.integers(0, 1000, n))),
+                "prediction": pa.array(np.where(ok, pred, None), pa.string()),
+                "probability": pa.array(np.where(ok, prob, None), pa.string()),
+                "error": pa.array(np.where(ok, None, "RuntimeError: model failed"), pa.string()),
+                "features": pa.nulls(n, pa.string()),
+            },
+            schema=SCHEMA,
+        )
         table = table.take(pa.array(np.argsort(ts, kind="stable")))
         days = np.array([time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (ts.min(), ts.max())])
         cut = None
@@ -302,8 +449,15 @@ def build_store(store: Path, runs: int, versions: int, windows: int, rows: int, 
     times["request_log"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     log_mb = sum(p.stat().st_size for p in (store / "request_log").rglob("*.parquet")) / 2**20
-    return {"runs": committed, "moves": moves, "monitoring": mon, "files": files, "log_mb": log_mb, "times": times,
-            "sizes": {"runs": runs, "versions": versions, "windows": windows, "rows": rows}}
+    return {
+        "runs": committed,
+        "moves": moves,
+        "monitoring": mon,
+        "files": files,
+        "log_mb": log_mb,
+        "times": times,
+        "sizes": {"runs": runs, "versions": versions, "windows": windows, "rows": rows},
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ timing
@@ -314,10 +468,23 @@ def pages(runs: list[tuple[str, str]]) -> dict[str, str]:
     p, r = runs[-1]
     o = next((x for x in reversed(runs[:-1]) if x[0] == p), runs[-1])
     fixed = ["/", "/runs", "/runs?sort=metrics.auc&page=3"]
-    more = ["/models", f"/models/{MODEL}", "/datasets", "/deployments", f"/deployments/{APP}", f"/monitoring/{APP}",
-            "/api/runs", f"/api/monitoring/{APP}", f"/api/deployments/{APP}"]
-    return {**{u: u for u in fixed}, "/runs/<p>/<id>": f"/runs/{p}/{r}",
-            "/compare?run=..&run=..": f"/compare?run={p}/{r}&run={o[0]}/{o[1]}", **{u: u for u in more}}
+    more = [
+        "/models",
+        f"/models/{MODEL}",
+        "/datasets",
+        "/deployments",
+        f"/deployments/{APP}",
+        f"/monitoring/{APP}",
+        "/api/runs",
+        f"/api/monitoring/{APP}",
+        f"/api/deployments/{APP}",
+    ]
+    return {
+        **{u: u for u in fixed},
+        "/runs/<p>/<id>": f"/runs/{p}/{r}",
+        "/compare?run=..&run=..": f"/compare?run={p}/{r}&run={o[0]}/{o[1]}",
+        **{u: u for u in more},
+    }
 
 
 def _client(store: Path):
@@ -349,9 +516,14 @@ def time_pages(store: Path, urls: dict[str, str], repeat: int) -> dict:
             ms, r = _get(client, url)
             warm.append(ms)
             statuses.add(r.status_code)
-        out[label] = {"cold": cold, "p50": float(np.percentile(warm, 50)), "p95": float(np.percentile(warm, 95)),
-                    "statuses": sorted(statuses), "kb": len(r.content) / 1024,
-                    "json": r.json() if url.startswith("/api/") and r.status_code == 200 else None}
+        out[label] = {
+            "cold": cold,
+            "p50": float(np.percentile(warm, 50)),
+            "p95": float(np.percentile(warm, 95)),
+            "statuses": sorted(statuses),
+            "kb": len(r.content) / 1024,
+            "json": r.json() if url.startswith("/api/") and r.status_code == 200 else None,
+        }
         if r.status_code != 200:
             print(f"  {url}: status {r.status_code}: {r.text[:300]}", flush=True)
         client.close()
@@ -404,11 +576,17 @@ def checks(res: dict, built: dict) -> str:
     windows = built["monitoring"]["a"] + built["monitoring"]["b"]
     got.append(f"windows {sum((mon.get('windows') or {}).values())}/{windows}")
     dep = res.get(f"/api/deployments/{APP}", {}).get("json") or {}
-    traffic = ", ".join(f"{t['variant']}/{t['role']} {t['requests']} req ({t['rps']}/s, p50 {t['p50_ms']:.1f} ms)"
-                        for t in dep.get("traffic") or [])
-    got.append(f"live traffic over {dep.get('window_s')} s: {traffic or 'none'}; shadows: "
-               + ", ".join(f"{s['shadow']} agreement {s.get('agreement', float('nan')):.3f} over "
-                           f"{s.get('compared_rows')} rows" for s in dep.get("shadows") or []))
+    traffic = ", ".join(
+        f"{t['variant']}/{t['role']} {t['requests']} req ({t['rps']}/s, p50 {t['p50_ms']:.1f} ms)"
+        for t in dep.get("traffic") or []
+    )
+    got.append(
+        f"live traffic over {dep.get('window_s')} s: {traffic or 'none'}; shadows: "
+        + ", ".join(
+            f"{s['shadow']} agreement {s.get('agreement', float('nan')):.3f} over {s.get('compared_rows')} rows"
+            for s in dep.get("shadows") or []
+        )
+    )
     return "; ".join(got)
 
 
@@ -435,20 +613,24 @@ def main() -> None:
         tmp = tempfile.mkdtemp(prefix="console-bench-")
         base = Path(tmp)
     try:
-        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; stores under {base}",
-              flush=True)
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; stores under {base}", flush=True)
         built = {}
         # The small store is built last and timed first: its sparse log then still has rows in the console's
         # live window (the last 5 minutes), as the large one does, so both take the same code path.
-        for name, sizes in (("large", (args.runs, args.versions, args.windows, args.rows)),
-                            ("small", (1, 1, 16, 2000))):
+        for name, sizes in (
+            ("large", (args.runs, args.versions, args.windows, args.rows)),
+            ("small", (1, 1, 16, 2000)),
+        ):
             b = built[name] = build_store(base / name, *sizes, seed=args.seed)
             t = b["times"]
-            print(f"built {name}: {sizes[0]:,} run(s), {sizes[1]:,} version(s) ({b['moves']} alias move(s)), "
-                  f"{sizes[2]:,} windows ({b['monitoring']['events']:,} app events), {sizes[3]:,} log rows "
-                  f"({b['files']} files, {b['log_mb']:.0f} MiB) in {t['total']:.1f} s (runs {t['runs']:.1f}, "
-                  f"registry {t['registry']:.1f}, monitoring {t['monitoring']:.1f}, request log "
-                  f"{t['request_log']:.1f})", flush=True)
+            print(
+                f"built {name}: {sizes[0]:,} run(s), {sizes[1]:,} version(s) ({b['moves']} alias move(s)), "
+                f"{sizes[2]:,} windows ({b['monitoring']['events']:,} app events), {sizes[3]:,} log rows "
+                f"({b['files']} files, {b['log_mb']:.0f} MiB) in {t['total']:.1f} s (runs {t['runs']:.1f}, "
+                f"registry {t['registry']:.1f}, monitoring {t['monitoring']:.1f}, request log "
+                f"{t['request_log']:.1f})",
+                flush=True,
+            )
 
         # Imports and first-use costs of the process, not of a console: every page once on a throwaway app.
         urls = {name: pages(b["runs"]) for name, b in built.items()}
@@ -464,11 +646,15 @@ def main() -> None:
             print(f"timed {name} in {time.perf_counter() - t:.1f} s: {checks(res[name], built[name])}", flush=True)
 
         s = built["large"]["sizes"]
-        print(f"\nconsole server time, ms (TestClient in process; cold = first request of a fresh app; warm = "
-              f"{args.repeat} requests); large: {s['runs']:,} runs, {s['versions']:,} versions, {s['windows']:,} "
-              f"windows, {s['rows']:,} log rows; small: 1 run, 1 version, 16 windows, 2,000 rows")
-        head = (f"{'page':<34} {'large cold':>10} {'p50':>8} {'p95':>8} {'KiB':>6} | {'small cold':>10} {'p50':>7} "
-                f"{'p95':>7} | {'p50 L/S':>7} | warm p95 <= {GOAL_MS:.0f} ms")
+        print(
+            f"\nconsole server time, ms (TestClient in process; cold = first request of a fresh app; warm = "
+            f"{args.repeat} requests); large: {s['runs']:,} runs, {s['versions']:,} versions, {s['windows']:,} "
+            f"windows, {s['rows']:,} log rows; small: 1 run, 1 version, 16 windows, 2,000 rows"
+        )
+        head = (
+            f"{'page':<34} {'large cold':>10} {'p50':>8} {'p95':>8} {'KiB':>6} | {'small cold':>10} {'p50':>7} "
+            f"{'p95':>7} | {'p50 L/S':>7} | warm p95 <= {GOAL_MS:.0f} ms"
+        )
         print(head)
         print("-" * len(head))
         failed = []
@@ -478,21 +664,32 @@ def main() -> None:
             ok = lg["p95"] <= GOAL_MS and lg["statuses"] == [200]
             if not ok:
                 failed.append(url)
-            status = "" if lg["statuses"] == [200] and sm["statuses"] == [200] else \
-                f" (status large {lg['statuses']}, small {sm['statuses']})"
-            print(f"{label:<34} {lg['cold']:>10.1f} {lg['p50']:>8.1f} {lg['p95']:>8.1f} {lg['kb']:>6.0f} | "
-                  f"{sm['cold']:>10.1f} {sm['p50']:>7.1f} {sm['p95']:>7.1f} | x{lg['p50'] / sm['p50']:>6.1f} | "
-                  f"{'PASS' if ok else 'FAIL'}{status}")
-        print(f"\n{len(urls['large']) - len(failed)}/{len(urls['large'])} pages within {GOAL_MS:.0f} ms warm p95 at "
-              f"the large sizes" + (f"; over: {', '.join(failed)}" if failed else ""))
+            status = (
+                ""
+                if lg["statuses"] == [200] and sm["statuses"] == [200]
+                else f" (status large {lg['statuses']}, small {sm['statuses']})"
+            )
+            print(
+                f"{label:<34} {lg['cold']:>10.1f} {lg['p50']:>8.1f} {lg['p95']:>8.1f} {lg['kb']:>6.0f} | "
+                f"{sm['cold']:>10.1f} {sm['p50']:>7.1f} {sm['p95']:>7.1f} | x{lg['p50'] / sm['p50']:>6.1f} | "
+                f"{'PASS' if ok else 'FAIL'}{status}"
+            )
+        print(
+            f"\n{len(urls['large']) - len(failed)}/{len(urls['large'])} pages within {GOAL_MS:.0f} ms warm p95 at "
+            f"the large sizes" + (f"; over: {', '.join(failed)}" if failed else "")
+        )
         live = {name: time_live(base / name, args.repeat) for name in ("small", "large")}
-        print(f"\nlive app: a new request-log file (2,000 rows) and a new drift window per variant before each of "
-              f"{args.repeat} requests, ms")
+        print(
+            f"\nlive app: a new request-log file (2,000 rows) and a new drift window per variant before each of "
+            f"{args.repeat} requests, ms"
+        )
         for k in live["large"]:
             lg, sm = live["large"][k], live["small"][k]
-            print(f"  {k:<11} large p50 {lg['p50']:7.1f} p95 {lg['p95']:7.1f} | small p50 {sm['p50']:6.1f} "
-                  f"p95 {sm['p95']:6.1f} | p50 L/S x{lg['p50'] / sm['p50']:.1f} | "
-                  f"{'PASS' if lg['p95'] <= GOAL_MS else 'FAIL'}")
+            print(
+                f"  {k:<11} large p50 {lg['p50']:7.1f} p95 {lg['p95']:7.1f} | small p50 {sm['p50']:6.1f} "
+                f"p95 {sm['p95']:6.1f} | p50 L/S x{lg['p50'] / sm['p50']:.1f} | "
+                f"{'PASS' if lg['p95'] <= GOAL_MS else 'FAIL'}"
+            )
         print(f"machine: {os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.2f}")
     finally:
         if tmp is not None:

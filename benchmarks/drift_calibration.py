@@ -54,15 +54,26 @@ from raymlops.config.monitoring import DriftConfig
 from raymlops.data.demo import write_demo_data
 from raymlops.monitoring.drift import PREDICTION, DriftTester, _Column, fit_inputs, fit_prediction
 
-COLUMNS = [_Column("plan", "string"), _Column("region", "string"), _Column("contract", "string"),
-           _Column("payment_method", "string"), _Column("autopay", "boolean"), _Column("tenure_months", "integer"),
-           _Column("age", "integer"), _Column("monthly_charges", "number"), _Column("usage_gb", "number"),
-           _Column("support_calls", "integer")]
+COLUMNS = [
+    _Column("plan", "string"),
+    _Column("region", "string"),
+    _Column("contract", "string"),
+    _Column("payment_method", "string"),
+    _Column("autopay", "boolean"),
+    _Column("tenure_months", "integer"),
+    _Column("age", "integer"),
+    _Column("monthly_charges", "number"),
+    _Column("usage_gb", "number"),
+    _Column("support_calls", "integer"),
+]
 CATEGORICAL = [c.name for c in COLUMNS if c.type in ("string", "boolean")]
 NUMERIC = [c.name for c in COLUMNS if c.name not in CATEGORICAL]
 BATCH, ONLINE = ("ks", "chi2", "tabular"), ("cvm_online", "fet_online")
-SHIFTS = [("monthly_charges", "std", (0.1, 0.25, 0.5)), ("usage_gb", "std", (0.1, 0.25, 0.5)),
-          ("contract", "pp", (0.05, 0.10, 0.20))]
+SHIFTS = [
+    ("monthly_charges", "std", (0.1, 0.25, 0.5)),
+    ("usage_gb", "std", (0.1, 0.25, 0.5)),
+    ("contract", "pp", (0.05, 0.10, 0.20)),
+]
 SEED_ROWS = 50_000  # rows per test seed (train file; the holdout adds a tenth)
 
 
@@ -89,8 +100,10 @@ class Model:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-        prep = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-                                       (make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC))
+        prep = make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+            (make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC),
+        )
         self.pipe = make_pipeline(prep, LogisticRegression(max_iter=1000)).fit(self._x(train), train["churned"])
 
     @staticmethod
@@ -133,8 +146,7 @@ def fit(kind: str, train: pd.DataFrame, valid: pd.DataFrame, model: Model, out: 
 
 
 def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    return (stats.beta.ppf(0.025, k, n - k + 1) if k else 0.0,
-            stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0)
+    return (stats.beta.ppf(0.025, k, n - k + 1) if k else 0.0, stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0)
 
 
 def poisson_ci(k: int) -> tuple[float, float]:
@@ -155,28 +167,39 @@ def most_flagged(flags: dict[str, int]) -> str:
 def batch_false_alarms(tester: DriftTester, drift: dict, pool: pd.DataFrame, windows: int, window: int) -> list:
     alarms, flags = 0, {}
     for i in range(windows):
-        got = tester.test(pool.iloc[i * window:(i + 1) * window])
+        got = tester.test(pool.iloc[i * window : (i + 1) * window])
         alarms += got["is_drift"]
         for name in (n for n, f in got["features"].items() if f["is_drift"]):
             flags[name] = flags.get(name, 0) + 1
     lo, hi = clopper_pearson(alarms, windows)
-    return [drift["detector"], len(tester.columns), drift["reference_rows"], f"{alarms}/{windows}",
-            f"{alarms / windows:.3f}", f"{lo:.3f}-{hi:.3f}", drift["p_val"], verdict(drift["p_val"], lo, hi),
-            most_flagged(flags)]
+    return [
+        drift["detector"],
+        len(tester.columns),
+        drift["reference_rows"],
+        f"{alarms}/{windows}",
+        f"{alarms / windows:.3f}",
+        f"{lo:.3f}-{hi:.3f}",
+        drift["p_val"],
+        verdict(drift["p_val"], lo, hi),
+        most_flagged(flags),
+    ]
 
 
 def per_alarm(rows: int, alarms: int, ert: int) -> str:
     """Rows per alarm with its 95% interval (exact Poisson on the count), and the target ``ert`` against it."""
     lo, hi = poisson_ci(alarms)
-    return (f"{rows / max(alarms, 1):,.0f} ({rows / hi:,.0f}-{rows / lo if lo else np.inf:,.0f}); "
-            f"target {ert:,}: {verdict(1 / ert, lo / rows, hi / rows)}")
+    return (
+        f"{rows / max(alarms, 1):,.0f} ({rows / hi:,.0f}-{rows / lo if lo else np.inf:,.0f}); "
+        f"target {ert:,}: {verdict(1 / ert, lo / rows, hi / rows)}"
+    )
 
 
-def online_false_alarms(tester: DriftTester, taps: list[Tap], drift: dict, pool: pd.DataFrame, windows: int,
-                        w: int) -> list:
+def online_false_alarms(
+    tester: DriftTester, taps: list[Tap], drift: dict, pool: pd.DataFrame, windows: int, w: int
+) -> list:
     counts, flags, flagged_windows = [0] * len(taps), {}, 0
     for i in range(windows):
-        flagged_windows += tester.test(pool.iloc[i * w:(i + 1) * w])["is_drift"]
+        flagged_windows += tester.test(pool.iloc[i * w : (i + 1) * w])["is_drift"]
         for j, tap in enumerate(taps):
             counts[j] += len(tap.detections())
             for name in (n for d in tap.detections() for n in d["features"]):
@@ -184,11 +207,19 @@ def online_false_alarms(tester: DriftTester, taps: list[Tap], drift: dict, pool:
     rows, ert = windows * w, drift["ert"]
     lo, hi = clopper_pearson(flagged_windows, windows)
     target = 1 - (1 - 1 / ert) ** w
-    return [tester.kind, len(tester.columns), f"{rows:,}", per_alarm(rows, sum(counts), ert),
-            "; ".join(f"{name} {per_alarm(rows, k, tap.detector.settings['ert'])}"
-                      for name, k, tap in zip(("inputs", "prediction"), counts, taps)),
-            f"{flagged_windows}/{windows} = {flagged_windows / windows:.3f} ({lo:.3f}-{hi:.3f})",
-            f"{target:.3f}: {verdict(target, lo, hi)}", most_flagged(flags)]
+    return [
+        tester.kind,
+        len(tester.columns),
+        f"{rows:,}",
+        per_alarm(rows, sum(counts), ert),
+        "; ".join(
+            f"{name} {per_alarm(rows, k, tap.detector.settings['ert'])}"
+            for name, k, tap in zip(("inputs", "prediction"), counts, taps)
+        ),
+        f"{flagged_windows}/{windows} = {flagged_windows / windows:.3f} ({lo:.3f}-{hi:.3f})",
+        f"{target:.3f}: {verdict(target, lo, hi)}",
+        most_flagged(flags),
+    ]
 
 
 def shifted(rows: pd.DataFrame, ref: pd.DataFrame, feature: str, unit: str, size: float, model: Model) -> pd.DataFrame:
@@ -207,7 +238,7 @@ def rows_to_alarm(tester: DriftTester, taps: list[Tap], stream: pd.DataFrame, ch
     for tap in taps:
         tap.detector.reset()
     for start in range(0, len(stream), chunk):
-        tester.test(stream.iloc[start:start + chunk])
+        tester.test(stream.iloc[start : start + chunk])
         alarms = [d["row"] for tap in taps for d in tap.detections()]
         if alarms:
             return start + min(alarms) + 1
@@ -216,10 +247,10 @@ def rows_to_alarm(tester: DriftTester, taps: list[Tap], stream: pd.DataFrame, ch
 
 def power_cell(kind: str, tester: DriftTester, taps: list[Tap], rows: pd.DataFrame, args, window: int) -> str:
     if kind in BATCH:
-        windows = (rows.iloc[i * window:(i + 1) * window] for i in range(args.shift_windows))
+        windows = (rows.iloc[i * window : (i + 1) * window] for i in range(args.shift_windows))
         p = sum(tester.test(w)["is_drift"] for w in windows) / args.shift_windows
         return f"{p:.0%}, ~{window / p:,.0f} rows" if p else "0%, -"
-    found = [rows_to_alarm(tester, taps, rows.iloc[s * args.cap:(s + 1) * args.cap]) for s in range(args.streams)]
+    found = [rows_to_alarm(tester, taps, rows.iloc[s * args.cap : (s + 1) * args.cap]) for s in range(args.streams)]
     med = np.median(found)
     return f"{'>' + str(args.cap) if np.isinf(med) else f'{med:,.0f}'} rows, {np.isfinite(found).sum()}/{len(found)}"
 
@@ -246,13 +277,18 @@ def main() -> int:
         valid = ref_data.drop(train.index)
         model = Model(train)
         n_shift = max(args.shift_windows * window, args.streams * args.cap)
-        pool = model.with_prediction(test_rows(tmp, max(args.windows * window, args.windows * args.online_rows,
-                                                        n_shift)))
-        shifts = {(f, u, s): shifted(pool.iloc[-n_shift:], train, f, u, s, model)
-                  for f, u, sizes in SHIFTS for s in sizes}
-        print(f"data: reference seed 7 ({len(train):,} training rows, model AUC on its 25% validation: "
-              f"{model.auc(valid):.3f}); {len(pool):,} unshifted test rows from other seeds; "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        pool = model.with_prediction(
+            test_rows(tmp, max(args.windows * window, args.windows * args.online_rows, n_shift))
+        )
+        shifts = {
+            (f, u, s): shifted(pool.iloc[-n_shift:], train, f, u, s, model) for f, u, sizes in SHIFTS for s in sizes
+        }
+        print(
+            f"data: reference seed 7 ({len(train):,} training rows, model AUC on its 25% validation: "
+            f"{model.auc(valid):.3f}); {len(pool):,} unshifted test rows from other seeds; "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
         batch, online, power = [], [], {}
         for kind in kinds:
@@ -261,43 +297,62 @@ def main() -> int:
             fit_s, t1 = time.perf_counter() - t0, time.perf_counter()
             taps = [Tap(tester.inputs), Tap(tester.prediction)]
             if kind in BATCH:
-                batch.append((batch_false_alarms(tester, drift, pool, args.windows, window), fit_s,
-                              time.perf_counter() - t1))
+                batch.append(
+                    (batch_false_alarms(tester, drift, pool, args.windows, window), fit_s, time.perf_counter() - t1)
+                )
             else:
-                online.append((online_false_alarms(tester, taps, drift, pool, args.windows, args.online_rows), fit_s,
-                               time.perf_counter() - t1))
+                online.append(
+                    (
+                        online_false_alarms(tester, taps, drift, pool, args.windows, args.online_rows),
+                        fit_s,
+                        time.perf_counter() - t1,
+                    )
+                )
             t2 = time.perf_counter()
             if kind in ONLINE:
                 power[(kind, "none")] = power_cell(kind, tester, taps, pool.iloc[-n_shift:], args, window)
             for key, rows_shifted in shifts.items():
                 power[(kind, key)] = power_cell(kind, tester, taps, rows_shifted, args, window)
-            print(f"{kind}: fit {fit_s:.0f} s, unshifted {t2 - t1:.0f} s, shifted {time.perf_counter() - t2:.0f} s",
-                  flush=True)
+            print(
+                f"{kind}: fit {fit_s:.0f} s, unshifted {t2 - t1:.0f} s, shifted {time.perf_counter() - t2:.0f} s",
+                flush=True,
+            )
 
     if batch:
-        print(f"\n## False alarms, batch detectors: {args.windows} unshifted windows of {window} rows each "
-              "(target: p_val per window, family-wise; 95% Clopper-Pearson interval)")
-        print("| detector | tests | reference rows | windows flagged | rate | 95% CI | target | target vs CI "
-              "| most flagged tests | fit s | test s |")
+        print(
+            f"\n## False alarms, batch detectors: {args.windows} unshifted windows of {window} rows each "
+            "(target: p_val per window, family-wise; 95% Clopper-Pearson interval)"
+        )
+        print(
+            "| detector | tests | reference rows | windows flagged | rate | 95% CI | target | target vs CI "
+            "| most flagged tests | fit s | test s |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for row, fit_s, test_s in batch:
             print("| " + " | ".join(map(str, row)) + f" | {fit_s:.1f} | {test_s:.1f} |")
     if online:
-        print(f"\n## False alarms, online detectors: one unshifted stream, {args.windows} windows of "
-              f"{args.online_rows} rows (target: ert rows between alarms; per window "
-              f"1 - (1 - 1/ert)^{args.online_rows})")
-        print("| detector | tests | rows | rows per alarm, overall (95% CI) | inputs; prediction (each calibrated "
-              "to 2 x ert) | windows with an alarm (95% CI) | target | most flagged tests | fit s | test s |")
+        print(
+            f"\n## False alarms, online detectors: one unshifted stream, {args.windows} windows of "
+            f"{args.online_rows} rows (target: ert rows between alarms; per window "
+            f"1 - (1 - 1/ert)^{args.online_rows})"
+        )
+        print(
+            "| detector | tests | rows | rows per alarm, overall (95% CI) | inputs; prediction (each calibrated "
+            "to 2 x ert) | windows with an alarm (95% CI) | target | most flagged tests | fit s | test s |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for row, fit_s, test_s in online:
             print("| " + " | ".join(map(str, row)) + f" | {fit_s:.1f} | {test_s:.1f} |")
-    print(f"\n## Power: batch: share of {args.shift_windows} shifted {window}-row windows flagged, ~rows to detection "
-          f"(window / power); online: median rows to the first alarm over {args.streams} streams, streams with an "
-          f"alarm within {args.cap} rows")
+    print(
+        f"\n## Power: batch: share of {args.shift_windows} shifted {window}-row windows flagged, ~rows to detection "
+        f"(window / power); online: median rows to the first alarm over {args.streams} streams, streams with an "
+        f"alarm within {args.cap} rows"
+    )
     print("| shift | " + " | ".join(kinds) + " |")
     print("|---" * (len(kinds) + 1) + "|")
-    baseline = [next((f"{r[0][4]} false alarms" for r in batch if r[0][0] == k), power.get((k, "none"), "-"))
-                for k in kinds]
+    baseline = [
+        next((f"{r[0][4]} false alarms" for r in batch if r[0][0] == k), power.get((k, "none"), "-")) for k in kinds
+    ]
     print("| none (baseline) | " + " | ".join(baseline) + " |")
     for f, u, s in ((f, u, s) for f, u, sizes in SHIFTS for s in sizes):
         label = f"{f} +{s:g} std" if u == "std" else f"{f} month-to-month +{s * 100:.0f} pp"

@@ -66,10 +66,19 @@ def main() -> int:
         paths = write_demo_data(Path(tmp) / "data", rows=20_000)
         fresh = pd.read_parquet(write_demo_data(Path(tmp) / "fresh", rows=args.windows * args.rows, seed=99)["train"])
         shifted = pd.read_parquet(paths["shifted"])
-        pipe = Pipeline.from_yaml(CONFIG, overrides=[
-            f"storage={tmp}/store", f"serving.port={free_port()}", f"sources.customers.path={paths['train']}",
-            "training.tune.num_samples=1", f"monitoring.drift.window={args.rows}", "serving.request_log=null",
-            "monitoring.alerts=[]"], say=None)
+        pipe = Pipeline.from_yaml(
+            CONFIG,
+            overrides=[
+                f"storage={tmp}/store",
+                f"serving.port={free_port()}",
+                f"sources.customers.path={paths['train']}",
+                "training.tune.num_samples=1",
+                f"monitoring.drift.window={args.rows}",
+                "serving.request_log=null",
+                "monitoring.alerts=[]",
+            ],
+            say=None,
+        )
         try:
             result = pipe.run(progress=False)
             url = result.endpoint
@@ -80,10 +89,11 @@ def main() -> int:
             started = time.perf_counter()
             fresh = fresh.sample(frac=1, random_state=0).head(args.windows * args.rows)
             for i in range(0, len(fresh), args.rows):
-                r = httpx.post(f"{url}/predict", json={"instances": records(fresh.iloc[i:i + args.rows], columns)},
-                               timeout=60)
+                r = httpx.post(
+                    f"{url}/predict", json={"instances": records(fresh.iloc[i : i + args.rows], columns)}, timeout=60
+                )
                 r.raise_for_status()
-            calm = drift_history(url, state, args.windows)[-args.windows:]
+            calm = drift_history(url, state, args.windows)[-args.windows :]
             seconds = time.perf_counter() - started
             flagged = sum(h["is_drift"] for h in calm)
             from raymlops.monitoring.actor import read_history
@@ -93,12 +103,16 @@ def main() -> int:
             lo, hi = clopper_pearson(flagged, len(calm))
             p_val = pipe.config.monitoring.drift.p_val
             print(f"unshifted traffic through /predict: {len(calm)} windows of {args.rows} rows in {seconds:.1f} s")
-            print(f"  drifted verdicts: {flagged} of {len(calm)} = {flagged / len(calm):.1%} "
-                  f"(95% CI {lo:.1%} to {hi:.1%}); target p_val {p_val:.1%}: "
-                  f"{'inside' if lo <= p_val <= hi else 'below' if hi < p_val else 'ABOVE'} the interval")
+            print(
+                f"  drifted verdicts: {flagged} of {len(calm)} = {flagged / len(calm):.1%} "
+                f"(95% CI {lo:.1%} to {hi:.1%}); target p_val {p_val:.1%}: "
+                f"{'inside' if lo <= p_val <= hi else 'below' if hi < p_val else 'ABOVE'} the interval"
+            )
             blo, bhi = clopper_pearson(before, len(calm))
-            print(f"  baseline, the rule before (prediction test at the full p_val): {before} of {len(calm)} = "
-                  f"{before / len(calm):.1%} (95% CI {blo:.1%} to {bhi:.1%})")
+            print(
+                f"  baseline, the rule before (prediction test at the full p_val): {before} of {len(calm)} = "
+                f"{before / len(calm):.1%} (95% CI {blo:.1%} to {bhi:.1%})"
+            )
             print(f"  drift events (alert_after 2 of 3): {len(events)}")
             for n in range(1, 6):  # shifted windows until the first drifted verdict
                 rows = shifted.sample(args.rows, random_state=n)

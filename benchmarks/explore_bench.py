@@ -52,8 +52,9 @@ def chunk(rng: np.random.Generator, n: int, first_id: int) -> pa.Table:
 
     cols = {
         "id": pa.array(np.arange(first_id, first_id + n)),
-        "ts": pa.array(pd.Timestamp("2024-01-01").value // 1000 + rng.integers(0, 365 * 86400 * 10**6, n),
-                       type=pa.timestamp("us")),
+        "ts": pa.array(
+            pd.Timestamp("2024-01-01").value // 1000 + rng.integers(0, 365 * 86400 * 10**6, n), type=pa.timestamp("us")
+        ),
         "x0": pa.array(x0),
         "x1": nulls(rng.normal(50, 10, n), 0.05),
         "x2": pa.array(rng.uniform(-1, 1, n)),
@@ -199,8 +200,10 @@ def sketch_costs() -> None:
     hll = HyperLogLog()
     hll.update_hashes(hashes)
     t2 = time.perf_counter()
-    print(f"1M float64 values: pd.util.hash_array {t1 - t0:.3f} s; datasketches hll_sketch updates {t2 - t1:.3f} s "
-          f"(estimate {hll.estimate():,.0f} of 1,000,000)")
+    print(
+        f"1M float64 values: pd.util.hash_array {t1 - t0:.3f} s; datasketches hll_sketch updates {t2 - t1:.3f} s "
+        f"(estimate {hll.estimate():,.0f} of 1,000,000)"
+    )
 
 
 def main() -> int:
@@ -215,8 +218,10 @@ def main() -> int:
         sketch_costs()
         return 0
     root = Path(args.keep or tempfile.mkdtemp(prefix="explore_bench_"))
-    print(f"explore_bench on {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(
+        f"explore_bench on {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
     t0 = time.perf_counter()
     small = write_table(root / "small", args.rows, 16, 1)
     big = write_table(root / "big", args.big_rows, max(args.big_rows // CHUNK, 1), 2) if args.big_rows else None
@@ -228,15 +233,21 @@ def main() -> int:
     explore(str(warm), label="label")  # starts Ray and its workers: not timed
     if big:  # first, so that the driver's RSS is not inflated by the exact checks' pandas frames below
         profile, seconds, mem = run_explore(big)
-        print(f"\nraymlops explore, {args.big_rows:,} rows x 20 columns, with label: {seconds:.2f} s; driver peak RSS "
-              f"{mem.peak / 2**20:.0f} MiB (goal: < 500 MiB; {mem.start_rss / 2**20:.0f} MiB before, Ray and pyarrow "
-              "loaded)")
+        print(
+            f"\nraymlops explore, {args.big_rows:,} rows x 20 columns, with label: {seconds:.2f} s; driver peak RSS "
+            f"{mem.peak / 2**20:.0f} MiB (goal: < 500 MiB; {mem.start_rss / 2**20:.0f} MiB before, Ray and pyarrow "
+            "loaded)"
+        )
         t = profile.data["table"]
-        print(f"  rows counted {profile.data['rows']:,}; duplicate rows ~{t['duplicate_rows']:,} "
-              f"(± {t['duplicate_rows_error']:,}; the table has none)")
+        print(
+            f"  rows counted {profile.data['rows']:,}; duplicate rows ~{t['duplicate_rows']:,} "
+            f"(± {t['duplicate_rows_error']:,}; the table has none)"
+        )
     profile, seconds, mem = run_explore(small)
-    print(f"\nraymlops explore, {args.rows:,} rows x 20 columns, with label: {seconds:.2f} s "
-          f"(driver RSS {mem.start_rss / 2**20:.0f} MiB before, peak {mem.peak / 2**20:.0f} MiB)")
+    print(
+        f"\nraymlops explore, {args.rows:,} rows x 20 columns, with label: {seconds:.2f} s "
+        f"(driver RSS {mem.start_rss / 2**20:.0f} MiB before, peak {mem.peak / 2**20:.0f} MiB)"
+    )
     print(f"  warnings: {', '.join(sorted({w['kind'] for w in profile.warnings}))}")
     bad = check_exact(profile, small)
     print(f"  figures against exact pandas: {'all within stated error' if not bad else 'MISMATCH'}")
@@ -249,16 +260,20 @@ def main() -> int:
         pandas_s = float("nan")
     else:
         pandas_s = sum(got)
-        print(f"pandas read_parquet + describe + value_counts: {pandas_s:.2f} s (read {got[0]:.2f} s, compute "
-              f"{got[1]:.2f} s): raymlops x{pandas_s / seconds:.2f} the speed")
+        print(
+            f"pandas read_parquet + describe + value_counts: {pandas_s:.2f} s (read {got[0]:.2f} s, compute "
+            f"{got[1]:.2f} s): raymlops x{pandas_s / seconds:.2f} the speed"
+        )
     if args.ydata_python:
         got = timed_subprocess(args.ydata_python, YDATA, small)
         if isinstance(got, str):
             print(f"ydata-profiling minimal failed: {got}")
         else:
             ydata_s = sum(got)
-            print(f"ydata-profiling minimal: {ydata_s:.2f} s (read {got[0]:.2f} s, profile {got[1]:.2f} s): raymlops "
-                  f"x{ydata_s / seconds:.1f} the speed (goal: >= 5x)")
+            print(
+                f"ydata-profiling minimal: {ydata_s:.2f} s (read {got[0]:.2f} s, profile {got[1]:.2f} s): raymlops "
+                f"x{ydata_s / seconds:.1f} the speed (goal: >= 5x)"
+            )
     else:
         print("ydata-profiling: not run (pass --ydata-python; benchmarks/ydata_venv.sh makes a venv for it)")
     if not args.keep:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import free_port, start_redis, stop  # noqa: E402
 from online_bench import FEATURES, VIEW, compare, ms, rows  # noqa: E402
 
-BARE = '''
+BARE = """
 import sys, uvicorn
 from fastapi import FastAPI
 from raymlops import FeatureStore
@@ -44,16 +44,29 @@ def online(body: OnlineFeaturesRequest):
 def health():
     return {"status": "ok"}
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-'''
+"""
 
 
 def config(tmp: Path, online: dict, port: int) -> Path:
-    cfg = {"name": "bench", "storage": str(tmp / "store"),
-           "sources": {"s": {"format": "parquet", "path": str(tmp / "unused.parquet")}},
-           "features": {"online_store": online, "server": {"port": port},
-                        "entities": [{"name": "e", "join_keys": ["id"]}],
-                        "views": [{"name": VIEW, "entity": "e", "source": "s", "timestamp": "ts",
-                                   "fields": [f"f{j}" for j in range(FEATURES)]}]}}
+    cfg = {
+        "name": "bench",
+        "storage": str(tmp / "store"),
+        "sources": {"s": {"format": "parquet", "path": str(tmp / "unused.parquet")}},
+        "features": {
+            "online_store": online,
+            "server": {"port": port},
+            "entities": [{"name": "e", "join_keys": ["id"]}],
+            "views": [
+                {
+                    "name": VIEW,
+                    "entity": "e",
+                    "source": "s",
+                    "timestamp": "ts",
+                    "fields": [f"f{j}" for j in range(FEATURES)],
+                }
+            ],
+        },
+    }
     path = tmp / f"{online['type']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -67,8 +80,15 @@ def sdk_section(path: Path, n_rows: int, lookups: int, seed: int) -> dict[str, l
     refs = [f"{VIEW}:*"]
     got = store.get_online_features(refs, [{"id": 7}])
     assert got.statuses["f0"] == ["PRESENT"] and got.values["f0"][0] == store.online.read(VIEW, [(7,)])[0].values["f0"]
-    return compare({"store": lambda k: store.get_online_features(refs, [{"id": k}]),
-                    "raw": lambda k: store.online.read(VIEW, [(k,)])}, n_rows, lookups, seed)
+    return compare(
+        {
+            "store": lambda k: store.get_online_features(refs, [{"id": k}]),
+            "raw": lambda k: store.online.read(VIEW, [(k,)]),
+        },
+        n_rows,
+        lookups,
+        seed,
+    )
 
 
 def http_section(path: Path, n_rows: int, requests: int) -> dict[str, list]:
@@ -98,8 +118,10 @@ def http_section(path: Path, n_rows: int, requests: int) -> dict[str, list]:
             body = lambda k: {"features": [f"{VIEW}:*"], "entities": {"id": [k]}}  # noqa: E731
             a, b = c.post(serve_url, json=body(7)).json(), c.post(bare_url, json=body(7)).json()
             assert a["results"] == b["results"], (a, b)
-            targets = {"store": lambda k: c.post(serve_url, json=body(k)).raise_for_status(),
-                       "raw": lambda k: c.post(bare_url, json=body(k)).raise_for_status()}
+            targets = {
+                "store": lambda k: c.post(serve_url, json=body(k)).raise_for_status(),
+                "raw": lambda k: c.post(bare_url, json=body(k)).raise_for_status(),
+            }
             return compare(targets, n_rows, requests, seed=5)
     finally:
         stop(bare)
@@ -125,14 +147,19 @@ def main() -> int:
         try:
             sqlite_cfg = config(tmp, {"type": "sqlite", "path": str(tmp / "online.db")}, free_port())
             redis_cfg = config(tmp, {"type": "redis", "url": url, "key_prefix": "bench"}, free_port())
-            out = {"sqlite": sdk_section(sqlite_cfg, args.rows, args.lookups, 1),
-                   "redis": sdk_section(redis_cfg, args.rows, args.lookups, 2)}
-            http = {b: http_section(c, args.rows, args.requests) for b, c in (("sqlite", sqlite_cfg),
-                                                                             ("redis", redis_cfg))}
+            out = {
+                "sqlite": sdk_section(sqlite_cfg, args.rows, args.lookups, 1),
+                "redis": sdk_section(redis_cfg, args.rows, args.lookups, 2),
+            }
+            http = {
+                b: http_section(c, args.rows, args.requests) for b, c in (("sqlite", sqlite_cfg), ("redis", redis_cfg))
+            }
         finally:
             stop(proc)
-    print(f"\nOnline features, 1 entity x {FEATURES} features, random keys of {args.rows:,}; every figure and its "
-          "baseline from this same run.")
+    print(
+        f"\nOnline features, 1 entity x {FEATURES} features, random keys of {args.rows:,}; every figure and its "
+        "baseline from this same run."
+    )
     print(f"{'backend':<14} {'target':<34} {'n':>7} {'p50 ms':>8} {'p99 ms':>8}")
     for b, lat in out.items():
         line(b, "FeatureStore.get_online_features", lat["store"])
@@ -142,12 +169,16 @@ def main() -> int:
         line(b + " http", "bare FastAPI+uvicorn (baseline)", lat["raw"])
     print("\nratios (>1: slower than its baseline) and goals")
     for b, lat in out.items():
-        print(f"{b:<14} SDK/store p99 {ms(lat['store'], 99) / ms(lat['raw'], 99):5.2f}   "
-              f"SDK p99 <= 1 ms: {'ok' if ms(lat['store'], 99) <= 1 else 'MISSED'}")
+        print(
+            f"{b:<14} SDK/store p99 {ms(lat['store'], 99) / ms(lat['raw'], 99):5.2f}   "
+            f"SDK p99 <= 1 ms: {'ok' if ms(lat['store'], 99) <= 1 else 'MISSED'}"
+        )
     for b, lat in http.items():
-        print(f"{b + ' http':<14} Serve/bare p50 {ms(lat['store'], 50) / ms(lat['raw'], 50):5.2f} "
-              f"p99 {ms(lat['store'], 99) / ms(lat['raw'], 99):5.2f}   "
-              f"HTTP p99 <= 5 ms: {'ok' if ms(lat['store'], 99) <= 5 else 'MISSED'}")
+        print(
+            f"{b + ' http':<14} Serve/bare p50 {ms(lat['store'], 50) / ms(lat['raw'], 50):5.2f} "
+            f"p99 {ms(lat['store'], 99) / ms(lat['raw'], 99):5.2f}   "
+            f"HTTP p99 <= 5 ms: {'ok' if ms(lat['store'], 99) <= 5 else 'MISSED'}"
+        )
     print(json.dumps({b: {"p50_ms": ms(v["store"], 50), "p99_ms": ms(v["store"], 99)} for b, v in http.items()}))
     return 0
 

@@ -37,10 +37,18 @@ from raymlops.data.schema import Column  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "quickstart.yaml"
-COLUMNS = [Column("plan", "string"), Column("region", "string"), Column("contract", "string"),
-           Column("payment_method", "string"), Column("autopay", "boolean"), Column("tenure_months", "integer"),
-           Column("age", "integer"), Column("monthly_charges", "number"), Column("usage_gb", "number"),
-           Column("support_calls", "integer")]
+COLUMNS = [
+    Column("plan", "string"),
+    Column("region", "string"),
+    Column("contract", "string"),
+    Column("payment_method", "string"),
+    Column("autopay", "boolean"),
+    Column("tenure_months", "integer"),
+    Column("age", "integer"),
+    Column("monthly_charges", "number"),
+    Column("usage_gb", "number"),
+    Column("support_calls", "integer"),
+]
 KINDS = ["ks", "chi2", "tabular", "cvm_online", "fet_online", "mmd"]
 SETTINGS = {"p_val": 0.05, "correction": "bonferroni", "ert": 1000, "online_window": 50, "n_bootstraps": 3000}
 
@@ -56,7 +64,7 @@ def detectors(data: dict[str, pd.DataFrame], run_dir: Path) -> None:
     model = Predictor(run_dir)
     t = time.perf_counter()
     for i in range(0, len(stream), 500):
-        model.predict_with_proba(stream.iloc[i:i + 500])
+        model.predict_with_proba(stream.iloc[i : i + 500])
     score_rps = len(stream) / (time.perf_counter() - t)
     print(f"\n## Detectors (reference 2,000 rows; {len(stream):,} rows tested; baseline: model scoring)")
     print(f"baseline: model scoring {score_rps:,.0f} rows/s (500-row batches)")
@@ -73,7 +81,7 @@ def detectors(data: dict[str, pd.DataFrame], run_dir: Path) -> None:
         t = time.perf_counter()
         alarms = 0
         for i in range(0, len(stream), 500):
-            got = det.test(stream.iloc[i:i + 500])
+            got = det.test(stream.iloc[i : i + 500])
             alarms += len(got.get("detections") or []) if det.online else int(got["is_drift"])
         rps = len(stream) / (time.perf_counter() - t)
         det.reset()
@@ -110,13 +118,15 @@ def calibration(reference: pd.DataFrame) -> None:
             fitted.append(cls(x, ert=1000, window_sizes=[50], n_bootstraps=boots, verbose=False))
             secs.append(time.perf_counter() - t)
         same = np.allclose(fitted[0].thresholds, fitted[1].thresholds, equal_nan=True)
-        print(f"| {name} | {d} | {boots:,} | {secs[0]:.1f} | {secs[1]:.1f} | x{ratio(secs[0], secs[1]):.1f} | {same} |",
-              flush=True)
+        print(
+            f"| {name} | {d} | {boots:,} | {secs[0]:.1f} | {secs[1]:.1f} | x{ratio(secs[0], secs[1]):.1f} | {same} |",
+            flush=True,
+        )
 
 
 def _rows_to_verdict(det, shifted: pd.DataFrame, window: int) -> str:
     for i in range(0, len(shifted) - window + 1, window):
-        if det.test(shifted.iloc[i:i + window])["is_drift"]:
+        if det.test(shifted.iloc[i : i + window])["is_drift"]:
             return str(i + window)
     return "none"
 
@@ -126,15 +136,26 @@ def serving(tmp: Path, holdout: Path) -> Path:
 
     from raymlops import Pipeline, load_model
 
-    base = [f"storage={tmp}/store", f"serving.port={free_port()}", f"sources.customers.path={tmp}/train.parquet", "training.tune.num_samples=1",
-            "serving.request_log=null", "serving.model=null", "serving.num_cpus=0.25", "monitoring.alerts=[]",
-            "serving.batching.max_batch_size=64", "serving.batching.batch_wait_timeout_s=0"]
+    base = [
+        f"storage={tmp}/store",
+        f"serving.port={free_port()}",
+        f"sources.customers.path={tmp}/train.parquet",
+        "training.tune.num_samples=1",
+        "serving.request_log=null",
+        "serving.model=null",
+        "serving.num_cpus=0.25",
+        "monitoring.alerts=[]",
+        "serving.batching.max_batch_size=64",
+        "serving.batching.batch_wait_timeout_s=0",
+    ]
     pipe = Pipeline.from_yaml(CONFIG, overrides=base)
     run_dir = pipe.train(progress=False).run_dir
     urls = {}
     for app, extra in {"monitoring off": ["monitoring=null"], "monitoring on": []}.items():
         name = app.replace(" ", "-")
-        p = Pipeline.from_yaml(CONFIG, overrides=[*base, *extra, f"serving.app_name={name}", f"serving.route_prefix=/{name}"])
+        p = Pipeline.from_yaml(
+            CONFIG, overrides=[*base, *extra, f"serving.app_name={name}", f"serving.route_prefix=/{name}"]
+        )
         url = p.serve(run_dir)
         wait_healthy(f"{url}/health")
         urls[app] = f"{url}/predict"
@@ -145,8 +166,11 @@ def serving(tmp: Path, holdout: Path) -> Path:
     for sc in SCENARIOS:
         got = asyncio.run(run_scenario(sc, urls, payloads(holdout, columns, sc.rows)))
         off, on = got["monitoring off"], got["monitoring on"]
-        print(f"| {sc.name} | {off.rps:.1f}, {off.ms(50):.1f} ms | {on.rps:.1f}, {on.ms(50):.1f} ms "
-              f"| x{ratio(on.rps, off.rps):.2f} |", flush=True)
+        print(
+            f"| {sc.name} | {off.rps:.1f}, {off.ms(50):.1f} ms | {on.rps:.1f}, {on.ms(50):.1f} ms "
+            f"| x{ratio(on.rps, off.rps):.2f} |",
+            flush=True,
+        )
     import httpx
 
     d = httpx.get(urls["monitoring on"].replace("/predict", "/drift"), timeout=30).json()
@@ -169,12 +193,28 @@ def performance_join(tmp: Path, requests: int = 300, rows: int = 1000, repeats: 
     t0 = time.time()
     for i in range(requests):
         p = rng.random(rows)
-        log.add({"ts": t0 + i, "request_id": f"r{i}", "variant": "default", "role": "primary", "model_version": "v1",
-                 "status": 200 if i % 10 else 500, "latency_ms": 5.0, "rows": records,
-                 "predictions": (p > 0.5).astype(int).tolist(), "probabilities": p.tolist()})
+        log.add(
+            {
+                "ts": t0 + i,
+                "request_id": f"r{i}",
+                "variant": "default",
+                "role": "primary",
+                "model_version": "v1",
+                "status": 200 if i % 10 else 500,
+                "latency_ms": 5.0,
+                "rows": records,
+                "predictions": (p > 0.5).astype(int).tolist(),
+                "probabilities": p.tolist(),
+            }
+        )
         log.flush(60)  # one file per request: a log written over time
-    labels = pd.DataFrame({"request_id": np.repeat([f"r{i}" for i in range(requests)], rows),
-                           "row": np.tile(np.arange(rows), requests), "churned": rng.integers(0, 2, requests * rows)})
+    labels = pd.DataFrame(
+        {
+            "request_id": np.repeat([f"r{i}" for i in range(requests)], rows),
+            "row": np.tile(np.arange(rows), requests),
+            "churned": rng.integers(0, 2, requests * rows),
+        }
+    )
     spec, cfg = {"format": "parquet", "path": str(tmp / "request_log")}, {"join": "request_id", "label": "churned"}
     vectorised = performance._parse
 
@@ -182,10 +222,11 @@ def performance_join(tmp: Path, requests: int = 300, rows: int = 1000, repeats: 
         texts = s.dropna().unique()
         return s.map(dict(zip(texts, (json.loads(t) for t in texts))))
 
-    variants = {"whole log, JSON decode per value (before)": (lambda: read_table(spec), json_parse),
-                "whole log, vectorised decode": (lambda: read_table(spec), vectorised),
-                "answered rows + join columns, vectorised (now)": (lambda: read_table(spec, *request_columns(cfg)),
-                                                                   vectorised)}
+    variants = {
+        "whole log, JSON decode per value (before)": (lambda: read_table(spec), json_parse),
+        "whole log, vectorised decode": (lambda: read_table(spec), vectorised),
+        "answered rows + join columns, vectorised (now)": (lambda: read_table(spec, *request_columns(cfg)), vectorised),
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     results = {}
     try:
@@ -198,12 +239,16 @@ def performance_join(tmp: Path, requests: int = 300, rows: int = 1000, repeats: 
     finally:
         performance._parse = vectorised
     first, *others = results.values()
-    same = all(first[["request_id", "row"]].equals(o[["request_id", "row"]])
-               and np.array_equal(first["probability"].to_numpy(float), o["probability"].to_numpy(float))
-               for o in others)  # the same rows and bit-identical probabilities
+    same = all(
+        first[["request_id", "row"]].equals(o[["request_id", "row"]])
+        and np.array_equal(first["probability"].to_numpy(float), o["probability"].to_numpy(float))
+        for o in others
+    )  # the same rows and bit-identical probabilities
     base = statistics.median(next(iter(times.values())))
-    print(f"\n## Late-label join ({requests * rows:,} logged rows in {requests} files, {len(first):,} joined; "
-          f"median of {repeats}; baseline: the previous read and decode; same joined rows: {same})")
+    print(
+        f"\n## Late-label join ({requests * rows:,} logged rows in {requests} files, {len(first):,} joined; "
+        f"median of {repeats}; baseline: the previous read and decode; same joined rows: {same})"
+    )
     print("| read + join | s | labelled rows/s | vs before |")
     print("|---|---|---|---|")
     for name, secs in ((n, statistics.median(v)) for n, v in times.items()):
@@ -238,9 +283,18 @@ def main() -> int:
             else:
                 from raymlops import Pipeline
 
-                run_dir = Pipeline.from_yaml(CONFIG, overrides=[f"storage={tmp}/store", "training.tune.num_samples=1",
-                                                                f"sources.customers.path={tmp}/train.parquet"]
-                                             ).train(progress=False).run_dir
+                run_dir = (
+                    Pipeline.from_yaml(
+                        CONFIG,
+                        overrides=[
+                            f"storage={tmp}/store",
+                            "training.tune.num_samples=1",
+                            f"sources.customers.path={tmp}/train.parquet",
+                        ],
+                    )
+                    .train(progress=False)
+                    .run_dir
+                )
             detectors(data, run_dir)
             calibration(data["train"].sample(2000, random_state=0))
             performance_join(tmp)

@@ -63,7 +63,7 @@ def compare(targets: dict[str, Callable[[int], object]], n_rows: int, lookups: i
     per_round = max(1, lookups // ROUNDS)
     for rnd in range(ROUNDS):
         keys = rng.integers(0, n_rows, per_round).tolist()
-        for name in (list(targets) if rnd % 2 == 0 else list(targets)[::-1]):
+        for name in list(targets) if rnd % 2 == 0 else list(targets)[::-1]:
             results[name] += timed(targets[name], keys)
     return results
 
@@ -82,8 +82,10 @@ def sqlite_section(tmp: Path, n_rows: int, lookups: int) -> tuple[dict[str, list
         sql = "SELECT vals, ts, cts FROM online_features WHERE view = ? AND ekey = ?"
         same_row = raw.execute(sql, (VIEW, encode_key((7,)))).fetchone()
         assert json.loads(same_row[0]) == store.read(VIEW, [(7,)])[0].values
-        targets = {"store": lambda k: store.read(VIEW, [(k,)]),
-                   "raw": lambda k: raw.execute(sql, (VIEW, encode_key((k,)))).fetchone()}
+        targets = {
+            "store": lambda k: store.read(VIEW, [(k,)]),
+            "raw": lambda k: raw.execute(sql, (VIEW, encode_key((k,)))).fetchone(),
+        }
         try:
             return compare(targets, n_rows, lookups, seed=1), write_s
         finally:
@@ -104,8 +106,7 @@ def redis_section(url: str, n_rows: int, lookups: int) -> tuple[dict[str, list],
         raw = redis.Redis.from_url(url, decode_responses=True)
         prefix = f"bench:{VIEW}:"
         assert json.loads(raw.hgetall(prefix + encode_key((7,)))["values"]) == store.read(VIEW, [(7,)])[0].values
-        targets = {"store": lambda k: store.read(VIEW, [(k,)]),
-                   "raw": lambda k: raw.hgetall(prefix + encode_key((k,)))}
+        targets = {"store": lambda k: store.read(VIEW, [(k,)]), "raw": lambda k: raw.hgetall(prefix + encode_key((k,)))}
         try:
             return compare(targets, n_rows, lookups, seed=2), write_s
         finally:
@@ -118,23 +119,28 @@ def ms(lat: list[float], q: float) -> float:
 
 def report(sections: dict[str, tuple[dict[str, list], float]], n_rows: int, elapsed: float) -> None:
     """Prints per-target percentiles, the store/raw ratios and the p99 target check."""
-    print(f"\nOnline store lookups in-process, 1 entity x {FEATURES} features, random keys of {n_rows:,} stored "
-          f"entities; store and raw baseline measured in this same run on this machine ({platform.node()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M:%S')}).")
+    print(
+        f"\nOnline store lookups in-process, 1 entity x {FEATURES} features, random keys of {n_rows:,} stored "
+        f"entities; store and raw baseline measured in this same run on this machine ({platform.node()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M:%S')})."
+    )
     print(f"{'backend':<8} {'target':<18} {'lookups':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for backend, (lat, _) in sections.items():
         for name, label in (("store", "OnlineStore.read"), ("raw", RAW_LABEL[backend])):
-            print(f"{backend:<8} {label:<18} {len(lat[name]):>8} {ms(lat[name], 50):>8.3f} {ms(lat[name], 99):>8.3f} "
-                  f"{np.mean(lat[name]) * 1000:>8.3f}")
+            print(
+                f"{backend:<8} {label:<18} {len(lat[name]):>8} {ms(lat[name], 50):>8.3f} {ms(lat[name], 99):>8.3f} "
+                f"{np.mean(lat[name]) * 1000:>8.3f}"
+            )
     print("\nstore/raw ratios (>1: the store is slower than the raw client call)")
     for backend, (lat, write_s) in sections.items():
         p50 = ms(lat["store"], 50) / ms(lat["raw"], 50)
         p99 = ms(lat["store"], 99) / ms(lat["raw"], 99)
         verdict = "ok" if ms(lat["store"], 99) <= P99_TARGET_MS else "MISSED"
-        print(f"{backend:<8} p50 {p50:>5.2f}   p99 {p99:>5.2f}   store p99 <= {P99_TARGET_MS:g} ms: {verdict}   "
-              f"(write of {n_rows:,} rows: {write_s:.2f} s, {n_rows / write_s:,.0f} rows/s)")
+        print(
+            f"{backend:<8} p50 {p50:>5.2f}   p99 {p99:>5.2f}   store p99 <= {P99_TARGET_MS:g} ms: {verdict}   "
+            f"(write of {n_rows:,} rows: {write_s:.2f} s, {n_rows / write_s:,.0f} rows/s)"
+        )
     print(f"\ntotal runtime {elapsed:.1f} s")
-
 
 
 def main() -> int:

@@ -51,8 +51,13 @@ VIEW, KEY, TS, CREATED, ETS = "txn_stats", "customer_id", "event_time", "ingeste
 TTL = "7d"
 TTL_NS = 7 * 86_400 * 10**9
 FIELDS = {  # feature column -> numpy dtype
-    "amount_sum_7d": np.float64, "amount_mean_30d": np.float64, "txn_count_30d": np.int64,
-    "balance": np.float64, "risk_score": np.float32, "segment_code": np.int32, "merchant_count_30d": np.int64,
+    "amount_sum_7d": np.float64,
+    "amount_mean_30d": np.float64,
+    "txn_count_30d": np.int64,
+    "balance": np.float64,
+    "risk_score": np.float32,
+    "segment_code": np.int32,
+    "merchant_count_30d": np.int64,
 }
 T0 = int(pd.Timestamp("2024-01-01", tz="UTC").value)
 UTC_NS = pa.timestamp("ns", tz="UTC")
@@ -73,7 +78,7 @@ def make_features(rng: np.random.Generator, m: int, keys: int, days: int, shuffl
     dup = int(m * 0.10)
     if dup and m > dup:
         src = rng.integers(0, m - dup, dup)
-        cid[m - dup:], ts[m - dup:] = cid[src], ts[src]
+        cid[m - dup :], ts[m - dup :] = cid[src], ts[src]
     created = ts + rng.integers(1, 6 * 3600 * 10**9, m, dtype=np.int64)  # ns resolution: no created ties
     cols = {KEY: pa.array(cid), TS: pa.array(ts, type=UTC_NS), CREATED: pa.array(created, type=UTC_NS)}
     for name, dtype in FIELDS.items():
@@ -99,12 +104,18 @@ def make_entities(rng: np.random.Generator, n: int, keys: int, days: int, feats:
         rows = rng.choice(n, int(n * share), replace=False)
         src = rng.integers(0, len(fc), len(rows))
         cid[rows], ts[rows] = fc[src], ft[src] + shift
-    return pd.DataFrame({KEY: cid, ETS: ts.astype("datetime64[ns]"),  # naive = UTC
-                         "label": rng.integers(0, 2, n).astype(np.int8)})
+    return pd.DataFrame(
+        {
+            KEY: cid,
+            ETS: ts.astype("datetime64[ns]"),  # naive = UTC
+            "label": rng.integers(0, 2, n).astype(np.int8),
+        }
+    )
 
 
-def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffled: bool,
-             store_root: str | None = None) -> dict:
+def generate(
+    tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffled: bool, store_root: str | None = None
+) -> dict:
     """Writes the entity rows (Parquet), the feature view into an OfflineStore (under ``store_root``, a path
     or URI; default ``tmp``), and a small warm-up view."""
     from raymlops.features.offline import OfflineStore
@@ -121,10 +132,15 @@ def generate(tmp: Path, n: int, m: int, keys: int, days: int, seed: int, shuffle
         ents_path = tmp / f"entities_{name}.parquet"
         ents.to_parquet(ents_path, index=False)
         files = store.paths(VIEW, version)
-        out[name] = {"store": store.uri, "entities": str(ents_path), "files": files, "rows": version.rows,
-                     "bytes": sum(i.size for i in store.fs.get_file_info(files)), "seconds": time.perf_counter() - t,
-                     "row_groups": sum(pq.ParquetFile(store.fs.open_input_file(f)).metadata.num_row_groups
-                                       for f in files)}
+        out[name] = {
+            "store": store.uri,
+            "entities": str(ents_path),
+            "files": files,
+            "rows": version.rows,
+            "bytes": sum(i.size for i in store.fs.get_file_info(files)),
+            "seconds": time.perf_counter() - t,
+            "row_groups": sum(pq.ParquetFile(store.fs.open_input_file(f)).metadata.num_row_groups for f in files),
+        }
         del feats, ents
     return out
 
@@ -134,7 +150,7 @@ def write_config(tmp: Path, name: str, store: str, storage: str | None = None) -
     path = tmp / f"features_{name}.yaml"
     path.write_text(f"""\
 name: pit-bench-{name}
-storage: {storage or tmp / 'raymlops'}
+storage: {storage or tmp / "raymlops"}
 sources:
   transactions: {{format: parquet, path: {store}, timestamp: {TS}}}
 features:
@@ -148,7 +164,7 @@ features:
       timestamp: {TS}
       created_timestamp: {CREATED}
       ttl: {TTL}
-      fields: [{', '.join(FIELDS)}]
+      fields: [{", ".join(FIELDS)}]
 """)
     return path
 
@@ -168,8 +184,16 @@ def pandas_pit(entities: pd.DataFrame, files: list[str], store: str) -> tuple[pd
     # merge_asof takes the last right row among equal times: sort ties by created time.
     feats = feats.sort_values([TS, CREATED], kind="stable")
     phases["sort"], t = time.perf_counter() - t, time.perf_counter()
-    out = pd.merge_asof(left, feats, left_on=ETS, right_on=TS, by=KEY, tolerance=pd.Timedelta(TTL),
-                        direction="backward", allow_exact_matches=True)
+    out = pd.merge_asof(
+        left,
+        feats,
+        left_on=ETS,
+        right_on=TS,
+        by=KEY,
+        tolerance=pd.Timedelta(TTL),
+        direction="backward",
+        allow_exact_matches=True,
+    )
     phases["merge_asof"], t = time.perf_counter() - t, time.perf_counter()
     out = out.sort_values("__row").drop(columns=["__row", TS, CREATED]).reset_index(drop=True)
     phases["restore order"] = time.perf_counter() - t
@@ -188,8 +212,9 @@ def baseline_child(entities_path: str, files: list[str], store: str, out_path: s
 
 def run_child(mode: str, payload: dict) -> dict:
     """Runs this script as a fresh process (`--child MODE`), returns the JSON it prints last."""
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, json.dumps(payload)], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, json.dumps(payload)], cwd=ROOT, capture_output=True, text=True
+    )
     if proc.returncode:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise RuntimeError(f"child {mode!r} failed with exit code {proc.returncode}")
@@ -235,7 +260,7 @@ class MemorySampler(threading.Thread):
             i += 1
             self.stop_event.wait(SAMPLE_S)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self.start()
         return self
 
@@ -273,8 +298,10 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
     ents = timed("entity rows -> Ray Dataset (pit.with_row_ids)", lambda: pit.with_row_ids(entities, ETS, [KEY]))
     from raymlops.features.partition import cluster_cpus
 
-    feats = timed("group the files (offline.file_set)", lambda: fs.offline.file_set(
-        VIEW, [KEY, TS, CREATED, *names], min_groups=2 * cluster_cpus()))
+    feats = timed(
+        "group the files (offline.file_set)",
+        lambda: fs.offline.file_set(VIEW, [KEY, TS, CREATED, *names], min_groups=2 * cluster_cpus()),
+    )
     read_stats = f"{len(feats.groups)} file groups, read inside the shuffle map tasks"
     ds = timed("pit.join_view: read + split + merge tasks submitted", lambda: pit.join_view(ents, feats, join, ETS))
 
@@ -287,14 +314,15 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
     tables = timed("collect: ray.get of the output blocks", lambda: ray.get(refs))
     table = timed("collect: concat_tables", lambda: pa.concat_tables(tables, promote_options="default"))
     frame = timed("collect: to_pandas", table.to_pandas)
-    timed("collect: sort by row id, drop it", lambda: frame.sort_values(pit.ROW, kind="stable").drop(
-        columns=[pit.ROW]).reset_index(drop=True))
+    timed(
+        "collect: sort by row id, drop it",
+        lambda: frame.sort_values(pit.ROW, kind="stable").drop(columns=[pit.ROW]).reset_index(drop=True),
+    )
     total = sum(times.values())
     print("\nraymlops phases (driver wall clock):")
     for name, s in times.items():
         print(f"  {name:<62} {s:>8.2f} s")
-    print(f"  {'total':<62} {total:>8.2f} s   ({len(refs)} output blocks, "
-          f"{table.num_rows:,} rows)")
+    print(f"  {'total':<62} {total:>8.2f} s   ({len(refs)} output blocks, {table.num_rows:,} rows)")
 
     time.sleep(2)  # task events reach the GCS about once a second
     tasks: dict[str, dict] = {}
@@ -305,9 +333,19 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
         if e["cat"] in ("task:deserialize_arguments", "task:execute", "task:store_outputs"):
             by_worker.setdefault(e["tid"], []).append(e)
     for e in parts:
-        row = tasks.setdefault(e["name"].rsplit(".", 1)[-1][:48], {
-            "n": 0, "sum": 0.0, "first": float("inf"), "last": 0.0,
-            "task:deserialize_arguments": 0.0, "task:execute": 0.0, "task:store_outputs": 0.0, "max": 0.0})
+        row = tasks.setdefault(
+            e["name"].rsplit(".", 1)[-1][:48],
+            {
+                "n": 0,
+                "sum": 0.0,
+                "first": float("inf"),
+                "last": 0.0,
+                "task:deserialize_arguments": 0.0,
+                "task:execute": 0.0,
+                "task:store_outputs": 0.0,
+                "max": 0.0,
+            },
+        )
         row["n"] += 1
         row["sum"] += e["dur"] / 1e6
         row["max"] = max(row["max"], e["dur"] / 1e6)
@@ -317,11 +355,15 @@ def profile(config: Path, entities: pd.DataFrame) -> None:
             if e["ts"] <= sub["ts"] and sub["ts"] + sub["dur"] <= e["ts"] + e["dur"] + 1:
                 row[sub["cat"]] += sub["dur"] / 1e6
     print("\nRay tasks of that run (ray.timeline(); seconds from the run's start; task s = sum over tasks):")
-    print(f"  {'function':<48} {'tasks':>6} {'from':>7} {'to':>7} {'task s':>8} {'max s':>7} "
-          f"{'args s':>7} {'exec s':>8} {'store s':>7}")
+    print(
+        f"  {'function':<48} {'tasks':>6} {'from':>7} {'to':>7} {'task s':>8} {'max s':>7} "
+        f"{'args s':>7} {'exec s':>8} {'store s':>7}"
+    )
     for name, r in sorted(tasks.items(), key=lambda kv: kv[1]["first"]):
-        print(f"  {name:<48} {r['n']:>6} {r['first']:>7.2f} {r['last']:>7.2f} {r['sum']:>8.2f} {r['max']:>7.2f} "
-              f"{r['task:deserialize_arguments']:>7.2f} {r['task:execute']:>8.2f} {r['task:store_outputs']:>7.2f}")
+        print(
+            f"  {name:<48} {r['n']:>6} {r['first']:>7.2f} {r['last']:>7.2f} {r['sum']:>8.2f} {r['max']:>7.2f} "
+            f"{r['task:deserialize_arguments']:>7.2f} {r['task:execute']:>8.2f} {r['task:store_outputs']:>7.2f}"
+        )
     print("  (args s: fetching/deserializing inputs; exec s: the function; store s: putting outputs)")
     print(f"\n--- feature read ---\n{read_stats}")
 
@@ -360,13 +402,17 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=90, help="time span of the feature rows (one file per day)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1, help="timed runs per target, alternating the order")
-    parser.add_argument("--shuffled-write", action="store_true",
-                        help="write the feature rows in random order (OfflineStore then writes tiny row groups)")
+    parser.add_argument(
+        "--shuffled-write",
+        action="store_true",
+        help="write the feature rows in random order (OfflineStore then writes tiny row groups)",
+    )
     parser.add_argument("--profile", action="store_true", help="also time raymlops phase by phase")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it (default: a temp dir)")
     parser.add_argument("--address", help="run raymlops on this Ray cluster (HOST:PORT) instead of a local Ray")
-    parser.add_argument("--store", help="with --address: where the feature data goes (s3://..., which every "
-                                        "node can read)")
+    parser.add_argument(
+        "--store", help="with --address: where the feature data goes (s3://..., which every node can read)"
+    )
     parser.add_argument("--summary", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -387,31 +433,50 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pit_bench_") as tmp_name:
         tmp = Path(args.keep or tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
-        sizes = {"n": args.entities, "m": args.features, "keys": args.entity_keys, "days": args.days,
-                 "seed": args.seed, "shuffled": args.shuffled_write}
-        print(f"generating {args.entities:,} entity rows x {args.features:,} feature rows "
-              f"({args.entity_keys:,} keys, {args.days} days) ...", file=sys.stderr, flush=True)
+        sizes = {
+            "n": args.entities,
+            "m": args.features,
+            "keys": args.entity_keys,
+            "days": args.days,
+            "seed": args.seed,
+            "shuffled": args.shuffled_write,
+        }
+        print(
+            f"generating {args.entities:,} entity rows x {args.features:,} feature rows "
+            f"({args.entity_keys:,} keys, {args.days} days) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         data = run_child("generate", {"tmp": str(tmp), "sizes": {**sizes, "store_root": args.store}})
         main_data = data["main"]
 
+        import psutil
         import ray
 
         from raymlops.data.ray_env import _configure_ray_data
 
-        import psutil
-
         if args.address:  # the settings raymlops gives every node it joins (Ray Data's reader choice, ...)
             from raymlops.data.ray_env import worker_env
 
-            ray.init(address=args.address, runtime_env={"env_vars": worker_env()}, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            ray.init(
+                address=args.address,
+                runtime_env={"env_vars": worker_env()},
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
             cpus, store_mem = int(ray.cluster_resources().get("CPU", 0)), 0
             workers = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
         else:
             cpus = os.cpu_count() or 1
             store_mem = int(psutil.virtual_memory().total * 0.30)
-            ray.init(address="local", num_cpus=cpus, object_store_memory=store_mem, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                object_store_memory=store_mem,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
             workers = []
         _configure_ray_data(quiet=True)
         bases, ours_runs, problems, agreed = [], [], [], []
@@ -419,20 +484,29 @@ def main() -> int:
             print("raymlops warm-up (small view, untimed) ...", file=sys.stderr, flush=True)
             t = time.perf_counter()
             storage = f"{args.store}/raymlops" if args.store else None
-            raymlops_pit(write_config(tmp, "warm", data["warm"]["store"], storage),
-                         pd.read_parquet(data["warm"]["entities"]))
+            raymlops_pit(
+                write_config(tmp, "warm", data["warm"]["store"], storage), pd.read_parquet(data["warm"]["entities"])
+            )
             warm_s = time.perf_counter() - t
             entities = pd.read_parquet(main_data["entities"])
             config = write_config(tmp, "main", main_data["store"], storage)
             theirs = None
             for rnd in range(args.rounds):
-                for target in (("pandas", "raymlops") if rnd % 2 == 0 else ("raymlops", "pandas")):
+                for target in ("pandas", "raymlops") if rnd % 2 == 0 else ("raymlops", "pandas"):
                     print(f"round {rnd + 1}/{args.rounds}: {target} ...", file=sys.stderr, flush=True)
                     if target == "pandas":
                         out_path = tmp / "baseline_out.parquet"
-                        bases.append(run_child("baseline", {"entities": main_data["entities"],
-                                                            "files": main_data["files"], "store": main_data["store"],
-                                                            "out": str(out_path)}))
+                        bases.append(
+                            run_child(
+                                "baseline",
+                                {
+                                    "entities": main_data["entities"],
+                                    "files": main_data["files"],
+                                    "store": main_data["store"],
+                                    "out": str(out_path),
+                                },
+                            )
+                        )
                         theirs = pd.read_parquet(out_path)
                         continue
                     mem = MemorySampler()
@@ -441,8 +515,9 @@ def main() -> int:
                         t = time.perf_counter()
                         ours = raymlops_pit(config, entities)
                         seconds = time.perf_counter() - t
-                    ours_runs.append({"seconds": seconds, "mem": mem, "idle_rss": idle_rss, "idle_pss": idle_pss,
-                                      "out": ours})
+                    ours_runs.append(
+                        {"seconds": seconds, "mem": mem, "idle_rss": idle_rss, "idle_pss": idle_pss, "out": ours}
+                    )
                 for run in ours_runs:
                     if run["out"] is not None:
                         ok, detail = compare(run["out"], theirs)
@@ -455,56 +530,84 @@ def main() -> int:
             ray.shutdown()
 
     n = args.entities
-    print(f"\nPoint-in-time retrieval, {n:,} entity rows x {main_data['rows']:,} feature rows "
-          f"({args.entity_keys:,} keys, {args.days} days, ttl {TTL}, {len(FIELDS)} features, seed {args.seed}); "
-          f"{platform.node()}, {cpus} CPUs, {mib(psutil.virtual_memory().total) / 1024:.0f} GiB, "
-          f"Python {platform.python_version()}, Ray {ray.__version__}, pandas {pd.__version__}, "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"feature data: {len(main_data['files'])} Parquet files, {main_data['row_groups']:,} row groups, "
-          f"{mib(main_data['bytes']):.0f} MiB, written by OfflineStore.write in "
-          f"{'random' if args.shuffled_write else 'event-time'} row order ({main_data['seconds']:.1f} s); "
-          f"both sides read these same files")
-    where = (f"Ray cluster {args.address}: {len(workers)} worker node(s), {cpus} CPUs; feature data in "
-             f"{args.store}" if args.address else f"local Ray, num_cpus={cpus}, object store {mib(store_mem):.0f} MiB")
+    print(
+        f"\nPoint-in-time retrieval, {n:,} entity rows x {main_data['rows']:,} feature rows "
+        f"({args.entity_keys:,} keys, {args.days} days, ttl {TTL}, {len(FIELDS)} features, seed {args.seed}); "
+        f"{platform.node()}, {cpus} CPUs, {mib(psutil.virtual_memory().total) / 1024:.0f} GiB, "
+        f"Python {platform.python_version()}, Ray {ray.__version__}, pandas {pd.__version__}, "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    print(
+        f"feature data: {len(main_data['files'])} Parquet files, {main_data['row_groups']:,} row groups, "
+        f"{mib(main_data['bytes']):.0f} MiB, written by OfflineStore.write in "
+        f"{'random' if args.shuffled_write else 'event-time'} row order ({main_data['seconds']:.1f} s); "
+        f"both sides read these same files"
+    )
+    where = (
+        f"Ray cluster {args.address}: {len(workers)} worker node(s), {cpus} CPUs; feature data in {args.store}"
+        if args.address
+        else f"local Ray, num_cpus={cpus}, object store {mib(store_mem):.0f} MiB"
+    )
     print(where)
     print(f"{'round':<6} {'target':<9} {'entity rows':>12} {'seconds':>9} {'rows/s':>11} {'peak MiB':>9}")
     for i in range(args.rounds):
         b, r = bases[i], ours_runs[i]
-        print(f"{i + 1:<6} {'raymlops':<9} {n:>12,} {r['seconds']:>9.2f} {n / r['seconds']:>11,.0f} "
-              f"{mib(r['mem'].peak_rss):>9.0f}  (minus idle Ray: {mib(r['mem'].peak_rss - r['idle_rss']):.0f}; "
-              f"PSS {mib(r['mem'].peak_pss):.0f})")
-        print(f"{i + 1:<6} {'pandas':<9} {n:>12,} {b['seconds']:>9.2f} {n / b['seconds']:>11,.0f} "
-              f"{b['peak_mib']:>9.0f}  (read {b['phases']['read']:.2f}, sort {b['phases']['sort']:.2f}, "
-              f"merge_asof {b['phases']['merge_asof']:.2f}, restore order {b['phases']['restore order']:.2f} s)")
+        print(
+            f"{i + 1:<6} {'raymlops':<9} {n:>12,} {r['seconds']:>9.2f} {n / r['seconds']:>11,.0f} "
+            f"{mib(r['mem'].peak_rss):>9.0f}  (minus idle Ray: {mib(r['mem'].peak_rss - r['idle_rss']):.0f}; "
+            f"PSS {mib(r['mem'].peak_pss):.0f})"
+        )
+        print(
+            f"{i + 1:<6} {'pandas':<9} {n:>12,} {b['seconds']:>9.2f} {n / b['seconds']:>11,.0f} "
+            f"{b['peak_mib']:>9.0f}  (read {b['phases']['read']:.2f}, sort {b['phases']['sort']:.2f}, "
+            f"merge_asof {b['phases']['merge_asof']:.2f}, restore order {b['phases']['restore order']:.2f} s)"
+        )
         print(f"{i + 1:<6} {'ratio':<9} {'':>12} {r['seconds'] / b['seconds']:>9.2f}  raymlops/pandas time")
     best_r = min(r["seconds"] for r in ours_runs)
     best_b = min(b["seconds"] for b in bases)
     last = ours_runs[-1]
-    print(f"best of {args.rounds}: raymlops {best_r:.2f} s ({n / best_r:,.0f} rows/s), pandas {best_b:.2f} s "
-          f"({n / best_b:,.0f} rows/s); raymlops/pandas time ratio {best_r / best_b:.2f} (<1: raymlops faster)")
+    print(
+        f"best of {args.rounds}: raymlops {best_r:.2f} s ({n / best_r:,.0f} rows/s), pandas {best_b:.2f} s "
+        f"({n / best_b:,.0f} rows/s); raymlops/pandas time ratio {best_r / best_b:.2f} (<1: raymlops faster)"
+    )
     if args.address:
         print("peak MiB, raymlops: this driver only (the work runs on the cluster's nodes; not sampled there)")
     else:
-        print(f"peak MiB, raymlops: sum of RSS over the driver and {last['mem'].procs_at_peak - 1} Ray processes "
-              f"(GCS, raylet with the object store, agents, workers), sampled every {SAMPLE_S * 1000:.0f} ms; shared "
-              f"object-store pages count once per process mapping them (PSS, every {SAMPLE_S * PSS_EVERY * 1000:.0f} "
-              f"ms, splits them); idle Ray before the run: RSS {mib(last['idle_rss']):.0f} MiB, "
-              f"PSS {mib(last['idle_pss']):.0f} MiB")
+        print(
+            f"peak MiB, raymlops: sum of RSS over the driver and {last['mem'].procs_at_peak - 1} Ray processes "
+            f"(GCS, raylet with the object store, agents, workers), sampled every {SAMPLE_S * 1000:.0f} ms; shared "
+            f"object-store pages count once per process mapping them (PSS, every {SAMPLE_S * PSS_EVERY * 1000:.0f} "
+            f"ms, splits them); idle Ray before the run: RSS {mib(last['idle_rss']):.0f} MiB, "
+            f"PSS {mib(last['idle_pss']):.0f} MiB"
+        )
     print("peak MiB, pandas: ru_maxrss of the one baseline process (a fresh subprocess per round)")
-    print(f"raymlops: timed after an untimed warm-up retrieval ({WARM_ENTITIES:,} x {WARM_FEATURES:,} rows, "
-          f"{warm_s:.1f} s) that started the Ray workers; includes entity upload, read, shuffle, merge and "
-          f"collecting to pandas in input order; {where}")
-    print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
-          f"(other work on this machine skews both sides)")
+    print(
+        f"raymlops: timed after an untimed warm-up retrieval ({WARM_ENTITIES:,} x {WARM_FEATURES:,} rows, "
+        f"{warm_s:.1f} s) that started the Ray workers; includes entity upload, read, shuffle, merge and "
+        f"collecting to pandas in input order; {where}"
+    )
+    print(
+        f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
+        f"(other work on this machine skews both sides)"
+    )
     ok = not problems
     detail = problems[0] if problems else f"{agreed[0]}; every round"
     print(f"results agree: {'yes' if ok else 'no'} ({detail})")
     print(f"\ntotal runtime {time.perf_counter() - started:.1f} s")
     if args.summary:
-        Path(args.summary).write_text(json.dumps({
-            "entities": n, "features": main_data["rows"], "worker_nodes": len(workers), "cpus": cpus,
-            "raymlops_s": [r["seconds"] for r in ours_runs], "pandas_s": [b["seconds"] for b in bases],
-            "agree": ok}))
+        Path(args.summary).write_text(
+            json.dumps(
+                {
+                    "entities": n,
+                    "features": main_data["rows"],
+                    "worker_nodes": len(workers),
+                    "cpus": cpus,
+                    "raymlops_s": [r["seconds"] for r in ours_runs],
+                    "pandas_s": [b["seconds"] for b in bases],
+                    "agree": ok,
+                }
+            )
+        )
     return 0 if ok else 1
 
 

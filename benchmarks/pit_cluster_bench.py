@@ -37,8 +37,10 @@ def main() -> int:
     import os
 
     if os.environ.get("RAYMLOPS_CLUSTER_NS") != "1":
-        sys.exit("run inside the cluster namespaces: bash tests/cluster/run.sh --run .venv/bin/python "
-                 "benchmarks/pit_cluster_bench.py")
+        sys.exit(
+            "run inside the cluster namespaces: bash tests/cluster/run.sh --run .venv/bin/python "
+            "benchmarks/pit_cluster_bench.py"
+        )
     from tests.cluster.conftest import BUCKET, GCS_PORT, HEAD_IP, Cluster
 
     work = Path(tempfile.mkdtemp(prefix="pit_cluster_"))
@@ -47,14 +49,32 @@ def main() -> int:
     try:
         cluster.start_services()
         keep = work / "data"
-        sizes = ["--entities", str(args.entities), "--features", str(args.features),
-                 "--entity-keys", str(args.entity_keys), "--rounds", str(args.rounds)]
+        sizes = [
+            "--entities",
+            str(args.entities),
+            "--features",
+            str(args.features),
+            "--entity-keys",
+            str(args.entity_keys),
+            "--rounds",
+            str(args.rounds),
+        ]
 
         def bench(label: str) -> dict:
             summary = work / f"{label}.json"
-            cmd = [sys.executable, str(ROOT / "benchmarks" / "pit_bench.py"), *sizes, "--address",
-                   f"{HEAD_IP}:{GCS_PORT}", "--store", f"s3://{BUCKET}/pit/{label}", "--keep",
-                   str(keep / label), "--summary", str(summary)]
+            cmd = [
+                sys.executable,
+                str(ROOT / "benchmarks" / "pit_bench.py"),
+                *sizes,
+                "--address",
+                f"{HEAD_IP}:{GCS_PORT}",
+                "--store",
+                f"s3://{BUCKET}/pit/{label}",
+                "--keep",
+                str(keep / label),
+                "--summary",
+                str(summary),
+            ]
             print(f"--- {label}: {' '.join(cmd[1:])}", flush=True)
             r = subprocess.run(cmd, env=cluster.node_env(), cwd=ROOT)
             if r.returncode:
@@ -73,16 +93,22 @@ def main() -> int:
         cluster.stop()
     one = min(min(r["raymlops_s"]) for r in rounds if r["worker_nodes"] == 1)
     two = min(min(r["raymlops_s"]) for r in rounds if r["worker_nodes"] == 2)
-    print(f"\nPoint-in-time retrieval on a Ray cluster, {args.entities:,} entity rows x {args.features:,} feature "
-          f"rows; head --num-cpus=0, worker nodes of 2 CPUs each on one machine, feature data on a local "
-          f"S3-compatible server; {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(
+        f"\nPoint-in-time retrieval on a Ray cluster, {args.entities:,} entity rows x {args.features:,} feature "
+        f"rows; head --num-cpus=0, worker nodes of 2 CPUs each on one machine, feature data on a local "
+        f"S3-compatible server; {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
     print(f"{'round':<10} {'nodes':>5} {'CPUs':>5} {'raymlops s':>11} {'pandas s':>9} {'agree':>6}")
     for r in rounds:
-        print(f"{r['label']:<10} {r['worker_nodes']:>5} {r['cpus']:>5} {min(r['raymlops_s']):>11.2f} "
-              f"{min(r['pandas_s']):>9.2f} {'yes' if r['agree'] else 'no':>6}")
-    print(f"2-node / 1-node raymlops time: {two / one:.2f} (best 1-node round {one:.2f} s, 2-node {two:.2f} s); "
-          f"both nodes share this machine's cores, so >1 is the cost of spreading, not a slowdown a real "
-          f"second machine would show")
+        print(
+            f"{r['label']:<10} {r['worker_nodes']:>5} {r['cpus']:>5} {min(r['raymlops_s']):>11.2f} "
+            f"{min(r['pandas_s']):>9.2f} {'yes' if r['agree'] else 'no':>6}"
+        )
+    print(
+        f"2-node / 1-node raymlops time: {two / one:.2f} (best 1-node round {one:.2f} s, 2-node {two:.2f} s); "
+        f"both nodes share this machine's cores, so >1 is the cost of spreading, not a slowdown a real "
+        f"second machine would show"
+    )
     return 0 if all(r["agree"] for r in rounds) else 1
 
 

@@ -26,10 +26,27 @@ BASELINE = "a5bc228"  # main before the storage layer (issue 14)
 
 def run_once(code: Path, data: Path, work: Path) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAYMLOPS_STORAGE", "RAY_ADDRESS")}
-    env.update(PYTHONPATH=str(code), DEMO_DATA=str(data), RAYMLOPS_STORAGE=str(work / "store"),
-               RAYMLOPS_CACHE=str(work / "cache"), RAYMLOPS_PORT="8123")
-    cmd = [sys.executable, "-m", "raymlops.cli", "run", str(code / "configs" / "quickstart.yaml"), "--quiet",
-           "--no-cache", "--exit", "--probe", str(data / "holdout.parquet"), "--probe", str(data / "shifted.parquet")]
+    env.update(
+        PYTHONPATH=str(code),
+        DEMO_DATA=str(data),
+        RAYMLOPS_STORAGE=str(work / "store"),
+        RAYMLOPS_CACHE=str(work / "cache"),
+        RAYMLOPS_PORT="8123",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "raymlops.cli",
+        "run",
+        str(code / "configs" / "quickstart.yaml"),
+        "--quiet",
+        "--no-cache",
+        "--exit",
+        "--probe",
+        str(data / "holdout.parquet"),
+        "--probe",
+        str(data / "shifted.parquet"),
+    ]
     t = time.perf_counter()
     r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
@@ -46,13 +63,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qs-bench-") as tmp:
         tmp = Path(tmp)
         base = tmp / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline],
+            check=True,
+            capture_output=True,
+        )
         try:
             subprocess.run([sys.executable, "-m", "compileall", "-q", str(base / "raymlops")], check=True)
             data = tmp / "demo"
-            subprocess.run([sys.executable, "-m", "raymlops.cli", "demo-data", str(data)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "raymlops.cli", "demo-data", str(data)], check=True, capture_output=True
+            )
             now, before = [], []
             for i in range(args.pairs):
                 for label, code, out in (("now", ROOT, now), ("baseline", base, before))[:: 1 if i % 2 == 0 else -1]:
@@ -64,8 +85,10 @@ def main() -> None:
             print(f"\nquickstart (train 3 trials, register, serve, probe 2 x 2000 rows), {args.pairs} pairs:")
             print(f"  baseline {args.baseline}: median {statistics.median(before):.1f} s")
             print(f"  now:               median {statistics.median(now):.1f} s")
-            print(f"  now / baseline: median x{statistics.median(ratios):.3f} "
-                  f"(pairs: {', '.join(f'x{r:.3f}' for r in ratios)})")
+            print(
+                f"  now / baseline: median x{statistics.median(ratios):.3f} "
+                f"(pairs: {', '.join(f'x{r:.3f}' for r in ratios)})"
+            )
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
 

@@ -36,12 +36,12 @@ def main() -> None:
     many.mkdir()
     df = pd.read_parquet(one)
     for i, part in enumerate(range(0, len(df), -(-len(df) // 40))):
-        df.iloc[part:part + -(-len(df) // 40)].to_parquet(many / f"part-{i:03d}.parquet")
+        df.iloc[part : part + -(-len(df) // 40)].to_parquet(many / f"part-{i:03d}.parquet")
     ensure_ray(RayConfig())
     ctx = ray.data.DataContext.get_current()
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
-        for v2 in ((False, True) if r % 2 == 0 else (True, False)):
+        for v2 in (False, True) if r % 2 == 0 else (True, False):
             ctx.use_datasource_v2 = v2
             for name, path in (("1 file", one), ("40 files", many)):
                 t = time.perf_counter()

@@ -53,11 +53,16 @@ class Scenario:
     max_requests: int  # per target, over all rounds
 
 
-SCENARIOS = [Scenario(f"{rows} row{'s' if rows > 1 else ''}, c={c}", rows, c, n)
-             for rows in (1, 64) for c, n in ((1, 900), (8, 2000), (64, 4000))]
+SCENARIOS = [
+    Scenario(f"{rows} row{'s' if rows > 1 else ''}, c={c}", rows, c, n)
+    for rows in (1, 64)
+    for c, n in ((1, 900), (8, 2000), (64, 4000))
+]
 BATCHED = ["serving.batching.max_batch_size=64", "serving.batching.batch_wait_timeout_s=0"]
-SHADOWED = ['serving.variants=[{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]',
-            'serving.shadow=[{"name": "shadow"}]']
+SHADOWED = [
+    'serving.variants=[{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]',
+    'serving.shadow=[{"name": "shadow"}]',
+]
 # Serve apps: name -> (extra config overrides, runs the --before code)
 APPS = {"after": ([], False), "after+sh": (SHADOWED, False), "before": ([], True), "before+sh": (SHADOWED, True)}
 
@@ -70,7 +75,7 @@ class Sample:
     errors: int = 0
     seconds: float = 0.0
 
-    def add(self, other: "Sample") -> None:
+    def add(self, other: Sample) -> None:
         self.latencies += other.latencies
         self.errors += other.errors
         self.seconds += other.seconds
@@ -126,9 +131,18 @@ INGRESS: list[str] = []  # ["serving.ingress=haproxy"] with --ingress haproxy (t
 
 
 def overrides(tmp: Path, port: int) -> list[str]:
-    return [*INGRESS, f"storage={tmp}/store", f"sources.customers.path={tmp}/train.parquet", "training.tune.num_samples=1",
-            f"serving.port={port}", "monitoring=null", "serving.request_log=null", "serving.model=null",
-            "serving.num_cpus=0.25", *BATCHED]
+    return [
+        *INGRESS,
+        f"storage={tmp}/store",
+        f"sources.customers.path={tmp}/train.parquet",
+        "training.tune.num_samples=1",
+        f"serving.port={port}",
+        "monitoring=null",
+        "serving.request_log=null",
+        "serving.model=null",
+        "serving.num_cpus=0.25",
+        *BATCHED,
+    ]
 
 
 def deploy_one(tmp: Path, port: int, run_dir: Path, app: str, before: Path | None) -> str:
@@ -142,14 +156,24 @@ def deploy_one(tmp: Path, port: int, run_dir: Path, app: str, before: Path | Non
     def with_code(args):
         opts = options(args)
         for o in opts.values() if before else ():
-            o["ray_actor_options"] = {**o["ray_actor_options"], "runtime_env": {"env_vars": {"PYTHONPATH": str(before.parent)}}}
+            o["ray_actor_options"] = {
+                **o["ray_actor_options"],
+                "runtime_env": {"env_vars": {"PYTHONPATH": str(before.parent)}},
+            }
         return opts
 
     serve_app.deployment_options = with_code
     try:
         name = app.replace("+", "-")
-        p = Pipeline.from_yaml(CONFIG, overrides=[*overrides(tmp, port), f"serving.app_name={name}",
-                                                  f"serving.route_prefix=/{name}", *APPS[app][0]])
+        p = Pipeline.from_yaml(
+            CONFIG,
+            overrides=[
+                *overrides(tmp, port),
+                f"serving.app_name={name}",
+                f"serving.route_prefix=/{name}",
+                *APPS[app][0],
+            ],
+        )
         url = p.serve(run_dir)
     finally:
         serve_app.deployment_options = options
@@ -164,17 +188,37 @@ def deploy(tmp: Path, run: str | None, before: Path) -> tuple[Path, dict[str, st
     from raymlops import Pipeline
 
     port = free_port()
-    run_dir = Path(run).resolve() if run else Pipeline.from_yaml(CONFIG, overrides=overrides(tmp, port)).train(
-        progress=False).run_dir
+    run_dir = (
+        Path(run).resolve()
+        if run
+        else Pipeline.from_yaml(CONFIG, overrides=overrides(tmp, port)).train(progress=False).run_dir
+    )
     urls = {}
     for app, (_, old) in APPS.items():
         if old:
             import ray
 
-            out = subprocess.run([sys.executable, __file__, "--deploy", app, "--run", str(run_dir), "--port", str(port),
-                                  "--tmp", str(tmp), "--address", ray.get_runtime_context().gcs_address],
-                                 env={**os.environ, "PYTHONPATH": str(before.parent)},
-                                 cwd=tmp, check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--deploy",
+                    app,
+                    "--run",
+                    str(run_dir),
+                    "--port",
+                    str(port),
+                    "--tmp",
+                    str(tmp),
+                    "--address",
+                    ray.get_runtime_context().gcs_address,
+                ],
+                env={**os.environ, "PYTHONPATH": str(before.parent)},
+                cwd=tmp,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             urls[app] = [line[4:] for line in out.stdout.splitlines() if line.startswith("URL=")][-1]
         else:
             urls[app] = deploy_one(tmp, port, run_dir, app, None)
@@ -205,12 +249,12 @@ def payloads(holdout: Path, columns: list[str], rows: int) -> list[bytes]:
     from raymlops.pipeline.probe import _jsonable
 
     records = _jsonable(pd.read_parquet(holdout)[columns])
-    return [json.dumps({"instances": records[i: i + rows]}).encode()
-            for i in range(0, len(records) - rows + 1, rows)]
+    return [json.dumps({"instances": records[i : i + rows]}).encode() for i in range(0, len(records) - rows + 1, rows)]
 
 
-async def measure(client: httpx.AsyncClient, url: str, bodies: list[bytes], concurrency: int,
-                  max_requests: int, max_seconds: float) -> Sample:
+async def measure(
+    client: httpx.AsyncClient, url: str, bodies: list[bytes], concurrency: int, max_requests: int, max_seconds: float
+) -> Sample:
     """Sends up to max_requests POSTs from `concurrency` workers, stopping after max_seconds."""
     sample, sent = Sample(), 0
     deadline = time.perf_counter() + max_seconds
@@ -246,8 +290,11 @@ async def run_scenario(sc: Scenario, urls: dict[str, str], bodies: list[bytes], 
         for rnd in range(ROUNDS):
             order = list(urls) if rnd % 2 == 0 else list(urls)[::-1]
             for name in order:
-                results[name].add(await measure(client, urls[name], bodies, sc.concurrency,
-                                                sc.max_requests // ROUNDS, seconds / ROUNDS))
+                results[name].add(
+                    await measure(
+                        client, urls[name], bodies, sc.concurrency, sc.max_requests // ROUNDS, seconds / ROUNDS
+                    )
+                )
     return results
 
 
@@ -282,8 +329,14 @@ print(json.dumps(out))
 """
     got = {}
     for name, env in (("after", {}), ("before", {"PYTHONPATH": str(before.parent)})):
-        res = subprocess.run([sys.executable, "-c", code, str(run_dir), str(holdout)], capture_output=True,
-                             text=True, env={**os.environ, **env}, check=True, cwd=before.parent.parent)
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(run_dir), str(holdout)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            check=True,
+            cwd=before.parent.parent,
+        )
         for n, ms in json.loads(res.stdout.strip().splitlines()[-1]).items():
             got[f"{name} {n}"] = ms
     return got
@@ -295,20 +348,28 @@ def ratio(a: float, b: float) -> float:
 
 def report(results: dict[Scenario, dict[str, Sample]], model_ms: dict[str, float], elapsed: float) -> None:
     """Prints the per-target table, the goals of the hot-path issue and the before/after ratios."""
-    print(f"\nraymlops serving through Serve's {'HAProxy ingress' if INGRESS else 'HTTP proxy'}, all measured in "
-          f"this same run on this machine ({platform.node()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M:%S')}); "
-          f"load generator on the same machine, loopback only.")
-    print(f"{'scenario':<14} {'target':<10} {'req/s':>8} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok reqs':>8} "
-          f"{'errors':>6}")
+    print(
+        f"\nraymlops serving through Serve's {'HAProxy ingress' if INGRESS else 'HTTP proxy'}, all measured in "
+        f"this same run on this machine ({platform.node()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M:%S')}); "
+        f"load generator on the same machine, loopback only."
+    )
+    print(
+        f"{'scenario':<14} {'target':<10} {'req/s':>8} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok reqs':>8} "
+        f"{'errors':>6}"
+    )
     for sc, by_target in results.items():
         for name, s in by_target.items():
-            print(f"{sc.name:<14} {name:<10} {s.rps:>8.1f} {s.rps * sc.rows:>9.0f} {s.ms(50):>8.2f} {s.ms(99):>8.2f} "
-                  f"{len(s.latencies):>8} {s.errors:>6}")
+            print(
+                f"{sc.name:<14} {name:<10} {s.rps:>8.1f} {s.rps * sc.rows:>9.0f} {s.ms(50):>8.2f} {s.ms(99):>8.2f} "
+                f"{len(s.latencies):>8} {s.errors:>6}"
+            )
     print("\nmodel path in-process (median ms: row checks + transform + model)")
     for n in (1, 64):
-        print(f"  {n:>2} row(s): after {model_ms[f'after {n}']:.3f} ms, before {model_ms[f'before {n}']:.3f} ms "
-              f"(x{ratio(model_ms[f'before {n}'], model_ms[f'after {n}']):.1f} faster)")
+        print(
+            f"  {n:>2} row(s): after {model_ms[f'after {n}']:.3f} ms, before {model_ms[f'before {n}']:.3f} ms "
+            f"(x{ratio(model_ms[f'before {n}'], model_ms[f'after {n}']):.1f} faster)"
+        )
 
     def goal(ok: bool, text: str) -> None:
         print(f"  [{'met ' if ok else 'MISS'}] {text}")
@@ -318,22 +379,33 @@ def report(results: dict[Scenario, dict[str, Sample]], model_ms: dict[str, float
     goal(model_ms["after 1"] <= 0.5, f"model path for one row <= 0.5 ms: {model_ms['after 1']:.3f} ms")
     t = by[(1, 1)]
     floor = t["serve-noop"].ms(50)
-    goal(t["after"].ms(50) <= floor + 2, f"p50 at c=1 <= serve-noop + 2 ms: {t['after'].ms(50):.2f} ms vs "
-         f"{floor:.2f} + 2 ms (before {t['before'].ms(50):.2f} ms, bare {t['bare'].ms(50):.2f} ms)")
+    goal(
+        t["after"].ms(50) <= floor + 2,
+        f"p50 at c=1 <= serve-noop + 2 ms: {t['after'].ms(50):.2f} ms vs "
+        f"{floor:.2f} + 2 ms (before {t['before'].ms(50):.2f} ms, bare {t['bare'].ms(50):.2f} ms)",
+    )
     t = by[(1, 64)]
-    goal(t["after"].rps >= t["serve-noop"].rps, f"req/s at c=64 (batched) >= serve-noop's: {t['after'].rps:.1f} vs "
-         f"{t['serve-noop'].rps:.1f} (before {t['before'].rps:.1f}, bare {t['bare'].rps:.1f})")
+    goal(
+        t["after"].rps >= t["serve-noop"].rps,
+        f"req/s at c=64 (batched) >= serve-noop's: {t['after'].rps:.1f} vs "
+        f"{t['serve-noop'].rps:.1f} (before {t['before'].rps:.1f}, bare {t['bare'].rps:.1f})",
+    )
     for c in (1, 8, 64):
         t = by[(64, c)]
-        goal(t["after"].rps >= 0.8 * t["bare"].rps, f"rows/s at 64 rows per request, c={c}, >= 0.8x bare: "
-             f"x{ratio(t['after'].rps, t['bare'].rps):.2f} ({t['after'].rps * 64:.0f} vs {t['bare'].rps * 64:.0f}; "
-             f"before x{ratio(t['before'].rps, t['bare'].rps):.2f})")
+        goal(
+            t["after"].rps >= 0.8 * t["bare"].rps,
+            f"rows/s at 64 rows per request, c={c}, >= 0.8x bare: "
+            f"x{ratio(t['after'].rps, t['bare'].rps):.2f} ({t['after'].rps * 64:.0f} vs {t['bare'].rps * 64:.0f}; "
+            f"before x{ratio(t['before'].rps, t['bare'].rps):.2f})",
+        )
     floor_share(by)
     print("\nafter / before throughput (single variant; two variants + shadow), p50 after - serve-noop")
     for sc, t in results.items():
-        print(f"{sc.name:<14} x{ratio(t['after'].rps, t['before'].rps):.2f}; "
-              f"x{ratio(t['after+sh'].rps, t['before+sh'].rps):.2f}; "
-              f"+{t['after'].ms(50) - t['serve-noop'].ms(50):.1f} ms (before +{t['before'].ms(50) - t['serve-noop'].ms(50):.1f})")
+        print(
+            f"{sc.name:<14} x{ratio(t['after'].rps, t['before'].rps):.2f}; "
+            f"x{ratio(t['after+sh'].rps, t['before+sh'].rps):.2f}; "
+            f"+{t['after'].ms(50) - t['serve-noop'].ms(50):.1f} ms (before +{t['before'].ms(50) - t['serve-noop'].ms(50):.1f})"
+        )
     if any(s.errors for t in results.values() for s in t.values()):
         print("WARNING: some requests failed; req/s and latencies count only the 200 responses.")
     print(f"\ntotal runtime {elapsed:.1f} s")
@@ -344,17 +416,25 @@ def floor_share(by: dict[tuple[int, int], dict[str, Sample]]) -> None:
     (serve-noop, which reads the body and answers a constant) costs, what the app costs above that floor, and
     what bare costs in all (its own server floor included). When the app's share above the floor fits in the
     goal's budget (1.25x bare's time) and the floor pushes it over, the floor blocks the goal at that point."""
-    print("  64 rows per request, ms per request (1 / req/s): serve-noop floor + the app above it vs bare; "
-          "the goal allows 1.25x bare")
+    print(
+        "  64 rows per request, ms per request (1 / req/s): serve-noop floor + the app above it vs bare; "
+        "the goal allows 1.25x bare"
+    )
     for c in (1, 8, 64):
         t = by[(64, c)]
         floor, app, bare = (1000 / t[k].rps if t[k].rps else float("nan") for k in ("serve-noop", "after", "bare"))
         budget, ours = 1.25 * bare, app - floor
-        verdict = ("met" if app <= budget else
-                   "Serve's floor blocks it: the app's share alone fits the budget" if ours <= budget else
-                   "not the floor: the app's own share is over the budget")
-        print(f"    c={c:<3} floor {floor:.2f} + app {ours:.2f} = {app:.2f} ms; bare {bare:.2f} ms, budget "
-              f"{budget:.2f} ms: {verdict}")
+        verdict = (
+            "met"
+            if app <= budget
+            else "Serve's floor blocks it: the app's share alone fits the budget"
+            if ours <= budget
+            else "not the floor: the app's own share is over the budget"
+        )
+        print(
+            f"    c={c:<3} floor {floor:.2f} + app {ours:.2f} = {app:.2f} ms; bare {bare:.2f} ms, budget "
+            f"{budget:.2f} ms: {verdict}"
+        )
 
 
 def main() -> int:
@@ -362,8 +442,12 @@ def main() -> int:
     parser.add_argument("--run", help="an existing run directory to serve (skips training)")
     parser.add_argument("--before", default=BEFORE, help=f"the commit of the 'before' apps (default {BEFORE})")
     parser.add_argument("--seconds", type=float, default=9.0, help="measured seconds per target and scenario")
-    parser.add_argument("--ingress", choices=("proxy", "haproxy"), default="proxy",
-                        help="serving.ingress of the Ray this bench starts (every Serve target goes through it)")
+    parser.add_argument(
+        "--ingress",
+        choices=("proxy", "haproxy"),
+        default="proxy",
+        help="serving.ingress of the Ray this bench starts (every Serve target goes through it)",
+    )
     parser.add_argument("--deploy", help=argparse.SUPPRESS)  # internal: deploy one "before" app, print its URL
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -377,7 +461,10 @@ def main() -> int:
         import raymlops
 
         ray.init(address=args.address, namespace="raymlops", log_to_driver=False)
-        print("URL=" + deploy_one(Path(args.tmp), args.port, Path(args.run), args.deploy, Path(raymlops.__file__).parent), flush=True)
+        print(
+            "URL=" + deploy_one(Path(args.tmp), args.port, Path(args.run), args.deploy, Path(raymlops.__file__).parent),
+            flush=True,
+        )
         return 0
     started = time.perf_counter()
 

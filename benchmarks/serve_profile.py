@@ -23,8 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve_bench as sb  # noqa: E402
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
-SCENARIOS = [sb.Scenario("1 row, c=1", 1, 1, 10**9), sb.Scenario("1 row, c=64", 1, 64, 10**9),
-             sb.Scenario("64 rows, c=8", 64, 8, 10**9)]
+SCENARIOS = [
+    sb.Scenario("1 row, c=1", 1, 1, 10**9),
+    sb.Scenario("1 row, c=64", 1, 64, 10**9),
+    sb.Scenario("64 rows, c=8", 64, 8, 10**9),
+]
 
 
 def replica_pid(title: str) -> int:
@@ -78,16 +81,35 @@ def main() -> int:
                     targets = [(f"ServeReplica:{app}:router", f"{app}-router-{slug}.svg")]
                     if app == "after" and args.ingress == "proxy":
                         targets.append(("ray::ProxyActor", f"proxy-{slug}.svg"))
-                    spies = [subprocess.Popen([str(PY_SPY), "record", "-p", str(replica_pid(title)), "-o",
-                                               str(out / name), "-d", str(int(args.seconds)), "-r", "200",
-                                               "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                             for title, name in targets]
+                    spies = [
+                        subprocess.Popen(
+                            [
+                                str(PY_SPY),
+                                "record",
+                                "-p",
+                                str(replica_pid(title)),
+                                "-o",
+                                str(out / name),
+                                "-d",
+                                str(int(args.seconds)),
+                                "-r",
+                                "200",
+                                "--nonblocking",
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,
+                        )
+                        for title, name in targets
+                    ]
                     time.sleep(1)  # py-spy attached
                     got = asyncio.run(load(urls[app], bodies, sc.concurrency, args.seconds - 1))
                     for spy in spies:
                         spy.wait(timeout=60)
-                    print(f"{sc.name:<14} {app:<7} {got.rps:7.1f} req/s  p50 {got.ms(50):6.2f} ms  -> "
-                          + ", ".join(name for _, name in targets), flush=True)
+                    print(
+                        f"{sc.name:<14} {app:<7} {got.rps:7.1f} req/s  p50 {got.ms(50):6.2f} ms  -> "
+                        + ", ".join(name for _, name in targets),
+                        flush=True,
+                    )
         finally:
             if ray.is_initialized():
                 serve.shutdown()

@@ -31,8 +31,11 @@ SETTINGS = {  # app -> overrides on top of serve_bench's (batched: max_batch_siz
     "2v-sh-rr1": sb.SHADOWED,
     "2v-sh-rr2": [*sb.SHADOWED, "serving.router_replicas=2"],
 }
-SCENARIOS = [sb.Scenario("1 row, c=1", 1, 1, 900), sb.Scenario("1 row, c=64", 1, 64, 4000),
-             sb.Scenario("64 rows, c=8", 64, 8, 2000)]
+SCENARIOS = [
+    sb.Scenario("1 row, c=1", 1, 1, 900),
+    sb.Scenario("1 row, c=64", 1, 64, 4000),
+    sb.Scenario("64 rows, c=8", 64, 8, 2000),
+]
 
 
 def main() -> int:
@@ -65,19 +68,24 @@ def main() -> int:
             results = {}
             for sc in SCENARIOS:
                 print(f"measuring {sc.name} ...", file=sys.stderr, flush=True)
-                results[sc] = asyncio.run(sb.run_scenario(sc, urls, sb.payloads(holdout, columns, sc.rows),
-                                                          args.seconds))
+                results[sc] = asyncio.run(
+                    sb.run_scenario(sc, urls, sb.payloads(holdout, columns, sc.rows), args.seconds)
+                )
         finally:
             if ray.is_initialized():
                 serve.shutdown()
                 ray.shutdown()
-    print(f"\nServe settings through {'HAProxy' if sb.INGRESS else 'the Python proxy'}, same run "
-          f"({platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}); overrides: "
-          + "; ".join(f"{k}: {' '.join(v) or '-'}" for k, v in SETTINGS.items() if not k.startswith("2v")))
+    print(
+        f"\nServe settings through {'HAProxy' if sb.INGRESS else 'the Python proxy'}, same run "
+        f"({platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}); overrides: "
+        + "; ".join(f"{k}: {' '.join(v) or '-'}" for k, v in SETTINGS.items() if not k.startswith("2v"))
+    )
     print(f"{'target':<12}" + "".join(f"{sc.name + ' req/s, p50 ms':>30}" for sc in SCENARIOS))
     for name in urls:
-        print(f"{name:<12}" + "".join(f"{results[sc][name].rps:>20.1f}, {results[sc][name].ms(50):>7.2f}"
-                                      for sc in SCENARIOS))
+        print(
+            f"{name:<12}"
+            + "".join(f"{results[sc][name].rps:>20.1f}, {results[sc][name].ms(50):>7.2f}" for sc in SCENARIOS)
+        )
     if any(s.errors for t in results.values() for s in t.values()):
         print("WARNING: some requests failed; req/s and latencies count only the 200 responses.")
     print(f"total runtime {time.perf_counter() - started:.1f} s")

@@ -49,9 +49,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 # A wider space for Optuna vs random: more dimensions and ranges where bad values cost something.
-WIDE = {"max_depth": {"randint": [2, 10]}, "eta": {"loguniform": [0.01, 0.5]},
-        "min_child_weight": {"loguniform": [0.5, 20.0]}, "subsample": {"uniform": [0.5, 1.0]},
-        "colsample_bytree": {"uniform": [0.5, 1.0]}}
+WIDE = {
+    "max_depth": {"randint": [2, 10]},
+    "eta": {"loguniform": [0.01, 0.5]},
+    "min_child_weight": {"loguniform": [0.5, 20.0]},
+    "subsample": {"uniform": [0.5, 1.0]},
+    "colsample_bytree": {"uniform": [0.5, 1.0]},
+}
 STARTUP = 10  # optuna.samplers.TPESampler's default n_startup_trials (raymlops leaves it as is)
 
 
@@ -102,32 +106,71 @@ def rounds_run(history: dict) -> int:
     return max((pts[-1][0] for pts in history.values() if pts), default=0)
 
 
-def search(table: Table, storage: Path, name: str, *, trials: int, seed: int, rounds: int,
-           early_stopping: int | None, params: dict, distributed: str = "auto", kind: str = "random",
-           scheduler: str = "fifo", concurrent: int | None = None) -> Search:
+def search(
+    table: Table,
+    storage: Path,
+    name: str,
+    *,
+    trials: int,
+    seed: int,
+    rounds: int,
+    early_stopping: int | None,
+    params: dict,
+    distributed: str = "auto",
+    kind: str = "random",
+    scheduler: str = "fifo",
+    concurrent: int | None = None,
+) -> Search:
     """One run_search call as the pipeline's train step makes it, timed."""
     from raymlops.config.models import TuneConfig, XGBoostModel
     from raymlops.pipeline.train import LABEL, _row_order_kept
     from raymlops.training import TrainSpec, run_search
 
-    model = XGBoostModel.model_validate({"type": "xgboost", "distributed": distributed, "num_boost_round": rounds,
-                                         "early_stopping_rounds": early_stopping, "params": params})
-    spec = TrainSpec(task="binary", label=LABEL, feature_columns=table.features, n_classes=2,
-                     model=model.model_dump(exclude={"params"}), metric="auc", mode="max", seed=seed)
-    tune_cfg = TuneConfig(num_samples=trials, metric="auc", mode="max", search=kind, scheduler=scheduler,
-                          max_concurrent_trials=concurrent, seed=seed)
+    model = XGBoostModel.model_validate(
+        {
+            "type": "xgboost",
+            "distributed": distributed,
+            "num_boost_round": rounds,
+            "early_stopping_rounds": early_stopping,
+            "params": params,
+        }
+    )
+    spec = TrainSpec(
+        task="binary",
+        label=LABEL,
+        feature_columns=table.features,
+        n_classes=2,
+        model=model.model_dump(exclude={"params"}),
+        metric="auc",
+        mode="max",
+        seed=seed,
+    )
+    tune_cfg = TuneConfig(
+        num_samples=trials,
+        metric="auc",
+        mode="max",
+        search=kind,
+        scheduler=scheduler,
+        max_concurrent_trials=concurrent,
+        seed=seed,
+    )
     t = time.perf_counter()
     with _row_order_kept():
-        result = run_search(spec, tune_cfg, model.params, table.train_ds, table.valid_ds, str(storage / name),
-                            progress=False)
+        result = run_search(
+            spec, tune_cfg, model.params, table.train_ds, table.valid_ds, str(storage / name), progress=False
+        )
     wall = time.perf_counter() - t
     ok = [tr for tr in result.trials if tr["status"] == "ok"]
-    return Search(wall=wall, path=spec.path, configs=[tr["params"] for tr in result.trials],
-                  aucs=[tr["metrics"]["auc"] for tr in ok],
-                  trial_aucs=[tr["metrics"]["auc"] if tr["status"] == "ok" else None for tr in result.trials],
-                  rounds=sum(rounds_run(tr["history"]) for tr in result.trials),
-                  trial_s=sum(tr.get("seconds", 0.0) for tr in result.trials),
-                  statuses=[tr["status"] for tr in result.trials])
+    return Search(
+        wall=wall,
+        path=spec.path,
+        configs=[tr["params"] for tr in result.trials],
+        aucs=[tr["metrics"]["auc"] for tr in ok],
+        trial_aucs=[tr["metrics"]["auc"] if tr["status"] == "ok" else None for tr in result.trials],
+        rounds=sum(rounds_run(tr["history"]) for tr in result.trials),
+        trial_s=sum(tr.get("seconds", 0.0) for tr in result.trials),
+        statuses=[tr["status"] for tr in result.trials],
+    )
 
 
 @dataclass
@@ -142,8 +185,9 @@ class Plain:
         return max(self.aucs)
 
 
-def plain_fits(table: Table, configs: list[dict], *, seed: int, rounds: int, early_stopping: int | None,
-               nthread: int) -> Plain:
+def plain_fits(
+    table: Table, configs: list[dict], *, seed: int, rounds: int, early_stopping: int | None, nthread: int
+) -> Plain:
     """The baseline: the same configs with plain xgboost.train one after another in this process, with the
     params a trial uses (raymlops.training.xgb.xgb_params) and the same early stopping; only the fits timed."""
     import xgboost
@@ -155,14 +199,34 @@ def plain_fits(table: Table, configs: list[dict], *, seed: int, rounds: int, ear
     dmatrix_s = time.perf_counter() - t
     took, aucs, total = 0.0, [], 0
     for config in configs:
-        params = {"objective": "binary:logistic", "tree_method": "hist", "seed": seed, "nthread": nthread, **config,
-                  "eval_metric": "auc"}
-        callbacks = [xgboost.callback.EarlyStopping(rounds=early_stopping, metric_name="auc", data_name="valid",
-                                                    maximize=True, save_best=True)] if early_stopping else []
+        params = {
+            "objective": "binary:logistic",
+            "tree_method": "hist",
+            "seed": seed,
+            "nthread": nthread,
+            **config,
+            "eval_metric": "auc",
+        }
+        callbacks = (
+            [
+                xgboost.callback.EarlyStopping(
+                    rounds=early_stopping, metric_name="auc", data_name="valid", maximize=True, save_best=True
+                )
+            ]
+            if early_stopping
+            else []
+        )
         history: dict = {}
         t = time.perf_counter()
-        booster = xgboost.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "valid")],
-                                callbacks=callbacks, verbose_eval=False, evals_result=history)
+        booster = xgboost.train(
+            params,
+            dtrain,
+            num_boost_round=rounds,
+            evals=[(dvalid, "valid")],
+            callbacks=callbacks,
+            verbose_eval=False,
+            evals_result=history,
+        )
         took += time.perf_counter() - t
         total += len(history["valid"]["auc"])
         aucs.append(float(roc_auc_score(table.yv, booster.predict(dvalid))))
@@ -178,13 +242,27 @@ def quickstart_table(tmp: Path, rows: int, seed: int):
 
     demo = tmp / "demo"
     write_demo_data(demo, rows=rows, seed=seed)
-    cfg = Pipeline.from_yaml(ROOT / "configs" / "quickstart.yaml", [
-        f"storage={tmp / 'store'}", f"sources.customers.path={demo}/train.parquet", "monitoring=null",
-        "serving=null", "registry.enabled=false", f"training.tune.seed={seed}"], say=None).config
-    prep = step_cache(cfg, no_cache=True).run("prepare", {"bench": "train_bench"},
-                                              lambda d: prepare(cfg, d, lambda _m: None))
-    table = Table("quickstart", read_prepared(prep.store, "train").materialize(),
-                  read_prepared(prep.store, "valid").materialize(), prep.info["feature_columns"])
+    cfg = Pipeline.from_yaml(
+        ROOT / "configs" / "quickstart.yaml",
+        [
+            f"storage={tmp / 'store'}",
+            f"sources.customers.path={demo}/train.parquet",
+            "monitoring=null",
+            "serving=null",
+            "registry.enabled=false",
+            f"training.tune.seed={seed}",
+        ],
+        say=None,
+    ).config
+    prep = step_cache(cfg, no_cache=True).run(
+        "prepare", {"bench": "train_bench"}, lambda d: prepare(cfg, d, lambda _m: None)
+    )
+    table = Table(
+        "quickstart",
+        read_prepared(prep.store, "train").materialize(),
+        read_prepared(prep.store, "valid").materialize(),
+        prep.info["feature_columns"],
+    )
     return table, cfg
 
 
@@ -205,8 +283,12 @@ def synthetic_table(rows: int, seed: int) -> Table:
     features = [f"f{i:02d}" for i in range(20)]
     df = pd.DataFrame(x, columns=features)
     df[LABEL] = y
-    return Table("synthetic", ray.data.from_pandas(df.iloc[:rows].reset_index(drop=True)).materialize(),
-                 ray.data.from_pandas(df.iloc[rows:].reset_index(drop=True)).materialize(), features)
+    return Table(
+        "synthetic",
+        ray.data.from_pandas(df.iloc[:rows].reset_index(drop=True)).materialize(),
+        ray.data.from_pandas(df.iloc[rows:].reset_index(drop=True)).materialize(),
+        features,
+    )
 
 
 def spread(aucs: list[float]) -> str:
@@ -215,13 +297,19 @@ def spread(aucs: list[float]) -> str:
 
 def line(label: str, s: Search) -> None:
     bad = [st for st in s.statuses if st != "ok"]
-    print(f"  {label:<44} {s.wall:7.1f} s  auc {spread(s.aucs)}  rounds {s.rounds:,}  trial-s {s.trial_s:.1f}"
-          + (f"  ({len(bad)} not finished: {', '.join(sorted(set(bad)))})" if bad else ""), flush=True)
+    print(
+        f"  {label:<44} {s.wall:7.1f} s  auc {spread(s.aucs)}  rounds {s.rounds:,}  trial-s {s.trial_s:.1f}"
+        + (f"  ({len(bad)} not finished: {', '.join(sorted(set(bad)))})" if bad else ""),
+        flush=True,
+    )
 
 
 def plain_line(label: str, p: Plain) -> None:
-    print(f"  {label:<44} {p.fits_s:7.1f} s  auc {spread(p.aucs)}  rounds {p.rounds:,}  "
-          f"(DMatrix build {p.dmatrix_s:.2f} s, not counted)", flush=True)
+    print(
+        f"  {label:<44} {p.fits_s:7.1f} s  auc {spread(p.aucs)}  rounds {p.rounds:,}  "
+        f"(DMatrix build {p.dmatrix_s:.2f} s, not counted)",
+        flush=True,
+    )
 
 
 def pct(x: float) -> str:
@@ -244,20 +332,26 @@ def bench_quickstart(args, tmp: Path) -> None:
     table, cfg = quickstart_table(tmp, args.rows, args.seed)
     m = cfg.training.model
     space, rounds, es = m.params, m.num_boost_round, m.early_stopping_rounds
-    print(f"\n## quickstart data ({args.rows:,} demo rows, seed {args.seed}; prepare step "
-          f"{time.perf_counter() - t:.1f} s): {table.describe()}", flush=True)
+    print(
+        f"\n## quickstart data ({args.rows:,} demo rows, seed {args.seed}; prepare step "
+        f"{time.perf_counter() - t:.1f} s): {table.describe()}",
+        flush=True,
+    )
     print(f"   {rounds} rounds, early stopping {es}, space {', '.join(f'{k} {v.kind}' for k, v in space.items())}")
     common = dict(seed=args.seed, rounds=rounds, early_stopping=es)
     store = tmp / "tune"
 
     cold = search(table, store, "startup-cold", trials=1, seed=args.seed, rounds=1, early_stopping=None, params=space)
     warm = search(table, store, "startup-warm", trials=1, seed=args.seed, rounds=1, early_stopping=None, params=space)
-    print(f"  fixed start-up (in-process search of 1 trial, 1 round): cold {cold.wall:.1f} s, warm {warm.wall:.1f} s",
-          flush=True)
+    print(
+        f"  fixed start-up (in-process search of 1 trial, 1 round): cold {cold.wall:.1f} s, warm {warm.wall:.1f} s",
+        flush=True,
+    )
 
     n = args.trials
-    print(f"\n  {n} trials, random search, FIFO (wall s; auc over finished trials; boosting rounds run; "
-          "summed trial s):")
+    print(
+        f"\n  {n} trials, random search, FIFO (wall s; auc over finished trials; boosting rounds run; summed trial s):"
+    )
     inproc = search(table, store, "inproc", trials=n, params=space, **common)
     line(f"in-process (auto -> {inproc.path})", inproc)
     dp = search(table, store, "dp", trials=n, params=space, distributed="always", **common)
@@ -290,34 +384,48 @@ def bench_quickstart(args, tmp: Path) -> None:
 
     limit = 1.5 * plain1.fits_s + 5
     print(f"\n  ratios (quickstart, {n} trials, same run):")
-    print(f"    in-process / plain nthread=1: x{inproc.wall / plain1.fits_s:.2f} "
-          f"({inproc.wall:.1f} s vs {plain1.fits_s:.1f} s; minus warm start-up: "
-          f"x{max(0.0, inproc.wall - warm.wall) / plain1.fits_s:.2f}); "
-          f"goal <= 1.5 x plain + 5 s = {limit:.1f} s: {met(inproc.wall <= limit)}")
+    print(
+        f"    in-process / plain nthread=1: x{inproc.wall / plain1.fits_s:.2f} "
+        f"({inproc.wall:.1f} s vs {plain1.fits_s:.1f} s; minus warm start-up: "
+        f"x{max(0.0, inproc.wall - warm.wall) / plain1.fits_s:.2f}); "
+        f"goal <= 1.5 x plain + 5 s = {limit:.1f} s: {met(inproc.wall <= limit)}"
+    )
     print(f"    in-process / plain nthread=2: x{inproc.wall / plain2.fits_s:.2f}")
-    print(f"    data-parallel / in-process (speed-up over today): x{dp.wall / inproc.wall:.2f}; goal >= 5x: "
-          f"{met(dp.wall / inproc.wall >= 5)}; best auc {inproc.best:.4f} vs {dp.best:.4f} today: "
-          f"{'same or better' if inproc.best >= dp.best - 1e-9 else 'WORSE'} "
-          f"(plain fits' best {plain1.best:.4f})")
-    print(f"    as configured ({configured} trials): data-parallel / in-process x{c_dp.wall / c_in.wall:.2f} "
-          f"({c_dp.wall:.1f} s vs {c_in.wall:.1f} s); best auc {c_in.best:.4f} vs {c_dp.best:.4f}")
-    print(f"    ASHA vs FIFO: same configs: {'yes' if same_configs(asha.configs, inproc.configs) else 'NO'}; "
-          f"compute saved {pct(1 - asha.rounds / inproc.rounds)} of boosting rounds ({asha.rounds:,} vs "
-          f"{inproc.rounds:,}), {pct(1 - asha.trial_s / inproc.trial_s)} of trial seconds, "
-          f"wall x{asha.wall / inproc.wall:.2f}; "
-          f"metric lost {inproc.best - asha.best:+.4f} auc ({asha.best:.4f} vs {inproc.best:.4f})")
+    print(
+        f"    data-parallel / in-process (speed-up over today): x{dp.wall / inproc.wall:.2f}; goal >= 5x: "
+        f"{met(dp.wall / inproc.wall >= 5)}; best auc {inproc.best:.4f} vs {dp.best:.4f} today: "
+        f"{'same or better' if inproc.best >= dp.best - 1e-9 else 'WORSE'} "
+        f"(plain fits' best {plain1.best:.4f})"
+    )
+    print(
+        f"    as configured ({configured} trials): data-parallel / in-process x{c_dp.wall / c_in.wall:.2f} "
+        f"({c_dp.wall:.1f} s vs {c_in.wall:.1f} s); best auc {c_in.best:.4f} vs {c_dp.best:.4f}"
+    )
+    print(
+        f"    ASHA vs FIFO: same configs: {'yes' if same_configs(asha.configs, inproc.configs) else 'NO'}; "
+        f"compute saved {pct(1 - asha.rounds / inproc.rounds)} of boosting rounds ({asha.rounds:,} vs "
+        f"{inproc.rounds:,}), {pct(1 - asha.trial_s / inproc.trial_s)} of trial seconds, "
+        f"wall x{asha.wall / inproc.wall:.2f}; "
+        f"metric lost {inproc.best - asha.best:+.4f} auc ({asha.best:.4f} vs {inproc.best:.4f})"
+    )
     for label, r, o in (("quickstart space", inproc, optuna), ("wide space", wide_r, wide_o)):
-        print(f"    optuna vs random, {label}: best auc {o.best:.4f} vs {r.best:.4f} ({o.best - r.best:+.4f}: "
-              f"{'optuna better' if o.best > r.best else 'random better' if r.best > o.best else 'tie'}); "
-              f"median {statistics.median(o.aucs):.4f} vs {statistics.median(r.aucs):.4f}; "
-              f"best-worst spread of random {r.best - min(r.aucs):.4f}")
-    print(f"    (Optuna's TPE suggests its first {STARTUP} trials at random (n_startup_trials), so "
-          f"{max(0, n - STARTUP)} of these {n} were guided by earlier results; with several trials at a time, "
-          "which results it has seen when it suggests varies between runs. One seed: a difference within the "
-          "random search's spread is noise.)")
-    print(f"    per trial: in-process {inproc.trial_s / n:.2f} s of trial time (mean) vs a plain nthread=1 fit "
-          f"{plain1.fits_s / n:.2f} s; wall per trial {inproc.wall / n:.2f} s in-process, {dp.wall / n:.2f} s "
-          "data-parallel")
+        print(
+            f"    optuna vs random, {label}: best auc {o.best:.4f} vs {r.best:.4f} ({o.best - r.best:+.4f}: "
+            f"{'optuna better' if o.best > r.best else 'random better' if r.best > o.best else 'tie'}); "
+            f"median {statistics.median(o.aucs):.4f} vs {statistics.median(r.aucs):.4f}; "
+            f"best-worst spread of random {r.best - min(r.aucs):.4f}"
+        )
+    print(
+        f"    (Optuna's TPE suggests its first {STARTUP} trials at random (n_startup_trials), so "
+        f"{max(0, n - STARTUP)} of these {n} were guided by earlier results; with several trials at a time, "
+        "which results it has seen when it suggests varies between runs. One seed: a difference within the "
+        "random search's spread is noise.)"
+    )
+    print(
+        f"    per trial: in-process {inproc.trial_s / n:.2f} s of trial time (mean) vs a plain nthread=1 fit "
+        f"{plain1.fits_s / n:.2f} s; wall per trial {inproc.wall / n:.2f} s in-process, {dp.wall / n:.2f} s "
+        "data-parallel"
+    )
 
 
 def bench_big(args, tmp: Path) -> None:
@@ -325,12 +433,22 @@ def bench_big(args, tmp: Path) -> None:
 
     t = time.perf_counter()
     table = synthetic_table(args.big_rows, args.seed)
-    space = XGBoostModel.model_validate({"type": "xgboost", "params": {
-        "max_depth": {"randint": [3, 6]}, "eta": {"loguniform": [0.03, 0.3]},
-        "subsample": {"uniform": [0.7, 1.0]}}}).params
+    space = XGBoostModel.model_validate(
+        {
+            "type": "xgboost",
+            "params": {
+                "max_depth": {"randint": [3, 6]},
+                "eta": {"loguniform": [0.03, 0.3]},
+                "subsample": {"uniform": [0.7, 1.0]},
+            },
+        }
+    ).params
     n, rounds = args.big_trials, args.big_rounds
-    print(f"\n## synthetic table (generated in {time.perf_counter() - t:.1f} s): {table.describe()}; {n} trials x "
-          f"{rounds} rounds, no early stopping, quickstart space", flush=True)
+    print(
+        f"\n## synthetic table (generated in {time.perf_counter() - t:.1f} s): {table.describe()}; {n} trials x "
+        f"{rounds} rounds, no early stopping, quickstart space",
+        flush=True,
+    )
     common = dict(seed=args.seed, rounds=rounds, early_stopping=None, params=space)
     store = tmp / "tune-big"
     inproc = search(table, store, "inproc", trials=n, concurrent=2, **common)
@@ -346,19 +464,27 @@ def bench_big(args, tmp: Path) -> None:
 
     base = plain1.rounds / plain1.fits_s
     rps2, rps_in = plain2.rounds / plain2.fits_s, inproc.rounds / inproc.wall
-    print(f"\n  throughput (boosting rounds / s, same run): plain nthread=1 sequential {base:.2f} (baseline), "
-          f"plain nthread=2 sequential {rps2:.2f}, in-process 2 at a time {rps_in:.2f}"
-          + (f", data-parallel {dp.rounds / dp.wall:.2f}" if dp else ""))
-    print(f"    2 concurrent in-process trials / sequential plain nthread=1: x{rps_in / base:.2f}; goal >= 1.6x: "
-          f"{met(rps_in / base >= 1.6)}")
+    print(
+        f"\n  throughput (boosting rounds / s, same run): plain nthread=1 sequential {base:.2f} (baseline), "
+        f"plain nthread=2 sequential {rps2:.2f}, in-process 2 at a time {rps_in:.2f}"
+        + (f", data-parallel {dp.rounds / dp.wall:.2f}" if dp else "")
+    )
+    print(
+        f"    2 concurrent in-process trials / sequential plain nthread=1: x{rps_in / base:.2f}; goal >= 1.6x: "
+        f"{met(rps_in / base >= 1.6)}"
+    )
     print(f"    2 concurrent in-process trials / sequential plain nthread=2: x{rps_in / rps2:.2f}")
-    print(f"    per trial: in-process {inproc.trial_s / n:.1f} s (its own DMatrix, 2 trials sharing 2 cores) vs plain "
-          f"nthread=1 fit {plain1.fits_s / n:.1f} s (one shared DMatrix)")
+    print(
+        f"    per trial: in-process {inproc.trial_s / n:.1f} s (its own DMatrix, 2 trials sharing 2 cores) vs plain "
+        f"nthread=1 fit {plain1.fits_s / n:.1f} s (one shared DMatrix)"
+    )
     if dp:
         same = same_configs(dp.configs, inproc.configs[:k])
         first = max(a for a in inproc.trial_aucs[:k] if a is not None)
-        print(f"    data-parallel / in-process throughput: x{dp.rounds / dp.wall / rps_in:.2f}; the first {k} configs "
-              f"{'are the same' if same else 'DIFFER'}: best auc data-parallel {dp.best:.4f}, in-process {first:.4f}")
+        print(
+            f"    data-parallel / in-process throughput: x{dp.rounds / dp.wall / rps_in:.2f}; the first {k} configs "
+            f"{'are the same' if same else 'DIFFER'}: best auc data-parallel {dp.best:.4f}, in-process {first:.4f}"
+        )
 
 
 def main() -> None:
@@ -370,15 +496,26 @@ def main() -> None:
     p.add_argument("--big-rounds", type=int, default=50)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-big", action="store_true", help="the quickstart data only")
-    p.add_argument("--big-dp-trials", type=int, default=8,
-                   help="trials of the data-parallel search on the synthetic table (the first of the same sampled "
-                        "configs; 0: none)")
-    p.add_argument("--quick", action="store_true",
-                   help="a smoke run: 4 trials on 5,000 demo rows, 2 on 100,000 synthetic rows")
+    p.add_argument(
+        "--big-dp-trials",
+        type=int,
+        default=8,
+        help="trials of the data-parallel search on the synthetic table (the first of the same sampled "
+        "configs; 0: none)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run: 4 trials on 5,000 demo rows, 2 on 100,000 synthetic rows"
+    )
     args = p.parse_args()
     if args.quick:
-        args.trials, args.rows, args.big_rows, args.big_trials, args.big_rounds, args.big_dp_trials = \
-            4, 5_000, 100_000, 2, 20, 1
+        args.trials, args.rows, args.big_rows, args.big_trials, args.big_rounds, args.big_dp_trials = (
+            4,
+            5_000,
+            100_000,
+            2,
+            20,
+            1,
+        )
 
     import os
 

@@ -45,24 +45,44 @@ def generate(rng, n: int, m: int, keys: int, days: int) -> tuple[pa.Table, pd.Da
     minutes = rng.integers(0, days * 24 * 60, m)
     minutes[rng.random(m) < 0.1] //= 60 * 60  # ~10% share an hour boundary with others: ties in event time
     ts = T0.value + minutes.astype(np.int64) * 60 * 10**9
-    events = pa.table({"customer_id": rng.integers(0, keys, m),
-                       "event_time": pa.array(ts, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
-                       "ingested_at": pa.array(ts + rng.integers(0, 3600, m) * 10**9, pa.int64()).cast(
-                           pa.timestamp("ns", tz="UTC")),
-                       "amount": pa.array(np.where(rng.random(m) < 0.03, np.nan, rng.gamma(2.0, 30.0, m).round(2)),
-                                          from_pandas=True),
-                       "balance": rng.normal(1000, 300, m).round(2)})
-    entity = pd.DataFrame({"customer_id": rng.integers(0, int(keys * 1.02), n),
-                           "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, days * 86400, n), unit="s")})
+    events = pa.table(
+        {
+            "customer_id": rng.integers(0, keys, m),
+            "event_time": pa.array(ts, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "ingested_at": pa.array(ts + rng.integers(0, 3600, m) * 10**9, pa.int64()).cast(
+                pa.timestamp("ns", tz="UTC")
+            ),
+            "amount": pa.array(
+                np.where(rng.random(m) < 0.03, np.nan, rng.gamma(2.0, 30.0, m).round(2)), from_pandas=True
+            ),
+            "balance": rng.normal(1000, 300, m).round(2),
+        }
+    )
+    entity = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, int(keys * 1.02), n),
+            "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, days * 86400, n), unit="s"),
+        }
+    )
     return events, entity
 
 
 def write_config(tmp: Path, name: str) -> Path:
-    view = {"name": "txn", "entity": "customer", "source": "events", "timestamp": "event_time",
-            "created_timestamp": "ingested_at", "fields": ["amount", "balance"],
-            "aggregations": [{"column": c, "function": f, "window": w} for c, f, w in AGGS]}
-    cfg = {"name": name, "storage": str(tmp / name), "sources": {"events": {"path": str(tmp / "unused.parquet")}},
-           "features": {"entities": [{"name": "customer", "join_keys": ["customer_id"]}], "views": [view]}}
+    view = {
+        "name": "txn",
+        "entity": "customer",
+        "source": "events",
+        "timestamp": "event_time",
+        "created_timestamp": "ingested_at",
+        "fields": ["amount", "balance"],
+        "aggregations": [{"column": c, "function": f, "window": w} for c, f, w in AGGS],
+    }
+    cfg = {
+        "name": name,
+        "storage": str(tmp / name),
+        "sources": {"events": {"path": str(tmp / "unused.parquet")}},
+        "features": {"entities": [{"name": "customer", "join_keys": ["customer_id"]}], "views": [view]},
+    }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -74,8 +94,9 @@ def pandas_windows(events: pa.Table, entity: pd.DataFrame) -> pd.DataFrame:
     ev["_row"] = -1
     q = entity.rename(columns={"event_timestamp": "event_time"}).assign(amount=np.nan, _row=np.arange(len(entity)))
     q["ingested_at"] = pd.Timestamp.max.tz_localize("UTC")  # after the events at the same time
-    both = pd.concat([ev, q], ignore_index=True).sort_values(["customer_id", "event_time", "ingested_at"],
-                                                             kind="stable")
+    both = pd.concat([ev, q], ignore_index=True).sort_values(
+        ["customer_id", "event_time", "ingested_at"], kind="stable"
+    )
     out = pd.DataFrame(index=np.arange(len(entity)))
     for (c, f, w), name in zip(AGGS, NAMES):
         rolled = both.groupby("customer_id", sort=False).rolling(w.upper(), on="event_time")[c]
@@ -129,13 +150,17 @@ def main() -> int:
         if not same.all():
             bad.append(f"{name}: {(~same).sum()} rows differ")
     n = len(entity)
-    print(f"\nExact window retrieval, {n:,} entity rows x {args.features:,} events ({args.entity_keys:,} keys, "
-          f"{args.days} days), {len(NAMES)} windows; {platform.node()} ({os.cpu_count()} CPUs), "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}, all in this run.")
+    print(
+        f"\nExact window retrieval, {n:,} entity rows x {args.features:,} events ({args.entity_keys:,} keys, "
+        f"{args.days} days), {len(NAMES)} windows; {platform.node()} ({os.cpu_count()} CPUs), "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}, all in this run."
+    )
     for name, s in timings.items():
         print(f"  {name:<32} {s:>8.2f} s  {n / s:>12,.0f} entity rows/s")
-    print(f"  windows / latest-row time: x{timings['windows'] / timings['latest-row']:.2f}; windows / pandas time: "
-          f"x{timings['windows'] / timings['pandas']:.2f}")
+    print(
+        f"  windows / latest-row time: x{timings['windows'] / timings['latest-row']:.2f}; windows / pandas time: "
+        f"x{timings['windows'] / timings['pandas']:.2f}"
+    )
     print(f"results agree with pandas: {'yes' if not bad else 'no: ' + '; '.join(bad)}")
     return 1 if bad else 0
 

@@ -46,8 +46,18 @@ def main() -> int:
     except RaymlopsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "metrics": result.metrics,
-                      "model": result.model, "endpoint": result.endpoint}), flush=True)
+    print(
+        json.dumps(
+            {
+                "run_id": result.run_id,
+                "run_dir": str(result.run_dir),
+                "metrics": result.metrics,
+                "model": result.model,
+                "endpoint": result.endpoint,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -9,5 +9,15 @@ from raymlops.pipeline import Pipeline, RunResult
 from raymlops.registry import load_model
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "FeatureStore", "explore", "Pipeline", "PipelineConfig", "Predictor", "RaymlopsError", "RunResult", "load_config",
-           "load_model"]
+__all__ = [
+    "ConfigError",
+    "FeatureStore",
+    "explore",
+    "Pipeline",
+    "PipelineConfig",
+    "Predictor",
+    "RaymlopsError",
+    "RunResult",
+    "load_config",
+    "load_model",
+]

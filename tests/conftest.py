@@ -108,8 +108,25 @@ def redis_url(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("redis")
     port = free_port()
     log = open(workdir / "redis.log", "wb")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--daemonize", "no", "--dir", str(workdir)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
     try:
         deadline = time.monotonic() + 10
@@ -119,8 +136,11 @@ def redis_url(tmp_path_factory):
                 break
             except redis.ConnectionError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server on port {port} did not answer PING:\n"
-                                + (workdir / "redis.log").read_text(errors="replace"), pytrace=False)
+                    pytest.fail(
+                        f"redis-server on port {port} did not answer PING:\n"
+                        + (workdir / "redis.log").read_text(errors="replace"),
+                        pytrace=False,
+                    )
                 time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:

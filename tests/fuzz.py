@@ -13,21 +13,46 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
-          "positive_data_acceptance,unsupported_method")
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+    "positive_data_acceptance,unsupported_method"
+)
 
 
-def schemathesis(openapi_url: str, base_url: str, workdir: Path, max_examples: int = 60, seed: int = 7,
-                 exclude: tuple[str, ...] = ()) -> str:
+def schemathesis(
+    openapi_url: str, base_url: str, workdir: Path, max_examples: int = 60, seed: int = 7, exclude: tuple[str, ...] = ()
+) -> str:
     """Runs ``schemathesis run`` over the document; returns its output. Raises AssertionError with the
     output when any check or warning fails."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "schemathesis.toml"
     config.write_text("[warnings]\nfail-on = true\n")
-    cmd = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "--no-color", "run",
-           openapi_url, "--url", base_url, "--checks", CHECKS, "--max-examples", str(max_examples),
-           "--seed", str(seed), "--workers", "1", "--request-timeout", "60", "--generation-database", "none",
-           "--phases", "examples,coverage,fuzzing", "--report-dir", str(workdir / "report")]
+    cmd = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
+        openapi_url,
+        "--url",
+        base_url,
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(max_examples),
+        "--seed",
+        str(seed),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "60",
+        "--generation-database",
+        "none",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--report-dir",
+        str(workdir / "report"),
+    ]
     for path in exclude:
         cmd += ["--exclude-path", path]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=workdir)  # its cache goes there

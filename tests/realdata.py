@@ -17,8 +17,23 @@ ROOT = Path(__file__).resolve().parent.parent
 WHEEL = ROOT / ".venv" / "share" / "datasets" / "nannyml-0.13.1-py3-none-any.whl"
 DATA = "nannyml/datasets/data/employment_MA_{}.pq"
 NUMERIC = ["AGEP"]  # age; every other feature is a coded category
-CATEGORICAL = ["SCHL", "MAR", "RELP", "DIS", "ESP", "CIT", "MIG", "MIL", "ANC", "NATIVITY", "DEAR", "DEYE", "DREM",
-               "SEX", "RAC1P"]
+CATEGORICAL = [
+    "SCHL",
+    "MAR",
+    "RELP",
+    "DIS",
+    "ESP",
+    "CIT",
+    "MIG",
+    "MIL",
+    "ANC",
+    "NATIVITY",
+    "DEAR",
+    "DEYE",
+    "DREM",
+    "SEX",
+    "RAC1P",
+]
 FEATURES = NUMERIC + CATEGORICAL
 
 

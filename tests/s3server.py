@@ -15,15 +15,15 @@ from pathlib import Path
 KEY, SECRET = "raymlops-test", "raymlops-test-secret"
 
 
-def start_s3(workdir: Path, port: int, address: str = "127.0.0.1", buckets=("raymlops",),
-             logs: Path | None = None):
+def start_s3(workdir: Path, port: int, address: str = "127.0.0.1", buckets=("raymlops",), logs: Path | None = None):
     """Starts the server with ``buckets`` created; returns a function that stops it. Raises RuntimeError when
     it does not answer within 60 s."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = (logs or workdir) / f"s3-{port}.log"
     log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
 
     def stop() -> None:
         from tests.conftest import stop_process
@@ -39,13 +39,21 @@ def start_s3(workdir: Path, port: int, address: str = "127.0.0.1", buckets=("ray
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop()
-                raise RuntimeError(f"the S3 server (moto) did not start on {address}:{port}:\n"
-                                   + log_path.read_text(errors="replace")[-3000:])
+                raise RuntimeError(
+                    f"the S3 server (moto) did not start on {address}:{port}:\n"
+                    + log_path.read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.1)
     import pyarrow.fs as pafs
 
-    fs = pafs.S3FileSystem(access_key=KEY, secret_key=SECRET, endpoint_override=f"{address}:{port}", scheme="http",
-                           region="us-east-1", allow_bucket_creation=True)
+    fs = pafs.S3FileSystem(
+        access_key=KEY,
+        secret_key=SECRET,
+        endpoint_override=f"{address}:{port}",
+        scheme="http",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
     for b in buckets:
         fs.create_dir(b)
     return stop
@@ -63,5 +71,9 @@ def s3_server(workdir: Path, port: int, buckets=("raymlops",), address: str = "1
 
 def env(endpoint: str) -> dict[str, str]:
     """The standard AWS variables that point clients at the server."""
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
-            "AWS_REGION": "us-east-1"}
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_REGION": "us-east-1",
+    }

@@ -83,9 +83,13 @@ class Predictor:
         keep the DataFrame path)."""
         if any(c.type == "timestamp" for c in self.schema.columns):
             return None
-        return compile_plan(self.preprocessor, self.schema.names, self.features,
-                            np.float32 if self.model_type == "xgboost" else np.float64,
-                            {c.name: c.type for c in self.schema.columns})
+        return compile_plan(
+            self.preprocessor,
+            self.schema.names,
+            self.features,
+            np.float32 if self.model_type == "xgboost" else np.float64,
+            {c.name: c.type for c in self.schema.columns},
+        )
 
     def predict_rows(self, rows: list[dict]) -> tuple[list, list | None]:
         """``predict_with_proba`` of checked request rows (``check_records``), without a DataFrame when the

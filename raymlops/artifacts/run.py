@@ -71,7 +71,7 @@ class RunWriter:
         self.final_dir = self.store.url(*parts)
 
     @classmethod
-    def reopen(cls, storage: str | Storage, pipeline: str, check) -> "RunWriter":
+    def reopen(cls, storage: str | Storage, pipeline: str, check) -> RunWriter:
         """The newest interrupted (still partial) run of ``pipeline`` whose ``resume.json`` passes ``check``.
 
         Raises:
@@ -80,9 +80,13 @@ class RunWriter:
         store = open_storage(storage)
         names = store.listdir("runs", pipeline)
         if store.local:
-            partial = [(n[1:].removesuffix(".partial"), n) for n in names if n.startswith(".") and n.endswith(".partial")]
+            partial = [
+                (n[1:].removesuffix(".partial"), n) for n in names if n.startswith(".") and n.endswith(".partial")
+            ]
         else:  # on an object store a partial run is one without its manifest
-            partial = [(n, n) for n in names if not n.startswith(".") and not store.exists("runs", pipeline, n, MANIFEST)]
+            partial = [
+                (n, n) for n in names if not n.startswith(".") and not store.exists("runs", pipeline, n, MANIFEST)
+            ]
         for run_id, name in sorted(partial, reverse=True):
             try:
                 state = store.read_json("runs", pipeline, name, RESUME)
@@ -94,8 +98,10 @@ class RunWriter:
                 if not store.local:
                     w.path(RESUME).write_text(json.dumps(state))
                 return w
-        raise RunNotFoundError(f"no interrupted run of pipeline {pipeline!r} with this config to resume under "
-                               f"{store.url('runs', pipeline)}")
+        raise RunNotFoundError(
+            f"no interrupted run of pipeline {pipeline!r} with this config to resume under "
+            f"{store.url('runs', pipeline)}"
+        )
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -149,8 +155,15 @@ def find_run(run: str | os.PathLike, storage: str | Storage | None = None) -> Pa
     elif (Path(s) / META).is_file():
         return Path(s).resolve()
     store = open_storage(storage)
-    hits = [_where(store, "runs", p, s) for p in store.listdir("runs")
-            if not p.startswith(".") and _is_run(store, "runs", p, s)] if "/" not in s else []
+    hits = (
+        [
+            _where(store, "runs", p, s)
+            for p in store.listdir("runs")
+            if not p.startswith(".") and _is_run(store, "runs", p, s)
+        ]
+        if "/" not in s
+        else []
+    )
     if not hits:
         raise RunNotFoundError(f"no run {s!r} (looked for a run directory and under {store.url('runs')})")
     if len(hits) > 1:
@@ -166,7 +179,7 @@ def latest_run(storage: str | Storage, pipeline: str) -> Path | str:
     return _where(store, "runs", pipeline, runs[-1])
 
 
-def local_run(run_dir: "str | os.PathLike | Call | dict") -> Path:
+def local_run(run_dir: str | os.PathLike | Call | dict) -> Path:
     """A local path holding a committed run, given as a location any node can resolve: a local or shared
     path, a run's URI on an object store (this node's copy is fetched once), or a `Call` (or its JSON
     shape ``{"call": "module:function", "args": [...]}``) returning one of those on the calling node (a registry

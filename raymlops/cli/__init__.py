@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__name__ == "MlflowException":
             print(f"error: MLflow: {str(e)[:1000]}", file=sys.stderr)
             return 1
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''} "
-              f"(traceback in {_log_traceback(args)})", file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''} "
+            f"(traceback in {_log_traceback(args)})",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -77,5 +80,3 @@ def _fetch_config(args) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(read_file(cfg))
         args.config = local
-
-

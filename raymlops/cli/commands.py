@@ -37,10 +37,13 @@ def _print_probe(path: str, got: dict) -> None:
         for name, f in sorted(d.get("features", {}).items(), key=order):
             flag = "DRIFT" if f["is_drift"] else "significant, small effect" if f.get("significant") else "ok"
             limit = f.get("effect_threshold", f.get("min_effect"))
-            print(f"    {name:<16} {f['test']:<4} stat={num(f.get('statistic'), '.3f')} "
-                  f"p={num(f.get('p_value'), '.2e')} (threshold {num(f.get('threshold'), '.2e')}) "
-                  f"effect={num(f.get('effect'), '.3f')}"
-                  + (f" (threshold {limit:.3f})" if limit is not None else "") + f" {flag}")
+            print(
+                f"    {name:<16} {f['test']:<4} stat={num(f.get('statistic'), '.3f')} "
+                f"p={num(f.get('p_value'), '.2e')} (threshold {num(f.get('threshold'), '.2e')}) "
+                f"effect={num(f.get('effect'), '.3f')}"
+                + (f" (threshold {limit:.3f})" if limit is not None else "")
+                + f" {flag}"
+            )
 
 
 def _run(args) -> int:
@@ -62,9 +65,19 @@ def _run(args) -> int:
         ev = result.evaluation or {}
         # metrics: the best trial's, at 0.5 (how trials are compared); holdout: the model's, at its threshold
         holdout = {**ev.get("candidate", {}), **({"threshold": ev["threshold"]} if "threshold" in ev else {})}
-        print(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "metrics": result.metrics,
-                          **({"holdout": holdout} if holdout else {}), "model": result.model,
-                          "endpoint": result.endpoint}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "run_dir": str(result.run_dir),
+                    "metrics": result.metrics,
+                    **({"holdout": holdout} if holdout else {}),
+                    "model": result.model,
+                    "endpoint": result.endpoint,
+                },
+                indent=2,
+            )
+        )
         if result.endpoint and args.probe:
             from raymlops.pipeline.probe import probe
             from raymlops.registry import load_model
@@ -110,8 +123,10 @@ def _serving(args) -> int:
         if not ((read_state(where) or {}).get("state") or {}).get("canary"):
             raise RaymlopsError(f"app {pipe.app_name!r} has no canary (no serving state at {where})")
         r = request_action(where, args.action, args.by or getpass.getuser(), args.reason)
-        print(f"{args.action} of {pipe.app_name}'s canary requested (id {r['id']}); the traffic controller applies it "
-              f"within a second while the app runs: `raymlops serving status {args.config}` shows it")
+        print(
+            f"{args.action} of {pipe.app_name}'s canary requested (id {r['id']}); the traffic controller applies it "
+            f"within a second while the app runs: `raymlops serving status {args.config}` shows it"
+        )
         return 0
     if args.scmd == "status":
         where = state_dir(pipe.config, pipe.app_name)
@@ -138,8 +153,10 @@ def _monitoring(args) -> int:
         cfg = load_config(args.config) if args.config else None
         doc, paths = monitor.drift_report(cfg, args.run, args.current, args.out, args.storage, args.format)
         v = doc["verdict"]
-        print(f"{'DRIFT' if v['is_drift'] else 'no drift'}: {v['n_drifted']} of {v['n_features']} features"
-              + (f" ({', '.join(v['drifted'])})" if v["drifted"] else ""))
+        print(
+            f"{'DRIFT' if v['is_drift'] else 'no drift'}: {v['n_drifted']} of {v['n_features']} features"
+            + (f" ({', '.join(v['drifted'])})" if v["drifted"] else "")
+        )
         for p in paths:
             print(f"wrote {p}")
         return 0
@@ -152,8 +169,11 @@ def _monitoring(args) -> int:
     pipe.connect(args.address)
     result = pipe.train(progress=False, register_as="challenger")
     m = result.model or {}
-    print(f"challenger: models:/{m.get('name')}/{m.get('version')} (run {result.run_id}, gate "
-          f"{'passed' if m.get('passed') else 'failed'})", flush=True)
+    print(
+        f"challenger: models:/{m.get('name')}/{m.get('version')} (run {result.run_id}, gate "
+        f"{'passed' if m.get('passed') else 'failed'})",
+        flush=True,
+    )
     if args.result:
         from raymlops.pipeline.loop import write_result
 
@@ -167,8 +187,14 @@ def _predict(args) -> int:
     from raymlops.pipeline.predict import output_names, plan, score
 
     cfg = load_config(args.config, args.overrides)
-    checked = plan(args.run, args.input, cfg.storage, args.format, output_names(args.output_columns, args.output_prefix),
-                   pipeline=cfg.name)  # before Ray starts: a bad input fails in a second, not after start-up
+    checked = plan(
+        args.run,
+        args.input,
+        cfg.storage,
+        args.format,
+        output_names(args.output_columns, args.output_prefix),
+        pipeline=cfg.name,
+    )  # before Ray starts: a bad input fails in a second, not after start-up
     Pipeline(cfg).connect(args.address)
     n = score(checked, args.output, actors=args.actors)
     print(f"wrote {n} rows to {args.output}")
@@ -198,9 +224,7 @@ def _k8s(args) -> int:
 
     from raymlops import load_config
     from raymlops.pipeline import Pipeline
-    from raymlops.pipeline.k8s import render
-
-    from raymlops.pipeline.k8s import WORKDIR, ManifestError
+    from raymlops.pipeline.k8s import WORKDIR, ManifestError, render
     from raymlops.storage import open_storage
 
     cfg = load_config(args.config, args.overrides)
@@ -208,14 +232,26 @@ def _k8s(args) -> int:
     if cfg.serving is not None and not args.no_service:  # the Serve config `serve --export` writes, as is
         store = open_storage(cfg)
         if store.local:
-            raise ManifestError(f"the RayService's Serve config names runs and state in storage, which the pods "
-                                f"must reach: got local storage {store.url()}. Render with the cluster's "
-                                "RAYMLOPS_STORAGE (an object store URI) and MLFLOW_TRACKING_URI, or pass --no-service")
+            raise ManifestError(
+                f"the RayService's Serve config names runs and state in storage, which the pods "
+                f"must reach: got local storage {store.url()}. Render with the cluster's "
+                "RAYMLOPS_STORAGE (an object store URI) and MLFLOW_TRACKING_URI, or pass --no-service"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             exported = Pipeline(cfg).export_serve_config(Path(tmp) / "serve.yaml", workdir=WORKDIR)
             serve_config = yaml.safe_load(exported.read_text())
-    for path in render(cfg, args.config, args.image, args.out, args.namespace, args.secret, args.worker_cpus,
-                       args.deadline_s, serve_config, args.overrides):
+    for path in render(
+        cfg,
+        args.config,
+        args.image,
+        args.out,
+        args.namespace,
+        args.secret,
+        args.worker_cpus,
+        args.deadline_s,
+        serve_config,
+        args.overrides,
+    ):
         print(f"wrote {path}")
     return 0
 
@@ -227,8 +263,10 @@ def _explore_summary(p: dict) -> str:
     lines += [f"warning: {w['message']}" for w in p["warnings"]]
     cmp = p.get("comparison")
     if cmp:
-        lines.append(f"compared with {cmp['current']}: " + (f"drift in {', '.join(cmp['drifted'])}" if cmp["is_drift"]
-                                                            else "no column drifted"))
+        lines.append(
+            f"compared with {cmp['current']}: "
+            + (f"drift in {', '.join(cmp['drifted'])}" if cmp["is_drift"] else "no column drifted")
+        )
     return "\n".join(lines)
 
 
@@ -248,24 +286,30 @@ def _features(args) -> int:
     store = FeatureStore.from_yaml(args.config, args.overrides)
     if args.fcmd == "list":
         for v in store.list_views():
-            print(f"{v['name']:<20} entity={v['entity']} keys={','.join(v['join_keys'])} ttl={v['ttl'] or '-'} "
-                  f"features={len(v['features'])} offline_version={v['offline_version'] or '-'} "
-                  f"rows={v['offline_rows']}")
+            print(
+                f"{v['name']:<20} entity={v['entity']} keys={','.join(v['join_keys'])} ttl={v['ttl'] or '-'} "
+                f"features={len(v['features'])} offline_version={v['offline_version'] or '-'} "
+                f"rows={v['offline_rows']}"
+            )
         return 0
     if args.fcmd == "describe":
         print(json.dumps(store.describe(args.view), indent=2, default=str))
         return 0
     if args.fcmd == "export":
         got = store.export(args.view, args.out, args.format, args.version)
-        print(f"{got['view']}: offline version {got['version']} written to {got['path']} as {got['format']} "
-              f"({got['rows']} rows, partitioned by date)")
+        print(
+            f"{got['view']}: offline version {got['version']} written to {got['path']} as {got['format']} "
+            f"({got['rows']} rows, partitioned by date)"
+        )
         return 0
     if args.fcmd == "push":
         from raymlops.data.reader import read_frame
 
         out = store.push(args.view, read_frame(args.rows))
-        print(f"{out['view']}: {out['rows']} events pushed (offline version {out['offline_version']}; online: "
-              f"{out['entities']} entities, {out['tiles']} tiles)")
+        print(
+            f"{out['view']}: {out['rows']} events pushed (offline version {out['offline_version']}; online: "
+            f"{out['entities']} entities, {out['tiles']} tiles)"
+        )
         return 0
     local = store.connect(args.address)
     from raymlops.pipeline.cluster import check_cluster
@@ -274,18 +318,29 @@ def _features(args) -> int:
     if args.fcmd == "build":
         from raymlops.pipeline.steps import build_and_record
 
-        out = build_and_record(store.config, store, args.view, start=args.start, end=args.end, append=args.append,
-                               drop_pushed=args.drop_pushed)
+        out = build_and_record(
+            store.config,
+            store,
+            args.view,
+            start=args.start,
+            end=args.end,
+            append=args.append,
+            drop_pushed=args.drop_pushed,
+        )
         for view, m in out.items():
-            print(f"{view}: version {m['version']} ({m['mode']}), {m['written_rows']} rows written, "
-                  f"{sum(f['rows'] for f in m['files'])} rows in the view")
+            print(
+                f"{view}: version {m['version']} ({m['mode']}), {m['written_rows']} rows written, "
+                f"{sum(f['rows'] for f in m['files'])} rows in the view"
+            )
         return 0
     if args.fcmd == "materialize":
         out = store.materialize(start=args.start, end=args.end, incremental=args.incremental, views=args.view)
         for view, run in out.items():
             tiles = f", {run['tiles']} window tiles" if "tiles" in run else ""
-            print(f"{view}: {run['entities']} entities written{tiles} for [{run['start'] or '-inf'}, {run['end']}) "
-                  f"from offline version {run['offline_version']}")
+            print(
+                f"{view}: {run['entities']} entities written{tiles} for [{run['start'] or '-inf'}, {run['end']}) "
+                f"from offline version {run['offline_version']}"
+            )
         return 0
     if args.fcmd == "skew":
         from raymlops.pipeline.skew import format_skew, skew_report
@@ -317,15 +372,20 @@ def _registry_location(args) -> tuple[str, str]:
         reg_cfg, storage = cfg.registry, storage or cfg.storage
         origin = "--storage" if args.storage else f"{args.config}'s storage"
     if not storage:
-        storage, origin = (os.environ.get("RAYMLOPS_STORAGE"), "$RAYMLOPS_STORAGE") \
-            if os.environ.get("RAYMLOPS_STORAGE") else ("./.raymlops", "the default storage")
+        storage, origin = (
+            (os.environ.get("RAYMLOPS_STORAGE"), "$RAYMLOPS_STORAGE")
+            if os.environ.get("RAYMLOPS_STORAGE")
+            else ("./.raymlops", "the default storage")
+        )
     if args.tracking_uri:
         return args.tracking_uri, storage
     uri = tracking_uri(reg_cfg, storage, create=False)
     db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
     if db and not os.path.isfile(db):
-        raise SetupError(f"no MLflow store at {db} ({origin}); pass the pipeline's config (--config CFG), "
-                         "--storage or --tracking-uri")
+        raise SetupError(
+            f"no MLflow store at {db} ({origin}); pass the pipeline's config (--config CFG), "
+            "--storage or --tracking-uri"
+        )
     return uri, storage
 
 
@@ -351,14 +411,19 @@ def _models(args) -> int:
         return 0
     if args.mcmd == "promote":
         e = reg.promote(args.name, args.version, args.alias, force=args.force, by=args.by, reason=args.reason)
-        print(f"{args.name}: @{e['alias']} -> version {e['version']} (was {e['previous'] or '-'})"
-              + (" FORCED past a failed gate" if e["forced"] else ""))
+        print(
+            f"{args.name}: @{e['alias']} -> version {e['version']} (was {e['previous'] or '-'})"
+            + (" FORCED past a failed gate" if e["forced"] else "")
+        )
         for line in e["gate"]:
             print(f"  {line}")
         return 0
     for e in reg.history(args.name):
-        print(f"{e['at']}  @{e['alias']}: {e['previous'] or '-'} -> {e['version']}  {e['reason']}"
-              + ("  [forced]" if e["forced"] else "") + f"  by {e['by']}")
+        print(
+            f"{e['at']}  @{e['alias']}: {e['previous'] or '-'} -> {e['version']}  {e['reason']}"
+            + ("  [forced]" if e["forced"] else "")
+            + f"  by {e['by']}"
+        )
     return 0
 
 
@@ -367,10 +432,23 @@ def _ui(args) -> int:
 
     uri, _ = _registry_location(args)
     if uri.startswith(("http://", "https://")):
-        raise RaymlopsError(f"{uri} is a tracking server: open its own UI in a browser; `raymlops ui` serves a "
-                            "local store")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port), "--workers", str(args.workers)]
+        raise RaymlopsError(
+            f"{uri} is a tracking server: open its own UI in a browser; `raymlops ui` serves a local store"
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+    ]
     if artifact_root(uri):
         cmd += ["--default-artifact-root", artifact_root(uri)]
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
@@ -383,10 +461,12 @@ def _console(args) -> int:
     from raymlops.console import Settings, serve_console
 
     configs = [load_config(c) for c in args.config]
-    storage = args.storage or (configs[0].storage if configs else None) or os.environ.get("RAYMLOPS_STORAGE") \
-        or "./.raymlops"
-    probe = argparse.Namespace(config=args.config[0] if args.config else None, storage=storage,
-                               tracking_uri=args.tracking_uri)
+    storage = (
+        args.storage or (configs[0].storage if configs else None) or os.environ.get("RAYMLOPS_STORAGE") or "./.raymlops"
+    )
+    probe = argparse.Namespace(
+        config=args.config[0] if args.config else None, storage=storage, tracking_uri=args.tracking_uri
+    )
     try:
         uri, _ = _registry_location(probe)
     except SetupError as e:  # no embedded store yet: the models pages say so; nothing creates an empty one
@@ -398,13 +478,23 @@ def _console(args) -> int:
         try:
             probe_port.bind((args.host, args.port))
         except OSError as e:
-            raise SetupError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror}); "
-                             "pass another --port") from None
+            raise SetupError(
+                f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror}); pass another --port"
+            ) from None
     token = os.environ.get("RAYMLOPS_CONSOLE_TOKEN") or secrets.token_urlsafe(18)
-    settings = Settings(storage=storage, tracking_uri=uri, configs=configs, read_only=args.read_only, token=token,
-                        mlflow_ui=args.mlflow_ui)
-    print(f"raymlops console on http://{args.host}:{args.port} for {storage}"
-          + (" (read-only)" if args.read_only else f"; token for promote/rollback: {token}"), flush=True)
+    settings = Settings(
+        storage=storage,
+        tracking_uri=uri,
+        configs=configs,
+        read_only=args.read_only,
+        token=token,
+        mlflow_ui=args.mlflow_ui,
+    )
+    print(
+        f"raymlops console on http://{args.host}:{args.port} for {storage}"
+        + (" (read-only)" if args.read_only else f"; token for promote/rollback: {token}"),
+        flush=True,
+    )
     serve_console(settings, args.host, args.port)
     return 0
 
@@ -412,13 +502,16 @@ def _console(args) -> int:
 def _reproduce(args) -> int:
     from raymlops.pipeline.reproduce import reproduce
 
-    got = reproduce(args.run, args.storage, lambda m: print(f"[raymlops] {m}", file=sys.stderr, flush=True),
-                    args.address)
+    got = reproduce(
+        args.run, args.storage, lambda m: print(f"[raymlops] {m}", file=sys.stderr, flush=True), args.address
+    )
     ok = got["metrics_match"] and got["model_bytes_match"]
     print(json.dumps(got, indent=2))
-    print(f"run {got['run']} reproduced as {got['reproduction']}: metrics "
-          f"{'match' if got['metrics_match'] else 'DIFFER'}, model bytes "
-          f"{'match' if got['model_bytes_match'] else 'DIFFER'}")
+    print(
+        f"run {got['run']} reproduced as {got['reproduction']}: metrics "
+        f"{'match' if got['metrics_match'] else 'DIFFER'}, model bytes "
+        f"{'match' if got['model_bytes_match'] else 'DIFFER'}"
+    )
     return 0 if ok else 1
 
 
@@ -464,10 +557,12 @@ def dispatch(args) -> int:
     if args.cmd == "tracking-server":
         from raymlops.pipeline.cluster import tracking_server_command
 
-        cmd, env, url = tracking_server_command(args.storage, args.backend_store_uri, args.host, args.port,
-                                                args.workers)
-        print(f"MLflow tracking server on {url} (artifacts in {args.storage}); set MLFLOW_TRACKING_URI={url}",
-              flush=True)
+        cmd, env, url = tracking_server_command(
+            args.storage, args.backend_store_uri, args.host, args.port, args.workers
+        )
+        print(
+            f"MLflow tracking server on {url} (artifacts in {args.storage}); set MLFLOW_TRACKING_URI={url}", flush=True
+        )
         os.execve(cmd[0], cmd, env)
     if args.cmd == "reproduce":
         return _reproduce(args)
@@ -484,5 +579,3 @@ def dispatch(args) -> int:
     if args.cmd == "k8s":
         return _k8s(args)
     return _run(args)
-
-

@@ -4,12 +4,11 @@ stores and the feature server; and the duration strings every section uses."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from raymlops.config.base import IMPORT_PATH, Strict
-
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -59,7 +58,7 @@ class RedisOnlineStoreConfig(Strict):
         return v
 
 
-OnlineStoreConfig = Annotated[Union[SqliteOnlineStoreConfig, RedisOnlineStoreConfig], Field(discriminator="type")]
+OnlineStoreConfig = Annotated[SqliteOnlineStoreConfig | RedisOnlineStoreConfig, Field(discriminator="type")]
 
 
 class OfflineStoreConfig(Strict):
@@ -81,8 +80,10 @@ class AggregationConfig(Strict):
     """A window aggregate: `function` of `column` over each entity's rows in the trailing `window`."""
 
     column: str = Field(description="Source column aggregated per entity.")
-    function: AggFunction = Field(description="The aggregate; last: the latest value in the window; "
-                                              "distinct_count: distinct values in the window.")
+    function: AggFunction = Field(
+        description="The aggregate; last: the latest value in the window; "
+        "distinct_count: distinct values in the window."
+    )
     window: Duration = Field(description="Rows with T - window < ts <= T count at time T.")
     name: str | None = Field(None, description="Feature name; default <column>_<function>_<window>.")
 
@@ -102,18 +103,21 @@ class FeatureViewConfig(Strict):
     created_timestamp: str | None = Field(None, description="Breaks ties between rows with equal event time.")
     ttl: Duration | None = Field(None, description="How old a value may be at retrieval; none = no lower bound.")
     fields: list[str] = Field(default_factory=list, description="Columns passed through as features.")
-    aggregations: list[AggregationConfig] = Field(default_factory=list, description="Window aggregates, each a "
-                                                                                   "feature.")
-    tile: Duration | None = Field(None, description="Online time tile of the window aggregates (default 1m, or the "
-                                  "shortest window if shorter): online windows start at the first tile boundary at "
-                                  "or after now - window.")
+    aggregations: list[AggregationConfig] = Field(
+        default_factory=list, description="Window aggregates, each a feature."
+    )
+    tile: Duration | None = Field(
+        None,
+        description="Online time tile of the window aggregates (default 1m, or the "
+        "shortest window if shorter): online windows start at the first tile boundary at "
+        "or after now - window.",
+    )
     transform: str | None = Field(None, description="'module:function' batch transform (pandas) before aggregation.")
-    description: str | None = Field(None, description="Free text, shown by `raymlops features list` and "
-                                                      "`describe`.")
-    owner: str | None = Field(None, description="Who owns the view, shown by `raymlops features list` and "
-                                                "`describe`.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Labels, shown by `raymlops features list` and "
-                                                                   "`describe`.")
+    description: str | None = Field(None, description="Free text, shown by `raymlops features list` and `describe`.")
+    owner: str | None = Field(None, description="Who owns the view, shown by `raymlops features list` and `describe`.")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Labels, shown by `raymlops features list` and `describe`."
+    )
 
     @field_validator("transform")
     @classmethod
@@ -123,7 +127,7 @@ class FeatureViewConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _features(self) -> "FeatureViewConfig":
+    def _features(self) -> FeatureViewConfig:
         if not self.fields and not self.aggregations:
             raise ValueError("a view needs 'fields', 'aggregations' or both")
         names = self.feature_names
@@ -134,8 +138,10 @@ class FeatureViewConfig(Strict):
             raise ValueError("'tile' applies to window aggregates, and this view has no 'aggregations'")
         short = [a.window for a in self.aggregations if self.tile and duration_seconds(a.window) < self.tile_seconds]
         if short:
-            raise ValueError(f"tile {self.tile!r} is longer than the windows {short}; a tile must be no longer than "
-                             "the shortest window")
+            raise ValueError(
+                f"tile {self.tile!r} is longer than the windows {short}; a tile must be no longer than "
+                "the shortest window"
+            )
         return self
 
     @property
@@ -190,11 +196,12 @@ class FeaturesConfig(Strict):
     online_store: Annotated[OnlineStoreConfig, BeforeValidator(_online_store_shorthand)] = Field(
         default_factory=SqliteOnlineStoreConfig,
         description="{type: sqlite, path} or {type: redis, url, key_prefix}; the strings 'sqlite' and "
-                    "'redis://host:port/db' are shorthands. A cluster of several nodes needs Redis.")
-    server: FeatureServerConfig = Field(default_factory=FeatureServerConfig, description="The online feature "
-                                                                                         "server.")
-    offline_store: OfflineStoreConfig = Field(default_factory=OfflineStoreConfig, description="Where feature "
-                                                                                              "history is kept.")
+        "'redis://host:port/db' are shorthands. A cluster of several nodes needs Redis.",
+    )
+    server: FeatureServerConfig = Field(default_factory=FeatureServerConfig, description="The online feature server.")
+    offline_store: OfflineStoreConfig = Field(
+        default_factory=OfflineStoreConfig, description="Where feature history is kept."
+    )
     entities: list[EntityConfig] = Field(min_length=1, description="The entities views are keyed by.")
     views: list[FeatureViewConfig] = Field(min_length=1, description="The feature views.")
 
@@ -205,7 +212,7 @@ class FeaturesConfig(Strict):
         return next(e for e in self.entities if e.name == name)
 
 
-def feature_ref_issue(ref: str, features: "FeaturesConfig | None") -> str | None:
+def feature_ref_issue(ref: str, features: FeaturesConfig | None) -> str | None:
     """Why 'view:feature' (or 'view:*') does not name a declared feature, or None."""
     if features is None:
         return "feature references need a 'features' section"
@@ -218,4 +225,3 @@ def feature_ref_issue(ref: str, features: "FeaturesConfig | None") -> str | None
     if name != "*" and name not in views[view].feature_names:
         return f"view {view!r} has no feature {name!r}; it has {views[view].feature_names}"
     return None
-

@@ -67,8 +67,11 @@ class _Loader(yaml.SafeLoader):
 
 
 def _key(knode: yaml.Node, path: KeyPath, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
-    return knode.value if isinstance(knode, yaml.ScalarNode) and knode.tag.endswith(":bool") else \
-        _scalar(knode, path, doc, ctor)
+    return (
+        knode.value
+        if isinstance(knode, yaml.ScalarNode) and knode.tag.endswith(":bool")
+        else _scalar(knode, path, doc, ctor)
+    )
 
 
 def _build(node: yaml.Node, path: KeyPath, doc: _Doc, ctor: yaml.SafeLoader) -> Any:
@@ -196,7 +199,11 @@ def _model_at(loc: KeyPath) -> tuple[type[BaseModel] | None, KeyPath]:
         containers = [t for t in current if typing.get_origin(t) in (list, dict)]
         if models and isinstance(part, str):
             # A discriminated union puts the tag in the loc: pick that variant.
-            tagged = [m for m in models if "type" in m.model_fields and part in typing.get_args(m.model_fields["type"].annotation)]
+            tagged = [
+                m
+                for m in models
+                if "type" in m.model_fields and part in typing.get_args(m.model_fields["type"].annotation)
+            ]
             if len(models) > 1 and tagged:
                 current = tagged
                 i += 1
@@ -245,8 +252,10 @@ def _validation_issues(e: ValidationError, doc: _Doc) -> None:
             tag, expected = err["ctx"]["tag"], [t.strip(" '") for t in err["ctx"]["expected_tags"].split(",")]
             close = difflib.get_close_matches(str(tag), expected, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            doc.issue(data_path + (err["ctx"]["discriminator"].strip("'"),),
-                      f"got {tag!r}; {hint}expected one of {', '.join(expected)}")
+            doc.issue(
+                data_path + (err["ctx"]["discriminator"].strip("'"),),
+                f"got {tag!r}; {hint}expected one of {', '.join(expected)}",
+            )
             continue
         doc.issue(data_path, _message(err))
 

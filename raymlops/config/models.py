@@ -13,9 +13,9 @@ from raymlops.config.features import (
     AggregationConfig,
     Duration,
     EntityConfig,
+    FeaturesConfig,
     FeatureServerConfig,
     FeatureViewConfig,
-    FeaturesConfig,
     OfflineStoreConfig,
     OnlineStoreConfig,
     RedisOnlineStoreConfig,
@@ -59,15 +59,59 @@ from raymlops.config.training import (
 )
 
 __all__ = [  # the modules' names importable from here, as when every section lived in this module
-    "AGG_FUNCTIONS", "FILE_FORMATS", "FILTER_OPS", "MAXIMIZE", "METRICS", "SPACE_KINDS", "TABLE_FORMATS",
-    "TASKS", "TASK_METRICS", "AggregationConfig", "CustomStep", "DecisionConfig", "DecisionCost", "DropStep",
-    "Duration", "EntityConfig", "FailureConfig", "FeatureServerConfig", "FeatureViewConfig", "FeaturesConfig",
-    "ImputeStep", "MinMaxScaleStep", "ModelConfig", "MonitoringConfig", "OfflineStoreConfig",
-    "OneHotStep", "OnlineStoreConfig", "OrdinalStep", "ParamValue", "PipelineConfig", "PreprocessStep",
-    "PromotionConfig", "RandomSplit", "RayConfig", "RedisOnlineStoreConfig", "RegistryConfig", "SearchSpace",
-    "SelectStep", "ServingConfig", "SklearnModel", "SourceConfig", "SplitConfig", "SqliteOnlineStoreConfig",
-    "StandardScaleStep", "TimeSplit", "TrainingConfig", "TrainingDatasetConfig", "TuneConfig", "XGBoostModel",
-    "cross_field_issues", "duration_seconds", "feature_ref_issue", "metric_issue",
+    "AGG_FUNCTIONS",
+    "FILE_FORMATS",
+    "FILTER_OPS",
+    "MAXIMIZE",
+    "METRICS",
+    "SPACE_KINDS",
+    "TABLE_FORMATS",
+    "TASKS",
+    "TASK_METRICS",
+    "AggregationConfig",
+    "CustomStep",
+    "DecisionConfig",
+    "DecisionCost",
+    "DropStep",
+    "Duration",
+    "EntityConfig",
+    "FailureConfig",
+    "FeatureServerConfig",
+    "FeatureViewConfig",
+    "FeaturesConfig",
+    "ImputeStep",
+    "MinMaxScaleStep",
+    "ModelConfig",
+    "MonitoringConfig",
+    "OfflineStoreConfig",
+    "OneHotStep",
+    "OnlineStoreConfig",
+    "OrdinalStep",
+    "ParamValue",
+    "PipelineConfig",
+    "PreprocessStep",
+    "PromotionConfig",
+    "RandomSplit",
+    "RayConfig",
+    "RedisOnlineStoreConfig",
+    "RegistryConfig",
+    "SearchSpace",
+    "SelectStep",
+    "ServingConfig",
+    "SklearnModel",
+    "SourceConfig",
+    "SplitConfig",
+    "SqliteOnlineStoreConfig",
+    "StandardScaleStep",
+    "TimeSplit",
+    "TrainingConfig",
+    "TrainingDatasetConfig",
+    "TuneConfig",
+    "XGBoostModel",
+    "cross_field_issues",
+    "duration_seconds",
+    "feature_ref_issue",
+    "metric_issue",
 ]
 
 # --------------------------------------------------------------------------- ray
@@ -99,27 +143,37 @@ class SourceConfig(Strict):
     """A table the pipeline reads: files (Parquet, CSV, JSON) or a Delta Lake / Iceberg table."""
 
     format: SourceFormat | None = Field(
-        None, description="File format; default: from the files' extension, else their content (Parquet's magic "
-                          "bytes, a JSON object, else CSV). delta: a Delta Lake table at path; iceberg: the Iceberg "
-                          "table path names (namespace.table) in `catalog`.")
-    path: str = Field(description="Local path, glob, directory or URI (s3://, gs://, ...); for delta the table's "
-                                  "root, for iceberg the table identifier (namespace.table).")
-    version: int | None = Field(None, ge=0, description="delta: the table version to read (time travel); default "
-                                                        "the latest.")
+        None,
+        description="File format; default: from the files' extension, else their content (Parquet's magic "
+        "bytes, a JSON object, else CSV). delta: a Delta Lake table at path; iceberg: the Iceberg "
+        "table path names (namespace.table) in `catalog`.",
+    )
+    path: str = Field(
+        description="Local path, glob, directory or URI (s3://, gs://, ...); for delta the table's "
+        "root, for iceberg the table identifier (namespace.table)."
+    )
+    version: int | None = Field(
+        None, ge=0, description="delta: the table version to read (time travel); default the latest."
+    )
     snapshot: int | None = Field(None, description="iceberg: the snapshot id to read; default the current one.")
-    as_of: str | None = Field(None, description="delta / iceberg: read the version current at this ISO time "
-                                                "(UTC unless it has an offset).")
+    as_of: str | None = Field(
+        None, description="delta / iceberg: read the version current at this ISO time (UTC unless it has an offset)."
+    )
     catalog: dict[str, str] | None = Field(
-        None, description="iceberg: pyiceberg catalog properties, e.g. {type: sql, uri: 'sqlite:///cat.db', "
-                          "warehouse: 'file:///wh'} or {type: rest, uri: ...}.")
+        None,
+        description="iceberg: pyiceberg catalog properties, e.g. {type: sql, uri: 'sqlite:///cat.db', "
+        "warehouse: 'file:///wh'} or {type: rest, uri: ...}.",
+    )
     timestamp: str | None = Field(None, description="Event-time column (enables time-based splits).")
     filter: list[tuple[str, FilterOp, Any]] | None = Field(
-        None, description="Partition filters of a Hive-partitioned directory (as Spark writes them), each "
-                          "[column, op, value] (a list of values for in / not in), all of which must hold: files "
-                          "of other partitions are never read.")
+        None,
+        description="Partition filters of a Hive-partitioned directory (as Spark writes them), each "
+        "[column, op, value] (a list of values for in / not in), all of which must hold: files "
+        "of other partitions are never read.",
+    )
 
     @model_validator(mode="after")
-    def _table_settings(self) -> "SourceConfig":
+    def _table_settings(self) -> SourceConfig:
         fmt = self.format
         if self.version is not None and fmt != "delta":
             raise ValueError(f"version is for format: delta, got format {fmt!r}")
@@ -133,7 +187,9 @@ class SourceConfig(Strict):
             try:
                 dt.datetime.fromisoformat(self.as_of.replace("Z", "+00:00"))
             except ValueError:
-                raise ValueError(f"as_of must be an ISO time such as 2024-06-01T00:00:00Z, got {self.as_of!r}") from None
+                raise ValueError(
+                    f"as_of must be an ISO time such as 2024-06-01T00:00:00Z, got {self.as_of!r}"
+                ) from None
             if self.version is not None or self.snapshot is not None:
                 raise ValueError("set as_of or a version/snapshot, not both")
         if fmt == "iceberg" and not self.catalog:
@@ -153,28 +209,32 @@ class PromotionConfig(Strict):
     """The gate a newly registered version passes to take `alias` (else it takes `otherwise`)."""
 
     alias: str = Field("champion", pattern=_ALIAS, description="Alias a passing version takes.")
-    otherwise: str | None = Field("challenger", pattern=_ALIAS,
-                                  description="Alias a version that fails a gate takes (null: none).")
+    otherwise: str | None = Field(
+        "challenger", pattern=_ALIAS, description="Alias a version that fails a gate takes (null: none)."
+    )
     metric: str | None = Field(None, description="Gate metric; default training.tune.metric.")
     min: float | None = Field(None, description="The metric must be >= min.")
     max: float | None = Field(None, description="The metric must be <= max.")
     beat_champion_by: float | None = Field(
-        0.0, description="The metric must beat the current holder of 'alias', scored on the same holdout, by at "
-                         "least this much (in the metric's better direction; 0.0 lets a tie pass; null: no "
-                         "comparison).")
+        0.0,
+        description="The metric must beat the current holder of 'alias', scored on the same holdout, by at "
+        "least this much (in the metric's better direction; 0.0 lets a tie pass; null: no "
+        "comparison).",
+    )
 
 
 class RegistryConfig(Strict):
     """MLflow tracking of runs and the model registry."""
 
     enabled: bool = Field(True, description="Track runs in MLflow and register models.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else "
-                                                        "sqlite:///<storage>/mlflow.db with artifacts under storage.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<storage>/mlflow.db with artifacts under storage.",
+    )
     experiment: str | None = Field(None, description="MLflow experiment; default the pipeline name.")
-    model_name: str | None = Field(None, pattern=_NAME, description="Registered model name; default the pipeline "
-                                                                     "name.")
-    promotion: PromotionConfig = Field(default_factory=PromotionConfig, description="Which alias a new version "
-                                                                                     "takes.")
+    model_name: str | None = Field(None, pattern=_NAME, description="Registered model name; default the pipeline name.")
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig, description="Which alias a new version takes.")
 
 
 # ------------------------------------------------------------------------- root
@@ -184,27 +244,36 @@ class PipelineConfig(Strict):
     """One pipeline: its sources, and optionally features, training, serving and monitoring."""
 
     name: str = Field(pattern=_NAME, description="Pipeline name (letters, digits, _ . -).")
-    storage: str = Field("./.raymlops", description="Where all state lives: a local or shared-mount directory, "
-                                                     "file://, s3://bucket/prefix or gs://bucket/prefix. Every "
-                                                     "node of a cluster must reach it (see README, 'Running on "
-                                                     "a cluster').")
+    storage: str = Field(
+        "./.raymlops",
+        description="Where all state lives: a local or shared-mount directory, "
+        "file://, s3://bucket/prefix or gs://bucket/prefix. Every "
+        "node of a cluster must reach it (see README, 'Running on "
+        "a cluster').",
+    )
     storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="Filesystem options for 'storage' (s3: endpoint_url, region, "
-                                          "access_key, secret_key, ...); credentials and endpoint default to the "
-                                          "standard environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
-                                          "...).")
+        default_factory=dict,
+        description="Filesystem options for 'storage' (s3: endpoint_url, region, "
+        "access_key, secret_key, ...); credentials and endpoint default to the "
+        "standard environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "...).",
+    )
     ray: RayConfig = Field(default_factory=RayConfig, description="Where the pipeline runs.")
-    sources: dict[str, SourceConfig] = Field(min_length=1, description="Input tables by name; other sections "
-                                                                       "refer to them by that name.")
-    features: FeaturesConfig | None = Field(None, description="The feature store: entities, feature views and "
-                                                              "their online and offline stores.")
+    sources: dict[str, SourceConfig] = Field(
+        min_length=1, description="Input tables by name; other sections refer to them by that name."
+    )
+    features: FeaturesConfig | None = Field(
+        None, description="The feature store: entities, feature views and their online and offline stores."
+    )
     training: TrainingConfig | None = Field(None, description="The model to train and tune.")
     serving: ServingConfig | None = Field(None, description="The HTTP endpoint (Ray Serve) that serves the model.")
-    monitoring: MonitoringConfig | None = Field(None, description="Drift, data quality, performance and skew "
-                                                                  "checks on the served traffic; alerts and "
-                                                                  "retraining.")
-    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow tracking and the model "
-                                                                                 "registry.")
+    monitoring: MonitoringConfig | None = Field(
+        None,
+        description="Drift, data quality, performance and skew checks on the served traffic; alerts and retraining.",
+    )
+    registry: RegistryConfig = Field(
+        default_factory=RegistryConfig, description="MLflow tracking and the model registry."
+    )
     cache: bool = Field(True, description="Skip steps whose inputs are unchanged (see `raymlops run --no-cache`).")
 
     @property
@@ -244,16 +313,26 @@ def _training_data_issues(cfg: PipelineConfig, t: TrainingConfig) -> list[Issue]
     if t.dataset is not None:
         d = t.dataset
         if d.labels not in cfg.sources:
-            out.append((("training", "dataset", "labels"), f"unknown source {d.labels!r}; defined: {sorted(cfg.sources)}"))
+            out.append(
+                (("training", "dataset", "labels"), f"unknown source {d.labels!r}; defined: {sorted(cfg.sources)}")
+            )
         elif not (d.event_timestamp or cfg.sources[d.labels].timestamp):
-            out.append((("training", "dataset", "event_timestamp"),
-                        f"set it, or sources.{d.labels}.timestamp: the time each label row is observed"))
+            out.append(
+                (
+                    ("training", "dataset", "event_timestamp"),
+                    f"set it, or sources.{d.labels}.timestamp: the time each label row is observed",
+                )
+            )
         for i, ref in enumerate(d.features):
             why = feature_ref_issue(ref, cfg.features)
             if why:
                 out.append((("training", "dataset", "features", i), why))
-        if isinstance(t.split, TimeSplit) and d.labels in cfg.sources and not cfg.sources[d.labels].timestamp \
-                and not d.event_timestamp:
+        if (
+            isinstance(t.split, TimeSplit)
+            and d.labels in cfg.sources
+            and not cfg.sources[d.labels].timestamp
+            and not d.event_timestamp
+        ):
             out.append((("training", "split", "type"), "'time' needs the labels' event timestamp"))
     elif t.source not in cfg.sources:
         out.append((("training", "source"), f"unknown source {t.source!r}; defined: {sorted(cfg.sources)}"))
@@ -285,8 +364,11 @@ def _registry_issues(cfg: PipelineConfig) -> list[Issue]:
         refs: list[tuple[tuple[str | int, ...], str | None]] = [(("serving", "model"), s.model)]
         refs += [(("serving", "variants", i, "model"), v.model) for i, v in enumerate(s.variants or [])]
         refs += [(("serving", "shadow", i, "model"), v.model) for i, v in enumerate(s.shadow)]
-        out += [(where, "serving a registered model needs registry.enabled: true")
-                for where, ref in refs if (ref or "").startswith("models:/")]
+        out += [
+            (where, "serving a registered model needs registry.enabled: true")
+            for where, ref in refs
+            if (ref or "").startswith("models:/")
+        ]
     return out
 
 
@@ -296,8 +378,12 @@ def cross_field_issues(cfg: PipelineConfig) -> list[Issue]:
     if "://" in cfg.storage:
         scheme, _, rest = cfg.storage.partition("://")
         if not scheme.isidentifier() or (scheme != "file" and not rest.strip("/")):
-            out.append((("storage",), f"got {cfg.storage!r}; expected a path, file:///path, s3://bucket[/prefix] "
-                                      "or gs://bucket[/prefix]"))
+            out.append(
+                (
+                    ("storage",),
+                    f"got {cfg.storage!r}; expected a path, file:///path, s3://bucket[/prefix] or gs://bucket[/prefix]",
+                )
+            )
     out += _features_issues(cfg)
     t = cfg.training
     if t is not None:
@@ -308,17 +394,23 @@ def cross_field_issues(cfg: PipelineConfig) -> list[Issue]:
     if s is not None and s.features and (t is None or t.dataset is None):
         out.append((("serving", "features"), "fetching features online needs 'training.dataset' (its feature list)"))
     out += _registry_issues(cfg)
-    unnamed = s is not None and (not s.variants or any(
-        ref is None for ref in [*(v.model for v in s.variants), *(x.model for x in s.shadow)]))
+    unnamed = s is not None and (
+        not s.variants or any(ref is None for ref in [*(v.model for v in s.variants), *(x.model for x in s.shadow)])
+    )
     if s is not None and t is None and s.model is None and unnamed:
         out.append((("serving",), "serving needs a 'training' section (the model to serve)"))
     out += serving_issues(s)
     out += monitoring_issues(cfg.monitoring, t is not None, sorted(cfg.sources))
     if cfg.monitoring is not None and cfg.monitoring.skew is not None:
         if s is None or not s.features or s.request_log is None:
-            out.append((("monitoring", "skew"), "the skew check compares the features served by entity key, as "
-                                                "the request log records them: it needs serving.features: true "
-                                                "and serving.request_log"))
+            out.append(
+                (
+                    ("monitoring", "skew"),
+                    "the skew check compares the features served by entity key, as "
+                    "the request log records them: it needs serving.features: true "
+                    "and serving.request_log",
+                )
+            )
     out += _loop_issues(cfg)
     return out
 
@@ -339,9 +431,14 @@ def _loop_issues(cfg: PipelineConfig) -> list[Issue]:
         canary = s.canary.variant if s and s.canary else None
         canary_model = next((v.model for v in (s.variants or []) if v.name == canary), None) if s else None
         if m.retrain.deploy == "shadow" and challenger not in shadows:
-            out.append((("monitoring", "retrain", "deploy"), f"'shadow' needs a serving.shadow entry with model: "
-                                                             f"{challenger}"))
+            out.append(
+                (("monitoring", "retrain", "deploy"), f"'shadow' needs a serving.shadow entry with model: {challenger}")
+            )
         if m.retrain.deploy == "canary" and canary_model != challenger:
-            out.append((("monitoring", "retrain", "deploy"), f"'canary' needs serving.canary on a variant with "
-                                                             f"model: {challenger}"))
+            out.append(
+                (
+                    ("monitoring", "retrain", "deploy"),
+                    f"'canary' needs serving.canary on a variant with model: {challenger}",
+                )
+            )
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,7 +28,7 @@ class AlertAfterConfig(Strict):
     of: int = Field(3, ge=1, description="How many of the latest tested windows are looked at.")
 
     @model_validator(mode="after")
-    def _windows_of(self) -> "AlertAfterConfig":
+    def _windows_of(self) -> AlertAfterConfig:
         if self.windows > self.of:
             raise ValueError(f"windows must be <= of; got windows={self.windows}, of={self.of}")
         return self
@@ -39,43 +39,59 @@ class DriftConfig(Strict):
     the run, and run on windows of served rows."""
 
     detector: Detector = Field(
-        "tabular", description="ks: Kolmogorov-Smirnov per feature; chi2: chi-squared per feature (categorical "
-                               "codes); tabular: KS for numeric and chi-squared for categorical features; "
-                               "cvm_online / fet_online: online Cramer-von Mises / Fisher exact tests calibrated "
-                               "to an expected run time; mmd: maximum mean discrepancy (needs the 'mmd' extra: torch).")
+        "tabular",
+        description="ks: Kolmogorov-Smirnov per feature; chi2: chi-squared per feature (categorical "
+        "codes); tabular: KS for numeric and chi-squared for categorical features; "
+        "cvm_online / fet_online: online Cramer-von Mises / Fisher exact tests calibrated "
+        "to an expected run time; mmd: maximum mean discrepancy (needs the 'mmd' extra: torch).",
+    )
     p_val: float = Field(0.05, gt=0, lt=1, description="Significance level of a batch test (after correction).")
-    correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="Multiple-testing correction across "
-                                                                              "features (batch detectors).")
-    window: int = Field(500, ge=10, description="Rows per tested window (batch detectors); rows per recorded "
-                                                "result (online detectors).")
+    correction: Literal["bonferroni", "fdr"] = Field(
+        "bonferroni", description="Multiple-testing correction across features (batch detectors)."
+    )
+    window: int = Field(
+        500, ge=10, description="Rows per tested window (batch detectors); rows per recorded result (online detectors)."
+    )
     ert: int = Field(1000, ge=10, description="Online detectors: expected run time (rows) between false alarms.")
     online_window: int = Field(50, ge=5, description="Online detectors: rows in the sliding test window.")
-    n_bootstraps: int = Field(3000, ge=100, description="Online detectors: bootstrap samples used to calibrate "
-                                                        "thresholds once at training time.")
+    n_bootstraps: int = Field(
+        3000,
+        ge=100,
+        description="Online detectors: bootstrap samples used to calibrate thresholds once at training time.",
+    )
     reference_size: int | None = Field(
-        None, ge=50, description="Rows of the training split kept as the drift reference. Default: 10 x window (at "
+        None,
+        ge=50,
+        description="Rows of the training split kept as the drift reference. Default: 10 x window (at "
         "least 2,000) for batch detectors, so the reference adds at most a tenth to a window's own sampling noise "
         "(a two-sample statistic's variance goes as 1/rows_window + 1/rows_reference); 2,000 for online ones "
-        "(their calibration grows with it); chunks x window with reference: chunks.")
+        "(their calibration grows with it); chunks x window with reference: chunks.",
+    )
     reference: Literal["sample", "chunks"] = Field(
-        "sample", description="sample: tests judge each window by p-values against a uniform sample of the "
+        "sample",
+        description="sample: tests judge each window by p-values against a uniform sample of the "
         "training split (they assume windows are shuffled samples). chunks: each feature's threshold on its "
         "effect size is learned from consecutive `window`-row chunks of the training split in time order (as "
         "NannyML does), so ordinary within-period variation of ordered traffic is no alarm (batch detectors "
-        "ks, chi2, tabular).")
+        "ks, chi2, tabular).",
+    )
     chunks: int = Field(20, ge=3, description="reference: chunks; how many consecutive chunks are learned from.")
     min_effect: float | dict[str, float] | None = Field(
-        None, description="The smallest effect size (wasserstein_norm for numeric features, jensen_shannon for "
+        None,
+        description="The smallest effect size (wasserstein_norm for numeric features, jensen_shannon for "
         "categorical ones; see /drift) that makes a significant feature drift: one number for every feature, or "
         "a number per feature (others: any). A significant shift below it is reported, not alerted. 0.1 is "
         "Evidently's default threshold for both. Saved with the run's detectors, as p_val: a change applies "
-        "from the next training.")
+        "from the next training.",
+    )
     features: Literal["all"] | list[str] = Field("all", description="Input columns to test ('all' or a list).")
     predictions: bool = Field(True, description="Also test the model's output (prediction drift).")
     alert_after: AlertAfterConfig = Field(
-        default_factory=AlertAfterConfig, description="Persistence before action: a drift event (alerts, "
+        default_factory=AlertAfterConfig,
+        description="Persistence before action: a drift event (alerts, "
         "retraining) needs `windows` drifted windows among the latest `of`; every window's verdict stays in "
-        "/drift and the history. {windows: 1, of: 1} raises one for every drifted window.")
+        "/drift and the history. {windows: 1, of: 1} raises one for every drifted window.",
+    )
 
     @field_validator("min_effect")
     @classmethod
@@ -87,10 +103,12 @@ class DriftConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _reference_mode(self) -> "DriftConfig":
+    def _reference_mode(self) -> DriftConfig:
         if self.reference == "chunks" and self.detector not in BATCH_DETECTORS:
-            raise ValueError(f"reference: chunks learns per-feature thresholds for the batch detectors ks, chi2 "
-                             f"and tabular; got detector {self.detector!r}")
+            raise ValueError(
+                f"reference: chunks learns per-feature thresholds for the batch detectors ks, chi2 "
+                f"and tabular; got detector {self.detector!r}"
+            )
         return self
 
     def reference_rows(self) -> int:
@@ -122,17 +140,23 @@ class PerformanceConfig(Strict):
 
     labels: str = Field(description="The source (in `sources`) of late labels.")
     join: Literal["request_id", "entity"] = Field(
-        "request_id", description="request_id: labels carry the request id; entity: labels carry entity key "
-                                  "columns (also model inputs) and a timestamp, and join the latest request for "
-                                  "that key at or before it.")
-    request_id: str = Field("request_id", description="Labels' request id column (join: request_id). A request "
-                                                      "that scored several rows also needs a `row` column (the "
-                                                      "row's 0-based position in the request); without it a "
-                                                      "label covers every row of its request.")
+        "request_id",
+        description="request_id: labels carry the request id; entity: labels carry entity key "
+        "columns (also model inputs) and a timestamp, and join the latest request for "
+        "that key at or before it.",
+    )
+    request_id: str = Field(
+        "request_id",
+        description="Labels' request id column (join: request_id). A request "
+        "that scored several rows also needs a `row` column (the "
+        "row's 0-based position in the request); without it a "
+        "label covers every row of its request.",
+    )
     keys: list[str] = Field(default_factory=list, description="Entity key columns (join: entity).")
     timestamp: str | None = Field(None, description="Labels' observation time column (join: entity).")
-    max_delay_s: float = Field(30 * 86400, gt=0, description="join: entity; a label older than the request by "
-                                                             "more than this is not joined.")
+    max_delay_s: float = Field(
+        30 * 86400, gt=0, description="join: entity; a label older than the request by more than this is not joined."
+    )
     label: str | None = Field(None, description="Labels' label column; default training.label.")
     metric: str = Field("auc", description="Metric per window (a training task metric).")
     window: int = Field(1000, ge=10, description="Labelled rows per window.")
@@ -144,12 +168,17 @@ class SkewConfig(Strict):
     """Online/offline skew: served feature values against the same features recomputed from the offline store."""
 
     every_s: float = Field(3600, gt=0, description="How often the monitor recomputes served features offline.")
-    sample: int = Field(1000, ge=1, description="Logged requests (rows) compared per check, drawn at random from "
-                                                "those since the previous check.")
-    max_rate: float = Field(0.01, ge=0, le=1, description="A feature whose share of mismatching rows is above "
-                                                          "this raises a skew event.")
-    tolerance: float = Field(1e-6, ge=0, description="Numbers within this relative (and absolute, below 1) "
-                                                      "difference match.")
+    sample: int = Field(
+        1000,
+        ge=1,
+        description="Logged requests (rows) compared per check, drawn at random from those since the previous check.",
+    )
+    max_rate: float = Field(
+        0.01, ge=0, le=1, description="A feature whose share of mismatching rows is above this raises a skew event."
+    )
+    tolerance: float = Field(
+        1e-6, ge=0, description="Numbers within this relative (and absolute, below 1) difference match."
+    )
 
 
 class WebhookAlert(Strict):
@@ -158,8 +187,9 @@ class WebhookAlert(Strict):
     type: Literal["webhook"] = Field(description="Sink kind.")
     url: str = Field(pattern=r"^https?://", description="Receives a JSON POST (with a Slack-compatible 'text').")
     on: list[Event] = Field(default_factory=lambda: list(EVENTS), description="Event types sent to this sink.")
-    cooldown_s: float = Field(300, ge=0, description="The same event (type, app, variant, subject) is sent once "
-                                                     "per cooldown.")
+    cooldown_s: float = Field(
+        300, ge=0, description="The same event (type, app, variant, subject) is sent once per cooldown."
+    )
     timeout_s: float = Field(5, gt=0, description="Seconds one POST may take.")
     retries: int = Field(3, ge=0, description="Retries with exponential backoff after a failed send.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (e.g. Authorization).")
@@ -171,13 +201,14 @@ class LogAlert(Strict):
     type: Literal["log"] = Field(description="Sink kind.")
     path: str | None = Field(None, description="JSON-lines file; default <storage>/monitoring/<app>/alerts.jsonl.")
     on: list[Event] = Field(default_factory=lambda: list(EVENTS), description="Event types written to this sink.")
-    cooldown_s: float = Field(300, ge=0, description="The same event (type, app, variant, subject) is written once "
-                                                     "per cooldown.")
+    cooldown_s: float = Field(
+        300, ge=0, description="The same event (type, app, variant, subject) is written once per cooldown."
+    )
     rotate_mb: float | None = Field(64, gt=0, description="The file becomes <path>.1 at this size; null: never.")
     keep: int = Field(5, ge=1, description="Rotated files kept.")
 
 
-AlertConfig = Annotated[Union[WebhookAlert, LogAlert], Field(discriminator="type")]
+AlertConfig = Annotated[WebhookAlert | LogAlert, Field(discriminator="type")]
 
 
 class RetrainConfig(Strict):
@@ -185,38 +216,57 @@ class RetrainConfig(Strict):
     serving section's shadow or canary) for observe_s before the registry's gate decides its promotion."""
 
     on: list[RetrainTrigger] = Field(
-        default_factory=lambda: list(_DEFAULT_TRIGGERS), description="Events that trigger retraining.")
+        default_factory=lambda: list(_DEFAULT_TRIGGERS), description="Events that trigger retraining."
+    )
     min_interval_s: float = Field(3600, ge=0, description="At most one retrain per this many seconds.")
     deploy: Literal["shadow", "canary"] = Field(
-        "shadow", description="How the challenger meets traffic: the serving section's shadow or canary that "
-                              "follows models:/NAME@challenger (a canary restarts its schedule for the new "
-                              "version).")
-    observe_s: float = Field(60, ge=0, description="Time the challenger is shadowed/canaried before the gate; in "
-                                                   "canary mode a rollback of its canary meanwhile keeps the champion.")
-    timeout_s: float = Field(7200, gt=0, description="A retrain job still running after this is stopped and "
-                                                      "recorded as failed (the next trigger may start another).")
+        "shadow",
+        description="How the challenger meets traffic: the serving section's shadow or canary that "
+        "follows models:/NAME@challenger (a canary restarts its schedule for the new "
+        "version).",
+    )
+    observe_s: float = Field(
+        60,
+        ge=0,
+        description="Time the challenger is shadowed/canaried before the gate; in "
+        "canary mode a rollback of its canary meanwhile keeps the champion.",
+    )
+    timeout_s: float = Field(
+        7200,
+        gt=0,
+        description="A retrain job still running after this is stopped and "
+        "recorded as failed (the next trigger may start another).",
+    )
     address: str | None = Field(None, description="Ray Jobs address; default the cluster the monitor runs on.")
 
 
 class MonitoringConfig(Strict):
     """What watches the served model: monitors run as Ray actors beside the endpoint."""
 
-    drift: DriftConfig | None = Field(None, description="Drift of the model's inputs (and outputs) from the "
-                                                        "training split.")
-    data_quality: DataQualityConfig | None = Field(None, description="Schema, null, range and category checks of "
-                                                                     "the served rows.")
+    drift: DriftConfig | None = Field(
+        None, description="Drift of the model's inputs (and outputs) from the training split."
+    )
+    data_quality: DataQualityConfig | None = Field(
+        None, description="Schema, null, range and category checks of the served rows."
+    )
     performance: PerformanceConfig | None = Field(None, description="The model's metric on late labels.")
     alerts: list[AlertConfig] = Field(default_factory=list, description="Where events are sent, by sink `type`.")
     retrain: RetrainConfig | None = Field(None, description="Retrain when events fire.")
-    skew: SkewConfig | None = Field(None, description="Online/offline skew: the feature values served by entity "
-                                                      "key, recomputed point-in-time from the offline store.")
+    skew: SkewConfig | None = Field(
+        None,
+        description="Online/offline skew: the feature values served by entity "
+        "key, recomputed point-in-time from the offline store.",
+    )
     checkpoint_s: float = Field(10, gt=0, description="How often monitor actors checkpoint their state.")
     history: int = Field(500, ge=1, description="Results kept per monitor (older ones stay in history.jsonl).")
-    history_rotate_mb: float | None = Field(64, gt=0, description="Each history.jsonl (a monitor's results, the "
-                                                                 "app's events) becomes history.jsonl.1 at this "
-                                                                 "size; null: never rotated.")
-    history_keep: int = Field(5, ge=1, description="Rotated history files kept (.1 newest); older ones are "
-                                                   "deleted.")
+    history_rotate_mb: float | None = Field(
+        64,
+        gt=0,
+        description="Each history.jsonl (a monitor's results, the "
+        "app's events) becomes history.jsonl.1 at this "
+        "size; null: never rotated.",
+    )
+    history_keep: int = Field(5, ge=1, description="Rotated history files kept (.1 newest); older ones are deleted.")
 
 
 def monitoring_issues(m: MonitoringConfig | None, has_training: bool, sources: list[str]) -> list[Issue]:

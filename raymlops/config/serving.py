@@ -8,7 +8,6 @@ from pydantic import AfterValidator, Field, field_validator
 
 from raymlops.config.base import MODEL_URI, Issue, Strict
 
-
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 
@@ -26,8 +25,11 @@ class VariantConfig(Strict):
     """A model taking a share of the traffic (A/B testing)."""
 
     name: str = Field(pattern=_NAME, description="Variant name, returned in every response as 'variant'.")
-    model: ModelRef = Field(None, description="'models:/NAME@ALIAS', 'models:/NAME/VERSION', a run id or a run "
-                                              "directory; unset: the run being deployed.")
+    model: ModelRef = Field(
+        None,
+        description="'models:/NAME@ALIAS', 'models:/NAME/VERSION', a run id or a run "
+        "directory; unset: the run being deployed.",
+    )
     weight: float = Field(1, ge=0, description="Relative share of traffic.")
 
 
@@ -36,8 +38,11 @@ class ShadowConfig(Strict):
 
     name: str = Field(pattern=_NAME, description="Shadow name, distinct from every variant's.")
     model: ModelRef = Field(None, description="Same forms as a variant's model.")
-    max_in_flight: int = Field(4096, ge=1, description="Copies waiting for this shadow per router replica; "
-                                                       "beyond it copies are skipped and counted.")
+    max_in_flight: int = Field(
+        4096,
+        ge=1,
+        description="Copies waiting for this shadow per router replica; beyond it copies are skipped and counted.",
+    )
 
 
 class RollbackConfig(Strict):
@@ -69,8 +74,9 @@ class BatchingConfig(Strict):
     """Dynamic batching: requests queued at a replica are scored in one model call."""
 
     max_batch_size: int = Field(64, ge=1, description="Most requests one model call scores together.")
-    batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch waits to fill; 0 takes what is "
-                                                               "queued (no added latency when idle).")
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, description="How long a batch waits to fill; 0 takes what is queued (no added latency when idle)."
+    )
 
 
 class AutoscalingConfig(Strict):
@@ -79,21 +85,26 @@ class AutoscalingConfig(Strict):
     min_replicas: int = Field(1, ge=0, description="Fewest replicas (it also starts with this many, at least 1).")
     max_replicas: int = Field(4, ge=1, description="Most replicas.")
     target_ongoing_requests: float = Field(8, gt=0, description="Requests in flight per replica to aim for.")
-    upscale_delay_s: float = Field(10, ge=0, description="How long load must stay above target before replicas "
-                                                          "are added.")
-    downscale_delay_s: float = Field(60, ge=0, description="How long load must stay below target before replicas "
-                                                            "are removed.")
+    upscale_delay_s: float = Field(
+        10, ge=0, description="How long load must stay above target before replicas are added."
+    )
+    downscale_delay_s: float = Field(
+        60, ge=0, description="How long load must stay below target before replicas are removed."
+    )
 
 
 class RequestLogConfig(Strict):
     """The log of served requests and answers (Parquet): monitoring's late labels and skew checks read it."""
 
-    path: str | None = Field(None, description="Directory (or URI) for the Parquet log, partitioned by date; "
-                                               "default <storage>/request_log/<app>.")
+    path: str | None = Field(
+        None,
+        description="Directory (or URI) for the Parquet log, partitioned by date; default <storage>/request_log/<app>.",
+    )
     sample_rate: float = Field(1.0, ge=0, le=1, description="Share of requests logged.")
     flush_s: float = Field(1.0, gt=0, description="Largest delay before buffered rows are written.")
-    max_buffer_rows: int = Field(100_000, ge=1, description="Rows held in memory; beyond it rows are dropped and "
-                                                            "counted, requests never wait.")
+    max_buffer_rows: int = Field(
+        100_000, ge=1, description="Rows held in memory; beyond it rows are dropped and counted, requests never wait."
+    )
 
 
 class ServingConfig(Strict):
@@ -103,45 +114,73 @@ class ServingConfig(Strict):
     route_prefix: str = Field("/", description="HTTP route prefix, e.g. /churn.")
     host: str = Field("127.0.0.1", description="Bind address of the HTTP proxy.")
     ingress: Literal["proxy", "haproxy"] = Field(
-        "proxy", description="What takes HTTP requests: Serve's Python proxy, or HAProxy in front of replicas "
-                             "that answer HTTP themselves (Serve's direct ingress and throughput-optimized mode; "
-                             "~8x lower per-request floor here, needs the haproxy binary). Cluster-wide: applied "
-                             "when raymlops starts Ray; a cluster must be started with it (see README).")
+        "proxy",
+        description="What takes HTTP requests: Serve's Python proxy, or HAProxy in front of replicas "
+        "that answer HTTP themselves (Serve's direct ingress and throughput-optimized mode; "
+        "~8x lower per-request floor here, needs the haproxy binary). Cluster-wide: applied "
+        "when raymlops starts Ray; a cluster must be started with it (see README).",
+    )
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the proxy.")
-    grpc_port: int | None = Field(None, ge=1, le=65535, description="Also serve raymlops.ModelServer/Predict over "
-                                                                    "gRPC (Serve's gRPC proxy) on this port; "
-                                                                    "clients name the app in the 'application' "
-                                                                    "metadata. Off by default.")
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve raymlops.ModelServer/Predict over "
+        "gRPC (Serve's gRPC proxy) on this port; "
+        "clients name the app in the 'application' "
+        "metadata. Off by default.",
+    )
     num_replicas: int = Field(1, ge=1, description="Model replicas per variant (unless autoscaling is set).")
     num_cpus: float = Field(0.5, ge=0, description="CPUs per model replica.")
-    max_ongoing_requests: int | None = Field(None, ge=1, description="Per model replica; default "
-                                                                     "max(128, 2 x batching.max_batch_size).")
-    variants: list[VariantConfig] | None = Field(None, min_length=1, description="Models splitting the traffic "
-                                                                                "by weight; default one.")
+    max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Per model replica; default max(128, 2 x batching.max_batch_size)."
+    )
+    variants: list[VariantConfig] | None = Field(
+        None, min_length=1, description="Models splitting the traffic by weight; default one."
+    )
     sticky_key: str | None = Field(None, description="Input column whose value always picks the same variant.")
-    shadow: list[ShadowConfig] = Field(default_factory=list, description="Models that get a copy of every "
-                                                                         "request; their answers are only logged.")
-    canary: CanaryConfig | None = Field(None, description="Step a variant's share of traffic up, with automatic "
-                                                          "rollback.")
+    shadow: list[ShadowConfig] = Field(
+        default_factory=list, description="Models that get a copy of every request; their answers are only logged."
+    )
+    canary: CanaryConfig | None = Field(
+        None, description="Step a variant's share of traffic up, with automatic rollback."
+    )
     batching: BatchingConfig | None = Field(None, description="Dynamic batching inside model replicas.")
-    autoscaling: AutoscalingConfig | None = Field(None, description="Autoscale model replicas instead of "
-                                                                    "num_replicas.")
-    request_log: RequestLogConfig | None = Field(None, description="Log requests and answers (needed by "
-                                                                   "monitoring.performance and monitoring.skew).")
-    request_timeout_s: float = Field(30, gt=0, description="The router answers 504 (an error for the canary) when "
-                                                           "a variant takes longer.")
-    router_replicas: int = Field(1, ge=1, description="Router replicas when the model runs in its own deployments "
-                                                      "(several variants or a shadow).")
-    start_timeout_s: float = Field(300, gt=0, description="Deploying fails (and the app is removed) if it is not "
-                                                          "running by then, e.g. when replicas need more CPUs than "
-                                                          "the cluster has.")
+    autoscaling: AutoscalingConfig | None = Field(None, description="Autoscale model replicas instead of num_replicas.")
+    request_log: RequestLogConfig | None = Field(
+        None, description="Log requests and answers (needed by monitoring.performance and monitoring.skew)."
+    )
+    request_timeout_s: float = Field(
+        30, gt=0, description="The router answers 504 (an error for the canary) when a variant takes longer."
+    )
+    router_replicas: int = Field(
+        1,
+        ge=1,
+        description="Router replicas when the model runs in its own deployments (several variants or a shadow).",
+    )
+    start_timeout_s: float = Field(
+        300,
+        gt=0,
+        description="Deploying fails (and the app is removed) if it is not "
+        "running by then, e.g. when replicas need more CPUs than "
+        "the cluster has.",
+    )
     max_batch_rows: int = Field(10_000, ge=1, description="Largest 'instances' list accepted by /predict.")
-    features: bool = Field(False, description="Accept entity keys ({'entities': [...]}) and fetch the "
-                                              "training.dataset features from the online store.")
-    model: str | None = Field(None, description="Serve a registered model, 'models:/NAME@ALIAS' or "
-                                                "'models:/NAME/VERSION', instead of the run just trained.")
-    reload_seconds: float = Field(10, gt=0, description="How often replicas check whether the served alias "
-                                                         "moved; they swap to the new version in place.")
+    features: bool = Field(
+        False,
+        description="Accept entity keys ({'entities': [...]}) and fetch the "
+        "training.dataset features from the online store.",
+    )
+    model: str | None = Field(
+        None,
+        description="Serve a registered model, 'models:/NAME@ALIAS' or "
+        "'models:/NAME/VERSION', instead of the run just trained.",
+    )
+    reload_seconds: float = Field(
+        10,
+        gt=0,
+        description="How often replicas check whether the served alias moved; they swap to the new version in place.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -178,18 +217,33 @@ def serving_issues(s: ServingConfig | None) -> list[Issue]:
         if s.canary.variant not in names:
             out.append((("serving", "canary", "variant"), f"unknown variant {s.canary.variant!r}; defined: {names}"))
         elif not any(v.weight > 0 for v in s.variants or [] if v.name != s.canary.variant):
-            out.append((("serving", "canary"), "a canary needs another variant with a weight above 0 to take the "
-                                               "rest of the traffic"))
+            out.append(
+                (
+                    ("serving", "canary"),
+                    "a canary needs another variant with a weight above 0 to take the rest of the traffic",
+                )
+            )
     if s.grpc_port is not None and s.grpc_port == s.port:
         out.append((("serving", "grpc_port"), f"must differ from serving.port, got {s.grpc_port} for both"))
     if s.grpc_port is not None and s.ingress == "haproxy":
-        out.append((("serving", "grpc_port"), "needs ingress: proxy; with gRPC on, Serve writes HTTP/2 settings "
-                                              "into HAProxy's config that HAProxy 2.6 (Debian 12's) refuses"))
+        out.append(
+            (
+                ("serving", "grpc_port"),
+                "needs ingress: proxy; with gRPC on, Serve writes HTTP/2 settings "
+                "into HAProxy's config that HAProxy 2.6 (Debian 12's) refuses",
+            )
+        )
     if s.batching and s.max_ongoing_requests is not None and s.max_ongoing_requests < s.batching.max_batch_size:
-        out.append((("serving", "max_ongoing_requests"),
-                    f"{s.max_ongoing_requests} is below batching.max_batch_size {s.batching.max_batch_size}: "
-                    "a replica would never receive enough requests to fill a batch"))
+        out.append(
+            (
+                ("serving", "max_ongoing_requests"),
+                f"{s.max_ongoing_requests} is below batching.max_batch_size {s.batching.max_batch_size}: "
+                "a replica would never receive enough requests to fill a batch",
+            )
+        )
     a = s.autoscaling
     if a is not None and a.min_replicas > a.max_replicas:
-        out.append((("serving", "autoscaling", "min_replicas"), f"{a.min_replicas} is above max_replicas {a.max_replicas}"))
+        out.append(
+            (("serving", "autoscaling", "min_replicas"), f"{a.min_replicas} is above max_replicas {a.max_replicas}")
+        )
     return out

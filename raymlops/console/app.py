@@ -8,17 +8,36 @@ import json
 import mimetypes
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from raymlops.console import catalog, charts, monitoring, registry, runs, traffic
 from raymlops.console.context import Console, Settings
-from raymlops.console.schemas import (AliasMove, AppInfo, CanaryRequest, CanaryRequested, Compare, DataProfile, DatasetsPage, DeploymentsPage, FeaturesPage, ModelInfo,
-                                      ModelsPage, MonitoringPage, Overview, Panel, PromoteRequest, RollbackRequest,
-                                      RunDetail, RunsPage, ViewInfo)
+from raymlops.console.schemas import (
+    AliasMove,
+    AppInfo,
+    CanaryRequest,
+    CanaryRequested,
+    Compare,
+    DataProfile,
+    DatasetsPage,
+    DeploymentsPage,
+    FeaturesPage,
+    ModelInfo,
+    ModelsPage,
+    MonitoringPage,
+    Overview,
+    Panel,
+    PromoteRequest,
+    RollbackRequest,
+    RunDetail,
+    RunsPage,
+    ViewInfo,
+)
 from raymlops.errors import RaymlopsError
 from raymlops.serving.controller import read_state, request_action
 
@@ -81,9 +100,12 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
 
         threading.Thread(target=con.warm, daemon=True, name="console-warm").start()
     env = _templates()
-    app = FastAPI(title="raymlops console", version="1",
-                  description="Runs, models, features, datasets, deployments and monitoring, read from storage "
-                              "and MLflow. Every page under / has its JSON twin under /api.")
+    app = FastAPI(
+        title="raymlops console",
+        version="1",
+        description="Runs, models, features, datasets, deployments and monitoring, read from storage "
+        "and MLflow. Every page under / has its JSON twin under /api.",
+    )
     app.state.console = con
 
     def render(template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -109,17 +131,27 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
                 try:
                     data = fn(*a, **k)
                 except HTTPException as e:
-                    detail = e.detail if isinstance(e.detail, str) else "; ".join(
-                        f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in e.detail)
+                    detail = (
+                        e.detail
+                        if isinstance(e.detail, str)
+                        else "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in e.detail)
+                    )
                     return render(template, e.status_code, data=None, error=Panel(source=path, error=detail))
                 except Exception as e:  # any failure of a source: an error panel on this page, not a 500
                     code = _status(e)
                     return render(template, code, data=None, error=Panel(source=path, error=f"{type(e).__name__}: {e}"))
                 return render(template, data=data, error=None, **(extra(data) if extra else {}))
 
-            app.add_api_route("/api" + (path if path != "/" else "/overview"), api, methods=["GET"], response_model=model, name=f"api_{fn.__name__}")
-            app.add_api_route(path, html, methods=["GET"], response_class=HTMLResponse, include_in_schema=False,
-                              name=fn.__name__)
+            app.add_api_route(
+                "/api" + (path if path != "/" else "/overview"),
+                api,
+                methods=["GET"],
+                response_model=model,
+                name=f"api_{fn.__name__}",
+            )
+            app.add_api_route(
+                path, html, methods=["GET"], response_class=HTMLResponse, include_in_schema=False, name=fn.__name__
+            )
             return fn
 
         return deco
@@ -150,8 +182,10 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
         alerts: list[dict] = []
         for a in con.apps():
             try:
-                alerts += [dict(e, app=e.get("app", a)) for e in
-                           con.histories.read(monitoring.join(con.monitoring_dir(a), monitoring.HISTORY))[-20:]]
+                alerts += [
+                    dict(e, app=e.get("app", a))
+                    for e in con.histories.read(monitoring.join(con.monitoring_dir(a), monitoring.HISTORY))[-20:]
+                ]
             except Exception as e:
                 panels.append(Panel(source=f"monitoring of {a}", error=f"{type(e).__name__}: {e}"))
         alerts.sort(key=lambda e: e.get("ts") or 0, reverse=True)
@@ -161,22 +195,39 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
         except Exception as e:
             panels.append(Panel(source=f"MLflow {settings.tracking_uri}", error=f"{type(e).__name__}: {e}"))
         latest = sorted(summaries, key=lambda s: s.created or "", reverse=True)[:10]
-        return Overview(storage=settings.storage, tracking_uri=settings.tracking_uri, pipelines=pipelines,
-                        latest_runs=latest, apps=apps, alerts=[dict(e, ts=monitoring._iso(e.get("ts"))) for e in alerts[:20]],
-                        models=models, panels=panels + more)
+        return Overview(
+            storage=settings.storage,
+            tracking_uri=settings.tracking_uri,
+            pipelines=pipelines,
+            latest_runs=latest,
+            apps=apps,
+            alerts=[dict(e, ts=monitoring._iso(e.get("ts"))) for e in alerts[:20]],
+            models=models,
+            panels=panels + more,
+        )
 
     @twin("/runs", "runs.html", RunsPage)
-    def runs_page(pipeline: str | None = None, status: Annotated[str | None, Query(pattern="^(ok|partial|failed)$")] = None,
-                  q: str | None = None, sort: str = "created", order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
-                  page: Annotated[int, Query(ge=1)] = 1, per_page: Annotated[int, Query(ge=1, le=500)] = 50) -> RunsPage:
+    def runs_page(
+        pipeline: str | None = None,
+        status: Annotated[str | None, Query(pattern="^(ok|partial|failed)$")] = None,
+        q: str | None = None,
+        sort: str = "created",
+        order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+        page: Annotated[int, Query(ge=1)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> RunsPage:
         try:
             runs.check_sort(sort)
         except ValueError as e:
             raise HTTPException(422, detail=[{"loc": ["query", "sort"], "msg": str(e), "type": "value_error"}]) from e
         return runs.page(con.runs, pipeline, status, q, sort, order, page, per_page)
 
-    @twin("/runs/{pipeline}/{run_id}", "run.html", RunDetail,
-          extra=lambda d: {"figs": [f for f in (charts.trial_curves(d), charts.importance(d)) if f]})
+    @twin(
+        "/runs/{pipeline}/{run_id}",
+        "run.html",
+        RunDetail,
+        extra=lambda d: {"figs": [f for f in (charts.trial_curves(d), charts.importance(d)) if f]},
+    )
     def run_page(pipeline: str, run_id: str) -> RunDetail:
         return runs.detail(con.runs, pipeline, run_id, con.mlflow_ui(), con.experiment_of)
 
@@ -229,15 +280,25 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
         apps, panels = _apps_overview()
         return DeploymentsPage(apps=apps, panels=panels)
 
-    @twin("/deployments/{app_name}", "deployment.html", AppInfo,
-          extra=lambda a: {"figs": [f for f in (charts.traffic(a), charts.weights(a)) if f]})
+    @twin(
+        "/deployments/{app_name}",
+        "deployment.html",
+        AppInfo,
+        extra=lambda a: {"figs": [f for f in (charts.traffic(a), charts.weights(a)) if f]},
+    )
     def deployment_page(app_name: str) -> AppInfo:
         if app_name not in con.apps():
             raise NotFound(f"no app {app_name!r} in {settings.storage}")
         return traffic.app_info(app_name, con.serving_dir(app_name), con.request_log(app_name), con.logs)
 
-    @twin("/monitoring/{app_name}", "monitoring.html", MonitoringPage,
-          extra=lambda m: {"figs": {v: [*charts.drift(m, v), *filter(None, [charts.performance(m, v)])] for v in m.variants}})
+    @twin(
+        "/monitoring/{app_name}",
+        "monitoring.html",
+        MonitoringPage,
+        extra=lambda m: {
+            "figs": {v: [*charts.drift(m, v), *filter(None, [charts.performance(m, v)])] for v in m.variants}
+        },
+    )
     def monitoring_page(app_name: str, points: Annotated[int, Query(ge=10, le=5000)] = 500) -> MonitoringPage:
         if app_name not in con.apps():
             raise NotFound(f"no app {app_name!r} in {settings.storage}")
@@ -279,22 +340,34 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
             con.forget_models()  # the next page shows the move at once
 
     @app.post("/api/models/{name}/promote", response_model=AliasMove)
-    def promote(name: str, req: Annotated[PromoteRequest, Body()], request: Request,
-                x_raymlops_token: Annotated[str | None, Header()] = None) -> AliasMove:
+    def promote(
+        name: str,
+        req: Annotated[PromoteRequest, Body()],
+        request: Request,
+        x_raymlops_token: Annotated[str | None, Header()] = None,
+    ) -> AliasMove:
         """Moves an alias to a version; the model's promotion gate is enforced, a forced move needs a reason."""
         guard(request, x_raymlops_token)
         return act(registry.promote, name, req)
 
     @app.post("/api/models/{name}/rollback", response_model=AliasMove)
-    def rollback(name: str, req: Annotated[RollbackRequest, Body()], request: Request,
-                 x_raymlops_token: Annotated[str | None, Header()] = None) -> AliasMove:
+    def rollback(
+        name: str,
+        req: Annotated[RollbackRequest, Body()],
+        request: Request,
+        x_raymlops_token: Annotated[str | None, Header()] = None,
+    ) -> AliasMove:
         """Moves an alias back to the version it held before its latest move."""
         guard(request, x_raymlops_token)
         return act(registry.rollback, name, req)
 
     @app.post("/api/deployments/{app_name}/canary", response_model=CanaryRequested, status_code=202)
-    def canary(app_name: str, req: Annotated[CanaryRequest, Body()], request: Request,
-               x_raymlops_token: Annotated[str | None, Header()] = None) -> CanaryRequested:
+    def canary(
+        app_name: str,
+        req: Annotated[CanaryRequest, Body()],
+        request: Request,
+        x_raymlops_token: Annotated[str | None, Header()] = None,
+    ) -> CanaryRequested:
         """Pauses, resumes or rolls back the app's canary: a request its traffic controller applies at its next
         tick (a quarter second while the app runs) and records in the canary history."""
         guard(request, x_raymlops_token)
@@ -311,8 +384,9 @@ def create_app(settings: Settings, warm: bool = False) -> FastAPI:
         if name not in STATIC:
             raise HTTPException(404, detail=f"name: no static file {name!r}")
         path = _plotly_js() if STATIC[name] is None else HERE / STATIC[name]
-        return Response(path.read_bytes(), media_type=mimetypes.guess_type(name)[0],
-                        headers={"cache-control": "max-age=3600"})
+        return Response(
+            path.read_bytes(), media_type=mimetypes.guess_type(name)[0], headers={"cache-control": "max-age=3600"}
+        )
 
     @app.exception_handler(RaymlopsError)
     def _raymlops_error(_request: Request, e: RaymlopsError) -> JSONResponse:

@@ -44,8 +44,12 @@ def views(stores: dict, name: str | None = None, key: str | None = None) -> Feat
         for s in summaries:
             if name and s["name"] != name:
                 continue
-            v = ViewInfo(pipeline=pipeline, **{k: s.get(k) for k in ViewInfo.model_fields if k in s and s.get(k) is not None},
-                         online=status, online_error=err)
+            v = ViewInfo(
+                pipeline=pipeline,
+                **{k: s.get(k) for k in ViewInfo.model_fields if k in s and s.get(k) is not None},
+                online=status,
+                online_error=err,
+            )
             if name:
                 v.details = json.loads(json.dumps(store.describe(s["name"]), default=str))
                 if key:
@@ -81,9 +85,16 @@ def datasets(index: RunIndex) -> DatasetsPage:
         ident = json.dumps({"p": s.pipeline, "in": inputs, "label": data.get("label")}, sort_keys=True, default=str)
         fp = hashlib.sha256(ident.encode()).hexdigest()[:16]
         if fp not in groups:
-            groups[fp] = DatasetInfo(fingerprint=fp, pipeline=s.pipeline, label=data.get("label"),
-                                     sources=inputs.get("sources") or {}, feature_views=inputs.get("feature_views") or {},
-                                     rows=s.rows, time_range=data.get("time_range") or [], runs=[])
+            groups[fp] = DatasetInfo(
+                fingerprint=fp,
+                pipeline=s.pipeline,
+                label=data.get("label"),
+                sources=inputs.get("sources") or {},
+                feature_views=inputs.get("feature_views") or {},
+                rows=s.rows,
+                time_range=data.get("time_range") or [],
+                runs=[],
+            )
         groups[fp].runs.append(s.run_id)
         if data.get("explored") and groups[fp].profiled_run is None:
             groups[fp].profiled_run = s.run_id
@@ -96,7 +107,14 @@ def profile(store, index: RunIndex, pipeline: str, run_id: str) -> DataProfile:
     try:
         doc = store.read_json("runs", pipeline, run_id, EXPLORE_DIR, "training.json")
     except FileNotFoundError:
-        raise RunNotFound(f"run {pipeline}/{run_id} has no profile of its training split (set "
-                          "training.explore: true)") from None
-    return DataProfile(pipeline=pipeline, run_id=run_id, rows=doc["rows"], columns=len(doc["columns"]),
-                       warnings=doc.get("warnings") or [], profile=doc)
+        raise RunNotFound(
+            f"run {pipeline}/{run_id} has no profile of its training split (set training.explore: true)"
+        ) from None
+    return DataProfile(
+        pipeline=pipeline,
+        run_id=run_id,
+        rows=doc["rows"],
+        columns=len(doc["columns"]),
+        warnings=doc.get("warnings") or [],
+        profile=doc,
+    )

@@ -115,8 +115,9 @@ class Console:
         return sorted(found)
 
     def _config_of(self, app: str) -> PipelineConfig | None:
-        return next((c for c in self.settings.configs if c.serving is not None and (c.serving.app_name or c.name) == app),
-                    None)
+        return next(
+            (c for c in self.settings.configs if c.serving is not None and (c.serving.app_name or c.name) == app), None
+        )
 
     def serving_dir(self, app: str) -> str | None:
         return self.store.url("serving", app) if self.store.isdir("serving", app) else None
@@ -133,5 +134,8 @@ class Console:
         return join(self.store.url(), "monitoring", app)
 
     def variants(self, app: str) -> list[str]:
-        return [d for d in self.store.listdir("monitoring", app) if not d.startswith(".")
-                and self.store.isdir("monitoring", app, d)]
+        return [
+            d
+            for d in self.store.listdir("monitoring", app)
+            if not d.startswith(".") and self.store.isdir("monitoring", app, d)
+        ]

@@ -31,14 +31,30 @@ def _compact(e: dict) -> dict | None:
     failures), so 50,000 windows stay small in memory."""
     kind = e.get("kind")
     if kind == "drift":
-        return {"kind": kind, "ts": e.get("ts"), "window": e.get("window"), "model_version": e.get("model_version"),
-                "rows": e.get("rows"), "is_drift": bool(e.get("is_drift")), "drifted": e.get("drifted") or [],
-                "features": {f: (v.get("statistic"), v.get("p_value"), v.get("threshold"), bool(v.get("is_drift")))
-                             for f, v in (e.get("features") or {}).items()}}
+        return {
+            "kind": kind,
+            "ts": e.get("ts"),
+            "window": e.get("window"),
+            "model_version": e.get("model_version"),
+            "rows": e.get("rows"),
+            "is_drift": bool(e.get("is_drift")),
+            "drifted": e.get("drifted") or [],
+            "features": {
+                f: (v.get("statistic"), v.get("p_value"), v.get("threshold"), bool(v.get("is_drift")))
+                for f, v in (e.get("features") or {}).items()
+            },
+        }
     if kind == "data_quality":
-        return {"kind": kind, "ts": e.get("ts"), "window": e.get("window"), "model_version": e.get("model_version"),
-                "rows": e.get("rows"), "ok": e.get("ok", True), "failed": e.get("failed") or [],
-                "issues": e.get("issues") or []}
+        return {
+            "kind": kind,
+            "ts": e.get("ts"),
+            "window": e.get("window"),
+            "model_version": e.get("model_version"),
+            "rows": e.get("rows"),
+            "ok": e.get("ok", True),
+            "failed": e.get("failed") or [],
+            "issues": e.get("issues") or [],
+        }
     return e
 
 
@@ -72,7 +88,9 @@ class _Tail:
             if c is None:
                 continue
             # a result recorded twice (a crash between its line and the checkpoint) counts once
-            key = (e.get("kind"), e.get("model_version"), e.get("window")) if e.get("window") else (len(self.entries), i)
+            key = (
+                (e.get("kind"), e.get("model_version"), e.get("window")) if e.get("window") else (len(self.entries), i)
+            )
             if self.entries.pop(key, None) is not None:
                 self._stale = True
             self.entries[key] = c
@@ -86,7 +104,13 @@ class _Tail:
             if cols is None:
                 cols = self.per[f] = {k: array("d") for k in ("ts", "window", "statistic", "p_value", "threshold")}
                 cols["drift"] = array("b")
-            for k, v in (("ts", c["ts"]), ("window", c["window"]), ("statistic", stat), ("p_value", p), ("threshold", thr)):
+            for k, v in (
+                ("ts", c["ts"]),
+                ("window", c["window"]),
+                ("statistic", stat),
+                ("p_value", p),
+                ("threshold", thr),
+            ):
                 cols[k].append(nan if v is None else float(v))
             cols["drift"].append(1 if is_drift else 0)
         if c["is_drift"]:
@@ -207,8 +231,9 @@ def page(app: str, root: str, variants: list[str], histories: Histories, points:
     return got
 
 
-def _build(app: str, root: str, variants: list[str], histories: Histories, points: int,
-           state_raw: bytes) -> MonitoringPage:
+def _build(
+    app: str, root: str, variants: list[str], histories: Histories, points: int, state_raw: bytes
+) -> MonitoringPage:
     drift: dict = {}
     verdicts: dict = {}
     quality: dict = {}
@@ -221,10 +246,16 @@ def _build(app: str, root: str, variants: list[str], histories: Histories, point
         windows[v] = len(d)
         drift[v], alarmed = histories.series(loc, points)
         alarms[v] = alarmed[-ALARMS:]
-        verdicts[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "model_version": e["model_version"],
-                        "drifted": e["drifted"]} for e in d if e["is_drift"]][-200:][::-1]
-        quality[v] = [{"ts": _iso(e["ts"]), "window": e["window"], "failed": e["failed"], "issues": e["issues"]}
-                      for e in entries if e.get("kind") == "data_quality" and not e.get("ok", True)][-200:][::-1]
+        verdicts[v] = [
+            {"ts": _iso(e["ts"]), "window": e["window"], "model_version": e["model_version"], "drifted": e["drifted"]}
+            for e in d
+            if e["is_drift"]
+        ][-200:][::-1]
+        quality[v] = [
+            {"ts": _iso(e["ts"]), "window": e["window"], "failed": e["failed"], "issues": e["issues"]}
+            for e in entries
+            if e.get("kind") == "data_quality" and not e.get("ok", True)
+        ][-200:][::-1]
     events = histories.read(join(root, HISTORY))
     alerts = [dict(e, ts=_iso(e.get("ts"))) for e in events][-300:][::-1]
     try:
@@ -235,11 +266,22 @@ def _build(app: str, root: str, variants: list[str], histories: Histories, point
     performance: dict = {}
     for w in perf.get("windows") or []:
         performance.setdefault(w.get("variant", "default"), []).append(
-            {**w, "floor": perf.get("floor"), "metric": perf.get("metric")})
+            {**w, "floor": perf.get("floor"), "metric": perf.get("metric")}
+        )
     variants = variants + sorted(v for v in performance if v not in variants)  # labelled, without a drift monitor
-    return MonitoringPage(app=app, variants=variants, windows=windows, drift=drift, alarms=alarms, verdicts=verdicts,
-                          quality=quality, performance=performance, alerts=alerts,
-                          retrains=list(reversed(state.get("retrains") or [])), points=points)
+    return MonitoringPage(
+        app=app,
+        variants=variants,
+        windows=windows,
+        drift=drift,
+        alarms=alarms,
+        verdicts=verdicts,
+        quality=quality,
+        performance=performance,
+        alerts=alerts,
+        retrains=list(reversed(state.get("retrains") or [])),
+        points=points,
+    )
 
 
 def _chart_time(ts) -> str | None:

@@ -28,9 +28,13 @@ def by(given: str) -> str:
 
 
 def model_info(reg: ModelRegistry, m: dict) -> ModelInfo:
-    return ModelInfo(name=m["name"], aliases={a: int(v) for a, v in m["aliases"].items()},
-                     versions=[ModelVersionInfo(**v) for v in reversed(m["versions"])],
-                     history=[AliasMove(**e) for e in reversed(reg.history(m["name"]))], gate=reg.gate(m["name"]))
+    return ModelInfo(
+        name=m["name"],
+        aliases={a: int(v) for a, v in m["aliases"].items()},
+        versions=[ModelVersionInfo(**v) for v in reversed(m["versions"])],
+        history=[AliasMove(**e) for e in reversed(reg.history(m["name"]))],
+        gate=reg.gate(m["name"]),
+    )
 
 
 def models(reg: ModelRegistry, name: str | None = None) -> ModelsPage:
@@ -40,10 +44,13 @@ def models(reg: ModelRegistry, name: str | None = None) -> ModelsPage:
 def promote(reg: ModelRegistry, name: str, req: PromoteRequest) -> AliasMove:
     """The CLI's promote; a forced promotion without a reason is refused before anything moves."""
     if req.force and not req.reason.strip():
-        raise ActionRefused("reason", "reason: a forced promotion must say why (it is recorded in the alias "
-                            "history); got an empty reason")
-    return AliasMove(**reg.promote(name, req.version, req.alias, force=req.force, by=by(req.by),
-                                   reason=req.reason.strip() or None))
+        raise ActionRefused(
+            "reason",
+            "reason: a forced promotion must say why (it is recorded in the alias history); got an empty reason",
+        )
+    return AliasMove(
+        **reg.promote(name, req.version, req.alias, force=req.force, by=by(req.by), reason=req.reason.strip() or None)
+    )
 
 
 def rollback(reg: ModelRegistry, name: str, req: RollbackRequest) -> AliasMove:

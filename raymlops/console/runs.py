@@ -45,14 +45,28 @@ def summarize(store: Storage, pipeline: str, run_id: str) -> tuple[RunSummary, d
     holdout = _numbers(ev.get("candidate"))
     if ev.get("threshold") is not None:
         holdout["threshold"] = float(ev["threshold"])
-    data = {"inputs": lin.get("inputs") or {}, "label": meta.get("label"), "source": meta.get("source"),
-            "time_range": meta.get("time_range") or [], "explored": bool(meta.get("explored"))}
-    return RunSummary(pipeline=pipeline, run_id=run_id, created=meta.get("created"), task=meta.get("task"),
-                      model_type=meta.get("model_type"), status=status, metric=metrics.get("metric"),
-                      metrics=_numbers(metrics.get("best")), holdout=holdout,
-                      params=metrics.get("best_params") or {}, trials=len(trials),
-                      rows={k: int(v) for k, v in (meta.get("rows") or {}).items()},
-                      mlflow_run_id=lin.get("mlflow_run_id")), data
+    data = {
+        "inputs": lin.get("inputs") or {},
+        "label": meta.get("label"),
+        "source": meta.get("source"),
+        "time_range": meta.get("time_range") or [],
+        "explored": bool(meta.get("explored")),
+    }
+    return RunSummary(
+        pipeline=pipeline,
+        run_id=run_id,
+        created=meta.get("created"),
+        task=meta.get("task"),
+        model_type=meta.get("model_type"),
+        status=status,
+        metric=metrics.get("metric"),
+        metrics=_numbers(metrics.get("best")),
+        holdout=holdout,
+        params=metrics.get("best_params") or {},
+        trials=len(trials),
+        rows={k: int(v) for k, v in (meta.get("rows") or {}).items()},
+        mlflow_run_id=lin.get("mlflow_run_id"),
+    ), data
 
 
 class RunIndex:
@@ -110,12 +124,19 @@ def check_sort(key: str) -> str:
     group, dot, name = key.partition(".")
     if key in SORTS or (dot and group in ("metrics", "holdout", "params") and name):
         return key
-    raise ValueError(f"sort must be one of {', '.join(SORTS)} or metrics.NAME, holdout.NAME, params.NAME; "
-                     f"got {key!r}")
+    raise ValueError(f"sort must be one of {', '.join(SORTS)} or metrics.NAME, holdout.NAME, params.NAME; got {key!r}")
 
 
-def page(index: RunIndex, pipeline: str | None = None, status: str | None = None, q: str | None = None,
-         sort: str = "created", order: str = "desc", page_no: int = 1, per_page: int = 50) -> RunsPage:
+def page(
+    index: RunIndex,
+    pipeline: str | None = None,
+    status: str | None = None,
+    q: str | None = None,
+    sort: str = "created",
+    order: str = "desc",
+    page_no: int = 1,
+    per_page: int = 50,
+) -> RunsPage:
     """Runs matching every filter given (``q``: a substring of the run id, a param or a param value),
     sorted, one page of them."""
     runs = index.all()
@@ -130,8 +151,13 @@ def page(index: RunIndex, pipeline: str | None = None, status: str | None = None
     present.sort(key=lambda s: sort_value(s, sort), reverse=order == "desc")
     runs = present + [s for s in runs if sort_value(s, sort)[0] == 1]
     start = (page_no - 1) * per_page
-    return RunsPage(total=len(runs), page=page_no, per_page=per_page, pipelines=index.pipelines(),
-                    runs=runs[start:start + per_page])
+    return RunsPage(
+        total=len(runs),
+        page=page_no,
+        per_page=per_page,
+        pipelines=index.pipelines(),
+        runs=runs[start : start + per_page],
+    )
 
 
 def _curves(store: Storage, pipeline: str, run_id: str) -> dict[str, dict[str, list[float]]]:
@@ -154,8 +180,11 @@ def _search_curves(store: Storage, lineage: dict) -> dict[str, dict[str, list[fl
     doc = _json(store, "cache", "steps", "train", key, "search.json") if key else None
     out: dict[str, dict[str, list[float]]] = {}
     for t in (doc or {}).get("trials") or []:
-        curves = {k: [float(v) for _, v in sorted(points)] for k, points in (t.get("history") or {}).items()
-                  if k.startswith("valid_") and isinstance(points, list) and len(points) > 1}
+        curves = {
+            k: [float(v) for _, v in sorted(points)]
+            for k, points in (t.get("history") or {}).items()
+            if k.startswith("valid_") and isinstance(points, list) and len(points) > 1
+        }
         if curves and t.get("trial_id"):
             out[t["trial_id"]] = curves
     return out
@@ -168,8 +197,7 @@ def _curve_of(curves: dict[str, dict], trial_id: str | None) -> dict[str, list[f
     return next((c for d, c in curves.items() if f"_{trial_id}_" in f"{d}_"), {})
 
 
-def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = None,
-           experiment_of=None) -> RunDetail:
+def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = None, experiment_of=None) -> RunDetail:
     """One run: its summary, trials with their curves, report files, lineage and config; with ``mlflow_ui``
     (and ``experiment_of``: MLflow run id -> experiment id) a link to the run in that UI."""
     s = index.get(pipeline, run_id)
@@ -179,10 +207,17 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
     lineage = _json(store, "runs", pipeline, run_id, LINEAGE) or {}
     searched = _search_curves(store, lineage)
     curves = {} if searched else _curves(store, pipeline, run_id)  # else: curve.json in the run's Tune folder
-    trials = [Trial(trial_id=t.get("trial_id"), status=t.get("status"), params=t.get("params") or {},
-                    metrics=_numbers(t.get("metrics")), seconds=t.get("seconds"),
-                    curve=searched.get(t.get("trial_id") or "") or _curve_of(curves, t.get("trial_id")))
-              for t in metrics.get("trials") or []]
+    trials = [
+        Trial(
+            trial_id=t.get("trial_id"),
+            status=t.get("status"),
+            params=t.get("params") or {},
+            metrics=_numbers(t.get("metrics")),
+            seconds=t.get("seconds"),
+            curve=searched.get(t.get("trial_id") or "") or _curve_of(curves, t.get("trial_id")),
+        )
+        for t in metrics.get("trials") or []
+    ]
     try:
         config = store.read_text("runs", pipeline, run_id, CONFIG)
     except FileNotFoundError:
@@ -193,10 +228,16 @@ def detail(index: RunIndex, pipeline: str, run_id: str, mlflow_ui: str | None = 
             url = f"{mlflow_ui.rstrip('/')}/#/experiments/{experiment_of(s.mlflow_run_id)}/runs/{s.mlflow_run_id}"
         except Exception:  # the tracking store does not know the run (another store): no link, the id is shown
             url = None
-    return RunDetail(summary=s, threshold=ev.get("threshold"), trials=trials,
-                     lineage=lineage,
-                     report_files=_report_files(ev),
-                     importance=_numbers(ev.get("importance")), config_yaml=config, mlflow_url=url)
+    return RunDetail(
+        summary=s,
+        threshold=ev.get("threshold"),
+        trials=trials,
+        lineage=lineage,
+        report_files=_report_files(ev),
+        importance=_numbers(ev.get("importance")),
+        config_yaml=config,
+        mlflow_url=url,
+    )
 
 
 def report_files(index: RunIndex, pipeline: str, run_id: str) -> list[str]:
@@ -222,7 +263,9 @@ def _diffs(dicts: list[dict]) -> list[Diff]:
     out = []
     for k in keys:
         vals = [d.get(k) for d in dicts]
-        out.append(Diff(key=k, values=vals, differs=len({json.dumps(v, sort_keys=True, default=str) for v in vals}) > 1))
+        out.append(
+            Diff(key=k, values=vals, differs=len({json.dumps(v, sort_keys=True, default=str) for v in vals}) > 1)
+        )
     return out
 
 
@@ -237,6 +280,10 @@ def compare(index: RunIndex, refs: list[str]) -> Compare:
             raise ValueError(f"run must be PIPELINE/RUN_ID; got {ref!r}")
         details.append(detail(index, pipeline, run_id))
     runs = [d.summary for d in details]
-    return Compare(runs=runs, params=_diffs([r.params for r in runs]), metrics=_diffs([r.metrics for r in runs]),
-                   holdout=_diffs([r.holdout for r in runs]),
-                   curves={f"{d.summary.pipeline}/{d.summary.run_id}": best_curve(d) for d in details})
+    return Compare(
+        runs=runs,
+        params=_diffs([r.params for r in runs]),
+        metrics=_diffs([r.metrics for r in runs]),
+        holdout=_diffs([r.holdout for r in runs]),
+        curves={f"{d.summary.pipeline}/{d.summary.run_id}": best_curve(d) for d in details},
+    )

@@ -22,8 +22,9 @@ class RunSummary(BaseModel):
     created: str | None = None
     task: str | None = None
     model_type: str | None = None
-    status: Literal["ok", "partial", "failed"] = Field(description="ok: every trial ended ok; partial: some "
-                                                       "failed; failed: none ended ok")
+    status: Literal["ok", "partial", "failed"] = Field(
+        description="ok: every trial ended ok; partial: some failed; failed: none ended ok"
+    )
     metric: str | None = Field(None, description="the search's metric")
     metrics: dict[str, float] = Field(default_factory=dict, description="the best trial's validation metrics")
     holdout: dict[str, float] = Field(default_factory=dict, description="evaluation at the stored threshold")
@@ -157,8 +158,9 @@ class ViewInfo(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     offline_version: int | None = None
     offline_rows: int = 0
-    details: dict[str, Any] = Field(default_factory=dict, description="schema, windows, versions, freshness "
-                                    "(the view page)")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="schema, windows, versions, freshness (the view page)"
+    )
     online: Literal["reachable", "unreachable", "unknown"] = "unknown"
     online_error: str | None = None
     sample: dict[str, Any] | None = Field(None, description="online values for the asked entity key")
@@ -180,8 +182,10 @@ class DatasetInfo(BaseModel):
     rows: dict[str, int]
     time_range: list[str | None] = Field(default_factory=list)
     runs: list[str] = Field(description="run ids that trained on it, newest first")
-    profiled_run: str | None = Field(None, description="the newest of those runs with a profile of its training "
-                                                       "split (training.explore): its Data page")
+    profiled_run: str | None = Field(
+        None,
+        description="the newest of those runs with a profile of its training split (training.explore): its Data page",
+    )
 
 
 class DatasetsPage(BaseModel):
@@ -241,11 +245,16 @@ class MonitoringPage(BaseModel):
     app: str
     variants: list[str]
     windows: dict[str, int] = Field(description="drift windows recorded per variant")
-    drift: dict[str, dict[str, Any]] = Field(description="variant -> feature -> {ts, statistic, p_value, "
-                                             "threshold, drift} series (downsampled to at most `points`)")
-    alarms: dict[str, list[list[Any]]] = Field(default_factory=dict, description="variant -> [window, smallest "
-                                               "p-value, time] of every window whose verdict was drift (the "
-                                               "newest 5,000), never downsampled")
+    drift: dict[str, dict[str, Any]] = Field(
+        description="variant -> feature -> {ts, statistic, p_value, "
+        "threshold, drift} series (downsampled to at most `points`)"
+    )
+    alarms: dict[str, list[list[Any]]] = Field(
+        default_factory=dict,
+        description="variant -> [window, smallest "
+        "p-value, time] of every window whose verdict was drift (the "
+        "newest 5,000), never downsampled",
+    )
     verdicts: dict[str, list[dict[str, Any]]] = Field(description="variant -> the newest 200 windows that alarmed")
     quality: dict[str, list[dict[str, Any]]] = Field(description="variant -> windows with data-quality issues")
     performance: dict[str, list[dict[str, Any]]] = Field(description="variant -> late-label windows")

@@ -67,29 +67,41 @@ class LogSummaries:
         nv, nr = max(len(vnames), 1), max(len(rnames), 1)
         keys, gid = np.unique((minute * nv + v) * nr + r, return_inverse=True)
         n = len(keys)
-        bins = np.clip(np.searchsorted(EDGES, t["latency_ms"].to_numpy(zero_copy_only=False), side="right") - 1,
-                       0, len(EDGES) - 2)
-        hists = np.bincount(gid[first] * (len(EDGES) - 1) + bins[first],
-                            minlength=n * (len(EDGES) - 1)).reshape(n, len(EDGES) - 1)
-        frame = pd.DataFrame({"minute": keys // (nv * nr), "variant": [vnames[k] for k in (keys // nr) % nv],
-                              "role": [rnames[k] for k in keys % nr],
-                              "requests": np.bincount(gid, weights=first, minlength=n).astype(np.int64),
-                              "errors": np.bincount(gid, weights=error, minlength=n).astype(np.int64),
-                              "rows": np.bincount(gid, minlength=n)})
+        bins = np.clip(
+            np.searchsorted(EDGES, t["latency_ms"].to_numpy(zero_copy_only=False), side="right") - 1, 0, len(EDGES) - 2
+        )
+        hists = np.bincount(gid[first] * (len(EDGES) - 1) + bins[first], minlength=n * (len(EDGES) - 1)).reshape(
+            n, len(EDGES) - 1
+        )
+        frame = pd.DataFrame(
+            {
+                "minute": keys // (nv * nr),
+                "variant": [vnames[k] for k in (keys // nr) % nv],
+                "role": [rnames[k] for k in keys % nr],
+                "requests": np.bincount(gid, weights=first, minlength=n).astype(np.int64),
+                "errors": np.bincount(gid, weights=error, minlength=n).astype(np.int64),
+                "rows": np.bincount(gid, minlength=n),
+            }
+        )
         return frame, hists.astype(np.int32), t.num_rows
 
     def files(self, store: Storage) -> list[str]:
         """The log's files in its newest two date partitions (``date=YYYY-MM-DD/``), oldest first."""
         days = [d for d in store.listdir() if d.startswith("date=")][-KEEP_DAYS:]
-        return [f"{d}/{f}" for d in days for f in store.files(d)
-                if f.endswith(".parquet") and not any(p.startswith((".", "_")) for p in f.split("/"))]
+        return [
+            f"{d}/{f}"
+            for d in days
+            for f in store.files(d)
+            if f.endswith(".parquet") and not any(p.startswith((".", "_")) for p in f.split("/"))
+        ]
 
     def merged(self, store: Storage) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
         """(frame, hists, files) of the log, folding in the files not seen before."""
         url, files = store.url(), self.files(store)
         with self._lock:
-            log = self._logs.setdefault(url, {"files": set(), "frame": _EMPTY.copy(),
-                                              "hists": np.zeros((0, len(EDGES) - 1), dtype=np.int32)})
+            log = self._logs.setdefault(
+                url, {"files": set(), "frame": _EMPTY.copy(), "hists": np.zeros((0, len(EDGES) - 1), dtype=np.int32)}
+            )
             new = [rel for rel in files if rel not in log["files"]]
             if new:
                 frames, hists = [log["frame"]], [log["hists"]]
@@ -101,17 +113,25 @@ class LogSummaries:
                 log["frame"], log["hists"] = _fold(pd.concat(frames, ignore_index=True), np.concatenate(hists))
                 current = set(files)
                 log["files"] = current
-                self._rows = {k: n for k, n in self._rows.items() if not k.startswith(url + "/")
-                              or k[len(url) + 1:] in current}
+                self._rows = {
+                    k: n for k, n in self._rows.items() if not k.startswith(url + "/") or k[len(url) + 1 :] in current
+                }
             return log["frame"], log["hists"], files
 
     def rows_of(self, store: Storage, rel: str) -> int:
         return self._rows.get(store.url(rel), 0)
 
 
-_EMPTY = pd.DataFrame({"minute": pd.Series(dtype=np.int64), "variant": pd.Series(dtype=object),
-                       "role": pd.Series(dtype=object), "requests": pd.Series(dtype=np.int64),
-                       "errors": pd.Series(dtype=np.int64), "rows": pd.Series(dtype=np.int64)})
+_EMPTY = pd.DataFrame(
+    {
+        "minute": pd.Series(dtype=np.int64),
+        "variant": pd.Series(dtype=object),
+        "role": pd.Series(dtype=object),
+        "requests": pd.Series(dtype=np.int64),
+        "errors": pd.Series(dtype=np.int64),
+        "rows": pd.Series(dtype=np.int64),
+    }
+)
 
 
 def _fold(frame: pd.DataFrame, hists: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -144,16 +164,26 @@ def traffic(frame: pd.DataFrame, hists: np.ndarray, now: float) -> tuple[list[Va
     for (variant, role), g in sub.groupby(["variant", "role"]):
         h = hists[g.index.to_numpy()].sum(axis=0)  # frame's index is its row position (concat ignore_index)
         n = int(g["requests"].sum())
-        out.append(VariantTraffic(variant=variant, role=role, requests=n, rps=round(n / span, 3),
-                                  error_rate=float(g["errors"].sum() / n) if n else 0.0,
-                                  p50_ms=_pct(h, 0.50), p99_ms=_pct(h, 0.99)))
+        out.append(
+            VariantTraffic(
+                variant=variant,
+                role=role,
+                requests=n,
+                rps=round(n / span, 3),
+                error_rate=float(g["errors"].sum() / n) if n else 0.0,
+                p50_ms=_pct(h, 0.50),
+                p99_ms=_pct(h, 0.99),
+            )
+        )
     series: dict = {}
     last = frame["minute"].max()
     recent = frame[frame["minute"] >= last - 24 * 3600]  # the charts show the last day of logged traffic
     for (variant, role), g in recent.groupby(["variant", "role"]):
         g = g.groupby("minute")["requests"].sum()
-        series[f"{variant} ({role})"] = {"t": [pd.Timestamp(int(m), unit="s").isoformat() for m in g.index],
-                                         "requests": [int(x) for x in g.to_numpy()]}
+        series[f"{variant} ({role})"] = {
+            "t": [pd.Timestamp(int(m), unit="s").isoformat() for m in g.index],
+            "requests": [int(x) for x in g.to_numpy()],
+        }
     return out, float(span), series
 
 
@@ -175,8 +205,22 @@ def shadows(store: Storage, files: list[str], summaries: LogSummaries) -> list[d
     frames = []
     for rel in chosen:
         with store.fs.open_input_file(store.path(*rel.split("/"))) as f:
-            frames.append(pq.read_table(f, columns=["request_id", "row", "variant", "role", "status", "latency_ms",
-                                                   "model_version", "prediction", "probability"]).to_pandas())
+            frames.append(
+                pq.read_table(
+                    f,
+                    columns=[
+                        "request_id",
+                        "row",
+                        "variant",
+                        "role",
+                        "status",
+                        "latency_ms",
+                        "model_version",
+                        "prediction",
+                        "probability",
+                    ],
+                ).to_pandas()
+            )
     log = pd.concat(frames, ignore_index=True)
     out = []
     if (log["role"] == "shadow").any():
@@ -185,8 +229,9 @@ def shadows(store: Storage, files: list[str], summaries: LogSummaries) -> list[d
     return out
 
 
-def app_info(app: str, serving_dir: str | None, log_store: Storage | None, summaries: LogSummaries,
-             now: float | None = None) -> AppInfo:
+def app_info(
+    app: str, serving_dir: str | None, log_store: Storage | None, summaries: LogSummaries, now: float | None = None
+) -> AppInfo:
     """An app's page data: weights, canary and history from its serving state; traffic from its log."""
     now = time.time() if now is None else now
     info = AppInfo(app=app)

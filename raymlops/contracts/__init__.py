@@ -10,5 +10,4 @@ from raymlops.contracts.base import Contract
 from raymlops.contracts.calls import Call, Watch, import_object
 from raymlops.contracts.events import CanaryEvent, Event, EventKind, Severity, make_event
 
-__all__ = ["Call", "CanaryEvent", "Contract", "Event", "EventKind", "Severity", "Watch", "import_object",
-           "make_event"]
+__all__ = ["Call", "CanaryEvent", "Contract", "Event", "EventKind", "Severity", "Watch", "import_object", "make_event"]

@@ -39,8 +39,11 @@ class Event(Contract):
     app: str = Field(description="The Serve app.")
     message: str = Field(description="One human-readable line.")
     variant: str | None = Field(None, description="The variant or shadow it concerns; None for the whole app.")
-    subject: str | None = Field(None, description="What in it (a feature, a metric, a retrain step): alert "
-                                                  "cooldowns are per (type, variant, subject).")
+    subject: str | None = Field(
+        None,
+        description="What in it (a feature, a metric, a retrain step): alert "
+        "cooldowns are per (type, variant, subject).",
+    )
     severity: Severity = Field(Severity.WARNING, description="How urgent it is.")
     details: dict[str, Any] = Field(default_factory=dict, description="Kind-specific figures (JSON values).")
     ts: float = Field(default_factory=time.time, description="When it happened (epoch seconds).")
@@ -50,12 +53,25 @@ class Event(Contract):
         return self.model_dump(mode="json")
 
 
-def make_event(type: str | EventKind, app: str, message: str, variant: str | None = None,
-               subject: str | None = None, severity: str | Severity = Severity.WARNING,
-               details: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_event(
+    type: str | EventKind,
+    app: str,
+    message: str,
+    variant: str | None = None,
+    subject: str | None = None,
+    severity: str | Severity = Severity.WARNING,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """An event in its JSON shape, validated (an unknown ``type`` or ``severity`` raises ValueError)."""
-    return Event(type=EventKind(type), app=app, message=message, variant=variant, subject=subject,
-                 severity=Severity(severity), details=dict(details or {})).to_dict()
+    return Event(
+        type=EventKind(type),
+        app=app,
+        message=message,
+        variant=variant,
+        subject=subject,
+        severity=Severity(severity),
+        details=dict(details or {}),
+    ).to_dict()
 
 
 CanaryStep = Literal["start", "step", "hold", "complete", "rollback", "pause", "resume", "ignored"]
@@ -68,8 +84,9 @@ class CanaryEvent(Contract):
     type: Literal["canary"] = "canary"
     app: str | None = Field(None, description="The Serve app.")
     at: float | None = Field(None, description="When it happened (epoch seconds).")
-    event: CanaryStep = Field(description="What the canary did, or 'ignored' for an operator request that "
-                                          "did not apply.")
+    event: CanaryStep = Field(
+        description="What the canary did, or 'ignored' for an operator request that did not apply."
+    )
     variant: str | None = Field(None, description="The canary variant.")
     model: str | None = Field(None, description="The model the canary serves (NAME/VERSION or a run id).")
     step: int | None = Field(None, description="The schedule step reached.")

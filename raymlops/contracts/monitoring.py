@@ -9,8 +9,14 @@ from typing import Any
 
 from pydantic import Field
 
-from raymlops.config.monitoring import (AlertConfig, DataQualityConfig, DriftConfig, PerformanceConfig,
-                                        RetrainConfig, SkewConfig)
+from raymlops.config.monitoring import (
+    AlertConfig,
+    DataQualityConfig,
+    DriftConfig,
+    PerformanceConfig,
+    RetrainConfig,
+    SkewConfig,
+)
 from raymlops.contracts.base import Contract
 from raymlops.contracts.calls import Call
 
@@ -41,8 +47,9 @@ class MonitorSpec(HistoryRotation):
     history: int = Field(ge=1, description="Results kept in memory for `latest`/`history`.")
     checkpoint_s: float = Field(gt=0, description="Seconds between checkpoints.")
     app_monitor: str | None = Field(None, description="The app monitor actor's name; events go there.")
-    started: float | None = Field(None, description="Set when the actor is started: tells its restart from "
-                                                    "a new deployment.")
+    started: float | None = Field(
+        None, description="Set when the actor is started: tells its restart from a new deployment."
+    )
 
 
 class LabelsSource(Contract):
@@ -70,8 +77,7 @@ class SkewSpec(SkewConfig):
 class RetrainSpec(RetrainConfig):
     """``monitoring.retrain`` with the pipeline calls the retrain loop makes."""
 
-    submit: Call = Field(description="Called with (job id, result path); submits the retrain job, returns "
-                                     "its id.")
+    submit: Call = Field(description="Called with (job id, result path); submits the retrain job, returns its id.")
     promote: Call = Field(description="Called with (version); returns a `PromotionOutcome`'s fields.")
 
 

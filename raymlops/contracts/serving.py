@@ -21,8 +21,11 @@ class FeaturesSpec(Contract):
 
     refs: list[str] = Field(min_length=1, description="'view:feature' references the model was trained on.")
     config: PipelineConfig | None = Field(None, description="The feature store's config (in-process deploys).")
-    config_file: str | None = Field(None, description="A JSON file in storage holding that config (exported "
-                                                      "files: store URLs and secrets stay out of them).")
+    config_file: str | None = Field(
+        None,
+        description="A JSON file in storage holding that config (exported "
+        "files: store URLs and secrets stay out of them).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> FeaturesSpec:
@@ -81,8 +84,9 @@ class AppSpec(Contract):
     request_timeout_s: float = Field(gt=0)
     router_replicas: int = Field(ge=1)
     app_monitor: str | None = Field(None, description="The app monitor actor's name.")
-    start: list[Call] = Field(default_factory=list, description="Calls `build_app` makes first (an exported "
-                                                                "file's monitor actors).")
+    start: list[Call] = Field(
+        default_factory=list, description="Calls `build_app` makes first (an exported file's monitor actors)."
+    )
     replica: ReplicaSpec
 
     @model_validator(mode="after")
@@ -108,8 +112,9 @@ class ModelSpec(Contract):
     monitor: str | None = None
     features: FeaturesSpec | None = None
     watch: Watch | None = None
-    canary_controller: str | None = Field(None, description="The traffic controller's name, on the canary "
-                                                            "variant that follows an alias.")
+    canary_controller: str | None = Field(
+        None, description="The traffic controller's name, on the canary variant that follows an alias."
+    )
 
 
 class VariantSpec(Contract):

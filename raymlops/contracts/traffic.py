@@ -32,8 +32,9 @@ class TrafficView(Contract):
     """The controller's answer to a router: the weights of the plan it runs, versioned."""
 
     version: int = Field(ge=0, description="Bumped at every weight change; 0: no plan yet.")
-    weights: dict[str, float] | None = Field(None, description="Percent per variant; None: the controller lost "
-                                                               "its plan (the router configures it again).")
+    weights: dict[str, float] | None = Field(
+        None, description="Percent per variant; None: the controller lost its plan (the router configures it again)."
+    )
     canary: CanaryState | None = None
     plan: str | None = Field(None, description="The plan's fingerprint (weights, canary, model versions).")
 

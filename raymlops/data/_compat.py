@@ -8,4 +8,3 @@ from __future__ import annotations
 # A renamed module only lets its notice through again. Public alternative: none; Ray has no switch for
 # the token-auth notice, and the "Progress bars disabled" one follows from DataContext.enable_progress_bars.
 NOTICE_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
-

@@ -38,27 +38,37 @@ def _customers(rng: np.random.Generator, n: int, start: str, days: int, shifted:
     age = rng.normal(44, 13, n).clip(18, 90).round().astype(int)
 
     # Churn signal: short tenure, month-to-month, support calls, high price, low usage; autopay helps.
-    logit = (-1.4 - 0.045 * tenure + 1.3 * (contract == "month-to-month") - 0.9 * (contract == "two-year")
-             + 0.35 * calls + 0.018 * (monthly - 55) - 0.25 * np.log(usage) - 0.5 * autopay
-             + 0.3 * (plan == "basic"))
+    logit = (
+        -1.4
+        - 0.045 * tenure
+        + 1.3 * (contract == "month-to-month")
+        - 0.9 * (contract == "two-year")
+        + 0.35 * calls
+        + 0.018 * (monthly - 55)
+        - 0.25 * np.log(usage)
+        - 0.5 * autopay
+        + 0.3 * (plan == "basic")
+    )
     churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
 
     ts = pd.Timestamp(start) + pd.to_timedelta(rng.uniform(0, days * 86400, n), unit="s")
-    df = pd.DataFrame({
-        "customer_id": np.arange(first_id, first_id + n),
-        "event_ts": ts.floor("s"),
-        "plan": plan,
-        "region": rng.choice(REGIONS, n, p=region_p),
-        "contract": contract,
-        "payment_method": rng.choice(PAYMENTS, n),
-        "tenure_months": tenure,
-        "age": age,
-        "monthly_charges": monthly.round(2),
-        "usage_gb": usage.round(2),
-        "support_calls": calls,
-        "autopay": autopay,
-        "churned": churned,
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": np.arange(first_id, first_id + n),
+            "event_ts": ts.floor("s"),
+            "plan": plan,
+            "region": rng.choice(REGIONS, n, p=region_p),
+            "contract": contract,
+            "payment_method": rng.choice(PAYMENTS, n),
+            "tenure_months": tenure,
+            "age": age,
+            "monthly_charges": monthly.round(2),
+            "usage_gb": usage.round(2),
+            "support_calls": calls,
+            "autopay": autopay,
+            "churned": churned,
+        }
+    )
     # Realistic gaps: usage meter outages, unknown ages and payment methods.
     df.loc[rng.random(n) < 0.05, "usage_gb"] = np.nan
     df.loc[rng.random(n) < 0.03, "age"] = np.nan
@@ -66,8 +76,9 @@ def _customers(rng: np.random.Generator, n: int, start: str, days: int, shifted:
     return df.sort_values("event_ts").reset_index(drop=True)
 
 
-def write_demo_data(out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 7,
-                    anchor: str | None = None) -> dict[str, Path]:
+def write_demo_data(
+    out_dir: str | os.PathLike, rows: int = 20_000, seed: int = 7, anchor: str | None = None
+) -> dict[str, Path]:
     """Writes the demo files under ``out_dir``; returns their paths by name.
 
     The transactions end at ``anchor`` (default: today's UTC midnight); only their absolute times move with
@@ -115,12 +126,17 @@ def _transactions(rng: np.random.Generator, customers: int, end: pd.Timestamp) -
     late = rng.random(len(cust)) < 0.03  # some rows arrive days later
     lag = lag + pd.to_timedelta(np.where(late, rng.uniform(1, 5, len(cust)) * 86400, 0).round(), unit="s")
     amount = np.exp(rng.normal(3.3, 0.8, len(cust))).round(2)
-    tx = pd.DataFrame({
-        "customer_id": cust, "event_time": event, "ingested_at": event + lag,
-        "amount": amount, "merchant_category": rng.choice(CATEGORIES, len(cust)),
-        "balance": (rng.normal(1500, 700, len(cust)) * np.where(fading[cust - 1], 0.5, 1.0)).round(2),
-        "segment": segment[cust - 1],
-    })
+    tx = pd.DataFrame(
+        {
+            "customer_id": cust,
+            "event_time": event,
+            "ingested_at": event + lag,
+            "amount": amount,
+            "merchant_category": rng.choice(CATEGORIES, len(cust)),
+            "balance": (rng.normal(1500, 700, len(cust)) * np.where(fading[cust - 1], 0.5, 1.0)).round(2),
+            "segment": segment[cust - 1],
+        }
+    )
     tx.loc[rng.random(len(tx)) < 0.02, "amount"] = np.nan
     tx = tx.sort_values(["event_time", "customer_id"]).reset_index(drop=True)
 
@@ -139,6 +155,12 @@ def _transactions(rng: np.random.Generator, customers: int, end: pd.Timestamp) -
         spend[i], count[i] = w.amount.sum(), len(w)
     logit = 0.8 - 0.35 * count + 0.002 * (150 - np.minimum(spend, 600)) + 0.6 * (segment[lab_cust - 1] == "student")
     churned = (rng.random(n_labels) < 1 / (1 + np.exp(-logit))).astype(int)
-    labels = pd.DataFrame({"customer_id": lab_cust, "event_timestamp": lab_time, "tenure_months":
-                           rng.integers(1, 60, n_labels), "churned": churned})
+    labels = pd.DataFrame(
+        {
+            "customer_id": lab_cust,
+            "event_timestamp": lab_time,
+            "tenure_months": rng.integers(1, 60, n_labels),
+            "churned": churned,
+        }
+    )
     return {"transactions": tx, "labels": labels.sort_values("event_timestamp").reset_index(drop=True)}

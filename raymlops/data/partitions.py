@@ -100,11 +100,15 @@ def prune(partitions: dict[str, dict[str, str | None]], types, filters: list, wh
         if column not in types:
             raise DataError(f"{where}[{i}]: {column!r} is not a partition column; partition columns: {known or 'none'}")
         try:
-            wanted = ([typed_value(str(x), types[column]) for x in value] if op in ("in", "not in")
-                      else typed_value(str(value), types[column]))
+            wanted = (
+                [typed_value(str(x), types[column]) for x in value]
+                if op in ("in", "not in")
+                else typed_value(str(value), types[column])
+            )
         except (TypeError, ValueError):
-            raise DataError(f"{where}[{i}]: value {value!r} does not match partition column {column!r} of type "
-                            f"{types[column]}") from None
+            raise DataError(
+                f"{where}[{i}]: value {value!r} does not match partition column {column!r} of type {types[column]}"
+            ) from None
         checks.append((column, op, wanted))
     kept = []
     for f, kv in partitions.items():

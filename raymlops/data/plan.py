@@ -10,7 +10,8 @@ compiled form: ``compile_plan`` then returns None and callers keep the DataFrame
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def column(values: Sequence[Any], kind: str | None = None) -> np.ndarray:
     ``number``: float64, as ``typed_frame`` makes it), float64 (nulls as NaN) for other numbers and bools,
     else an object array (nulls as None). The dtype matters for values past 2^53: int64 -> float32 rounds
     once, int64 -> float64 -> float32 can round twice."""
-    if kind != "number" and values and all(type(v) is int and -2**63 <= v < 2**63 for v in values):
+    if kind != "number" and values and all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
         return np.array(values, dtype=np.int64)
     if all(_is_null(v) or (isinstance(v, (int, float)) and not isinstance(v, str)) for v in values):
         return np.array([np.nan if _is_null(v) else float(v) for v in values], dtype=np.float64)
@@ -104,15 +105,23 @@ def _drop(cols: Columns, step: Step) -> Columns:
     return {c: v for c, v in cols.items() if c not in step.columns}
 
 
-KERNELS = {"select": _select, "drop": _drop, "impute": _impute, "standard_scale": _scale, "minmax_scale": _scale,
-           "onehot": _onehot, "ordinal": _ordinal}
+KERNELS = {
+    "select": _select,
+    "drop": _drop,
+    "impute": _impute,
+    "standard_scale": _scale,
+    "minmax_scale": _scale,
+    "onehot": _onehot,
+    "ordinal": _ordinal,
+}
 
 
 class Plan:
     """Rows -> feature matrix for one fitted preprocessing and one model's feature order."""
 
-    def __init__(self, steps: list[Step], inputs: list[str], features: list[str], dtype,
-                 types: Mapping[str, str] | None = None):
+    def __init__(
+        self, steps: list[Step], inputs: list[str], features: list[str], dtype, types: Mapping[str, str] | None = None
+    ):
         self.steps, self.inputs, self.features, self.dtype = steps, list(inputs), list(features), dtype
         self.types = dict(types or {})  # column -> schema type (``number`` columns are float64 even when whole)
 
@@ -142,8 +151,9 @@ class Plan:
         return out
 
 
-def compile_plan(pre: Preprocessor, inputs: list[str], features: list[str], dtype=np.float32,
-                 types: Mapping[str, str] | None = None) -> Plan | None:
+def compile_plan(
+    pre: Preprocessor, inputs: list[str], features: list[str], dtype=np.float32, types: Mapping[str, str] | None = None
+) -> Plan | None:
     """The compiled form of ``pre`` (``types``: the schema type of each input), or None when a step has none
     (``custom``)."""
     if any(s.kind not in KERNELS for s in pre.steps):

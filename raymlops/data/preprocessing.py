@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -54,7 +55,7 @@ class Step:
         self.params = params
         self.state: dict[str, Any] = {}
 
-    def fit(self, ds, rows: int | None = None) -> "Step":  # noqa: ARG002 - stateless steps ignore the data
+    def fit(self, ds, rows: int | None = None) -> Step:  # noqa: ARG002 - stateless steps ignore the data
         return self
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -126,8 +127,9 @@ class MinMaxScale(Step):
 
     def fit(self, ds, rows=None):
         stats = _numeric(ds, self.columns, rows)
-        self.state = {c: {"min": st.min if st.count else 0.0, "max": st.max if st.count else 0.0}
-                      for c, st in stats.items()}
+        self.state = {
+            c: {"min": st.min if st.count else 0.0, "max": st.max if st.count else 0.0} for c, st in stats.items()
+        }
         return self
 
     def transform(self, df):
@@ -189,7 +191,9 @@ class Custom(Step):
         return out
 
 
-STEPS: dict[str, type[Step]] = {s.kind: s for s in (Select, Drop, Impute, StandardScale, MinMaxScale, OneHot, Ordinal, Custom)}
+STEPS: dict[str, type[Step]] = {
+    s.kind: s for s in (Select, Drop, Impute, StandardScale, MinMaxScale, OneHot, Ordinal, Custom)
+}
 
 
 class Preprocessor:
@@ -199,7 +203,7 @@ class Preprocessor:
         self.steps = steps
 
     @classmethod
-    def from_config(cls, steps_cfg: list) -> "Preprocessor":
+    def from_config(cls, steps_cfg: list) -> Preprocessor:
         steps = []
         for s in steps_cfg:
             d = s.model_dump()
@@ -207,7 +211,7 @@ class Preprocessor:
             steps.append(STEPS[kind](columns, **d))
         return cls(steps)
 
-    def fit(self, ds, rows: int | None = None) -> "Preprocessor":
+    def fit(self, ds, rows: int | None = None) -> Preprocessor:
         """Fits each step on the output of the steps before it (``ds`` is the training split, ``rows`` its
         row count, which bounds the sample kept for medians)."""
         done: list[Step] = []
@@ -226,7 +230,7 @@ class Preprocessor:
         return json.dumps({"version": 1, "steps": [s.to_dict() for s in self.steps]}, indent=2, default=str)
 
     @classmethod
-    def from_json(cls, text: str) -> "Preprocessor":
+    def from_json(cls, text: str) -> Preprocessor:
         steps = []
         for d in json.loads(text)["steps"]:
             step = STEPS[d["type"]](d["columns"], **d["params"])

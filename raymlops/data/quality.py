@@ -50,8 +50,9 @@ class DataProfile:
     rows: int
 
     @classmethod
-    def from_stats(cls, columns: list[Column], nstats: dict[str, NumericStats],
-                   cstats: dict[str, CategoricalStats], rows: int) -> "DataProfile":
+    def from_stats(
+        cls, columns: list[Column], nstats: dict[str, NumericStats], cstats: dict[str, CategoricalStats], rows: int
+    ) -> DataProfile:
         """Builds the profile from the one-pass training stats (``stats.column_stats``).
 
         Timestamps get a null rate only: their stats are int64 nanoseconds, not checked for range.
@@ -72,7 +73,7 @@ class DataProfile:
         return cls(out, rows)
 
     @classmethod
-    def fit(cls, df: pd.DataFrame, columns: list[Column]) -> "DataProfile":
+    def fit(cls, df: pd.DataFrame, columns: list[Column]) -> DataProfile:
         """Builds the profile from a pandas frame (as ``from_stats`` would from the same rows)."""
         out = []
         for c in columns:
@@ -92,7 +93,7 @@ class DataProfile:
         return {"rows": self.rows, "columns": [asdict(c) for c in self.columns]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataProfile":
+    def from_dict(cls, d: dict) -> DataProfile:
         return cls([ColumnProfile(**c) for c in d["columns"]], d["rows"])
 
     def save(self, path: str | Path) -> None:
@@ -103,7 +104,7 @@ class DataProfile:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "DataProfile":
+    def load(cls, path: str | Path) -> DataProfile:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -125,14 +126,28 @@ class QualityReport:
         bad = {i["check"] for i in self.issues if i["severity"] == "error"}
         return [c for c in CHECKS if c in bad]
 
-    def add(self, check: str, column: str | None, message: str, observed: Any = None, allowed: Any = None,
-            severity: str = "error") -> None:
-        self.issues.append({"check": check, "column": column, "severity": severity, "message": message,
-                            "observed": observed, "allowed": allowed})
+    def add(
+        self,
+        check: str,
+        column: str | None,
+        message: str,
+        observed: Any = None,
+        allowed: Any = None,
+        severity: str = "error",
+    ) -> None:
+        self.issues.append(
+            {
+                "check": check,
+                "column": column,
+                "severity": severity,
+                "message": message,
+                "observed": observed,
+                "allowed": allowed,
+            }
+        )
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "ok": self.ok, "checks": self.checks, "failed": self.failed,
-                "issues": self.issues}
+        return {"rows": self.rows, "ok": self.ok, "checks": self.checks, "failed": self.failed, "issues": self.issues}
 
     def format(self) -> str:
         """A verdict line, then one line per issue."""
@@ -189,8 +204,13 @@ def _is_text(s: pd.Series) -> pd.Series:
     return pd.Series(False, index=s.index)
 
 
-_KIND_WORDS = {"number": "numbers", "integer": "integers", "boolean": "booleans", "string": "strings",
-               "timestamp": "timestamps"}
+_KIND_WORDS = {
+    "number": "numbers",
+    "integer": "integers",
+    "boolean": "booleans",
+    "string": "strings",
+    "timestamp": "timestamps",
+}
 
 
 def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None, typed: bool = True) -> QualityReport:
@@ -213,9 +233,15 @@ def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None, t
     if cfg.schema_check:
         extra = [c for c in df.columns if c not in known]
         if extra:
-            report.add("schema", None, f"{len(extra)} extra column(s) not in training: "
-                       + ", ".join(map(str, extra[:10])) + (" ..." if len(extra) > 10 else ""),
-                       observed=[str(c) for c in extra], severity="info")
+            report.add(
+                "schema",
+                None,
+                f"{len(extra)} extra column(s) not in training: "
+                + ", ".join(map(str, extra[:10]))
+                + (" ..." if len(extra) > 10 else ""),
+                observed=[str(c) for c in extra],
+                severity="info",
+            )
     for p in profile.columns:
         if p.name not in df.columns:
             if cfg.schema_check:
@@ -228,14 +254,24 @@ def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None, t
             if k:
                 as_text = typed and p.type in ("number", "integer") and bool(_is_text(s[bad]).all())
                 how = "arrive as text, not" if as_text else "are not"
-                report.add("schema", p.name, f"{k} of {n} values ({_pct(k / n)}) {how} {_KIND_WORDS[p.type]}, "
-                           f"e.g. {_examples(s[bad])}", observed=k, allowed=0)
+                report.add(
+                    "schema",
+                    p.name,
+                    f"{k} of {n} values ({_pct(k / n)}) {how} {_KIND_WORDS[p.type]}, e.g. {_examples(s[bad])}",
+                    observed=k,
+                    allowed=0,
+                )
         missing = s.isna()
         if cfg.nulls:
             rate, allowed = float(missing.mean()), p.null_rate + cfg.null_tolerance
             if rate > allowed + 1e-12:
-                report.add("nulls", p.name, f"{_pct(rate)} null (training {_pct(p.null_rate)} + "
-                           f"{_pct(cfg.null_tolerance)} allowed)", observed=rate, allowed=allowed)
+                report.add(
+                    "nulls",
+                    p.name,
+                    f"{_pct(rate)} null (training {_pct(p.null_rate)} + {_pct(cfg.null_tolerance)} allowed)",
+                    observed=rate,
+                    allowed=allowed,
+                )
         present = s[~missing]
         if not len(present):
             continue
@@ -244,9 +280,15 @@ def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None, t
             out = x[(x < p.min) | (x > p.max)]
             share = len(out) / len(x) if len(x) else 0.0
             if share > cfg.range_tolerance:
-                report.add("ranges", p.name, f"{_pct(share)} of values outside training [{p.min:g}, {p.max:g}] "
-                           f"({_pct(cfg.range_tolerance)} allowed); seen [{x.min():g}, {x.max():g}], "
-                           f"e.g. {_examples(out)}", observed=share, allowed=cfg.range_tolerance)
+                report.add(
+                    "ranges",
+                    p.name,
+                    f"{_pct(share)} of values outside training [{p.min:g}, {p.max:g}] "
+                    f"({_pct(cfg.range_tolerance)} allowed); seen [{x.min():g}, {x.max():g}], "
+                    f"e.g. {_examples(out)}",
+                    observed=share,
+                    allowed=cfg.range_tolerance,
+                )
         if cfg.unseen_categories and p.categories is not None:
             counts: dict[str, int] = {}
             for v, c in present.value_counts().items():
@@ -256,7 +298,12 @@ def check(df: pd.DataFrame, profile: DataProfile, options: dict | None = None, t
             share = sum(c for _, c in unseen) / len(present)
             if share > cfg.unseen_tolerance:
                 top = dict(unseen[:EXAMPLES])
-                report.add("unseen_categories", p.name, f"{_pct(share)} of values never seen in training "
-                           f"({_pct(cfg.unseen_tolerance)} allowed), e.g. {top}",
-                           observed=share, allowed=cfg.unseen_tolerance)
+                report.add(
+                    "unseen_categories",
+                    p.name,
+                    f"{_pct(share)} of values never seen in training "
+                    f"({_pct(cfg.unseen_tolerance)} allowed), e.g. {top}",
+                    observed=share,
+                    allowed=cfg.unseen_tolerance,
+                )
     return report

@@ -23,9 +23,19 @@ SETTINGS = {
     "TRANSFORMERS_VERBOSITY": "error",
 }
 # Passed on as set in the driver: where state lives and how to reach it (storage endpoint and credentials).
-PASSED = ("RAYMLOPS_STORAGE", "RAYMLOPS_STORAGE_OPTIONS", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL",
-          "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-          "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS")
+PASSED = (
+    "RAYMLOPS_STORAGE",
+    "RAYMLOPS_STORAGE_OPTIONS",
+    "MLFLOW_TRACKING_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
 
 
 def worker_env() -> dict[str, str]:
@@ -38,7 +48,7 @@ def worker_env() -> dict[str, str]:
     if job:
         import json
 
-        taken = ((json.loads(job).get("runtime_env") or {}).get("env_vars") or {})
+        taken = (json.loads(job).get("runtime_env") or {}).get("env_vars") or {}
         env = {k: v for k, v in env.items() if k not in taken}
     return env
 
@@ -62,13 +72,19 @@ def ingress_env(ingress: str) -> dict[str, str]:
 
     from raymlops.errors import SetupError
 
-    exe = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
-                                           if os.access(p, os.X_OK)), None)
+    exe = shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)), None
+    )
     if exe is None:
-        raise SetupError("serving.ingress: haproxy needs the haproxy binary (Debian/Ubuntu: apt-get install "
-                         "haproxy; macOS: brew install haproxy), or use ingress: proxy")
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-            "RAY_SERVE_HAPROXY_BINARY_PATH": exe}
+        raise SetupError(
+            "serving.ingress: haproxy needs the haproxy binary (Debian/Ubuntu: apt-get install "
+            "haproxy; macOS: brew install haproxy), or use ingress: proxy"
+        )
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": exe,
+    }
 
 
 def ensure_ray(ray_cfg, address: str | None = None, quiet: bool = True, ingress: str = "proxy") -> bool:
@@ -177,4 +193,3 @@ def _configure_ray_data(quiet: bool) -> None:
         ctx.enable_progress_bars = False
         for name in ("ray.data", "ray.tune", "ray.train", "ray.serve"):
             logging.getLogger(name).setLevel(logging.WARNING)
-

@@ -20,8 +20,15 @@ from typing import Any
 from raymlops.errors import DataError
 
 FORMATS = ("parquet", "csv", "json")
-EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".parq": "parquet", ".csv": "csv", ".json": "json",
-              ".jsonl": "json", ".ndjson": "json"}
+EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".parq": "parquet",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
 PANDAS_INDEX = "__index_level_"  # pandas.to_parquet writes a non-default index as __index_level_N__ columns
 SKIPPED = "names starting with '_' or '.', and .crc files"
 _SNIFF_BYTES = 4096
@@ -86,8 +93,11 @@ def _uri_files(uri: str) -> tuple[list[str], Any, str | None]:
     if info.type == FileType.NotFound:
         raise DataError(f"{uri}: does not exist")
     infos = fs.get_file_info(FileSelector(base, recursive=True))
-    files = [i.path for i in infos if i.type == FileType.File and is_data_file(i.path)
-             and not _hidden_dir(posixpath.relpath(i.path, base))]
+    files = [
+        i.path
+        for i in infos
+        if i.type == FileType.File and is_data_file(i.path) and not _hidden_dir(posixpath.relpath(i.path, base))
+    ]
     if pattern is not None:
         files = [f for f in files if fnmatch(f, pattern)]
     return sorted(files), fs, None if pattern is not None else base
@@ -124,8 +134,10 @@ def resolve(path: str, fmt: str | None = None, filters: list | None = None, wher
     types = hive.infer_types(parts) if parts else {}
     if filters:
         if not parts:
-            raise DataError(f"{where}: {path} is not a Hive-partitioned directory (no key=value folders); a filter "
-                            "prunes partitions")
+            raise DataError(
+                f"{where}: {path} is not a Hive-partitioned directory (no key=value folders); a filter "
+                "prunes partitions"
+            )
         files = hive.prune(parts, types, filters, where)
         if not files:
             raise DataError(f"{path}: {where} leaves no files to read")
@@ -148,8 +160,13 @@ def _csv_options(text_columns) -> dict:
     import pyarrow.csv as pacsv
 
     # An empty field is a null, as pandas and every spreadsheet read it (pyarrow's default keeps "" for text).
-    return {"convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns},
-                                                    strings_can_be_null=True, quoted_strings_can_be_null=False)}
+    return {
+        "convert_options": pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in text_columns},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+    }
 
 
 def _file_schema(src: Input, text_columns=()):
@@ -176,8 +193,9 @@ def schema(src: Input, text_columns=()):
     JSON inferred from the first file's first block; dictionary columns as their plain value type."""
     import pyarrow as pa
 
-    fields = [pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns)
-              if not f.name.startswith(PANDAS_INDEX)]
+    fields = [
+        pa.field(f.name, _plain(f.type)) for f in _file_schema(src, text_columns) if not f.name.startswith(PANDAS_INDEX)
+    ]
     names = {f.name for f in fields}
     return pa.schema(fields + [pa.field(k, t) for k, t in src.partition_types.items() if k not in names])
 
@@ -236,9 +254,12 @@ def read_dataset(path: str | Input, fmt: str | None = None, text_columns=()):
         if any(pt.is_dictionary(t) for t in raw.types):
             ds = ds.map_batches(_decode, batch_format="pyarrow", zero_copy_batch=True)
     if src.partitions:
-        ds = ds.map_batches(_with_partitions, batch_format="pyarrow", zero_copy_batch=True,
-                            fn_kwargs={"partitions": {_key(f): kv for f, kv in src.partitions.items()},
-                                       "types": src.partition_types})
+        ds = ds.map_batches(
+            _with_partitions,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            fn_kwargs={"partitions": {_key(f): kv for f, kv in src.partitions.items()}, "types": src.partition_types},
+        )
     return ds
 
 

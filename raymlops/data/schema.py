@@ -18,16 +18,21 @@ KINDS = ("number", "integer", "boolean", "string", "timestamp")
 INT64_DOC = 2**63 - 1024
 # ISO-8601 timestamps as OpenAPI documents describe them: years 1700-2259 (inside pandas' nanosecond range,
 # which validation enforces) and days 01-28 (every month has them), so that every matching string parses.
-ISO_TIMESTAMP_PATTERN = (r"^(1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-                         r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")
+ISO_TIMESTAMP_PATTERN = (
+    r"^(1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+)
 
 
 def doc_type(kind: str, nullable: bool) -> tuple[Any, dict[str, Any]]:
     """(Python type, pydantic ``Field`` constraints) that OpenAPI documents give a value of schema ``kind``,
     as the checks accept it: finite numbers, integers within INT64_DOC, ISO_TIMESTAMP_PATTERN timestamps."""
     py: Any = {"number": float, "integer": int, "boolean": bool, "string": str, "timestamp": str}[kind]
-    extra: dict[str, Any] = {"number": {"allow_inf_nan": False}, "integer": {"ge": -INT64_DOC, "le": INT64_DOC},
-                             "timestamp": {"pattern": ISO_TIMESTAMP_PATTERN}}.get(kind, {})
+    extra: dict[str, Any] = {
+        "number": {"allow_inf_nan": False},
+        "integer": {"ge": -INT64_DOC, "le": INT64_DOC},
+        "timestamp": {"pattern": ISO_TIMESTAMP_PATTERN},
+    }.get(kind, {})
     return (py | None if nullable else py), dict(extra)
 
 
@@ -56,7 +61,7 @@ class InputSchema:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputSchema":
+    def from_dict(cls, d: dict) -> InputSchema:
         d = dict(d)
         d["columns"] = [Column(**c) for c in d["columns"]]
         return cls(**d)
@@ -121,7 +126,7 @@ def _finite(v: Any) -> bool:
 
 _CHECKS = {
     "number": (_finite, "a finite number within float32 range"),
-    "integer": (lambda v: _finite(v) and float(v).is_integer() and -2**63 <= v < 2**63, "an integer"),
+    "integer": (lambda v: _finite(v) and float(v).is_integer() and -(2**63) <= v < 2**63, "an integer"),
     "boolean": (lambda v: isinstance(v, bool), "a boolean"),
     "string": (lambda v: isinstance(v, str), "a string"),
     "timestamp": (lambda v: isinstance(v, str) and not pd.isna(_timestamps([v])[0]), "an ISO-8601 timestamp string"),
@@ -134,8 +139,9 @@ def _timestamps(values: list) -> pd.Series:
     return parsed.dt.tz_convert(None)
 
 
-def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"),
-                     max_errors: int = 20) -> pd.DataFrame:
+def records_to_frame(
+    records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"), max_errors: int = 20
+) -> pd.DataFrame:
     """Checks request rows against the schema and returns them as a typed DataFrame.
 
     Raises:
@@ -145,8 +151,9 @@ def records_to_frame(records: list[Any], schema: InputSchema, loc_prefix: tuple 
     return typed_frame(records, schema)
 
 
-def check_records(records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"),
-                  max_errors: int = 20) -> None:
+def check_records(
+    records: list[Any], schema: InputSchema, loc_prefix: tuple = ("body", "instances"), max_errors: int = 20
+) -> None:
     """Checks request rows against the schema (every column present, typed, null only where nullable).
 
     Raises:
@@ -202,8 +209,13 @@ def frame_errors(df: pd.DataFrame, schema: InputSchema) -> list[str]:
     return [c for c in schema.names if c not in df.columns]
 
 
-_FITS = {"number": {"number", "integer"}, "integer": {"integer", "number"}, "boolean": {"boolean"},
-         "string": {"string"}, "timestamp": {"timestamp", "string"}}
+_FITS = {
+    "number": {"number", "integer"},
+    "integer": {"integer", "number"},
+    "boolean": {"boolean"},
+    "string": {"string"},
+    "timestamp": {"timestamp", "string"},
+}
 
 
 def arrow_problems(arrow, schema: InputSchema) -> dict[str, str]:
@@ -226,7 +238,11 @@ def arrow_problems(arrow, schema: InputSchema) -> dict[str, str]:
             out[col.name] = f"type {t} is not supported; expected {col.type} values"
             continue
         if kind not in _FITS[col.type]:
-            hint = ("the column holds text: numbers written as text, or values that are not numbers; "
-                    "`raymlops check` shows which" if kind == "string" and col.type in ("number", "integer") else "")
+            hint = (
+                "the column holds text: numbers written as text, or values that are not numbers; "
+                "`raymlops check` shows which"
+                if kind == "string" and col.type in ("number", "integer")
+                else ""
+            )
             out[col.name] = f"expected {col.type} values, got {t}" + (f" ({hint})" if hint else "")
     return out

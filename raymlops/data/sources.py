@@ -14,6 +14,7 @@ def read_source(src: SourceConfig):
 
     ds = tables.read(src) if tables.is_table(src) else read_dataset(resolve(src.path, src.format, src.filter))
     if src.timestamp and src.timestamp not in ds.schema().names:
-        raise DataError(f"{src.path}: timestamp column {src.timestamp!r} is not in the data; columns: "
-                        f"{ds.schema().names}")
+        raise DataError(
+            f"{src.path}: timestamp column {src.timestamp!r} is not in the data; columns: {ds.schema().names}"
+        )
     return ds

@@ -34,8 +34,9 @@ def time_cutoff(timestamps: np.ndarray, fraction: float):
     return ts[min(len(ts) - 1, int(np.floor(len(ts) * (1 - fraction))))]
 
 
-def annotate(df: pd.DataFrame, kind: str, fraction: float, seed: int = 0, timestamp: str | None = None,
-             cutoff=None) -> pd.DataFrame:
+def annotate(
+    df: pd.DataFrame, kind: str, fraction: float, seed: int = 0, timestamp: str | None = None, cutoff=None
+) -> pd.DataFrame:
     """Adds the boolean SPLIT_COLUMN to a batch."""
     df = df.copy()
     if kind == "time":

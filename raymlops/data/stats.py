@@ -48,7 +48,7 @@ class NumericStats:
     def median(self) -> float | None:
         return float(np.median(self.sample)) if self.sample else None
 
-    def merge(self, o: "NumericStats") -> None:
+    def merge(self, o: NumericStats) -> None:
         n = self.count + o.count
         if o.count:
             delta = o.mean - self.mean
@@ -67,7 +67,7 @@ class CategoricalStats:
     def nulls(self) -> int:
         return self.counts.get(MISSING, 0)
 
-    def merge(self, o: "CategoricalStats") -> None:
+    def merge(self, o: CategoricalStats) -> None:
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
 
@@ -86,8 +86,13 @@ def _partial(df: pd.DataFrame, numeric: list[str], categorical: list[str], rate:
         s = {"count": int(ok.size), "nulls": int(x.size - ok.size)}
         if ok.size:
             keep = ok if rate >= 1 else ok[rng.random(ok.size) < rate]
-            s.update(mean=float(ok.mean()), m2=float(((ok - ok.mean()) ** 2).sum()), min=float(ok.min()),
-                     max=float(ok.max()), sample=keep.tolist())
+            s.update(
+                mean=float(ok.mean()),
+                m2=float(((ok - ok.mean()) ** 2).sum()),
+                min=float(ok.min()),
+                max=float(ok.max()),
+                sample=keep.tolist(),
+            )
         out["numeric"][c] = s
     for c in categorical:
         vc = df[c].value_counts(dropna=False)
@@ -95,8 +100,9 @@ def _partial(df: pd.DataFrame, numeric: list[str], categorical: list[str], rate:
     return pd.DataFrame({"partial": [json.dumps(out, default=str)]})
 
 
-def column_stats(ds, numeric: list[str] = (), categorical: list[str] = (), rows: int | None = None,
-                 seed: int = 0) -> tuple[int, dict[str, NumericStats], dict[str, CategoricalStats]]:
+def column_stats(
+    ds, numeric: list[str] = (), categorical: list[str] = (), rows: int | None = None, seed: int = 0
+) -> tuple[int, dict[str, NumericStats], dict[str, CategoricalStats]]:
     """One pass over ``ds``; returns (row count, numeric stats, categorical stats).
 
     Medians come from a uniform sample of at most ~SAMPLE_ROWS values per column.
@@ -104,9 +110,12 @@ def column_stats(ds, numeric: list[str] = (), categorical: list[str] = (), rows:
     if numeric and rows is None:
         rows = ds.count()
     rate = min(1.0, SAMPLE_ROWS / max(rows or 1, 1))
-    parts = ds.map_batches(_partial, batch_format="pandas", batch_size=None,
-                           fn_kwargs={"numeric": list(numeric), "categorical": list(categorical),
-                                      "rate": rate, "seed": seed}).take_all()
+    parts = ds.map_batches(
+        _partial,
+        batch_format="pandas",
+        batch_size=None,
+        fn_kwargs={"numeric": list(numeric), "categorical": list(categorical), "rate": rate, "seed": seed},
+    ).take_all()
     total, nums, cats = 0, {c: NumericStats() for c in numeric}, {c: CategoricalStats() for c in categorical}
     for row in parts:
         p = json.loads(row["partial"])

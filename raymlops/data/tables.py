@@ -19,7 +19,7 @@ def is_table(src) -> bool:
 
 def _as_of(src) -> dt.datetime:
     t = dt.datetime.fromisoformat(str(src.as_of).replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _delta(src):
@@ -54,8 +54,9 @@ def _iceberg(src):
     if src.snapshot is not None:
         snap = table.snapshot_by_id(src.snapshot)
         if snap is None:
-            raise DataError(f"{src.path}: no snapshot {src.snapshot}; snapshots: "
-                            f"{[s.snapshot_id for s in table.snapshots()]}")
+            raise DataError(
+                f"{src.path}: no snapshot {src.snapshot}; snapshots: {[s.snapshot_id for s in table.snapshots()]}"
+            )
     elif src.as_of is not None:
         snap = table.snapshot_as_of_timestamp(int(_as_of(src).timestamp() * 1000))
         if snap is None:
@@ -98,5 +99,6 @@ def read(src):
     at = _delta(src).version() if src.format == "delta" else _iceberg(src)[1].snapshot_id
     if src.format == "delta":
         return ray.data.read_delta(src.path, version=at)
-    return ray.data.read_iceberg(table_identifier=src.path, snapshot_id=at,
-                                 catalog_kwargs={"name": "raymlops", **(src.catalog or {})})
+    return ray.data.read_iceberg(
+        table_identifier=src.path, snapshot_id=at, catalog_kwargs={"name": "raymlops", **(src.catalog or {})}
+    )

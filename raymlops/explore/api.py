@@ -9,7 +9,6 @@ from typing import Any
 
 from raymlops.errors import DataError
 
-
 REQUEST_LOG = {"ts", "request_id", "role", "inputs"}  # raymlops.serving.request_log's columns that identify it
 
 
@@ -34,12 +33,17 @@ class Profile:
     def column(self, name: str) -> dict[str, Any]:
         return self.data["columns"][name]
 
-    def compare(self, other: "Profile", p_val: float = 0.05) -> "Profile":
+    def compare(self, other: Profile, p_val: float = 0.05) -> Profile:
         """This profile (the reference, e.g. the training data) with ``other`` side by side and tested for drift."""
         from raymlops.explore.compare import compare_profiles
 
-        got = compare_profiles({**self.data, "sample": self.sample}, {**other.data, "sample": other.sample},
-                               self._sketches, other._sketches, p_val)
+        got = compare_profiles(
+            {**self.data, "sample": self.sample},
+            {**other.data, "sample": other.sample},
+            self._sketches,
+            other._sketches,
+            p_val,
+        )
         return Profile({**self.data, "comparison": got, "other": other.data}, self.sample, self._sketches)
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,8 +72,16 @@ class Profile:
         return [write_file(html, self.to_html().encode()), write_file(stem + ".json", self.to_json().encode())]
 
 
-def explore(data, *, label: str | None = None, time: str | None = None, compare=None, config=None,
-            name: str | None = None, seed: int = 0) -> Profile:
+def explore(
+    data,
+    *,
+    label: str | None = None,
+    time: str | None = None,
+    compare=None,
+    config=None,
+    name: str | None = None,
+    seed: int = 0,
+) -> Profile:
     """Profiles ``data`` (a Ray Dataset, a pandas DataFrame, a path, or a source name of ``config``) in one
     distributed pass (two with ``label``); with ``compare`` (the same kinds of input) also profiles that and
     compares it with ``data`` as the reference. A request log (an app's, or one day of it) is profiled as the
@@ -85,8 +97,9 @@ def explore(data, *, label: str | None = None, time: str | None = None, compare=
     return profile.compare(_profile(compare, cfg, label, time, None, seed + 1, label_optional=True))
 
 
-def _profile(data, cfg, label: str | None, time: str | None, name: str | None, seed: int,
-             label_optional: bool = False) -> Profile:
+def _profile(
+    data, cfg, label: str | None, time: str | None, name: str | None, seed: int, label_optional: bool = False
+) -> Profile:
     """One input's profile (``label_optional``: the compared side, profiled with the label when it has it)."""
     from raymlops.explore.profile import profile_dataset
 
@@ -98,8 +111,9 @@ def _profile(data, cfg, label: str | None, time: str | None, name: str | None, s
         ds = ds.map_batches(_logged_inputs, batch_format="pyarrow", fn_kwargs={"fields": fields, "time": default_time})
     if label_optional and label not in ds.schema().names:
         label = None
-    got, sketches = profile_dataset(ds, label=label, time_column=time or default_time, name=name or default_name,
-                                    seed=seed)
+    got, sketches = profile_dataset(
+        ds, label=label, time_column=time or default_time, name=name or default_name, seed=seed
+    )
     sample = got.pop("sample")
     return Profile(got, sample, sketches)
 
@@ -118,8 +132,15 @@ def _log_fields(ds) -> dict[str, str]:
                 continue
             for k, v in json.loads(text).items():
                 if v is not None:
-                    seen.setdefault(k, set()).add("bool" if isinstance(v, bool) else "int" if isinstance(v, int)
-                                                  else "float" if isinstance(v, float) else "string")
+                    seen.setdefault(k, set()).add(
+                        "bool"
+                        if isinstance(v, bool)
+                        else "int"
+                        if isinstance(v, int)
+                        else "float"
+                        if isinstance(v, float)
+                        else "string"
+                    )
                 else:
                     seen.setdefault(k, set())
             rows += 1
@@ -127,7 +148,7 @@ def _log_fields(ds) -> dict[str, str]:
             break
     out = {}
     for k, kinds in seen.items():
-        out[k] = (kinds.pop() if len(kinds) == 1 else "float" if kinds == {"int", "float"} else "string")
+        out[k] = kinds.pop() if len(kinds) == 1 else "float" if kinds == {"int", "float"} else "string"
     return out
 
 
@@ -182,9 +203,8 @@ def _dataset(data, cfg) -> tuple[Any, str | None, str]:
     if hasattr(data, "map_batches") and hasattr(data, "schema"):
         return data, None, "dataset"
     if isinstance(data, pd.DataFrame):
-        import ray.data
-
         import pyarrow as pa
+        import ray.data
 
         _ensure_ray(cfg)
         return ray.data.from_arrow(pa.Table.from_pandas(data, preserve_index=False)), None, "dataframe"
@@ -206,5 +226,6 @@ def _dataset(data, cfg) -> tuple[Any, str | None, str]:
         schema(src)
         _ensure_ray(cfg)
         return read_dataset(src), None, Path(text.rstrip("/")).name or text
-    raise DataError(f"explore() needs a Ray Dataset, a pandas DataFrame, a path or a source name, got "
-                    f"{type(data).__name__}")
+    raise DataError(
+        f"explore() needs a Ray Dataset, a pandas DataFrame, a path or a source name, got {type(data).__name__}"
+    )

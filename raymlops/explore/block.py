@@ -85,7 +85,7 @@ class ColumnPartial:
     length_max: int | None = None
     infinite: int = 0  # +-inf values (numeric)
 
-    def merge(self, o: "ColumnPartial") -> None:
+    def merge(self, o: ColumnPartial) -> None:
         self.count += o.count
         self.nulls += o.nulls
         self.zeros += o.zeros
@@ -124,12 +124,12 @@ class Partial:
     rows: int = 0
     columns: dict[str, ColumnPartial] = field(default_factory=dict)
     row_hll: HyperLogLog = field(default_factory=HyperLogLog)
-    pairs: "PairMoments | None" = None  # Pearson's co-moments of the correlated columns
+    pairs: PairMoments | None = None  # Pearson's co-moments of the correlated columns
     days: dict[int, int] = field(default_factory=dict)  # day number since the epoch -> rows
     sample_keys: np.ndarray = field(default_factory=lambda: np.empty(0))
     sample: Any = None  # pyarrow.Table of the sampled rows
 
-    def merge(self, o: "Partial") -> None:
+    def merge(self, o: Partial) -> None:
         import pyarrow as pa
 
         self.rows += o.rows
@@ -154,7 +154,6 @@ class Partial:
 
 def profile_block(table, layout: Layout) -> Partial:
     """The partial profile of one pyarrow block."""
-    import pyarrow.compute as pc
 
     out = Partial(rows=table.num_rows)
     row_hash = np.zeros(table.num_rows, dtype=np.uint64)
@@ -190,9 +189,8 @@ def profile_block(table, layout: Layout) -> Partial:
 
 def _float_values(col) -> np.ndarray:
     """float64 values with NaN for nulls (decimals and integers included)."""
-    import pyarrow.compute as pc
-
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     # unsafe: integers past 2**53 (64-bit ids, hashes) lose low digits, which statistics do not need
     return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
@@ -216,8 +214,9 @@ def _numeric(values: np.ndarray, ints: np.ndarray | None = None) -> tuple[Column
     nan = np.isnan(values)
     ok = np.isfinite(values)
     x = values[ok]
-    part = ColumnPartial(NUMERIC, count=len(x), nulls=int(nan.sum()), zeros=int((x == 0).sum()),
-                         infinite=int((~ok & ~nan).sum()))
+    part = ColumnPartial(
+        NUMERIC, count=len(x), nulls=int(nan.sum()), zeros=int((x == 0).sum()), infinite=int((~ok & ~nan).sum())
+    )
     if len(x):
         part.min, part.max = float(x.min()), float(x.max())
     part.moments = Moments.of(x)
@@ -305,7 +304,7 @@ class PairMoments:
     c: np.ndarray
 
     @classmethod
-    def of(cls, matrix: np.ndarray) -> "PairMoments":
+    def of(cls, matrix: np.ndarray) -> PairMoments:
         present = ~np.isnan(matrix)
         cnt = present.sum(axis=0)
         shift = np.where(present, matrix, 0.0).sum(axis=0) / np.maximum(cnt, 1)
@@ -319,7 +318,7 @@ class PairMoments:
             c = x.T @ x - np.where(n > 0, s * s.T / n, 0.0)
         return cls(n, mean_shifted + shift[:, None], m2, c)
 
-    def merge(self, o: "PairMoments") -> None:
+    def merge(self, o: PairMoments) -> None:
         n = self.n + o.n
         with np.errstate(invalid="ignore", divide="ignore"):
             w = np.where(n > 0, self.n * o.n / n, 0.0)

@@ -16,8 +16,9 @@ from raymlops.explore.warnings import is_identifier
 P_VAL = 0.05
 
 
-def compare_profiles(a: dict[str, Any], b: dict[str, Any], sketches_a: dict, sketches_b: dict,
-                     p_val: float = P_VAL) -> dict[str, Any]:
+def compare_profiles(
+    a: dict[str, Any], b: dict[str, Any], sketches_a: dict, sketches_b: dict, p_val: float = P_VAL
+) -> dict[str, Any]:
     """``a`` is the reference (e.g. the training source), ``b`` the data compared with it."""
     shared = [n for n in a["columns"] if n in b["columns"] and a["columns"][n]["kind"] == b["columns"][n]["kind"]]
     tested, skipped = [], {}
@@ -35,11 +36,17 @@ def compare_profiles(a: dict[str, Any], b: dict[str, Any], sketches_a: dict, ske
     columns: dict[str, Any] = {}
     for n in shared:
         ca, cb = a["columns"][n], b["columns"][n]
-        entry: dict[str, Any] = {"kind": ca["kind"], "null_share": [ca["null_share"], cb["null_share"]],
-                                 "distinct": [ca["distinct"], cb["distinct"]]}
+        entry: dict[str, Any] = {
+            "kind": ca["kind"],
+            "null_share": [ca["null_share"], cb["null_share"]],
+            "distinct": [ca["distinct"], cb["distinct"]],
+        }
         if ca["kind"] == NUMERIC and ca["count"] and cb["count"]:
-            entry.update(mean=[ca["mean"], cb["mean"]], std=[ca["std"], cb["std"]],
-                         **_numeric_sides(sketches_a[n].kll, sketches_b[n].kll, ca, cb))
+            entry.update(
+                mean=[ca["mean"], cb["mean"]],
+                std=[ca["std"], cb["std"]],
+                **_numeric_sides(sketches_a[n].kll, sketches_b[n].kll, ca, cb),
+            )
         elif ca["kind"] == CATEGORICAL:
             entry["shares"] = _category_shares(ca, cb)
         if n in verdicts:
@@ -48,11 +55,19 @@ def compare_profiles(a: dict[str, Any], b: dict[str, Any], sketches_a: dict, ske
             entry["not_tested"] = skipped[n]
         columns[n] = entry
     drifted = [n for n, v in verdicts.items() if v["is_drift"]]
-    return {"reference": a["name"], "current": b["name"], "rows": [a["rows"], b["rows"]], "p_val": p_val,
-            "test": "tabular (KS numeric, chi-squared categorical; Bonferroni)",
-            "sample_rows": [len(a["sample"]), len(b["sample"])], "is_drift": bool(drifted), "drifted": drifted,
-            "only_in_reference": [n for n in a["columns"] if n not in b["columns"]],
-            "only_in_current": [n for n in b["columns"] if n not in a["columns"]], "columns": columns}
+    return {
+        "reference": a["name"],
+        "current": b["name"],
+        "rows": [a["rows"], b["rows"]],
+        "p_val": p_val,
+        "test": "tabular (KS numeric, chi-squared categorical; Bonferroni)",
+        "sample_rows": [len(a["sample"]), len(b["sample"])],
+        "is_drift": bool(drifted),
+        "drifted": drifted,
+        "only_in_reference": [n for n in a["columns"] if n not in b["columns"]],
+        "only_in_current": [n for n in b["columns"] if n not in a["columns"]],
+        "columns": columns,
+    }
 
 
 def _drift(sample_a, sample_b, columns: list[str], kinds: dict, p_val: float) -> dict[str, dict]:
@@ -63,14 +78,16 @@ def _drift(sample_a, sample_b, columns: list[str], kinds: dict, p_val: float) ->
 
     ref, cur = _frame(sample_a, columns), _frame(sample_b, columns)
     schema = [Column(n, "number" if kinds[n]["kind"] == NUMERIC else "string") for n in columns]
-    detector, _ = fit_detector("tabular", ref, schema, {"p_val": p_val, "correction": "bonferroni",
-                                                        "window": len(cur)})
+    detector, _ = fit_detector("tabular", ref, schema, {"p_val": p_val, "correction": "bonferroni", "window": len(cur)})
     result = detector.test(cur)
     effects = Profile.fit(detector.encoder.encode(ref), detector.encoder)
     distances = dict(zip(detector.encoder.names, effects.distances(detector.encoder.encode(cur))))
     metrics = dict(zip(detector.encoder.names, effects.metrics()))
-    return {n: {**result["features"][n], "effect": distances[n], "effect_metric": metrics[n]}
-            for n in columns if n in result["features"]}
+    return {
+        n: {**result["features"][n], "effect": distances[n], "effect_metric": metrics[n]}
+        for n in columns
+        if n in result["features"]
+    }
 
 
 def _frame(table, columns: list[str]):
@@ -95,8 +112,9 @@ def _numeric_sides(kll_a, kll_b, ca: dict, cb: dict) -> dict[str, Any]:
     if len(edges) >= 3:
         out["edges"] = edges.tolist()
         out["shares"] = [_shares(kll_a, edges), _shares(kll_b, edges)]
-    points = sorted(set(kll_a.get_quantiles(list(np.linspace(0, 1, 101))))
-                    | set(kll_b.get_quantiles(list(np.linspace(0, 1, 101)))))
+    points = sorted(
+        set(kll_a.get_quantiles(list(np.linspace(0, 1, 101)))) | set(kll_b.get_quantiles(list(np.linspace(0, 1, 101))))
+    )
     cdf_a, cdf_b = np.asarray(kll_a.get_cdf(points, True)[:-1]), np.asarray(kll_b.get_cdf(points, True)[:-1])
     out["ks_distance"] = float(np.max(np.abs(cdf_a - cdf_b))) if points else 0.0
     return out

@@ -65,9 +65,8 @@ def _bin_categorical(col, values: list) -> np.ndarray:
 
 
 def _float(col) -> np.ndarray:
-    import pyarrow.compute as pc
-
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
@@ -132,7 +131,10 @@ def association(bins: dict[str, Any], counts: dict[str, np.ndarray]) -> dict[str
         labels = _bin_labels(f)
         rows = table.sum(axis=1)
         used = rows > 0
-        entry: dict[str, Any] = {"bins": [b for b, u in zip(labels, used) if u], "rows": rows[used].astype(int).tolist()}
+        entry: dict[str, Any] = {
+            "bins": [b for b, u in zip(labels, used) if u],
+            "rows": rows[used].astype(int).tolist(),
+        }
         if spec["mode"] == "numeric":
             sums = counts.get(f"{name}{SEP}__sum__")
             entry["label_mean"] = [float(s / r) for s, r in zip(sums[used], rows[used])] if sums is not None else None

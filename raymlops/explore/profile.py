@@ -26,8 +26,9 @@ BATCH_ROWS = 131_072
 MAX_DAYS = 1_000  # rows-per-day points before the series switches to weeks, months or years
 
 
-def profile_dataset(ds, *, label: str | None = None, time_column: str | None = None, name: str = "data",
-                    seed: int = 0) -> tuple[dict[str, Any], dict]:
+def profile_dataset(
+    ds, *, label: str | None = None, time_column: str | None = None, name: str = "data", seed: int = 0
+) -> tuple[dict[str, Any], dict]:
     """The profile of a Ray Dataset as a JSON-able dict (see ``raymlops.explore.Profile``; its "sample" is a
     pyarrow Table) and the merged column partials (their sketches, for ``compare``)."""
     t0 = time.perf_counter()
@@ -42,15 +43,21 @@ def profile_dataset(ds, *, label: str | None = None, time_column: str | None = N
             raise DataError(f"{name}: {what} column {col!r} is not in the data; columns: {schema.names}")
     kinds = {n: k for n, t in types.items() if (k := kind_of(t)) is not None}
     if time_column is not None and kinds.get(time_column) != TIME:
-        raise DataError(f"{name}: time column {time_column!r} must be a timestamp or date column, got {types[time_column]}")
+        raise DataError(
+            f"{name}: time column {time_column!r} must be a timestamp or date column, got {types[time_column]}"
+        )
     if label is not None and label not in kinds:
-        raise DataError(f"{name}: label column {label!r} has type {types[label]}; expected numbers, strings or "
-                        "booleans")
+        raise DataError(
+            f"{name}: label column {label!r} has type {types[label]}; expected numbers, strings or booleans"
+        )
     if time_column is None:
         time_column = next((n for n, k in kinds.items() if k == TIME), None)
     layout = Layout(kinds, time_column, seed)
-    merged = _merge(ds.map_batches(_partial_fn(profile_block, layout), batch_format="pyarrow", zero_copy_batch=True,
-                                   batch_size=BATCH_ROWS))
+    merged = _merge(
+        ds.map_batches(
+            _partial_fn(profile_block, layout), batch_format="pyarrow", zero_copy_batch=True, batch_size=BATCH_ROWS
+        )
+    )
     if merged.rows == 0:
         raise DataError(f"{name}: no rows to profile")
     out = {
@@ -65,8 +72,11 @@ def profile_dataset(ds, *, label: str | None = None, time_column: str | None = N
     }
     if label is not None:
         bins = label_bins(out["columns"], merged.columns, label)
-        counts = _merge_counts(ds.map_batches(_partial_fn(label_block, bins), batch_format="pyarrow", zero_copy_batch=True,
-                                              batch_size=BATCH_ROWS))
+        counts = _merge_counts(
+            ds.map_batches(
+                _partial_fn(label_block, bins), batch_format="pyarrow", zero_copy_batch=True, batch_size=BATCH_ROWS
+            )
+        )
         out["associations"] = association(bins, counts)
     out["warnings"] = warnings_of(out)
     out["sample"] = merged.sample
@@ -113,15 +123,27 @@ def _merge_counts(ds) -> dict[str, np.ndarray]:
 def _column(p, arrow_type: str, rows: int) -> dict[str, Any]:
     """A column's figures from its merged partial."""
     distinct = min(round(p.hll.estimate()), p.count)
-    out: dict[str, Any] = {"kind": p.kind, "type": arrow_type, "count": p.count, "nulls": p.nulls,
-                           "null_share": p.nulls / rows if rows else 0.0, "distinct": distinct}
+    out: dict[str, Any] = {
+        "kind": p.kind,
+        "type": arrow_type,
+        "count": p.count,
+        "nulls": p.nulls,
+        "null_share": p.nulls / rows if rows else 0.0,
+        "distinct": distinct,
+    }
     if p.kind == NUMERIC:
-        out.update(zeros=p.zeros, zero_share=p.zeros / p.count if p.count else 0.0, infinite=p.infinite,
-                   min=p.min, max=p.max,
-                   mean=p.moments.mean if p.count else None, std=p.moments.std if p.count else None,
-                   skew=p.moments.skew if p.count else None,
-                   quantiles={f"{q:g}": float(p.kll.get_quantile(q)) for q in QUANTILES} if p.count else {},
-                   histogram=_histogram(p))
+        out.update(
+            zeros=p.zeros,
+            zero_share=p.zeros / p.count if p.count else 0.0,
+            infinite=p.infinite,
+            min=p.min,
+            max=p.max,
+            mean=p.moments.mean if p.count else None,
+            std=p.moments.std if p.count else None,
+            skew=p.moments.skew if p.count else None,
+            quantiles={f"{q:g}": float(p.kll.get_quantile(q)) for q in QUANTILES} if p.count else {},
+            histogram=_histogram(p),
+        )
     elif p.kind == CATEGORICAL:
         out.update(top=_top(p), empty=p.zeros)
         if p.lengths.n:
@@ -153,8 +175,15 @@ def _top(p) -> list[dict[str, Any]]:
     items = p.items.get_frequent_items(frequent_items_error_type.NO_FALSE_NEGATIVES) if p.items else []
     top = sorted(items, key=lambda t: (-t[1], t[0]))[:TOP_SHOWN]
     # bounds only where the sketch had to evict items (more distinct values than it tracks): else counts are exact
-    return [{"value": v, "count": int(est), "share": est / p.count if p.count else 0.0,
-             **({} if lo == hi else {"lower": int(lo), "upper": int(hi)})} for v, est, lo, hi in top]
+    return [
+        {
+            "value": v,
+            "count": int(est),
+            "share": est / p.count if p.count else 0.0,
+            **({} if lo == hi else {"lower": int(lo), "upper": int(hi)}),
+        }
+        for v, est, lo, hi in top
+    ]
 
 
 def _iso(us: int | None) -> str | None:
@@ -176,12 +205,15 @@ def _table(merged: Partial, layout: Layout) -> dict[str, Any]:
     if merged.days:
         first, last = min(merged.days), max(merged.days)
         # Dense per day up to MAX_DAYS; a longer span (or one sentinel date far away) in wider buckets
-        step = next(b for b in (1, 7, 30, 365, 10 ** 9) if (last - first) // b < MAX_DAYS)
+        step = next(b for b in (1, 7, 30, 365, 10**9) if (last - first) // b < MAX_DAYS)
         counts: dict[int, int] = {}
         for d, k in merged.days.items():
             counts[(d - first) // step] = counts.get((d - first) // step, 0) + k
-        out["rows_per_day"] = {"first": _day(first), "bucket_days": step,
-                               "counts": [counts.get(i, 0) for i in range((last - first) // step + 1)]}
+        out["rows_per_day"] = {
+            "first": _day(first),
+            "bucket_days": step,
+            "counts": [counts.get(i, 0) for i in range((last - first) // step + 1)],
+        }
     return out
 
 

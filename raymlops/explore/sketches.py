@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 HLL_LG_K = 16  # 65,536 buckets: relative standard error about 1.04 / sqrt(2**16) = 0.41%
-HLL_ERROR = 1.04 / math.sqrt(2 ** HLL_LG_K)
+HLL_ERROR = 1.04 / math.sqrt(2**HLL_LG_K)
 KLL_K = 400  # KLL's accuracy parameter; the rank error it implies is kll_error() (DataSketches' own figure)
 TOP_K = 64  # frequent-items sketch size (map size; items above ~N/TOP_K are never missed)
 
@@ -47,7 +47,7 @@ class HyperLogLog:
         for h in hashes.view(np.int64).tolist():
             update(h)
 
-    def merge(self, other: "HyperLogLog") -> None:
+    def merge(self, other: HyperLogLog) -> None:
         from datasketches import hll_union, tgt_hll_type
 
         union = hll_union(HLL_LG_K)
@@ -77,7 +77,7 @@ class Moments:
     m3: float = 0.0
 
     @classmethod
-    def of(cls, x: np.ndarray) -> "Moments":
+    def of(cls, x: np.ndarray) -> Moments:
         if not len(x):
             return cls()
         mean = float(x.mean())
@@ -85,7 +85,7 @@ class Moments:
         d2 = d * d
         return cls(len(x), mean, float(d2.sum()), float((d2 * d).sum()))
 
-    def merge(self, o: "Moments") -> None:
+    def merge(self, o: Moments) -> None:
         if not o.n:
             return
         if not self.n:
@@ -93,8 +93,12 @@ class Moments:
             return
         n = self.n + o.n
         delta = o.mean - self.mean
-        m3 = (self.m3 + o.m3 + delta ** 3 * self.n * o.n * (self.n - o.n) / n ** 2
-              + 3 * delta * (self.n * o.m2 - o.n * self.m2) / n)
+        m3 = (
+            self.m3
+            + o.m3
+            + delta**3 * self.n * o.n * (self.n - o.n) / n**2
+            + 3 * delta * (self.n * o.m2 - o.n * self.m2) / n
+        )
         self.m2 += o.m2 + delta * delta * self.n * o.n / n
         self.m3 = m3
         self.mean += delta * o.n / n
@@ -111,5 +115,5 @@ class Moments:
         n = self.n
         if n < 3 or self.m2 <= 0:
             return 0.0
-        g1 = math.sqrt(n) * self.m3 / self.m2 ** 1.5
+        g1 = math.sqrt(n) * self.m3 / self.m2**1.5
         return g1 * math.sqrt(n * (n - 1)) / (n - 2)

@@ -32,8 +32,12 @@ def warnings_of(p: dict[str, Any]) -> list[dict[str, Any]]:
         if name == p.get("label"):  # a label is meant to be what it is: zeros and skew are its class balance
             continue
         if is_identifier(c):
-            warn("identifier", name, f"{name} has a distinct value in nearly every row ({c['distinct']:,} distinct "
-                                     f"in {c['count']:,}): an identifier, not a feature?")
+            warn(
+                "identifier",
+                name,
+                f"{name} has a distinct value in nearly every row ({c['distinct']:,} distinct "
+                f"in {c['count']:,}): an identifier, not a feature?",
+            )
             continue
         if c.get("infinite"):
             warn("infinite", name, f"{name} holds {c['infinite']:,} infinite value(s), left out of its statistics")
@@ -42,13 +46,24 @@ def warnings_of(p: dict[str, Any]) -> list[dict[str, Any]]:
                 warn("zeros", name, f"{name} is 0 in {c['zero_share']:.1%} of its values")
             if c["skew"] is not None and abs(c["skew"]) > SKEW:
                 warn("skew", name, f"{name} is skewed (skewness {c['skew']:.2f}, |skew| > {SKEW:g})")
-        if c["kind"] == "categorical" and c["distinct"] > HIGH_CARDINALITY and c["distinct"] >= CARDINALITY * c["count"]:
-            warn("cardinality", name, f"{name} has {c['distinct']:,} distinct values in {c['count']:,} rows: "
-                                      "an identifier rather than a category?")
+        if (
+            c["kind"] == "categorical"
+            and c["distinct"] > HIGH_CARDINALITY
+            and c["distinct"] >= CARDINALITY * c["count"]
+        ):
+            warn(
+                "cardinality",
+                name,
+                f"{name} has {c['distinct']:,} distinct values in {c['count']:,} rows: "
+                "an identifier rather than a category?",
+            )
     table = p["table"]
     if table["duplicate_rows"] > table["duplicate_rows_error"]:
-        warn("duplicates", None, f"about {table['duplicate_rows']:,} duplicate rows "
-                                 f"(± {table['duplicate_rows_error']:,}) of {p['rows']:,}")
+        warn(
+            "duplicates",
+            None,
+            f"about {table['duplicate_rows']:,} duplicate rows (± {table['duplicate_rows_error']:,}) of {p['rows']:,}",
+        )
     corr = table.get("correlation")
     if corr:
         names = corr["columns"]
@@ -58,9 +73,13 @@ def warnings_of(p: dict[str, Any]) -> list[dict[str, Any]]:
                     warn("correlation", names[i], f"{names[i]} and {names[j]} are correlated (r = {row[j]:.3f})")
     for name, a in (p.get("associations") or {}).items():
         if a["uncertainty"] >= LEAKAGE:
-            warn("leakage", name, f"{name} alone explains {a['uncertainty']:.0%} of the label's entropy "
-                                  f"({a['mutual_information']:.3f} of {a['label_entropy']:.3f} bits): a leak from "
-                                  "the label or from the future?")
+            warn(
+                "leakage",
+                name,
+                f"{name} alone explains {a['uncertainty']:.0%} of the label's entropy "
+                f"({a['mutual_information']:.3f} of {a['label_entropy']:.3f} bits): a leak from "
+                "the label or from the future?",
+            )
     days = table.get("rows_per_day")
     if days and days.get("bucket_days", 1) == 1:  # gaps are read per day only
         gaps = _gaps(days["counts"])
@@ -69,16 +88,23 @@ def warnings_of(p: dict[str, Any]) -> list[dict[str, Any]]:
             import datetime as dt
 
             first = dt.date.fromisoformat(days["first"]) + dt.timedelta(days=start)
-            warn("time_gaps", p.get("time"), f"{len(gaps)} gap(s) of >= {GAP_DAYS} empty days in {p.get('time')}; "
-                                             f"the longest: {length} days from {first.isoformat()}")
+            warn(
+                "time_gaps",
+                p.get("time"),
+                f"{len(gaps)} gap(s) of >= {GAP_DAYS} empty days in {p.get('time')}; "
+                f"the longest: {length} days from {first.isoformat()}",
+            )
     return out
 
 
 def is_identifier(c: dict[str, Any]) -> bool:
     """Integer or string columns with a distinct value in (nearly) every row: keys, not features."""
     integer = c["kind"] == "numeric" and "int" in c["type"]
-    return (integer or c["kind"] == "categorical") and c["count"] > HIGH_CARDINALITY and \
-        c["distinct"] >= IDENTIFIER * c["count"]
+    return (
+        (integer or c["kind"] == "categorical")
+        and c["count"] > HIGH_CARDINALITY
+        and c["distinct"] >= IDENTIFIER * c["count"]
+    )
 
 
 def _gaps(counts: list[int]) -> list[tuple[int, int]]:

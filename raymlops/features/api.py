@@ -32,9 +32,12 @@ class OnlineFeaturesResponse(BaseModel):
 
 class PushRequest(BaseModel):
     view: str = Field(description="The feature view the events belong to.")
-    rows: list[dict[str, Any]] = Field(min_length=1, description="Events: every stored column of the view (join "
-                                       "keys, timestamp, fields, aggregated columns); the created timestamp "
-                                       "defaults to the time of the push.")
+    rows: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Events: every stored column of the view (join "
+        "keys, timestamp, fields, aggregated columns); the created timestamp "
+        "defaults to the time of the push.",
+    )
 
 
 class PushResponse(BaseModel):
@@ -54,10 +57,13 @@ def _json_type(t, nullable: bool) -> tuple[Any, dict[str, Any]]:
 
     from raymlops.data.schema import FLOAT32_MAX, doc_type
 
-    kinds = ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"),
-             (lambda t: pa.types.is_floating(t) or pa.types.is_decimal(t), "number"),
-             (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string"),
-             (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t), "timestamp"))
+    kinds = (
+        (pa.types.is_boolean, "boolean"),
+        (pa.types.is_integer, "integer"),
+        (lambda t: pa.types.is_floating(t) or pa.types.is_decimal(t), "number"),
+        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string"),
+        (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t), "timestamp"),
+    )
     kind = next((k for test, k in kinds if t is not None and test(t)), None)
     if kind is None:
         return Any, {}
@@ -99,30 +105,53 @@ def typed_requests(store) -> tuple[Any, Any]:
             s = schemas[v.name]
             key_types.setdefault(k, key_type(s.field(k).type) if s is not None and k in s.names else None)
     key_fields = {k: _json_type(t, False) for k, t in key_types.items()}
-    entities = create_model("Entities", __config__=ConfigDict(extra="forbid"), **{
-        k: (list[Annotated[py, Field(**extra)]],  # type: ignore[valid-type]
-            Field(..., min_length=1, description="Values of this join key, one per entity (equal lengths)."))
-        for k, (py, extra) in key_fields.items()})
+    entities = create_model(
+        "Entities",
+        __config__=ConfigDict(extra="forbid"),
+        **{
+            k: (
+                list[Annotated[py, Field(**extra)]],  # type: ignore[valid-type]
+                Field(..., min_length=1, description="Values of this join key, one per entity (equal lengths)."),
+            )
+            for k, (py, extra) in key_fields.items()
+        },
+    )
     online = create_model(
         "OnlineFeaturesRequestTyped",
-        features=(list[Literal[tuple(refs)]], Field(min_length=1, description=OnlineFeaturesRequest.model_fields[  # type: ignore[misc]
-            "features"].description, json_schema_extra={"uniqueItems": True})),
+        features=(
+            list[Literal[tuple(refs)]],
+            Field(
+                min_length=1,
+                description=OnlineFeaturesRequest.model_fields[  # type: ignore[misc]
+                    "features"
+                ].description,
+                json_schema_extra={"uniqueItems": True},
+            ),
+        ),
         entities=(entities, Field(description="Join key -> values (equal lengths).")),
-        full_feature_names=(bool, False))
+        full_feature_names=(bool, False),
+    )
     pushes = []
     for v in views:
         keys, s = store.join_keys(v), schemas[v.name]
         fields: dict[str, Any] = {}
         for i, c in enumerate(stored_columns(v, keys)):
-            t = pa.timestamp("ns", "UTC") if c in (v.timestamp, v.created_timestamp) else (
-                s.field(c).type if s is not None and c in s.names else None)
+            t = (
+                pa.timestamp("ns", "UTC")
+                if c in (v.timestamp, v.created_timestamp)
+                else (s.field(c).type if s is not None and c in s.names else None)
+            )
             if c in keys and t is not None:
                 t = key_type(t)
             required = c != v.created_timestamp
             py, extra = _json_type(t, nullable=c not in (*keys, v.timestamp))
             fields[f"c{i}"] = (py, Field(... if required else None, alias=c, title=c, **extra))
         row = create_model(f"PushRow_{v.name}", __config__=ConfigDict(extra="forbid"), **fields)
-        pushes.append(create_model(f"Push_{v.name}", view=(Literal[v.name], ...),  # type: ignore[valid-type]
-                                   rows=(list[row], Field(min_length=1, description=PushRequest.model_fields[
-                                       "rows"].description))))
-    return online, (Union[tuple(pushes)] if len(pushes) > 1 else pushes[0])  # type: ignore[return-value]
+        pushes.append(
+            create_model(
+                f"Push_{v.name}",
+                view=(Literal[v.name], ...),  # type: ignore[valid-type]
+                rows=(list[row], Field(min_length=1, description=PushRequest.model_fields["rows"].description)),
+            )
+        )
+    return online, (Union[tuple(pushes)] if len(pushes) > 1 else pushes[0])  # type: ignore[return-value]  # noqa: UP007 (a Union of a runtime tuple)

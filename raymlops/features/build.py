@@ -8,7 +8,6 @@ they are asked for rather than as of the entity's last event.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -34,8 +33,9 @@ def _transform(batch: pd.DataFrame, path: str) -> pd.DataFrame:
     return out
 
 
-def _prepare(table: pa.Table, view: FeatureViewConfig, keys: list[str], columns: list[str], lo: int | None,
-             hi: int | None) -> pa.Table:
+def _prepare(
+    table: pa.Table, view: FeatureViewConfig, keys: list[str], columns: list[str], lo: int | None, hi: int | None
+) -> pa.Table:
     """Needed columns only, timestamps as UTC, rows without a key or time dropped, rows outside [lo, hi) dropped."""
     table = normalize_keys(table.select(columns), keys)
     for c in filter(None, [view.timestamp, view.created_timestamp]):
@@ -49,13 +49,30 @@ def _prepare(table: pa.Table, view: FeatureViewConfig, keys: list[str], columns:
 
 def stored_columns(view: FeatureViewConfig, keys: list[str]) -> list[str]:
     """The columns a view's offline store holds (its events)."""
-    return list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
-                               *view.fields, *(a.column for a in view.aggregations)]))
+    return list(
+        dict.fromkeys(
+            [
+                *keys,
+                view.timestamp,
+                *([view.created_timestamp] if view.created_timestamp else []),
+                *view.fields,
+                *(a.column for a in view.aggregations),
+            ]
+        )
+    )
 
 
-def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: OfflineStore, mode: str = "overwrite",
-               start: int | None = None, end: int | None = None, info: dict | None = None,
-               drop_pushed: bool = False) -> Version:
+def build_view(
+    source_ds,
+    view: FeatureViewConfig,
+    keys: list[str],
+    store: OfflineStore,
+    mode: str = "overwrite",
+    start: int | None = None,
+    end: int | None = None,
+    info: dict | None = None,
+    drop_pushed: bool = False,
+) -> Version:
     """Computes ``view`` from its source dataset and commits it to ``store``.
 
     Args:
@@ -69,8 +86,10 @@ def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: Offli
     needed = stored_columns(view, keys)
     missing = [c for c in needed if c not in names]
     if missing:
-        raise DataError(f"feature view {view.name!r}: columns {missing} are not in source {view.source!r} "
-                        f"(after its transform); columns: {names}")
+        raise DataError(
+            f"feature view {view.name!r}: columns {missing} are not in source {view.source!r} "
+            f"(after its transform); columns: {names}"
+        )
     if mode == "append":
         prev = store.latest(view.name)
         last = None if prev is None else prev.manifest.get("built_max_ts", prev.manifest.get("max_ts"))
@@ -78,7 +97,11 @@ def build_view(source_ds, view: FeatureViewConfig, keys: list[str], store: Offli
             start, end = last + 1, None
         else:
             mode = "overwrite"
-    ds = source_ds.map_batches(_prepare, fn_kwargs={"view": view, "keys": keys, "columns": needed, "lo": start,
-                                                    "hi": end}, batch_format="pyarrow")
-    return store.write(view.name, ds, view.timestamp, mode=mode, start=start, end=end, info=info,
-                       drop_pushed=drop_pushed)
+    ds = source_ds.map_batches(
+        _prepare,
+        fn_kwargs={"view": view, "keys": keys, "columns": needed, "lo": start, "hi": end},
+        batch_format="pyarrow",
+    )
+    return store.write(
+        view.name, ds, view.timestamp, mode=mode, start=start, end=end, info=info, drop_pushed=drop_pushed
+    )

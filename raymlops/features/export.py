@@ -75,8 +75,9 @@ def _parquet(offline: OfflineStore, view: str, v, out: str) -> dict:
             buf = pa.BufferOutputStream()
             # microseconds: Spark reads no nanosecond timestamps (PARQUET_TYPE_ILLEGAL), nor does Delta store them
             pq.write_table(body, buf, coerce_timestamps="us", allow_truncated_timestamps=True)
-            store.write_bytes(*([f"{DATE}={day}"] if day else []), f"part-{i:05d}.parquet",
-                              data=buf.getvalue().to_pybytes())
+            store.write_bytes(
+                *([f"{DATE}={day}"] if day else []), f"part-{i:05d}.parquet", data=buf.getvalue().to_pybytes()
+            )
             rows, files = rows + table.num_rows, files + 1
         store.write_bytes("_SUCCESS", data=b"")
         if local:
@@ -93,8 +94,16 @@ def _delta(offline: OfflineStore, view: str, v, out: str) -> dict[str, Any]:
 
     schema = v.schema.append(pa.field(DATE, pa.string()))
     reader = pa.RecordBatchReader.from_batches(
-        schema, (b for t in _batches(offline, view, v) for b in t.cast(schema).to_batches()))
-    write_deltalake(out, reader, partition_by=[DATE], mode="overwrite", schema_mode="overwrite",
-                    commit_properties=CommitProperties(custom_metadata={
-                        "raymlops.view": view, "raymlops.offline_version": str(v.number)}))
+        schema, (b for t in _batches(offline, view, v) for b in t.cast(schema).to_batches())
+    )
+    write_deltalake(
+        out,
+        reader,
+        partition_by=[DATE],
+        mode="overwrite",
+        schema_mode="overwrite",
+        commit_properties=CommitProperties(
+            custom_metadata={"raymlops.view": view, "raymlops.offline_version": str(v.number)}
+        ),
+    )
     return {"view": view, "version": v.number, "format": "delta", "rows": v.rows, "files": len(v.files), "path": out}

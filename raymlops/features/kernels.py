@@ -30,8 +30,10 @@ def utc_ns(col) -> np.ndarray:
     col = pd.Series(col)
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         # epoch numbers are ambiguous (s? ms? ns?): refuse rather than guess
-        raise DataError(f"timestamp column {col.name!r} holds numbers ({col.dtype}); store timestamps, or "
-                        "convert epoch values with pandas.to_datetime(..., unit='s') first")
+        raise DataError(
+            f"timestamp column {col.name!r} holds numbers ({col.dtype}); store timestamps, or "
+            "convert epoch values with pandas.to_datetime(..., unit='s') first"
+        )
     s = pd.to_datetime(col, utc=True)
     return s.dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
 
@@ -87,8 +89,14 @@ def sort_order(code: np.ndarray, ts: np.ndarray, created: np.ndarray | None) -> 
     return np.lexsort(keys)
 
 
-def asof_indices(e_code: np.ndarray, e_ts: np.ndarray, f_code: np.ndarray, f_ts: np.ndarray,
-                 f_created: np.ndarray | None, ttl_ns: int | None) -> np.ndarray:
+def asof_indices(
+    e_code: np.ndarray,
+    e_ts: np.ndarray,
+    f_code: np.ndarray,
+    f_ts: np.ndarray,
+    f_created: np.ndarray | None,
+    ttl_ns: int | None,
+) -> np.ndarray:
     """For each entity row, the feature row that is its value as of that time, or -1.
 
     The candidates share the key and have ``T - ttl <= ts <= T`` (no lower bound without a ttl); the latest
@@ -102,8 +110,7 @@ def asof_indices(e_code: np.ndarray, e_ts: np.ndarray, f_code: np.ndarray, f_ts:
     code = np.concatenate([f_code, e_code])
     ts = np.concatenate([f_ts, e_ts])
     side = np.concatenate([np.zeros(nf, np.int8), np.ones(ne, np.int8)])
-    created = np.concatenate([f_created if f_created is not None else np.zeros(nf, np.int64),
-                              np.zeros(ne, np.int64)])
+    created = np.concatenate([f_created if f_created is not None else np.zeros(nf, np.int64), np.zeros(ne, np.int64)])
     order = np.lexsort((created, side, ts, code))
     is_feature = order < nf
     last = np.maximum.accumulate(np.where(is_feature, np.arange(len(order)), -1)) if len(order) else order
@@ -138,8 +145,14 @@ def window_bounds(code: np.ndarray, ts: np.ndarray, window_ns: int) -> tuple[np.
     return window_ranges(code, ts, code, ts, window_ns)
 
 
-def window_ranges(f_code: np.ndarray, f_ts: np.ndarray, q_code: np.ndarray, q_ts: np.ndarray,
-                  window_ns: int, align_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def window_ranges(
+    f_code: np.ndarray,
+    f_ts: np.ndarray,
+    q_code: np.ndarray,
+    q_ts: np.ndarray,
+    window_ns: int,
+    align_ns: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """For event rows sorted by (code, ts) and queries (code, T): [start, end) of the events with the query's
     key and ``T - w < ts <= T``. A query with a null key (code -1) or time gets an empty range; for queries
     sorted by (code, T) both bounds are non-decreasing.

@@ -37,8 +37,15 @@ def _latest_per_key(table: pa.Table, view: FeatureViewConfig, join_keys: list[st
     return table.take(pa.array(last, type=pa.int64()))
 
 
-def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str],
-                     start: int | None, end: int, incremental: bool = False) -> dict:
+def materialize_view(
+    offline: OfflineStore,
+    online: OnlineStore,
+    view: FeatureViewConfig,
+    keys: list[str],
+    start: int | None,
+    end: int,
+    incremental: bool = False,
+) -> dict:
     """Writes the latest value per entity with ``start <= ts < end`` to the online store; returns the record.
 
     Idempotent: the online store keeps whichever record is newer, so re-running an older window never
@@ -51,21 +58,34 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
     started = time.time()
     written = 0
     if version is not None and version.rows:
-        columns = list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
-                                                                 else []), *view.fields]))
+        columns = list(
+            dict.fromkeys(
+                [*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []), *view.fields]
+            )
+        )
         ds = offline.read_dataset(view.name, columns=columns, version=version.number)
         parts = partition_count(version.rows, cluster_cpus())
-        ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": start, "end": end},
-                            batch_format="pyarrow")
-        ds = shuffle_apply([Side(ds, with_partition, {"keys": keys, "partitions": parts})], _latest_per_key, parts,
-                           {"view": view, "join_keys": keys})
+        ds = ds.map_batches(
+            time_filter, fn_kwargs={"timestamp": view.timestamp, "start": start, "end": end}, batch_format="pyarrow"
+        )
+        ds = shuffle_apply(
+            [Side(ds, with_partition, {"keys": keys, "partitions": parts})],
+            _latest_per_key,
+            parts,
+            {"view": view, "join_keys": keys},
+        )
         for batch in ds.iter_batches(batch_size=WRITE_BATCH, batch_format="pyarrow"):
             written += online.write(view.name, _records(batch, view, keys))
     tiles = _materialize_tiles(offline, online, view, keys, version, start, end)
-    run = {"start": iso(start), "end": iso(end), "offline_version": version.number if version else None,
-           "entities": written, **({"tiles": tiles} if tiles is not None else {}),
-           "seconds": round(time.time() - started, 2),
-           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    run = {
+        "start": iso(start),
+        "end": iso(end),
+        "offline_version": version.number if version else None,
+        "entities": written,
+        **({"tiles": tiles} if tiles is not None else {}),
+        "seconds": round(time.time() - started, 2),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if version is not None:  # nothing loaded before the first build: keep the watermark where it was
         history["watermark"] = max(end, history.get("watermark") or end)
     history["runs"] = (history.get("runs", []) + [run])[-50:]
@@ -73,8 +93,15 @@ def materialize_view(offline: OfflineStore, online: OnlineStore, view: FeatureVi
     return run
 
 
-def _materialize_tiles(offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str], version,
-                       start: int | None, end: int) -> int | None:
+def _materialize_tiles(
+    offline: OfflineStore,
+    online: OnlineStore,
+    view: FeatureViewConfig,
+    keys: list[str],
+    version,
+    start: int | None,
+    end: int,
+) -> int | None:
     """Recomputes every tile the events of ``[start, end)`` touch, whole, from the offline events (so a re-run
     replaces rather than double-counts, and an older window re-run loses nothing), skipping events no window
     can read any more; returns the tiles written."""
@@ -91,14 +118,27 @@ def _materialize_tiles(offline: OfflineStore, online: OnlineStore, view: Feature
         # window after a newer one lost them (tiles cover (k * span, (k + 1) * span], hence the + 1s)
         lo = ((lo - 1) // top) * top + 1
         hi = ((end - 2) // top + 1) * top + 1
-        columns = list(dict.fromkeys([*keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
-                                                                 else []), *(c for _, c in spec.partials.values())]))
+        columns = list(
+            dict.fromkeys(
+                [
+                    *keys,
+                    view.timestamp,
+                    *([view.created_timestamp] if view.created_timestamp else []),
+                    *(c for _, c in spec.partials.values()),
+                ]
+            )
+        )
         ds = offline.read_dataset(view.name, columns=columns, version=version.number)
-        ds = ds.map_batches(time_filter, fn_kwargs={"timestamp": view.timestamp, "start": lo, "end": hi},
-                            batch_format="pyarrow")
+        ds = ds.map_batches(
+            time_filter, fn_kwargs={"timestamp": view.timestamp, "start": lo, "end": hi}, batch_format="pyarrow"
+        )
         parts = partition_count(version.rows, cluster_cpus())
-        ds = shuffle_apply([Side(ds, with_partition, {"keys": keys, "partitions": parts})], build_tiles, parts,
-                           {"spec": spec, "keys": keys, "timestamp": view.timestamp, "created": view.created_timestamp})
+        ds = shuffle_apply(
+            [Side(ds, with_partition, {"keys": keys, "partitions": parts})],
+            build_tiles,
+            parts,
+            {"spec": spec, "keys": keys, "timestamp": view.timestamp, "created": view.created_timestamp},
+        )
         for batch in ds.iter_batches(batch_size=WRITE_BATCH, batch_format="pyarrow"):
             written += online.write_tiles(view.name, _tiles(batch, keys))
     online.expire_tiles(view.name, time.time_ns())
@@ -118,6 +158,9 @@ def _records(batch: pa.Table, view: FeatureViewConfig, keys: list[str]):
     key_cols = [batch.column(k).to_pylist() for k in keys]
     values = {f: batch.column(f).to_pylist() for f in view.fields}
     for i in range(batch.num_rows):
-        rec = OnlineRecord({f: v[i] for f, v in values.items()}, int(ts[i]),
-                           None if created is None or created[i] == NAT else int(created[i]))
+        rec = OnlineRecord(
+            {f: v[i] for f, v in values.items()},
+            int(ts[i]),
+            None if created is None or created[i] == NAT else int(created[i]),
+        )
         yield tuple(col[i] for col in key_cols), rec

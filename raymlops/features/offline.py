@@ -97,8 +97,11 @@ class OfflineStore:
 
     def _numbers(self, view: str) -> list[int]:
         sel = pafs.FileSelector(self._dir(view, VERSIONS), allow_not_found=True)
-        return sorted(int(i.base_name[:-5]) for i in self.fs.get_file_info(sel)
-                      if i.type == pafs.FileType.File and i.base_name.endswith(".json") and i.base_name[:-5].isdigit())
+        return sorted(
+            int(i.base_name[:-5])
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.base_name.endswith(".json") and i.base_name[:-5].isdigit()
+        )
 
     def _read_version(self, view: str, number: int) -> Version:
         with self.fs.open_input_stream(self._dir(view, VERSIONS, f"{number:08d}.json")) as f:
@@ -106,8 +109,11 @@ class OfflineStore:
 
     def only_pushed_since(self, view: str, number: int) -> bool:
         """Whether every version after ``number`` only added pushed events (so its built rows are unchanged)."""
-        return all(self._read_version(view, n).manifest["mode"] in ("push", "compact")
-                   for n in self._numbers(view) if n > number)
+        return all(
+            self._read_version(view, n).manifest["mode"] in ("push", "compact")
+            for n in self._numbers(view)
+            if n > number
+        )
 
     def latest(self, view: str, version: int | None = None) -> Version | None:
         """The newest version (or the given one); reads one manifest however many versions there are."""
@@ -124,11 +130,11 @@ class OfflineStore:
     def read_table(self, view: str, columns: list[str] | None = None, version: int | None = None) -> pa.Table:
         """A whole version as one Arrow table (small views and tests; the joins use `read_dataset`)."""
         v = self._require(view, version)
-        tables = [pq.read_table(p, columns=columns, filesystem=self.fs, partitioning=None)
-                  for p in self.paths(view, v)]
+        tables = [pq.read_table(p, columns=columns, filesystem=self.fs, partitioning=None) for p in self.paths(view, v)]
         schema = v.schema if columns is None else pa.schema([v.schema.field(c) for c in columns])
-        return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables]) if tables \
-            else schema.empty_table()
+        return (
+            pa.concat_tables([t.select(schema.names).cast(schema) for t in tables]) if tables else schema.empty_table()
+        )
 
     def read_dataset(self, view: str, columns: list[str] | None = None, version: int | None = None):
         """A version as a lazy Ray Dataset (read in parallel by Ray Data, never through the driver)."""
@@ -147,8 +153,14 @@ class OfflineStore:
         finally:
             ctx.use_datasource_v2 = saved
 
-    def file_set(self, view: str, columns: list[str], min_groups: int, rows_per_group: int = 2_000_000,
-                 version: int | Version | None = None) -> FileSet:
+    def file_set(
+        self,
+        view: str,
+        columns: list[str],
+        min_groups: int,
+        rows_per_group: int = 2_000_000,
+        version: int | Version | None = None,
+    ) -> FileSet:
         """The files of a version in groups of similar row counts (at least ``min_groups``, about
         ``rows_per_group`` rows each), one per shuffle map task."""
         v = version if isinstance(version, Version) else self._require(view, version)
@@ -166,14 +178,25 @@ class OfflineStore:
     def _require(self, view: str, version: int | None) -> Version:
         v = self.latest(view, version)
         if v is None:
-            raise DataError(f"feature view {view!r} has no data in the offline store {self.uri!r}; "
-                            "run `raymlops features build CONFIG` first")
+            raise DataError(
+                f"feature view {view!r} has no data in the offline store {self.uri!r}; "
+                "run `raymlops features build CONFIG` first"
+            )
         return v
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, view: str, data, timestamp: str, mode: str = "overwrite", start: int | None = None,
-              end: int | None = None, info: dict | None = None, drop_pushed: bool = False) -> Version:
+    def write(
+        self,
+        view: str,
+        data,
+        timestamp: str,
+        mode: str = "overwrite",
+        start: int | None = None,
+        end: int | None = None,
+        info: dict | None = None,
+        drop_pushed: bool = False,
+    ) -> Version:
         """Writes ``data`` (a Ray Dataset or an Arrow table) as a new version and returns it.
 
         Args:
@@ -229,21 +252,38 @@ class OfflineStore:
         except (FileNotFoundError, OSError):
             pass
 
-    def _manifest(self, view: str, prev: Version | None, mode: str, write_id: str, files: list[dict], new: list[dict],
-                  schemas: list[pa.Schema], data, start: int | None, end: int | None, info: dict | None) -> dict:
+    def _manifest(
+        self,
+        view: str,
+        prev: Version | None,
+        mode: str,
+        write_id: str,
+        files: list[dict],
+        new: list[dict],
+        schemas: list[pa.Schema],
+        data,
+        start: int | None,
+        end: int | None,
+        info: dict | None,
+    ) -> dict:
         schema = self._schema(view, schemas, data)
         built = [f for f in files if f["rows"] and not f.get("pushed")]
         return {
-            "version": (prev.number if prev else 0) + 1, "view": view, "mode": mode, "write_id": write_id,
+            "version": (prev.number if prev else 0) + 1,
+            "view": view,
+            "mode": mode,
+            "write_id": write_id,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "range": [iso(start), iso(end)] if mode == "backfill" else None,
-            "written_rows": sum(f["rows"] for f in new), "files": files,
+            "written_rows": sum(f["rows"] for f in new),
+            "files": files,
             "min_ts": min((f["min_ts"] for f in files if f["rows"]), default=None),
             "max_ts": max((f["max_ts"] for f in files if f["rows"]), default=None),
             # what `build --append` continues from: pushed events must not make it skip source rows
             "built_max_ts": max((f["max_ts"] for f in built), default=None),
             "pushed_files": sum(1 for f in files if f.get("pushed")),
-            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(), **(info or {}),
+            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+            **(info or {}),
         }
 
     def compact_pushed(self, view: str, timestamp: str) -> Version | None:
@@ -253,8 +293,10 @@ class OfflineStore:
         pushed = [f for f in prev.files if f.get("pushed")] if prev else []
         if len(pushed) < 2:
             return None
-        table = pa.concat_tables([pq.read_table(self._dir(view, f["path"]), filesystem=self.fs, partitioning=None)
-                                  for f in pushed], promote_options="permissive")
+        table = pa.concat_tables(
+            [pq.read_table(self._dir(view, f["path"]), filesystem=self.fs, partitioning=None) for f in pushed],
+            promote_options="permissive",
+        )
         write_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}-compact"
         out_dir = self._dir(view, "data", write_id)
         try:
@@ -262,8 +304,9 @@ class OfflineStore:
             for f in new:
                 f["pushed"] = True
             files = [f for f in prev.files if not f.get("pushed")] + new
-            manifest = self._manifest(view, prev, "compact", write_id, files, new, [*schemas, prev.schema], table,
-                                      None, None, None)
+            manifest = self._manifest(
+                view, prev, "compact", write_id, files, new, [*schemas, prev.schema], table, None, None, None
+            )
             version = self._commit(view, manifest, conflict_ok=True)
             if version is None:
                 raise _Superseded
@@ -277,25 +320,41 @@ class OfflineStore:
     def _write_files(self, data, out_dir: str, timestamp: str, view: str) -> tuple[list[dict], list[pa.Schema]]:
         """Writes ``data`` under ``out_dir`` (one file per UTC date per block); returns the files' descriptions
         (paths relative to the view) and schemas."""
-        kwargs = {"fs": self.fs, "out_dir": out_dir, "timestamp": timestamp,
-                  "local": isinstance(self.fs, pafs.LocalFileSystem)}
+        kwargs = {
+            "fs": self.fs,
+            "out_dir": out_dir,
+            "timestamp": timestamp,
+            "local": isinstance(self.fs, pafs.LocalFileSystem),
+        }
         if isinstance(data, pa.Table):
             described = write_block(data, **kwargs)
         else:
             import ray
 
-            refs = data.map_batches(write_block, batch_size=None, batch_format="pyarrow", fn_kwargs=kwargs) \
-                .to_arrow_refs()
+            refs = data.map_batches(
+                write_block, batch_size=None, batch_format="pyarrow", fn_kwargs=kwargs
+            ).to_arrow_refs()
             # (Ray Data may hand back an empty block as it was, without the description columns)
             described = pa.concat_tables([FILE_SCHEMA.empty_table(), *(t for t in ray.get(refs) if t.num_rows)])
         prefix = self._dir(view) + "/"
-        files = [{"path": d["path"].removeprefix(prefix), "rows": d["rows"], "min_ts": d["min_ts"],
-                  "max_ts": d["max_ts"]} for d in described.select(["path", "rows", "min_ts", "max_ts"]).to_pylist()]
+        files = [
+            {"path": d["path"].removeprefix(prefix), "rows": d["rows"], "min_ts": d["min_ts"], "max_ts": d["max_ts"]}
+            for d in described.select(["path", "rows", "min_ts", "max_ts"]).to_pylist()
+        ]
         schemas = [pa.ipc.read_schema(pa.py_buffer(b)) for b in described.column("schema").to_pylist()]
         return sorted(files, key=lambda f: f["path"]), schemas
 
-    def _carry(self, view: str, prev: Version, files: list[dict], out_dir: str, timestamp: str, start: int | None,
-               end: int | None, schemas: list[pa.Schema]) -> tuple[list[dict], list[dict]]:
+    def _carry(
+        self,
+        view: str,
+        prev: Version,
+        files: list[dict],
+        out_dir: str,
+        timestamp: str,
+        start: int | None,
+        end: int | None,
+        schemas: list[pa.Schema],
+    ) -> tuple[list[dict], list[dict]]:
         """Of the previous version's ``files``: those to keep, plus rewritten parts of those that straddle a
         backfilled range (their schemas are added to ``schemas``)."""
         lo = np.iinfo(np.int64).min if start is None else start
@@ -310,8 +369,9 @@ class OfflineStore:
                 outside = table.filter(pa.array((ts < lo) | (ts >= hi)))
                 carry.append(outside)
         if carry:
-            carried, carried_schemas = self._write_files(pa.concat_tables(carry, promote_options="default"),
-                                                         out_dir + "/carried", timestamp, view)
+            carried, carried_schemas = self._write_files(
+                pa.concat_tables(carry, promote_options="default"), out_dir + "/carried", timestamp, view
+            )
             schemas.extend(carried_schemas)
             return keep, carried
         return keep, []
@@ -323,8 +383,9 @@ class OfflineStore:
             try:
                 schema = pa.unify_schemas(schemas, promote_options="permissive")
             except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                raise DataError(f"feature view {view!r}: this write's columns do not match the stored ones: {e}") \
-                    from None
+                raise DataError(
+                    f"feature view {view!r}: this write's columns do not match the stored ones: {e}"
+                ) from None
         elif isinstance(data, pa.Table):
             schema = data.schema
         else:
@@ -340,8 +401,10 @@ class OfflineStore:
         if not self.store.create(view, VERSIONS, f"{manifest['version']:08d}.json", data=body):
             if conflict_ok:
                 return None
-            raise DataError(f"feature view {view!r}: version {manifest['version']} was committed by "
-                            "another writer meanwhile; re-run the build")
+            raise DataError(
+                f"feature view {view!r}: version {manifest['version']} was committed by "
+                "another writer meanwhile; re-run the build"
+            )
         return Version(manifest["version"], manifest)
 
 
@@ -349,8 +412,15 @@ class _Superseded(Exception):
     """Another writer committed while a compaction ran (the compaction is dropped; the next one redoes it)."""
 
 
-FILE_SCHEMA = pa.schema([("path", pa.string()), ("rows", pa.int64()), ("min_ts", pa.int64()),
-                         ("max_ts", pa.int64()), ("schema", pa.binary())])
+FILE_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("rows", pa.int64()),
+        ("min_ts", pa.int64()),
+        ("max_ts", pa.int64()),
+        ("schema", pa.binary()),
+    ]
+)
 DAY_NS = 86_400 * 10**9
 
 
@@ -373,8 +443,13 @@ def write_block(table: pa.Table, fs: pafs.FileSystem, out_dir: str, timestamp: s
             fs.create_dir(folder, recursive=True)
         path = f"{folder}/part-{tag}.parquet"
         pq.write_table(table.slice(lo, hi - lo), path, filesystem=fs)
-        for name, value in (("path", path), ("rows", int(hi - lo)), ("min_ts", int(ts[lo])),
-                            ("max_ts", int(ts[hi - 1])), ("schema", schema)):
+        for name, value in (
+            ("path", path),
+            ("rows", int(hi - lo)),
+            ("min_ts", int(ts[lo])),
+            ("max_ts", int(ts[hi - 1])),
+            ("schema", schema),
+        ):
             out[name].append(value)
     return pa.table(out, schema=FILE_SCHEMA)
 
@@ -390,4 +465,3 @@ def time_filter(table: pa.Table, timestamp: str, start: int | None, end: int | N
     if end is not None:
         keep &= ts < end
     return table.filter(pa.array(keep))
-

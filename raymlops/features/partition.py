@@ -28,8 +28,10 @@ def check_key_types(keys: list[str], left: pa.Schema, right: pa.Schema, what: st
         if pa.types.is_null(left.field(k).type) or pa.types.is_null(right.field(k).type):
             continue
         if a != b:
-            raise DataError(f"join key {k!r} is {left.field(k).type} in the entity rows but {right.field(k).type} "
-                            f"in {what}; cast one side so both are integers or both strings")
+            raise DataError(
+                f"join key {k!r} is {left.field(k).type} in the entity rows but {right.field(k).type} "
+                f"in {what}; cast one side so both are integers or both strings"
+            )
 
 
 def normalize_keys(table: pa.Table, keys: list[str]) -> pa.Table:

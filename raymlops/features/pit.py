@@ -90,8 +90,15 @@ def _asof_group(ents: pa.Table, feats: pa.Table, join: ViewJoin, entity_columns:
     return out
 
 
-def _windows(ec: np.ndarray, e_ts: np.ndarray, fc: np.ndarray, f_ts: np.ndarray, created: np.ndarray | None,
-             feats: pa.Table, join: ViewJoin) -> dict[str, pa.Array]:
+def _windows(
+    ec: np.ndarray,
+    e_ts: np.ndarray,
+    fc: np.ndarray,
+    f_ts: np.ndarray,
+    created: np.ndarray | None,
+    feats: pa.Table,
+    join: ViewJoin,
+) -> dict[str, pa.Array]:
     """Each window aggregate for every entity row, in the entity rows' order (null where the row has no key or
     no time; the function's empty value where its window holds no event)."""
     if not join.windows:
@@ -126,14 +133,17 @@ def join_view(entities, features, join: ViewJoin, event_timestamp: str, partitio
     check_key_types(join.keys, ent_schema, feat_schema, f"feature view {join.view!r}")
     clash = [n for n in [*join.features.values(), *join.windows] if n in ent_schema.names]
     if clash:
-        raise DataError(f"features {clash} of view {join.view!r} have the same names as entity columns; "
-                        "rename those columns or use full_feature_names=True")
+        raise DataError(
+            f"features {clash} of view {join.view!r} have the same names as entity columns; "
+            "rename those columns or use full_feature_names=True"
+        )
     if partitions is None:
         partitions = partition_count(features.rows + entities.count(), cluster_cpus())
     entity_columns = list(ent_schema.names)
-    sides = [Side(entities, _entity_side, {"keys": join.keys, "event_timestamp": event_timestamp,
-                                           "partitions": partitions}),
-             Side(None, _feature_side, {"join": join, "partitions": partitions}, files=features)]
+    sides = [
+        Side(entities, _entity_side, {"keys": join.keys, "event_timestamp": event_timestamp, "partitions": partitions}),
+        Side(None, _feature_side, {"join": join, "partitions": partitions}, files=features),
+    ]
     return shuffle_apply(sides, _asof_group, partitions, {"join": join, "entity_columns": entity_columns})
 
 
@@ -165,8 +175,10 @@ def with_row_ids(entity_df, event_timestamp: str, keys: list[str]):
 def _check_columns(names: list[str], keys: list[str], event_timestamp: str) -> None:
     missing = [c for c in [*keys, event_timestamp] if c not in names]
     if missing:
-        raise DataError(f"the entity rows lack columns {missing} (they have {list(names)}); pass "
-                        "event_timestamp=... if the time column has another name")
+        raise DataError(
+            f"the entity rows lack columns {missing} (they have {list(names)}); pass "
+            "event_timestamp=... if the time column has another name"
+        )
 
 
 class _Lazy:

@@ -58,8 +58,9 @@ def validate(rows: Any, view: FeatureViewConfig, keys: list[str], schema: pa.Sch
         if not isinstance(row, dict):
             problems.append((i, "", f"must be an object of column values, got {type(row).__name__}"))
             continue
-        problems += [(i, c, f"is not a column of view {view.name!r} (it has {columns})") for c in row
-                     if c not in columns]
+        problems += [
+            (i, c, f"is not a column of view {view.name!r} (it has {columns})") for c in row if c not in columns
+        ]
         problems += [(i, c, "is required") for c in columns if c not in row and c != created]
         problems += [(i, c, "must not be null") for c in [*keys, view.timestamp] if c in row and _null(row[c])]
     arrays = {}
@@ -67,8 +68,11 @@ def validate(rows: Any, view: FeatureViewConfig, keys: list[str], schema: pa.Sch
         values = [row.get(c) if isinstance(row, dict) else None for row in rows]
         if c == created:
             values = [pd.Timestamp(now, tz="UTC") if _null(v) else v for v in values]
-        target = UTC_NS if c in (view.timestamp, created) else (
-            schema.field(c).type if schema is not None and c in schema.names else None)
+        target = (
+            UTC_NS
+            if c in (view.timestamp, created)
+            else (schema.field(c).type if schema is not None and c in schema.names else None)
+        )
         if c in keys:
             target = key_type(target) if target is not None else None
         arrays[c], bad = _typed(values, target)
@@ -94,8 +98,11 @@ def _typed(values: list, target: pa.DataType | None) -> tuple[pa.Array | None, l
         return (pa.array(out, pa.int64()).cast(target) if not bad else None), bad
     if target is not None:
         check = _CHECKS.get(_family(target))
-        bad = [(i, f"must be {_family(target)}, got {type(v).__name__} {v!r}"[:200]) for i, v in enumerate(values)
-               if not _null(v) and check is not None and not check(v)]
+        bad = [
+            (i, f"must be {_family(target)}, got {type(v).__name__} {v!r}"[:200])
+            for i, v in enumerate(values)
+            if not _null(v) and check is not None and not check(v)
+        ]
         if bad:
             return None, bad
         if _family(target) == "an integer":  # JSON has one number type: 3.0 is the integer 3
@@ -133,15 +140,17 @@ def _family(t: pa.DataType) -> str:
 
 _CHECKS = {
     "a boolean": lambda v: isinstance(v, bool),
-    "an integer": lambda v: (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or (
-        isinstance(v, float) and v.is_integer()),
+    "an integer": lambda v: (
+        (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    ),
     "a number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
     "a string": lambda v: isinstance(v, str),
 }
 
 
-def write_pushed(offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str],
-                 table: pa.Table) -> dict:
+def write_pushed(
+    offline: OfflineStore, online: OnlineStore, view: FeatureViewConfig, keys: list[str], table: pa.Table
+) -> dict:
     """Writes validated events: the offline store first (one 'push' version), then the online store."""
     version: Version = offline.write(view.name, table, view.timestamp, mode="push")
     if version.manifest.get("pushed_files", 0) > COMPACT_AFTER:
@@ -154,5 +163,10 @@ def write_pushed(offline: OfflineStore, online: OnlineStore, view: FeatureViewCo
     if spec is not None:
         built = build_tiles(table, spec, keys, view.timestamp, view.created_timestamp)
         tiles = online.write_tiles(view.name, _tiles(built, keys), merge=functools.partial(merge, spec=spec))
-    return {"view": view.name, "rows": table.num_rows, "offline_version": version.number, "entities": entities,
-            "tiles": tiles}
+    return {
+        "view": view.name,
+        "rows": table.num_rows,
+        "offline_version": version.number,
+        "entities": entities,
+        "tiles": tiles,
+    }

@@ -18,8 +18,13 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raymlops.features.api import (OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, PushResponse,
-                                   typed_requests)
+from raymlops.features.api import (
+    OnlineFeaturesRequest,
+    OnlineFeaturesResponse,
+    PushRequest,
+    PushResponse,
+    typed_requests,
+)
 
 ROUTES = {"online": "POST", "push": "POST", "health": "GET", "openapi.json": "GET"}
 START_TIMEOUT_S = 300  # replicas not running by then: the app is deleted and the error says why
@@ -33,14 +38,22 @@ def openapi_document(store=None) -> dict:
     online_body, push_body = (OnlineFeaturesRequest, PushRequest) if store is None else typed_requests(store)
     doc = FastAPI(title="raymlops feature server", description="Online feature values by entity key.")
 
-    @doc.post("/online", response_model=OnlineFeaturesResponse, responses={
-        **_UNPROCESSABLE, 503: {"description": "The online store is unavailable."}})
+    @doc.post(
+        "/online",
+        response_model=OnlineFeaturesResponse,
+        responses={**_UNPROCESSABLE, 503: {"description": "The online store is unavailable."}},
+    )
     def online(body: online_body) -> OnlineFeaturesResponse:  # type: ignore[valid-type]  # pragma: no cover
         """Latest feature values for each entity, with a status per value."""
 
-    @doc.post("/push", response_model=PushResponse, responses={
-        422: {"description": "Unknown view, or rows with a missing, null or mistyped field: nothing is written."},
-        503: {"description": "The offline or online store is unavailable."}})
+    @doc.post(
+        "/push",
+        response_model=PushResponse,
+        responses={
+            422: {"description": "Unknown view, or rows with a missing, null or mistyped field: nothing is written."},
+            503: {"description": "The offline or online store is unavailable."},
+        },
+    )
     def push(body: push_body) -> PushResponse:  # type: ignore[valid-type]  # pragma: no cover
         """Writes new events: online at once, offline (for the next training set) in the same call."""
 
@@ -56,8 +69,12 @@ def _unprocessable(errors: list) -> JSONResponse:
 
 
 def _body_errors(e: ValidationError) -> JSONResponse:
-    return _unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
-                           for err in e.errors(include_url=False, include_context=False)])
+    return _unprocessable(
+        [
+            {"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
+            for err in e.errors(include_url=False, include_context=False)
+        ]
+    )
 
 
 class GroupCommit:
@@ -120,7 +137,9 @@ class FeatureServer:
         if request.method == "GET" and path == "openapi.json":
             return JSONResponse(self.openapi)
         if path in ROUTES:  # RFC 9110: a 405 lists the methods the route takes
-            return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ROUTES[path]})
+            return JSONResponse(
+                status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ROUTES[path]}
+            )
         return JSONResponse(status_code=404, content={"detail": "Not Found"})
 
     def online(self, body: OnlineFeaturesRequest) -> JSONResponse:
@@ -128,14 +147,20 @@ class FeatureServer:
         from raymlops.config.models import feature_ref_issue
         from raymlops.errors import DataError
 
-        errors = [{"loc": ["body", "features", i], "type": "value_error", "msg": why}
-                  for i, ref in enumerate(body.features) if (why := feature_ref_issue(ref, self.store.features))]
+        errors = [
+            {"loc": ["body", "features", i], "type": "value_error", "msg": why}
+            for i, ref in enumerate(body.features)
+            if (why := feature_ref_issue(ref, self.store.features))
+        ]
         if errors:
             return _unprocessable(errors)
         lengths = {k: len(v) for k, v in body.entities.items()}
         n = max(lengths.values())
-        ragged = [{"loc": ["body", "entities", k], "type": "value_error",
-                   "msg": f"has {m} values; every key needs {n}"} for k, m in lengths.items() if m != n]
+        ragged = [
+            {"loc": ["body", "entities", k], "type": "value_error", "msg": f"has {m} values; every key needs {n}"}
+            for k, m in lengths.items()
+            if m != n
+        ]
         if ragged:
             return _unprocessable(ragged)
         try:
@@ -143,8 +168,11 @@ class FeatureServer:
         except DataError as e:
             return _unprocessable([{"loc": ["body", "features"], "type": "value_error", "msg": str(e)}])
         keys = list(dict.fromkeys(k for v, _ in plan for k in self.store.join_keys(v)))
-        missing = [{"loc": ["body", "entities", k], "type": "missing", "msg": "join key required"}
-                   for k in keys if k not in body.entities]
+        missing = [
+            {"loc": ["body", "entities", k], "type": "missing", "msg": "join key required"}
+            for k in keys
+            if k not in body.entities
+        ]
         if missing:
             return _unprocessable(missing)
         rows = [{k: body.entities[k][i] for k in keys} for i in range(n)]
@@ -156,12 +184,14 @@ class FeatureServer:
             return _unprocessable([{"loc": ["body", "entities"], "type": "value_error", "msg": str(e)[:500]}])
         except OnlineStoreError as e:  # the store is down: the server's problem, not the client's
             return JSONResponse(status_code=503, content={"detail": f"online store unavailable: {e}"[:500]})
-        results = [{"values": body.entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [None] * n}
-                   for k in keys]
-        results += [{"values": got.values[f], "statuses": got.statuses[f], "event_timestamps": got.event_timestamps[f]}
-                    for f in got.values]
+        results = [
+            {"values": body.entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [None] * n} for k in keys
+        ]
+        results += [
+            {"values": got.values[f], "statuses": got.statuses[f], "event_timestamps": got.event_timestamps[f]}
+            for f in got.values
+        ]
         return JSONResponse({"metadata": {"feature_names": [*keys, *got.values]}, "results": results})
-
 
     async def push(self, body: PushRequest) -> JSONResponse:
         """Validates the rows (422 naming each bad field, nothing written), then writes them with any pushes
@@ -171,15 +201,30 @@ class FeatureServer:
         from raymlops.features.push import PushError, validate
 
         if body.view not in [v.name for v in self.store.features.views]:
-            return _unprocessable([{"loc": ["body", "view"], "type": "value_error",
-                                    "msg": f"unknown feature view {body.view!r}; defined: "
-                                           f"{[v.name for v in self.store.features.views]}"}])
+            return _unprocessable(
+                [
+                    {
+                        "loc": ["body", "view"],
+                        "type": "value_error",
+                        "msg": f"unknown feature view {body.view!r}; defined: "
+                        f"{[v.name for v in self.store.features.views]}",
+                    }
+                ]
+            )
         view = self.store.view(body.view)
         try:
             table = validate(body.rows, view, self.store.join_keys(view), self._schema(view.name), time.time_ns())
         except PushError as e:
-            return _unprocessable([{"loc": ["body", "rows", *([] if r is None else [r]), *([f] if f else [])],
-                                    "type": "value_error", "msg": m} for r, f, m in e.problems[:100]])
+            return _unprocessable(
+                [
+                    {
+                        "loc": ["body", "rows", *([] if r is None else [r]), *([f] if f else [])],
+                        "type": "value_error",
+                        "msg": m,
+                    }
+                    for r, f, m in e.problems[:100]
+                ]
+            )
         try:
             result = await self.pushes.submit(view.name, table)
         except (DataError, OnlineStoreError, OSError) as e:
@@ -203,4 +248,3 @@ class FeatureServer:
         v = self.store.view(view)
         table = pa.concat_tables(tables, promote_options="permissive")
         return write_pushed(self.store.offline, self.store.online, v, self.store.join_keys(v), table)
-

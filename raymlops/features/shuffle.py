@@ -8,8 +8,9 @@ so nothing but object references passes through the driver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,8 +32,9 @@ class Side:
     files: Any = None  # a raymlops.features.offline.FileSet
 
 
-def _split_files(paths: list[str], filesystem, columns: list[str], schema: pa.Schema, prepare, kwargs: dict,
-                 partitions: int):
+def _split_files(
+    paths: list[str], filesystem, columns: list[str], schema: pa.Schema, prepare, kwargs: dict, partitions: int
+):
     import pyarrow.parquet as pq
 
     tables = [pq.read_table(p, columns=columns, filesystem=filesystem, partitioning=None).cast(schema) for p in paths]
@@ -53,14 +55,13 @@ def _split(block: pa.Table, prepare, kwargs: dict, partitions: int):
 def _reduce(kernel, kwargs: dict, sizes: tuple, *pieces: pa.Table) -> pa.Table:
     tables, i = [], 0
     for n in sizes:
-        side = list(pieces[i:i + n])
+        side = list(pieces[i : i + n])
         i += n
         tables.append(pa.concat_tables(side, promote_options="permissive") if len(side) > 1 else side[0])
     return kernel(*tables, **kwargs)
 
 
-def shuffle_apply(sides: list[Side], kernel: Callable[..., pa.Table], partitions: int,
-                  kwargs: dict | None = None):
+def shuffle_apply(sides: list[Side], kernel: Callable[..., pa.Table], partitions: int, kwargs: dict | None = None):
     """Hash-partitions every side and runs ``kernel(side0_part, side1_part, ..., **kwargs)`` per partition.
 
     Returns:
@@ -76,8 +77,10 @@ def shuffle_apply(sides: list[Side], kernel: Callable[..., pa.Table], partitions
         if side.files is not None:
             fs = side.files
             groups = fs.groups or [[]]
-            outs = [split_files.remote(g, fs.filesystem, fs.columns, fs.schema, side.prepare, side.kwargs, partitions)
-                    for g in groups]
+            outs = [
+                split_files.remote(g, fs.filesystem, fs.columns, fs.schema, side.prepare, side.kwargs, partitions)
+                for g in groups
+            ]
         else:
             blocks = side.dataset.to_arrow_refs()
             if not blocks:  # an empty dataset still needs a (typed, empty) piece per partition

@@ -29,8 +29,9 @@ def difference(served: Any, offline: Any, tolerance: float) -> float | None:
     return 0.0 if served == offline else math.inf
 
 
-def compare(served: pd.DataFrame, offline: pd.DataFrame, features: list[str], context: list[str],
-            tolerance: float) -> dict:
+def compare(
+    served: pd.DataFrame, offline: pd.DataFrame, features: list[str], context: list[str], tolerance: float
+) -> dict:
     """Per feature: rows compared, mismatches, their share and the largest differences (with ``context``
     columns of ``served`` to find the request). ``served`` and ``offline`` are aligned row by row."""
     out: dict[str, dict] = {}
@@ -40,13 +41,21 @@ def compare(served: pd.DataFrame, offline: pd.DataFrame, features: list[str], co
         diffs = [difference(x, _plain(y), tolerance) for x, y in zip(a, b)]
         bad = sorted((i for i, d in enumerate(diffs) if d), key=lambda i: -diffs[i])
         out[name] = {
-            "rows": len(diffs), "mismatches": len(bad), "rate": len(bad) / len(diffs) if diffs else 0.0,
-            "largest": [{**{c: _plain(served[c].iloc[i]) for c in context}, "served": a[i], "offline": _plain(b[i]),
-                         "difference": None if math.isinf(diffs[i]) else diffs[i]} for i in bad[:EXAMPLES]],
+            "rows": len(diffs),
+            "mismatches": len(bad),
+            "rate": len(bad) / len(diffs) if diffs else 0.0,
+            "largest": [
+                {
+                    **{c: _plain(served[c].iloc[i]) for c in context},
+                    "served": a[i],
+                    "offline": _plain(b[i]),
+                    "difference": None if math.isinf(diffs[i]) else diffs[i],
+                }
+                for i in bad[:EXAMPLES]
+            ],
         }
     worst = max(out, key=lambda n: out[n]["rate"], default=None)
-    return {"rows": len(served), "features": out, "worst": worst,
-            "max_rate": out[worst]["rate"] if worst else 0.0}
+    return {"rows": len(served), "features": out, "worst": worst, "max_rate": out[worst]["rate"] if worst else 0.0}
 
 
 def _plain(v: Any) -> Any:

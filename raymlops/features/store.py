@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -66,7 +67,7 @@ class FeatureStore:
         self._resolved: dict = {}
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> "FeatureStore":
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> FeatureStore:
         from raymlops.config import load_config
 
         return cls(load_config(path, overrides))
@@ -144,8 +145,9 @@ class FeatureStore:
 
     # -------------------------------------------------------------- offline side
 
-    def build(self, views: Sequence[str] | None = None, start=None, end=None, append: bool = False,
-              drop_pushed: bool = False) -> dict:
+    def build(
+        self, views: Sequence[str] | None = None, start=None, end=None, append: bool = False, drop_pushed: bool = False
+    ) -> dict:
         """Runs the feature pipelines (all views by default); returns {view: committed version manifest}.
 
         No range rebuilds the whole view; ``start``/``end`` backfill that range; ``append`` adds the rows
@@ -161,12 +163,20 @@ class FeatureStore:
         for v in self._views(views):
             src = self.config.sources[v.source]
             info = {"source": {"name": v.source, "format": src.format, "path": src.path}}
-            out[v.name] = build_view(read_source(src), v, self.join_keys(v), self.offline, mode, lo, hi, info,
-                                     drop_pushed).manifest
+            out[v.name] = build_view(
+                read_source(src), v, self.join_keys(v), self.offline, mode, lo, hi, info, drop_pushed
+            ).manifest
         return out
 
-    def get_historical_features(self, entity_df, features: Sequence[str], event_timestamp: str = "event_timestamp",
-                                full_feature_names: bool = False, keep_order: bool = True, as_served: bool = False):
+    def get_historical_features(
+        self,
+        entity_df,
+        features: Sequence[str],
+        event_timestamp: str = "event_timestamp",
+        full_feature_names: bool = False,
+        keep_order: bool = True,
+        as_served: bool = False,
+    ):
         """Each entity row with every requested feature's value as of the row's time (point-in-time correct).
 
         Args:
@@ -190,8 +200,17 @@ class FeatureStore:
             from raymlops.features.partition import cluster_cpus
 
             join = self.view_join(view, names, as_served)
-            columns = list(dict.fromkeys([*join.keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp
-                                                                          else []), *join.features, *join.window_columns]))
+            columns = list(
+                dict.fromkeys(
+                    [
+                        *join.keys,
+                        view.timestamp,
+                        *([view.created_timestamp] if view.created_timestamp else []),
+                        *join.features,
+                        *join.window_columns,
+                    ]
+                )
+            )
             latest = self._check_stored(view, columns, [a for a in view.aggregations if a.feature_name in names])
             feats = self.offline.file_set(view.name, columns, min_groups=2 * cluster_cpus(), version=latest)
             ds = join_view(ds, feats, join, event_timestamp)
@@ -211,12 +230,21 @@ class FeatureStore:
         from raymlops.config.models import duration_seconds
         from raymlops.features.pit import ViewJoin
 
-        windows = {names[a.feature_name]: (a.function, a.column, duration_seconds(a.window) * 10**9)
-                   for a in view.aggregations if a.feature_name in names}
-        return ViewJoin(view.name, self.join_keys(view), view.timestamp, view.created_timestamp,
-                        view.ttl_seconds * 10**9 if view.ttl_seconds else None,
-                        {n: o for n, o in names.items() if n in view.fields}, windows,
-                        view.tile_seconds * 10**9 if as_served and view.aggregations else None)
+        windows = {
+            names[a.feature_name]: (a.function, a.column, duration_seconds(a.window) * 10**9)
+            for a in view.aggregations
+            if a.feature_name in names
+        }
+        return ViewJoin(
+            view.name,
+            self.join_keys(view),
+            view.timestamp,
+            view.created_timestamp,
+            view.ttl_seconds * 10**9 if view.ttl_seconds else None,
+            {n: o for n, o in names.items() if n in view.fields},
+            windows,
+            view.tile_seconds * 10**9 if as_served and view.aggregations else None,
+        )
 
     def _check_stored(self, view: FeatureViewConfig, columns: list[str], aggregations: list):
         """The latest version (None if none), checked: its events have the columns asked for, and numbers where
@@ -229,17 +257,26 @@ class FeatureStore:
         schema = latest.schema
         missing = [c for c in columns if c not in schema.names]
         if missing:
-            raise DataError(f"feature view {view.name!r}: offline version {latest.number} lacks columns {missing}; "
-                            "it was built before window aggregates were computed at retrieval time (or the view's "
-                            "definition changed): run `raymlops features build CONFIG`")
+            raise DataError(
+                f"feature view {view.name!r}: offline version {latest.number} lacks columns {missing}; "
+                "it was built before window aggregates were computed at retrieval time (or the view's "
+                "definition changed): run `raymlops features build CONFIG`"
+            )
         for a in aggregations:
             i = view.aggregations.index(a)
             t = schema.field(a.column).type if a.column in schema.names else None
-            numeric = t is not None and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-                                         or pa.types.is_boolean(t) or pa.types.is_null(t))
+            numeric = t is not None and (
+                pa.types.is_integer(t)
+                or pa.types.is_floating(t)
+                or pa.types.is_decimal(t)
+                or pa.types.is_boolean(t)
+                or pa.types.is_null(t)
+            )
             if a.function in ("sum", "mean", "min", "max", "std") and t is not None and not numeric:
-                raise DataError(f"feature view {view.name!r}: aggregations[{i}] ({a.function} of {a.column!r}) needs "
-                                f"a numeric column, got {t}; use count, distinct_count or last for it")
+                raise DataError(
+                    f"feature view {view.name!r}: aggregations[{i}] ({a.function} of {a.column!r}) needs "
+                    f"a numeric column, got {t}; use count, distinct_count or last for it"
+                )
         return latest
 
     # --------------------------------------------------------------- online side
@@ -253,8 +290,10 @@ class FeatureStore:
         lo = parse_time(start, "start")
         for v in self._views(views):
             self._check_stored(v, [], v.aggregations)
-        return {v.name: materialize_view(self.offline, self.online, v, self.join_keys(v), lo, hi, incremental)
-                for v in self._views(views)}
+        return {
+            v.name: materialize_view(self.offline, self.online, v, self.join_keys(v), lo, hi, incremental)
+            for v in self._views(views)
+        }
 
     def push(self, view: str, rows) -> dict:
         """Writes new events of ``view`` (dicts, a pandas DataFrame or an Arrow table): to the offline store
@@ -268,8 +307,9 @@ class FeatureStore:
         table = validate(rows, v, keys, latest.schema if latest else None, time.time_ns())
         return write_pushed(self.offline, self.online, v, keys, table)
 
-    def get_online_features(self, features: Sequence[str], entity_rows: Sequence[dict],
-                            full_feature_names: bool = False, at=None) -> OnlineFeatures:
+    def get_online_features(
+        self, features: Sequence[str], entity_rows: Sequence[dict], full_feature_names: bool = False, at=None
+    ) -> OnlineFeatures:
         """Online values per entity row, with a status per value.
 
         Plain fields: the latest value (PRESENT, NOT_FOUND, or OUTSIDE_TTL when older than the view's ttl).
@@ -320,8 +360,9 @@ class FeatureStore:
             spec = self._tile_specs[view.name] = tile_spec(view)
         return spec
 
-    def _online_fields(self, view: FeatureViewConfig, tuples: list[tuple], names: dict[str, str], now: int,
-                       out: OnlineFeatures) -> None:
+    def _online_fields(
+        self, view: FeatureViewConfig, tuples: list[tuple], names: dict[str, str], now: int, out: OnlineFeatures
+    ) -> None:
         from raymlops.features.offline import iso
 
         records = self.online.read(view.name, tuples)
@@ -362,10 +403,17 @@ class FeatureStore:
         latest = versions[-1] if versions else None
         schema = {f.name: str(f.type) for f in latest.schema} if latest else None
         kinds = {"count": "int64", "distinct_count": "int64"}
-        types = None if schema is None else {
-            **{f: schema.get(f) for f in v.fields},
-            **{a.feature_name: kinds.get(a.function, schema.get(a.column) if a.function == "last" else "double")
-               for a in v.aggregations}}
+        types = (
+            None
+            if schema is None
+            else {
+                **{f: schema.get(f) for f in v.fields},
+                **{
+                    a.feature_name: kinds.get(a.function, schema.get(a.column) if a.function == "last" else "double")
+                    for a in v.aggregations
+                },
+            }
+        )
         try:
             mat = json.loads(self.online.get_meta(meta_key(name)) or "{}")
             last_run, watermark = (mat.get("runs") or [None])[-1], iso(mat.get("watermark"))
@@ -375,21 +423,43 @@ class FeatureStore:
         if latest and latest.manifest.get("max_ts") is not None:
             fresh = round((time.time_ns() - latest.manifest["max_ts"]) / 1e9)
         return {
-            **self._summary(v, latest), "schema": schema, "feature_types": types, "source": v.source, "timestamp": v.timestamp,
+            **self._summary(v, latest),
+            "schema": schema,
+            "feature_types": types,
+            "source": v.source,
+            "timestamp": v.timestamp,
             "created_timestamp": v.created_timestamp,
             "aggregations": [a.model_dump() | {"feature": a.feature_name} for a in v.aggregations],
             "tile": f"{v.tile_seconds}s" if v.aggregations else None,
             "transform": v.transform,
-            "offline_versions": [{"version": x.number, "mode": x.manifest["mode"], "rows": x.rows,
-                                  "written_rows": x.manifest["written_rows"], "created_at": x.manifest["created_at"],
-                                  "range": x.manifest.get("range"), "min_ts": iso(x.manifest.get("min_ts")),
-                                  "max_ts": iso(x.manifest.get("max_ts"))} for x in versions],
+            "offline_versions": [
+                {
+                    "version": x.number,
+                    "mode": x.manifest["mode"],
+                    "rows": x.rows,
+                    "written_rows": x.manifest["written_rows"],
+                    "created_at": x.manifest["created_at"],
+                    "range": x.manifest.get("range"),
+                    "min_ts": iso(x.manifest.get("min_ts")),
+                    "max_ts": iso(x.manifest.get("max_ts")),
+                }
+                for x in versions
+            ],
             "last_materialization": last_run,
             "online_watermark": watermark,
             "freshness_seconds": fresh,
         }
 
     def _summary(self, v: FeatureViewConfig, latest) -> dict:
-        return {"name": v.name, "entity": v.entity, "join_keys": self.join_keys(v), "features": v.feature_names,
-                "ttl": v.ttl, "description": v.description, "owner": v.owner, "tags": v.tags,
-                "offline_version": latest.number if latest else None, "offline_rows": latest.rows if latest else 0}
+        return {
+            "name": v.name,
+            "entity": v.entity,
+            "join_keys": self.join_keys(v),
+            "features": v.feature_names,
+            "ttl": v.ttl,
+            "description": v.description,
+            "owner": v.owner,
+            "tags": v.tags,
+            "offline_version": latest.number if latest else None,
+            "offline_rows": latest.rows if latest else 0,
+        }

@@ -71,7 +71,9 @@ def tile_spec(view: FeatureViewConfig) -> TileSpec | None:
     if not view.aggregations:
         return None
     tile = view.tile_seconds * SEC
-    windows = {a.feature_name: (f"{a.function}:{a.column}", duration_seconds(a.window) * SEC) for a in view.aggregations}
+    windows = {
+        a.feature_name: (f"{a.function}:{a.column}", duration_seconds(a.window) * SEC) for a in view.aggregations
+    }
     longest = max(w for _, w in windows.values())
     levels = 1
     while tile * FANOUT**levels <= longest:
@@ -127,7 +129,9 @@ def build_tiles(table: pa.Table, spec: TileSpec, keys: list[str], timestamp: str
     if small:
         events = _event_partials(ts.tolist(), cts.tolist(), {c: v.to_pylist() for c, v in columns.items()}, spec)
     else:
-        frame = pd.DataFrame({"__code": code, "__ts": ts, "__cts": cts, **{c: v.to_pandas() for c, v in columns.items()}})
+        frame = pd.DataFrame(
+            {"__code": code, "__ts": ts, "__cts": cts, **{c: v.to_pandas() for c, v in columns.items()}}
+        )
     for level in range(spec.levels):
         index = base // FANOUT**level
         if small:
@@ -146,9 +150,14 @@ def build_tiles(table: pa.Table, spec: TileSpec, keys: list[str], timestamp: str
     row_of_code[code[firsts]] = np.arange(len(firsts))
     take = pa.array(row_of_code[np.asarray(out.pop("__row"), np.int64)], pa.int64())
     result = {k: table.column(k).take(pa.array(order[firsts])).take(take) for k in keys}
-    result.update({"__level": pa.array(out["__level"], pa.int64()), "__index": pa.array(out["__index"], pa.int64()),
-                   "__expires": pa.array(out["__expires"], pa.int64()), "__partial": pa.array(out["__partial"],
-                                                                                                  pa.string())})
+    result.update(
+        {
+            "__level": pa.array(out["__level"], pa.int64()),
+            "__index": pa.array(out["__index"], pa.int64()),
+            "__expires": pa.array(out["__expires"], pa.int64()),
+            "__partial": pa.array(out["__partial"], pa.string()),
+        }
+    )
     return pa.table(result)
 
 
@@ -164,8 +173,9 @@ def _event_partials(ts: list[int], cts: list[int], columns: dict[str, list], spe
     return out
 
 
-def _partials_small(codes: list[int], indexes: list[int], events: list[dict],
-                    spec: TileSpec) -> list[tuple[tuple[int, int], dict]]:
+def _partials_small(
+    codes: list[int], indexes: list[int], events: list[dict], spec: TileSpec
+) -> list[tuple[tuple[int, int], dict]]:
     """What `_partials` computes, event by event: the events' own partials folded per tile (pandas' groupby
     costs ~1 ms per call, ~50 ms for a one-row push). ``events`` are sorted by (code, ts, created), so
     'last' ties go to the later row as in `_partials`."""
@@ -199,8 +209,9 @@ def _one(fn: str, v: Any, row: dict) -> Any:
     if fn in ("min", "max"):
         return to_json_value(v) if valid else None
     if fn == "last":
-        return [to_json_value(v), int(row["__ts"]), None if row["__cts"] == NAT else int(row["__cts"])] if valid \
-            else None
+        return (
+            [to_json_value(v), int(row["__ts"]), None if row["__cts"] == NAT else int(row["__cts"])] if valid else None
+        )
     return [to_json_value(v)] if valid else []
 
 
@@ -225,12 +236,15 @@ def _partials(frame: pd.DataFrame, groups, spec: TileSpec) -> list[dict]:
         elif fn == "last":
             valid = frame[frame[column].notna()]
             tail = valid.groupby(["__code", "__index"], sort=True).tail(1).set_index(["__code", "__index"])
-            found = {k: [to_json_value(r[column]), int(r["__ts"]), None if r["__cts"] == NAT else int(r["__cts"])]
-                     for k, r in zip(tail.index, tail.to_dict("records"))}
+            found = {
+                k: [to_json_value(r[column]), int(r["__ts"]), None if r["__cts"] == NAT else int(r["__cts"])]
+                for k, r in zip(tail.index, tail.to_dict("records"))
+            }
             cols[pid] = [found.get(k) for k in groups.size().index]
         else:  # distinct_count
-            cols[pid] = [sorted({to_json_value(x) for x in u if not _missing(x)}, key=_order)
-                         for u in g.unique().tolist()]
+            cols[pid] = [
+                sorted({to_json_value(x) for x in u if not _missing(x)}, key=_order) for u in g.unique().tolist()
+            ]
     names = list(cols)
     return [dict(zip(names, values)) for values in zip(*cols.values())]
 
@@ -306,8 +320,9 @@ def finalize(fn: str, partial: Any) -> Any:
     return partial
 
 
-def window_values(spec: TileSpec, tiles: dict[tuple[int, int], str], covers: dict[int, list[tuple[int, int]]],
-                  features: list[str]) -> tuple[dict[str, Any], dict[str, int | None]]:
+def window_values(
+    spec: TileSpec, tiles: dict[tuple[int, int], str], covers: dict[int, list[tuple[int, int]]], features: list[str]
+) -> tuple[dict[str, Any], dict[str, int | None]]:
     """Each feature's value over its window (``covers``: window -> tiles, from `covers`) from one entity's
     stored tiles, and the latest event time within that window (None when the window holds no tile)."""
     decoded = {slot: _decode(raw) for slot, raw in tiles.items()}

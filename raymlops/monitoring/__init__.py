@@ -11,8 +11,11 @@ def stop(app: str, namespace: str) -> list[str]:
     from raymlops.monitoring.app_monitor import app_monitor_name
 
     prefix = f"raymlops-monitor-{app}-"
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-             if a["namespace"] == namespace and (a["name"].startswith(prefix) or a["name"] == app_monitor_name(app))]
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and (a["name"].startswith(prefix) or a["name"] == app_monitor_name(app))
+    ]
     for name in names:
         _kill(name, namespace)
     return names

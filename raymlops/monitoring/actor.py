@@ -69,7 +69,7 @@ class _Window:
         while self.rows >= self.size:
             buf = pd.concat(self.parts, ignore_index=True)
             out.append(buf.iloc[: self.size])
-            rest = buf.iloc[self.size:]
+            rest = buf.iloc[self.size :]
             self.parts, self.rows = ([rest] if len(rest) else []), len(rest)
         return out
 
@@ -89,8 +89,7 @@ class VariantMonitor:
         self.state_dir = spec.state_dir  # a path or URI in storage: this actor is its one writer
         self._lock = threading.RLock()
         self._load(spec.run_dir, spec.model_version)
-        self.history: deque = deque(read_history(self.state_dir, spec.history, spec.history_keep),
-                                    maxlen=spec.history)
+        self.history: deque = deque(read_history(self.state_dir, spec.history, spec.history_keep), maxlen=spec.history)
         self.restored = self._restore()
         self._gauges = _Gauges(spec.app, spec.variant)
         self._dirty = False
@@ -107,8 +106,10 @@ class VariantMonitor:
         drift_dir = local / "drift"
         self.tester = DriftTester(drift_dir) if d and has_detector(drift_dir) else None
         if d and self.tester is None:
-            log.warning("run %s has no drift detectors this version can load: drift is not monitored (retrain "
-                        "it to fit them)", run_dir)
+            log.warning(
+                "run %s has no drift detectors this version can load: drift is not monitored (retrain it to fit them)",
+                run_dir,
+            )
         quality_file = local / "quality.json"
         self.profile = DataProfile.load(quality_file) if q and quality_file.is_file() else None
         self.run_dir, self.model_version = run_dir, model_version
@@ -152,20 +153,39 @@ class VariantMonitor:
         result.update(window=self.windows_tested, window_rows=len(window), tested_at=time.time())
         self.latest_drift = result
         drifted = sorted(n for n, f in result["features"].items() if f["is_drift"])
-        self._record({"kind": "drift", "ts": result["tested_at"], "window": self.windows_tested,
-                      "rows": len(window), "is_drift": result["is_drift"], "drifted": drifted,
-                      "features": result["features"], "detections": result.get("detections")})
+        self._record(
+            {
+                "kind": "drift",
+                "ts": result["tested_at"],
+                "window": self.windows_tested,
+                "rows": len(window),
+                "is_drift": result["is_drift"],
+                "drifted": drifted,
+                "features": result["features"],
+                "detections": result.get("detections"),
+            }
+        )
         self._gauges.drift(result)
         self.verdicts.append(bool(result["is_drift"]))
         need, of = self.alert_after
         if result["is_drift"] and sum(self.verdicts) >= need:  # persistence before action
-            seen = f"{sum(self.verdicts)} of the last {len(self.verdicts)} windows" if need > 1 else \
-                f"window {self.windows_tested}"
-            self._event("drift", f"drift in {seen} (window {self.windows_tested}: {len(window)} rows) on "
-                                 f"{', '.join(drifted) or 'the inputs'}",
-                        subject=None, details={"features": {n: result["features"][n] for n in drifted},
-                                               "detector": result["detector"], "alert_after": [need, of],
-                                               "drifted_windows": sum(self.verdicts)})
+            seen = (
+                f"{sum(self.verdicts)} of the last {len(self.verdicts)} windows"
+                if need > 1
+                else f"window {self.windows_tested}"
+            )
+            self._event(
+                "drift",
+                f"drift in {seen} (window {self.windows_tested}: {len(window)} rows) on "
+                f"{', '.join(drifted) or 'the inputs'}",
+                subject=None,
+                details={
+                    "features": {n: result["features"][n] for n in drifted},
+                    "detector": result["detector"],
+                    "alert_after": [need, of],
+                    "drifted_windows": sum(self.verdicts),
+                },
+            )
 
     def _check_quality(self, window: pd.DataFrame) -> None:
         from raymlops.data.quality import check
@@ -174,14 +194,26 @@ class VariantMonitor:
         self.quality_windows += 1
         doc = {**report.to_dict(), "window": self.quality_windows, "tested_at": time.time()}
         self.latest_quality = doc
-        self._record({"kind": "data_quality", "ts": doc["tested_at"], "window": self.quality_windows,
-                      "rows": len(window), "ok": report.ok, "failed": report.failed,
-                      "issues": [i for i in report.issues if i["severity"] == "error"]})
+        self._record(
+            {
+                "kind": "data_quality",
+                "ts": doc["tested_at"],
+                "window": self.quality_windows,
+                "rows": len(window),
+                "ok": report.ok,
+                "failed": report.failed,
+                "issues": [i for i in report.issues if i["severity"] == "error"],
+            }
+        )
         self._gauges.quality(report)
         if not report.ok:
             cols = sorted({i["column"] for i in report.issues if i["severity"] == "error" and i["column"]})
-            self._event("data_quality", f"data quality failed ({', '.join(report.failed)}) on {', '.join(cols)}",
-                        subject=None, details={"issues": doc["issues"]})
+            self._event(
+                "data_quality",
+                f"data quality failed ({', '.join(report.failed)}) on {', '.join(cols)}",
+                subject=None,
+                details={"issues": doc["issues"]},
+            )
 
     # ------------------------------------------------------------------ history, events, checkpoints
 
@@ -198,26 +230,42 @@ class VariantMonitor:
             return
         import ray
 
-        event = Event(type=EventKind(kind), app=self.spec.app, variant=self.spec.variant, subject=subject,
-                      message=message, details=details)
+        event = Event(
+            type=EventKind(kind),
+            app=self.spec.app,
+            variant=self.spec.variant,
+            subject=subject,
+            message=message,
+            details=details,
+        )
         try:
             ray.get_actor(name, namespace=self.spec.namespace).event.remote(event)  # never waited on
         except Exception as e:  # the app monitor is restarting: the event is in the history anyway
             log.warning("app monitor %s unreachable: %s", name, e)
 
     def _state(self) -> dict:
-        return {"started": self.spec.started, "model_version": self.model_version, "run_dir": self.run_dir,
-                "rows_seen": self.rows_seen,
-                "windows_tested": self.windows_tested, "quality_windows": self.quality_windows,
-                "latest_drift": self.latest_drift, "latest_quality": self.latest_quality,
-                "verdicts": list(self.verdicts),
-                "drift_pending": self.drift_window.parts if self.drift_window else [],
-                "quality_pending": self.quality_window.parts if self.quality_window else [],
-                "detector": self.tester.get_state() if self.tester else None, "saved_at": time.time()}
+        return {
+            "started": self.spec.started,
+            "model_version": self.model_version,
+            "run_dir": self.run_dir,
+            "rows_seen": self.rows_seen,
+            "windows_tested": self.windows_tested,
+            "quality_windows": self.quality_windows,
+            "latest_drift": self.latest_drift,
+            "latest_quality": self.latest_quality,
+            "verdicts": list(self.verdicts),
+            "drift_pending": self.drift_window.parts if self.drift_window else [],
+            "quality_pending": self.quality_window.parts if self.quality_window else [],
+            "detector": self.tester.get_state() if self.tester else None,
+            "saved_at": time.time(),
+        }
 
     def _checkpoint(self) -> None:
-        write_file(join(self.state_dir, CHECKPOINT), pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL),
-                   durable=True)
+        write_file(
+            join(self.state_dir, CHECKPOINT),
+            pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL),
+            durable=True,
+        )
         self._dirty = False
 
     def _checkpoint_loop(self) -> None:
@@ -250,15 +298,19 @@ class VariantMonitor:
             try:
                 self._load(state["run_dir"], state["model_version"])  # the model swapped before the restart
             except (OSError, ValueError, RaymlopsError) as e:
-                log.warning("monitor: the model swapped in before the restart is gone (%s); keeping %s", e,
-                            self.model_version)
+                log.warning(
+                    "monitor: the model swapped in before the restart is gone (%s); keeping %s", e, self.model_version
+                )
         if state["model_version"] != self.model_version:
             return False
         self.rows_seen, self.windows_tested = state["rows_seen"], state["windows_tested"]
         self.quality_windows = state["quality_windows"]
         self.latest_drift, self.latest_quality = state["latest_drift"], state["latest_quality"]
         self.verdicts.extend(state.get("verdicts", []))
-        for window, parts in ((self.drift_window, state["drift_pending"]), (self.quality_window, state["quality_pending"])):
+        for window, parts in (
+            (self.drift_window, state["drift_pending"]),
+            (self.quality_window, state["quality_pending"]),
+        ):
             if window is not None:
                 window.parts, window.rows = list(parts), sum(len(p) for p in parts)
         if self.tester is not None and state["detector"] is not None:
@@ -271,11 +323,15 @@ class VariantMonitor:
         """The latest drift test (the shape of GET /drift)."""
         with self._lock:
             d = self.spec.drift
-            base = {"model_version": self.model_version, "window": d.window if d else None,
-                    "p_val": d.p_val if d else None,
-                    "detector": self.tester.kind if self.tester else None, "rows_seen": self.rows_seen,
-                    "rows_pending": self.drift_window.rows if self.drift_window else 0,
-                    "windows_tested": self.windows_tested}
+            base = {
+                "model_version": self.model_version,
+                "window": d.window if d else None,
+                "p_val": d.p_val if d else None,
+                "detector": self.tester.kind if self.tester else None,
+                "rows_seen": self.rows_seen,
+                "rows_pending": self.drift_window.rows if self.drift_window else 0,
+                "windows_tested": self.windows_tested,
+            }
             if self.latest_drift is None:
                 return {**base, "is_drift": None, "features": {}, "tested_at": None}
             return {**base, **{k: v for k, v in self.latest_drift.items() if k != "window"}}
@@ -283,10 +339,17 @@ class VariantMonitor:
     def status(self, history: int = 50) -> dict[str, Any]:
         """Everything this monitor knows: latest drift and quality results and the newest history."""
         with self._lock:
-            return {"app": self.spec.app, "variant": self.spec.variant, "model_version": self.model_version,
-                    "rows_seen": self.rows_seen, "restored": self.restored, "drift": self.latest(),
-                    "quality": self.latest_quality, "quality_windows": self.quality_windows,
-                    "history": list(self.history)[-history:] if history > 0 else []}
+            return {
+                "app": self.spec.app,
+                "variant": self.spec.variant,
+                "model_version": self.model_version,
+                "rows_seen": self.rows_seen,
+                "restored": self.restored,
+                "drift": self.latest(),
+                "quality": self.latest_quality,
+                "quality_windows": self.quality_windows,
+                "history": list(self.history)[-history:] if history > 0 else [],
+            }
 
     def pid(self) -> int:
         return os.getpid()
@@ -305,15 +368,23 @@ class _Gauges:
             from ray.util.metrics import Gauge
 
             keys = ("app", "variant")
-            self.score = Gauge("raymlops_drift_score", "Drift test statistic per feature (latest window)",
-                               tag_keys=keys + ("feature",))
-            self.p_value = Gauge("raymlops_drift_p_value", "Drift test p-value per feature (batch detectors)",
-                                 tag_keys=keys + ("feature",))
-            self.effect = Gauge("raymlops_drift_effect", "Drift effect size per feature (latest window): "
-                                "wasserstein_norm or jensen_shannon", tag_keys=keys + ("feature",))
+            self.score = Gauge(
+                "raymlops_drift_score", "Drift test statistic per feature (latest window)", tag_keys=keys + ("feature",)
+            )
+            self.p_value = Gauge(
+                "raymlops_drift_p_value",
+                "Drift test p-value per feature (batch detectors)",
+                tag_keys=keys + ("feature",),
+            )
+            self.effect = Gauge(
+                "raymlops_drift_effect",
+                "Drift effect size per feature (latest window): wasserstein_norm or jensen_shannon",
+                tag_keys=keys + ("feature",),
+            )
             self.is_drift = Gauge("raymlops_drift_detected", "1 when the latest window drifted", tag_keys=keys)
-            self.failed = Gauge("raymlops_data_quality_failed_checks", "Failed data-quality checks (latest window)",
-                                tag_keys=keys)
+            self.failed = Gauge(
+                "raymlops_data_quality_failed_checks", "Failed data-quality checks (latest window)", tag_keys=keys
+            )
         except Exception as e:  # metrics are an extra: never fail monitoring for them
             log.warning("drift gauges unavailable: %s", e)
             self.score = None

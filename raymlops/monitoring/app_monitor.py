@@ -41,8 +41,14 @@ def read_table(spec: dict, columns: list[str] | None = None, filter=None) -> pd.
     if fmt == "parquet":
         import pyarrow.dataset as pads
 
-        dataset = pads.dataset(store.root, filesystem=store.fs, format="parquet", partitioning="hive",
-                               exclude_invalid_files=True, ignore_prefixes=[".", "_"])
+        dataset = pads.dataset(
+            store.root,
+            filesystem=store.fs,
+            format="parquet",
+            partitioning="hive",
+            exclude_invalid_files=True,
+            ignore_prefixes=[".", "_"],
+        )
         if not dataset.files:  # nothing written yet (a first flush still under its hidden temporary name)
             return pd.DataFrame()
         cols = [c for c in columns if c in dataset.schema.names] if columns else None
@@ -78,8 +84,9 @@ class AppMonitor:
         self.hub = EventHub(spec, self.state)
         self.alerts = self.hub.alerts
         self.canary = CanaryReader(spec.app, spec.canary_events, self.state, self.event) if spec.canary_events else None
-        self.retrain = (RetrainLoop(spec.app, spec.retrain, self.dir, self.state, self.hub.alert_only)
-                        if spec.retrain else None)
+        self.retrain = (
+            RetrainLoop(spec.app, spec.retrain, self.dir, self.state, self.hub.alert_only) if spec.retrain else None
+        )
         self.performance: dict | None = None
         self._reported: dict[tuple, float] = {tuple(k): t for k, t in self.state.doc.get("reported", [])}
         self.skew: dict | None = None
@@ -117,11 +124,20 @@ class AppMonitor:
         note = row_note(joined, labels, section)
         if note and not (self.performance or {}).get("note"):
             log.warning("app monitor %s: %s", self.spec.app, note)
-        self.performance = {"labelled_rows": int(len(joined)), "windows": windows[-50:],
-                            "summary": summarize(windows), "at": time.time(), **({"note": note} if note else {})}
+        self.performance = {
+            "labelled_rows": int(len(joined)),
+            "windows": windows[-50:],
+            "summary": summarize(windows),
+            "at": time.time(),
+            **({"note": note} if note else {}),
+        }
         with self.state.lock:  # the latest windows beside the floor, for readers of storage (the console)
-            self.state.doc["performance"] = {"metric": p.metric, "floor": p.floor, "windows": windows[-50:],
-                                             "at": self.performance["at"]}
+            self.state.doc["performance"] = {
+                "metric": p.metric,
+                "floor": p.floor,
+                "windows": windows[-50:],
+                "at": self.performance["at"],
+            }
             self.state.save()
         for w in breaches(windows, p.metric, p.floor):
             key = (w["variant"], w["start_ts"])
@@ -129,13 +145,22 @@ class AppMonitor:
                 continue
             self._reported[key] = time.time()
             with self.state.lock:  # before the event: a restart never reports this window again
-                self.state.doc["reported"] = sorted(([list(k), t] for k, t in self._reported.items()),
-                                                    key=lambda kt: kt[1])[-1000:]
+                self.state.doc["reported"] = sorted(
+                    ([list(k), t] for k, t in self._reported.items()), key=lambda kt: kt[1]
+                )[-1000:]
                 self.state.save()
-            self.event(Event(type=EventKind.PERFORMANCE, app=self.spec.app, variant=w["variant"], subject=p.metric,
-                             severity=Severity.CRITICAL,
-                             message=f"{p.metric} {w['value']:.4f} below the floor {p.floor} over {w['rows']} "
-                                     f"labelled rows ({w['start_ts']} .. {w['end_ts']})", details=w))
+            self.event(
+                Event(
+                    type=EventKind.PERFORMANCE,
+                    app=self.spec.app,
+                    variant=w["variant"],
+                    subject=p.metric,
+                    severity=Severity.CRITICAL,
+                    message=f"{p.metric} {w['value']:.4f} below the floor {p.floor} over {w['rows']} "
+                    f"labelled rows ({w['start_ts']} .. {w['end_ts']})",
+                    details=w,
+                )
+            )
 
     # ------------------------------------------------------------------ skew
 
@@ -150,16 +175,25 @@ class AppMonitor:
             self.state.doc["skew_since"] = until
             self.state.save()
         over = {n: f for n, f in report["features"].items() if f["rate"] > k.max_rate}
-        self.skew = {"rows": report["rows"], "since": report.get("since"), "at": until, "max_rate": report["max_rate"],
-                     "features": {n: {x: f[x] for x in ("rows", "mismatches", "rate")}
-                                  for n, f in report["features"].items()}}
+        self.skew = {
+            "rows": report["rows"],
+            "since": report.get("since"),
+            "at": until,
+            "max_rate": report["max_rate"],
+            "features": {n: {x: f[x] for x in ("rows", "mismatches", "rate")} for n, f in report["features"].items()},
+        }
         if over:
             worst = max(over, key=lambda n: over[n]["rate"])
-            self.event(Event(
-                type=EventKind.SKEW, app=self.spec.app, subject=worst,
-                message=f"online/offline skew: {len(over)} feature(s) above {k.max_rate:.1%}; {worst} differs in "
-                        f"{over[worst]['mismatches']} of {over[worst]['rows']} served rows ({over[worst]['rate']:.1%})",
-                details={"features": over, "since": report.get("since")}))
+            self.event(
+                Event(
+                    type=EventKind.SKEW,
+                    app=self.spec.app,
+                    subject=worst,
+                    message=f"online/offline skew: {len(over)} feature(s) above {k.max_rate:.1%}; {worst} differs in "
+                    f"{over[worst]['mismatches']} of {over[worst]['rows']} served rows ({over[worst]['rate']:.1%})",
+                    details={"features": over, "since": report.get("since")},
+                )
+            )
 
     def refresh_skew(self) -> dict | None:
         """Runs the skew check now (instead of at the next ``every_s``)."""
@@ -201,9 +235,14 @@ class AppMonitor:
 
     def status(self, events: int = 50) -> dict:
         with self.state.lock:
-            return {"app": self.spec.app, "events": self.hub.events(events), "alerts": self.alerts.stats(),
-                    "performance": self.performance, "skew": self.skew,
-                    "retrains": self.retrain.records() if self.retrain else []}  # a snapshot, not live records
+            return {
+                "app": self.spec.app,
+                "events": self.hub.events(events),
+                "alerts": self.alerts.stats(),
+                "performance": self.performance,
+                "skew": self.skew,
+                "retrains": self.retrain.records() if self.retrain else [],
+            }  # a snapshot, not live records
 
     def flush_alerts(self, timeout: float = 10.0) -> bool:
         return self.alerts.flush(timeout)

@@ -42,13 +42,19 @@ class CanaryReader:
                     rolled[e.model] = e.reason or "rolled back"
                     self.state.doc["canary_rollbacks"] = dict(list(rolled.items())[-ROLLBACKS_KEPT:])
             # The subject names the model: a new model's rollback is not inside the last one's cooldown.
-            self.emit(Event(
-                type=EventKind.CANARY, app=self.app, variant=e.variant,
-                subject=f"{e.event} {e.model}" if e.model else e.event,
-                severity=Severity.CRITICAL if rollback else Severity.WARNING,
-                message=f"canary {e.variant}" + (f" ({e.model})" if e.model else "")
-                        + (f" rolled back: {e.reason}" if rollback else " completed: it takes all its traffic"),
-                details=e.model_dump(mode="json", exclude_none=True)))
+            self.emit(
+                Event(
+                    type=EventKind.CANARY,
+                    app=self.app,
+                    variant=e.variant,
+                    subject=f"{e.event} {e.model}" if e.model else e.event,
+                    severity=Severity.CRITICAL if rollback else Severity.WARNING,
+                    message=f"canary {e.variant}"
+                    + (f" ({e.model})" if e.model else "")
+                    + (f" rolled back: {e.reason}" if rollback else " completed: it takes all its traffic"),
+                    details=e.model_dump(mode="json", exclude_none=True),
+                )
+            )
         if offset != offset0:
             with self.state.lock:
                 self.state.doc["canary_offset"] = offset

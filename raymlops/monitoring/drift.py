@@ -67,8 +67,13 @@ def fit_inputs(reference: pd.DataFrame, schema_columns: list, drift: dict, out_d
     the columns' effect-size profile; saves them; returns the untested columns."""
     detector, untested = fit_detector(drift["detector"], reference, schema_columns, settings_of(drift))
     detector.save(Path(out_dir) / INPUTS_DIR)
-    _fit_profile(detector, reference, drift, len(detector.encoder.columns) + bool(drift.get("predictions")),
-                 Path(out_dir) / INPUTS_DIR)
+    _fit_profile(
+        detector,
+        reference,
+        drift,
+        len(detector.encoder.columns) + bool(drift.get("predictions")),
+        Path(out_dir) / INPUTS_DIR,
+    )
     return untested
 
 
@@ -97,8 +102,9 @@ def fit_prediction(outputs: pd.Series, drift: dict, out_dir: str | os.PathLike) 
     numeric = pd.api.types.is_numeric_dtype(outputs) and not pd.api.types.is_bool_dtype(outputs)
     kind = prediction_kind(drift["detector"], numeric)
     frame = pd.DataFrame({PREDICTION: outputs if numeric else outputs.astype(str)})
-    detector, _ = fit_detector(kind, frame, [_Column(PREDICTION, "number" if numeric else "string")],
-                               settings_of(drift))
+    detector, _ = fit_detector(
+        kind, frame, [_Column(PREDICTION, "number" if numeric else "string")], settings_of(drift)
+    )
     detector.save(Path(out_dir) / PREDICTION_DIR)
     inputs = json.loads((Path(out_dir) / INPUTS_DIR / SPEC_FILE).read_text())["encoder"]["columns"]  # not unpickled
     _fit_profile(detector, frame, drift, len(inputs) + 1, Path(out_dir) / PREDICTION_DIR)
@@ -146,8 +152,13 @@ class DriftTester:
         full ``p_val`` beside the corrected inputs: about 2 x ``p_val`` in all.)"""
         result = self.inputs.test(window)
         p_val, correction = self.inputs.settings["p_val"], self.inputs.settings["correction"]
-        result.update(detector=self.inputs.kind, p_val=p_val, correction=correction, rows=len(window),
-                      reference=self.inputs.settings.get("reference") or "sample")
+        result.update(
+            detector=self.inputs.kind,
+            p_val=p_val,
+            correction=correction,
+            rows=len(window),
+            reference=self.inputs.settings.get("reference") or "sample",
+        )
         pred = self.prediction.test(window) if self.prediction is not None and PREDICTION in window else None
         if pred is not None:
             result["features"].update(pred["features"])
@@ -164,8 +175,11 @@ class DriftTester:
             if pred is not None:
                 result["prediction_drift"] = PREDICTION in flagged
         elif pred is not None:
-            result.update(prediction_drift=pred["is_drift"], prediction_detections=pred.get("detections") or [],
-                          is_drift=bool(result["is_drift"] or pred["is_drift"]))
+            result.update(
+                prediction_drift=pred["is_drift"],
+                prediction_detections=pred.get("detections") or [],
+                is_drift=bool(result["is_drift"] or pred["is_drift"]),
+            )
         self._effects(window, result)
         return result
 
@@ -183,8 +197,9 @@ class DriftTester:
                 continue
             names = detector.encoder.names
             thresholds = profile.thresholds or [None] * len(names)
-            for name, metric, effect, limit in zip(names, profile.metrics(),
-                                                   profile.distances(detector.encoder.encode(window)), thresholds):
+            for name, metric, effect, limit in zip(
+                names, profile.metrics(), profile.distances(detector.encoder.encode(window)), thresholds
+            ):
                 f = features.get(name)
                 if f is None:
                     continue
@@ -200,16 +215,23 @@ class DriftTester:
             return  # a run trained before effect sizes: its verdict stands
         # Alarms no feature's statistic explains (online), and mmd's one test over every input, still count.
         unnamed = self.online and (
-            (bool(result.get("detections")) and not any(f["significant"] for n, f in features.items()
-                                                         if n != PREDICTION))
-            or (bool(result.get("prediction_detections")) and not features.get(PREDICTION, {}).get("significant")))
-        result["is_drift"] = bool(unnamed or result.get("inputs_drift") or any(f["is_drift"] for f in features.values()))
+            (
+                bool(result.get("detections"))
+                and not any(f["significant"] for n, f in features.items() if n != PREDICTION)
+            )
+            or (bool(result.get("prediction_detections")) and not features.get(PREDICTION, {}).get("significant"))
+        )
+        result["is_drift"] = bool(
+            unnamed or result.get("inputs_drift") or any(f["is_drift"] for f in features.values())
+        )
         if PREDICTION in features:
             result["prediction_drift"] = features[PREDICTION]["is_drift"]
 
     def get_state(self) -> dict:
-        return {"inputs": self.inputs.get_state(),
-                "prediction": self.prediction.get_state() if self.prediction else None}
+        return {
+            "inputs": self.inputs.get_state(),
+            "prediction": self.prediction.get_state() if self.prediction else None,
+        }
 
     def set_state(self, state: dict) -> None:
         if state.get("inputs") is not None:

@@ -61,7 +61,7 @@ class Profile:
         self.columns, self.thresholds = columns, thresholds
 
     @classmethod
-    def fit(cls, x: np.ndarray, encoder: Encoder) -> "Profile":
+    def fit(cls, x: np.ndarray, encoder: Encoder) -> Profile:
         cols: list[dict[str, Any]] = []
         for j, c in enumerate(encoder.columns):
             if c["kind"] == "numeric":
@@ -89,11 +89,12 @@ class Profile:
         return [METRICS[c["kind"]] for c in self.columns]
 
     def save(self, out: str | Path) -> None:
-        Path(out, PROFILE_FILE).write_text(json.dumps({"version": PROFILE_VERSION, "columns": self.columns,
-                                                       "thresholds": self.thresholds}))
+        Path(out, PROFILE_FILE).write_text(
+            json.dumps({"version": PROFILE_VERSION, "columns": self.columns, "thresholds": self.thresholds})
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Profile | None":
+    def load(cls, path: str | Path) -> Profile | None:
         f = Path(path, PROFILE_FILE)
         if not f.is_file():  # a run trained before effect sizes
             return None
@@ -114,12 +115,14 @@ def chunk_thresholds(x: np.ndarray, encoder: Encoder, window: int, alpha: float)
 
     n = len(x) // window
     if n < 3:
-        raise ValueError(f"reference: chunks needs at least 3 chunks of the window ({window} rows): the reference "
-                         f"has {len(x)} rows; raise reference_size or lower window")
+        raise ValueError(
+            f"reference: chunks needs at least 3 chunks of the window ({window} rows): the reference "
+            f"has {len(x)} rows; raise reference_size or lower window"
+        )
     logs = np.empty((n, x.shape[1]))
     for i in range(n):
-        chunk = x[i * window:(i + 1) * window]
-        rest = np.concatenate([x[:i * window], x[(i + 1) * window:n * window]])
+        chunk = x[i * window : (i + 1) * window]
+        rest = np.concatenate([x[: i * window], x[(i + 1) * window : n * window]])
         logs[i] = np.log(np.asarray(Profile.fit(rest, encoder).distances(chunk), dtype=float) + EPS)
     mean, sd = logs.mean(axis=0), logs.std(axis=0, ddof=1)
     bound = mean + stats.t.ppf(1 - alpha, n - 1) * sd * math.sqrt(1 + 1 / n)

@@ -59,16 +59,24 @@ def _by_entity(ok: pd.DataFrame, labels: pd.DataFrame, cfg: dict, label: str) ->
     keys, when = list(cfg["keys"]), cfg["timestamp"]
     prim = ok.loc[ok["role"] == "primary", ["ts", "request_id", "row", "inputs"]]
     parsed = [json.loads(s) if isinstance(s, str) else {} for s in prim["inputs"]]
-    prim = prim.drop(columns="inputs").assign(**{k: [d.get(k) if isinstance(d, dict) else None for d in parsed]
-                                                 for k in keys})
+    prim = prim.drop(columns="inputs").assign(
+        **{k: [d.get(k) if isinstance(d, dict) else None for d in parsed] for k in keys}
+    )
     lab = labels[[*keys, when, label]].dropna().rename(columns={label: "label"})
     lab["_lts"] = _utc(lab.pop(when))
     prim = prim.dropna(subset=keys)
     for k in keys:
         lab[k], prim[k] = _align(lab[k], prim[k])
     delay = pd.Timedelta(seconds=float(cfg.get("max_delay_s", 30 * 86400)))
-    hit = pd.merge_asof(lab.sort_values("_lts"), prim.sort_values("ts"), left_on="_lts", right_on="ts", by=keys,
-                        direction="backward", tolerance=delay)
+    hit = pd.merge_asof(
+        lab.sort_values("_lts"),
+        prim.sort_values("ts"),
+        left_on="_lts",
+        right_on="ts",
+        by=keys,
+        direction="backward",
+        tolerance=delay,
+    )
     hit = hit.dropna(subset=["request_id"])
     # Several labels can meet one request: the first outcome observed after it counts, once.
     hit = hit.drop_duplicates(["request_id", "row"], keep="first")
@@ -96,9 +104,11 @@ def row_note(joined: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> str | Non
     several = int((rows > 1).sum())
     if not several:
         return None
-    return (f"labels have no 'row' column: {several} labelled request(s) scored several rows, and each one's "
-            "label was applied to all of its rows; add 'row' (the row's 0-based position in the request) to "
-            "label rows one by one")
+    return (
+        f"labels have no 'row' column: {several} labelled request(s) scored several rows, and each one's "
+        "label was applied to all of its rows; add 'row' (the row's 0-based position in the request) to "
+        "label rows one by one"
+    )
 
 
 def join_labels(log: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.DataFrame:
@@ -160,8 +170,11 @@ def metric_value(metric: str, task: str, y_true, prediction, probability, classe
         y, p = y[keep], p[keep]
         if len(y) < (2 if metric == "r2" else 1):
             return None
-        fn = {"rmse": lambda: m.mean_squared_error(y, p) ** 0.5, "mae": lambda: m.mean_absolute_error(y, p),
-              "r2": lambda: m.r2_score(y, p)}[metric]
+        fn = {
+            "rmse": lambda: m.mean_squared_error(y, p) ** 0.5,
+            "mae": lambda: m.mean_absolute_error(y, p),
+            "r2": lambda: m.r2_score(y, p),
+        }[metric]
         return _finite(fn())
     classes = list(classes) if classes is not None else _classes(task, y_true, prediction)
     y, pred = _codes(y_true, classes), _codes(prediction, classes)
@@ -202,14 +215,20 @@ def windowed(joined: pd.DataFrame, metric: str, task: str, window: int, classes=
     for (role, variant), g in joined.groupby(["role", "variant"], sort=True):
         g = g.sort_values("ts", kind="stable")
         for start in range(0, len(g), window):
-            w = g.iloc[start:start + window]
-            out.append({
-                "variant": variant, "role": role,
-                "model_versions": sorted(w["model_version"].dropna().astype(str).unique().tolist()),
-                "start_ts": w["ts"].iloc[0].isoformat(), "end_ts": w["ts"].iloc[-1].isoformat(),
-                "rows": int(len(w)), "metric": metric, "partial": len(w) < window,
-                "value": metric_value(metric, task, w["label"], w["prediction"], w["probability"], classes),
-            })
+            w = g.iloc[start : start + window]
+            out.append(
+                {
+                    "variant": variant,
+                    "role": role,
+                    "model_versions": sorted(w["model_version"].dropna().astype(str).unique().tolist()),
+                    "start_ts": w["ts"].iloc[0].isoformat(),
+                    "end_ts": w["ts"].iloc[-1].isoformat(),
+                    "rows": int(len(w)),
+                    "metric": metric,
+                    "partial": len(w) < window,
+                    "value": metric_value(metric, task, w["label"], w["prediction"], w["probability"], classes),
+                }
+            )
     return out
 
 
@@ -226,9 +245,11 @@ def breaches(windows: list[dict], metric: str, floor: float | None) -> list[dict
     """Complete primary windows whose value is worse than ``floor`` (each with ``floor`` added)."""
     if floor is None:
         return []
-    return [{**w, "floor": floor} for w in windows
-            if w["role"] == "primary" and not w["partial"] and w["value"] is not None
-            and worse(metric, w["value"], floor)]
+    return [
+        {**w, "floor": floor}
+        for w in windows
+        if w["role"] == "primary" and not w["partial"] and w["value"] is not None and worse(metric, w["value"], floor)
+    ]
 
 
 def summarize(windows: list[dict]) -> dict:
@@ -241,8 +262,11 @@ def summarize(windows: list[dict]) -> dict:
         use = [w for w in ws if not w["partial"]] or ws
         values = [w["value"] for w in use if w["value"] is not None]
         out.setdefault(role, {})[variant] = {
-            "metric": ws[0]["metric"], "latest": values[-1] if values else None,
-            "mean": float(np.mean(values)) if values else None, "windows": len(use),
-            "rows": sum(w["rows"] for w in ws), "model_versions": sorted({v for w in ws for v in w["model_versions"]}),
+            "metric": ws[0]["metric"],
+            "latest": values[-1] if values else None,
+            "mean": float(np.mean(values)) if values else None,
+            "windows": len(use),
+            "rows": sum(w["rows"] for w in ws),
+            "model_versions": sorted({v for w in ws for v in w["model_versions"]}),
         }
     return out

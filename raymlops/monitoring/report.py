@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from raymlops.artifacts.plots import png_figure
-from raymlops.storage.local import atomic_write
 from raymlops.data.stats import is_missing
+from raymlops.storage.local import atomic_write
 
 _LABELS = {"__prediction__": "model output"}  # the prediction monitored as a feature
 _RESULT_KEYS = ("detector", "threshold", "p_val", "correction", "reference", "rows", "reference_rows")
@@ -27,16 +27,19 @@ _TOP_SUMMARY = 10  # categories listed in the JSON summary
 _TOP_PLOT = 15  # categories plotted; the rest are pooled as "other"
 _BINS = 30
 _DPI = 80
-_CSS = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
-        "td.num{text-align:right;font-family:monospace}figure{display:inline-block;margin:1em 0}"
-        ".verdict{font-size:1.6em;font-weight:bold;padding:.4em .8em;display:inline-block;border-radius:4px}"
-        ".drift{background:#fde2e2;color:#a00}.ok{background:#e2f5e2;color:#186a18}.note{color:#a15c00}"
-        "section{border-top:1px solid #ddd;margin-top:1.5em}")
+_CSS = (
+    "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
+    "td.num{text-align:right;font-family:monospace}figure{display:inline-block;margin:1em 0}"
+    ".verdict{font-size:1.6em;font-weight:bold;padding:.4em .8em;display:inline-block;border-radius:4px}"
+    ".drift{background:#fde2e2;color:#a00}.ok{background:#e2f5e2;color:#186a18}.note{color:#a15c00}"
+    "section{border-top:1px solid #ddd;margin-top:1.5em}"
+)
 
 
-def build_report(result: dict, reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str],
-                 meta: dict) -> dict:
+def build_report(
+    result: dict, reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], meta: dict
+) -> dict:
     """JSON-safe drift document: meta, overall verdict and one row per feature (drifted first).
 
     Args:
@@ -50,20 +53,38 @@ def build_report(result: dict, reference: pd.DataFrame, current: pd.DataFrame, k
     default = result.get("threshold")
     for name, f in ((str(k), f) for k, f in (result.get("features") or {}).items()):
         kind = _kind(name, f, kinds, reference)
-        rows.append({"name": name, "label": _LABELS.get(name, name), "kind": kind, "test": f.get("test"),
-                     "statistic": _num(f.get("statistic")), "p_value": _num(f.get("p_value")),
-                     "threshold": _num(f.get("threshold", default)), "effect": _num(f.get("effect")),
-                     "effect_metric": f.get("effect_metric"),
-                     "effect_threshold": _num(f.get("effect_threshold", f.get("min_effect"))),
-                     "significant": bool(f.get("significant", f.get("is_drift"))), "is_drift": bool(f.get("is_drift")),
-                     "reference": _summary(reference, name, kind), "current": _summary(current, name, kind)})
+        rows.append(
+            {
+                "name": name,
+                "label": _LABELS.get(name, name),
+                "kind": kind,
+                "test": f.get("test"),
+                "statistic": _num(f.get("statistic")),
+                "p_value": _num(f.get("p_value")),
+                "threshold": _num(f.get("threshold", default)),
+                "effect": _num(f.get("effect")),
+                "effect_metric": f.get("effect_metric"),
+                "effect_threshold": _num(f.get("effect_threshold", f.get("min_effect"))),
+                "significant": bool(f.get("significant", f.get("is_drift"))),
+                "is_drift": bool(f.get("is_drift")),
+                "reference": _summary(reference, name, kind),
+                "current": _summary(current, name, kind),
+            }
+        )
     rows.sort(key=lambda r: (not r["is_drift"], _strength(r)))
     drifted = [r["name"] for r in rows if r["is_drift"]]
     info = {k: _safe(result.get(k)) for k in _RESULT_KEYS}
-    return {"meta": _safe(dict(meta)), "detector": info,
-            "verdict": {"is_drift": bool(result.get("is_drift", bool(drifted))), "drifted": drifted,
-                        "n_features": len(rows), "n_drifted": len(drifted)},
-            "features": rows}
+    return {
+        "meta": _safe(dict(meta)),
+        "detector": info,
+        "verdict": {
+            "is_drift": bool(result.get("is_drift", bool(drifted))),
+            "drifted": drifted,
+            "n_features": len(rows),
+            "n_drifted": len(drifted),
+        },
+        "features": rows,
+    }
 
 
 def render_html(doc: dict, reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str]) -> str:
@@ -71,42 +92,76 @@ def render_html(doc: dict, reference: pd.DataFrame, current: pd.DataFrame, kinds
     esc = html.escape
     v = doc["verdict"]
     cls, text = ("drift", "DRIFT") if v["is_drift"] else ("ok", "NO DRIFT")
-    parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>Drift report</title>',
-             f"<style>{_CSS}</style></head><body><h1>Drift report</h1>",
-             f'<p class="verdict {cls}">{text}</p>',
-             f"<p>{v['n_drifted']} of {v['n_features']} features drifted"
-             + (": " + ", ".join(esc(_LABELS.get(n, n)) for n in v["drifted"]) if v["drifted"] else "") + ".</p>"]
+    parts = [
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Drift report</title>',
+        f"<style>{_CSS}</style></head><body><h1>Drift report</h1>",
+        f'<p class="verdict {cls}">{text}</p>',
+        f"<p>{v['n_drifted']} of {v['n_features']} features drifted"
+        + (": " + ", ".join(esc(_LABELS.get(n, n)) for n in v["drifted"]) if v["drifted"] else "")
+        + ".</p>",
+    ]
     details = {**doc.get("meta", {}), **{k: x for k, x in doc.get("detector", {}).items() if x is not None}}
     if details:
-        parts.append("<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(x))}</td></tr>"
-                                         for k, x in details.items()) + "</table>")
-    head = "".join(f"<th>{h}</th>" for h in ("feature", "kind", "test", "statistic", "p-value", "threshold",
-                                             "effect", "effect threshold", "drift", "reference", "current"))
+        parts.append(
+            "<table>"
+            + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(x))}</td></tr>" for k, x in details.items())
+            + "</table>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "feature",
+            "kind",
+            "test",
+            "statistic",
+            "p-value",
+            "threshold",
+            "effect",
+            "effect threshold",
+            "drift",
+            "reference",
+            "current",
+        )
+    )
     body = []
     for i, r in enumerate(doc["features"]):
-        flag = ('<b class="drift">yes</b>' if r["is_drift"] else
-                '<span class="note">significant, below the effect threshold</span>' if r.get("significant") else "no")
-        body.append(f'<tr><td><a href="#f{i}">{esc(r["label"])}</a></td><td>{esc(str(r["kind"]))}</td>'
-                    f'<td>{esc(str(r["test"] or "–"))}</td>'
-                    + "".join(f'<td class="num">{esc(_fmt(r[k]))}</td>' for k in ("statistic", "p_value", "threshold"))
-                    + f'<td class="num" title="{esc(str(r.get("effect_metric") or ""))}">{esc(_fmt(r.get("effect")))}</td>'
-                    + f'<td class="num">{esc(_fmt(r.get("effect_threshold")))}</td>'
-                    + f"<td>{flag}</td>" + "".join(f"<td>{esc(_brief(r[k]))}</td>" for k in ("reference", "current"))
-                    + "</tr>")
+        flag = (
+            '<b class="drift">yes</b>'
+            if r["is_drift"]
+            else '<span class="note">significant, below the effect threshold</span>'
+            if r.get("significant")
+            else "no"
+        )
+        body.append(
+            f'<tr><td><a href="#f{i}">{esc(r["label"])}</a></td><td>{esc(str(r["kind"]))}</td>'
+            f"<td>{esc(str(r['test'] or '–'))}</td>"
+            + "".join(f'<td class="num">{esc(_fmt(r[k]))}</td>' for k in ("statistic", "p_value", "threshold"))
+            + f'<td class="num" title="{esc(str(r.get("effect_metric") or ""))}">{esc(_fmt(r.get("effect")))}</td>'
+            + f'<td class="num">{esc(_fmt(r.get("effect_threshold")))}</td>'
+            + f"<td>{flag}</td>"
+            + "".join(f"<td>{esc(_brief(r[k]))}</td>" for k in ("reference", "current"))
+            + "</tr>"
+        )
     parts.append(f"<h2>Features</h2><table><tr>{head}</tr>{''.join(body)}</table>")
     for i, r in enumerate(doc["features"]):
         kind = r.get("kind") or kinds.get(r["name"], "numeric")
-        parts.append(f'<section id="f{i}"><h3>{esc(r["label"])}'
-                     + (' <span class="drift">(drift)</span>' if r["is_drift"] else "") + "</h3>")
+        parts.append(
+            f'<section id="f{i}"><h3>{esc(r["label"])}'
+            + (' <span class="drift">(drift)</span>' if r["is_drift"] else "")
+            + "</h3>"
+        )
         if r["name"] not in reference.columns or r["name"] not in current.columns:
             parts.append('<p class="note">Column missing from the data; no plot.</p></section>')
             continue
-        png = (_numeric_plot if kind == "numeric" else _categorical_plot)(reference[r["name"]], current[r["name"]],
-                                                                            r["label"])
+        png = (_numeric_plot if kind == "numeric" else _categorical_plot)(
+            reference[r["name"]], current[r["name"]], r["label"]
+        )
         uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        parts.append(f'<figure><img src="{uri}" alt="{esc(r["label"])}"><figcaption>'
-                     + ("Normalized histograms on shared bins" if kind == "numeric" else "Category shares")
-                     + "</figcaption></figure></section>")
+        parts.append(
+            f'<figure><img src="{uri}" alt="{esc(r["label"])}"><figcaption>'
+            + ("Normalized histograms on shared bins" if kind == "numeric" else "Category shares")
+            + "</figcaption></figure></section>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -126,6 +181,7 @@ def write_report(doc: dict, html_text: str | None, out: str | os.PathLike) -> li
 
 
 # ---------------------------------------------------------------- data helpers
+
 
 def _kind(name, f, kinds, reference):
     if kinds.get(name) in ("numeric", "categorical"):
@@ -183,8 +239,11 @@ def _summary(df, name, kind):
     if kind == "numeric":
         x = _floats(df[name])
         ok = x[np.isfinite(x)]
-        stats = ({"mean": ok.mean(), "std": ok.std(), "min": ok.min(), "max": ok.max()} if len(ok)
-                 else dict.fromkeys(("mean", "std", "min", "max")))
+        stats = (
+            {"mean": ok.mean(), "std": ok.std(), "min": ok.min(), "max": ok.max()}
+            if len(ok)
+            else dict.fromkeys(("mean", "std", "min", "max"))
+        )
         return _safe({"rows": n, "null_rate": float(np.isnan(x).mean()) if n else None, **stats})
     counts = _labels(df[name]).value_counts()
     missing = int(counts.pop(MISSING_LABEL)) if MISSING_LABEL in counts else 0
@@ -213,10 +272,11 @@ def _fmt(v):
 
 # ---------------------------------------------------------------- plots
 
+
 def _plain(text, width=30):
     """Matplotlib text without mathtext: '$' escaped, long labels cut."""
     text = str(text)
-    return (text[:width - 1] + "…" if len(text) > width else text).replace("$", r"\$")
+    return (text[: width - 1] + "…" if len(text) > width else text).replace("$", r"\$")
 
 
 def _figure(title, xlabel, ylabel, height=3.2):
@@ -244,8 +304,9 @@ def _numeric_plot(ref, cur, title):
             ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
         else:
             edges = _edges(pooled)
-            for (k, x), style in zip(ok.items(), ({"histtype": "stepfilled", "alpha": 0.45},
-                                                  {"histtype": "step", "lw": 1.8})):
+            for (k, x), style in zip(
+                ok.items(), ({"histtype": "stepfilled", "alpha": 0.45}, {"histtype": "step", "lw": 1.8})
+            ):
                 if len(x):
                     miss = float(np.isnan(xs[k]).mean())
                     extra = f", {miss:.0%} missing" if miss else ""
@@ -259,8 +320,10 @@ def _numeric_plot(ref, cur, title):
 
 
 def _categorical_plot(ref, cur, title):
-    shares = {"reference": _labels(ref).value_counts(normalize=True),
-              "current": _labels(cur).value_counts(normalize=True)}
+    shares = {
+        "reference": _labels(ref).value_counts(normalize=True),
+        "current": _labels(cur).value_counts(normalize=True),
+    }
     both = pd.concat(shares, axis=1).fillna(0.0)
     both = both.loc[both.sum(axis=1).sort_values(ascending=False, kind="stable").index]
     if len(both) > _TOP_PLOT + 1:

@@ -48,8 +48,7 @@ class RetrainLoop:
     """``spec``: the app's retrain section; ``state``: the app monitor's state file (records under
     ``retrains``); ``alert``: sends a retrain-step event to the alert sinks."""
 
-    def __init__(self, app: str, spec: RetrainSpec, state_dir: str, state: StateFile,
-                 alert: Callable[[Event], None]):
+    def __init__(self, app: str, spec: RetrainSpec, state_dir: str, state: StateFile, alert: Callable[[Event], None]):
         self.app, self.spec, self.state, self.alert = app, spec, state, alert
         self.results_dir = join(state_dir, RESULTS)
         self.runs: list[RetrainRun] = []
@@ -85,9 +84,17 @@ class RetrainLoop:
             if last is not None and (last.status.active or time.time() - last.started < self.spec.min_interval_s):
                 return
             rid = f"raymlops-retrain-{self.app}-{int(time.time())}"
-            run = RetrainRun(id=rid, started=time.time(), result_path=join(self.results_dir, f"{rid}.json"),
-                             trigger={"type": event.type.value, "variant": event.variant, "subject": event.subject,
-                                      "message": event.message})
+            run = RetrainRun(
+                id=rid,
+                started=time.time(),
+                result_path=join(self.results_dir, f"{rid}.json"),
+                trigger={
+                    "type": event.type.value,
+                    "variant": event.variant,
+                    "subject": event.subject,
+                    "message": event.message,
+                },
+            )
             self.runs.append(run)
             self._step(run, "triggered", event.message)
         try:  # the job id is the record's id, saved before submitting: a restart in between finds the job
@@ -105,9 +112,15 @@ class RetrainLoop:
                 setattr(run, k, v)
             run.steps.append(RetrainStep(step=step, at=time.time(), detail=detail))
             self._save()
-        self.alert(Event(type=EventKind.RETRAIN, app=self.app, subject=f"{run.id}:{step}",
-                         message=f"{run.id}: {step}" + (f" ({detail})" if detail else ""),
-                         details={"retrain": run.id, "step": step, "detail": detail}))
+        self.alert(
+            Event(
+                type=EventKind.RETRAIN,
+                app=self.app,
+                subject=f"{run.id}:{step}",
+                message=f"{run.id}: {step}" + (f" ({detail})" if detail else ""),
+                details={"retrain": run.id, "step": step, "detail": detail},
+            )
+        )
 
     def _fail(self, run: RetrainRun, why: str) -> None:
         self._step(run, "failed", why, status=Status.FAILED, error=why)
@@ -126,8 +139,13 @@ class RetrainLoop:
         rolled_back = canary_rollbacks.get(run.model or "") or canary_rollbacks.get(run.run_id or "")
         if self.spec.deploy == "canary" and rolled_back:
             why = f"the canary of {run.model} (run {run.run_id}) rolled back: {rolled_back}"
-            return self._step(run, "kept", why, status=Status.KEPT,
-                              outcome=PromotionOutcome(promoted=False, version=run.version or 0, reason=why))
+            return self._step(
+                run,
+                "kept",
+                why,
+                status=Status.KEPT,
+                outcome=PromotionOutcome(promoted=False, version=run.version or 0, reason=why),
+            )
         if run.observe_until is not None and time.time() >= run.observe_until:
             try:
                 outcome = PromotionOutcome.model_validate(self.spec.promote(run.version))
@@ -158,11 +176,23 @@ class RetrainLoop:
         try:
             result = RetrainResult.model_validate_json(read_file(run.result_path or ""))
         except (OSError, ValueError) as e:
-            return self._fail(run, f"job {run.id} succeeded but wrote no readable result at {run.result_path}: "
-                                   f"{type(e).__name__}: {e}")
+            return self._fail(
+                run,
+                f"job {run.id} succeeded but wrote no readable result at {run.result_path}: {type(e).__name__}: {e}",
+            )
         model = f"{result.model}/{result.version}"
-        self._step(run, "challenger_registered",
-                   f"models:/{model} (run {result.run_id}, gate {'passed' if result.gate_passed else 'failed'})",
-                   version=result.version, run_id=result.run_id, model=model)
-        self._step(run, f"challenger_{self.spec.deploy}", f"observing for {self.spec.observe_s:g} s",
-                   status=Status.OBSERVING, observe_until=time.time() + self.spec.observe_s)
+        self._step(
+            run,
+            "challenger_registered",
+            f"models:/{model} (run {result.run_id}, gate {'passed' if result.gate_passed else 'failed'})",
+            version=result.version,
+            run_id=result.run_id,
+            model=model,
+        )
+        self._step(
+            run,
+            f"challenger_{self.spec.deploy}",
+            f"observing for {self.spec.observe_s:g} s",
+            status=Status.OBSERVING,
+            observe_until=time.time() + self.spec.observe_s,
+        )

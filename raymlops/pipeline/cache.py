@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from raymlops.pipeline.fingerprint import code_fingerprint, digest, dir_fingerprint, package_versions
 from raymlops.storage import Staging, Storage, fetch_dir, open_storage
@@ -82,8 +83,14 @@ class StepCache:
         try:
             info = build(stage)
             fp = dir_fingerprint(stage.dir)
-            record = {"step": step, "key": key, "inputs": inputs, "info": info, "fingerprint": fp,
-                      "created": time.time()}
+            record = {
+                "step": step,
+                "key": key,
+                "inputs": inputs,
+                "info": info,
+                "fingerprint": fp,
+                "created": time.time(),
+            }
             if local:
                 (stage.dir / MANIFEST).write_text(json.dumps(record, default=str))
                 where = self._publish_local(stage, step, key)
@@ -93,8 +100,11 @@ class StepCache:
                 stage.publish()
                 where = stage.shared
                 record["dir"] = stage.remote_parts[-1]
-                if not self.store.create(step, key, MANIFEST, data=json.dumps(record, default=str).encode()) \
-                        and self.enabled and (hit := self.lookup(step, key)) is not None:
+                if (
+                    not self.store.create(step, key, MANIFEST, data=json.dumps(record, default=str).encode())
+                    and self.enabled
+                    and (hit := self.lookup(step, key)) is not None
+                ):
                     where.delete_tree()
                     return hit
         except BaseException:
@@ -102,7 +112,7 @@ class StepCache:
             raise
         return StepOutput(step, key, where, info, fp, cached=False)
 
-    def _publish_local(self, stage: Staging, step: str, key: str) -> "Storage | StepOutput":
+    def _publish_local(self, stage: Staging, step: str, key: str) -> Storage | StepOutput:
         final = Path(self.store.path(step, key))
         try:
             os.rename(stage.dir, final)  # fails on a non-empty existing directory
@@ -121,7 +131,18 @@ class StepCache:
         """Records (or replaces) a step that writes no files, e.g. which offline version a feature build
         made; returns its key. The record is one JSON object replaced whole."""
         key = self.key(step, inputs)
-        self.store.write_json(step, key, MANIFEST, obj={"step": step, "key": key, "inputs": inputs, "info": info,
-                                                       "fingerprint": digest(info), "created": time.time()},
-                              indent=None)
+        self.store.write_json(
+            step,
+            key,
+            MANIFEST,
+            obj={
+                "step": step,
+                "key": key,
+                "inputs": inputs,
+                "info": info,
+                "fingerprint": digest(info),
+                "created": time.time(),
+            },
+            indent=None,
+        )
         return key

@@ -36,14 +36,18 @@ def check_cluster(cfg: PipelineConfig, online: bool | None = None) -> None:
         except Exception as e:  # object-store storage with no tracking URI: the same advice
             raise SetupError(f"on this {n}-node cluster {e}") from None
         if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
-            raise SetupError(f"on this {n}-node cluster the embedded MLflow store ({uri}) is one machine's file: set "
-                             f"registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow server ({TRACKING_HINT})")
+            raise SetupError(
+                f"on this {n}-node cluster the embedded MLflow store ({uri}) is one machine's file: set "
+                f"registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow server ({TRACKING_HINT})"
+            )
     f = cfg.features
     if online is None:  # serving fetches features online; `features materialize/serve` say so themselves
         online = cfg.serving is not None and bool(cfg.serving.features)
     if f is not None and online and f.online_store.type == "sqlite":
-        raise SetupError(f"on this {n}-node cluster the SQLite online store is one machine's file: set "
-                         "features.online_store to {type: redis, url: redis://HOST:6379/0}")
+        raise SetupError(
+            f"on this {n}-node cluster the SQLite online store is one machine's file: set "
+            "features.online_store to {type: redis, url: redis://HOST:6379/0}"
+        )
     paths = {"storage": cfg.storage}
     if f is not None and f.offline_store.path:
         paths["features.offline_store.path"] = f.offline_store.path
@@ -53,9 +57,11 @@ def check_cluster(cfg: PipelineConfig, online: bool | None = None) -> None:
         if "://" not in path or path.startswith("file://"):
             blind = _nodes_that_cannot_see(open_storage(path), nodes)
             if blind:
-                raise SetupError(f"{key} {open_storage(path).uri} is on this machine's disk, which {len(blind)} of the "
-                                 f"{n} nodes cannot see ({', '.join(blind)}): set {key} to s3://BUCKET/PREFIX (or "
-                                 "gs://...), or to a directory every node mounts")
+                raise SetupError(
+                    f"{key} {open_storage(path).uri} is on this machine's disk, which {len(blind)} of the "
+                    f"{n} nodes cannot see ({', '.join(blind)}): set {key} to s3://BUCKET/PREFIX (or "
+                    "gs://...), or to a directory every node mounts"
+                )
 
 
 def _nodes_that_cannot_see(store, nodes: list[dict]) -> list[str]:
@@ -73,16 +79,20 @@ def _nodes_that_cannot_see(store, nodes: list[dict]) -> list[str]:
         return os.path.isfile(path)
 
     try:
-        refs = {f"{n['NodeManagerAddress']}:{n['NodeID'][:8]}": sees.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(str(marker))
-            for n in nodes}
+        refs = {
+            f"{n['NodeManagerAddress']}:{n['NodeID'][:8]}": sees.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(marker))
+            for n in nodes
+        }
         return [node for node, ref in refs.items() if not ray.get(ref, timeout=120)]
     finally:
         marker.unlink(missing_ok=True)
 
 
-def tracking_server_command(storage: str, backend_store_uri: str | None, host: str, port: int,
-                            workers: int = 1) -> tuple[list[str], dict, str]:
+def tracking_server_command(
+    storage: str, backend_store_uri: str | None, host: str, port: int, workers: int = 1
+) -> tuple[list[str], dict, str]:
     """(argv, environment, URL) of an MLflow tracking server that keeps artifacts under ``<storage>/mlflow``
     and serves them to clients (they need no storage credentials): what a cluster's runs record to."""
     import sys
@@ -101,8 +111,22 @@ def tracking_server_command(storage: str, backend_store_uri: str | None, host: s
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or store.options.get("endpoint_url")
     if store.scheme == "s3" and endpoint:
         env.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
-           "--artifacts-destination", artifacts, "--serve-artifacts", "--host", host, "--port", str(port),
-           "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts,
+        "--serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     return cmd, env, url

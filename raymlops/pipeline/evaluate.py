@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,14 @@ def _scores(p: Predictor, df: pd.DataFrame) -> np.ndarray:
     return p._raw(p.features_of(df))
 
 
-def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[str, Predictor] | None, out: Path,
-             say: Callable[[str], None]) -> dict:
+def evaluate(
+    run_dir: Path,
+    holdout: pd.DataFrame,
+    label: str,
+    champion: tuple[str, Predictor] | None,
+    out: Path,
+    say: Callable[[str], None],
+) -> dict:
     """Scores the run's model (and the champion, when there is one) on ``holdout``; writes the report.
 
     Args:
@@ -52,8 +58,9 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
     sha = file_sha256(run_dir / cand.meta["model_file"])[:12]
     name = f"candidate (model {sha})"  # named by its bytes: a cached evaluation serves every run of this model
     scores = {name: _scores(cand, rows)}
-    metrics = {name: metrics_of(cand.task, y, scores[name], len(cand.classes) if cand.classes else None,
-                                cand.threshold)}
+    metrics = {
+        name: metrics_of(cand.task, y, scores[name], len(cand.classes) if cand.classes else None, cand.threshold)
+    }
     notes: dict[str, str] = {"holdout rows": str(len(rows))}
     champ_out = None
     if champion is not None:
@@ -70,26 +77,48 @@ def evaluate(run_dir: Path, holdout: pd.DataFrame, label: str, champion: tuple[s
                 metrics[clabel] = metrics_of(cp.task, y, s, len(cp.classes) if cp.classes else None, cp.threshold)
                 champ_out = {"label": clabel, "run": cp.version, "metrics": metrics[clabel]}
     say("evaluating on the holdout" + (f" beside {champion[0]}" if champion else " (no champion yet)"))
-    say("  holdout: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[name].items())
-        + (f" (decision threshold {cand.threshold:.4f})" if cand.task == "binary" else ""))
+    say(
+        "  holdout: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in metrics[name].items())
+        + (f" (decision threshold {cand.threshold:.4f})" if cand.task == "binary" else "")
+    )
     warnings = holdout_warnings(run_dir, holdout)
     for w in warnings:
         say(w)
-    notes["holdout data quality"] = "; ".join(w.removeprefix("warning: ") for w in warnings) or \
-        "passes the checks against the training profile"
+    notes["holdout data quality"] = (
+        "; ".join(w.removeprefix("warning: ") for w in warnings) or "passes the checks against the training profile"
+    )
     importance = feature_importance(cand.model, cand.model_type, cand.features)
     if cand.task == "binary":
         how = (cand.meta.get("decision") or {}).get("how", "default")
         notes["decision threshold"] = f"{cand.threshold:.4f} ({how}); accuracy and f1 are at it"
-    files = write_report(out / REPORT_DIR, title=f"{cand.meta['pipeline']}: model {sha}", task=cand.task,
-                         y_true=y, scores=scores, metrics=metrics, classes=cand.classes, importance=importance,
-                         threshold=cand.threshold,
-                         details={"model sha256": sha, "first trained in run": cand.version,
-                                  "model type": cand.model_type, "label": label, **notes})
-    result = {"candidate": metrics[name], "champion": champ_out, "holdout_rows": int(len(rows)),
-              **({"threshold": cand.threshold} if cand.task == "binary" else {}),
-              "holdout_warnings": warnings,
-              "importance": dict(list(importance.items())[:50]), "files": sorted(files)}
+    files = write_report(
+        out / REPORT_DIR,
+        title=f"{cand.meta['pipeline']}: model {sha}",
+        task=cand.task,
+        y_true=y,
+        scores=scores,
+        metrics=metrics,
+        classes=cand.classes,
+        importance=importance,
+        threshold=cand.threshold,
+        details={
+            "model sha256": sha,
+            "first trained in run": cand.version,
+            "model type": cand.model_type,
+            "label": label,
+            **notes,
+        },
+    )
+    result = {
+        "candidate": metrics[name],
+        "champion": champ_out,
+        "holdout_rows": int(len(rows)),
+        **({"threshold": cand.threshold} if cand.task == "binary" else {}),
+        "holdout_warnings": warnings,
+        "importance": dict(list(importance.items())[:50]),
+        "files": sorted(files),
+    }
     layout.write_json(out / EVALUATION, result)
     return result
 
@@ -102,8 +131,11 @@ def holdout_warnings(run_dir: Path, holdout: pd.DataFrame) -> list[str]:
 
     profile = DataProfile.load(run_dir / layout.QUALITY)
     report = check(holdout[[c.name for c in profile.columns if c.name in holdout.columns]], profile)
-    return [f"warning: holdout fails the training profile's {i['check']} check: {i['column']}: {i['message']}"
-            for i in report.issues if i["severity"] == "error" and _enough(i, len(holdout))]
+    return [
+        f"warning: holdout fails the training profile's {i['check']} check: {i['column']}: {i['message']}"
+        for i in report.issues
+        if i["severity"] == "error" and _enough(i, len(holdout))
+    ]
 
 
 def _enough(issue: dict, rows: int) -> bool:

@@ -69,23 +69,38 @@ class Fingerprinter:
         files = _files_of(path)
         # Files are named relative to what was fingerprinted, so the same data hashes the same wherever it
         # lies (a Ray job's working dir is unpacked under a new path whenever any file in it changes).
-        base = path if os.path.isdir(path) else (os.path.commonpath(files) if len(files) > 1 else
-                                                 os.path.dirname(files[0]) if files else path)
+        base = (
+            path
+            if os.path.isdir(path)
+            else (os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0]) if files else path)
+        )
         entries = {os.path.relpath(f, base): self.file(f) for f in files}
         self._save()
-        return {"path": path, "files": len(files), "bytes": sum(os.path.getsize(f) for f in files),
-                "sha256": digest(sorted(entries.items()))}
+        return {
+            "path": path,
+            "files": len(files),
+            "bytes": sum(os.path.getsize(f) for f in files),
+            "sha256": digest(sorted(entries.items())),
+        }
 
     def _uri(self, uri: str) -> dict:
         import pyarrow.fs as pafs
 
         fs, root = pafs.FileSystem.from_uri(uri)
         info = fs.get_file_info(root)
-        infos = (fs.get_file_info(pafs.FileSelector(root, recursive=True))
-                 if info.type == pafs.FileType.Directory else [info])
+        infos = (
+            fs.get_file_info(pafs.FileSelector(root, recursive=True))
+            if info.type == pafs.FileType.Directory
+            else [info]
+        )
         entries = sorted((i.path, i.size, str(i.mtime)) for i in infos if i.type == pafs.FileType.File)
-        return {"path": uri, "files": len(entries), "bytes": sum(e[1] for e in entries),
-                "sha256": digest(entries), "method": "listing (size, mtime)"}
+        return {
+            "path": uri,
+            "files": len(entries),
+            "bytes": sum(e[1] for e in entries),
+            "sha256": digest(entries),
+            "method": "listing (size, mtime)",
+        }
 
     def _save(self) -> None:
         if not self.memo_path:
@@ -120,8 +135,9 @@ def git_info(where: str | os.PathLike = ".") -> dict[str, Any]:
     cwd = cwd if cwd.is_dir() else cwd.parent
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -153,8 +169,7 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for name in ("raymlops", "ray", "xgboost", "scikit-learn", "numpy", "pandas", "pyarrow", "mlflow",
-                 "alibi-detect"):
+    for name in ("raymlops", "ray", "xgboost", "scikit-learn", "numpy", "pandas", "pyarrow", "mlflow", "alibi-detect"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -26,8 +26,13 @@ WORKDIR = "/app"  # where the image (docker/Dockerfile) holds the project
 SERVE_PORT = 8000  # KubeRay's serve service targets this port on every node's proxy
 ENV_FROM_SECRET = ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI")  # required keys of the Secret
 # GCS takes a key *file* (GOOGLE_APPLICATION_CREDENTIALS): use Workload Identity, or mount it yourself
-OPTIONAL_SECRET = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                   "AWS_DEFAULT_REGION")
+OPTIONAL_SECRET = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+)
 GIB_PER_CPU = 4  # memory requested per CPU of a Ray pod (KubeRay's guides size Ray pods at 2-8 GiB per CPU)
 NAME = re.compile(r"[^a-z0-9-]+")
 
@@ -54,30 +59,46 @@ def _name(base: str, suffix: str = "") -> str:
     room = MAX_NAME - (len(suffix) + 1 if suffix else 0)
     if clean != base or len(clean) > room:
         tag = hashlib.sha256(base.encode()).hexdigest()[:5]
-        clean = f"{clean[:room - 6].rstrip('-')}-{tag}" if len(clean) > room else f"{clean}-{tag}"[:room]
+        clean = f"{clean[: room - 6].rstrip('-')}-{tag}" if len(clean) > room else f"{clean}-{tag}"[:room]
     return f"{clean}-{suffix}" if suffix else clean
 
 
 def _env(secret: str) -> list[dict[str, Any]]:
     required = [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in ENV_FROM_SECRET]
-    optional = [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k, "optional": True}}}
-                for k in OPTIONAL_SECRET]
+    optional = [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k, "optional": True}}}
+        for k in OPTIONAL_SECRET
+    ]
     return [*required, *optional]
 
 
-def _container(name: str, image: str, cpus: float, secret: str, ports: list[tuple[str, int]] | None = None,
-               probe_path: str | None = None) -> dict[str, Any]:
+def _container(
+    name: str,
+    image: str,
+    cpus: float,
+    secret: str,
+    ports: list[tuple[str, int]] | None = None,
+    probe_path: str | None = None,
+) -> dict[str, Any]:
     cpu = f"{cpus:g}"
     memory = f"{max(2, math.ceil(cpus * GIB_PER_CPU))}Gi"
-    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", "workingDir": WORKDIR,
-                         "env": _env(secret),
-                         "resources": {"requests": {"cpu": cpu, "memory": memory},
-                                       "limits": {"cpu": cpu, "memory": memory}}}
+    c: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "workingDir": WORKDIR,
+        "env": _env(secret),
+        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
+    }
     if ports:
         c["ports"] = [{"name": n, "containerPort": p} for n, p in ports]
     if probe_path:
-        c["readinessProbe"] = {"httpGet": {"path": probe_path, "port": SERVE_PORT}, "periodSeconds": 5,
-                               "failureThreshold": 3, "initialDelaySeconds": 10}
+        c["readinessProbe"] = {
+            "httpGet": {"path": probe_path, "port": SERVE_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+            "initialDelaySeconds": 10,
+        }
     return c
 
 
@@ -90,12 +111,20 @@ def _cluster(image: str, secret: str, worker_cpus: int, workers: int, probe_path
             "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
             "template": {"spec": {"containers": [_container("ray-head", image, 2, secret, head_ports)]}},
         },
-        "workerGroupSpecs": [{
-            "groupName": "cpu", "replicas": workers, "minReplicas": workers, "maxReplicas": workers,
-            "rayStartParams": {"num-cpus": str(worker_cpus)},
-            "template": {"spec": {"containers": [_container("ray-worker", image, worker_cpus, secret,
-                                                            probe_path=probe_path)]}},
-        }],
+        "workerGroupSpecs": [
+            {
+                "groupName": "cpu",
+                "replicas": workers,
+                "minReplicas": workers,
+                "maxReplicas": workers,
+                "rayStartParams": {"num-cpus": str(worker_cpus)},
+                "template": {
+                    "spec": {
+                        "containers": [_container("ray-worker", image, worker_cpus, secret, probe_path=probe_path)]
+                    }
+                },
+            }
+        ],
     }
 
 
@@ -131,15 +160,21 @@ def _fits(cfg: PipelineConfig, worker_cpus: int) -> None:
     deadline) or that needs GPUs, which the rendered worker group does not have."""
     t = cfg.training
     if t is not None and getattr(t.model, "device", "cpu") == "cuda":
-        raise ManifestError("training.model.device: cuda needs a GPU worker group, which `k8s render` does not "
-                            "write yet; add one to the RayJob's workerGroupSpecs (nvidia.com/gpu limits) by hand")
+        raise ManifestError(
+            "training.model.device: cuda needs a GPU worker group, which `k8s render` does not "
+            "write yet; add one to the RayJob's workerGroupSpecs (nvidia.com/gpu limits) by hand"
+        )
     _, task = trial_cpus(cfg)
     if task > worker_cpus:
-        raise ManifestError(f"one training task needs {task:g} CPUs but a worker pod has {worker_cpus} "
-                            f"(--worker-cpus): it would never schedule")
+        raise ManifestError(
+            f"one training task needs {task:g} CPUs but a worker pod has {worker_cpus} "
+            f"(--worker-cpus): it would never schedule"
+        )
     if cfg.serving is not None and cfg.serving.num_cpus > worker_cpus:
-        raise ManifestError(f"serving.num_cpus ({cfg.serving.num_cpus:g}) is more than a worker pod's "
-                            f"{worker_cpus} CPUs (--worker-cpus)")
+        raise ManifestError(
+            f"serving.num_cpus ({cfg.serving.num_cpus:g}) is more than a worker pod's "
+            f"{worker_cpus} CPUs (--worker-cpus)"
+        )
 
 
 def serving_cpus(cfg: PipelineConfig) -> float:
@@ -148,7 +183,9 @@ def serving_cpus(cfg: PipelineConfig) -> float:
     if s is None:
         return 0.0
     models = max(len(s.variants or []), 1) + len(s.shadow or [])
-    replicas = s.num_replicas if isinstance(s.num_replicas, int) else (s.autoscaling.max_replicas if s.autoscaling else 1)
+    replicas = (
+        s.num_replicas if isinstance(s.num_replicas, int) else (s.autoscaling.max_replicas if s.autoscaling else 1)
+    )
     return models * replicas * s.num_cpus + s.router_replicas * 0.5 + (1.0 if cfg.monitoring else 0.0)
 
 
@@ -157,43 +194,76 @@ def _workers(cpus: float, worker_cpus: int) -> int:
 
 
 def _metadata(name: str, namespace: str, cfg: PipelineConfig, component: str) -> dict:
-    return {"name": name, "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "raymlops", "app.kubernetes.io/component": component,
-                       "raymlops.io/pipeline": _name(cfg.name)}}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/name": "raymlops",
+            "app.kubernetes.io/component": component,
+            "raymlops.io/pipeline": _name(cfg.name),
+        },
+    }
 
 
-def ray_job(cfg: PipelineConfig, config_path: str, image: str, namespace: str, secret: str, worker_cpus: int,
-            deadline_s: int, retrain: bool = False, overrides: list[str] | None = None) -> dict:
+def ray_job(
+    cfg: PipelineConfig,
+    config_path: str,
+    image: str,
+    namespace: str,
+    secret: str,
+    worker_cpus: int,
+    deadline_s: int,
+    retrain: bool = False,
+    overrides: list[str] | None = None,
+) -> dict:
     """The RayJob that runs the pipeline (or, ``retrain``, the closed loop's `raymlops retrain`), with the
     same ``--set`` overrides the manifests were rendered with."""
     sets = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
-    cmd = (f"raymlops retrain {shlex.quote(config_path)}{sets}" if retrain
-           else f"python jobs/run_pipeline.py {shlex.quote(config_path)}{sets}")
+    cmd = (
+        f"raymlops retrain {shlex.quote(config_path)}{sets}"
+        if retrain
+        else f"python jobs/run_pipeline.py {shlex.quote(config_path)}{sets}"
+    )
     name = _name(cfg.name, "retrain" if retrain else "run")
-    doc = {"apiVersion": "ray.io/v1", "kind": "RayJob",
-           "metadata": _metadata(name, namespace, cfg, "retrain" if retrain else "pipeline"),
-           "spec": {"entrypoint": cmd, "submissionMode": "K8sJobMode", "shutdownAfterJobFinishes": True,
-                    "ttlSecondsAfterFinished": 3600, "activeDeadlineSeconds": deadline_s, "backoffLimit": 0,
-                    "rayClusterSpec": _cluster(image, secret, worker_cpus,
-                                               _workers(training_cpus(cfg), worker_cpus))}}
+    doc = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": _metadata(name, namespace, cfg, "retrain" if retrain else "pipeline"),
+        "spec": {
+            "entrypoint": cmd,
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": 3600,
+            "activeDeadlineSeconds": deadline_s,
+            "backoffLimit": 0,
+            "rayClusterSpec": _cluster(image, secret, worker_cpus, _workers(training_cpus(cfg), worker_cpus)),
+        },
+    }
     if retrain:  # a template: created suspended, started by whoever runs the loop (`kubectl patch ... suspend`)
         doc["metadata"]["annotations"] = {"raymlops.io/template": "retrain: set spec.suspend to false to run it"}
         doc["spec"]["suspend"] = True
     return doc
 
 
-def ray_service(cfg: PipelineConfig, serve_config: dict, image: str, namespace: str, secret: str,
-                worker_cpus: int) -> dict:
+def ray_service(
+    cfg: PipelineConfig, serve_config: dict, image: str, namespace: str, secret: str, worker_cpus: int
+) -> dict:
     """The RayService serving the app; ``serve_config``: the exported Serve config (`serve --export`)."""
     doc = dict(serve_config)
     doc["http_options"] = {"host": "0.0.0.0", "port": SERVE_PORT}
     prefix = cfg.serving.route_prefix.rstrip("/")
-    return {"apiVersion": "ray.io/v1", "kind": "RayService",
-            "metadata": _metadata(_name(cfg.name, "serve"), namespace, cfg, "serving"),
-            "spec": {"upgradeStrategy": {"type": "NewCluster"},
-                     "serveConfigV2": yaml.safe_dump(doc, sort_keys=False),
-                     "rayClusterConfig": _cluster(image, secret, worker_cpus,
-                                                  _workers(serving_cpus(cfg), worker_cpus), f"{prefix}/health")}}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": _metadata(_name(cfg.name, "serve"), namespace, cfg, "serving"),
+        "spec": {
+            "upgradeStrategy": {"type": "NewCluster"},
+            "serveConfigV2": yaml.safe_dump(doc, sort_keys=False),
+            "rayClusterConfig": _cluster(
+                image, secret, worker_cpus, _workers(serving_cpus(cfg), worker_cpus), f"{prefix}/health"
+            ),
+        },
+    }
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -228,12 +298,15 @@ def _operator_rules(doc: dict) -> list[str]:
     for key in ("activeDeadlineSeconds", "ttlSecondsAfterFinished"):
         if key in spec and isinstance(spec[key], int) and spec[key] <= 0:
             out.append(f"spec.{key}: must be > 0, got {spec[key]}")
-    if (spec.get("suspend") or spec.get("ttlSecondsAfterFinished")) and doc.get("kind") == "RayJob" \
-            and not spec.get("shutdownAfterJobFinishes"):
+    if (
+        (spec.get("suspend") or spec.get("ttlSecondsAfterFinished"))
+        and doc.get("kind") == "RayJob"
+        and not spec.get("shutdownAfterJobFinishes")
+    ):
         out.append("spec.shutdownAfterJobFinishes: must be true with suspend or ttlSecondsAfterFinished")
     cluster = spec.get("rayClusterSpec") or spec.get("rayClusterConfig") or {}
     for i, g in enumerate(cluster.get("workerGroupSpecs") or []):
-        lo, hi, n = g.get("minReplicas", 0), g.get("maxReplicas", 2 ** 31 - 1), g.get("replicas", 0)
+        lo, hi, n = g.get("minReplicas", 0), g.get("maxReplicas", 2**31 - 1), g.get("replicas", 0)
         if isinstance(lo, int) and isinstance(hi, int) and isinstance(n, int) and not lo <= n <= hi:
             out.append(f"workerGroupSpecs[{i}]: needs minReplicas <= replicas <= maxReplicas, got {lo}, {n}, {hi}")
     ns = (doc.get("metadata") or {}).get("namespace")
@@ -275,17 +348,29 @@ def _check_field(v: Any, f: dict, spec: dict, where: str) -> list[str]:
         return [f"{where}.{k}: must be a string, got {x!r}" for k, x in v.items() if not isinstance(x, str)]
     if "ref" in f:
         items = v if t == "array" else [v]
-        return [p for i, item in enumerate(items)
-                for p in _check(item, f["ref"], spec, f"{where}[{i}]" if t == "array" else where)]
+        return [
+            p
+            for i, item in enumerate(items)
+            for p in _check(item, f["ref"], spec, f"{where}[{i}]" if t == "array" else where)
+        ]
     return []
 
 
 # ---------------------------------------------------------------------------------------------- render
 
 
-def render(cfg: PipelineConfig, config_path: str, image: str, out: str | Path, namespace: str = "default",
-           secret: str = "raymlops-env", worker_cpus: int = 4, deadline_s: int = 86_400,
-           serve_config: dict | None = None, overrides: list[str] | None = None) -> list[Path]:
+def render(
+    cfg: PipelineConfig,
+    config_path: str,
+    image: str,
+    out: str | Path,
+    namespace: str = "default",
+    secret: str = "raymlops-env",
+    worker_cpus: int = 4,
+    deadline_s: int = 86_400,
+    serve_config: dict | None = None,
+    overrides: list[str] | None = None,
+) -> list[Path]:
     """Writes the manifests under ``out`` (one YAML file each); returns their paths.
 
     Raises:
@@ -301,15 +386,27 @@ def render(cfg: PipelineConfig, config_path: str, image: str, out: str | Path, n
         if len(value) > 63 or not DNS_1123.match(value):
             raise ManifestError(f"{flag} must be a DNS-1123 name (lower case letters, digits, '-'), got {value!r}")
     _fits(cfg, worker_cpus)
-    docs = {f"{_name(cfg.name)}-rayjob.yaml": ray_job(cfg, config_path, image, namespace, secret, worker_cpus,
-                                                      deadline_s, overrides=overrides)}
+    docs = {
+        f"{_name(cfg.name)}-rayjob.yaml": ray_job(
+            cfg, config_path, image, namespace, secret, worker_cpus, deadline_s, overrides=overrides
+        )
+    }
     if serve_config is not None:
-        docs[f"{_name(cfg.name)}-rayservice.yaml"] = ray_service(cfg, serve_config, image, namespace, secret,
-                                                                 worker_cpus)
+        docs[f"{_name(cfg.name)}-rayservice.yaml"] = ray_service(
+            cfg, serve_config, image, namespace, secret, worker_cpus
+        )
     if cfg.monitoring is not None and cfg.monitoring.retrain is not None:
         docs[f"{_name(cfg.name)}-retrain-rayjob.yaml"] = ray_job(
-            cfg, config_path, image, namespace, secret, worker_cpus, max(1, int(cfg.monitoring.retrain.timeout_s)),
-            True, overrides)
+            cfg,
+            config_path,
+            image,
+            namespace,
+            secret,
+            worker_cpus,
+            max(1, int(cfg.monitoring.retrain.timeout_s)),
+            True,
+            overrides,
+        )
     spec = schema()
     for name, doc in docs.items():
         problems = check(doc, spec)
@@ -321,8 +418,10 @@ def render(cfg: PipelineConfig, config_path: str, image: str, out: str | Path, n
     for name, doc in docs.items():
         path = target / name
         tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(f"# Written by `raymlops k8s render`; apply with `kubectl apply -f {name}`.\n"
-                       + yaml.safe_dump(doc, sort_keys=False))
+        tmp.write_text(
+            f"# Written by `raymlops k8s render`; apply with `kubectl apply -f {name}`.\n"
+            + yaml.safe_dump(doc, sort_keys=False)
+        )
         tmp.replace(path)
         written.append(path)
     return written

@@ -38,8 +38,10 @@ def submit_retrain(config_path: str, cwd: str, address: str | None, job_id: str,
 
     from raymlops.data.ray_env import job_client
 
-    retrain = (f"{shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)} "
-               f"--result {shlex.quote(result_path)}")
+    retrain = (
+        f"{shlex.quote(sys.executable)} -m raymlops.cli retrain {shlex.quote(config_path)} "
+        f"--result {shlex.quote(result_path)}"
+    )
     runtime_env: dict = {}
     if ray.is_initialized():
         mine = dict(ray.get_runtime_context().runtime_env or {})
@@ -54,8 +56,9 @@ def write_result(path: str, result) -> None:
     m = result.model or {}
     if m.get("version") is None:
         raise RaymlopsError(f"run {result.run_id} registered no model version: nothing to write to {path}")
-    record = RetrainResult(model=m["name"], version=int(m["version"]), run_id=result.run_id,
-                           gate_passed=bool(m.get("passed")))
+    record = RetrainResult(
+        model=m["name"], version=int(m["version"]), run_id=result.run_id, gate_passed=bool(m.get("passed"))
+    )
     write_file(path, record.model_dump_json().encode(), durable=True)
 
 
@@ -71,14 +74,18 @@ def promote_challenger(config_path: str, version: int) -> dict:
     name, alias = cfg.model_name, cfg.registry.promotion.alias
     holder = reg.alias_version(name, CHALLENGER)
     if holder != version:
-        return {"promoted": False, "version": version,
-                "reason": f"@{CHALLENGER} is now version {holder}, not the retrained version {version}"}
+        return {
+            "promoted": False,
+            "version": version,
+            "reason": f"@{CHALLENGER} is now version {holder}, not the retrained version {version}",
+        }
     if reg.alias_version(name, alias) == version:
         return {"promoted": False, "version": version, "reason": f"version {version} already holds @{alias}"}
     tags = reg.version(name, version).tags
     lines = json.loads(tags.get(f"{TAG}gate.lines", "[]"))
     if tags.get(f"{TAG}gate.passed") != "true":
         return {"promoted": False, "version": version, "reason": "gate failed: " + "; ".join(lines)}
-    reg.set_alias(name, alias, version, reason=f"closed loop: @{CHALLENGER} version {version} passed its gate",
-                  gate=lines)
+    reg.set_alias(
+        name, alias, version, reason=f"closed loop: @{CHALLENGER} version {version} passed its gate", gate=lines
+    )
     return {"promoted": True, "version": version, "reason": f"@{alias} -> version {version}: " + "; ".join(lines)}

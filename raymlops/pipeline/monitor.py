@@ -18,6 +18,7 @@ from raymlops.errors import DataError, RaymlopsError
 from raymlops.storage import open_storage
 from raymlops.storage.staging import cache_root
 
+
 def read_batch(path, fmt: str | None = None, text_columns: list[str] = ()) -> pd.DataFrame:
     """A file, directory or glob as pandas, read as ``run`` and ``predict`` read it (``data.reader``);
     ``text_columns`` are read as text from CSV (codes like '00123' stay strings)."""
@@ -36,8 +37,9 @@ def _run_dir(cfg: PipelineConfig | None, run: str | None, storage: str | None) -
     return layout.local_run(layout.latest_run(store, cfg.name))
 
 
-def check_batch(cfg: PipelineConfig | None, path: str, run: str | None = None, storage: str | None = None,
-                fmt: str | None = None):
+def check_batch(
+    cfg: PipelineConfig | None, path: str, run: str | None = None, storage: str | None = None, fmt: str | None = None
+):
     """Checks a batch against the data-quality profile learned from a run's training data; returns the
     `QualityReport` (``ok`` False when a check fails)."""
     from raymlops.data.quality import DataProfile, check
@@ -56,8 +58,14 @@ def check_batch(cfg: PipelineConfig | None, path: str, run: str | None = None, s
     return check(read_batch(src, text_columns=text), profile, options, typed=src.format != "csv")
 
 
-def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out: str, storage: str | None = None,
-                 fmt: str | None = None) -> tuple[dict, list[Path]]:
+def drift_report(
+    cfg: PipelineConfig | None,
+    run: str | None,
+    current: str,
+    out: str,
+    storage: str | None = None,
+    fmt: str | None = None,
+) -> tuple[dict, list[Path]]:
     """Tests a batch against a run's drift reference (its saved detectors; a Tabular detector fitted on the
     reference when the run has none) and writes the report (HTML + JSON, or JSON). Returns (doc, paths)."""
     from raymlops.artifacts.predictor import Predictor
@@ -73,7 +81,9 @@ def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out:
         raise DataError(f"{current}: lacks the model's input columns {missing}")
     drift_dir = run_dir / layout.DRIFT_DIR
     if not has_detector(drift_dir):
-        drift_dir = _fit_default(run_dir, reference, predictor.schema.columns, storage or (cfg.storage if cfg else None))
+        drift_dir = _fit_default(
+            run_dir, reference, predictor.schema.columns, storage or (cfg.storage if cfg else None)
+        )
     tester = DriftTester(drift_dir)
     if tester.prediction is not None:
         for df in (reference, batch):
@@ -81,8 +91,12 @@ def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out:
             df[PREDICTION] = proba if predictor.task == "binary" else [str(p) for p in preds]
     result = tester.test(batch)
     result["reference_rows"] = len(reference)
-    meta = {"run_id": run_dir.name, "run_dir": str(run_dir), "current": str(current),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "current": str(current),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     kinds = tester.kinds()
     doc = build_report(result, reference, batch, kinds, meta)
     html_text = render_html(doc, reference, batch, kinds) if str(out).endswith(".html") else None
@@ -91,9 +105,7 @@ def drift_report(cfg: PipelineConfig | None, run: str | None, current: str, out:
 
 def _fit_default(run_dir: Path, reference: pd.DataFrame, columns: list, storage: str | None) -> Path:
     from raymlops.config.monitoring import DriftConfig
-    from raymlops.monitoring.drift import fit_inputs
-
-    from raymlops.monitoring.drift import has_detector
+    from raymlops.monitoring.drift import fit_inputs, has_detector
 
     # Fitted once per run on this machine (a local cache: the run itself is never changed).
     where = cache_root() / "drift-reports" / run_dir.name
@@ -111,7 +123,6 @@ def monitor_status(cfg: PipelineConfig, app: str) -> dict:
     alert log and retraining steps (read from storage: works whether or not the app is running)."""
     from raymlops.monitoring.actor import CHECKPOINT, read_history
     from raymlops.pipeline.serve import monitoring_dir
-
     from raymlops.storage.files import join, list_dirs, read_file
 
     root = monitoring_dir(cfg, app)
@@ -122,17 +133,24 @@ def monitor_status(cfg: PipelineConfig, app: str) -> dict:
             state = pickle.loads(read_file(join(d, CHECKPOINT)))
         except Exception:  # none yet, or unreadable
             state = None
-        variants[name] = {"model_version": state and state["model_version"],
-                          "rows_seen": state and state["rows_seen"],
-                          "latest_drift": state and state["latest_drift"],
-                          "latest_quality": state and state["latest_quality"],
-                          "history": read_history(d, 20)}
+        variants[name] = {
+            "model_version": state and state["model_version"],
+            "rows_seen": state and state["rows_seen"],
+            "latest_drift": state and state["latest_drift"],
+            "latest_quality": state and state["latest_quality"],
+            "history": read_history(d, 20),
+        }
     try:
         app_state = json.loads(read_file(join(root, "state.json")))
     except (FileNotFoundError, ValueError):
         app_state = {}
-    return {"app": app, "dir": str(root), "variants": variants, "events": read_history(root, 20),
-            "retrains": app_state.get("retrains", [])}
+    return {
+        "app": app,
+        "dir": str(root),
+        "variants": variants,
+        "events": read_history(root, 20),
+        "retrains": app_state.get("retrains", []),
+    }
 
 
 def format_monitor_status(status: dict) -> str:
@@ -144,11 +162,15 @@ def format_monitor_status(status: dict) -> str:
         lines.append(f"  variant {name}: model {v['model_version']}, {v['rows_seen'] or 0} rows seen")
         if d:
             drifted = sorted(n for n, f in d["features"].items() if f["is_drift"])
-            lines.append(f"    drift ({d.get('detector')}): {'DRIFT on ' + ', '.join(drifted) if d['is_drift'] else 'none'}"
-                         f" in window {d.get('window')}")
+            lines.append(
+                f"    drift ({d.get('detector')}): {'DRIFT on ' + ', '.join(drifted) if d['is_drift'] else 'none'}"
+                f" in window {d.get('window')}"
+            )
         if q:
-            lines.append(f"    data quality: {'ok' if q['ok'] else 'FAILED ' + ', '.join(q.get('failed', []))}"
-                         f" in window {q.get('window')}")
+            lines.append(
+                f"    data quality: {'ok' if q['ok'] else 'FAILED ' + ', '.join(q.get('failed', []))}"
+                f" in window {q.get('window')}"
+            )
     for e in status["events"][-10:]:
         when = time.strftime("%H:%M:%S", time.localtime(e.get("ts", 0)))
         lines.append(f"  event {when} [{e['type']}] {e.get('variant') or '-'}: {e['message']}")

@@ -71,16 +71,23 @@ def output_names(spec: list[str] | None, prefix: str | None) -> dict[str, str]:
         for pair in item.split(","):
             key, sep, value = pair.partition("=")
             if not sep or key.strip() not in OUTPUTS or not value.strip():
-                raise DataError(f"--output-columns: got {pair!r}; expected OUTPUT=NAME with OUTPUT one of "
-                                f"{', '.join(OUTPUTS)}")
+                raise DataError(
+                    f"--output-columns: got {pair!r}; expected OUTPUT=NAME with OUTPUT one of {', '.join(OUTPUTS)}"
+                )
             names[key.strip()] = value.strip()
     if len(set(names.values())) < len(names):
         raise DataError(f"--output-columns: two outputs share a name: {names}")
     return names
 
 
-def plan(run: str | None, input_path: str, storage: str | None = None, fmt: str | None = None,
-         names: dict[str, str] | None = None, pipeline: str | None = None) -> Plan:
+def plan(
+    run: str | None,
+    input_path: str,
+    storage: str | None = None,
+    fmt: str | None = None,
+    names: dict[str, str] | None = None,
+    pipeline: str | None = None,
+) -> Plan:
     """Checks a scoring job before any Ray work: the run exists, the input has every model column with a
     fitting type, and no output column would overwrite an input column.
 
@@ -96,11 +103,17 @@ def plan(run: str | None, input_path: str, storage: str | None = None, fmt: str 
     arrow = schema(src, text)
     problems = [f"{c}: {p}" for c, p in arrow_problems(arrow, model_schema).items()]
     names = names or output_names(None, None)
-    produced = [names["prediction"], names["model_version"],
-                *_probability_names(meta["task"], meta.get("classes"), names["probability"])]
+    produced = [
+        names["prediction"],
+        names["model_version"],
+        *_probability_names(meta["task"], meta.get("classes"), names["probability"]),
+    ]
     clash = [c for c in produced if c in arrow.names]
-    problems += [f"{c}: the input already has this column and scoring would overwrite it; name the outputs with "
-                 f"--output-columns {_output_of(c, names)}=NEW_NAME or --output-prefix PREFIX" for c in clash]
+    problems += [
+        f"{c}: the input already has this column and scoring would overwrite it; name the outputs with "
+        f"--output-columns {_output_of(c, names)}=NEW_NAME or --output-prefix PREFIX"
+        for c in clash
+    ]
     if problems:
         raise DataError(f"{input_path}: " + f"; {input_path}: ".join(problems))
     return Plan(run_dir, src, names, text)
@@ -116,15 +129,21 @@ def score(p: Plan, output_path: str, actors: int = 1, batch_size: int = 4096) ->
     import ray.data
 
     if "://" in output_path:
-        raise DataError(f"--output {output_path!r}: scoring writes to a local or shared path; URIs are not supported yet")
+        raise DataError(
+            f"--output {output_path!r}: scoring writes to a local or shared path; URIs are not supported yet"
+        )
     out = Path(output_path).resolve()
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         ds = read_dataset(p.input, text_columns=p.text_columns)
-        scored = ds.map_batches(_score_batch, fn_kwargs={"run_dir": p.run_dir, "names": p.names},
-                                batch_format="pandas", batch_size=batch_size,
-                                compute=ray.data.TaskPoolStrategy(size=actors))
+        scored = ds.map_batches(
+            _score_batch,
+            fn_kwargs={"run_dir": p.run_dir, "names": p.names},
+            batch_format="pandas",
+            batch_size=batch_size,
+            compute=ray.data.TaskPoolStrategy(size=actors),
+        )
         scored.write_parquet(str(tmp))
         if not tmp.is_dir():
             raise DataError(f"{p.input.path}: no rows to score")

@@ -28,7 +28,7 @@ def probe(endpoint: str, path: str, columns: list[str], batch: int = 100, timeou
     with httpx.Client(timeout=timeout) as client:
         before = client.get(f"{endpoint}/drift").json().get("rows_seen", 0)
         for i in range(0, len(df), batch):
-            r = client.post(f"{endpoint}/predict", json={"instances": _jsonable(df.iloc[i: i + batch])})
+            r = client.post(f"{endpoint}/predict", json={"instances": _jsonable(df.iloc[i : i + batch])})
             r.raise_for_status()
             body = r.json()
             preds.extend(body["predictions"])

@@ -4,8 +4,9 @@ model is registered and promoted."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from raymlops.artifacts import run as layout
 from raymlops.config.models import PipelineConfig
@@ -30,11 +31,15 @@ def start_tags(cfg: PipelineConfig, run_id: str, inputs: dict, source_file: str 
 
     t = cfg.training
     tags: dict[str, Any] = {
-        f"{TAG}run_id": run_id, f"{TAG}pipeline": cfg.name, f"{TAG}config_hash": config_hash(cfg),
+        f"{TAG}run_id": run_id,
+        f"{TAG}pipeline": cfg.name,
+        f"{TAG}config_hash": config_hash(cfg),
         f"{TAG}packages": json.dumps(package_versions()),
-        f"{TAG}ray_resources": json.dumps({k: v for k, v in ray.cluster_resources().items()
-                                            if not k.startswith("node:")}),
-        f"{TAG}seed.tune": t.tune.seed, f"{TAG}seed.model": t.tune.seed,
+        f"{TAG}ray_resources": json.dumps(
+            {k: v for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+        ),
+        f"{TAG}seed.tune": t.tune.seed,
+        f"{TAG}seed.model": t.tune.seed,
         f"{TAG}seed.split": t.split.seed if t.split.type == "random" else "time split",
     }
     for name, fp in inputs["sources"].items():
@@ -45,28 +50,51 @@ def start_tags(cfg: PipelineConfig, run_id: str, inputs: dict, source_file: str 
         tags[f"{TAG}feature_view.{view}.fingerprint"] = v["fingerprint"]
     git = git_info(source_file or ".")
     if git:
-        tags.update({"mlflow.source.git.commit": git["commit"], f"{TAG}git.commit": git["commit"],
-                     f"{TAG}git.dirty": str(git["dirty"]).lower()})
+        tags.update(
+            {
+                "mlflow.source.git.commit": git["commit"],
+                f"{TAG}git.commit": git["commit"],
+                f"{TAG}git.dirty": str(git["dirty"]).lower(),
+            }
+        )
     if source_file:
         tags[f"{TAG}config_file"] = source_file
     return tags
 
 
-def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: Path, prep_info: dict,
-               inputs: dict, evaluation: dict, steps: dict[str, dict], trials_logged: bool, trained_in: str) -> None:
+def record_run(
+    tracker: Tracker,
+    cfg: PipelineConfig,
+    run_dir: Path,
+    train_dir: Path,
+    prep_info: dict,
+    inputs: dict,
+    evaluation: dict,
+    steps: dict[str, dict],
+    trials_logged: bool,
+    trained_in: str,
+) -> None:
     """Logs the finished run: params, metrics, step status, trials (child runs, or a tag naming the run that
     trained a cached model), datasets, artifacts."""
     import pandas as pd
 
     record = json.loads((train_dir / "search.json").read_text())
     t = cfg.training
-    tracker.log_params({
-        "model.type": t.model.type, "tune.num_samples": t.tune.num_samples, "tune.metric": t.tune.metric,
-        "tune.scheduler": t.tune.scheduler, "tune.search": t.tune.search, "split": t.split.type, "split.fraction": t.split.fraction,
-        "rows.train": prep_info["rows"]["train"], "rows.valid": prep_info["rows"]["valid"],
-        **{f"best.{k}": v for k, v in record["best_params"].items()},
-        **{f"model.{k}": v for k, v in t.model.model_dump(exclude={"params", "type"}).items()},
-    })
+    tracker.log_params(
+        {
+            "model.type": t.model.type,
+            "tune.num_samples": t.tune.num_samples,
+            "tune.metric": t.tune.metric,
+            "tune.scheduler": t.tune.scheduler,
+            "tune.search": t.tune.search,
+            "split": t.split.type,
+            "split.fraction": t.split.fraction,
+            "rows.train": prep_info["rows"]["train"],
+            "rows.valid": prep_info["rows"]["valid"],
+            **{f"best.{k}": v for k, v in record["best_params"].items()},
+            **{f"model.{k}": v for k, v in t.model.model_dump(exclude={"params", "type"}).items()},
+        }
+    )
     if "decision" in record:
         tracker.log_params({"decision.how": record["decision"]["how"]})
         tracker.log_metrics({"decision_threshold": record["decision"]["threshold"]})
@@ -74,8 +102,10 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
     tracker.log_metrics({f"holdout_{k}": v for k, v in evaluation["candidate"].items()})
     if evaluation.get("champion"):
         tracker.log_metrics({f"champion_{k}": v for k, v in evaluation["champion"]["metrics"].items()})
-    tracker.set_tags({f"{TAG}step.{s}": ("skipped (cached)" if v["cached"] else "ran") for s, v in steps.items()}
-                     | {f"{TAG}cache_key.{s}": v["key"] for s, v in steps.items()})
+    tracker.set_tags(
+        {f"{TAG}step.{s}": ("skipped (cached)" if v["cached"] else "ran") for s, v in steps.items()}
+        | {f"{TAG}cache_key.{s}": v["key"] for s, v in steps.items()}
+    )
     if trials_logged:
         tracker.log_trials(record["trials"], {f"{TAG}run_id": layout.read_meta(run_dir)["run_id"]})
     else:
@@ -84,8 +114,13 @@ def record_run(tracker: Tracker, cfg: PipelineConfig, run_dir: Path, train_dir: 
     for name, fp in inputs["sources"].items():
         tracker.log_dataset(name, fp["path"], fp["sha256"], sample if t.source else None, "training")
     for view, v in inputs.get("feature_views", {}).items():
-        tracker.log_dataset(f"feature_view:{view}", f"{cfg.features.offline_store.path or 'offline'}/{view}",
-                            v["fingerprint"], None, f"features (offline version {v['version']})")
+        tracker.log_dataset(
+            f"feature_view:{view}",
+            f"{cfg.features.offline_store.path or 'offline'}/{view}",
+            v["fingerprint"],
+            None,
+            f"features (offline version {v['version']})",
+        )
     for name in (layout.CONFIG, layout.META, layout.METRICS, layout.SCHEMA, layout.LINEAGE, "evaluation.json"):
         if (run_dir / name).is_file():
             tracker.log_artifact(run_dir / name, "run")
@@ -109,8 +144,17 @@ def bundle_key(run_dir: Path, model_key: str) -> str:
     return digest([model_key, *decision, *[[n, file_sha256(run_dir / n)] for n in names if (run_dir / n).is_file()]])
 
 
-def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, evaluation: dict, model_key: str,
-             reuse: bool, say: Callable[[str], None], alias: str | None = None) -> dict:
+def register(
+    cfg: PipelineConfig,
+    tracker: Tracker,
+    run_dir: Path,
+    run_id: str,
+    evaluation: dict,
+    model_key: str,
+    reuse: bool,
+    say: Callable[[str], None],
+    alias: str | None = None,
+) -> dict:
     """Registers the run's model as a new version of the model name (unless a version with the same model
     bytes exists and ``reuse``), then gives it the promotion alias if it passes the gate, else 'otherwise'.
     ``alias`` (retraining: 'challenger') is set whatever the gate; the gate's verdict, judged on the same
@@ -131,21 +175,38 @@ def register(cfg: PipelineConfig, tracker: Tracker, run_dir: Path, run_id: str, 
     sample = pd.read_parquet(run_dir / layout.REFERENCE).head(20)
     model_uri = reg.log_model(tracker.run_id, run_dir, meta["model_type"], sample, pkgs)
     p = cfg.registry.promotion
-    gate = {"metric": p.metric or cfg.training.tune.metric, "min": p.min, "max": p.max,
-            "beat_champion_by": p.beat_champion_by}
-    tags = {f"{TAG}run_id": run_id, f"{TAG}model_key": model_key, f"{TAG}bundle_key": bundle,
-            f"{TAG}config_hash": config_hash(cfg),
-            **{f"{TAG}metric.{k}": v for k, v in evaluation["candidate"].items()}}
+    gate = {
+        "metric": p.metric or cfg.training.tune.metric,
+        "min": p.min,
+        "max": p.max,
+        "beat_champion_by": p.beat_champion_by,
+    }
+    tags = {
+        f"{TAG}run_id": run_id,
+        f"{TAG}model_key": model_key,
+        f"{TAG}bundle_key": bundle,
+        f"{TAG}config_hash": config_hash(cfg),
+        **{f"{TAG}metric.{k}": v for k, v in evaluation["candidate"].items()},
+    }
     version = reg.register(model_uri, name, tags, gate)
     champion = evaluation.get("champion")
     passed, lines = check_gate(gate, evaluation["candidate"], champion["metrics"] if champion else None)
-    say(f"registered {name} version {version}; gate for @{p.alias}: {'passed' if passed else 'failed'}"
-        + "".join(f"\n    {ln}" for ln in lines))
+    say(
+        f"registered {name} version {version}; gate for @{p.alias}: {'passed' if passed else 'failed'}"
+        + "".join(f"\n    {ln}" for ln in lines)
+    )
     reg.tag_version(name, version, {f"{TAG}gate.passed": str(passed).lower(), f"{TAG}gate.lines": json.dumps(lines)})
     alias = alias or (p.alias if passed else p.otherwise)
     if alias:
-        reg.set_alias(name, alias, version, reason=f"pipeline run {run_id}: gate "
-                                                   f"{'passed' if passed else 'failed'}", gate=lines)
-    tracker.set_tags({f"{TAG}model.name": name, f"{TAG}model.version": version, f"{TAG}model.alias": alias or "",
-                      f"{TAG}gate.passed": str(passed).lower()})
+        reg.set_alias(
+            name, alias, version, reason=f"pipeline run {run_id}: gate {'passed' if passed else 'failed'}", gate=lines
+        )
+    tracker.set_tags(
+        {
+            f"{TAG}model.name": name,
+            f"{TAG}model.version": version,
+            f"{TAG}model.alias": alias or "",
+            f"{TAG}gate.passed": str(passed).lower(),
+        }
+    )
     return {"name": name, "version": version, "cached": False, "alias": alias, "passed": passed, "gate": lines}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from raymlops.artifacts import find_run
 from raymlops.artifacts import run as layout
@@ -31,8 +31,10 @@ def reproduce(run: str, storage: str | None, say: Callable[[str], None], address
     where = find_run(run, storage)
     run_dir = layout.local_run(where)  # this machine's copy of a run on an object store
     if not (run_dir / layout.LINEAGE).is_file():
-        raise RaymlopsError(f"run {run_dir.name} has no lineage.json (it predates input fingerprints): it cannot "
-                            "be checked, so it is not reproduced")
+        raise RaymlopsError(
+            f"run {run_dir.name} has no lineage.json (it predates input fingerprints): it cannot "
+            "be checked, so it is not reproduced"
+        )
     recorded = json.loads((run_dir / layout.LINEAGE).read_text())
     cfg = load_config(run_dir / layout.CONFIG)  # errors as FILE:LINE: key.path: message
     # The storage the run lives in: <storage>/runs/<pipeline>/<run_id>.
@@ -44,13 +46,16 @@ def reproduce(run: str, storage: str | None, say: Callable[[str], None], address
     for name, fp in recorded["inputs"]["sources"].items():
         cur = now["sources"].get(name)
         if cur is None or cur["sha256"] != fp["sha256"]:
-            changed.append(f"source {name} ({fp['path']}): recorded sha256 {fp['sha256'][:16]}, now "
-                           f"{cur['sha256'][:16] if cur else 'missing'}")
+            changed.append(
+                f"source {name} ({fp['path']}): recorded sha256 {fp['sha256'][:16]}, now "
+                f"{cur['sha256'][:16] if cur else 'missing'}"
+            )
     for view, v in recorded["inputs"].get("feature_views", {}).items():
         cur = now["feature_views"].get(view)
         if cur is None or cur["version"] != v["version"] or cur["source_sha256"] != v["source_sha256"]:
-            changed.append(f"feature view {view}: recorded version {v['version']}, now "
-                           f"{cur['version'] if cur else 'missing'}")
+            changed.append(
+                f"feature view {view}: recorded version {v['version']}, now {cur['version'] if cur else 'missing'}"
+            )
     if changed:
         raise InputsChanged(f"run {run_dir.name} cannot be reproduced: its inputs changed\n  " + "\n  ".join(changed))
     say(f"inputs unchanged; re-running run {run_dir.name} with every step")
@@ -58,6 +63,11 @@ def reproduce(run: str, storage: str | None, say: Callable[[str], None], address
     old = json.loads((run_dir / layout.METRICS).read_text())["best"]
     model_file = layout.read_meta(run_dir)["model_file"]
     a, b = file_sha256(run_dir / model_file), file_sha256(layout.local_run(result.run_dir) / model_file)
-    return {"run": run_dir.name, "reproduction": result.run_id, "metrics_match": old == result.metrics,
-            "metrics": {"recorded": old, "reproduced": result.metrics}, "model_bytes_match": a == b,
-            "model_sha256": {"recorded": a, "reproduced": b}}
+    return {
+        "run": run_dir.name,
+        "reproduction": result.run_id,
+        "metrics_match": old == result.metrics,
+        "metrics": {"recorded": old, "reproduced": result.metrics},
+        "model_bytes_match": a == b,
+        "model_sha256": {"recorded": a, "reproduced": b},
+    }

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig, load_config
@@ -43,14 +44,15 @@ class Pipeline:
         >>> result.run_id, result.metrics["auc"], result.endpoint
     """
 
-    def __init__(self, config: PipelineConfig, say: Callable[[str], None] | None = _stderr,
-                 source_file: str | None = None):
+    def __init__(
+        self, config: PipelineConfig, say: Callable[[str], None] | None = _stderr, source_file: str | None = None
+    ):
         self.config = config
         self.say = say or (lambda _msg: None)
         self.source_file = source_file
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None, **kwargs) -> "Pipeline":
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None, **kwargs) -> Pipeline:
         return cls(load_config(path, overrides), source_file=str(Path(path).resolve()), **kwargs)
 
     @property
@@ -86,13 +88,17 @@ class Pipeline:
         src = self.config.sources[t.source or t.dataset.labels]
         from raymlops.data import tables
 
-        names = (tables.schema(src) if tables.is_table(src) else schema(resolve(src.path, src.format, src.filter))).names
+        names = (
+            tables.schema(src) if tables.is_table(src) else schema(resolve(src.path, src.format, src.filter))
+        ).names
         if t.source and t.label not in names:
             import difflib
 
             near = difflib.get_close_matches(t.label, names, n=1)
-            raise DataError(f"{src.path}: label column {t.label!r} is not in the data"
-                            + (f"; did you mean {near[0]!r}?" if near else f"; columns: {names}"))
+            raise DataError(
+                f"{src.path}: label column {t.label!r} is not in the data"
+                + (f"; did you mean {near[0]!r}?" if near else f"; columns: {names}")
+            )
         if src.timestamp and src.timestamp not in names:
             raise DataError(f"{src.path}: timestamp column {src.timestamp!r} is not in the data; columns: {names}")
 
@@ -113,8 +119,15 @@ class Pipeline:
         self.connect()
         return build_features(self.config, self.feature_store, no_cache, self.say)
 
-    def train(self, progress: bool = True, no_cache: bool = False, resume: bool = False, register: bool = True,
-              tags: dict | None = None, register_as: str | None = None) -> RunResult:
+    def train(
+        self,
+        progress: bool = True,
+        no_cache: bool = False,
+        resume: bool = False,
+        register: bool = True,
+        tags: dict | None = None,
+        register_as: str | None = None,
+    ) -> RunResult:
         """Runs read, prepare, train, evaluate and register (each skipped when its inputs are unchanged),
         records the run in MLflow and publishes the run directory.
 
@@ -134,13 +147,28 @@ class Pipeline:
         self.check_inputs()
         self.connect()
         store = self.feature_store if cfg.training.dataset is not None else None
-        out = TrainingRun(cfg, self.say, self.source_file, store, register_as).run(progress, no_cache, resume, register, tags)
+        out = TrainingRun(cfg, self.say, self.source_file, store, register_as).run(
+            progress, no_cache, resume, register, tags
+        )
         m = out["metrics"]
-        return RunResult(out["run_id"], out["run_dir"], m["best"], trials=m["trials"], model=out["model"],
-                         evaluation=out["evaluation"], steps=out["steps"], mlflow_run_id=out["mlflow_run_id"])
+        return RunResult(
+            out["run_id"],
+            out["run_dir"],
+            m["best"],
+            trials=m["trials"],
+            model=out["model"],
+            evaluation=out["evaluation"],
+            steps=out["steps"],
+            mlflow_run_id=out["mlflow_run_id"],
+        )
 
-    def serving_spec(self, run: str | os.PathLike | None = None, model: str | None = None,
-                     start_actors: bool = True, workdir: str | None = None) -> AppSpec:
+    def serving_spec(
+        self,
+        run: str | os.PathLike | None = None,
+        model: str | None = None,
+        start_actors: bool = True,
+        workdir: str | None = None,
+    ) -> AppSpec:
         """The Serve application's `AppSpec`: variants and shadows resolved to run directories (see `serve`)."""
         from raymlops.pipeline.serve import serving_spec
 
@@ -165,12 +193,16 @@ class Pipeline:
         self.connect()
         s = self.config.serving
         args = self.serving_spec(run, model)
-        self.say(f"deploying Serve app {self.app_name!r}: "
-                 + ", ".join(f"{m.name} ({m.role})" for m in args.models))
+        self.say(f"deploying Serve app {self.app_name!r}: " + ", ".join(f"{m.name} ({m.role})" for m in args.models))
         url = deploy(args, s.host, s.port, s.route_prefix, s.start_timeout_s, s.grpc_port)
-        self.say(f"serving at {url}/predict"
-                 + (f" and gRPC raymlops.ModelServer/Predict on port {s.grpc_port} (metadata application="
-                    f"{self.app_name})" if s.grpc_port else ""))
+        self.say(
+            f"serving at {url}/predict"
+            + (
+                f" and gRPC raymlops.ModelServer/Predict on port {s.grpc_port} (metadata application={self.app_name})"
+                if s.grpc_port
+                else ""
+            )
+        )
         return url
 
     def stop(self) -> None:
@@ -181,8 +213,13 @@ class Pipeline:
         shutdown(self.app_name, self.config.ray.namespace)
         stop_monitoring(self.app_name, self.config.ray.namespace)
 
-    def export_serve_config(self, path: str | os.PathLike, run: str | os.PathLike | None = None,
-                            model: str | None = None, workdir: str | None = None) -> Path:
+    def export_serve_config(
+        self,
+        path: str | os.PathLike,
+        run: str | os.PathLike | None = None,
+        model: str | None = None,
+        workdir: str | None = None,
+    ) -> Path:
         """Writes a Serve config file deploying what `serve` would (`serve deploy PATH`), monitor actors
         included: Serve's build of the app starts them. ``workdir``: where the closed loop's retrain job
         runs (default this process's directory; the image's for Kubernetes)."""

@@ -5,18 +5,24 @@ and the online-store materialization, and names the state and request-log locati
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from raymlops.artifacts import run as layout
 from raymlops.config import PipelineConfig
 from raymlops.contracts.calls import Call, Watch
-from raymlops.contracts.monitoring import (AppMonitorSpec, LabelsSource, MonitorSpec, PerformanceSpec, RetrainSpec,
-                                           SkewSpec)
+from raymlops.contracts.monitoring import (
+    AppMonitorSpec,
+    LabelsSource,
+    MonitorSpec,
+    PerformanceSpec,
+    RetrainSpec,
+    SkewSpec,
+)
 from raymlops.contracts.serving import AppSpec, FeaturesSpec, ModelEntry, ReplicaSpec, RequestLogSpec
+from raymlops.errors import RaymlopsError
 from raymlops.storage import open_storage
 from raymlops.storage.files import join, write_file
-from raymlops.errors import RaymlopsError
 
 RESOLVER = "raymlops.registry.models:pinned_for"
 
@@ -33,7 +39,9 @@ def request_log_path(cfg: PipelineConfig, app: str) -> str:
     return open_storage(cfg).url("request_log", app)
 
 
-def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | Call | None = None) -> tuple[str | Call, Watch | None]:
+def resolve_model(
+    cfg: PipelineConfig, ref: str, until_set: str | Call | None = None
+) -> tuple[str | Call, Watch | None]:
     """A model reference -> (the run's location, watch spec or None). The location is one every node
     resolves (``layout.local_run``): a run's path or URI in storage, or a registry version pinned now.
     'models:/NAME@ALIAS' is followed as the alias moves (replicas poll it every ``serving.reload_seconds``);
@@ -53,8 +61,15 @@ def resolve_model(cfg: PipelineConfig, ref: str, until_set: str | Call | None = 
     return str(layout.find_run(ref, open_storage(cfg))), None
 
 
-def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[[str], None],
-                 feature_store=None, start_actors: bool = True, workdir: str | None = None) -> AppSpec:
+def serving_spec(
+    cfg: PipelineConfig,
+    app: str,
+    default_ref: str,
+    say: Callable[[str], None],
+    feature_store=None,
+    start_actors: bool = True,
+    workdir: str | None = None,
+) -> AppSpec:
     """The `AppSpec` (`raymlops.serving.app.build_app`'s ``args``) of this config.
 
     ``default_ref``: the model of variants (and shadows) that name none, and of the single default variant.
@@ -90,18 +105,32 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         local = layout.local_run(run_dir)
         run_id, version = layout.read_meta(local)["run_id"], layout.model_version(local)
         waiting = mirror is not None and run_dir is mirror
-        say(f"{role} {entry.name}: {entry.model or default_ref} (run {run_id}"
-            + (f": no version holds the alias yet, so it mirrors variant {models[0].name} until one does)"
-               if waiting else ")")
-            + (f", following the alias every {s.reload_seconds:g} s" if watch else ""))
+        say(
+            f"{role} {entry.name}: {entry.model or default_ref} (run {run_id}"
+            + (
+                f": no version holds the alias yet, so it mirrors variant {models[0].name} until one does)"
+                if waiting
+                else ")"
+            )
+            + (f", following the alias every {s.reload_seconds:g} s" if watch else "")
+        )
         spec = _monitor_spec(cfg, app, entry.name, run_dir, version, app_monitor)
         if spec is not None and start_actors:
             monitors.append(start_monitor(spec, wait=False))
         elif spec is not None:
             start.append(Call(call="raymlops.monitoring.actor:ensure_monitor", args=[spec.model_dump(mode="json")]))
-        models.append(ModelEntry(name=entry.name, role=role, weight=getattr(entry, "weight", 0.0), run_dir=run_dir,
-                                 model_version=version, watch=watch, max_in_flight=getattr(entry, "max_in_flight", None),
-                                 monitor=actor_name(app, entry.name) if spec is not None else None))
+        models.append(
+            ModelEntry(
+                name=entry.name,
+                role=role,
+                weight=getattr(entry, "weight", 0.0),
+                run_dir=run_dir,
+                model_version=version,
+                watch=watch,
+                max_in_flight=getattr(entry, "max_in_flight", None),
+                monitor=actor_name(app, entry.name) if spec is not None else None,
+            )
+        )
     if monitors:  # started side by side; fail here, not in serving, if a detector cannot load
         import ray
 
@@ -111,8 +140,10 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         meta = layout.read_meta(layout.local_run(models[0].run_dir))
         refs = meta.get("dataset", {}).get("features")
         if not refs:
-            raise RaymlopsError(f"serving.features is set but run {meta['run_id']} was not trained "
-                                "from a feature set (training.dataset)")
+            raise RaymlopsError(
+                f"serving.features is set but run {meta['run_id']} was not trained "
+                "from a feature set (training.dataset)"
+            )
         if start_actors:
             say("materializing the latest feature values into the online store")
             for view, m in feature_store.materialize().items():
@@ -121,18 +152,35 @@ def serving_spec(cfg: PipelineConfig, app: str, default_ref: str, say: Callable[
         if start_actors:
             features = FeaturesSpec(refs=refs, config=portable)
         else:  # an exported file: the config (store URLs, alert secrets) stays in storage
-            features = FeaturesSpec(refs=refs, config_file=_stored(join(state_dir(cfg, app), "features.json"),
-                                                                   portable))
+            features = FeaturesSpec(
+                refs=refs, config_file=_stored(join(state_dir(cfg, app), "features.json"), portable)
+            )
     request_log = None
     if s.request_log is not None:
         request_log = RequestLogSpec(**{**s.request_log.model_dump(), "path": request_log_path(cfg, app)})
     return AppSpec(
-        app=app, namespace=cfg.ray.namespace, state_dir=state_dir(cfg, app), max_batch_rows=s.max_batch_rows,
-        models=models, features=features, sticky_key=s.sticky_key, canary=s.canary, request_log=request_log,
-        route_prefix=s.route_prefix, request_timeout_s=s.request_timeout_s, router_replicas=s.router_replicas,
-        app_monitor=app_monitor, start=start,
-        replica=ReplicaSpec(num_replicas=s.num_replicas, num_cpus=s.num_cpus, max_ongoing_requests=s.max_ongoing_requests,
-                            autoscaling=s.autoscaling, batching=s.batching))
+        app=app,
+        namespace=cfg.ray.namespace,
+        state_dir=state_dir(cfg, app),
+        max_batch_rows=s.max_batch_rows,
+        models=models,
+        features=features,
+        sticky_key=s.sticky_key,
+        canary=s.canary,
+        request_log=request_log,
+        route_prefix=s.route_prefix,
+        request_timeout_s=s.request_timeout_s,
+        router_replicas=s.router_replicas,
+        app_monitor=app_monitor,
+        start=start,
+        replica=ReplicaSpec(
+            num_replicas=s.num_replicas,
+            num_cpus=s.num_cpus,
+            max_ongoing_requests=s.max_ongoing_requests,
+            autoscaling=s.autoscaling,
+            batching=s.batching,
+        ),
+    )
 
 
 def _stored(path: str, doc: dict) -> str:
@@ -146,17 +194,29 @@ def monitoring_dir(cfg: PipelineConfig, app: str) -> str:
     return open_storage(cfg).url("monitoring", app)
 
 
-def _monitor_spec(cfg: PipelineConfig, app: str, variant: str, run_dir: str | Call, version: str,
-                  app_monitor: str | None) -> MonitorSpec | None:
+def _monitor_spec(
+    cfg: PipelineConfig, app: str, variant: str, run_dir: str | Call, version: str, app_monitor: str | None
+) -> MonitorSpec | None:
     """The spec of the variant's (or shadow's) monitor actor, or None when neither drift nor data-quality
     monitoring is on."""
     m = cfg.monitoring
     if m is None or (m.drift is None and m.data_quality is None):
         return None
-    return MonitorSpec(app=app, variant=variant, namespace=cfg.ray.namespace, run_dir=run_dir, model_version=version,
-                       state_dir=join(monitoring_dir(cfg, app), variant), drift=m.drift, quality=m.data_quality,
-                       history=m.history, history_rotate_mb=m.history_rotate_mb, history_keep=m.history_keep,
-                       checkpoint_s=m.checkpoint_s, app_monitor=app_monitor)
+    return MonitorSpec(
+        app=app,
+        variant=variant,
+        namespace=cfg.ray.namespace,
+        run_dir=run_dir,
+        model_version=version,
+        state_dir=join(monitoring_dir(cfg, app), variant),
+        drift=m.drift,
+        quality=m.data_quality,
+        history=m.history,
+        history_rotate_mb=m.history_rotate_mb,
+        history_keep=m.history_keep,
+        checkpoint_s=m.checkpoint_s,
+        app_monitor=app_monitor,
+    )
 
 
 def _app_monitor_spec(cfg: PipelineConfig, app: str, workdir: str | None = None) -> AppMonitorSpec:
@@ -171,20 +231,40 @@ def _app_monitor_spec(cfg: PipelineConfig, app: str, workdir: str | None = None)
     performance = skew = retrain = None
     if m.performance is not None:
         p, src = m.performance, cfg.sources[m.performance.labels]
-        performance = PerformanceSpec(**{**p.model_dump(), "label": p.label or cfg.training.label},
-                                      task=cfg.training.task, request_log=request_log_path(cfg, app),
-                                      labels_source=LabelsSource(format=src.format, path=src.path if "://" in src.path
-                                                                 else str(Path(src.path).resolve())))
+        performance = PerformanceSpec(
+            **{**p.model_dump(), "label": p.label or cfg.training.label},
+            task=cfg.training.task,
+            request_log=request_log_path(cfg, app),
+            labels_source=LabelsSource(
+                format=src.format, path=src.path if "://" in src.path else str(Path(src.path).resolve())
+            ),
+        )
     if m.skew is not None:
-        skew = SkewSpec(**m.skew.model_dump(), check=Call(call="raymlops.pipeline.skew:monitor_check",
-                                                          args=[write_config(cfg, join(here, "pipeline.yaml")), app]))
+        skew = SkewSpec(
+            **m.skew.model_dump(),
+            check=Call(
+                call="raymlops.pipeline.skew:monitor_check", args=[write_config(cfg, join(here, "pipeline.yaml")), app]
+            ),
+        )
     if m.retrain is not None:
         config = write_config(cfg, join(here, "pipeline.yaml"))
-        retrain = RetrainSpec(**m.retrain.model_dump(),
-                              submit=Call(call="raymlops.pipeline.loop:submit_retrain",
-                                          args=[config, workdir or os.getcwd(), m.retrain.address]),
-                              promote=Call(call="raymlops.pipeline.loop:promote_challenger", args=[config]))
-    return AppMonitorSpec(app=app, namespace=cfg.ray.namespace, state_dir=str(here), alerts=m.alerts,
-                          alert_log=join(here, "alerts.jsonl"), canary_events=join(state_dir(cfg, app), EVENTS_FILE),
-                          performance=performance, skew=skew, retrain=retrain,
-                          history_rotate_mb=m.history_rotate_mb, history_keep=m.history_keep)
+        retrain = RetrainSpec(
+            **m.retrain.model_dump(),
+            submit=Call(
+                call="raymlops.pipeline.loop:submit_retrain", args=[config, workdir or os.getcwd(), m.retrain.address]
+            ),
+            promote=Call(call="raymlops.pipeline.loop:promote_challenger", args=[config]),
+        )
+    return AppMonitorSpec(
+        app=app,
+        namespace=cfg.ray.namespace,
+        state_dir=str(here),
+        alerts=m.alerts,
+        alert_log=join(here, "alerts.jsonl"),
+        canary_events=join(state_dir(cfg, app), EVENTS_FILE),
+        performance=performance,
+        skew=skew,
+        retrain=retrain,
+        history_rotate_mb=m.history_rotate_mb,
+        history_keep=m.history_keep,
+    )

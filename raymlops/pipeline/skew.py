@@ -28,8 +28,15 @@ def served_rows(path: str, since: float | None = None, until: float | None = Non
     if not store.isdir():
         return pd.DataFrame(columns=COLUMNS)
     # the log's own schema: files written before the features column existed read it as null
-    dataset = pads.dataset(store.root, filesystem=store.fs, format="parquet", partitioning="hive",
-                           schema=pa_schema(SCHEMA), exclude_invalid_files=True, ignore_prefixes=[".", "_"])
+    dataset = pads.dataset(
+        store.root,
+        filesystem=store.fs,
+        format="parquet",
+        partitioning="hive",
+        schema=pa_schema(SCHEMA),
+        exclude_invalid_files=True,
+        ignore_prefixes=[".", "_"],
+    )
     flt = (pc.field("status") == 200) & (pc.field("role") == "primary") & pc.field("features").is_valid()
     if since is not None:
         flt &= pc.field("ts") >= pd.Timestamp(since, unit="s", tz="UTC")
@@ -44,8 +51,15 @@ def pa_schema(schema):
     return pa.schema([*schema, pa.field("date", pa.string())])
 
 
-def skew_report(cfg: PipelineConfig, app: str | None = None, since=None, until=None, sample: int = 1000,
-                tolerance: float = 1e-6, seed: int = 0) -> dict:
+def skew_report(
+    cfg: PipelineConfig,
+    app: str | None = None,
+    since=None,
+    until=None,
+    sample: int = 1000,
+    tolerance: float = 1e-6,
+    seed: int = 0,
+) -> dict:
     """Compares up to ``sample`` served rows since ``since`` (a time; default: all) with the offline store."""
     from raymlops.features import FeatureStore
     from raymlops.features.skew import compare
@@ -58,8 +72,13 @@ def skew_report(cfg: PipelineConfig, app: str | None = None, since=None, until=N
     path = request_log_path(cfg, app)
     lo, hi = parse_time(since, "since"), parse_time(until, "until")
     rows = served_rows(path, None if lo is None else lo / 1e9, None if hi is None else hi / 1e9)
-    report = {"app": app, "request_log": path, "since": None if lo is None else pd.Timestamp(lo, tz="UTC").isoformat(),
-              "logged_rows": len(rows), "at": time.time()}
+    report = {
+        "app": app,
+        "request_log": path,
+        "since": None if lo is None else pd.Timestamp(lo, tz="UTC").isoformat(),
+        "logged_rows": len(rows),
+        "at": time.time(),
+    }
     if rows.empty:
         return {**report, "rows": 0, "features": {}, "worst": None, "max_rate": 0.0}
     if len(rows) > sample:
@@ -81,23 +100,31 @@ def skew_report(cfg: PipelineConfig, app: str | None = None, since=None, until=N
 
 
 def format_skew(report: dict) -> str:
-    lines = [f"skew check of {report['app']}: {report['rows']} served rows compared "
-             f"(of {report['logged_rows']} logged{' since ' + report['since'] if report.get('since') else ''})"]
+    lines = [
+        f"skew check of {report['app']}: {report['rows']} served rows compared "
+        f"(of {report['logged_rows']} logged{' since ' + report['since'] if report.get('since') else ''})"
+    ]
     for name, f in report["features"].items():
         worst = f["largest"][0] if f["largest"] else None
-        detail = "" if worst is None else (f"; e.g. request {worst['request_id']} row {worst['row']}: served "
-                                           f"{worst['served']!r}, offline {worst['offline']!r}")
+        detail = (
+            ""
+            if worst is None
+            else (
+                f"; e.g. request {worst['request_id']} row {worst['row']}: served "
+                f"{worst['served']!r}, offline {worst['offline']!r}"
+            )
+        )
         lines.append(f"  {name:<40} {f['mismatches']:>6} mismatches ({100 * f['rate']:.1f}%){detail}")
     if not report["features"]:
         lines.append("  nothing to compare: no request by entity key in the request log")
     return "\n".join(lines)
 
 
-def monitor_check(config_path: str, app: str, since: float | None, until: float, sample: int,
-                  tolerance: float) -> dict:
+def monitor_check(config_path: str, app: str, since: float | None, until: float, sample: int, tolerance: float) -> dict:
     """The app monitor's scheduled check: the rows logged in [since, until) (epoch seconds)."""
     from raymlops.config import load_config
 
     stamp = lambda t: None if t is None else pd.Timestamp(t, unit="s", tz="UTC")  # noqa: E731
-    return skew_report(load_config(config_path), app, since=stamp(since), until=stamp(until), sample=sample,
-                       tolerance=tolerance)
+    return skew_report(
+        load_config(config_path), app, since=stamp(since), until=stamp(until), sample=sample, tolerance=tolerance
+    )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from raymlops.artifacts import RunWriter
 from raymlops.artifacts import run as layout
@@ -49,8 +50,9 @@ def source_fingerprint(cfg: PipelineConfig, name: str, fp: Fingerprinter) -> dic
     if not tables.is_table(src):
         return fp.path(src.path)
     got = tables.version(src)
-    cfg.sources[name] = src.model_copy(update={"version": got.get("version"), "snapshot": got.get("snapshot"),
-                                               "as_of": None})
+    cfg.sources[name] = src.model_copy(
+        update={"version": got.get("version"), "snapshot": got.get("snapshot"), "as_of": None}
+    )
     pinned = {k: v for k, v in got.items() if k != "table"}
     return {"path": src.path, **pinned, "sha256": digest(pinned)}
 
@@ -59,9 +61,12 @@ def view_inputs(cfg: PipelineConfig, view, fp: Fingerprinter) -> dict:
     """What a feature view's build depends on: its definition, its source and the source's content."""
     data = source_fingerprint(cfg, view.source, fp)["sha256"]
     src = cfg.sources[view.source]
-    return {"view": view.model_dump(mode="json"), "source": src.model_dump(mode="json"),
-            "data": data,
-            "code": module_fingerprint(view.transform) if view.transform else None}
+    return {
+        "view": view.model_dump(mode="json"),
+        "source": src.model_dump(mode="json"),
+        "data": data,
+        "code": module_fingerprint(view.transform) if view.transform else None,
+    }
 
 
 def build_features(cfg: PipelineConfig, store, no_cache: bool, say: Callable[[str], None]) -> dict:
@@ -74,18 +79,27 @@ def build_features(cfg: PipelineConfig, store, no_cache: bool, say: Callable[[st
         key = cache.key("features", inputs)
         hit = cache.lookup("features", key) if cache.enabled else None
         latest = store.offline.latest(v.name)
-        if hit and latest is not None and (latest.number == hit.info["version"] or (
-                latest.number > hit.info["version"] and store.offline.only_pushed_since(v.name, hit.info["version"]))):
+        if (
+            hit
+            and latest is not None
+            and (
+                latest.number == hit.info["version"]
+                or (
+                    latest.number > hit.info["version"] and store.offline.only_pushed_since(v.name, hit.info["version"])
+                )
+            )
+        ):
             pushed = "" if latest.number == hit.info["version"] else ", plus pushed events"
-            say(f"step features ({v.name}): skipped (source and definition unchanged{pushed}; version "
-                f"{latest.number})")
+            say(f"step features ({v.name}): skipped (source and definition unchanged{pushed}; version {latest.number})")
             out[v.name] = {"version": latest.number, "fingerprint": key, "cached": True}
             continue
         started = time.monotonic()
         m = store.build([v.name])[v.name]
         cache.put("features", inputs, {"version": m["version"]})
-        say(f"step features ({v.name}): built version {m['version']}, {sum(f['rows'] for f in m['files'])} rows "
-            f"in {time.monotonic() - started:.1f} s")
+        say(
+            f"step features ({v.name}): built version {m['version']}, {sum(f['rows'] for f in m['files'])} rows "
+            f"in {time.monotonic() - started:.1f} s"
+        )
         out[v.name] = {"version": m["version"], "fingerprint": key, "cached": False}
     return out
 
@@ -113,19 +127,25 @@ def read_inputs(cfg: PipelineConfig, store=None) -> dict:
         for view, _ in store.resolve(t.dataset.features):
             latest = store.offline.latest(view.name)
             if latest is None:
-                raise RaymlopsError(f"feature view {view.name!r} has no offline version; run "
-                                    "`raymlops features build` first")
+                raise RaymlopsError(
+                    f"feature view {view.name!r} has no offline version; run `raymlops features build` first"
+                )
             out["feature_views"][view.name] = {
-                "version": latest.number, "source": view.source,
+                "version": latest.number,
+                "source": view.source,
                 "source_sha256": source_fingerprint(cfg, view.source, fp)["sha256"],
-                "fingerprint": digest([view.model_dump(mode="json"), latest.number, latest.files])[:24]}
+                "fingerprint": digest([view.model_dump(mode="json"), latest.number, latest.files])[:24],
+            }
     return out
 
 
 def _content(inputs: dict) -> dict:
     """``read_inputs`` without where the sources lie: a step's key follows their content, not the directory a
     job's working dir was unpacked to."""
-    return {**inputs, "sources": {n: {k: v for k, v in fp.items() if k != "path"} for n, fp in inputs["sources"].items()}}
+    return {
+        **inputs,
+        "sources": {n: {k: v for k, v in fp.items() if k != "path"} for n, fp in inputs["sources"].items()},
+    }
 
 
 def _user_code(cfg: PipelineConfig) -> dict[str, str | None]:
@@ -145,8 +165,14 @@ class TrainingRun:
     (with Tune's state) for ``--resume``.
     """
 
-    def __init__(self, cfg: PipelineConfig, say: Callable[[str], None], source_file: str | None,
-                 feature_store=None, register_as: str | None = None):
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        say: Callable[[str], None],
+        source_file: str | None,
+        feature_store=None,
+        register_as: str | None = None,
+    ):
         self.cfg, self.say, self.source_file, self.store = cfg, say, source_file, feature_store
         self.register_as = register_as
 
@@ -155,14 +181,18 @@ class TrainingRun:
         chash = record.config_hash(cfg)
         tracker = record.open_tracker(cfg)
         inputs = read_inputs(cfg, self.store)
-        say(f"step read: fingerprinted {len(inputs['sources'])} source(s)"
-            + (f" and {len(inputs['feature_views'])} feature view(s)" if inputs["feature_views"] else ""))
+        say(
+            f"step read: fingerprinted {len(inputs['sources'])} source(s)"
+            + (f" and {len(inputs['feature_views'])} feature view(s)" if inputs["feature_views"] else "")
+        )
         if resume:
             writer = RunWriter.reopen(open_storage(cfg), cfg.name, lambda s: s.get("config_hash") == chash)
             state = json.loads(writer.path(layout.RESUME).read_text())
             if state.get("inputs") != digest(inputs):
-                raise InputsChangedError(f"the inputs changed since run {writer.run_id} was interrupted; its "
-                                         "finished trials were trained on other data: start a new run")
+                raise InputsChangedError(
+                    f"the inputs changed since run {writer.run_id} was interrupted; its "
+                    "finished trials were trained on other data: start a new run"
+                )
             say(f"resuming run {writer.run_id} of pipeline {cfg.name!r}")
         else:
             writer = RunWriter(open_storage(cfg), cfg.name)
@@ -170,8 +200,11 @@ class TrainingRun:
             say(f"run {writer.run_id} of pipeline {cfg.name!r}")
         try:
             if tracker is not None:
-                tracker.start(writer.run_id, {**record.start_tags(cfg, writer.run_id, inputs, self.source_file),
-                                              **(tags or {})}, resume_run_id=state.get("mlflow_run_id"))
+                tracker.start(
+                    writer.run_id,
+                    {**record.start_tags(cfg, writer.run_id, inputs, self.source_file), **(tags or {})},
+                    resume_run_id=state.get("mlflow_run_id"),
+                )
                 state["mlflow_run_id"] = tracker.run_id
             writer.json(layout.RESUME, state)
             out = self._steps(writer, tracker, inputs, chash, progress, no_cache, resume, register)
@@ -193,27 +226,62 @@ class TrainingRun:
         say(f"run saved to {out['run_dir']}")
         return {**out, "run_id": writer.run_id, "mlflow_run_id": tracker.run_id if tracker else None}
 
-    def _steps(self, writer: RunWriter, tracker, inputs: dict, chash: str, progress: bool, no_cache: bool,
-               resume: bool, register: bool) -> dict[str, Any]:
+    def _steps(
+        self,
+        writer: RunWriter,
+        tracker,
+        inputs: dict,
+        chash: str,
+        progress: bool,
+        no_cache: bool,
+        resume: bool,
+        register: bool,
+    ) -> dict[str, Any]:
         from raymlops.pipeline.evaluate import evaluate, read_holdout
         from raymlops.pipeline.train import prepare, search, write_run
 
         cfg, say, t = self.cfg, self.say, self.cfg.training
         cache, steps, code = step_cache(cfg, no_cache), {}, _user_code(cfg)
         t0 = time.monotonic()
-        prep = cache.run("prepare", {
-            "training": t.model_dump(mode="json", exclude={"model", "tune", "failure", "decision"}),
-            "drift": cfg.monitoring.drift.model_dump(mode="json") if cfg.monitoring and cfg.monitoring.drift else None,
-            "sources": {n: cfg.sources[n].model_dump(mode="json") for n in inputs["sources"]},
-            "inputs": digest(_content(inputs)), "code": code}, lambda d: prepare(cfg, d, say))
+        prep = cache.run(
+            "prepare",
+            {
+                "training": t.model_dump(mode="json", exclude={"model", "tune", "failure", "decision"}),
+                "drift": cfg.monitoring.drift.model_dump(mode="json")
+                if cfg.monitoring and cfg.monitoring.drift
+                else None,
+                "sources": {n: cfg.sources[n].model_dump(mode="json") for n in inputs["sources"]},
+                "inputs": digest(_content(inputs)),
+                "code": code,
+            },
+            lambda d: prepare(cfg, d, say),
+        )
         steps["prepare"] = _said(say, prep, t0)
         t0 = time.monotonic()
         # Keyed by the content of the splits it reads (not the drift files beside them).
-        trained = cache.run("train", {"data": prep.info["data_sha256"], "model": t.model.model_dump(mode="json"),
-                                      "tune": t.tune.model_dump(mode="json"), "code": code,
-                                      **({"decision": t.decision.model_dump(mode="json")} if t.decision else {})},
-                            lambda d: {**search(cfg, prep.store, prep.info, writer.tune_target(), d, say, progress,
-                                                resume and writer.has_tune_state()), "run_id": writer.run_id})
+        trained = cache.run(
+            "train",
+            {
+                "data": prep.info["data_sha256"],
+                "model": t.model.model_dump(mode="json"),
+                "tune": t.tune.model_dump(mode="json"),
+                "code": code,
+                **({"decision": t.decision.model_dump(mode="json")} if t.decision else {}),
+            },
+            lambda d: {
+                **search(
+                    cfg,
+                    prep.store,
+                    prep.info,
+                    writer.tune_target(),
+                    d,
+                    say,
+                    progress,
+                    resume and writer.has_tune_state(),
+                ),
+                "run_id": writer.run_id,
+            },
+        )
         steps["train"] = _said(say, trained, t0)
         metrics = write_run(cfg, writer, prep, trained.path, {"steps": steps})
         model_sha = trained.info["model_sha256"]
@@ -221,11 +289,18 @@ class TrainingRun:
         champion = self._champion(tracker)
         if champion and champion[2] == model_sha:
             champion = None  # the champion is this very model: nothing to compare
-        ev = cache.run("evaluate", {"model": model_sha, "holdout": prep.info["holdout_sha256"],
-                                    **({"threshold": trained.info["threshold"]} if "threshold" in trained.info else {}),
-                                    "champion": champion[2] if champion else None},
-                       lambda d: evaluate(writer.dir, read_holdout(prep.store), t.label,
-                                          champion[:2] if champion else None, d, say))
+        ev = cache.run(
+            "evaluate",
+            {
+                "model": model_sha,
+                "holdout": prep.info["holdout_sha256"],
+                **({"threshold": trained.info["threshold"]} if "threshold" in trained.info else {}),
+                "champion": champion[2] if champion else None,
+            },
+            lambda d: evaluate(
+                writer.dir, read_holdout(prep.store), t.label, champion[:2] if champion else None, d, say
+            ),
+        )
         steps["evaluate"] = _said(say, ev, t0)
         evaluation = json.loads((ev.path / "evaluation.json").read_text())
         for w in evaluation.get("holdout_warnings", []) if ev.cached else []:
@@ -233,19 +308,46 @@ class TrainingRun:
         if (ev.path / "report").is_dir():
             shutil.copytree(ev.path / "report", writer.path("report"), copy_function=layout.link_or_copy)
         writer.json("evaluation.json", evaluation)
-        writer.json(layout.LINEAGE, {"run_id": writer.run_id, "pipeline": cfg.name, "config_hash": chash,
-                                     "config_file": self.source_file, "inputs": inputs, "steps": steps,
-                                     "model_sha256": model_sha,
-                                     "mlflow_run_id": tracker.run_id if tracker else None,
-                                     "tracking_uri": tracker.uri if tracker else None})
+        writer.json(
+            layout.LINEAGE,
+            {
+                "run_id": writer.run_id,
+                "pipeline": cfg.name,
+                "config_hash": chash,
+                "config_file": self.source_file,
+                "inputs": inputs,
+                "steps": steps,
+                "model_sha256": model_sha,
+                "mlflow_run_id": tracker.run_id if tracker else None,
+                "tracking_uri": tracker.uri if tracker else None,
+            },
+        )
         model = None
         if tracker is not None:
-            record.record_run(tracker, cfg, writer.dir, trained.path, prep.info, inputs, evaluation, steps,
-                              trials_logged=not trained.cached, trained_in=trained.info.get("run_id", "?"))
+            record.record_run(
+                tracker,
+                cfg,
+                writer.dir,
+                trained.path,
+                prep.info,
+                inputs,
+                evaluation,
+                steps,
+                trials_logged=not trained.cached,
+                trained_in=trained.info.get("run_id", "?"),
+            )
             if register:
-                model = record.register(cfg, tracker, writer.dir, writer.run_id, evaluation, model_sha,
-                                        reuse=cache.enabled and not self.register_as, say=say,
-                                        alias=self.register_as)
+                model = record.register(
+                    cfg,
+                    tracker,
+                    writer.dir,
+                    writer.run_id,
+                    evaluation,
+                    model_sha,
+                    reuse=cache.enabled and not self.register_as,
+                    say=say,
+                    alias=self.register_as,
+                )
         return {"metrics": metrics, "model": model, "evaluation": evaluation, "steps": steps}
 
     def _champion(self, tracker) -> tuple[str, Any, str] | None:

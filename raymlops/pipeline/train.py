@@ -6,10 +6,10 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -19,12 +19,12 @@ from raymlops.artifacts import run as layout
 from raymlops.config.models import PipelineConfig
 from raymlops.config.monitoring import DriftConfig
 from raymlops.data.preprocessing import Preprocessor
+from raymlops.data.quality import DataProfile
 from raymlops.data.schema import Column, InputSchema, arrow_kind, input_columns
 from raymlops.data.sources import read_source
 from raymlops.data.split import SPLIT_COLUMN, annotate, time_cutoff
 from raymlops.data.stats import CategoricalStats, column_stats
 from raymlops.errors import DataError
-from raymlops.data.quality import DataProfile
 from raymlops.monitoring.drift import fit_inputs, fit_prediction
 from raymlops.storage import Staging, Storage
 from raymlops.training import TrainSpec, decision, run_search
@@ -63,8 +63,9 @@ def _classes(stats: CategoricalStats, label: str, task: str, positive=None) -> l
     if task == "binary" and len(values) != 2:
         raise DataError(f"task 'binary' needs exactly 2 label values in {label!r}; found {values[:10]}")
     if task == "binary" and positive is not None:
-        match = [v for v in values if v == positive and type(v) is type(positive)] or \
-                [v for v in values if str(v).lower() == str(positive).lower()]
+        match = [v for v in values if v == positive and type(v) is type(positive)] or [
+            v for v in values if str(v).lower() == str(positive).lower()
+        ]
         if len(match) != 1:
             raise DataError(f"training.positive_class: got {positive!r}; label {label!r} has values {values}")
         values = [v for v in values if v is not match[0]] + match
@@ -86,8 +87,9 @@ def _check_step_columns(steps: list, available: list[str]) -> None:
             return
         unknown = [c for c in step.columns if c not in available]
         if unknown:
-            raise DataError(f"training.preprocessing[{i}] ({step.type}): unknown columns {unknown}; "
-                            f"feature columns: {available}")
+            raise DataError(
+                f"training.preprocessing[{i}] ({step.type}): unknown columns {unknown}; feature columns: {available}"
+            )
 
 
 def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
@@ -107,8 +109,19 @@ def _training_table(cfg: PipelineConfig, say: Callable[[str], None]):
     say(f"building the training set: {d.labels!r} joined point-in-time with {len(d.features)} feature reference(s)")
     ds = store.get_historical_features(read_source(labels), d.features, event_timestamp=ts, keep_order=False)
     versions = {v.name: store.offline.latest(v.name).number for v, _ in store.resolve(d.features)}
-    return ds.materialize(), ts, {"source": labels.model_dump(), "dataset": {
-        "labels": d.labels, "features": list(d.features), "event_timestamp": ts, "offline_versions": versions}}
+    return (
+        ds.materialize(),
+        ts,
+        {
+            "source": labels.model_dump(),
+            "dataset": {
+                "labels": d.labels,
+                "features": list(d.features),
+                "event_timestamp": ts,
+                "offline_versions": versions,
+            },
+        },
+    )
 
 
 PREPARED = ("train", "valid", "valid_raw")  # Parquet folders of the prepare step
@@ -182,24 +195,33 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
         raise DataError("no input columns left after exclude/select/drop")
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.features != "all" and set(drift.features) - set(inputs):
-        raise DataError(f"monitoring.drift.features names columns that are not model inputs: "
-                        f"{sorted(set(drift.features) - set(inputs))}; inputs: {inputs}")
+        raise DataError(
+            f"monitoring.drift.features names columns that are not model inputs: "
+            f"{sorted(set(drift.features) - set(inputs))}; inputs: {inputs}"
+        )
     if drift and isinstance(drift.min_effect, dict) and set(drift.min_effect) - {*inputs, "__prediction__"}:
-        raise DataError(f"monitoring.drift.min_effect names columns that are not model inputs (or "
-                        f"'__prediction__'): {sorted(set(drift.min_effect) - {*inputs, '__prediction__'})}; "
-                        f"inputs: {inputs}")
+        raise DataError(
+            f"monitoring.drift.min_effect names columns that are not model inputs (or "
+            f"'__prediction__'): {sorted(set(drift.min_effect) - {*inputs, '__prediction__'})}; "
+            f"inputs: {inputs}"
+        )
 
     say(f"splitting ({t.split.type}, {t.split.fraction:.0%} validation)")
     # Read once; both splits and every statistic below come from these blocks.
     ds = ds.map_batches(_drop_null_labels, fn_kwargs={"label": t.label}, batch_format="pandas").materialize()
     if ds.count() == 0:
         path = cfg.sources[t.source or t.dataset.labels].path
-        raise DataError(f"{path}: no rows to train on in {where} (rows kept: those whose {t.label!r} label is "
-                        "not null)")
+        raise DataError(
+            f"{path}: no rows to train on in {where} (rows kept: those whose {t.label!r} label is not null)"
+        )
     kwargs, ts = {"kind": t.split.type, "fraction": t.split.fraction}, None
     if t.split.type == "time":
-        ts = np.concatenate([b[timestamp] for b in ds.select_columns([timestamp]).iter_batches(
-            batch_format="numpy", batch_size=1_000_000)])
+        ts = np.concatenate(
+            [
+                b[timestamp]
+                for b in ds.select_columns([timestamp]).iter_batches(batch_format="numpy", batch_size=1_000_000)
+            ]
+        )
         kwargs.update(timestamp=timestamp, cutoff=time_cutoff(ts, t.split.fraction))
     else:
         kwargs["seed"] = t.split.seed
@@ -215,8 +237,11 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     categorical = [c for c in inputs if c not in numeric]
     _, nstats, cstats = column_stats(train_raw, numeric, categorical, rows=n_train)
     nulls = {**{c: s.nulls for c, s in nstats.items()}, **{c: s.nulls for c, s in cstats.items()}}
-    classes = _classes(column_stats(ds, categorical=[t.label])[2][t.label], t.label, t.task, t.positive_class) \
-        if t.task != "regression" else None
+    classes = (
+        _classes(column_stats(ds, categorical=[t.label])[2][t.label], t.label, t.task, t.positive_class)
+        if t.task != "regression"
+        else None
+    )
     say(f"{n_train} training rows, {n_valid} validation rows, {len(inputs)} input columns")
 
     say(f"fitting {len(t.preprocessing)} preprocessing step(s) on the training split")
@@ -228,8 +253,10 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     features = [f.name for f in feature_schema if f.name != LABEL]
     non_numeric = [f.name for f in feature_schema if f.name != LABEL and arrow_kind(f.type) in ("string", "timestamp")]
     if non_numeric:
-        raise DataError(f"columns {non_numeric} are not numeric after preprocessing; "
-                        "add an 'onehot' or 'ordinal' step for them, or 'drop' them")
+        raise DataError(
+            f"columns {non_numeric} are not numeric after preprocessing; "
+            "add an 'onehot' or 'ordinal' step for them, or 'drop' them"
+        )
     schema = _schema(arrow, inputs, nulls, cfg, classes)
     _write(train_ds, out, "train")
     _write(valid_ds, out, "valid")
@@ -242,9 +269,17 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
     layout.write_json(out / layout.SCHEMA, schema.to_dict())
 
     if t.explore:
-        _explore_split(train_raw, [*inputs, t.label, *([timestamp] if timestamp else [])], t.label, timestamp,
-                       out / layout.EXPLORE_DIR, say)
-    reference = _reference(train_raw, inputs, timestamp, n_train, drift, t.split.seed if t.split.type == "random" else 0)
+        _explore_split(
+            train_raw,
+            [*inputs, t.label, *([timestamp] if timestamp else [])],
+            t.label,
+            timestamp,
+            out / layout.EXPLORE_DIR,
+            say,
+        )
+    reference = _reference(
+        train_raw, inputs, timestamp, n_train, drift, t.split.seed if t.split.type == "random" else 0
+    )
     reference.to_parquet(out / layout.REFERENCE, index=False)
     DataProfile.from_stats(schema.columns, nstats, cstats, n_train).save(out / layout.QUALITY)
     if drift:
@@ -253,18 +288,27 @@ def _prepare_step(cfg: PipelineConfig, out: Staging, say: Callable[[str], None])
         untested = fit_inputs(reference, monitored, drift.model_dump(), out / layout.DRIFT_DIR)
         if untested:
             say(f"  drift detector {drift.detector!r} leaves {untested} untested (not its column kind)")
-    return {"classes": classes, "feature_columns": features, "input_columns": inputs,
-            "rows": {"train": n_train, "valid": n_valid}, "origin": origin, "time_range": time_range,
-            "data_sha256": _content_sha(out.shared, "train", "valid"), "holdout_sha256": _content_sha(out.shared, "valid_raw")}
+    return {
+        "classes": classes,
+        "feature_columns": features,
+        "input_columns": inputs,
+        "rows": {"train": n_train, "valid": n_valid},
+        "origin": origin,
+        "time_range": time_range,
+        "data_sha256": _content_sha(out.shared, "train", "valid"),
+        "holdout_sha256": _content_sha(out.shared, "valid_raw"),
+    }
 
 
-def _explore_split(train_raw, columns: list[str], label: str, timestamp: str | None, out: Path,
-                   say: Callable[[str], None]) -> None:
+def _explore_split(
+    train_raw, columns: list[str], label: str, timestamp: str | None, out: Path, say: Callable[[str], None]
+) -> None:
     """training.explore: the training split's profile, beside the run's other artifacts."""
     from raymlops.explore import explore
 
-    profile = explore(train_raw.select_columns(list(dict.fromkeys(columns))), label=label, time=timestamp,
-                      name="training split")
+    profile = explore(
+        train_raw.select_columns(list(dict.fromkeys(columns))), label=label, time=timestamp, name="training split"
+    )
     profile.save(out / "training.html")
     say(f"explored the training split ({len(profile.warnings)} warning(s)): {out / 'training.html'}")
 
@@ -288,9 +332,11 @@ def _check_chunks(drift, n_valid: int) -> None:
     """reference: chunks learns the prediction's threshold from the validation split: refuse before the search
     what would fail after it."""
     if drift.predictions and n_valid < 3 * drift.window:
-        raise DataError(f"monitoring.drift.reference: chunks needs at least 3 windows ({3 * drift.window} rows) of "
-                        f"validation rows for the prediction's threshold; the split has {n_valid}: lower "
-                        "monitoring.drift.window, or set monitoring.drift.predictions: false")
+        raise DataError(
+            f"monitoring.drift.reference: chunks needs at least 3 windows ({3 * drift.window} rows) of "
+            f"validation rows for the prediction's threshold; the split has {n_valid}: lower "
+            "monitoring.drift.window, or set monitoring.drift.predictions: false"
+        )
 
 
 def _reference(train_raw, inputs: list[str], timestamp: str | None, n_train: int, drift, seed: int) -> pd.DataFrame:
@@ -309,39 +355,75 @@ def _reference(train_raw, inputs: list[str], timestamp: str | None, n_train: int
     return reference.to_pandas().sample(frac=1, random_state=seed).head(size).reset_index(drop=True)
 
 
-def search(cfg: PipelineConfig, prep_store: Storage, prep: dict, tune_target: tuple, out: Path,
-           say: Callable[[str], None], progress: bool = True, resume: bool = False) -> dict:
+def search(
+    cfg: PipelineConfig,
+    prep_store: Storage,
+    prep: dict,
+    tune_target: tuple,
+    out: Path,
+    say: Callable[[str], None],
+    progress: bool = True,
+    resume: bool = False,
+) -> dict:
     """The train step: a Tune search over the prepared splits; writes the best model and the search record
     (every trial with its params, metrics and history) to ``out``. ``tune_target``: (path, filesystem) of
     Tune's experiment state, which every node writes."""
     t = cfg.training
     classes = prep["classes"]
-    spec = TrainSpec(task=t.task, label=LABEL, feature_columns=prep["feature_columns"],
-                     n_classes=len(classes) if classes else None, model=t.model.model_copy(update={"params": {}}),
-                     metric=t.tune.metric, mode=t.tune.mode, seed=t.tune.seed, max_failures=t.failure.max_failures)
-    say(f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
-        f"search {t.tune.search}, scheduler {t.tune.scheduler}" + (" (resuming)" if resume else ""))
+    spec = TrainSpec(
+        task=t.task,
+        label=LABEL,
+        feature_columns=prep["feature_columns"],
+        n_classes=len(classes) if classes else None,
+        model=t.model.model_copy(update={"params": {}}),
+        metric=t.tune.metric,
+        mode=t.tune.mode,
+        seed=t.tune.seed,
+        max_failures=t.failure.max_failures,
+    )
+    say(
+        f"searching {t.model.type}: num_samples={t.tune.num_samples}, metric {t.tune.metric} ({t.tune.mode}), "
+        f"search {t.tune.search}, scheduler {t.tune.scheduler}" + (" (resuming)" if resume else "")
+    )
     with _row_order_kept():
         train_ds = read_prepared(prep_store, "train").materialize()
         if t.model.params.get("scale_pos_weight") == "auto":
             positive = float(train_ds.mean(LABEL))
             spec.scale_pos_weight = (1 - positive) / max(positive, 1e-12)
-        result = run_search(spec, t.tune, t.model.params, train_ds, read_prepared(prep_store, "valid").materialize(),
-                            tune_target[0], progress=progress, resume=resume, storage_fs=tune_target[1])
+        result = run_search(
+            spec,
+            t.tune,
+            t.model.params,
+            train_ds,
+            read_prepared(prep_store, "valid").materialize(),
+            tune_target[0],
+            progress=progress,
+            resume=resume,
+            storage_fs=tune_target[1],
+        )
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
     say(f"best trial: {best}")
     model_file = layout.XGB_MODEL if t.model.type == "xgboost" else layout.SKLEARN_MODEL
     result.copy_model(out / model_file)
-    record = {"metric": t.tune.metric, "mode": t.tune.mode, "best": result.best_metrics,
-              "best_params": result.best_params, "trials": result.trials,
-              "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir", "storage_fs")}}
+    record = {
+        "metric": t.tune.metric,
+        "mode": t.tune.mode,
+        "best": result.best_metrics,
+        "best_params": result.best_params,
+        "trials": result.trials,
+        "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir", "storage_fs")},
+    }
     if t.task == "binary":
         record["decision"] = _decision(t, spec, result.best_params, train_ds, out / model_file, say)
     layout.write_json(out / "search.json", record)
     from raymlops.pipeline.fingerprint import file_sha256
 
-    return {"model_file": model_file, "best": result.best_metrics, "model_sha256": file_sha256(out / model_file),
-            **({"threshold": record["decision"]["threshold"]} if "decision" in record else {})}
+    return {
+        "model_file": model_file,
+        "best": result.best_metrics,
+        "model_sha256": file_sha256(out / model_file),
+        **({"threshold": record["decision"]["threshold"]} if "decision" in record else {}),
+    }
 
 
 def _decision(t, spec: TrainSpec, params: dict, train_ds, model_path: Path, say: Callable[[str], None]) -> dict:
@@ -358,15 +440,18 @@ def _decision(t, spec: TrainSpec, params: dict, train_ds, model_path: Path, say:
 
         rounds = xgboost.Booster(model_file=str(model_path)).num_boosted_rounds()  # early stopping's best
     cpus = t.model.cpus_per_trial
-    y, scores, folds = ray.get(ray.remote(num_cpus=cpus)(decision.out_of_fold).remote(
-        train_ds, spec, params, rounds, d.folds, t.tune.seed))
+    y, scores, folds = ray.get(
+        ray.remote(num_cpus=cpus)(decision.out_of_fold).remote(train_ds, spec, params, rounds, d.folds, t.tune.seed)
+    )
     if scores is None:
         say("decision threshold kept at 0.5: the training split has fewer than 2 rows of one class")
         return {"threshold": 0.5, "how": "kept at 0.5: fewer than 2 training rows of one class"}
     chosen = decision.choose(y, scores, d.optimize, d.min_recall, d.cost.model_dump())
-    say(f"decision threshold {chosen['threshold']:.4f} ({d.optimize} on {folds}-fold out-of-fold scores of the "
+    say(
+        f"decision threshold {chosen['threshold']:.4f} ({d.optimize} on {folds}-fold out-of-fold scores of the "
         f"training split: f1 {chosen.get('f1', float('nan')):.4f}, precision {chosen.get('precision', float('nan')):.4f}, "
-        f"recall {chosen.get('recall', float('nan')):.4f})")
+        f"recall {chosen.get('recall', float('nan')):.4f})"
+    )
     return {**chosen, "how": f"chosen on {folds}-fold out-of-fold scores of the training split"}
 
 
@@ -389,16 +474,34 @@ def write_run(cfg: PipelineConfig, writer: layout.RunWriter, prep_out, train_dir
     import sklearn
     import xgboost
 
-    writer.json(layout.META, {
-        "run_id": writer.run_id, "pipeline": cfg.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "task": t.task, "label": t.label, "classes": prep["classes"], "model_type": t.model.type,
-        "model_file": model_file, "feature_columns": prep["feature_columns"], "input_columns": prep["input_columns"],
-        "rows": prep["rows"], "time_range": prep.get("time_range") or [], **prep["origin"],
-        "versions": {"python": platform.python_version(), "ray": ray.__version__,
-                     "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
-        "spec": record["spec"], **({"decision": record["decision"]} if "decision" in record else {}), **extra_meta,
-        "explored": writer.path(layout.EXPLORE_DIR).is_dir(),  # training.explore wrote a profile (console: Data)
-    })
+    writer.json(
+        layout.META,
+        {
+            "run_id": writer.run_id,
+            "pipeline": cfg.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "task": t.task,
+            "label": t.label,
+            "classes": prep["classes"],
+            "model_type": t.model.type,
+            "model_file": model_file,
+            "feature_columns": prep["feature_columns"],
+            "input_columns": prep["input_columns"],
+            "rows": prep["rows"],
+            "time_range": prep.get("time_range") or [],
+            **prep["origin"],
+            "versions": {
+                "python": platform.python_version(),
+                "ray": ray.__version__,
+                "xgboost": xgboost.__version__,
+                "scikit-learn": sklearn.__version__,
+            },
+            "spec": record["spec"],
+            **({"decision": record["decision"]} if "decision" in record else {}),
+            **extra_meta,
+            "explored": writer.path(layout.EXPLORE_DIR).is_dir(),  # training.explore wrote a profile (console: Data)
+        },
+    )
     drift = cfg.monitoring.drift if cfg.monitoring else None
     if drift and drift.predictions and writer.path(layout.DRIFT_DIR).is_dir():
         _fit_prediction_drift(writer, drift, prep_out.store)

@@ -15,19 +15,32 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from raymlops.storage.staging import cache_root
 from raymlops.artifacts.run import REGISTERED
 from raymlops.config.base import MODEL_URI
-from raymlops.contracts.calls import Call
 from raymlops.config.models import MAXIMIZE
+from raymlops.contracts.calls import Call
 from raymlops.errors import RaymlopsError
 from raymlops.registry.tracking import TAG, client, tracking_uri, using
+from raymlops.storage.staging import cache_root
 
 BUNDLE = "raymlops_run"  # the run's files inside the MLflow model (its extra_files/ folder)
 EVENT = f"{TAG}alias_event."
 # Files of a run directory that make up the bundle (Tune's state stays out).
-BUNDLE_FILES = ("config.yaml", "meta.json", "metrics.json", "schema.json", "preprocessing.json", "reference.parquet",
-                "quality.json", "drift", "model.ubj", "model.pkl", "report", "evaluation.json", "lineage.json")
+BUNDLE_FILES = (
+    "config.yaml",
+    "meta.json",
+    "metrics.json",
+    "schema.json",
+    "preprocessing.json",
+    "reference.parquet",
+    "quality.json",
+    "drift",
+    "model.ubj",
+    "model.pkl",
+    "report",
+    "evaluation.json",
+    "lineage.json",
+)
 
 
 class RegistryError(RaymlopsError):
@@ -80,8 +93,9 @@ def check_gate(gate: dict, candidate: dict[str, float], champion: dict[str, floa
         margin = value - ref if better == "max" else ref - value
         passed = margin >= by - 1e-12
         ok &= passed
-        lines.append(f"{metric}={value:.4f} vs champion {ref:.4f}: better by {margin:+.4f} "
-                     f"({'>=' if passed else '<'} {by})")
+        lines.append(
+            f"{metric}={value:.4f} vs champion {ref:.4f}: better by {margin:+.4f} ({'>=' if passed else '<'} {by})"
+        )
     elif by is not None:
         lines.append("no champion to beat")
     return ok, lines
@@ -105,7 +119,7 @@ class ModelRegistry:
         self.client = client(uri)
 
     @classmethod
-    def from_config(cls, cfg) -> "ModelRegistry":
+    def from_config(cls, cfg) -> ModelRegistry:
         return cls(tracking_uri(cfg.registry, cfg.storage))
 
     # -------------------------------------------------------------- writing
@@ -131,15 +145,15 @@ class ModelRegistry:
                     shutil.copytree(src, bundle / name)
                 elif src.is_file():
                     shutil.copy2(src, bundle / name)
-            kwargs = dict(name="model", signature=signature, input_example=features.head(5),
-                          extra_files=[str(bundle)])
+            kwargs = dict(name="model", signature=signature, input_example=features.head(5), extra_files=[str(bundle)])
             # nested=True: a caller's own active run (a notebook's) stays active and untouched.
             with using(self.uri), mlflow.start_run(run_id=parent_run_id, nested=True):
                 if model_type == "xgboost":
                     import mlflow.xgboost
 
-                    info = mlflow.xgboost.log_model(predictor.model, pip_requirements=[f"xgboost=={pip['xgboost']}"],
-                                                    **kwargs)
+                    info = mlflow.xgboost.log_model(
+                        predictor.model, pip_requirements=[f"xgboost=={pip['xgboost']}"], **kwargs
+                    )
                 else:
                     import logging
                     import warnings
@@ -152,9 +166,12 @@ class ModelRegistry:
                     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
                     with warnings.catch_warnings():
                         warnings.filterwarnings("ignore", message="X has feature names")
-                        info = mlflow.sklearn.log_model(predictor.model, serialization_format="pickle",
-                                                        pip_requirements=[f"scikit-learn=={pip['scikit-learn']}"],
-                                                        **kwargs)
+                        info = mlflow.sklearn.log_model(
+                            predictor.model,
+                            serialization_format="pickle",
+                            pip_requirements=[f"scikit-learn=={pip['scikit-learn']}"],
+                            **kwargs,
+                        )
         return info.model_uri
 
     def register(self, model_uri: str, name: str, tags: dict[str, Any], gate: dict) -> int:
@@ -166,8 +183,12 @@ class ModelRegistry:
         # MLflow prints "Registered model ... already exists. Creating a new version" and "Created version"
         # to stderr; raymlops reports the registration itself, so those two lines are held back.
         with using(self.uri), contextlib.redirect_stderr(io.StringIO()):
-            mv = mlflow.register_model(model_uri, name, await_registration_for=60,
-                                       tags={**{k: str(v) for k, v in tags.items()}, f"{TAG}gate": json.dumps(gate)})
+            mv = mlflow.register_model(
+                model_uri,
+                name,
+                await_registration_for=60,
+                tags={**{k: str(v) for k, v in tags.items()}, f"{TAG}gate": json.dumps(gate)},
+            )
         if self.gate(name) != gate:
             self.client.set_registered_model_tag(name, f"{TAG}promotion", json.dumps(gate))
         return int(mv.version)
@@ -176,23 +197,47 @@ class ModelRegistry:
         for k, v in tags.items():
             self.client.set_model_version_tag(name, str(version), k, v)
 
-    def set_alias(self, name: str, alias: str, version: int, *, reason: str, forced: bool = False,
-                  gate: list[str] | None = None, by: str | None = None) -> dict:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str,
+        forced: bool = False,
+        gate: list[str] | None = None,
+        by: str | None = None,
+    ) -> dict:
         """Points ``alias`` at ``version`` and appends the move to the model's alias history, with who moved
         it (``by``, else this process's OS user)."""
         previous = self.alias_version(name, alias)
         self.client.set_registered_model_alias(name, alias, str(version))
         now = time.time()
-        event = {"alias": alias, "version": int(version), "previous": previous,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "forced": forced, "reason": reason,
-                 "by": by or _os_user(), "gate": gate or []}
+        event = {
+            "alias": alias,
+            "version": int(version),
+            "previous": previous,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "forced": forced,
+            "reason": reason,
+            "by": by or _os_user(),
+            "gate": gate or [],
+        }
         # Keyed by time and a random suffix: concurrent moves never overwrite each other's record.
-        self.client.set_registered_model_tag(name, f"{EVENT}{int(now * 1000):014d}.{uuid.uuid4().hex[:6]}",
-                                             json.dumps(event))
+        self.client.set_registered_model_tag(
+            name, f"{EVENT}{int(now * 1000):014d}.{uuid.uuid4().hex[:6]}", json.dumps(event)
+        )
         return event
 
-    def promote(self, name: str, version: int, alias: str = "champion", force: bool = False,
-                by: str | None = None, reason: str | None = None) -> dict:
+    def promote(
+        self,
+        name: str,
+        version: int,
+        alias: str = "champion",
+        force: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> dict:
         """Moves ``alias`` to ``version`` if it passes the model's recorded gate against the alias's current
         holder (by their recorded validation metrics); ``force`` overrides a failed gate and says so, with
         ``reason`` (why the person forced it) recorded beside it."""
@@ -205,9 +250,16 @@ class ModelRegistry:
         champion = version_metrics(self.version(name, holder)) if holder is not None else None
         passed, lines = check_gate(gate, candidate, champion) if gate else (True, ["no gate recorded"])
         if not passed and not force:
-            raise PromotionRefused(f"{name} version {version} fails the promotion gate for @{alias}:\n  "
-                                   + "\n  ".join(lines) + "\n(use --force to promote anyway; it is recorded)")
-        why = "manual promotion" + (" (forced past a failed gate)" if not passed else "") + (f": {reason}" if reason else "")
+            raise PromotionRefused(
+                f"{name} version {version} fails the promotion gate for @{alias}:\n  "
+                + "\n  ".join(lines)
+                + "\n(use --force to promote anyway; it is recorded)"
+            )
+        why = (
+            "manual promotion"
+            + (" (forced past a failed gate)" if not passed else "")
+            + (f": {reason}" if reason else "")
+        )
         return self.set_alias(name, alias, version, reason=why, forced=force and not passed, gate=lines, by=by)
 
     def rollback(self, name: str, alias: str = "champion", by: str | None = None, reason: str | None = None) -> dict:
@@ -263,8 +315,11 @@ class ModelRegistry:
 
     def list_versions(self, name: str) -> list:
         """Every version of ``name`` ([] if the model is not registered)."""
-        return _all_pages(lambda token: self.client.search_model_versions(
-            f"name='{_quote(name)}'", max_results=1000, page_token=token))
+        return _all_pages(
+            lambda token: self.client.search_model_versions(
+                f"name='{_quote(name)}'", max_results=1000, page_token=token
+            )
+        )
 
     def aliases_of(self, name: str, version: int) -> list[str]:
         aliases = self.registered(name).aliases or {}
@@ -280,19 +335,29 @@ class ModelRegistry:
         if name:
             models = [self.registered(name)]
         else:
-            models = _all_pages(lambda token: self.client.search_registered_models(max_results=1000,
-                                                                                   page_token=token))
+            models = _all_pages(lambda token: self.client.search_registered_models(max_results=1000, page_token=token))
         out = []
         for m in models:
             versions = sorted(self.list_versions(m.name), key=lambda v: int(v.version))
             aliases: dict[int, list[str]] = {}
             for a, v in (m.aliases or {}).items():
                 aliases.setdefault(int(v), []).append(a)
-            out.append({"name": m.name, "aliases": dict(m.aliases or {}), "versions": [
-                {"version": int(v.version), "aliases": sorted(aliases.get(int(v.version), [])),
-                 "run": v.tags.get(f"{TAG}run_id"), "metrics": version_metrics(v),
-                 "created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.creation_timestamp / 1000))}
-                for v in versions]})
+            out.append(
+                {
+                    "name": m.name,
+                    "aliases": dict(m.aliases or {}),
+                    "versions": [
+                        {
+                            "version": int(v.version),
+                            "aliases": sorted(aliases.get(int(v.version), [])),
+                            "run": v.tags.get(f"{TAG}run_id"),
+                            "metrics": version_metrics(v),
+                            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.creation_timestamp / 1000)),
+                        }
+                        for v in versions
+                    ],
+                }
+            )
         return out
 
     def download(self, uri: str, cache_root: str | os.PathLike) -> tuple[Path, Any]:
@@ -310,15 +375,22 @@ class ModelRegistry:
             try:
                 # using(): models:/ URIs are resolved through the global registry URI, whatever is passed.
                 with using(self.uri):
-                    got = Path(mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(tmp / "dl"),
-                        tracking_uri=self.uri, registry_uri=self.uri))
+                    got = Path(
+                        mlflow.artifacts.download_artifacts(
+                            artifact_uri=f"models:/{mv.name}/{mv.version}",
+                            dst_path=str(tmp / "dl"),
+                            tracking_uri=self.uri,
+                            registry_uri=self.uri,
+                        )
+                    )
                 bundle = got / "extra_files" / BUNDLE
                 if not (bundle / "meta.json").is_file():
-                    raise RegistryError(f"models:/{mv.name}/{mv.version} was not logged by raymlops "
-                                        "(it has no run bundle)")
-                (bundle / REGISTERED).write_text(json.dumps({"name": mv.name, "version": int(mv.version),
-                                                             "run_id": run_id}))
+                    raise RegistryError(
+                        f"models:/{mv.name}/{mv.version} was not logged by raymlops (it has no run bundle)"
+                    )
+                (bundle / REGISTERED).write_text(
+                    json.dumps({"name": mv.name, "version": int(mv.version), "run_id": run_id})
+                )
                 os.replace(bundle, tmp / BUNDLE)
                 shutil.rmtree(tmp / "dl")
                 if final.exists() and not _complete(final, run_id):  # a stale copy (store was recreated)
@@ -384,7 +456,7 @@ def registry_cache() -> Path:
 def version_metrics(mv) -> dict[str, float]:
     """The validation metrics recorded on a model version's tags."""
     prefix = f"{TAG}metric."
-    return {k[len(prefix):]: float(v) for k, v in (mv.tags or {}).items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: float(v) for k, v in (mv.tags or {}).items() if k.startswith(prefix)}
 
 
 def load_model(model: str | os.PathLike, storage: str | None = None, tracking_uri_: str | None = None):

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from raymlops.storage import open_storage
 from raymlops.errors import RaymlopsError
+from raymlops.storage import open_storage
 
 TAG = "raymlops."  # prefix of every tag raymlops sets
 
@@ -28,9 +28,11 @@ def tracking_uri(registry_cfg=None, storage: str | None = None, create: bool = T
         return uri
     store = open_storage(storage)
     if not store.local:
-        raise TrackingError(f"storage {store.uri} is an object store, where the embedded MLflow store (a SQLite "
-                            "file) cannot live: set registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow "
-                            f"server (`raymlops tracking-server --storage {store.uri}` starts one)")
+        raise TrackingError(
+            f"storage {store.uri} is an object store, where the embedded MLflow store (a SQLite "
+            "file) cannot live: set registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow "
+            f"server (`raymlops tracking-server --storage {store.uri}` starts one)"
+        )
     root = store.local_path()
     if create:
         root.mkdir(parents=True, exist_ok=True)
@@ -115,10 +117,17 @@ class Tracker:
             self.client = client(uri)
             exp = self.client.get_experiment_by_name(experiment)
             if exp is not None and exp.lifecycle_stage == "deleted":
-                raise TrackingError(f"MLflow experiment {experiment!r} at {uri} is deleted; restore it "
-                                    "(`mlflow experiments restore`) or set registry.experiment")
-            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-                experiment, artifact_location=(f"{artifact_root(uri)}/{experiment}" if artifact_root(uri) else None))
+                raise TrackingError(
+                    f"MLflow experiment {experiment!r} at {uri} is deleted; restore it "
+                    "(`mlflow experiments restore`) or set registry.experiment"
+                )
+            self.experiment_id = (
+                exp.experiment_id
+                if exp
+                else self.client.create_experiment(
+                    experiment, artifact_location=(f"{artifact_root(uri)}/{experiment}" if artifact_root(uri) else None)
+                )
+            )
         except TrackingError:
             raise
         except Exception as e:  # connection refused, bad URI, ...
@@ -131,8 +140,9 @@ class Tracker:
             self.client.update_run(resume_run_id, status="RUNNING")
             self.run_id = resume_run_id
         else:
-            self.run_id = self.client.create_run(self.experiment_id, run_name=name,
-                                                 tags={k: str(v) for k, v in tags.items()}).info.run_id
+            self.run_id = self.client.create_run(
+                self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()}
+            ).info.run_id
         return self.run_id
 
     def end(self, status: str = "FINISHED") -> None:
@@ -144,14 +154,14 @@ class Tracker:
 
         tags = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
         for i in range(0, len(tags), 100):
-            self.client.log_batch(run_id or self.run_id, tags=tags[i:i + 100])
+            self.client.log_batch(run_id or self.run_id, tags=tags[i : i + 100])
 
     def log_params(self, params: dict[str, Any], run_id: str | None = None) -> None:
         from mlflow.entities import Param
 
         items = [Param(k[:250], _param_value(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(run_id or self.run_id, params=items[i:i + 100])
+            self.client.log_batch(run_id or self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, Any], step: int = 0, run_id: str | None = None) -> None:
         self.log_series({k: [(step, v)] for k, v in _finite(metrics).items()}, run_id)
@@ -161,10 +171,14 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(s)) for k, points in series.items() for s, v in points
-                 if v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))]
+        items = [
+            Metric(k, float(v), now, int(s))
+            for k, points in series.items()
+            for s, v in points
+            if v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))
+        ]
         for i in range(0, len(items), 1000):
-            self.client.log_batch(run_id or self.run_id, metrics=items[i:i + 1000])
+            self.client.log_batch(run_id or self.run_id, metrics=items[i : i + 1000])
 
     def log_artifacts(self, local_dir: str | os.PathLike, path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(local_dir), path)
@@ -174,12 +188,12 @@ class Tracker:
 
     def log_dataset(self, name: str, source: str, digest: str, sample, context: str) -> None:
         """Logs a dataset as an MLflow input: its source, content digest and (given a sample) schema."""
+        import warnings
+
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.sources import LocalArtifactDatasetSource
         from mlflow.entities import InputTag
         from mlflow.models import infer_signature
-
-        import warnings
 
         with warnings.catch_warnings():  # mlflow warns about source types and integer columns
             warnings.simplefilter("ignore")
@@ -191,17 +205,23 @@ class Tracker:
                 src = LocalArtifactDatasetSource(source)
             schema = infer_signature(sample).inputs if sample is not None else None
             ds = MetaDataset(src, name=name, digest=digest[:36], schema=schema)
-        self.client.log_inputs(self.run_id, datasets=[
-            _dataset_input(ds, [InputTag("mlflow.data.context", context)])])
+        self.client.log_inputs(self.run_id, datasets=[_dataset_input(ds, [InputTag("mlflow.data.context", context)])])
 
     def log_trials(self, trials: list[dict], tags: dict[str, Any]) -> list[str]:
         """One child run per trial: its params, status, final metrics and per-iteration history."""
         ids = []
         for i, t in enumerate(trials):
-            child = self.client.create_run(self.experiment_id, run_name=f"trial-{i:03d}", tags={
-                "mlflow.parentRunId": self.run_id, f"{TAG}trial_status": t["status"],
-                f"{TAG}trial_id": t.get("trial_id", ""), **{k: str(v) for k, v in tags.items()},
-                **({f"{TAG}trial_error": t["error"][:500]} if t.get("error") else {})}).info.run_id
+            child = self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial-{i:03d}",
+                tags={
+                    "mlflow.parentRunId": self.run_id,
+                    f"{TAG}trial_status": t["status"],
+                    f"{TAG}trial_id": t.get("trial_id", ""),
+                    **{k: str(v) for k, v in tags.items()},
+                    **({f"{TAG}trial_error": t["error"][:500]} if t.get("error") else {}),
+                },
+            ).info.run_id
             self.log_params(t["params"], run_id=child)
             series = {k: list(v) for k, v in (t.get("history") or {}).items()}
             for k, v in _finite(t["metrics"]).items():

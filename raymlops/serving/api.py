@@ -12,8 +12,11 @@ from starlette.responses import JSONResponse, Response
 class PredictRequest(BaseModel):
     instances: list[dict[str, Any]] | None = Field(None, min_length=1, description="Rows as {column: value} objects.")
     entities: list[dict[str, Any]] | None = Field(
-        None, min_length=1, description="Rows of entity keys (plus any non-feature inputs); the features are "
-                                        "fetched from the online store. Only for models trained from a feature set.")
+        None,
+        min_length=1,
+        description="Rows of entity keys (plus any non-feature inputs); the features are "
+        "fetched from the online store. Only for models trained from a feature set.",
+    )
     # Exactly one of the two is required; the ingress answers a 422 naming the field otherwise.
 
 
@@ -27,8 +30,9 @@ class InvocationsRequest(BaseModel):
     """MLflow's scoring protocol (``mlflow models serve``): exactly one of the row fields."""
 
     dataframe_split: DataFrameSplit | None = Field(None, description="pandas' DataFrame.to_dict(orient='split').")
-    dataframe_records: list[dict[str, Any]] | None = Field(None, min_length=1,
-                                                           description="pandas' to_dict(orient='records').")
+    dataframe_records: list[dict[str, Any]] | None = Field(
+        None, min_length=1, description="pandas' to_dict(orient='records')."
+    )
     instances: list[dict[str, Any]] | None = Field(None, min_length=1, description="Rows as {column: value}.")
     inputs: list[dict[str, Any]] | None = Field(None, min_length=1, description="Same as 'instances'.")
     params: dict[str, Any] | None = Field(None, description="Accepted; this endpoint takes no parameters.")
@@ -41,15 +45,30 @@ def invocation_rows(body: InvocationsRequest) -> tuple[str, list[dict], list[dic
     """(field, rows as {column: value}, 422 errors in FastAPI's shape) of an MLflow scoring request."""
     given = [f for f in INVOCATION_FIELDS if getattr(body, f) is not None]
     if len(given) != 1:
-        return "", [], [{"loc": ["body", *given[1:2]] if given else ["body"], "type": "value_error",
-                 "msg": "send exactly one of " + ", ".join(INVOCATION_FIELDS) + " (MLflow's scoring protocol)"}]
+        return (
+            "",
+            [],
+            [
+                {
+                    "loc": ["body", *given[1:2]] if given else ["body"],
+                    "type": "value_error",
+                    "msg": "send exactly one of " + ", ".join(INVOCATION_FIELDS) + " (MLflow's scoring protocol)",
+                }
+            ],
+        )
     field = given[0]
     if field != "dataframe_split":
         return field, getattr(body, field), []
     split = body.dataframe_split
-    bad = [{"loc": ["body", field, "data", i], "type": "value_error",
-            "msg": f"row has {len(r)} values for {len(split.columns)} columns"}
-           for i, r in enumerate(split.data) if len(r) != len(split.columns)]
+    bad = [
+        {
+            "loc": ["body", field, "data", i],
+            "type": "value_error",
+            "msg": f"row has {len(r)} values for {len(split.columns)} columns",
+        }
+        for i, r in enumerate(split.data)
+        if len(r) != len(split.columns)
+    ]
     if len(set(split.columns)) != len(split.columns):
         bad.insert(0, {"loc": ["body", field, "columns"], "type": "value_error", "msg": "column names repeat"})
     return field, [dict(zip(split.columns, r)) for r in split.data], bad[:20]
@@ -78,11 +97,15 @@ class PredictResponse(BaseModel):
     predictions: list[Any]
     features: dict[str, list[Any]] | None = Field(None, description="Feature values fetched for 'entities' requests.")
     feature_statuses: dict[str, list[str]] | None = Field(
-        None, description="Per fetched value: PRESENT, NOT_FOUND or OUTSIDE_TTL.")
+        None, description="Per fetched value: PRESENT, NOT_FOUND or OUTSIDE_TTL."
+    )
     probabilities: list[float] | list[list[float]] | None = Field(
-        None, description="Binary: P(classes[1]); multiclass: one list per row in classes order.")
-    model_version: str = Field(description="The model that answered: NAME/VERSION when served from the registry "
-                                           "(models:/NAME@ALIAS or models:/NAME/VERSION), else its run id.")
+        None, description="Binary: P(classes[1]); multiclass: one list per row in classes order."
+    )
+    model_version: str = Field(
+        description="The model that answered: NAME/VERSION when served from the registry "
+        "(models:/NAME@ALIAS or models:/NAME/VERSION), else its run id."
+    )
     variant: str = Field(description="The variant that answered.")
     request_id: str
 
@@ -101,27 +124,46 @@ class SchemaResponse(BaseModel):
     model_version: str
     variant: str
     entities: bool = Field(False, description="Whether the model is served by entity key (`entities`).")
-    entity_columns: list[ColumnInfo] | None = Field(None, description="With `entities`: what an entity row "
-                                                                      "carries (join keys and the inputs the "
-                                                                      "online store does not provide).")
+    entity_columns: list[ColumnInfo] | None = Field(
+        None,
+        description="With `entities`: what an entity row "
+        "carries (join keys and the inputs the "
+        "online store does not provide).",
+    )
 
 
 class FeatureDrift(BaseModel):
     test: str
     statistic: float | None = None
-    p_value: float | None = Field(None, description="Batch detectors; online detectors compare the statistic "
-                                                    "with a threshold calibrated to the expected run time.")
-    threshold: float | None = Field(None, description="The p-value (batch) or statistic (online) threshold of the "
-                                                      "test, after the correction across the window's tests.")
-    effect: float | None = Field(None, description="Effect size: a distance from the reference that does not grow "
-                                                   "with the window (see effect_metric).")
-    effect_metric: str | None = Field(None, description="wasserstein_norm (numeric: Wasserstein-1 over the "
-                                                        "reference's standard deviation) or jensen_shannon "
-                                                        "(categorical, base 2).")
-    effect_threshold: float | None = Field(None, description="reference: chunks: the effect above which the feature "
-                                                             "is significant, learned from reference chunks.")
-    min_effect: float | None = Field(None, description="The configured smallest effect that makes a significant "
-                                                       "feature drift.")
+    p_value: float | None = Field(
+        None,
+        description="Batch detectors; online detectors compare the statistic "
+        "with a threshold calibrated to the expected run time.",
+    )
+    threshold: float | None = Field(
+        None,
+        description="The p-value (batch) or statistic (online) threshold of the "
+        "test, after the correction across the window's tests.",
+    )
+    effect: float | None = Field(
+        None,
+        description="Effect size: a distance from the reference that does not grow "
+        "with the window (see effect_metric).",
+    )
+    effect_metric: str | None = Field(
+        None,
+        description="wasserstein_norm (numeric: Wasserstein-1 over the "
+        "reference's standard deviation) or jensen_shannon "
+        "(categorical, base 2).",
+    )
+    effect_threshold: float | None = Field(
+        None,
+        description="reference: chunks: the effect above which the feature "
+        "is significant, learned from reference chunks.",
+    )
+    min_effect: float | None = Field(
+        None, description="The configured smallest effect that makes a significant feature drift."
+    )
     significant: bool | None = Field(None, description="The test's verdict alone; is_drift also needs min_effect.")
     is_drift: bool
 
@@ -135,8 +177,9 @@ class DriftResponse(BaseModel):
     window: int | None = None
     p_val: float | None = None
     threshold: float | None = None
-    reference: str | None = Field(None, description="sample (p-value verdicts) or chunks (effect thresholds "
-                                                    "learned from reference chunks).")
+    reference: str | None = Field(
+        None, description="sample (p-value verdicts) or chunks (effect thresholds learned from reference chunks)."
+    )
     rows_seen: int = 0
     rows_pending: int = 0
     windows_tested: int = 0
@@ -166,21 +209,25 @@ class VariantsResponse(BaseModel):
     canary: CanaryState | None = None
     history: list[dict[str, Any]] = Field(description="Canary events: start, step, hold, rollback, complete.")
     plan: str | None = Field(None, description="Fingerprint of the traffic plan (weights, canary, model versions).")
-    window: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                              description="Counts of the current canary interval per variant.")
+    window: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Counts of the current canary interval per variant."
+    )
     sticky_key: str | None = None
     shadow: list[str]
     variants: list[str]
 
 
-
 class MonitoringResponse(BaseModel):
     variant: str
     enabled: bool = Field(description="Whether the variant has a monitor actor (drift or data quality).")
-    monitor: dict[str, Any] | None = Field(None, description="Latest drift and data-quality results, rows seen "
-                                                             "and the newest history entries.")
-    app: dict[str, Any] | None = Field(None, description="The app monitor: recent events, alert deliveries, live "
-                                                         "performance from late labels, retraining steps.")
+    monitor: dict[str, Any] | None = Field(
+        None, description="Latest drift and data-quality results, rows seen and the newest history entries."
+    )
+    app: dict[str, Any] | None = Field(
+        None,
+        description="The app monitor: recent events, alert deliveries, live "
+        "performance from late labels, retraining steps.",
+    )
 
 
 def _column_type(c: dict) -> tuple[Any, dict[str, Any]]:
@@ -215,7 +262,9 @@ def split_row(columns: list[dict]) -> Any:
     return tuple[tuple(Annotated[t, Field(**extra)] for t, extra in map(_column_type, columns))]  # type: ignore[misc]
 
 
-def typed_requests(columns: list[dict], entities: bool | list[dict], max_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
+def typed_requests(
+    columns: list[dict], entities: bool | list[dict], max_rows: int
+) -> tuple[type[BaseModel], type[BaseModel]]:
     """(/predict, /invocations) request models whose rows are ``row_model(columns)``; ``entities`` only when
     the model is served by entity key (rows typed by the entity columns when given: join keys and the
     inputs the online store does not provide). Exactly one row field, as the ingress requires (``oneOf``)."""
@@ -232,19 +281,39 @@ def typed_requests(columns: list[dict], entities: bool | list[dict], max_rows: i
     predict: dict[str, Any] = {"instances": rows("Rows as {column: value} objects.")}
     if entities:
         entity_row = row_model(entities, "EntityRow") if isinstance(entities, list) else dict[str, Any]
-        predict["entities"] = (list[entity_row], Field(None, min_length=1, max_length=max_rows,  # type: ignore[valid-type]
-                                                            description=PredictRequest.model_fields["entities"].description))
+        predict["entities"] = (
+            list[entity_row],
+            Field(
+                None,
+                min_length=1,
+                max_length=max_rows,  # type: ignore[valid-type]
+                description=PredictRequest.model_fields["entities"].description,
+            ),
+        )
     names = [c["name"] for c in columns]
-    split = create_model("DataFrameSplitRows", columns=(list[str], Field(
-        description="Column names, in the order of each row of 'data' (documented in the model's order; any "
-                    "order is accepted).", json_schema_extra={"const": names})),
-                         data=(list[split_row(columns)], Field(min_length=1, max_length=max_rows,
-                                                             description="Rows as lists of values, one per column.")),
-                         index=(list[Any] | None, Field(None, description="Accepted and ignored.")))
+    split = create_model(
+        "DataFrameSplitRows",
+        columns=(
+            list[str],
+            Field(
+                description="Column names, in the order of each row of 'data' (documented in the model's order; any "
+                "order is accepted).",
+                json_schema_extra={"const": names},
+            ),
+        ),
+        data=(
+            list[split_row(columns)],
+            Field(min_length=1, max_length=max_rows, description="Rows as lists of values, one per column."),
+        ),
+        index=(list[Any] | None, Field(None, description="Accepted and ignored.")),
+    )
     invocations = create_model(
-        "InvocationsRequestRows", __config__=one_of(INVOCATION_FIELDS),
+        "InvocationsRequestRows",
+        __config__=one_of(INVOCATION_FIELDS),
         dataframe_split=(split, Field(None, description="pandas' DataFrame.to_dict(orient='split').")),
-        dataframe_records=rows("pandas' to_dict(orient='records')."), instances=rows("Rows as {column: value}."),
+        dataframe_records=rows("pandas' to_dict(orient='records')."),
+        instances=rows("Rows as {column: value}."),
         inputs=rows("Same as 'instances'."),
-        params=(dict[str, Any] | None, Field(None, description="Accepted; this endpoint takes no parameters.")))
+        params=(dict[str, Any] | None, Field(None, description="Accepted; this endpoint takes no parameters.")),
+    )
     return create_model("PredictRequestRows", __config__=one_of(list(predict)), **predict), invocations

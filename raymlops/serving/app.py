@@ -51,21 +51,42 @@ def model_spec(args: AppSpec | dict[str, Any], m: ModelEntry | dict[str, Any]) -
 
     spec, m = AppSpec.model_validate(args), ModelEntry.model_validate(m)
     canary = spec.canary is not None and spec.canary.variant == m.name and m.watch is not None
-    return ModelSpec(variant=m.name, run_dir=m.run_dir, batching=spec.replica.batching, monitor=m.monitor,
-                     namespace=spec.namespace, features=spec.features, watch=m.watch,
-                     canary_controller=controller_name(spec.app) if canary else None)
+    return ModelSpec(
+        variant=m.name,
+        run_dir=m.run_dir,
+        batching=spec.replica.batching,
+        monitor=m.monitor,
+        namespace=spec.namespace,
+        features=spec.features,
+        watch=m.watch,
+        canary_controller=controller_name(spec.app) if canary else None,
+    )
 
 
 def router_spec(spec: AppSpec) -> RouterSpec:
     """The router deployment's arguments."""
     return RouterSpec(
-        app=spec.app, namespace=spec.namespace, state_dir=spec.state_dir,
+        app=spec.app,
+        namespace=spec.namespace,
+        state_dir=spec.state_dir,
         variants=[VariantSpec(name=m.name, weight=m.weight, model_version=m.model_version) for m in spec.variants()],
-        shadow=[ShadowSpec(name=m.name, model_version=m.model_version,
-                           **({"max_in_flight": m.max_in_flight} if m.max_in_flight else {})) for m in spec.shadows()],
-        sticky_key=spec.sticky_key, canary=spec.canary, app_monitor=spec.app_monitor, request_log=spec.request_log,
-        max_batch_rows=spec.max_batch_rows, route_prefix=spec.route_prefix, request_timeout_s=spec.request_timeout_s,
-        inline={m.name: model_spec(spec, m) for m in spec.models} if inline(spec) else None)
+        shadow=[
+            ShadowSpec(
+                name=m.name,
+                model_version=m.model_version,
+                **({"max_in_flight": m.max_in_flight} if m.max_in_flight else {}),
+            )
+            for m in spec.shadows()
+        ],
+        sticky_key=spec.sticky_key,
+        canary=spec.canary,
+        app_monitor=spec.app_monitor,
+        request_log=spec.request_log,
+        max_batch_rows=spec.max_batch_rows,
+        route_prefix=spec.route_prefix,
+        request_timeout_s=spec.request_timeout_s,
+        inline={m.name: model_spec(spec, m) for m in spec.models} if inline(spec) else None,
+    )
 
 
 def build_app(args: AppSpec):  # type: ignore[no-untyped-def]  # returns a serve Application
@@ -81,6 +102,10 @@ def build_app(args: AppSpec):  # type: ignore[no-untyped-def]  # returns a serve
     rspec = router_spec(spec)
     if rspec.inline is not None:
         return Router.options(name=ROUTER, **opts[ROUTER]).bind(rspec, {})
-    models = {m.name: ModelServer.options(name=deployment_name(m.name), **opts[deployment_name(m.name)])
-              .bind(model_spec(spec, m)) for m in spec.models}
+    models = {
+        m.name: ModelServer.options(name=deployment_name(m.name), **opts[deployment_name(m.name)]).bind(
+            model_spec(spec, m)
+        )
+        for m in spec.models
+    }
     return Router.options(name=ROUTER, **opts[ROUTER]).bind(rspec, models)

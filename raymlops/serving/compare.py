@@ -45,27 +45,35 @@ def compare(log: pd.DataFrame) -> dict:
     Agreement is over rows both the answer and the shadow scored (status 200): the share with the same
     prediction, and the mean absolute difference of the scores.
     """
-    out: dict = {"rows": int(len(log)), "requests": int(log["request_id"].nunique()) if len(log) else 0,
-                 "variants": {}, "shadows": {}}
+    out: dict = {
+        "rows": int(len(log)),
+        "requests": int(log["request_id"].nunique()) if len(log) else 0,
+        "variants": {},
+        "shadows": {},
+    }
     if not len(log):
         return out
     for (role, name), g in log.groupby(["role", "variant"]):
         per_request = g.drop_duplicates("request_id")
         lat = per_request["latency_ms"].to_numpy()
         out["variants" if role == "primary" else "shadows"][name] = {
-            "requests": int(len(per_request)), "rows": int(len(g)),
+            "requests": int(len(per_request)),
+            "rows": int(len(g)),
             "errors": int((per_request["status"] >= 500).sum()),
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
             "model_versions": sorted(g["model_version"].dropna().unique().tolist()),
         }
     ok = log[log["status"] == 200]
     # A client may reuse an x-request-id: keep each (request, row) once per side so the join stays 1:1.
     primary = ok[ok["role"] == "primary"].drop_duplicates(["request_id", "row"])[
-        ["request_id", "row", "variant", "prediction", "probability"]]
+        ["request_id", "row", "variant", "prediction", "probability"]
+    ]
     for name, g in ok[ok["role"] == "shadow"].groupby("variant"):
         g = g.drop_duplicates(["request_id", "row"])
-        both = primary.merge(g[["request_id", "row", "prediction", "probability"]], on=["request_id", "row"],
-                             suffixes=("", "_shadow"))
+        both = primary.merge(
+            g[["request_id", "row", "prediction", "probability"]], on=["request_id", "row"], suffixes=("", "_shadow")
+        )
         stats = out["shadows"][name]
         stats["compared_rows"] = int(len(both))
         if not len(both):
@@ -89,13 +97,17 @@ def compare(log: pd.DataFrame) -> dict:
 def format_compare(r: dict) -> str:
     lines = [f"{r['requests']} requests, {r['rows']} logged rows"]
     for name, s in r["variants"].items():
-        lines.append(f"variant {name}: {s['requests']} requests, {s['errors']} errors, p50 {s['p50_ms']:.1f} ms, "
-                     f"p99 {s['p99_ms']:.1f} ms, models {', '.join(s['model_versions'])}")
+        lines.append(
+            f"variant {name}: {s['requests']} requests, {s['errors']} errors, p50 {s['p50_ms']:.1f} ms, "
+            f"p99 {s['p99_ms']:.1f} ms, models {', '.join(s['model_versions'])}"
+        )
     for name, s in r["shadows"].items():
         agree = f"{s['agreement']:.2%}" if "agreement" in s else "n/a"
         diff = f", mean |score diff| {s['mean_abs_score_diff']:.4f}" if "mean_abs_score_diff" in s else ""
-        lines.append(f"shadow {name}: {s['requests']} requests, {s['errors']} errors, agreement {agree} over "
-                     f"{s.get('compared_rows', 0)} rows{diff}")
+        lines.append(
+            f"shadow {name}: {s['requests']} requests, {s['errors']} errors, agreement {agree} over "
+            f"{s.get('compared_rows', 0)} rows{diff}"
+        )
     return "\n".join(lines)
 
 
@@ -104,18 +116,24 @@ def format_status(state: dict | None, events: list[dict]) -> str:
     if state is None:
         return "this app has not been deployed (no traffic state yet)"
     s = state["state"]
-    lines = [f"app {state['app']} (state saved {pd.Timestamp(state['saved_at'], unit='s', tz='UTC'):%Y-%m-%d %H:%M:%S} UTC)",
-             "weights: " + ", ".join(f"{k} {v:.1f}%" for k, v in s["weights"].items())]
+    lines = [
+        f"app {state['app']} (state saved {pd.Timestamp(state['saved_at'], unit='s', tz='UTC'):%Y-%m-%d %H:%M:%S} UTC)",
+        "weights: " + ", ".join(f"{k} {v:.1f}%" for k, v in s["weights"].items()),
+    ]
     c = s.get("canary")
     if c:
         steps = state["canary_config"]["steps"]
-        lines.append(f"canary {c['variant']}: {c['status']}, step {c['step'] + 1}/{len(steps)} ({c['percent']:g}%)"
-                     + (f", reason: {c['reason']}" if c.get("reason") else ""))
+        lines.append(
+            f"canary {c['variant']}: {c['status']}, step {c['step'] + 1}/{len(steps)} ({c['percent']:g}%)"
+            + (f", reason: {c['reason']}" if c.get("reason") else "")
+        )
     for e in s.get("history", [])[-20:]:
         st = e.get("stats") or {}
         extra = f" requests={st.get('requests')} errors={st.get('errors')}" if st else ""
-        lines.append(f"  {pd.Timestamp(e['at'], unit='s', tz='UTC'):%H:%M:%S} {e['event']:<8} "
-                     f"{e.get('percent')}%{extra}" + (f" ({e['reason']})" if e.get("reason") else ""))
+        lines.append(
+            f"  {pd.Timestamp(e['at'], unit='s', tz='UTC'):%H:%M:%S} {e['event']:<8} "
+            f"{e.get('percent')}%{extra}" + (f" ({e['reason']})" if e.get("reason") else "")
+        )
     if events:
         lines.append(f"{len(events)} canary events in events.jsonl")
     return "\n".join(lines)

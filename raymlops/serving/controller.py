@@ -84,8 +84,9 @@ class TrafficController:
             log.warning("traffic state in %s is incomplete (%s); starting afresh", self.dir, e)
         threading.Thread(target=self._tick, daemon=True, name="traffic-tick").start()
 
-    def configure(self, base: dict[str, float], canary: CanaryConfig | dict | None,
-                  models: dict[str, str] | None = None) -> TrafficView:
+    def configure(
+        self, base: dict[str, float], canary: CanaryConfig | dict | None, models: dict[str, str] | None = None
+    ) -> TrafficView:
         """Sets the plan; keeps the current state if the plan (including each variant's model version) is
         the one already running, so redeploying the same thing does not restart a canary."""
         canary = CanaryConfig.model_validate(canary).model_dump() if canary is not None else None
@@ -125,8 +126,9 @@ class TrafficController:
             if self.traffic is None:
                 return self._view()
             if stats:
-                events = self.traffic.observe({k: VariantSamples.model_validate(v).model_dump()
-                                               for k, v in stats.items()})
+                events = self.traffic.observe(
+                    {k: VariantSamples.model_validate(v).model_dump() for k, v in stats.items()}
+                )
                 if events:
                     self._save(events)
             return self._view()
@@ -136,15 +138,19 @@ class TrafficController:
             view = self._view().model_dump()
             if self.traffic is None:
                 return TrafficStatus(**view)
-            return TrafficStatus(**view, history=list(self.traffic.state["history"]),
-                                 window={k: w.summary() for k, w in self.traffic.windows.items()})
+            return TrafficStatus(
+                **view,
+                history=list(self.traffic.state["history"]),
+                window={k: w.summary() for k, w in self.traffic.windows.items()},
+            )
 
     def _view(self) -> TrafficView:
         if self.traffic is None:
             return TrafficView(version=0)
         s = self.traffic.state
-        return TrafficView(version=s["version"], weights=dict(s["weights"]), canary=s["canary"] or None,
-                           plan=self.fingerprint)
+        return TrafficView(
+            version=s["version"], weights=dict(s["weights"]), canary=s["canary"] or None, plan=self.fingerprint
+        )
 
     def _tick(self) -> None:
         """Steps the canary on schedule even when no router reports."""
@@ -176,7 +182,9 @@ class TrafficController:
                 got, why = [], f"{action} requested by {by} more than {REQUEST_TTL_S} s ago"
             else:
                 got = self.traffic.operate(action, by, r.reason) if self.traffic else []
-                why = f"{action} by {by} does not apply to " + (f"a canary that is {c['status']}" if c else "an app without a canary")
+                why = f"{action} by {by} does not apply to " + (
+                    f"a canary that is {c['status']}" if c else "an app without a canary"
+                )
             events += got or [{"at": time.time(), "event": "ignored", "request": r.id, "reason": why}]
         if self.traffic is None:  # nothing to save the cursor with: record why, and move on
             for e in events:
@@ -190,15 +198,24 @@ class TrafficController:
 
     def _save(self, events: list[dict]) -> None:
         t = self.traffic
-        doc = {"app": self.app, "fingerprint": self.fingerprint, "models": self.models, "base": t.base,
-               "canary_config": t.cfg, "state": t.state, "requests_cursor": self.cursor, "saved_at": time.time()}
+        doc = {
+            "app": self.app,
+            "fingerprint": self.fingerprint,
+            "models": self.models,
+            "base": t.base,
+            "canary_config": t.cfg,
+            "state": t.state,
+            "requests_cursor": self.cursor,
+            "saved_at": time.time(),
+        }
         write_file(join(self.dir, STATE_FILE), json.dumps(doc).encode(), durable=True)
         if events:
             for e in events:  # tailed by the app monitor: never folded (compact=False)
                 append_line(join(self.dir, EVENTS_FILE), self._event_line(e), compact=False)
             for e in events:
                 (log.warning if e["event"] == "rollback" else log.info)(
-                    "canary %s %s: %s", e["event"], e.get("variant"), e.get("reason") or e.get("weights"))
+                    "canary %s %s: %s", e["event"], e.get("variant"), e.get("reason") or e.get("weights")
+                )
 
 
 def request_action(state_dir: str | os.PathLike, action: str, by: str, reason: str | None = None) -> dict:
@@ -217,5 +234,6 @@ def get_or_start(app: str, namespace: str, state_dir: str):
     import ray
 
     cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)(TrafficController)
-    return cls.options(name=controller_name(app), namespace=namespace, lifetime="detached",
-                       get_if_exists=True).remote(app, state_dir)
+    return cls.options(name=controller_name(app), namespace=namespace, lifetime="detached", get_if_exists=True).remote(
+        app, state_dir
+    )

@@ -8,8 +8,9 @@ from pathlib import Path
 from raymlops.contracts.serving import AppSpec
 
 
-def deploy(args: AppSpec, host: str, port: int, route_prefix: str, timeout_s: float = 300,
-           grpc_port: int | None = None) -> str:
+def deploy(
+    args: AppSpec, host: str, port: int, route_prefix: str, timeout_s: float = 300, grpc_port: int | None = None
+) -> str:
     """Starts Serve's HTTP proxy (if needed) and deploys the app; returns the endpoint URL.
 
     Raises:
@@ -23,8 +24,9 @@ def deploy(args: AppSpec, host: str, port: int, route_prefix: str, timeout_s: fl
     return base + ("" if route_prefix == "/" else route_prefix)
 
 
-def export(args: AppSpec, host: str, port: int, route_prefix: str, path: str | os.PathLike,
-           grpc_port: int | None = None) -> Path:
+def export(
+    args: AppSpec, host: str, port: int, route_prefix: str, path: str | os.PathLike, grpc_port: int | None = None
+) -> Path:
     """Writes a Serve config file (`serve deploy PATH`) that deploys exactly what `deploy` would."""
     import yaml
 
@@ -37,16 +39,29 @@ def export(args: AppSpec, host: str, port: int, route_prefix: str, path: str | o
     from raymlops.serving.runtime import GRPC_SERVICER
 
     grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
-    doc = {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, **grpc,
-           "applications": [{"name": args.app, "route_prefix": route_prefix,
-                             "import_path": "raymlops.serving.app:build_app",
-                             "args": args.model_dump(mode="json"),
-                             "deployments": deployments}]}
+    doc = {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": host, "port": port},
+        **grpc,
+        "applications": [
+            {
+                "name": args.app,
+                "route_prefix": route_prefix,
+                "import_path": "raymlops.serving.app:build_app",
+                "args": args.model_dump(mode="json"),
+                "deployments": deployments,
+            }
+        ],
+    }
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("# Written by `raymlops serve --export`; deploy with `serve deploy " + out.name + "`.\n"
-                   + yaml.safe_dump(doc, sort_keys=False))
+    tmp.write_text(
+        "# Written by `raymlops serve --export`; deploy with `serve deploy "
+        + out.name
+        + "`.\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
     os.replace(tmp, out)
     return out
 
@@ -58,8 +73,11 @@ def deploy_feature_server(config: dict, server_cfg, app_name: str) -> str:
     from raymlops.serving.runtime import run_serve_app, start_serve
 
     base = start_serve(server_cfg.host, server_cfg.port)
-    bound = FeatureServer.options(num_replicas=server_cfg.num_replicas, max_ongoing_requests=server_cfg.max_ongoing_requests,
-                                  ray_actor_options={"num_cpus": server_cfg.num_cpus}).bind(config)
+    bound = FeatureServer.options(
+        num_replicas=server_cfg.num_replicas,
+        max_ongoing_requests=server_cfg.max_ongoing_requests,
+        ray_actor_options={"num_cpus": server_cfg.num_cpus},
+    ).bind(config)
     run_serve_app(bound, app_name, server_cfg.route_prefix, START_TIMEOUT_S, "the feature server's start timeout")
     return base + ("" if server_cfg.route_prefix == "/" else server_cfg.route_prefix)
 

@@ -16,9 +16,15 @@ import grpc
 from raymlops.serving.api import json_response
 from raymlops.serving.grpc_api import predict_pb2 as pb
 
-STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-          422: grpc.StatusCode.INVALID_ARGUMENT, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-          500: grpc.StatusCode.INTERNAL, 503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED}
+STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
 MAX_DETAILS = 4000  # details travel in the status trailers: kept well under the usual 8 KiB header limit
 
 
@@ -48,10 +54,14 @@ class GrpcIngress:
             return pb.PredictReply()  # not sent: a call that ends with an error status carries no message
         preds = body.get("predictions") or []
         numeric = all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in preds)
-        return pb.PredictReply(json=_dumps(body), model_version=str(body.get("model_version") or ""),
-                               variant=str(body.get("variant") or ""), request_id=str(body.get("request_id") or ""),
-                               predictions=preds if numeric else [],
-                               labels=[] if numeric else [p if isinstance(p, str) else json.dumps(p) for p in preds])
+        return pb.PredictReply(
+            json=_dumps(body),
+            model_version=str(body.get("model_version") or ""),
+            variant=str(body.get("variant") or ""),
+            request_id=str(body.get("request_id") or ""),
+            predictions=preds if numeric else [],
+            labels=[] if numeric else [p if isinstance(p, str) else json.dumps(p) for p in preds],
+        )
 
     async def Health(self, request: pb.HealthRequest, grpc_context) -> pb.HealthReply:  # noqa: N802 - RPC name
         status, body = await self.health_body()  # type: ignore[attr-defined]

@@ -68,8 +68,11 @@ class ModelServer:
             config = f.config or PipelineConfig.model_validate(json.loads(read_file(f.config_file or "")))  # exported
             self.features = FeatureStore(config)
             self.feature_refs = f.refs
-            self.join_keys = list(dict.fromkeys(
-                k for v, _ in self.features.resolve(self.feature_refs) for k in self.features.join_keys(v)))
+            self.join_keys = list(
+                dict.fromkeys(
+                    k for v, _ in self.features.resolve(self.feature_refs) for k in self.features.join_keys(v)
+                )
+            )
         batching = spec.batching
         self.batched = batching is not None
         if batching is not None:
@@ -85,8 +88,9 @@ class ModelServer:
         self._fast_rows = 0  # the most rows a call has scored in under INLINE_MS (0: not known yet)
         self._entity_cache: tuple[str, list[dict]] | None = None  # (model version, entity columns)
         if spec.watch:
-            threading.Thread(target=self._watch, args=(spec.watch, spec.watch.every),
-                             daemon=True, name="model-watch").start()
+            threading.Thread(
+                target=self._watch, args=(spec.watch, spec.watch.every), daemon=True, name="model-watch"
+            ).start()
 
     # ------------------------------------------------------------ model swapping
 
@@ -143,8 +147,12 @@ class ModelServer:
                 _, self._in_flight = ray.wait(self._in_flight, num_returns=len(self._in_flight), timeout=0)
             if len(self._in_flight) >= MAX_IN_FLIGHT:  # a slow monitor never backs up serving: skip, count
                 self.monitor_dropped_rows += len(rows)
-                log.warning("monitor %s is behind (%d batches queued): %d rows not monitored",
-                            self.variant, len(self._in_flight), len(rows))
+                log.warning(
+                    "monitor %s is behind (%d batches queued): %d rows not monitored",
+                    self.variant,
+                    len(self._in_flight),
+                    len(rows),
+                )
                 return
             self._in_flight.append(self.drift.observe.remote(rows))  # never awaited on the request path
 
@@ -190,11 +198,20 @@ class ModelServer:
 
         model, rows, fetched = prepared
         if isinstance(scored, DataError):  # the rows, not the model: a client error naming the field
-            return _unprocessable([{"loc": ["body", kind], "type": "value_error",
-                                    "msg": f"the model cannot score these rows: {scored}"[:500]}])
+            return _unprocessable(
+                [
+                    {
+                        "loc": ["body", kind],
+                        "type": "value_error",
+                        "msg": f"the model cannot score these rows: {scored}"[:500],
+                    }
+                ]
+            )
         if isinstance(scored, BaseException):  # valid rows the model failed on: a server error (and a canary's)
-            return {**_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),  # type: ignore[typeddict-item]
-                    "model": model.version}  # an error counts against the model that failed (a canary's)
+            return {
+                **_error(500, f"variant {self.variant!r}: {type(scored).__name__}: {scored}"[:500]),  # type: ignore[typeddict-item]
+                "model": model.version,
+            }  # an error counts against the model that failed (a canary's)
         preds, probs = scored
         self._feed_drift(model, rows, probs if model.task == "binary" else preds)
         body = {"predictions": preds, "model_version": model.version}
@@ -225,7 +242,8 @@ class ModelServer:
         prepared = [self._prepare(kind, rows) for kind, rows in items]
         ok = [i for i, p in enumerate(prepared) if not isinstance(p, dict)]
         scored = await asyncio.get_running_loop().run_in_executor(
-            None, _score_items, [(prepared[i][0], prepared[i][1]) for i in ok])
+            None, _score_items, [(prepared[i][0], prepared[i][1]) for i in ok]
+        )
         self._observe_batch(len(ok), sum(len(prepared[i][1]) for i in ok))
         out = list(prepared)
         for i, got in zip(ok, scored):
@@ -261,17 +279,31 @@ class ModelServer:
         return out
 
     def stats(self) -> dict:
-        return {"variant": self.variant, "model_version": self.version, "batch_sizes": list(self.batch_sizes),
-                "swaps": list(self.swaps)}
+        return {
+            "variant": self.variant,
+            "model_version": self.version,
+            "batch_sizes": list(self.batch_sizes),
+            "swaps": list(self.swaps),
+        }
 
     def _with_features(self, entities: list[dict]):
         """Entity rows plus their online feature values (request values win); or ({status, body}, None)."""
         if self.features is None:
-            return _unprocessable([{"loc": ["body", "entities"], "type": "value_error",
-                                    "msg": "this model was not trained from a feature set; send 'instances' "
-                                           "with feature values"}]), None
-        errors = [{"loc": ["body", "entities", i, k], "type": "missing", "msg": "join key required"}
-                  for i, row in enumerate(entities) for k in self.join_keys if k not in row]
+            return _unprocessable(
+                [
+                    {
+                        "loc": ["body", "entities"],
+                        "type": "value_error",
+                        "msg": "this model was not trained from a feature set; send 'instances' with feature values",
+                    }
+                ]
+            ), None
+        errors = [
+            {"loc": ["body", "entities", i, k], "type": "missing", "msg": "join key required"}
+            for i, row in enumerate(entities)
+            for k in self.join_keys
+            if k not in row
+        ]
         if errors:
             return _unprocessable(errors[:20]), None
         from raymlops.errors import DataError
@@ -292,9 +324,15 @@ class ModelServer:
     def schema(self) -> dict:
         model = self.predictor
         s = model.schema
-        return {"columns": [c.__dict__ for c in s.columns], "task": s.task, "label": s.label,
-                "classes": s.classes, "model_version": model.version, "entities": self.features is not None,
-                "entity_columns": self._entity_columns(model) if self.features is not None else None}
+        return {
+            "columns": [c.__dict__ for c in s.columns],
+            "task": s.task,
+            "label": s.label,
+            "classes": s.classes,
+            "model_version": model.version,
+            "entities": self.features is not None,
+            "entity_columns": self._entity_columns(model) if self.features is not None else None,
+        }
 
     def _entity_columns(self, model) -> list[dict]:
         """What an entity row carries: the join keys (typed as the offline store keeps them) and the inputs
@@ -379,6 +417,6 @@ def _score_items(items: list[tuple]) -> list:
         start = 0
         for i in idx:
             n = len(items[i][1])
-            out[i] = (preds[start: start + n], None if probs is None else probs[start: start + n])
+            out[i] = (preds[start : start + n], None if probs is None else probs[start : start + n])
             start += n
     return out

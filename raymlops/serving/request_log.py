@@ -17,19 +17,30 @@ import threading
 import time
 import uuid
 from collections import deque
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
 from raymlops.storage import Storage
 
-SCHEMA = pa.schema([
-    ("ts", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("row", pa.int32()),
-    ("variant", pa.string()), ("role", pa.string()), ("model_version", pa.string()), ("status", pa.int32()),
-    ("latency_ms", pa.float64()), ("inputs", pa.string()), ("prediction", pa.string()),
-    ("probability", pa.string()), ("error", pa.string()), ("features", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("request_id", pa.string()),
+        ("row", pa.int32()),
+        ("variant", pa.string()),
+        ("role", pa.string()),
+        ("model_version", pa.string()),
+        ("status", pa.int32()),
+        ("latency_ms", pa.float64()),
+        ("inputs", pa.string()),
+        ("prediction", pa.string()),
+        ("probability", pa.string()),
+        ("error", pa.string()),
+        ("features", pa.string()),
+    ]
+)
 FLUSH_ROWS = 20_000
 
 log = logging.getLogger("ray.serve")
@@ -51,8 +62,14 @@ class RequestLog:
     predictions, probabilities, error}``; it is expanded to one log row per input row when written.
     """
 
-    def __init__(self, path: str, flush_s: float = 1.0, max_buffer_rows: int = 100_000,
-                 on_drop: Callable[[int], None] | None = None, on_write: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        path: str,
+        flush_s: float = 1.0,
+        max_buffer_rows: int = 100_000,
+        on_drop: Callable[[int], None] | None = None,
+        on_write: Callable[[int], None] | None = None,
+    ):
         self.path = str(path)
         self.flush_s, self.max_rows = flush_s, max_buffer_rows
         self.on_drop, self.on_write = on_drop, on_write
@@ -173,6 +190,13 @@ def read_log(path: str | os.PathLike, filters=None):
     store = Storage(path)
     if not store.isdir():
         return SCHEMA.empty_table().to_pandas()
-    dataset = ds.dataset(store.root, filesystem=store.fs, format="parquet", partitioning="hive", schema=None,
-                         exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    dataset = ds.dataset(
+        store.root,
+        filesystem=store.fs,
+        format="parquet",
+        partitioning="hive",
+        schema=None,
+        exclude_invalid_files=False,
+        ignore_prefixes=[".", "_"],
+    )
     return dataset.to_table(filter=filters).to_pandas()

@@ -32,9 +32,11 @@ def start_serve(host: str, port: int, grpc_port: int | None = None) -> str:
         if grpc_port:
             got = serve_grpc_options()
             if got.port != grpc_port or GRPC_SERVICER not in got.grpc_servicer_functions:
-                raise SetupError(f"serving.grpc_port: Serve is already running here without a gRPC proxy on port "
-                                 f"{grpc_port} (its gRPC port: {got.port}); a running Serve keeps its proxies: "
-                                 "shut Serve down first (`serve shutdown`) or deploy where it is not running")
+                raise SetupError(
+                    f"serving.grpc_port: Serve is already running here without a gRPC proxy on port "
+                    f"{grpc_port} (its gRPC port: {got.port}); a running Serve keeps its proxies: "
+                    "shut Serve down first (`serve shutdown`) or deploy where it is not running"
+                )
     except SetupError:
         raise
     except Exception:  # private API moved: fall back to what was asked for
@@ -61,8 +63,11 @@ def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_k
 
     deadline = time.monotonic() + timeout_s
     existed = name in serve.status().applications
-    serve.run_many([serve.RunTarget(app, name=name, route_prefix=route_prefix)],
-                   wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+    serve.run_many(
+        [serve.RunTarget(app, name=name, route_prefix=route_prefix)],
+        wait_for_ingress_deployment_creation=False,
+        wait_for_applications_running=False,
+    )
     while True:
         status = serve.status().applications.get(name)
         state = getattr(status, "status", None)  # a str enum: NOT_STARTED, DEPLOYING, RUNNING, DEPLOY_FAILED...
@@ -70,12 +75,25 @@ def run_serve_app(app, name: str, route_prefix: str, timeout_s: float, timeout_k
             return
         failed = state == "DEPLOY_FAILED"
         if failed or time.monotonic() > deadline:
-            why = " | ".join(m for m in [getattr(status, "message", ""), *(
-                d.message for d in getattr(status, "deployments", {}).values())] if m)
+            why = " | ".join(
+                m
+                for m in [
+                    getattr(status, "message", ""),
+                    *(d.message for d in getattr(status, "deployments", {}).values()),
+                ]
+                if m
+            )
             if not failed and not existed:  # a new app stuck for resources would hold them: removed
                 delete_app_nowait(name)
-            kept = " (not deleted: it existed before this deploy; `serve status` shows it)" if existed and not failed else ""
-            raise RaymlopsError(f"Serve app {name!r} " + ("failed to deploy" if failed else
-                                f"was not running after {timeout_s:g} s ({timeout_key})") + kept
-                                + (f": {why}" if why else ""))
+            kept = (
+                " (not deleted: it existed before this deploy; `serve status` shows it)"
+                if existed and not failed
+                else ""
+            )
+            raise RaymlopsError(
+                f"Serve app {name!r} "
+                + ("failed to deploy" if failed else f"was not running after {timeout_s:g} s ({timeout_key})")
+                + kept
+                + (f": {why}" if why else "")
+            )
         time.sleep(SERVE_POLL_S)

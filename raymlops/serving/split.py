@@ -11,7 +11,7 @@ from typing import Any
 def stable_unit(value: Any) -> float:
     """A value in [0, 1) that depends only on ``str(value)`` (the same in every process and every run)."""
     digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 class Splitter:

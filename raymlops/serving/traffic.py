@@ -63,8 +63,14 @@ class Traffic:
     (weight 0, reason recorded) and ``complete`` (100%).
     """
 
-    def __init__(self, base: dict[str, float], canary: dict | None, state: dict | None = None,
-                 now: float | None = None, model: str | None = None):
+    def __init__(
+        self,
+        base: dict[str, float],
+        canary: dict | None,
+        state: dict | None = None,
+        now: float | None = None,
+        model: str | None = None,
+    ):
         self.base, self.cfg = dict(base), canary
         self.windows: dict[str, Window] = {}
         if state is not None:
@@ -77,8 +83,15 @@ class Traffic:
     def _start(self, model: str | None, now: float, reason: str | None = None) -> dict:
         """(Re)starts the canary schedule at its first step; ``model`` is the canary variant's model version."""
         pct = self.cfg["steps"][0]
-        self.state["canary"] = {"variant": self.cfg["variant"], "step": 0, "percent": pct, "status": "running",
-                                "step_started": now, "reason": None, "model": model}
+        self.state["canary"] = {
+            "variant": self.cfg["variant"],
+            "step": 0,
+            "percent": pct,
+            "status": "running",
+            "step_started": now,
+            "reason": None,
+            "model": model,
+        }
         self.state["weights"] = spread(self.base, self.cfg["variant"], pct)
         self.windows = {}
         return self._record("start", now, reason=reason)
@@ -92,8 +105,11 @@ class Traffic:
             return []
         old = c.get("model")
         self.state["version"] += 1
-        return [self._start(model, time.time() if now is None else now,
-                            reason=f"model {old} -> {model}: the canary starts again")]
+        return [
+            self._start(
+                model, time.time() if now is None else now, reason=f"model {old} -> {model}: the canary starts again"
+            )
+        ]
 
     # ------------------------------------------------------------------ reading
 
@@ -137,8 +153,14 @@ class Traffic:
             return []
         if s["requests"] < rules["min_requests"]:
             c["step_started"] = now  # judge again after another interval, keeping what was seen so far
-            return [self._record("hold", now, s, f"only {s['requests']} canary requests; "
-                                                 f"{rules['min_requests']} needed to judge the step")]
+            return [
+                self._record(
+                    "hold",
+                    now,
+                    s,
+                    f"only {s['requests']} canary requests; {rules['min_requests']} needed to judge the step",
+                )
+            ]
         self.windows = {}
         steps = self.cfg["steps"]
         if c["step"] + 1 >= len(steps):
@@ -175,7 +197,11 @@ class Traffic:
 
     @staticmethod
     def _breach(s: dict, rules: dict) -> str | None:
-        if rules.get("error_rate") is not None and s["error_rate"] is not None and s["error_rate"] > rules["error_rate"]:
+        if (
+            rules.get("error_rate") is not None
+            and s["error_rate"] is not None
+            and s["error_rate"] > rules["error_rate"]
+        ):
             return f"error rate {s['error_rate']:.3f} > {rules['error_rate']} ({s['errors']}/{s['requests']})"
         if rules.get("p99_ms") is not None and s["p99_ms"] is not None and s["p99_ms"] > rules["p99_ms"]:
             return f"p99 latency {s['p99_ms']:.1f} ms > {rules['p99_ms']} ms over {s['requests']} requests"
@@ -191,9 +217,15 @@ class Traffic:
 
     def _record(self, event: str, now: float, stats: dict | None = None, reason: str | None = None) -> dict:
         c = self.state["canary"] or {}
-        entry: dict[str, Any] = {"at": now, "event": event, "variant": c.get("variant"), "model": c.get("model"),
-                                 "step": c.get("step"), "percent": c.get("percent"),
-                                 "weights": dict(self.state["weights"])}
+        entry: dict[str, Any] = {
+            "at": now,
+            "event": event,
+            "variant": c.get("variant"),
+            "model": c.get("model"),
+            "step": c.get("step"),
+            "percent": c.get("percent"),
+            "weights": dict(self.state["weights"]),
+        }
         if stats is not None:
             entry["stats"] = stats
         if reason is not None:

@@ -17,8 +17,12 @@ from raymlops.errors import RaymlopsError
 MANIFEST = "_manifest.json"  # written last into a published directory on an object store
 DEFAULT = "./.raymlops"
 # storage_options understood for s3:// (everything else is passed to the filesystem as is).
-_S3_ALIASES = {"endpoint_url": "endpoint_override", "key": "access_key", "secret": "secret_key",
-               "token": "session_token"}
+_S3_ALIASES = {
+    "endpoint_url": "endpoint_override",
+    "key": "access_key",
+    "secret": "secret_key",
+    "token": "session_token",
+}
 
 
 OPTIONS_ENV = "RAYMLOPS_STORAGE_OPTIONS"  # JSON: the pipeline's storage_options, for every process of a job
@@ -67,8 +71,10 @@ def _s3(options: dict[str, Any]):
     try:
         return S3FileSystem(**_s3_settings(options))
     except TypeError as e:
-        raise StorageError(f"storage_options: {e} (s3 takes endpoint_url, region, access_key, secret_key, "
-                           "session_token, anonymous, and pyarrow.fs.S3FileSystem's other arguments)") from None
+        raise StorageError(
+            f"storage_options: {e} (s3 takes endpoint_url, region, access_key, secret_key, "
+            "session_token, anonymous, and pyarrow.fs.S3FileSystem's other arguments)"
+        ) from None
 
 
 def _put_if_absent(options: dict[str, Any], path: str, data: bytes) -> bool | None:
@@ -85,16 +91,24 @@ def _put_if_absent(options: dict[str, Any], path: str, data: bytes) -> bool | No
     kw = _s3_settings(options)
     endpoint = kw.get("endpoint_override")
     client = boto3.session.Session().client(  # a session per call: boto3's default session is not thread-safe
-        "s3", region_name=kw.get("region"), aws_access_key_id=kw.get("access_key"),
-        aws_secret_access_key=kw.get("secret_key"), aws_session_token=kw.get("session_token"),
+        "s3",
+        region_name=kw.get("region"),
+        aws_access_key_id=kw.get("access_key"),
+        aws_secret_access_key=kw.get("secret_key"),
+        aws_session_token=kw.get("session_token"),
         endpoint_url=f"{kw.get('scheme', 'https')}://{endpoint}" if endpoint else None,
-        config=Config(signature_version=UNSIGNED if kw.get("anonymous") else "s3v4"))
+        config=Config(signature_version=UNSIGNED if kw.get("anonymous") else "s3v4"),
+    )
     bucket, _, key = path.partition("/")
     try:
         client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412",
-                                                        "409"):
+        if e.response.get("Error", {}).get("Code") in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+            "412",
+            "409",
+        ):
             return False
         raise
     return True
@@ -131,8 +145,10 @@ def _filesystem(scheme: str, options: dict[str, Any]):
 
         return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem(scheme, **options)))
     except (ImportError, ValueError) as e:
-        raise StorageError(f"storage scheme {scheme!r} is not supported ({e}); use a local path, s3:// or gs://, "
-                           "or install the fsspec backend for it") from None
+        raise StorageError(
+            f"storage scheme {scheme!r} is not supported ({e}); use a local path, s3:// or gs://, "
+            "or install the fsspec backend for it"
+        ) from None
 
 
 class Storage:
@@ -169,7 +185,7 @@ class Storage:
 
     # ------------------------------------------------------------------ names
 
-    def child(self, *parts: str) -> "Storage":
+    def child(self, *parts: str) -> Storage:
         """The storage rooted at a sub-path (same filesystem, same options)."""
         sub = Storage.__new__(Storage)
         sub.__dict__.update(self.__dict__)
@@ -370,8 +386,9 @@ class Storage:
             return
         import pyarrow.fs as pafs
 
-        pafs.copy_files(str(local), self.path(*parts), source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=self.fs)
+        pafs.copy_files(
+            str(local), self.path(*parts), source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs
+        )
 
     def publish(self, local_dir: str | os.PathLike, *parts: str, manifest: dict | None = None) -> str:
         """Commits a finished local directory at ``parts``; returns its URL.
@@ -416,8 +433,13 @@ def _rebuild(uri: str, options: dict, fs=None) -> Storage:
 
 def _missing(e: OSError) -> bool:
     msg = str(e)
-    return isinstance(e, FileNotFoundError) or "NoSuchKey" in msg or "Path does not exist" in msg \
-        or "NoSuchBucket" in msg or "not found" in msg.lower()
+    return (
+        isinstance(e, FileNotFoundError)
+        or "NoSuchKey" in msg
+        or "Path does not exist" in msg
+        or "NoSuchBucket" in msg
+        or "not found" in msg.lower()
+    )
 
 
 def open_storage(cfg_or_uri=None, options: dict[str, Any] | None = None) -> Storage:

@@ -91,8 +91,9 @@ def list_dirs(loc: str | os.PathLike) -> list[str]:
     """Names of the sub-directories (prefixes) directly under ``loc``."""
     if is_uri(loc):
         store = _store(str(loc).rstrip("/"))
-        return sorted({f.split("/")[0] for f in store.files() if "/" in f} - {n for n in store.listdir()
-                                                                           if n.endswith(".d")})
+        return sorted(
+            {f.split("/")[0] for f in store.files() if "/" in f} - {n for n in store.listdir() if n.endswith(".d")}
+        )
     p = Path(str(loc).removeprefix("file://"))
     return sorted(d.name for d in p.iterdir() if d.is_dir()) if p.is_dir() else []
 
@@ -123,8 +124,9 @@ def _key() -> str:
     return f"{time.time_ns():020d}-{secrets.token_hex(4)}"
 
 
-def append_line(loc: str | os.PathLike, entry: dict, rotate_bytes: float | None = None, keep: int = 5,
-                compact: bool = True) -> None:
+def append_line(
+    loc: str | os.PathLike, entry: dict, rotate_bytes: float | None = None, keep: int = 5, compact: bool = True
+) -> None:
     """Appends one JSON line durably. One writer per log (the actor that owns it)."""
     if not is_uri(loc):
         local.append_line(loc, entry, rotate_bytes, keep)

@@ -118,7 +118,7 @@ def append_line(path: str | os.PathLike, entry: dict, rotate_bytes: float | None
                     f.truncate(f.read().rfind(b"\n") + 1)
         if rotate_bytes and size >= rotate_bytes:
             for extra in path.parent.glob(f"{glob.escape(path.name)}.*"):  # kept by a larger `keep` before
-                suffix = extra.name[len(path.name) + 1:]
+                suffix = extra.name[len(path.name) + 1 :]
                 if suffix.isdigit() and int(suffix) > keep:
                     extra.unlink(missing_ok=True)
             for i in range(keep, 0, -1):

@@ -36,8 +36,9 @@ class Staging:
         local_dir: Reuse this local side (resuming a run).
     """
 
-    def __init__(self, store: Storage, *parts: str, remote_parts: tuple[str, ...] | None = None,
-                 local_dir: Path | None = None):
+    def __init__(
+        self, store: Storage, *parts: str, remote_parts: tuple[str, ...] | None = None, local_dir: Path | None = None
+    ):
         self.store, self.parts = store, tuple(parts)
         self.token = f"{os.getpid()}.{secrets.token_hex(4)}"
         if store.local:

@@ -24,8 +24,9 @@ def cuts(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return s[last], np.cumsum(yy)[last], np.cumsum(1 - yy)[last]
 
 
-def choose(y, scores, optimize: str = "f1", min_recall: float = 0.8,
-           cost: dict[str, float] | None = None) -> dict[str, Any]:
+def choose(
+    y, scores, optimize: str = "f1", min_recall: float = 0.8, cost: dict[str, float] | None = None
+) -> dict[str, Any]:
     """The threshold that optimizes ``optimize`` on (labels, P(positive)) and what it achieves there.
 
     f1: the highest F1. precision_at_recall: the highest precision among thresholds whose recall is at least
@@ -48,9 +49,14 @@ def choose(y, scores, optimize: str = "f1", min_recall: float = 0.8,
         c = cost or {}
         value = -(c.get("false_positive", 1.0) * fp + c.get("false_negative", 1.0) * fn)
     i = int(np.argmax(value))  # the first maximum: thresholds run from high to low
-    return {"threshold": float(t[i]), "optimize": optimize, "precision": float(precision[i]),
-            "recall": float(recall[i]), "f1": float(f1[i]),
-            **({"cost": float(-value[i])} if optimize == "cost" else {})}
+    return {
+        "threshold": float(t[i]),
+        "optimize": optimize,
+        "precision": float(precision[i]),
+        "recall": float(recall[i]),
+        "f1": float(f1[i]),
+        **({"cost": float(-value[i])} if optimize == "cost" else {}),
+    }
 
 
 def curve(y, scores, points: int = 101) -> dict[str, list[float]]:
@@ -66,12 +72,12 @@ def curve(y, scores, points: int = 101) -> dict[str, list[float]]:
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
         recall = tp / max(int(y.sum()), 1)
         f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    return {"threshold": grid.tolist(), "precision": precision.tolist(), "recall": recall.tolist(),
-            "f1": f1.tolist()}
+    return {"threshold": grid.tolist(), "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist()}
 
 
-def out_of_fold(train_ds, spec, params: dict[str, Any], rounds: int | None, folds: int,
-                seed: int | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+def out_of_fold(
+    train_ds, spec, params: dict[str, Any], rounds: int | None, folds: int, seed: int | None
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """(labels, P(positive), folds used) of every training row, each scored by a model fitted on the other
     folds with ``params`` (``rounds``: the best trial's boosting rounds). Folds are capped by the rarer class's
     rows (stratified folds need one each); below 2, no scores. Run it as a Ray task: the split is read where it
@@ -79,8 +85,9 @@ def out_of_fold(train_ds, spec, params: dict[str, Any], rounds: int | None, fold
     from sklearn.model_selection import StratifiedKFold
 
     df = train_ds.to_pandas()
-    x = df[spec.feature_columns].to_numpy(dtype=np.float32 if spec.model.type == "xgboost" else np.float64,
-                                          na_value=np.nan)
+    x = df[spec.feature_columns].to_numpy(
+        dtype=np.float32 if spec.model.type == "xgboost" else np.float64, na_value=np.nan
+    )
     y = df[spec.label].to_numpy()
     folds = min(folds, int(np.bincount(y.astype(np.int64), minlength=2).min()))
     if folds < 2:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray, n_classes: int | None = None,
-             threshold: float = 0.5) -> dict[str, float]:
+def evaluate(
+    task: str, y_true: np.ndarray, scores: np.ndarray, n_classes: int | None = None, threshold: float = 0.5
+) -> dict[str, float]:
     """Computes every metric of a task.
 
     Args:

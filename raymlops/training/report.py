@@ -26,16 +26,27 @@ _CAPTIONS = {
     "predicted_vs_actual.png": "Predicted vs actual, with the y = x line",
     "feature_importance.png": f"Feature importance (top {_TOP_FEATURES})",
 }
-_CSS = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
-        "td.num{text-align:right;font-family:monospace}figure{display:inline-block;margin:1em}"
-        ".note{color:#a15c00}")
+_CSS = (
+    "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
+    "td.num{text-align:right;font-family:monospace}figure{display:inline-block;margin:1em}"
+    ".note{color:#a15c00}"
+)
 
 
-def write_report(out_dir, *, title: str, task: str, y_true, scores: dict[str, np.ndarray],
-                 metrics: dict[str, dict[str, float]], classes: list | None = None,
-                 importance: dict[str, float] | None = None,
-                 details: dict[str, str] | None = None, threshold: float = 0.5) -> dict[str, Path]:
+def write_report(
+    out_dir,
+    *,
+    title: str,
+    task: str,
+    y_true,
+    scores: dict[str, np.ndarray],
+    metrics: dict[str, dict[str, float]],
+    classes: list | None = None,
+    importance: dict[str, float] | None = None,
+    details: dict[str, str] | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Path]:
     """Draws the evaluation plots of one run and writes them with a self-contained HTML page.
 
     Args:
@@ -119,6 +130,7 @@ def feature_importance(model, model_type: str, feature_names: list[str]) -> dict
 
 # ---------------------------------------------------------------- data helpers
 
+
 def _finite_rows(label, y, s, task, notes):
     s = np.asarray(s, dtype=np.float64)
     if len(s) != len(y):
@@ -142,6 +154,7 @@ def _subsample(n):
 
 
 # ---------------------------------------------------------------- plots
+
 
 def _figure(xlabel, ylabel, title):
     return png_figure(title, xlabel, ylabel, _FIGSIZE, _DPI)
@@ -169,12 +182,16 @@ def _binary_plots(clean, names, notes, threshold):
         pngs["pr.png"] = buf.getvalue()
     if clean:
         y, s = next(iter(clean.values()))
-        pngs["confusion_matrix.png"] = _confusion(y.astype(int), (s >= threshold).astype(int), names,
-                                                  f"{next(iter(clean))}, threshold {threshold:.3g}")
+        pngs["confusion_matrix.png"] = _confusion(
+            y.astype(int), (s >= threshold).astype(int), names, f"{next(iter(clean))}, threshold {threshold:.3g}"
+        )
         if len(np.unique(y)) == 2:
             pngs["threshold.png"] = _threshold_plot(y, s, threshold, f"P({names[1]})")
-        pngs["calibration.png"] = _calibration({m: (y, np.clip(s, 0, 1)) for m, (y, s) in clean.items()},
-                                               "Mean predicted P(" + names[1] + ")", "Calibration")
+        pngs["calibration.png"] = _calibration(
+            {m: (y, np.clip(s, 0, 1)) for m, (y, s) in clean.items()},
+            "Mean predicted P(" + names[1] + ")",
+            "Calibration",
+        )
     return pngs
 
 
@@ -211,12 +228,13 @@ def _multiclass_plots(clean, names, notes):
         pngs["pr.png"] = buf.getvalue()
     if clean:
         y, s = next(iter(clean.values()))
-        pngs["confusion_matrix.png"] = _confusion(y.astype(int), s.argmax(axis=1), names,
-                                                  f"{next(iter(clean))}, argmax")
-        top = {m: ((s.argmax(axis=1) == y).astype(int), np.clip(s.max(axis=1), 0, 1))
-               for m, (y, s) in clean.items()}
-        pngs["calibration.png"] = _calibration(top, "Top-class confidence", "Calibration (top class)",
-                                               ylabel="Accuracy")
+        pngs["confusion_matrix.png"] = _confusion(
+            y.astype(int), s.argmax(axis=1), names, f"{next(iter(clean))}, argmax"
+        )
+        top = {m: ((s.argmax(axis=1) == y).astype(int), np.clip(s.max(axis=1), 0, 1)) for m, (y, s) in clean.items()}
+        pngs["calibration.png"] = _calibration(
+            top, "Top-class confidence", "Calibration (top class)", ylabel="Accuracy"
+        )
     return pngs
 
 
@@ -244,8 +262,15 @@ def _confusion(y, pred, names, title):
         ax.set_yticks(range(k), labels=names, fontsize=8)
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                )
     return buf.getvalue()
 
 
@@ -295,6 +320,7 @@ def _importance_plot(importance):
 
 # ---------------------------------------------------------------- HTML and files
 
+
 def _fmt(v):
     if v is None:
         return "–"
@@ -328,8 +354,10 @@ def _metrics_table(metrics, labels):
 
 def _html(title, details, metrics, labels, pngs, notes, has_importance):
     esc = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>",
-             f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]
+    parts = [
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(title)}</title>',
+        f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>",
+    ]
     if details:
         rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in details.items())
         parts.append(f"<table>{rows}</table>")
@@ -340,7 +368,9 @@ def _html(title, details, metrics, labels, pngs, notes, has_importance):
     parts.append("<h2>Plots</h2>")
     for name, data in pngs.items():
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        parts.append(f'<figure><img src="{uri}" alt="{esc(name)}">'
-                     f"<figcaption>{esc(_CAPTIONS.get(name, name))}</figcaption></figure>")
+        parts.append(
+            f'<figure><img src="{uri}" alt="{esc(name)}">'
+            f"<figcaption>{esc(_CAPTIONS.get(name, name))}</figcaption></figure>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -15,7 +15,6 @@ from raymlops.config.training import ModelConfig, SklearnModel, XGBoostModel
 from raymlops.errors import RaymlopsError
 from raymlops.training.xgb import CURVE_FILE
 
-
 _MODEL: TypeAdapter[XGBoostModel | SklearnModel] = TypeAdapter(ModelConfig)
 
 
@@ -56,8 +55,9 @@ class SearchResult:
         import pyarrow.fs as pafs
 
         local = pafs.LocalFileSystem()
-        pafs.copy_files(self.model_path, str(dst), source_filesystem=self.model_fs or local,
-                        destination_filesystem=local)
+        pafs.copy_files(
+            self.model_path, str(dst), source_filesystem=self.model_fs or local, destination_filesystem=local
+        )
 
 
 class TrainingError(RaymlopsError):
@@ -75,8 +75,13 @@ def _completed(r, metric: str) -> bool:
     """A trial that ran to the end: its last result carries the metric and the model (ASHA-stopped trials
     carry only intermediate metrics)."""
     m = r.metrics or {}
-    return (r.error is None and metric in m and not math.isnan(float(m[metric]))
-            and "model_file" in m and ("checkpoint_path" in m or r.checkpoint is not None))
+    return (
+        r.error is None
+        and metric in m
+        and not math.isnan(float(m[metric]))
+        and "model_file" in m
+        and ("checkpoint_path" in m or r.checkpoint is not None)
+    )
 
 
 def _default_concurrency(cpus_per_trial: float, keep_free: int) -> int:
@@ -91,12 +96,14 @@ def _check_gpus(model: XGBoostModel | SklearnModel) -> None:
     import ray
 
     if getattr(model, "device", "cpu") == "cuda" and ray.cluster_resources().get("GPU", 0) < 1:
-        raise TrainingError("training.model.device is 'cuda' but this Ray cluster has no GPU; set device: cpu, or "
-                            "start Ray on a machine with one")
+        raise TrainingError(
+            "training.model.device is 'cuda' but this Ray cluster has no GPU; set device: cpu, or "
+            "start Ray on a machine with one"
+        )
 
 
 def xgboost_path(model: XGBoostModel | dict[str, Any], train_ds) -> str:
-    """"data-parallel" or "in-process" for an xgboost search (see XGBoostModel.distributed)."""
+    """ "data-parallel" or "in-process" for an xgboost search (see XGBoostModel.distributed)."""
     if isinstance(model, dict):  # the section's JSON shape
         model = XGBoostModel.model_validate({"type": "xgboost", **model})
     if model.distributed == "always" or model.num_workers > 1:
@@ -149,8 +156,17 @@ def _history(r, time_attr: str, spec=None) -> dict[str, list[tuple[int, float]]]
     return out
 
 
-def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, valid_ds, storage_dir: str,
-               progress: bool = True, resume: bool = False, storage_fs=None) -> SearchResult:
+def run_search(
+    spec: TrainSpec,
+    tune_cfg,
+    params: dict[str, Any],
+    train_ds,
+    valid_ds,
+    storage_dir: str,
+    progress: bool = True,
+    resume: bool = False,
+    storage_fs=None,
+) -> SearchResult:
     """Runs ``tune_cfg.num_samples`` trials and returns the best one by ``spec.metric``.
 
     Args:
@@ -168,11 +184,11 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from raymlops.training import sk, xgb
-    from raymlops.training.space import to_tune
 
     # Tune's settings (strict metric checking off, state saved every 2 s): raymlops.data.ray_env.SETTINGS.
     from raymlops.data.ray_env import SETTINGS
+    from raymlops.training import sk, xgb
+    from raymlops.training.space import to_tune
 
     for k in ("TUNE_DISABLE_STRICT_METRIC_CHECKING", "TUNE_GLOBAL_CHECKPOINT_S"):
         os.environ.setdefault(k, SETTINGS[k])
@@ -213,13 +229,20 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         spec.report_every = max(1, max_t // 10)
     trainable = tune.with_resources(tune.with_parameters(fn, spec=spec, **data), resources)
     # ASHA's rungs count boosting rounds (every xgboost report carries "round"); sklearn reports once.
-    scheduler = (ASHAScheduler(time_attr="round" if spec.model.type == "xgboost" else "training_iteration",
-                               max_t=max_t, grace_period=max(1, spec.report_every))
-                 if tune_cfg.scheduler == "asha" else FIFOScheduler())
+    scheduler = (
+        ASHAScheduler(
+            time_attr="round" if spec.model.type == "xgboost" else "training_iteration",
+            max_t=max_t,
+            grace_period=max(1, spec.report_every),
+        )
+        if tune_cfg.scheduler == "asha"
+        else FIFOScheduler()
+    )
     path = f"{storage_dir}/search"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=storage_fs):
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                   storage_filesystem=storage_fs)
+        tuner = tune.Tuner.restore(
+            path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage_fs
+        )
         with _terminal(progress):
             grid = tuner.fit()
         return _collect(grid, spec)
@@ -228,16 +251,22 @@ def run_search(spec: TrainSpec, tune_cfg, params: dict[str, Any], train_ds, vali
         trainable,
         param_space=to_tune(params, grid=tune_cfg.search == "grid"),
         tune_config=tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode,
-            num_samples=tune_cfg.num_samples, scheduler=scheduler,
+            metric=spec.metric,
+            mode=spec.mode,
+            num_samples=tune_cfg.num_samples,
+            scheduler=scheduler,
             search_alg=_searcher(tune_cfg, spec, concurrency),
             # A trial process kept for the next trial: a new one costs ~1.2 s of imports (xgboost, sklearn)
             # against ~0.05 s of boosting on the quickstart. The Train path's trials only start Train runs.
             reuse_actors=spec.path != "data-parallel",
         ),
-        run_config=tune.RunConfig(name="search", storage_path=storage_dir, storage_filesystem=storage_fs,
-                                  verbose=1 if progress else 0,
-                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
+        run_config=tune.RunConfig(
+            name="search",
+            storage_path=storage_dir,
+            storage_filesystem=storage_fs,
+            verbose=1 if progress else 0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        ),
     )
     with _terminal(progress):
         grid = tuner.fit()
@@ -257,8 +286,9 @@ def _searcher(tune_cfg, spec: TrainSpec, concurrency: int):
     # The TPE sampler is seeded; with several trials at once, which results it has seen when it suggests the
     # next one depends on their finishing order, so only a search with one trial at a time repeats exactly.
     sampler = optuna.samplers.TPESampler(seed=tune_cfg.seed)
-    return ConcurrencyLimiter(OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler),
-                              max_concurrent=concurrency)
+    return ConcurrencyLimiter(
+        OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler), max_concurrent=concurrency
+    )
 
 
 @contextmanager
@@ -293,11 +323,22 @@ def _collect(grid, spec: TrainSpec) -> SearchResult:
         ok = _completed(r, spec.metric)
         m = r.metrics or {}
         # When it ran (unix seconds of its last report, and its running time): shows how trials overlapped.
-        timing = {"ended": float(m["timestamp"]), "seconds": round(float(m["time_total_s"]), 3)} \
-            if "timestamp" in m and "time_total_s" in m else {}
-        trials.append({"params": r.config, "metrics": _clean(m), "trial_id": m.get("trial_id"), **timing,
-                       "history": _history(r, time_attr, spec), "status": "ok" if ok else ("failed" if r.error else "stopped"),
-                       **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {})})
+        timing = (
+            {"ended": float(m["timestamp"]), "seconds": round(float(m["time_total_s"]), 3)}
+            if "timestamp" in m and "time_total_s" in m
+            else {}
+        )
+        trials.append(
+            {
+                "params": r.config,
+                "metrics": _clean(m),
+                "trial_id": m.get("trial_id"),
+                **timing,
+                "history": _history(r, time_attr, spec),
+                "status": "ok" if ok else ("failed" if r.error else "stopped"),
+                **({"error": str(r.error).splitlines()[-1] if r.error else "no final metrics"} if not ok else {}),
+            }
+        )
         if r.error is not None:
             errors.append(r.error)
     finished = [r for r in grid if _completed(r, spec.metric)]
@@ -306,5 +347,10 @@ def _collect(grid, spec: TrainSpec) -> SearchResult:
         raise TrainingError(f"all {len(trials)} trials failed; first error:\n{first}")
     best = (max if spec.mode == "max" else min)(finished, key=lambda r: float(r.metrics[spec.metric]))
     ckpt, fs = _checkpoint(best, spec)
-    return SearchResult(best_params=best.config, best_metrics=_clean(best.metrics), trials=trials,
-                        model_path=f"{ckpt}/{best.metrics['model_file']}", model_fs=fs)
+    return SearchResult(
+        best_params=best.config,
+        best_metrics=_clean(best.metrics),
+        trials=trials,
+        model_path=f"{ckpt}/{best.metrics['model_file']}",
+        model_fs=fs,
+    )

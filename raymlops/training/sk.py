@@ -47,5 +47,7 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, MODEL_FILE), "wb") as f:
             pickle.dump(est, f)
-        tune.report({**evaluate(spec.task, np.concatenate(ys), np.concatenate(ss), spec.n_classes),
-                     "model_file": MODEL_FILE}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        tune.report(
+            {**evaluate(spec.task, np.concatenate(ys), np.concatenate(ss), spec.n_classes), "model_file": MODEL_FILE},
+            checkpoint=tune.Checkpoint.from_directory(tmp),
+        )

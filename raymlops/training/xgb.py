@@ -33,9 +33,15 @@ def xgb_params(spec, params: dict[str, Any], nthread: int = 1) -> tuple[dict[str
     objective = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
     metric = spec.metric if (spec.task, spec.metric) in _PER_ROUND else _FALLBACK[spec.task]
     eval_metric, maximize, _ = _PER_ROUND[(spec.task, metric)]
-    out = {"objective": objective[spec.task], "tree_method": "hist", "seed": spec.seed,
-           "nthread": nthread, "device": getattr(spec.model, "device", "cpu"),
-           **params, "eval_metric": eval_metric}
+    out = {
+        "objective": objective[spec.task],
+        "tree_method": "hist",
+        "seed": spec.seed,
+        "nthread": nthread,
+        "device": getattr(spec.model, "device", "cpu"),
+        **params,
+        "eval_metric": eval_metric,
+    }
     if out.get("scale_pos_weight") == "auto":  # negatives / positives of the training split (TrainSpec)
         out["scale_pos_weight"] = spec.scale_pos_weight
     if spec.task == "multiclass":
@@ -45,8 +51,12 @@ def xgb_params(spec, params: dict[str, Any], nthread: int = 1) -> tuple[dict[str
 
 def _to_dmatrix(shard, spec):
     df = pd.concat(list(shard.iter_batches(batch_format="pandas", batch_size=None)), ignore_index=True)
-    return _dmatrix(df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan), df[spec.label].to_numpy(),
-                    spec, max(1, int(spec.model.cpus_per_worker)))
+    return _dmatrix(
+        df[spec.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan),
+        df[spec.label].to_numpy(),
+        spec,
+        max(1, int(spec.model.cpus_per_worker)),
+    )
 
 
 def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) -> tuple[Any, dict, dict]:
@@ -69,12 +79,25 @@ def boost(spec, params: dict[str, Any], dtrain, dvalid, report, nthread: int) ->
 
     callbacks: list = [Report()] if spec.report_every else []
     if getattr(spec.model, "early_stopping_rounds", None):
-        callbacks.append(xgboost.callback.EarlyStopping(
-            rounds=spec.model.early_stopping_rounds, metric_name=full["eval_metric"],
-            data_name="valid", maximize=maximize, save_best=True))
+        callbacks.append(
+            xgboost.callback.EarlyStopping(
+                rounds=spec.model.early_stopping_rounds,
+                metric_name=full["eval_metric"],
+                data_name="valid",
+                maximize=maximize,
+                save_best=True,
+            )
+        )
     history: dict = {}
-    booster = xgboost.train(full, dtrain, num_boost_round=spec.model.num_boost_round,
-                            evals=[(dvalid, "valid")], callbacks=callbacks, verbose_eval=False, evals_result=history)
+    booster = xgboost.train(
+        full,
+        dtrain,
+        num_boost_round=spec.model.num_boost_round,
+        evals=[(dvalid, "valid")],
+        callbacks=callbacks,
+        verbose_eval=False,
+        evals_result=history,
+    )
     return booster, history, {"round": booster.num_boosted_rounds()}
 
 
@@ -85,8 +108,10 @@ def _final(spec, booster, history: dict, dvalid, out_dir: str) -> dict:
     booster.save_model(os.path.join(out_dir, MODEL_FILE))
     with open(os.path.join(out_dir, CURVE_FILE), "w") as f:
         json.dump({f"valid_{k}": [float(x) for x in v] for k, v in history.get("valid", {}).items()}, f)
-    return {**evaluate(spec.task, dvalid.get_label(), booster.predict(dvalid), spec.n_classes),
-            "model_file": MODEL_FILE}
+    return {
+        **evaluate(spec.task, dvalid.get_label(), booster.predict(dvalid), spec.n_classes),
+        "model_file": MODEL_FILE,
+    }
 
 
 def train_worker(config: dict) -> None:
@@ -96,8 +121,9 @@ def train_worker(config: dict) -> None:
     spec = config["spec"]
     dtrain = _to_dmatrix(ray.train.get_dataset_shard("train"), spec)
     dvalid = _to_dmatrix(ray.train.get_dataset_shard("valid"), spec)
-    booster, history, final = boost(spec, config["params"], dtrain, dvalid, ray.train.report,
-                                    max(1, int(spec.model.cpus_per_worker)))
+    booster, history, final = boost(
+        spec, config["params"], dtrain, dvalid, ray.train.report, max(1, int(spec.model.cpus_per_worker))
+    )
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
@@ -162,15 +188,21 @@ def trial(config: dict, train_ds=None, valid_ds=None, spec=None) -> None:
         datasets={"train": train_ds, "valid": valid_ds},
         # Only the training split is sharded, and only across several workers: every worker evaluates on
         # the whole validation split, and each split costs a coordinator actor.
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if spec.model.num_workers > 1 else [],
-                                            execution_options=_ordered()),
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=["train"] if spec.model.num_workers > 1 else [], execution_options=_ordered()
+        ),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.model.num_workers, resources_per_worker={"CPU": spec.model.cpus_per_worker},
-            use_gpu=getattr(spec.model, "device", None) == "cuda"),
-        run_config=ray.train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
-                                       storage_filesystem=spec.storage_fs,
-                                       callbacks=[TuneReportCallback()],
-                                       failure_config=ray.train.FailureConfig(max_failures=spec.max_failures)),
+            num_workers=spec.model.num_workers,
+            resources_per_worker={"CPU": spec.model.cpus_per_worker},
+            use_gpu=getattr(spec.model, "device", None) == "cuda",
+        ),
+        run_config=ray.train.RunConfig(
+            name=tune.get_context().get_trial_id(),
+            storage_path=storage,
+            storage_filesystem=spec.storage_fs,
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+        ),
     )
     trainer.fit()
 

@@ -86,15 +86,28 @@ class Cluster:
     def node_env(self) -> dict[str, str]:
         """What every node's processes have (credentials and endpoint as a pod's secret would give them)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "RAYMLOPS_STORAGE"))}
-        env.update({"AWS_ENDPOINT_URL": self.s3, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
-                    "AWS_REGION": "us-east-1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
-                    "PATH": f"{VENV}{os.pathsep}{os.environ.get('PATH', '')}"})
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.s3,
+                "AWS_ACCESS_KEY_ID": KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET,
+                "AWS_REGION": "us-east-1",
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": self.token,
+                "PATH": f"{VENV}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+        )
         return env
 
     def job_env(self) -> dict[str, str]:
         """The submitting shell: the storage URI, tracking URI and cluster address come from here."""
-        return {**self.node_env(), "RAYMLOPS_STORAGE": self.storage, "MLFLOW_TRACKING_URI": self.tracking,
-                "RAYMLOPS_ONLINE_STORE": self.redis, "RAY_ADDRESS": self.dashboard}
+        return {
+            **self.node_env(),
+            "RAYMLOPS_STORAGE": self.storage,
+            "MLFLOW_TRACKING_URI": self.tracking,
+            "RAYMLOPS_ONLINE_STORE": self.redis,
+            "RAY_ADDRESS": self.dashboard,
+        }
 
     def start(self, name: str, argv: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")
@@ -111,17 +124,57 @@ class Cluster:
         from tests.s3server import start_s3
 
         self.s3_stop = start_s3(self.work / "s3", S3_PORT, HEAD_IP, (BUCKET,), self.logs)
-        self.start("redis", [shutil.which("redis-server") or "redis-server", "--port", str(REDIS_PORT), "--bind",
-                             HEAD_IP, "--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        self.start("mlflow", [str(VENV / "raymlops"), "tracking-server", "--storage", f"s3://{BUCKET}/tracking",
-                              "--backend-store-uri", f"sqlite:///{self.work}/mlflow.db", "--host", HEAD_IP,
-                              "--port", str(MLFLOW_PORT)])
+        self.start(
+            "redis",
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(REDIS_PORT),
+                "--bind",
+                HEAD_IP,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+        )
+        self.start(
+            "mlflow",
+            [
+                str(VENV / "raymlops"),
+                "tracking-server",
+                "--storage",
+                f"s3://{BUCKET}/tracking",
+                "--backend-store-uri",
+                f"sqlite:///{self.work}/mlflow.db",
+                "--host",
+                HEAD_IP,
+                "--port",
+                str(MLFLOW_PORT),
+            ],
+        )
         # This process is a client of the cluster like any other: the token and the storage's endpoint.
         os.environ.update({k: v for k, v in self.node_env().items() if k.startswith(("RAY_AUTH", "AWS_"))})
-        r = subprocess.run([str(VENV / "ray"), "start", "--head", "--num-cpus=0", f"--node-ip-address={HEAD_IP}",
-                            f"--port={GCS_PORT}", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASH_PORT}",
-                            "--object-store-memory=400000000", "--disable-usage-stats"],
-                           env=self.node_env(), capture_output=True, text=True, timeout=180)
+        r = subprocess.run(
+            [
+                str(VENV / "ray"),
+                "start",
+                "--head",
+                "--num-cpus=0",
+                f"--node-ip-address={HEAD_IP}",
+                f"--port={GCS_PORT}",
+                "--dashboard-host=0.0.0.0",
+                f"--dashboard-port={DASH_PORT}",
+                "--object-store-memory=400000000",
+                "--disable-usage-stats",
+            ],
+            env=self.node_env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         (self.logs / "ray-head.log").write_text(r.stdout + r.stderr)
         assert r.returncode == 0, f"ray start --head failed:\n{r.stdout}\n{r.stderr}"
         import ray
@@ -135,12 +188,32 @@ class Cluster:
         ``replaceable`` one is the node ``kill_worker`` kills."""
         self.worker_gen += 1
         name, ip = f"node{self.worker_gen}", f"{SUBNET}.{10 + self.worker_gen}"
-        worker = self.workers[name] = self.start(name, ["unshare", "--mount", "--pid", "--net", "--fork", "--mount-proc",
-                                        "--propagation", "private", "--kill-child=SIGKILL", "bash",
-                                        str(ROOT / "tests" / "cluster" / "node.sh"), str(ROOT), name, ip, HEAD_IP,
-                                        "2", "1200000000"], start_new_session=True)
-        child = _wait(lambda: open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split(),
-                      20, "the node's namespace")[0]
+        worker = self.workers[name] = self.start(
+            name,
+            [
+                "unshare",
+                "--mount",
+                "--pid",
+                "--net",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "--kill-child=SIGKILL",
+                "bash",
+                str(ROOT / "tests" / "cluster" / "node.sh"),
+                str(ROOT),
+                name,
+                ip,
+                HEAD_IP,
+                "2",
+                "1200000000",
+            ],
+            start_new_session=True,
+        )
+        child = _wait(
+            lambda: open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split(), 20, "the node's namespace"
+        )[0]
         peer = f"h{name}"
         subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", name], check=True)
         subprocess.run(["ip", "link", "set", name, "netns", child], check=True)
@@ -148,8 +221,12 @@ class Cluster:
         subprocess.run(["ip", "link", "set", peer, "up"], check=True)
         if replaceable:
             self.worker_name = name
-        _wait(lambda: any(n["alive"] and n["resources"].get(name) for n in self.nodes()), 180,
-              f"worker node {name} to join", interval=0.5)
+        _wait(
+            lambda: any(n["alive"] and n["resources"].get(name) for n in self.nodes()),
+            180,
+            f"worker node {name} to join",
+            interval=0.5,
+        )
         return name
 
     def worker_nodes(self) -> set[str]:
@@ -169,8 +246,12 @@ class Cluster:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
         subprocess.run(["ip", "link", "del", f"h{name}"], capture_output=True)
-        _wait(lambda: not any(n["alive"] and n["resources"].get(name) for n in self.nodes()), 180,
-              f"the cluster to see {name} dead", interval=0.5)
+        _wait(
+            lambda: not any(n["alive"] and n["resources"].get(name) for n in self.nodes()),
+            180,
+            f"the cluster to see {name} dead",
+            interval=0.5,
+        )
 
     # ------------------------------------------------------------------ using it
 
@@ -178,11 +259,20 @@ class Cluster:
         """Every node the cluster knows: {id, alive, ip, resources}."""
         import ray
 
-        return [{"id": n["NodeID"], "alive": n["Alive"], "ip": n["NodeManagerAddress"], "resources": n["Resources"]}
-                for n in ray.nodes()]
+        return [
+            {"id": n["NodeID"], "alive": n["Alive"], "ip": n["NodeManagerAddress"], "resources": n["Resources"]}
+            for n in ray.nodes()
+        ]
 
-    def submit(self, entrypoint: str, working_dir: Path, timeout: float = 600, env: dict | None = None,
-               name: str = "job", env_vars: dict | None = None) -> subprocess.CompletedProcess:
+    def submit(
+        self,
+        entrypoint: str,
+        working_dir: Path,
+        timeout: float = 600,
+        env: dict | None = None,
+        name: str = "job",
+        env_vars: dict | None = None,
+    ) -> subprocess.CompletedProcess:
         """``ray job submit --working-dir`` (waits for the job; its output is in the result and the logs; the
         result's ``submission_id`` names it). The storage and tracking URIs of ``env`` (default ``job_env()``)
         and ``env_vars`` go to the job as a user passes them: ``--runtime-env-json '{"env_vars": {...}}'``."""
@@ -190,10 +280,27 @@ class Cluster:
         sub = f"{name}-{secrets.token_hex(3)}"
         passed = {k: env[k] for k in ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI", "RAYMLOPS_ONLINE_STORE") if k in env}
         passed.update(env_vars or {})
-        r = subprocess.run([str(VENV / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id",
-                            sub, "--working-dir", str(working_dir), "--runtime-env-json",
-                            json.dumps({"env_vars": passed}), "--", *entrypoint.split()],
-                           env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [
+                str(VENV / "ray"),
+                "job",
+                "submit",
+                "--address",
+                self.dashboard,
+                "--submission-id",
+                sub,
+                "--working-dir",
+                str(working_dir),
+                "--runtime-env-json",
+                json.dumps({"env_vars": passed}),
+                "--",
+                *entrypoint.split(),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         (self.logs / f"{sub}.log").write_text(r.stdout + r.stderr)
         r.submission_id = sub
         return r
@@ -205,8 +312,13 @@ class Cluster:
         from ray.util.state import list_tasks
 
         job_id = JobSubmissionClient(self.dashboard).get_job_info(submission_id).job_id
-        tasks = list_tasks(address=self.dashboard, filters=[("job_id", "=", job_id), ("name", "=", function)],
-                           detail=True, limit=10_000, raise_on_missing_output=False)
+        tasks = list_tasks(
+            address=self.dashboard,
+            filters=[("job_id", "=", job_id), ("name", "=", function)],
+            detail=True,
+            limit=10_000,
+            raise_on_missing_output=False,
+        )
         return {t.node_id for t in tasks if t.state == "FINISHED"}
 
     def stop(self) -> None:

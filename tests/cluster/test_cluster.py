@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-import urllib.request
 
 import pandas as pd
-import pytest
 
 from tests.cluster.conftest import BUCKET, HEAD_IP, SERVE_PORT, VENV, _http, _wait
 
-QUICKSTART = ("raymlops run configs/quickstart.yaml --quiet --probe data/demo/holdout.parquet "
-              "--probe data/demo/shifted.parquet")
+QUICKSTART = (
+    "raymlops run configs/quickstart.yaml --quiet --probe data/demo/holdout.parquet --probe data/demo/shifted.parquet"
+)
 
 
 def storage(cluster):
     from raymlops.storage import Storage
 
-    return Storage(cluster.storage, {"endpoint_url": cluster.s3, "access_key": "raymlops-test",
-                                     "secret_key": "raymlops-test-secret"})
+    return Storage(
+        cluster.storage,
+        {"endpoint_url": cluster.s3, "access_key": "raymlops-test", "secret_key": "raymlops-test-secret"},
+    )
 
 
 def result_of(out: str) -> dict:
@@ -31,16 +31,29 @@ def result_of(out: str) -> dict:
 
 
 def predict(rows: list[dict], prefix: str = "/churn", timeout: float = 30) -> tuple[int, dict]:
-    status, body = _http(f"http://127.0.0.1:{SERVE_PORT}{prefix}/predict",
-                         {"content-type": "application/json"}, json.dumps({"instances": rows}).encode(),
-                         timeout=timeout)
+    status, body = _http(
+        f"http://127.0.0.1:{SERVE_PORT}{prefix}/predict",
+        {"content-type": "application/json"},
+        json.dumps({"instances": rows}).encode(),
+        timeout=timeout,
+    )
     return status, json.loads(body) if body else {}
 
 
 def rows(job_dir, name: str, n: int) -> list[dict]:
     df = pd.read_parquet(job_dir / "data" / "demo" / f"{name}.parquet").head(n)
-    keep = ["plan", "region", "contract", "payment_method", "tenure_months", "age", "monthly_charges", "usage_gb",
-            "support_calls", "autopay"]
+    keep = [
+        "plan",
+        "region",
+        "contract",
+        "payment_method",
+        "tenure_months",
+        "age",
+        "monthly_charges",
+        "usage_gb",
+        "support_calls",
+        "autopay",
+    ]
     return json.loads(df[keep].to_json(orient="records"))
 
 
@@ -56,12 +69,18 @@ def test_the_nodes_share_no_disk(cluster):
 
         with open(f"/tmp/{write}", "w") as f:
             f.write("x")
-        return {"sees_head_file": os.path.exists("/tmp/written-on-head"), "node": ray.get_runtime_context().get_node_id()}
+        return {
+            "sees_head_file": os.path.exists("/tmp/written-on-head"),
+            "node": ray.get_runtime_context().get_node_id(),
+        }
 
     with open("/tmp/written-on-head", "w") as f:
         f.write("x")
-    got = ray.get(look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(worker["id"], soft=False))
-                  .remote("written-on-worker"))
+    got = ray.get(
+        look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(worker["id"], soft=False)).remote(
+            "written-on-worker"
+        )
+    )
     import os
 
     assert got["node"] == worker["id"] and not got["sees_head_file"]
@@ -73,15 +92,26 @@ def test_the_nodes_share_no_disk(cluster):
 def test_local_state_on_a_multi_node_cluster_is_refused_before_any_work(cluster, job_dir):
     """Node-local storage and the embedded MLflow store: one line each saying what to set, exit 2."""
     env = {k: v for k, v in cluster.job_env().items() if k not in ("RAYMLOPS_STORAGE", "MLFLOW_TRACKING_URI")}
-    r = cluster.submit("raymlops run configs/quickstart.yaml --quiet", job_dir, env={
-        **env, "RAYMLOPS_STORAGE": "/srv/store/raymlops", "MLFLOW_TRACKING_URI": cluster.tracking}, name="local-storage")
+    r = cluster.submit(
+        "raymlops run configs/quickstart.yaml --quiet",
+        job_dir,
+        env={**env, "RAYMLOPS_STORAGE": "/srv/store/raymlops", "MLFLOW_TRACKING_URI": cluster.tracking},
+        name="local-storage",
+    )
     assert r.returncode != 0
     line = [x for x in r.stdout.splitlines() if x.startswith("error:")]
-    assert line and "storage /srv/store/raymlops is on this machine's disk, which 1 of the 2 nodes cannot see" \
-        in line[0] and "s3://" in line[0], r.stdout[-3000:]
+    assert (
+        line
+        and "storage /srv/store/raymlops is on this machine's disk, which 1 of the 2 nodes cannot see" in line[0]
+        and "s3://" in line[0]
+    ), r.stdout[-3000:]
     assert "Traceback" not in r.stdout and "exit code 2" in r.stdout + r.stderr, r.stdout[-3000:]
-    r = cluster.submit("raymlops run configs/quickstart.yaml --quiet", job_dir, env={
-        **env, "RAYMLOPS_STORAGE": cluster.storage}, name="embedded-mlflow")
+    r = cluster.submit(
+        "raymlops run configs/quickstart.yaml --quiet",
+        job_dir,
+        env={**env, "RAYMLOPS_STORAGE": cluster.storage},
+        name="embedded-mlflow",
+    )
     assert r.returncode != 0 and "Traceback" not in r.stdout, r.stdout[-3000:]
     assert "set registry.tracking_uri or $MLFLOW_TRACKING_URI to an MLflow server" in r.stdout, r.stdout[-3000:]
 
@@ -96,12 +126,16 @@ def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(clus
     assert shifted.startswith("1000 rows scored") and "drift: is_drift=True" in shifted, out[-4000:]
 
     store = storage(cluster)
-    runs = [n for n in store.listdir("runs", "churn-quickstart") if store.exists("runs", "churn-quickstart", n,
-                                                                                 "_manifest.json")]
+    runs = [
+        n
+        for n in store.listdir("runs", "churn-quickstart")
+        if store.exists("runs", "churn-quickstart", n, "_manifest.json")
+    ]
     assert len(runs) == 1, store.listdir("runs", "churn-quickstart")
     run = runs[0]
     assert {"meta.json", "model.ubj", "schema.json", "evaluation.json"} <= set(
-        store.listdir("runs", "churn-quickstart", run))
+        store.listdir("runs", "churn-quickstart", run)
+    )
     assert store.files("cache", "steps", "prepare") and store.files("runs", "churn-quickstart", run, "tune")
     # training.explore: the split was profiled by tasks on the worker nodes, the profile written to object storage
     profile = store.read_json("runs", "churn-quickstart", run, "explore", "training.json")
@@ -119,17 +153,35 @@ def test_the_quickstart_trains_registers_serves_and_monitors_on_the_cluster(clus
     # The exported Serve config (what a RayService runs): `serve deploy` of it on the cluster redeploys the
     # app, monitors included, from object storage and the registry.
     exported = cluster.work / "serve.yaml"
-    r = subprocess.run([str(VENV / "raymlops"), "serve", "configs/quickstart.yaml", "--export", str(exported)],
-                       cwd=job_dir, env=cluster.job_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(VENV / "raymlops"), "serve", "configs/quickstart.yaml", "--export", str(exported)],
+        cwd=job_dir,
+        env=cluster.job_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and r.stdout.strip() == str(exported), r.stdout + r.stderr[-3000:]
     from ray import serve
 
     deployed = serve.status().applications["churn-quickstart"].last_deployed_time_s
-    r = subprocess.run([str(VENV / "serve"), "deploy", str(exported), "--address", cluster.dashboard],
-                       env=cluster.job_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(VENV / "serve"), "deploy", str(exported), "--address", cluster.dashboard],
+        env=cluster.job_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    _wait(lambda: (a := serve.status().applications["churn-quickstart"]).last_deployed_time_s > deployed
-          and a.status == "RUNNING", 180, "the exported app to be redeployed", interval=1)
+    _wait(
+        lambda: (
+            (a := serve.status().applications["churn-quickstart"]).last_deployed_time_s > deployed
+            and a.status == "RUNNING"
+        ),
+        180,
+        "the exported app to be redeployed",
+        interval=1,
+    )
     status, got = predict(rows(job_dir, "holdout", 3))
     assert status == 200 and got["model_version"] == f"churn/{mv.version}"
 
@@ -147,6 +199,7 @@ def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_s
     def answers():
         s, body = predict(rows(job_dir, "holdout", 2), timeout=10)
         return s == 200 and body
+
     got = _wait(answers, 300, "serving to answer again on the new node", interval=2)
     assert got["model_version"] == before["model_version"]
     # the monitor carried on from its checkpoint in storage: it counts on from what it had seen
@@ -156,12 +209,14 @@ def test_a_lost_worker_node_is_replaced_and_serving_and_monitoring_resume_from_s
     def seen():
         state = pickle.loads(store.read_bytes("monitoring", "churn-quickstart", "default", "checkpoint.pkl"))
         return state["rows_seen"] >= before["rows_seen"] + 600 and state
+
     state = _wait(seen, 120, "the monitor to checkpoint the new rows", interval=1)
     assert state["windows_tested"] >= before["windows_tested"] + 1
     from raymlops.storage.files import read_lines
 
-    history = [json.loads(x) for x in read_lines(store.url("monitoring", "churn-quickstart", "default",
-                                                           "history.jsonl"))]
+    history = [
+        json.loads(x) for x in read_lines(store.url("monitoring", "churn-quickstart", "default", "history.jsonl"))
+    ]
     windows = [h["window"] for h in history if h.get("kind") == "drift"]
     assert len(windows) == len(set(windows)) and max(windows) >= before["windows_tested"] + 1
     # no partial run: every run directory in storage is committed
@@ -182,8 +237,7 @@ print(f"training set: {len(out)} rows, {int((out['amount_count_30d'] > 0).sum())
 '''
 
 
-def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_and_serves_by_entity(cluster,
-                                                                                                      job_dir):
+def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_and_serves_by_entity(cluster, job_dir):
     """On two worker nodes: the point-in-time join's shuffle runs tasks on both. (The build shuffles no
     more: a view stores its events, and windows are computed when they are read.)"""
     from ray import serve
@@ -200,8 +254,11 @@ def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_
     assert r.returncode == 0 and f"training set: {len(labels)} rows" in r.stdout, r.stdout[-5000:]
     with_features = int(r.stdout.split(" rows, ")[1].split()[0])
     assert 0 < with_features < len(labels)  # some label rows have no transaction in the 30 days before them
-    _wait(lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers, 30,
-          "the point-in-time join's reduce tasks on both worker nodes")
+    _wait(
+        lambda: cluster.task_nodes(r.submission_id, "_reduce") == workers,
+        30,
+        "the point-in-time join's reduce tasks on both worker nodes",
+    )
     assert cluster.task_nodes(r.submission_id, "_split_files")  # each map task read its group of feature files
     r = cluster.submit("raymlops run configs/features.yaml", job_dir, name="features-run")
     assert r.returncode == 0, r.stdout[-6000:]
@@ -221,17 +278,21 @@ def test_the_features_example_builds_trains_point_in_time_materializes_to_redis_
     records = [k for k in keys if b":@" not in k]  # the rest are window tiles
     assert len(records) >= customers and len(keys) > len(records), (len(records), len(keys), customers)
     ids = [1, 2, 3, 999_999]
-    status, raw = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-features/predict", {"content-type": "application/json"},
-                        json.dumps({"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]}).encode())
+    status, raw = _http(
+        f"http://127.0.0.1:{SERVE_PORT}/churn-features/predict",
+        {"content-type": "application/json"},
+        json.dumps({"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]}).encode(),
+    )
     body = json.loads(raw)
     assert status == 200, body
     assert body["feature_statuses"]["segment"][-1] == "NOT_FOUND"
-    assert "PRESENT" in body["feature_statuses"]["segment"][:3] or "OUTSIDE_TTL" in body["feature_statuses"]["segment"][:3]
+    assert (
+        "PRESENT" in body["feature_statuses"]["segment"][:3] or "OUTSIDE_TTL" in body["feature_statuses"]["segment"][:3]
+    )
     assert len(body["probabilities"]) == 4 and body["model_version"] == result["run_id"]
 
 
-def test_the_ab_canary_example_keeps_its_canary_state_in_storage_across_a_controller_and_node_loss(cluster,
-                                                                                                    job_dir):
+def test_the_ab_canary_example_keeps_its_canary_state_in_storage_across_a_controller_and_node_loss(cluster, job_dir):
     import ray
     from mlflow import MlflowClient
     from ray import serve
@@ -247,6 +308,7 @@ def test_the_ab_canary_example_keeps_its_canary_state_in_storage_across_a_contro
     def variants() -> dict:
         status, body = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-ab/variants", timeout=10)
         return json.loads(body) if status == 200 else {}
+
     before = _wait(variants, 60, "the app's variants")
     assert before["canary"]["step"] == 0 and before["weights"]["challenger"] == 5, before
     store = storage(cluster)
@@ -277,8 +339,9 @@ def test_the_sklearn_examples_train_and_register_on_the_cluster(cluster, job_dir
 
     store = storage(cluster)
     for entrypoint, pipeline, metric in (
-            ("raymlops run configs/sklearn_multiclass.yaml --quiet", "contract-multiclass", "accuracy"),
-            ("python jobs/run_pipeline.py configs/sklearn_regression.yaml", "charges-regression", "rmse")):
+        ("raymlops run configs/sklearn_multiclass.yaml --quiet", "contract-multiclass", "accuracy"),
+        ("python jobs/run_pipeline.py configs/sklearn_regression.yaml", "charges-regression", "rmse"),
+    ):
         r = cluster.submit(entrypoint, job_dir, name=pipeline)
         assert r.returncode == 0, r.stdout[-6000:]
         result = result_of(r.stdout)
@@ -306,11 +369,17 @@ def test_the_closed_loop_drift_alerts_retrains_in_a_job_and_promotes_the_challen
     store.write_bytes("data", "train.parquet", data=(demo / "train.parquet").read_bytes())
     receiver = Receiver(HEAD_IP)
     try:
-        r = cluster.submit("raymlops run configs/monitoring.yaml --quiet --exit --set training.tune.num_samples=1 "
-                           "--set monitoring.retrain.observe_s=5",
-                           job_dir, name="monitoring", env_vars={
-                               "ALERT_WEBHOOK": receiver.url, "DEMO_DATA": f"s3://{BUCKET}/store/data",
-                               "LATE_LABELS": f"s3://{BUCKET}/store/data/late_labels.csv"})
+        r = cluster.submit(
+            "raymlops run configs/monitoring.yaml --quiet --exit --set training.tune.num_samples=1 "
+            "--set monitoring.retrain.observe_s=5",
+            job_dir,
+            name="monitoring",
+            env_vars={
+                "ALERT_WEBHOOK": receiver.url,
+                "DEMO_DATA": f"s3://{BUCKET}/store/data",
+                "LATE_LABELS": f"s3://{BUCKET}/store/data/late_labels.csv",
+            },
+        )
         assert r.returncode == 0, r.stdout[-6000:]
         client = MlflowClient(cluster.tracking)
         first = int(client.get_model_version_by_alias("churn-watch", "champion").version)
@@ -320,13 +389,14 @@ def test_the_closed_loop_drift_alerts_retrains_in_a_job_and_promotes_the_challen
         store.write_bytes("data", "train.parquet", data=grown.to_parquet(index=False))
         batch = rows(job_dir, "shifted", 1000)
         for i in range(0, 1000, 100):
-            status, body = predict(batch[i:i + 100], "/churn-watch", timeout=60)
+            status, body = predict(batch[i : i + 100], "/churn-watch", timeout=60)
             assert status == 200, body
 
         def finished():
             status, raw = _http(f"http://127.0.0.1:{SERVE_PORT}/churn-watch/monitoring", timeout=30)
             done = json.loads(raw)["app"]["retrains"] if status == 200 else []
             return done if done and done[-1]["status"] in ("promoted", "kept", "failed") else None
+
         [record] = _wait(finished, 600, "the retrain to finish", interval=3)
         steps = [s["step"] for s in record["steps"]]
         assert record["status"] == "promoted", record
@@ -343,8 +413,11 @@ def test_the_closed_loop_drift_alerts_retrains_in_a_job_and_promotes_the_challen
 
         meta = read_meta(store.url("runs", "churn-watch", run_id))
         assert sum(meta["rows"].values()) == len(grown)  # trained on the table as it is now
-        _wait(lambda: [b for b in receiver.of("retrain") if b["details"]["step"] == "promoted"], 30,
-              "the promotion's webhook alert")
+        _wait(
+            lambda: [b for b in receiver.of("retrain") if b["details"]["step"] == "promoted"],
+            30,
+            "the promotion's webhook alert",
+        )
         assert receiver.of("drift"), receiver.got  # from the monitor actors on the worker nodes
         from raymlops.storage.files import read_lines
 

@@ -28,7 +28,22 @@ def cli_quickstart(demo, tmp_path_factory):
     storage: (the completed process, the storage path, the env the CLI ran with)."""
     store = tmp_path_factory.mktemp("e2e-store") / "store"
     env = {"DEMO_DATA": str(demo), "RAYMLOPS_STORAGE": str(store)}
-    r = run(["raymlops", "run", "configs/quickstart.yaml", "--quiet",
-             "--probe", str(demo / "holdout.parquet"), "--probe", str(demo / "shifted.parquet"),
-             "--set", "training.tune.num_samples=1", "--set", f"serving.port={free_port()}"], 900, **env)
+    r = run(
+        [
+            "raymlops",
+            "run",
+            "configs/quickstart.yaml",
+            "--quiet",
+            "--probe",
+            str(demo / "holdout.parquet"),
+            "--probe",
+            str(demo / "shifted.parquet"),
+            "--set",
+            "training.tune.num_samples=1",
+            "--set",
+            f"serving.port={free_port()}",
+        ],
+        900,
+        **env,
+    )
     return r, store, env

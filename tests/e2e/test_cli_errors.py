@@ -34,9 +34,14 @@ def served(demo, tmp_path_factory):  # noqa: F811
     env = {"DEMO_DATA": str(demo), "RAYMLOPS_STORAGE": str(d / "store")}
     out, err = d / "out.log", d / "err.log"
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(["raymlops", "run", CFG, "--set", "training.tune.num_samples=2",
-                                 "--set", f"serving.port={free_port()}"], cwd=ROOT, env=cli_env(**env),
-                                stdout=o, stderr=e, start_new_session=True)
+        proc = subprocess.Popen(
+            ["raymlops", "run", CFG, "--set", "training.tune.num_samples=2", "--set", f"serving.port={free_port()}"],
+            cwd=ROOT,
+            env=cli_env(**env),
+            stdout=o,
+            stderr=e,
+            start_new_session=True,
+        )
     try:
         _wait_for(out, "Serving; press Ctrl-C", proc, 900)
         t0 = time.monotonic()
@@ -55,17 +60,29 @@ def test_first_ctrl_c_after_a_training_search_stops_serving(served):
     # Quiet by default: Ray's, Serve's, MLflow's and transformers' known notices (token auth, progress bars,
     # "Registered model ... Creating a new version", "Started Serve", "graceful_shutdown failed", ...) are
     # muted; what is left on stderr is raymlops' own step lines (and their indented details).
-    noise = [ln for ln in served["stderr"].splitlines()
-             if ln.strip() and not ln.startswith("[raymlops ") and not ln.startswith("    ")]
+    noise = [
+        ln
+        for ln in served["stderr"].splitlines()
+        if ln.strip() and not ln.startswith("[raymlops ") and not ln.startswith("    ")
+    ]
     assert noise == [], noise
 
 
 def test_first_ctrl_c_during_a_training_search_stops_the_run(demo, tmp_path):  # noqa: F811
     fits = tmp_path / "fits.log"
     err = tmp_path / "err.log"
-    cmd = ["raymlops", "run", "configs/sklearn_multiclass.yaml", "--quiet",
-           "--set", "training.model.estimator=tests.integration.chaos.SlowLogClassifier",
-           "--set", f"training.model.params.log={fits}", "--set", "training.model.params.delay=60"]
+    cmd = [
+        "raymlops",
+        "run",
+        "configs/sklearn_multiclass.yaml",
+        "--quiet",
+        "--set",
+        "training.model.estimator=tests.integration.chaos.SlowLogClassifier",
+        "--set",
+        f"training.model.params.log={fits}",
+        "--set",
+        "training.model.params.delay=60",
+    ]
     env = cli_env(DEMO_DATA=str(demo), RAYMLOPS_STORAGE=str(tmp_path / "store"), PYTHONPATH=str(ROOT))
     with open(err, "w") as e:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=e, start_new_session=True)
@@ -105,40 +122,84 @@ def broken(served, demo):  # noqa: F811
 
 CASES = [  # (name, arguments, exit code, what the one line says)
     ("validate-typo", ["validate", "{d}/bad.yaml"], 2, "training.tune.num_sampels: unknown key"),
-    ("run-corrupt-source", ["run", CFG, "--set", "sources.customers.path={d}/garbage.parquet"], 2,
-     "cannot read as parquet"),
+    (
+        "run-corrupt-source",
+        ["run", CFG, "--set", "sources.customers.path={d}/garbage.parquet"],
+        2,
+        "cannot read as parquet",
+    ),
     ("run-no-files", ["run", CFG, "--set", "sources.customers.path={d}/empty"], 2, "no data files found"),
-    ("run-no-rows", ["run", CFG, "--set", "sources.customers.path={d}/zero.parquet"], 2,
-     "zero.parquet: no rows to train on in source 'customers'"),
+    (
+        "run-no-rows",
+        ["run", CFG, "--set", "sources.customers.path={d}/zero.parquet"],
+        2,
+        "zero.parquet: no rows to train on in source 'customers'",
+    ),
     ("run-label-typo", ["run", CFG, "--set", "training.label=churn"], 2, "did you mean 'churned'?"),
-    ("predict-missing-column", ["predict", CFG, "--input", "{d}/missing.parquet", "--output", "{d}/out"], 2,
-     "missing.parquet: age: missing column"),
-    ("predict-would-overwrite", ["predict", CFG, "--input", "{d}/with_prediction.pq", "--output", "{d}/out"], 2,
-     "prediction: the input already has this column"),
-    ("predict-numbers-as-text", ["predict", CFG, "--input", "{d}/text.parquet", "--output", "{d}/out"], 2,
-     "usage_gb: expected number values, got string"),
-    ("predict-no-rows", ["predict", CFG, "--input", "{d}/zero.csv", "--output", "{d}/out"], 2,
-     "zero.csv: no rows in 1 csv file(s)"),
-    ("predict-bad-output-columns", ["predict", CFG, "--input", "{d}/missing.parquet", "--output", "{d}/out",
-                                    "--output-columns", "score=x"], 2, "--output-columns: got 'score=x'"),
-    ("predict-no-run", ["predict", CFG, "--run", "nope", "--input", "{d}/text.parquet", "--output", "{d}/out"], 1,
-     "no run 'nope'"),
+    (
+        "predict-missing-column",
+        ["predict", CFG, "--input", "{d}/missing.parquet", "--output", "{d}/out"],
+        2,
+        "missing.parquet: age: missing column",
+    ),
+    (
+        "predict-would-overwrite",
+        ["predict", CFG, "--input", "{d}/with_prediction.pq", "--output", "{d}/out"],
+        2,
+        "prediction: the input already has this column",
+    ),
+    (
+        "predict-numbers-as-text",
+        ["predict", CFG, "--input", "{d}/text.parquet", "--output", "{d}/out"],
+        2,
+        "usage_gb: expected number values, got string",
+    ),
+    (
+        "predict-no-rows",
+        ["predict", CFG, "--input", "{d}/zero.csv", "--output", "{d}/out"],
+        2,
+        "zero.csv: no rows in 1 csv file(s)",
+    ),
+    (
+        "predict-bad-output-columns",
+        ["predict", CFG, "--input", "{d}/missing.parquet", "--output", "{d}/out", "--output-columns", "score=x"],
+        2,
+        "--output-columns: got 'score=x'",
+    ),
+    (
+        "predict-no-run",
+        ["predict", CFG, "--run", "nope", "--input", "{d}/text.parquet", "--output", "{d}/out"],
+        1,
+        "no run 'nope'",
+    ),
     ("check-corrupt", ["check", CFG, "--input", "{d}/garbage.parquet"], 2, "cannot read as parquet"),
     ("check-absent", ["check", CFG, "--input", "{d}/absent.csv"], 2, "absent.csv: does not exist"),
-    ("drift-missing-column", ["drift", "report", CFG, "--current", "{d}/missing.parquet", "--out", "{d}/r.html"], 2,
-     "lacks the model's input columns ['age']"),
+    (
+        "drift-missing-column",
+        ["drift", "report", CFG, "--current", "{d}/missing.parquet", "--out", "{d}/r.html"],
+        2,
+        "lacks the model's input columns ['age']",
+    ),
     ("models-no-store", ["models", "list", "--storage", "{d}/nowhere"], 2, "no MLflow store at"),
     ("models-no-version", ["models", "promote", "churn", "99", "--config", CFG], 1, "no version 99"),
-    ("models-rollback-nothing", ["models", "rollback", "churn", "--config", CFG], 1,
-     "@champion has no previous version to roll back to"),
+    (
+        "models-rollback-nothing",
+        ["models", "rollback", "churn", "--config", CFG],
+        1,
+        "@champion has no previous version to roll back to",
+    ),
     ("serving-canary-none", ["serving", "canary", CFG, "pause"], 1, "has no canary"),
     ("lineage-unknown", ["lineage", "models:/nope/1", "--config", CFG], 1, "nope"),
     ("reproduce-no-run", ["reproduce", "nope"], 1, "no run 'nope'"),
     ("bad-override", ["run", CFG, "--set", "training.tune.num_samples=-3"], 2, "training.tune.num_samples"),
     ("explore-absent", ["explore", "{d}/absent.csv", "--out", "{d}/r.html"], 2, "absent.csv: does not exist"),
     ("explore-unknown-source", ["explore", "nosuch", "--config", CFG], 2, "sources in the config: ['customers']"),
-    ("explore-label-typo", ["explore", "{d}/missing.parquet", "--label", "churn", "--out", "{d}/r.html"], 2,
-     "label column 'churn' is not in the data"),
+    (
+        "explore-label-typo",
+        ["explore", "{d}/missing.parquet", "--label", "churn", "--out", "{d}/r.html"],
+        2,
+        "label column 'churn' is not in the data",
+    ),
     ("explore-corrupt", ["explore", "{d}/garbage.parquet"], 2, "cannot read as parquet"),
 ]
 
@@ -157,8 +218,11 @@ def test_broken_input_fails_in_one_line(served, broken, name, args, code, says):
 
 def test_a_batch_prediction_prints_its_result_and_nothing_else(served, broken, demo):  # noqa: F811
     out = served["dir"] / "scored"
-    r = run(["raymlops", "predict", CFG, "--input", str(demo / "holdout.parquet"), "--output", str(out)], 300,
-            **served["env"])
+    r = run(
+        ["raymlops", "predict", CFG, "--input", str(demo / "holdout.parquet"), "--output", str(out)],
+        300,
+        **served["env"],
+    )
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr[-3000:]
     assert r.stdout.strip() == f"wrote {len(pd.read_parquet(demo / 'holdout.parquet'))} rows to {out}"
     assert pd.read_parquet(out)["model_version"].iloc[0].startswith("20")  # scored by a run: its run id
@@ -170,9 +234,14 @@ def test_first_ctrl_c_during_a_batch_prediction_stops_it_and_leaves_nothing(serv
     pd.concat([rows] * (1_500_000 // len(rows)), ignore_index=True).to_parquet(big, row_group_size=50_000)
     out, err = tmp_path / "scored", tmp_path / "err.log"
     with open(err, "w") as e:
-        proc = subprocess.Popen(["raymlops", "predict", CFG, "--input", str(big), "--output", str(out)], cwd=ROOT,
-                                env=cli_env(**served["env"]), stdout=subprocess.DEVNULL, stderr=e,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["raymlops", "predict", CFG, "--input", str(big), "--output", str(out)],
+            cwd=ROOT,
+            env=cli_env(**served["env"]),
+            stdout=subprocess.DEVNULL,
+            stderr=e,
+            start_new_session=True,
+        )
     partial = tmp_path / ".scored.partial"
     try:
         deadline = time.monotonic() + 180

@@ -34,11 +34,30 @@ def store(cli_quickstart, demo, tmp_path_factory):
     # The A/B example: champion 90 / challenger 10, a shadow, a canary stepping every 2 s, real traffic.
     port = free_port()
     log = open(tmp_path_factory.mktemp("ab") / "serve.log", "w+")
-    proc = subprocess.Popen(["raymlops", "serve", "configs/ab_canary.yaml", "--set", f"serving.port={port}",
-                             "--set", "serving.canary.interval_s=2", "--set", "serving.canary.rollback_on.min_requests=5",
-                             "--set", "serving.canary.rollback_on.p99_ms=5000",  # a busy 2-core CI box is slow
-                             "--set", "serving.autoscaling.max_replicas=1", "--set", f"serving.request_log.flush_s={FLUSH_S}"],
-                            cwd=ROOT, env=cli_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "raymlops",
+            "serve",
+            "configs/ab_canary.yaml",
+            "--set",
+            f"serving.port={port}",
+            "--set",
+            "serving.canary.interval_s=2",
+            "--set",
+            "serving.canary.rollback_on.min_requests=5",
+            "--set",
+            "serving.canary.rollback_on.p99_ms=5000",  # a busy 2-core CI box is slow
+            "--set",
+            "serving.autoscaling.max_replicas=1",
+            "--set",
+            f"serving.request_log.flush_s={FLUSH_S}",
+        ],
+        cwd=ROOT,
+        env=cli_env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/churn-ab"
     try:
         wait_http(f"{url}/variants", proc, log, 300)
@@ -93,10 +112,24 @@ def console(store):
     path, env, _ = store
     port = free_port()
     log = open(path.parent / "console.log", "w+")
-    proc = subprocess.Popen(["raymlops", "console", "--config", "configs/quickstart.yaml", "--config",
-                             "configs/ab_canary.yaml", "--port", str(port), "--mlflow-ui", "http://127.0.0.1:5000"],
-                            cwd=ROOT, env=cli_env(**env, RAYMLOPS_CONSOLE_TOKEN=TOKEN), stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            "raymlops",
+            "console",
+            "--config",
+            "configs/quickstart.yaml",
+            "--config",
+            "configs/ab_canary.yaml",
+            "--port",
+            str(port),
+            "--mlflow-ui",
+            "http://127.0.0.1:5000",
+        ],
+        cwd=ROOT,
+        env=cli_env(**env, RAYMLOPS_CONSOLE_TOKEN=TOKEN),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/api/overview", proc, log, 60)
     yield base
@@ -135,13 +168,16 @@ def visit(driver, url: str, shots: Path, name: str, expect_errors: bool = False)
     driver.get(url)
     end = time.time() + 20
     while time.time() < end and driver.execute_script(
-            "return [...document.querySelectorAll('.chart')].some(c => !c.querySelector('.main-svg'))"):
+        "return [...document.querySelectorAll('.chart')].some(c => !c.querySelector('.main-svg'))"
+    ):
         time.sleep(0.2)
     driver.save_screenshot(str(shots / f"{name}.png"))
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
     if not expect_errors:
-        assert driver.find_elements(By.CSS_SELECTOR, ".panel") == [], driver.find_element(By.CSS_SELECTOR, ".panel").text
+        assert driver.find_elements(By.CSS_SELECTOR, ".panel") == [], driver.find_element(
+            By.CSS_SELECTOR, ".panel"
+        ).text
     return driver
 
 
@@ -149,7 +185,8 @@ def points(driver) -> list[int]:
     """Data points drawn per chart (plotly's SVG markers and bars)."""
     return driver.execute_script(
         "return [...document.querySelectorAll('.chart')].map(c => c.querySelectorAll("
-        "'.scatterlayer .point, .barlayer .point').length)")
+        "'.scatterlayer .point, .barlayer .point').length)"
+    )
 
 
 def test_every_page_renders_its_data_and_charts(console, browser, shots, store):
@@ -158,7 +195,10 @@ def test_every_page_renders_its_data_and_charts(console, browser, shots, store):
     d = visit(browser, console + "/", shots, "overview")
     apps = d.find_element(By.CSS_SELECTOR, "table.apps").text
     assert "churn-quickstart" in apps and "churn-ab" in apps
-    assert "churn" in d.find_element(By.TAG_NAME, "main").text and "drift" in d.find_element(By.CSS_SELECTOR, "table.events").text
+    assert (
+        "churn" in d.find_element(By.TAG_NAME, "main").text
+        and "drift" in d.find_element(By.CSS_SELECTOR, "table.events").text
+    )
 
     d = visit(browser, console + "/runs", shots, "runs")
     assert d.find_element(By.ID, "total").text == "2"
@@ -300,19 +340,40 @@ def test_actions_need_the_token_and_refuse_other_origins(console):
     body = {"version": 2, "alias": "challenger"}
     r = httpx.post(f"{console}/api/models/churn/promote", json=body, timeout=30)
     assert r.status_code == 401 and "token" in r.json()["detail"]
-    r = httpx.post(f"{console}/api/models/churn/promote", json=body, timeout=30,
-                   headers={"x-raymlops-token": TOKEN, "origin": "http://evil.example"})
+    r = httpx.post(
+        f"{console}/api/models/churn/promote",
+        json=body,
+        timeout=30,
+        headers={"x-raymlops-token": TOKEN, "origin": "http://evil.example"},
+    )
     assert r.status_code == 403 and "origin" in r.json()["detail"]
-    r = httpx.post(f"{console}/api/models/churn/promote", json={"version": "two"}, timeout=30,
-                   headers={"x-raymlops-token": TOKEN})
+    r = httpx.post(
+        f"{console}/api/models/churn/promote", json={"version": "two"}, timeout=30, headers={"x-raymlops-token": TOKEN}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "version"]
     doc = httpx.get(f"{console}/openapi.json", timeout=30).json()
-    assert {"/api/runs", "/api/models/{name}", "/api/monitoring/{app_name}", "/api/deployments/{app_name}",
-            "/api/compare", "/api/datasets", "/api/features", "/api/deployments/{app_name}/canary"} <= set(doc["paths"])
-    r = httpx.post(f"{console}/api/deployments/churn-quickstart/canary", json={"action": "pause"}, timeout=30,
-                   headers={"x-raymlops-token": TOKEN})
+    assert {
+        "/api/runs",
+        "/api/models/{name}",
+        "/api/monitoring/{app_name}",
+        "/api/deployments/{app_name}",
+        "/api/compare",
+        "/api/datasets",
+        "/api/features",
+        "/api/deployments/{app_name}/canary",
+    } <= set(doc["paths"])
+    r = httpx.post(
+        f"{console}/api/deployments/churn-quickstart/canary",
+        json={"action": "pause"},
+        timeout=30,
+        headers={"x-raymlops-token": TOKEN},
+    )
     assert r.status_code == 404 and "no canary" in r.json()["detail"]
-    r = httpx.post(f"{console}/api/deployments/churn-ab/canary", json={"action": "stop"}, timeout=30,
-                   headers={"x-raymlops-token": TOKEN})
+    r = httpx.post(
+        f"{console}/api/deployments/churn-ab/canary",
+        json={"action": "stop"},
+        timeout=30,
+        headers={"x-raymlops-token": TOKEN},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "action"]
     assert "/runs" not in doc["paths"]  # the HTML pages are not API

@@ -31,15 +31,25 @@ def test_features_cli_build_materialize_list_describe(demo, tmp_path):  # noqa: 
     assert r.returncode == 2 and "unknown feature view 'nope'" in r.stderr  # the user's input to fix: exit 2
     # push a file of events: online at once; a bad file names the field and exits 2, writing nothing
     now = pd.Timestamp.now(tz="UTC").floor("s")
-    events = pd.DataFrame({"customer_id": [424242], "event_time": [now], "amount": [12.5],
-                           "merchant_category": ["books"], "balance": [3.0], "segment": ["pushed"]})
+    events = pd.DataFrame(
+        {
+            "customer_id": [424242],
+            "event_time": [now],
+            "amount": [12.5],
+            "merchant_category": ["books"],
+            "balance": [3.0],
+            "segment": ["pushed"],
+        }
+    )
     events.to_json(tmp_path / "push.jsonl", orient="records", lines=True, date_format="iso")
-    r = run(["raymlops", "features", "push", "configs/features.yaml", "txn_stats", str(tmp_path / "push.jsonl")], 120,
-            **env)
+    r = run(
+        ["raymlops", "features", "push", "configs/features.yaml", "txn_stats", str(tmp_path / "push.jsonl")], 120, **env
+    )
     assert r.returncode == 0 and "txn_stats: 1 events pushed (offline version 2" in r.stdout, r.stderr[-4000:]
     events.assign(amount=["lots"]).to_json(tmp_path / "bad.jsonl", orient="records", lines=True, date_format="iso")
-    r = run(["raymlops", "features", "push", "configs/features.yaml", "txn_stats", str(tmp_path / "bad.jsonl")], 120,
-            **env)
+    r = run(
+        ["raymlops", "features", "push", "configs/features.yaml", "txn_stats", str(tmp_path / "bad.jsonl")], 120, **env
+    )
     assert r.returncode == 2 and "rows[0].amount: must be a number, got str 'lots'" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     # nothing served yet: the skew check says so

@@ -40,13 +40,30 @@ def served(cli_quickstart, tmp_path, *overrides: str):
     r, store, env = cli_quickstart
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
-    run_id = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])["run_id"]
+    run_id = json.loads(out[out.index("{") : out.index("}\n", out.index('"endpoint"')) + 1])["run_id"]
     port = free_port()
     log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - read back by wait_http and the callers
-    proc = subprocess.Popen(["raymlops", "serve", "configs/quickstart.yaml", "--run", run_id, "--set",
-                             f"serving.port={port}", "--set", "monitoring=null", "--set", "serving.request_log=null",
-                             *[a for o in overrides for a in ("--set", o)]],
-                            cwd=ROOT, env=cli_env(**env), stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            "raymlops",
+            "serve",
+            "configs/quickstart.yaml",
+            "--run",
+            run_id,
+            "--set",
+            f"serving.port={port}",
+            "--set",
+            "monitoring=null",
+            "--set",
+            "serving.request_log=null",
+            *[a for o in overrides for a in ("--set", o)],
+        ],
+        cwd=ROOT,
+        env=cli_env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/churn"
     try:
         wait_http(f"{url}/health", proc, log, seconds=240)
@@ -94,8 +111,9 @@ def test_grpc_ingress_answers_as_http_does(cli_quickstart, demo, tmp_path):
         assert over_grpc["predictions"] == model.predict_with_proba(df)[0]
         with grpc.insecure_channel(target) as channel:  # the typed fields of the reply
             stub = pb_grpc.ModelServerStub(channel)
-            reply = stub.Predict(pb.PredictRequest(json=json.dumps(body), request_id="r-1"),
-                                 metadata=(("application", app),), timeout=30)
+            reply = stub.Predict(
+                pb.PredictRequest(json=json.dumps(body), request_id="r-1"), metadata=(("application", app),), timeout=30
+            )
             assert list(reply.predictions) == over_http["predictions"] and reply.request_id == "r-1"
             assert stub.Health(pb.HealthRequest(), metadata=(("application", app),), timeout=30).status == "ok"
         row = body["instances"][0]

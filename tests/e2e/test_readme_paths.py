@@ -11,7 +11,7 @@ def test_quickstart_cli_trains_serves_and_flags_drift(cli_quickstart, demo):
     r, store, env = cli_quickstart
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     out = r.stdout
-    summary = json.loads(out[out.index("{"): out.index("}\n", out.index('"endpoint"')) + 1])
+    summary = json.loads(out[out.index("{") : out.index("}\n", out.index('"endpoint"')) + 1])
     assert summary["metrics"]["auc"] > 0.6 and summary["endpoint"].endswith("/churn")
     # the holdout at the threshold chosen out of fold (training.decision), beside the search's metrics at 0.5
     assert 0 < summary["holdout"]["threshold"] < 0.5 and summary["holdout"]["f1"] > summary["metrics"]["f1"]
@@ -43,8 +43,23 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
 
 def test_explore_a_source_against_the_shifted_month(demo, tmp_path):
     out = tmp_path / "report" / "customers.html"
-    r = run(["raymlops", "explore", "customers", "--config", "configs/quickstart.yaml", "--label", "churned",
-             "--compare", str(demo / "shifted.parquet"), "--out", str(out)], 300, DEMO_DATA=str(demo))
+    r = run(
+        [
+            "raymlops",
+            "explore",
+            "customers",
+            "--config",
+            "configs/quickstart.yaml",
+            "--label",
+            "churned",
+            "--compare",
+            str(demo / "shifted.parquet"),
+            "--out",
+            str(out),
+        ],
+        300,
+        DEMO_DATA=str(demo),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"wrote {out}" in r.stdout and f"wrote {out.with_suffix('.json')}" in r.stdout
     profile = json.loads(out.with_suffix(".json").read_text())
@@ -53,7 +68,9 @@ def test_explore_a_source_against_the_shifted_month(demo, tmp_path):
     html = out.read_text()
     assert "Comparison with shifted.parquet" in html and "Drift in" in html
     r = run(["raymlops", "explore", str(demo / "holdout.parquet")], 300)
-    assert r.returncode == 0 and " rows, 13 columns" in r.stdout and "warning: customer_id" in r.stdout, r.stderr[-3000:]
+    assert r.returncode == 0 and " rows, 13 columns" in r.stdout and "warning: customer_id" in r.stdout, r.stderr[
+        -3000:
+    ]
 
 
 def test_k8s_render_of_the_trained_quickstart(cli_quickstart, tmp_path):
@@ -62,8 +79,18 @@ def test_k8s_render_of_the_trained_quickstart(cli_quickstart, tmp_path):
     r, store, env = cli_quickstart
     assert r.returncode == 0
     out = tmp_path / "k8s"
-    cmd = ["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "registry.example/raymlops:1",
-           "--namespace", "ml", "--out", str(out)]
+    cmd = [
+        "raymlops",
+        "k8s",
+        "render",
+        "configs/quickstart.yaml",
+        "--image",
+        "registry.example/raymlops:1",
+        "--namespace",
+        "ml",
+        "--out",
+        str(out),
+    ]
     # the RayService's Serve config names runs in storage: local storage is refused, the pods could not reach it
     r = run(cmd, 300, **env)
     assert r.returncode == 2 and "got local storage" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
@@ -72,8 +99,10 @@ def test_k8s_render_of_the_trained_quickstart(cli_quickstart, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["churn-quickstart-rayjob.yaml"]
     job = yaml.safe_load((out / "churn-quickstart-rayjob.yaml").read_text())
-    assert job["spec"]["entrypoint"] == ("python jobs/run_pipeline.py configs/quickstart.yaml "
-                                         "--set training.tune.num_samples=2")
-    r = run(["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "bad image", "--no-service"], 120,
-            **env)
+    assert job["spec"]["entrypoint"] == (
+        "python jobs/run_pipeline.py configs/quickstart.yaml --set training.tune.num_samples=2"
+    )
+    r = run(
+        ["raymlops", "k8s", "render", "configs/quickstart.yaml", "--image", "bad image", "--no-service"], 120, **env
+    )
     assert r.returncode == 2 and "--image must be an image reference" in r.stderr and "Traceback" not in r.stderr

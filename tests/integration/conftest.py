@@ -54,6 +54,5 @@ def pipeline(config: str, demo_dir, storage: str, *overrides: str) -> Pipeline:
 @pytest.fixture(scope="session")
 def quickstart(ray_session, demo_dir, storage):
     """The quickstart pipeline with a 2-trial search (real Ray Train XGBoost runs), trained once."""
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2",
-                    "monitoring.drift.p_val=0.01")
+    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2", "monitoring.drift.p_val=0.01")
     return pipe, pipe.train(progress=False)

@@ -28,7 +28,9 @@ def census():
 def fitted(train: pd.DataFrame, mode: str, out) -> DriftTester:
     """The default detector (tabular, p_val 0.05, Bonferroni over 16 features and the model output)."""
     cfg = DriftConfig(reference=mode)
-    rows = train.iloc[-cfg.reference_rows():] if mode == "chunks" else train.sample(cfg.reference_rows(), random_state=0)
+    rows = (
+        train.iloc[-cfg.reference_rows() :] if mode == "chunks" else train.sample(cfg.reference_rows(), random_state=0)
+    )
     columns = [Column(c, "number" if c in NUMERIC else "string") for c in FEATURES]
     fit_inputs(rows[FEATURES], columns, cfg.model_dump(), out)
     fit_prediction(rows["predicted_probability"].reset_index(drop=True), cfg.model_dump(), out)
@@ -36,7 +38,7 @@ def fitted(train: pd.DataFrame, mode: str, out) -> DriftTester:
 
 
 def verdicts(tester: DriftTester, rows: pd.DataFrame) -> list[dict]:
-    windows = [rows.iloc[i:i + 500] for i in range(0, len(rows) - 499, 500)]
+    windows = [rows.iloc[i : i + 500] for i in range(0, len(rows) - 499, 500)]
     return [tester.test(w[FEATURES].assign(**{PREDICTION: w["predicted_probability"].to_numpy()})) for w in windows]
 
 

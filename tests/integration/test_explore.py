@@ -72,8 +72,12 @@ def test_a_ray_dataset_and_a_dataframe_profile_alike(ray_session, demo_dir):
         assert got["rows"] == from_path["rows"]
         for name, c in from_path["columns"].items():
             g = got["columns"][name]
-            assert (g["count"], g["nulls"], g.get("min"), g.get("max")) == (c["count"], c["nulls"], c.get("min"),
-                                                                           c.get("max")), name
+            assert (g["count"], g["nulls"], g.get("min"), g.get("max")) == (
+                c["count"],
+                c["nulls"],
+                c.get("min"),
+                c.get("max"),
+            ), name
 
 
 def test_compare_flags_the_shifted_month_and_not_the_holdout(ray_session, demo_dir):
@@ -94,20 +98,22 @@ def test_compare_flags_the_shifted_month_and_not_the_holdout(ray_session, demo_d
 def test_a_million_rows_against_exact_pandas(ray_session, tmp_path):
     rng = np.random.default_rng(3)
     n, files = 1_000_000, 8
-    df = pd.DataFrame({
-        "id": np.arange(n),
-        "normal": rng.normal(10, 3, n),
-        "heavy": rng.pareto(1.5, n),
-        "ints": pd.array(np.where(rng.random(n) < 0.1, None, rng.poisson(4, n)), dtype="Int64"),
-        "ties": rng.integers(0, 5, n).astype(np.float64),
-        "cat": rng.choice([f"c{i}" for i in range(300)], n),
-        "wide": np.char.add("w", rng.integers(0, 200_000, n).astype(str)),
-        "flag": rng.random(n) < 0.5,
-        "y": (rng.random(n) < 0.2).astype(np.int8),
-    })
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "normal": rng.normal(10, 3, n),
+            "heavy": rng.pareto(1.5, n),
+            "ints": pd.array(np.where(rng.random(n) < 0.1, None, rng.poisson(4, n)), dtype="Int64"),
+            "ties": rng.integers(0, 5, n).astype(np.float64),
+            "cat": rng.choice([f"c{i}" for i in range(300)], n),
+            "wide": np.char.add("w", rng.integers(0, 200_000, n).astype(str)),
+            "flag": rng.random(n) < 0.5,
+            "y": (rng.random(n) < 0.2).astype(np.int8),
+        }
+    )
     df.loc[rng.random(n) < 0.05, "normal"] = np.nan
     for i in range(files):
-        part = df.iloc[i * n // files:(i + 1) * n // files]
+        part = df.iloc[i * n // files : (i + 1) * n // files]
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"part-{i}.parquet")
     profile = explore(str(tmp_path), label="y")
     _check_exact(profile, df)
@@ -138,11 +144,22 @@ def test_a_request_log_is_profiled_as_the_rows_it_carried(ray_session, demo_dir,
     log = RequestLog(str(tmp_path / "log"))
     now = time.time()
     for i in range(0, len(inputs), 8):  # requests of 8 rows, each copied to a shadow (not counted)
-        rows = json.loads(inputs.iloc[i:i + 8].to_json(orient="records"))
+        rows = json.loads(inputs.iloc[i : i + 8].to_json(orient="records"))
         for role in ("primary", "shadow"):
-            assert log.add({"ts": now + i, "request_id": f"r{i}", "variant": "a", "role": role,
-                            "model_version": "m/1", "status": 200, "latency_ms": 1.0, "rows": rows,
-                            "predictions": [0] * len(rows), "probabilities": [0.1] * len(rows)})
+            assert log.add(
+                {
+                    "ts": now + i,
+                    "request_id": f"r{i}",
+                    "variant": "a",
+                    "role": role,
+                    "model_version": "m/1",
+                    "status": 200,
+                    "latency_ms": 1.0,
+                    "rows": rows,
+                    "predictions": [0] * len(rows),
+                    "probabilities": [0.1] * len(rows),
+                }
+            )
     log.close()
     profile = explore(str(tmp_path / "log"))
     assert profile.data["rows"] == len(inputs) and profile.data["time"] == "ts"
@@ -173,12 +190,34 @@ def test_a_request_log_with_uneven_inputs(ray_session, tmp_path):
         row = {"zip": "02139" if i % 2 else 2139, "amount": i if i % 3 else float(i) + 0.5, "ts": i}
         if i % 5 == 0:
             row["coupon"] = "x"  # an optional key
-        log.add({"ts": now + i, "request_id": f"r{i}", "variant": "a", "role": "primary", "model_version": "m/1",
-                 "status": 200, "latency_ms": 1.0, "rows": [row], "predictions": [0]})
+        log.add(
+            {
+                "ts": now + i,
+                "request_id": f"r{i}",
+                "variant": "a",
+                "role": "primary",
+                "model_version": "m/1",
+                "status": 200,
+                "latency_ms": 1.0,
+                "rows": [row],
+                "predictions": [0],
+            }
+        )
         if i % 100 == 0:
             log.flush()  # files of their own, some with shadow rows only
-            log.add({"ts": now + i, "request_id": f"s{i}", "variant": "b", "role": "shadow", "model_version": "m/1",
-                     "status": 200, "latency_ms": 1.0, "rows": [row], "predictions": [0]})
+            log.add(
+                {
+                    "ts": now + i,
+                    "request_id": f"s{i}",
+                    "variant": "b",
+                    "role": "shadow",
+                    "model_version": "m/1",
+                    "status": 200,
+                    "latency_ms": 1.0,
+                    "rows": [row],
+                    "predictions": [0],
+                }
+            )
             log.flush()
     log.close()
     p = explore(str(tmp_path / "log")).to_dict()

@@ -31,8 +31,9 @@ def event(user: int, when, amount=10.0, cat="zz", tier="pushed") -> dict:
 
 
 def online(fs, user: int) -> dict:
-    got = fs.get_online_features(["w:amount_count_1d", "w:amount_sum_1d", "w:cat_last_2d", "w:tier"],
-                                 [{"user_id": user}])
+    got = fs.get_online_features(
+        ["w:amount_count_1d", "w:amount_sum_1d", "w:cat_last_2d", "w:tier"], [{"user_id": user}]
+    )
     return {k: v[0] for k, v in got.values.items()}
 
 
@@ -48,8 +49,10 @@ def test_a_pushed_event_is_online_at_once_and_in_the_next_training_set(pushed):
     assert after["amount_sum_1d"] == pytest.approx(before["amount_sum_1d"] + 1000.0)
     assert after["cat_last_2d"] == "zz" and after["tier"] == "pushed"
     assert online(fs, 99) == {"amount_count_1d": 1, "amount_sum_1d": 5.0, "cat_last_2d": "zz", "tier": "pushed"}
-    training = fs.get_historical_features(pd.DataFrame({"user_id": [3, 99], "event_timestamp": [now, now]}),
-                                          ["w:amount_count_1d", "w:amount_sum_1d", "w:tier"])
+    training = fs.get_historical_features(
+        pd.DataFrame({"user_id": [3, 99], "event_timestamp": [now, now]}),
+        ["w:amount_count_1d", "w:amount_sum_1d", "w:tier"],
+    )
     assert training.amount_count_1d.tolist() == [after["amount_count_1d"], 1]
     assert training.amount_sum_1d.tolist() == pytest.approx([after["amount_sum_1d"], 5.0])
     assert training.tier.tolist() == ["pushed", "pushed"]
@@ -59,8 +62,15 @@ def test_bad_rows_name_each_field_and_write_nothing(pushed):
     fs, now = pushed
     version, state = fs.offline.latest("w").number, online(fs, 3)
     good = event(3, now.isoformat())
-    bad = [good, {**good, "user_id": None}, {**good, "amount": "12,5"}, {k: v for k, v in good.items() if k != "ts"},
-           {**good, "ts": "yesterday-ish"}, {**good, "colour": "red"}, {**good, "ts": 1_700_000_000}]
+    bad = [
+        good,
+        {**good, "user_id": None},
+        {**good, "amount": "12,5"},
+        {k: v for k, v in good.items() if k != "ts"},
+        {**good, "ts": "yesterday-ish"},
+        {**good, "colour": "red"},
+        {**good, "ts": 1_700_000_000},
+    ]
     with pytest.raises(PushError) as e:
         fs.push("w", bad)
     got = {(r, f) for r, f, _ in e.value.problems}

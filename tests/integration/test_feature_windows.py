@@ -13,20 +13,40 @@ import yaml
 
 from raymlops import FeatureStore
 
-FUNCTIONS = [("amount", "sum", "1d"), ("amount", "mean", "1d"), ("amount", "count", "1d"), ("amount", "min", "3d"),
-             ("amount", "max", "3d"), ("amount", "std", "3d"), ("amount", "last", "1d"), ("cat", "last", "2d"),
-             ("cat", "distinct_count", "2d"), ("amount", "sum", "12h")]
+FUNCTIONS = [
+    ("amount", "sum", "1d"),
+    ("amount", "mean", "1d"),
+    ("amount", "count", "1d"),
+    ("amount", "min", "3d"),
+    ("amount", "max", "3d"),
+    ("amount", "std", "3d"),
+    ("amount", "last", "1d"),
+    ("cat", "last", "2d"),
+    ("cat", "distinct_count", "2d"),
+    ("amount", "sum", "12h"),
+]
 
 
 def window_store(tmp_path, table: pa.Table, fields=("tier",), ttl: str | None = None) -> FeatureStore:
     data = tmp_path / "events.parquet"
     pa.parquet.write_table(table, data)
     aggs = [{"column": c, "function": f, "window": w, "name": f"{c}_{f}_{w}"} for c, f, w in FUNCTIONS]
-    view = {"name": "w", "entity": "user", "source": "events", "timestamp": "ts", "created_timestamp": "created",
-            "fields": list(fields), "aggregations": aggs, **({"ttl": ttl} if ttl else {})}
-    cfg = {"name": "windows-test", "storage": str(tmp_path / "store"),
-           "sources": {"events": {"path": str(data)}},
-           "features": {"entities": [{"name": "user", "join_keys": ["user_id"]}], "views": [view]}}
+    view = {
+        "name": "w",
+        "entity": "user",
+        "source": "events",
+        "timestamp": "ts",
+        "created_timestamp": "created",
+        "fields": list(fields),
+        "aggregations": aggs,
+        **({"ttl": ttl} if ttl else {}),
+    }
+    cfg = {
+        "name": "windows-test",
+        "storage": str(tmp_path / "store"),
+        "sources": {"events": {"path": str(data)}},
+        "features": {"entities": [{"name": "user", "join_keys": ["user_id"]}], "views": [view]},
+    }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     fs = FeatureStore.from_yaml(tmp_path / "cfg.yaml")
     fs.build()
@@ -75,10 +95,16 @@ def assert_windows_equal(got: pd.DataFrame, want: dict[str, list]) -> None:
 
 def random_events(rng, n: int, users: int, base: pd.Timestamp) -> pd.DataFrame:
     hours = pd.to_timedelta(rng.integers(0, 24 * 20, n), unit="h")  # many exact-time ties
-    ev = pd.DataFrame({"user_id": rng.integers(0, users, n), "ts": base + hours,
-                       "created": base + pd.to_timedelta(rng.integers(0, 4, n), unit="s"),  # created ties too
-                       "amount": rng.normal(100, 30, n).round(3), "cat": rng.choice(list("abcdefg"), n),
-                       "tier": rng.choice(["x", "y"], n)})
+    ev = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, users, n),
+            "ts": base + hours,
+            "created": base + pd.to_timedelta(rng.integers(0, 4, n), unit="s"),  # created ties too
+            "amount": rng.normal(100, 30, n).round(3),
+            "cat": rng.choice(list("abcdefg"), n),
+            "tier": rng.choice(["x", "y"], n),
+        }
+    )
     ev.loc[rng.random(n) < 0.08, "amount"] = np.nan
     ev.loc[rng.random(n) < 0.05, "cat"] = None
     return ev
@@ -110,14 +136,23 @@ def test_an_entity_whose_last_event_is_older_than_the_window_gets_empty_values(t
     """The issue's case: the 1-day sum as of T is 0 when the last event was 10 days before T (not its old sum)."""
     t = pa.timestamp("ns", tz="UTC")
     day = lambda d: pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=d)  # noqa: E731
-    table = pa.table({"user_id": pa.array([1, 1, 2], pa.int64()), "ts": pa.array([day(0), day(0.5), day(5)], t),
-                      "created": pa.array([day(0)] * 3, t), "amount": [5.0, 7.0, 1.0], "cat": ["a", "b", "a"],
-                      "tier": ["x", "y", "z"]})
+    table = pa.table(
+        {
+            "user_id": pa.array([1, 1, 2], pa.int64()),
+            "ts": pa.array([day(0), day(0.5), day(5)], t),
+            "created": pa.array([day(0)] * 3, t),
+            "amount": [5.0, 7.0, 1.0],
+            "cat": ["a", "b", "a"],
+            "tier": ["x", "y", "z"],
+        }
+    )
     fs = window_store(tmp_path, table, ttl="30d")
-    entity = pd.DataFrame({"user_id": [1, 1, 1, 3, None], "event_timestamp": [day(0.5), day(1.25), day(10.5), day(1),
-                                                                              day(1)]})
-    got = fs.get_historical_features(entity.astype({"user_id": "Int64"}), ["w:amount_sum_1d", "w:amount_count_1d",
-                                                                            "w:amount_mean_1d", "w:tier"])
+    entity = pd.DataFrame(
+        {"user_id": [1, 1, 1, 3, None], "event_timestamp": [day(0.5), day(1.25), day(10.5), day(1), day(1)]}
+    )
+    got = fs.get_historical_features(
+        entity.astype({"user_id": "Int64"}), ["w:amount_sum_1d", "w:amount_count_1d", "w:amount_mean_1d", "w:tier"]
+    )
     assert got.amount_sum_1d.tolist()[:4] == [12.0, 7.0, 0.0, 0.0]
     assert got.amount_count_1d.tolist()[:4] == [2, 1, 0, 0]
     assert got.amount_mean_1d.tolist()[:2] == [6.0, 7.0] and got.amount_mean_1d.isna().tolist()[2:] == [True] * 3
@@ -130,8 +165,9 @@ def online_store(fs: FeatureStore, backend: str, request, tmp_path) -> FeatureSt
     if backend == "redis":
         from raymlops.config.models import RedisOnlineStoreConfig
 
-        cfg.features.online_store = RedisOnlineStoreConfig(type="redis", url=request.getfixturevalue("redis_url"),
-                                                           key_prefix=f"w{np.random.randint(1 << 30)}")
+        cfg.features.online_store = RedisOnlineStoreConfig(
+            type="redis", url=request.getfixturevalue("redis_url"), key_prefix=f"w{np.random.randint(1 << 30)}"
+        )
     else:
         cfg.features.online_store.path = str(tmp_path / "online.db")
     return FeatureStore(cfg)
@@ -148,11 +184,15 @@ def test_online_windows_equal_offline_ones_at_the_same_instant(tmp_path, ray_ses
     # events at the old edge of every window read five minutes ago (a read a little in the past, as of a request
     # in flight while materialization runs): their tiles must outlive the materialization
     past = now - pd.Timedelta("5min")
-    edge = events.head(4).assign(user_id=[3, 4, 5, 6], created=now, ts=[past - pd.Timedelta(w) + pd.Timedelta("30s")
-                                                                          for w in ("12h", "1d", "2d", "3d")])
+    edge = events.head(4).assign(
+        user_id=[3, 4, 5, 6],
+        created=now,
+        ts=[past - pd.Timedelta(w) + pd.Timedelta("30s") for w in ("12h", "1d", "2d", "3d")],
+    )
     events = pd.concat([events, edge], ignore_index=True)
-    fs = online_store(window_store(tmp_path, pa.Table.from_pandas(events, preserve_index=False)), backend, request,
-                      tmp_path)
+    fs = online_store(
+        window_store(tmp_path, pa.Table.from_pandas(events, preserve_index=False)), backend, request, tmp_path
+    )
     run = fs.materialize(end=now + pd.Timedelta(minutes=1))["w"]
     assert run["tiles"] > 0
     users = list(range(42))  # two never seen
@@ -160,8 +200,9 @@ def test_online_windows_equal_offline_ones_at_the_same_instant(tmp_path, ray_ses
     for ahead in ["-5min", "1min", "7h", "1d", "2d", "3d"]:
         at = now + pd.Timedelta(ahead)
         online = fs.get_online_features(names, [{"user_id": u} for u in users], at=at).to_pandas()
-        offline = fs.get_historical_features(pd.DataFrame({"user_id": users, "event_timestamp": [at] * len(users)}),
-                                             names)
+        offline = fs.get_historical_features(
+            pd.DataFrame({"user_id": users, "event_timestamp": [at] * len(users)}), names
+        )
         for name in online.columns:
             a, b = online[name].tolist(), offline[name].tolist()
             for i, (x, y) in enumerate(zip(a, b)):
@@ -177,8 +218,9 @@ def test_online_windows_equal_offline_ones_at_the_same_instant(tmp_path, ray_ses
                 x = None if x is None or (isinstance(x, float) and math.isnan(x)) else x
                 assert (x is None and w is None) or x in w, (ahead, name, x, w)
     got = fs.get_online_features(["w:amount_count_1d", "w:amount_sum_1d"], [{"user_id": 41}])
-    assert got.values == {"amount_count_1d": [0], "amount_sum_1d": [0.0]} and got.statuses["amount_count_1d"] == \
-        ["NOT_FOUND"]
+    assert got.values == {"amount_count_1d": [0], "amount_sum_1d": [0.0]} and got.statuses["amount_count_1d"] == [
+        "NOT_FOUND"
+    ]
     fs.close()
 
 
@@ -186,9 +228,16 @@ def test_a_numeric_function_over_text_is_a_clear_error(tmp_path, ray_session):
     from raymlops.errors import DataError
 
     t = pa.timestamp("ns", tz="UTC")
-    table = pa.table({"user_id": pa.array([1], pa.int64()), "ts": pa.array([pd.Timestamp("2024-01-01", tz="UTC")], t),
-                      "created": pa.array([pd.Timestamp("2024-01-01", tz="UTC")], t), "amount": ["12"],
-                      "cat": ["a"], "tier": ["x"]})
+    table = pa.table(
+        {
+            "user_id": pa.array([1], pa.int64()),
+            "ts": pa.array([pd.Timestamp("2024-01-01", tz="UTC")], t),
+            "created": pa.array([pd.Timestamp("2024-01-01", tz="UTC")], t),
+            "amount": ["12"],
+            "cat": ["a"],
+            "tier": ["x"],
+        }
+    )
     fs = window_store(tmp_path, table)
     entity = pd.DataFrame({"user_id": [1], "event_timestamp": [pd.Timestamp("2024-01-02", tz="UTC")]})
     with pytest.raises(DataError, match=r"aggregations\[0\] \(sum of 'amount'\) needs a numeric column, got string"):

@@ -23,9 +23,12 @@ def make_store(tmp_path, table: pa.Table, ttl: str | None = "3d", created: bool 
         view["ttl"] = ttl
     if created:
         view["created_timestamp"] = "created"
-    cfg = {"name": "pit-test", "storage": str(tmp_path / "store"),
-           "sources": {"events": {"format": "parquet", "path": str(data)}},
-           "features": {"entities": [{"name": "user", "join_keys": ["user_id"]}], "views": [view]}}
+    cfg = {
+        "name": "pit-test",
+        "storage": str(tmp_path / "store"),
+        "sources": {"events": {"format": "parquet", "path": str(data)}},
+        "features": {"entities": [{"name": "user", "join_keys": ["user_id"]}], "views": [view]},
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     fs = FeatureStore.from_yaml(path)
@@ -44,34 +47,56 @@ def rows(**cols) -> pa.Table:
 @pytest.fixture
 def hand_built(tmp_path, ray_session):
     t = pa.timestamp("ns", tz="UTC")
-    table = pa.table({
-        "user_id": pa.array([1, 1, 1, 1, 2, 3], pa.int64()),
-        "ts": pa.array([ts("2024-01-01"), ts("2024-01-05"), ts("2024-01-05"), ts("2024-01-08"),
-                        ts("2024-01-02"), ts("2024-01-10")], t),
-        # the two rows at 01-05 tie on event time; the later created one must win
-        "created": pa.array([ts("2024-01-01"), ts("2024-01-06"), ts("2024-01-05"), ts("2024-01-08"),
-                             ts("2024-01-02"), ts("2024-01-10")], t),
-        "score": [1.0, 2.0, 3.0, 4.0, 5.0, None],
-        "tier": ["a", "b", "c", "d", "e", "f"],
-    })
+    table = pa.table(
+        {
+            "user_id": pa.array([1, 1, 1, 1, 2, 3], pa.int64()),
+            "ts": pa.array(
+                [
+                    ts("2024-01-01"),
+                    ts("2024-01-05"),
+                    ts("2024-01-05"),
+                    ts("2024-01-08"),
+                    ts("2024-01-02"),
+                    ts("2024-01-10"),
+                ],
+                t,
+            ),
+            # the two rows at 01-05 tie on event time; the later created one must win
+            "created": pa.array(
+                [
+                    ts("2024-01-01"),
+                    ts("2024-01-06"),
+                    ts("2024-01-05"),
+                    ts("2024-01-08"),
+                    ts("2024-01-02"),
+                    ts("2024-01-10"),
+                ],
+                t,
+            ),
+            "score": [1.0, 2.0, 3.0, 4.0, 5.0, None],
+            "tier": ["a", "b", "c", "d", "e", "f"],
+        }
+    )
     return make_store(tmp_path, table)
 
 
 def test_hand_built_cases(hand_built):
-    entity = pd.DataFrame({
-        "user_id": [1, 1, 1, 2, 2, 9, 1, 3],
-        "event_timestamp": [
-            "2024-01-05 00:00:00",   # exact-time match with the created-time tie: the later created row (2.0)
-            "2024-01-04 00:00",   # 3 days after 01-01: the ttl boundary is inclusive -> 1.0
-            "2024-01-04 00:00:01",  # one second past the ttl -> null
-            "2024-01-05 00:00",   # 3 days after 01-02 -> 5.0
-            "2024-01-01 23:59",   # before any row -> null
-            "2024-01-05 00:00",   # unknown entity -> null, row kept
-            "2024-01-05 00:00",   # a duplicate of row 0 is kept
-            "2024-01-10 00:00",   # the row exists but its value is null -> null value, tier present
-        ],
-        "label": [10, 11, 12, 13, 14, 15, 16, 17],
-    })
+    entity = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 9, 1, 3],
+            "event_timestamp": [
+                "2024-01-05 00:00:00",  # exact-time match with the created-time tie: the later created row (2.0)
+                "2024-01-04 00:00",  # 3 days after 01-01: the ttl boundary is inclusive -> 1.0
+                "2024-01-04 00:00:01",  # one second past the ttl -> null
+                "2024-01-05 00:00",  # 3 days after 01-02 -> 5.0
+                "2024-01-01 23:59",  # before any row -> null
+                "2024-01-05 00:00",  # unknown entity -> null, row kept
+                "2024-01-05 00:00",  # a duplicate of row 0 is kept
+                "2024-01-10 00:00",  # the row exists but its value is null -> null value, tier present
+            ],
+            "label": [10, 11, 12, 13, 14, 15, 16, 17],
+        }
+    )
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], format="mixed")  # naive: read as UTC
     out = hand_built.get_historical_features(entity, ["stats:score", "stats:tier"])
     assert list(out.columns) == ["user_id", "event_timestamp", "label", "score", "tier"]
@@ -84,7 +109,9 @@ def test_hand_built_cases(hand_built):
 
 
 def test_aware_and_naive_timestamps_agree(hand_built):
-    naive = pd.DataFrame({"user_id": [1, 1], "event_timestamp": pd.to_datetime(["2024-01-05 00:00", "2024-01-08 00:00"])})
+    naive = pd.DataFrame(
+        {"user_id": [1, 1], "event_timestamp": pd.to_datetime(["2024-01-05 00:00", "2024-01-08 00:00"])}
+    )
     aware = naive.assign(event_timestamp=naive["event_timestamp"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo"))
     a = hand_built.get_historical_features(naive, ["stats:*"])
     b = hand_built.get_historical_features(aware, ["stats:*"])
@@ -94,9 +121,15 @@ def test_aware_and_naive_timestamps_agree(hand_built):
 
 def test_late_arriving_rows_count_by_event_time(hand_built):
     """A row ingested later (an appended version) with an earlier event time is the value as of that time."""
-    late = pa.table({"user_id": pa.array([2], pa.int64()), "ts": pa.array([ts("2024-01-04")], pa.timestamp("ns", tz="UTC")),
-                     "created": pa.array([ts("2024-01-20")], pa.timestamp("ns", tz="UTC")), "score": [50.0],
-                     "tier": ["late"]})
+    late = pa.table(
+        {
+            "user_id": pa.array([2], pa.int64()),
+            "ts": pa.array([ts("2024-01-04")], pa.timestamp("ns", tz="UTC")),
+            "created": pa.array([ts("2024-01-20")], pa.timestamp("ns", tz="UTC")),
+            "score": [50.0],
+            "tier": ["late"],
+        }
+    )
     hand_built.offline.write("stats", late, "ts", mode="append")
     entity = pd.DataFrame({"user_id": [2, 2], "event_timestamp": pd.to_datetime(["2024-01-03", "2024-01-05"])})
     out = hand_built.get_historical_features(entity, ["stats:score"])
@@ -106,8 +139,9 @@ def test_late_arriving_rows_count_by_event_time(hand_built):
 def test_ray_dataset_in_ray_dataset_out_in_order(hand_built):
     import ray.data
 
-    entity = pd.DataFrame({"user_id": [1, 2, 1, 9] * 50, "event_timestamp": pd.to_datetime(["2024-01-09"] * 200),
-                           "i": range(200)})
+    entity = pd.DataFrame(
+        {"user_id": [1, 2, 1, 9] * 50, "event_timestamp": pd.to_datetime(["2024-01-09"] * 200), "i": range(200)}
+    )
     ds = ray.data.from_pandas([entity.iloc[:70], entity.iloc[70:130], entity.iloc[130:]])
     out = hand_built.get_historical_features(ds, ["stats:score"])
     assert isinstance(out, ray.data.Dataset)
@@ -153,13 +187,22 @@ def test_matches_brute_force_on_random_data(tmp_path, ray_session, seed):
     base = pd.Timestamp("2024-03-01", tz="UTC")
     hours = lambda n: pd.to_timedelta(rng.integers(0, 24 * 40, n), unit="h")  # noqa: E731  many exact ties
     # unique created times make the winner unique, so the comparison is exact
-    feats = pd.DataFrame({"user_id": rng.integers(0, 120, n_feat), "ts": base + hours(n_feat),
-                          "created": base + pd.to_timedelta(rng.permutation(n_feat), unit="s"),
-                          "score": rng.normal(size=n_feat).round(6), "tier": rng.choice(list("xyz"), n_feat)})
+    feats = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 120, n_feat),
+            "ts": base + hours(n_feat),
+            "created": base + pd.to_timedelta(rng.permutation(n_feat), unit="s"),
+            "score": rng.normal(size=n_feat).round(6),
+            "tier": rng.choice(list("xyz"), n_feat),
+        }
+    )
     feats.loc[rng.random(n_feat) < 0.05, "score"] = np.nan
     ttl = [pd.Timedelta(days=2), None, pd.Timedelta(hours=30)][seed - 1]
-    fs = make_store(tmp_path, pa.Table.from_pandas(feats, preserve_index=False),
-                    ttl=None if ttl is None else f"{int(ttl.total_seconds() // 3600)}h")
+    fs = make_store(
+        tmp_path,
+        pa.Table.from_pandas(feats, preserve_index=False),
+        ttl=None if ttl is None else f"{int(ttl.total_seconds() // 3600)}h",
+    )
     entity = pd.DataFrame({"user_id": rng.integers(0, 140, n_ent), "event_timestamp": base + hours(n_ent)})
     entity = pd.concat([entity, entity.iloc[:50]], ignore_index=True)  # duplicates
     got = fs.get_historical_features(entity, ["stats:*"])

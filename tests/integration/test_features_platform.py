@@ -17,8 +17,12 @@ from tests.conftest import ROOT, free_port
 
 
 def overrides(demo_dir, storage, *extra) -> list[str]:
-    return [f"storage={storage}", f"sources.transactions.path={demo_dir}/transactions.parquet",
-            f"sources.labels.path={demo_dir}/labels.parquet", *extra]
+    return [
+        f"storage={storage}",
+        f"sources.transactions.path={demo_dir}/transactions.parquet",
+        f"sources.labels.path={demo_dir}/labels.parquet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +48,12 @@ def test_window_aggregates_match_pandas(built, demo_dir):
     assert built.offline.read_table("txn_stats").num_rows == len(tx)  # the view stores the events themselves
     rng = np.random.default_rng(0)
     sample = tx.sample(150, random_state=0)
-    entity = pd.DataFrame({"customer_id": sample.customer_id.to_numpy(), "event_timestamp":
-                           sample.event_time.to_numpy() + pd.to_timedelta(rng.integers(0, 20 * 24, 150), unit="h")})
+    entity = pd.DataFrame(
+        {
+            "customer_id": sample.customer_id.to_numpy(),
+            "event_timestamp": sample.event_time.to_numpy() + pd.to_timedelta(rng.integers(0, 20 * 24, 150), unit="h"),
+        }
+    )
     got = built.get_historical_features(entity, ["txn_stats:*"])
     for (_, e), (_, r) in zip(entity.iterrows(), got.iterrows()):
         t = e.event_timestamp
@@ -55,8 +63,9 @@ def test_window_aggregates_match_pandas(built, demo_dir):
         assert r.amount_sum_7d == pytest.approx(w7.amount.sum())
         assert r.amount_sum_30d == pytest.approx(w30.amount.sum())
         assert r.amount_count_30d == w30.amount.count()
-        assert r.amount_max_30d == pytest.approx(w30.amount.max()) or (np.isnan(r.amount_max_30d)
-                                                                       and w30.amount.count() == 0)
+        assert r.amount_max_30d == pytest.approx(w30.amount.max()) or (
+            np.isnan(r.amount_max_30d) and w30.amount.count() == 0
+        )
         assert r.merchant_category_distinct_count_30d == w30.merchant_category.nunique()
 
 
@@ -68,8 +77,9 @@ def test_backfill_and_append_keep_the_view_whole(built):
     after = built.offline.read_table("txn_stats").to_pandas()
     assert built.offline.latest("txn_stats").number == before.number + 1
     key = ["customer_id", "event_time", "ingested_at"]
-    pd.testing.assert_frame_equal(after.sort_values(key).reset_index(drop=True),
-                                  full.sort_values(key).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        after.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True), check_dtype=False
+    )
     m = built.build(append=True)["txn_stats"]  # nothing newer in the source: an empty, valid version
     assert m["mode"] == "append" and m["written_rows"] == 0
     assert built.offline.read_table("txn_stats").num_rows == len(full)
@@ -78,11 +88,15 @@ def test_backfill_and_append_keep_the_view_whole(built):
 def test_crash_during_build_keeps_previous_version(built, demo_dir, tmp_path):
     version = built.offline.latest("txn_stats").number
     data = built.offline._dir("txn_stats", "data")
-    writes = lambda: sorted(i.path for i in built.offline.fs.get_file_info(  # noqa: E731
-        __import__("pyarrow.fs").fs.FileSelector(data)))
+
+    def writes():
+        return sorted(i.path for i in built.offline.fs.get_file_info(__import__("pyarrow.fs").fs.FileSelector(data)))
+
     before = writes()
-    bad = FeatureStore.from_yaml(ROOT / "configs" / "features.yaml", overrides(
-        demo_dir, built.config.storage, "features.views.0.transform=tests.integration.failing:fail_late"))
+    bad = FeatureStore.from_yaml(
+        ROOT / "configs" / "features.yaml",
+        overrides(demo_dir, built.config.storage, "features.views.0.transform=tests.integration.failing:fail_late"),
+    )
     with pytest.raises(Exception, match="injected failure"):
         bad.build()
     assert built.offline.latest("txn_stats").number == version
@@ -112,20 +126,27 @@ def test_materialize_and_online_lookup(built, backend, redis_url, tmp_path):
     fs.materialize(end=cut)
     latest = view.sort_values(["event_time", "ingested_at"]).groupby("customer_id").tail(1).set_index("customer_id")
     ids = list(latest.index[:10]) + list(latest.index[-30:]) + [-5]  # stalest and freshest entities
-    got = fs.get_online_features(["txn_stats:amount_sum_30d", "txn_stats:segment"], [{"customer_id": int(i)} for i in ids])
+    got = fs.get_online_features(
+        ["txn_stats:amount_sum_30d", "txn_stats:segment"], [{"customer_id": int(i)} for i in ids]
+    )
     now = pd.Timestamp.now(tz="UTC")
     at = now.floor("min")  # a tile boundary: the online windows are exact there
-    online = fs.get_online_features(["txn_stats:amount_sum_30d", "txn_stats:amount_sum_7d"],
-                                    [{"customer_id": int(i)} for i in ids], at=at).to_pandas()
-    offline = fs.get_historical_features(pd.DataFrame({"customer_id": ids, "event_timestamp": at}),
-                                         ["txn_stats:amount_sum_30d", "txn_stats:amount_sum_7d"])
+    online = fs.get_online_features(
+        ["txn_stats:amount_sum_30d", "txn_stats:amount_sum_7d"], [{"customer_id": int(i)} for i in ids], at=at
+    ).to_pandas()
+    offline = fs.get_historical_features(
+        pd.DataFrame({"customer_id": ids, "event_timestamp": at}),
+        ["txn_stats:amount_sum_30d", "txn_stats:amount_sum_7d"],
+    )
     pd.testing.assert_frame_equal(online, offline[online.columns], check_dtype=False, rtol=1e-9)
     at_cut = cut.ceil("min")  # the window ending at the first tile boundary at or after the cut event holds it
     cut_ids = [int(i) for i in events.loc[events.event_time == cut, "customer_id"].unique()]
-    online = fs.get_online_features(["txn_stats:amount_sum_7d"], [{"customer_id": i} for i in cut_ids],
-                                    at=at_cut).to_pandas()
-    offline = fs.get_historical_features(pd.DataFrame({"customer_id": cut_ids, "event_timestamp": at_cut}),
-                                         ["txn_stats:amount_sum_7d"])
+    online = fs.get_online_features(
+        ["txn_stats:amount_sum_7d"], [{"customer_id": i} for i in cut_ids], at=at_cut
+    ).to_pandas()
+    offline = fs.get_historical_features(
+        pd.DataFrame({"customer_id": cut_ids, "event_timestamp": at_cut}), ["txn_stats:amount_sum_7d"]
+    )
     assert (offline.amount_sum_7d > 0).all()
     pd.testing.assert_frame_equal(online, offline[online.columns], check_dtype=False, rtol=1e-9)
     for i, cid in enumerate(ids[:-1]):
@@ -151,9 +172,13 @@ def _console_shows_the_view(cfg, fs, desc, key: int, backend: str) -> None:
 
     c = TestClient(create_app(Settings(storage=str(cfg.storage), configs=[cfg])))
     views = {v["name"]: v for v in c.get("/api/features").json()["views"]}
-    assert views["txn_stats"]["online"] == "reachable" and views["txn_stats"]["offline_version"] == desc["offline_version"]
+    assert (
+        views["txn_stats"]["online"] == "reachable" and views["txn_stats"]["offline_version"] == desc["offline_version"]
+    )
     one = c.get(f"/api/features/{cfg.name}/txn_stats", params={"key": str(key)}).json()
-    assert [v["version"] for v in one["details"]["offline_versions"]] == [v["version"] for v in desc["offline_versions"]]
+    assert [v["version"] for v in one["details"]["offline_versions"]] == [
+        v["version"] for v in desc["offline_versions"]
+    ]
     assert one["details"]["last_materialization"] == json.loads(json.dumps(desc["last_materialization"], default=str))
     want = fs.get_online_features(["txn_stats:segment"], [{"customer_id": key}])
     assert one["sample"]["values"]["segment"] == [want.values["segment"][0]]
@@ -174,9 +199,17 @@ def _console_shows_the_view(cfg, fs, desc, key: int, backend: str) -> None:
 def served(built, demo_dir):
     """The features example trained from its PIT set and served by entity key (the feature server too)."""
     port = free_port()
-    pipe = Pipeline.from_yaml(ROOT / "configs" / "features.yaml", overrides(
-        demo_dir, built.config.storage, f"serving.port={port}", "training.tune.num_samples=1",
-        f"features.server.port={port}"), say=None)
+    pipe = Pipeline.from_yaml(
+        ROOT / "configs" / "features.yaml",
+        overrides(
+            demo_dir,
+            built.config.storage,
+            f"serving.port={port}",
+            "training.tune.num_samples=1",
+            f"features.server.port={port}",
+        ),
+        say=None,
+    )
     result = pipe.run(progress=False)
     from raymlops.serving.deploy import deploy_feature_server
 
@@ -195,15 +228,16 @@ def test_trained_from_pit_set_and_served_by_entity(served, demo_dir):
     assert meta["dataset"]["features"] == ["txn_stats:*"] and meta["dataset"]["offline_versions"]["txn_stats"] >= 1
     assert result.metrics["auc"] > 0.7  # the label depends on the 30-day spending features
     ids = [1, 2, 3, 999_999]
-    status, body = post(result.endpoint + "/predict",
-                        {"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]})
+    status, body = post(
+        result.endpoint + "/predict", {"entities": [{"customer_id": c, "tenure_months": 12} for c in ids]}
+    )
     assert status == 200, body
     assert body["feature_statuses"]["segment"][-1] == "NOT_FOUND"
-    rows = pd.DataFrame([{**{k: v[i] for k, v in body["features"].items()}, "tenure_months": 12}
-                         for i in range(len(ids))])
+    rows = pd.DataFrame(
+        [{**{k: v[i] for k, v in body["features"].items()}, "tenure_months": 12} for i in range(len(ids))]
+    )
     local = load_model(result.run_dir).predict_proba(rows)
     assert np.allclose(local, body["probabilities"], atol=1e-6)
-
 
 
 def test_an_exported_file_keeps_the_feature_config_in_storage_and_its_model_serves_from_it(served, tmp_path):
@@ -246,8 +280,10 @@ def test_entity_request_errors_are_422(served):
 
 def test_feature_server_http(served):
     _, _, url = served
-    status, body = post(url + "/online", {"features": ["txn_stats:segment", "txn_stats:amount_count_30d"],
-                                          "entities": {"customer_id": [1, 2, 999_999]}})
+    status, body = post(
+        url + "/online",
+        {"features": ["txn_stats:segment", "txn_stats:amount_count_30d"], "entities": {"customer_id": [1, 2, 999_999]}},
+    )
     assert status == 200, body
     assert body["metadata"]["feature_names"] == ["customer_id", "segment", "amount_count_30d"]
     assert body["results"][0]["values"] == [1, 2, 999_999]
@@ -257,8 +293,9 @@ def test_feature_server_http(served):
     assert status == 422 and body["detail"][0]["loc"] == ["body", "features", 0]
     status, body = post(url + "/online", {"features": ["txn_stats:segment"], "entities": {"user": [1]}})
     assert status == 422 and body["detail"][0]["loc"] == ["body", "entities", "customer_id"]
-    status, body = post(url + "/online", {"features": ["txn_stats:segment"], "entities": {"customer_id": [1, 2],
-                                                                                         "other": [1]}})
+    status, body = post(
+        url + "/online", {"features": ["txn_stats:segment"], "entities": {"customer_id": [1, 2], "other": [1]}}
+    )
     assert status == 422
 
 
@@ -299,23 +336,42 @@ def test_skew_check_finds_none_on_the_example_and_finds_an_injected_one(served):
     _flush(pipe)
     clean = skew_report(pipe.config)
     assert clean["rows"] >= len(ids) and clean["max_rate"] == 0.0, clean
-    assert set(clean["features"]) == {"balance", "segment", "amount_sum_7d", "amount_sum_30d", "amount_count_30d",
-                                      "amount_mean_30d", "amount_max_30d", "merchant_category_distinct_count_30d"}
+    assert set(clean["features"]) == {
+        "balance",
+        "segment",
+        "amount_sum_7d",
+        "amount_sum_30d",
+        "amount_count_30d",
+        "amount_mean_30d",
+        "amount_max_30d",
+        "merchant_category_distinct_count_30d",
+    }
     # an online write the offline store never saw: a field, and an event in customer 6's window tiles
     now = pd.Timestamp.now(tz="UTC").value
     fs.online.write("txn_stats", [((5,), OnlineRecord({"balance": -1.0, "segment": "forged"}, now, now))])
     view = fs.view("txn_stats")
-    from raymlops.features.materialize import _tiles
-    from raymlops.features.tiles import build_tiles, merge
     import functools
+
     import pyarrow as pa
 
-    ghost = pa.table({"customer_id": [6], "event_time": pa.array([now - 10**9], pa.timestamp("ns", tz="UTC")),
-                      "ingested_at": pa.array([now], pa.timestamp("ns", tz="UTC")), "amount": [5000.0],
-                      "merchant_category": ["ghost"]})
+    from raymlops.features.materialize import _tiles
+    from raymlops.features.tiles import build_tiles, merge
+
+    ghost = pa.table(
+        {
+            "customer_id": [6],
+            "event_time": pa.array([now - 10**9], pa.timestamp("ns", tz="UTC")),
+            "ingested_at": pa.array([now], pa.timestamp("ns", tz="UTC")),
+            "amount": [5000.0],
+            "merchant_category": ["ghost"],
+        }
+    )
     spec = tile_spec(view)
-    fs.online.write_tiles("txn_stats", _tiles(build_tiles(ghost, spec, ["customer_id"], "event_time", "ingested_at"),
-                                              ["customer_id"]), merge=functools.partial(merge, spec=spec))
+    fs.online.write_tiles(
+        "txn_stats",
+        _tiles(build_tiles(ghost, spec, ["customer_id"], "event_time", "ingested_at"), ["customer_id"]),
+        merge=functools.partial(merge, spec=spec),
+    )
     since = pd.Timestamp.now(tz="UTC")
     status, _ = post(result.endpoint + "/predict", {"entities": [{"customer_id": c, "tenure_months": 3} for c in ids]})
     assert status == 200
@@ -323,8 +379,16 @@ def test_skew_check_finds_none_on_the_example_and_finds_an_injected_one(served):
     report = skew_report(pipe.config, since=since)
     assert report["rows"] == len(ids)
     bad = {n: f["mismatches"] for n, f in report["features"].items() if f["mismatches"]}
-    assert bad == {"balance": 1, "segment": 1, "amount_sum_7d": 1, "amount_sum_30d": 1, "amount_count_30d": 1,
-                   "amount_mean_30d": 1, "amount_max_30d": 1, "merchant_category_distinct_count_30d": 1}, report
+    assert bad == {
+        "balance": 1,
+        "segment": 1,
+        "amount_sum_7d": 1,
+        "amount_sum_30d": 1,
+        "amount_count_30d": 1,
+        "amount_mean_30d": 1,
+        "amount_max_30d": 1,
+        "merchant_category_distinct_count_30d": 1,
+    }, report
     worst = report["features"]["amount_sum_30d"]["largest"][0]
     assert worst["customer_id"] == 6 and worst["difference"] == pytest.approx(5000.0)
     assert report["features"]["segment"]["largest"][0]["served"] == "forged"
@@ -347,32 +411,50 @@ def test_feature_server_push_is_online_at_once_and_in_the_next_training_set(serv
     fs = pipe.feature_store
     now = pd.Timestamp.now(tz="UTC")
     new = 999_990
-    row = {"customer_id": new, "event_time": (now - pd.Timedelta(minutes=1)).isoformat(), "amount": 40.0,
-           "merchant_category": "books", "balance": 12.5, "segment": "pushed"}
+    row = {
+        "customer_id": new,
+        "event_time": (now - pd.Timedelta(minutes=1)).isoformat(),
+        "amount": 40.0,
+        "merchant_category": "books",
+        "balance": 12.5,
+        "segment": "pushed",
+    }
     version = fs.offline.latest("txn_stats").number
     status, body = post(url + "/push", {"view": "txn_stats", "rows": [row]})
     assert status == 200 and body["rows"] == 1 and body["offline_version"] == version + 1, body
-    status, body = post(url + "/online", {"features": ["txn_stats:amount_count_30d", "txn_stats:segment"],
-                                          "entities": {"customer_id": [new]}})
+    status, body = post(
+        url + "/online",
+        {"features": ["txn_stats:amount_count_30d", "txn_stats:segment"], "entities": {"customer_id": [new]}},
+    )
     assert [r["values"] for r in body["results"]] == [[new], [1], ["pushed"]]
     # concurrent pushes are committed in groups; every answered one is in the offline store
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda i: post(url + "/push", {"view": "txn_stats", "rows": [{**row, "amount": 1.0}]})[0],
-                              range(24)))
+        codes = list(
+            pool.map(
+                lambda i: post(url + "/push", {"view": "txn_stats", "rows": [{**row, "amount": 1.0}]})[0], range(24)
+            )
+        )
     assert codes == [200] * 24
     assert fs.offline.latest("txn_stats").number <= version + 25
-    status, body = post(url + "/online", {"features": ["txn_stats:amount_count_30d", "txn_stats:amount_sum_30d"],
-                                          "entities": {"customer_id": [new]}})
+    status, body = post(
+        url + "/online",
+        {"features": ["txn_stats:amount_count_30d", "txn_stats:amount_sum_30d"], "entities": {"customer_id": [new]}},
+    )
     assert [r["values"][0] for r in body["results"][1:]] == [25, pytest.approx(64.0)]
-    training = fs.get_historical_features(pd.DataFrame({"customer_id": [new], "event_timestamp": [now]}),
-                                          ["txn_stats:amount_count_30d", "txn_stats:segment"])
+    training = fs.get_historical_features(
+        pd.DataFrame({"customer_id": [new], "event_timestamp": [now]}),
+        ["txn_stats:amount_count_30d", "txn_stats:segment"],
+    )
     assert training.amount_count_30d.tolist() == [25] and training.segment.tolist() == ["pushed"]
     # bad rows: 422 naming each field, nothing written
     version = fs.offline.latest("txn_stats").number
-    status, body = post(url + "/push", {"view": "txn_stats", "rows": [row, {**row, "amount": "lots"},
-                                                                       {**row, "customer_id": None}]})
-    assert status == 422 and {tuple(d["loc"]) for d in body["detail"]} == {("body", "rows", 1, "amount"),
-                                                                           ("body", "rows", 2, "customer_id")}
+    status, body = post(
+        url + "/push", {"view": "txn_stats", "rows": [row, {**row, "amount": "lots"}, {**row, "customer_id": None}]}
+    )
+    assert status == 422 and {tuple(d["loc"]) for d in body["detail"]} == {
+        ("body", "rows", 1, "amount"),
+        ("body", "rows", 2, "customer_id"),
+    }
     status, body = post(url + "/push", {"view": "nope", "rows": [row]})
     assert status == 422 and body["detail"][0]["loc"] == ["body", "view"]
     status, body = post(url + "/push", {"view": "txn_stats", "rows": []})

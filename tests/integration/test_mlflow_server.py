@@ -18,10 +18,27 @@ def mlflow_server(tmp_path_factory):
     d = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = open(d / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
-                             "--artifacts-destination", str(d / "artifacts"), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, env=cli_env())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{d / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(d / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=cli_env(),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", proc, log)
@@ -35,15 +52,21 @@ def test_quickstart_against_a_real_mlflow_server(ray_session, mlflow_server, dem
     from raymlops.registry.tracking import client
 
     store = str(tmp_path / "store")
-    pipe = pipeline("quickstart.yaml", demo_dir, store, f"registry.tracking_uri={mlflow_server}",
-                    "training.tune.num_samples=1", "training.model.num_boost_round=20", "monitoring=null")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        store,
+        f"registry.tracking_uri={mlflow_server}",
+        "training.tune.num_samples=1",
+        "training.model.num_boost_round=20",
+        "monitoring=null",
+    )
     result = pipe.train(progress=False)
     assert not (tmp_path / "store" / "mlflow.db").exists()  # nothing went to the embedded store
     c = client(mlflow_server)
     run = c.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["raymlops.run_id"] == result.run_id
-    children = c.search_runs([run.info.experiment_id],
-                             filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    children = c.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == 1 and set(children[0].data.params) == {"max_depth", "eta", "subsample"}
     assert len(c.get_metric_history(children[0].info.run_id, "valid_auc")) > 5
     assert "raymlops.input.customers.sha256" in run.data.tags and run.inputs.dataset_inputs
@@ -66,8 +89,13 @@ def test_raymlops_ui_serves_the_embedded_store(tmp_path):
     Tracker(tracking_uri(None, store), "ui-check")
     port = free_port()
     log = open(tmp_path / "ui.log", "w+")
-    proc = subprocess.Popen(["raymlops", "ui", "--storage", store, "--port", str(port)], cwd=ROOT, env=cli_env(),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["raymlops", "ui", "--storage", store, "--port", str(port)],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, log)
         r = httpx.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 10})

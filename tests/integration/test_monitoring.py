@@ -46,10 +46,20 @@ def _wait(what, fn, timeout=60, every=0.2):
 
 
 def _monitor_spec(run_dir, state_dir, app, app_monitor=None, **extra):
-    return {"app": app, "variant": "default", "namespace": ray.get_runtime_context().namespace,
-            "run_dir": str(run_dir), "model_version": Path(run_dir).name, "state_dir": str(state_dir),
-            "drift": DriftConfig(window=500).model_dump(), "quality": DataQualityConfig(window=500).model_dump(),
-            "history": 100, "checkpoint_s": 0.3, "app_monitor": app_monitor, **extra}
+    return {
+        "app": app,
+        "variant": "default",
+        "namespace": ray.get_runtime_context().namespace,
+        "run_dir": str(run_dir),
+        "model_version": Path(run_dir).name,
+        "state_dir": str(state_dir),
+        "drift": DriftConfig(window=500).model_dump(),
+        "quality": DataQualityConfig(window=500).model_dump(),
+        "history": 100,
+        "checkpoint_s": 0.3,
+        "app_monitor": app_monitor,
+        **extra,
+    }
 
 
 def _served(df: pd.DataFrame, run_dir) -> pd.DataFrame:
@@ -96,19 +106,45 @@ def test_one_alert_per_event_inside_the_cooldown_and_every_event_recorded(quicks
     _, result = quickstart
     ns = ray.get_runtime_context().namespace
     canary_events = tmp_path / "events.jsonl"
-    start_app_monitor({"app": "alerting", "namespace": ns, "state_dir": str(tmp_path / "app"),
-                       "alerts": [{"type": "webhook", "url": receiver.url, "on": ["drift", "data_quality", "canary"],
-                                   "cooldown_s": 300, "timeout_s": 5, "retries": 2, "headers": {}},
-                                  {"type": "log", "path": None, "on": ["drift"], "cooldown_s": 0}],
-                       "alert_log": str(tmp_path / "app" / "alerts.jsonl"), "canary_events": str(canary_events),
-                       "performance": None, "retrain": None})
+    start_app_monitor(
+        {
+            "app": "alerting",
+            "namespace": ns,
+            "state_dir": str(tmp_path / "app"),
+            "alerts": [
+                {
+                    "type": "webhook",
+                    "url": receiver.url,
+                    "on": ["drift", "data_quality", "canary"],
+                    "cooldown_s": 300,
+                    "timeout_s": 5,
+                    "retries": 2,
+                    "headers": {},
+                },
+                {"type": "log", "path": None, "on": ["drift"], "cooldown_s": 0},
+            ],
+            "alert_log": str(tmp_path / "app" / "alerts.jsonl"),
+            "canary_events": str(canary_events),
+            "performance": None,
+            "retrain": None,
+        }
+    )
     monitor = start_monitor(_monitor_spec(result.run_dir, tmp_path / "v", "alerting", "raymlops-appmonitor-alerting"))
     shifted = pd.read_parquet(demo_dir / "shifted.parquet")  # 1,000 rows: sent twice
     shifted = _served(pd.concat([shifted, shifted], ignore_index=True), result.run_dir)
     for i in range(0, 2000, 250):
-        ray.get(monitor.observe.remote(shifted.iloc[i:i + 250]))
-    canary_events.write_text(json.dumps({"at": time.time(), "event": "rollback", "variant": "next",
-                                         "reason": "error rate 0.31 > 0.02 over 120 requests"}) + "\n")
+        ray.get(monitor.observe.remote(shifted.iloc[i : i + 250]))
+    canary_events.write_text(
+        json.dumps(
+            {
+                "at": time.time(),
+                "event": "rollback",
+                "variant": "next",
+                "reason": "error rate 0.31 > 0.02 over 120 requests",
+            }
+        )
+        + "\n"
+    )
     app = ray.get_actor("raymlops-appmonitor-alerting", namespace=ns)
     _wait("the canary event", lambda: receiver.of("canary"), timeout=30)
     assert ray.get(app.flush_alerts.remote(10))
@@ -139,22 +175,62 @@ def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickst
     bad = np.random.default_rng(0).random(len(holdout))  # variant "b" answers with noise
     for i, rid in enumerate(ids):
         variant, p = ("a", proba[i]) if i % 2 == 0 else ("b", float(bad[i]))
-        log.add({"ts": time.time(), "request_id": rid, "variant": variant, "role": "primary", "status": 200,
-                 "latency_ms": 3.0, "model_version": variant, "rows": [holdout.iloc[i][["plan"]].to_dict()],
-                 "predictions": [int(p >= 0.5)], "probabilities": [p]})
+        log.add(
+            {
+                "ts": time.time(),
+                "request_id": rid,
+                "variant": variant,
+                "role": "primary",
+                "status": 200,
+                "latency_ms": 3.0,
+                "model_version": variant,
+                "rows": [holdout.iloc[i][["plan"]].to_dict()],
+                "predictions": [int(p >= 0.5)],
+                "probabilities": [p],
+            }
+        )
     assert log.flush()
     labels = tmp_path / "labels.csv"
     pd.DataFrame({"request_id": ids, "churned": holdout["churned"]}).to_csv(labels, index=False)
-    perf = {"labels": "late", "join": "request_id", "request_id": "request_id", "keys": [], "timestamp": None,
-            "max_delay_s": 86400.0, "label": "churned", "metric": "auc", "window": 200, "floor": 0.6, "every_s": 3600,
-            "task": "binary", "labels_source": {"format": "csv", "path": str(labels)},
-            "request_log": str(tmp_path / "log")}
+    perf = {
+        "labels": "late",
+        "join": "request_id",
+        "request_id": "request_id",
+        "keys": [],
+        "timestamp": None,
+        "max_delay_s": 86400.0,
+        "label": "churned",
+        "metric": "auc",
+        "window": 200,
+        "floor": 0.6,
+        "every_s": 3600,
+        "task": "binary",
+        "labels_source": {"format": "csv", "path": str(labels)},
+        "request_log": str(tmp_path / "log"),
+    }
     ns = ray.get_runtime_context().namespace
-    app = start_app_monitor({"app": "perf", "namespace": ns, "state_dir": str(tmp_path / "app"),
-                             "alerts": [{"type": "webhook", "url": receiver.url, "on": ["performance"],
-                                         "cooldown_s": 300, "timeout_s": 5, "retries": 0, "headers": {}}],
-                             "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": None,
-                             "performance": perf, "retrain": None})
+    app = start_app_monitor(
+        {
+            "app": "perf",
+            "namespace": ns,
+            "state_dir": str(tmp_path / "app"),
+            "alerts": [
+                {
+                    "type": "webhook",
+                    "url": receiver.url,
+                    "on": ["performance"],
+                    "cooldown_s": 300,
+                    "timeout_s": 5,
+                    "retries": 0,
+                    "headers": {},
+                }
+            ],
+            "alert_log": str(tmp_path / "alerts.jsonl"),
+            "canary_events": None,
+            "performance": perf,
+            "retrain": None,
+        }
+    )
     got = ray.get(app.refresh_performance.remote())
     assert got["labelled_rows"] == 1000
     summary = got["summary"]["primary"]
@@ -179,15 +255,26 @@ def test_late_labels_joined_to_the_request_log_give_live_auc_per_variant(quickst
     assert shown["a"][0]["value"] == pytest.approx(window_a["value"]) and shown["b"][0]["floor"] == 0.6
 
 
-def _loop_app(demo_dir, storage, tmp_path, receiver, model: str, app: str, *serving: str, deploy: str,
-              observe_s: float, challenger: bool = True):
+def _loop_app(
+    demo_dir,
+    storage,
+    tmp_path,
+    receiver,
+    model: str,
+    app: str,
+    *serving: str,
+    deploy: str,
+    observe_s: float,
+    challenger: bool = True,
+):
     """Serves app ``app`` on registry aliases of ``model`` with drift-triggered retraining from a source
     directory the test later adds the shifted month to; returns (pipeline, url, source directory).
     ``challenger``: register a first @challenger (a canary variant needs one; a shadow waits for it)."""
     registry = [f"registry.model_name={model}", "registry.promotion.beat_champion_by=null"]
     # The quickstart's own config and data: every step is cached, only the registrations are new.
-    trainer = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2",
-                       "monitoring.drift.p_val=0.01", *registry)
+    trainer = pipeline(
+        "quickstart.yaml", demo_dir, storage, "training.tune.num_samples=2", "monitoring.drift.p_val=0.01", *registry
+    )
     first = trainer.train(progress=False)
     assert first.model["version"] == 1 and first.steps["train"]["cached"], (first.model, first.steps)
     if challenger:
@@ -195,12 +282,22 @@ def _loop_app(demo_dir, storage, tmp_path, receiver, model: str, app: str, *serv
     data = tmp_path / "customers"
     data.mkdir()
     shutil.copy(demo_dir / "train.parquet", data / "part-0.parquet")
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, f"sources.customers.path={data}", *registry,
-                    "training.tune.num_samples=1", f"serving.app_name={app}", f"serving.route_prefix=/{app}",
-                    "serving.reload_seconds=1", "serving.num_cpus=0", *serving,
-                    f'monitoring.alerts=[{{"type": "webhook", "url": "{receiver.url}", "cooldown_s": 300}}]',
-                    f'monitoring.retrain={{"on": ["drift"], "min_interval_s": 3600, "deploy": "{deploy}", '
-                    f'"observe_s": {observe_s}}}')
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        f"sources.customers.path={data}",
+        *registry,
+        "training.tune.num_samples=1",
+        f"serving.app_name={app}",
+        f"serving.route_prefix=/{app}",
+        "serving.reload_seconds=1",
+        "serving.num_cpus=0",
+        *serving,
+        f'monitoring.alerts=[{{"type": "webhook", "url": "{receiver.url}", "cooldown_s": 300}}]',
+        f'monitoring.retrain={{"on": ["drift"], "min_interval_s": 3600, "deploy": "{deploy}", '
+        f'"observe_s": {observe_s}}}',
+    )
     return pipe, pipe.serve(), data
 
 
@@ -209,9 +306,18 @@ def test_a_single_drifted_window_raises_no_event_and_two_of_three_do(quickstart,
     raises no event (so no alert and no retrain, which start from events); a second within three does."""
     _, result = quickstart
     ns = ray.get_runtime_context().namespace
-    start_app_monitor({"app": "persist", "namespace": ns, "state_dir": str(tmp_path / "app"), "alerts": [],
-                       "alert_log": str(tmp_path / "app" / "alerts.jsonl"), "canary_events": None,
-                       "performance": None, "retrain": None})
+    start_app_monitor(
+        {
+            "app": "persist",
+            "namespace": ns,
+            "state_dir": str(tmp_path / "app"),
+            "alerts": [],
+            "alert_log": str(tmp_path / "app" / "alerts.jsonl"),
+            "canary_events": None,
+            "performance": None,
+            "retrain": None,
+        }
+    )
     monitor = start_monitor(_monitor_spec(result.run_dir, tmp_path / "v", "persist", "raymlops-appmonitor-persist"))
     app = ray.get_actor("raymlops-appmonitor-persist", namespace=ns)
     shifted = _served(pd.read_parquet(demo_dir / "shifted.parquet").head(500), result.run_dir)
@@ -234,10 +340,19 @@ def test_a_single_drifted_window_raises_no_event_and_two_of_three_do(quickstart,
 @pytest.fixture
 def loop_app(quickstart, demo_dir, storage, tmp_path, receiver):
     """App 'loop': champion variant + challenger shadow (both follow registry aliases of 'churn-loop')."""
-    pipe, url, data = _loop_app(demo_dir, storage, tmp_path, receiver, "churn-loop", "loop",
-                                "serving.model=models:/churn-loop@champion",
-                                'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
-                                deploy="shadow", observe_s=2, challenger=False)
+    pipe, url, data = _loop_app(
+        demo_dir,
+        storage,
+        tmp_path,
+        receiver,
+        "churn-loop",
+        "loop",
+        "serving.model=models:/churn-loop@champion",
+        'serving.shadow=[{"name": "challenger", "model": "models:/churn-loop@challenger"}]',
+        deploy="shadow",
+        observe_s=2,
+        challenger=False,
+    )
     yield pipe, url, data
     pipe.stop()
 
@@ -248,7 +363,7 @@ def _post_shifted_month(demo_dir, data, url) -> list[dict]:
     shifted.to_parquet(data / "part-1.parquet")
     rows = _jsonable(shifted.drop(columns=["customer_id", "churned"]))
     for i in range(0, 1000, 50):
-        r = httpx.post(f"{url}/predict", json={"instances": rows[i:i + 50]}, timeout=60)
+        r = httpx.post(f"{url}/predict", json={"instances": rows[i : i + 50]}, timeout=60)
         assert r.status_code == 200, r.text
     return rows
 
@@ -283,7 +398,10 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     steps = [s["step"] for s in record["steps"]]
     assert record["status"] == "promoted", record
     assert steps[:2] == ["triggered", "job_submitted"] and steps[-3:] == [
-        "challenger_registered", "challenger_shadow", "promoted"], steps
+        "challenger_registered",
+        "challenger_shadow",
+        "promoted",
+    ], steps
     assert record["trigger"]["type"] == "drift"
     version = record["outcome"]["version"]
     from raymlops.registry import ModelRegistry
@@ -291,13 +409,16 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     reg = ModelRegistry.from_config(pipe.config)
     assert reg.alias_version("churn-loop", "champion") == version == reg.alias_version("churn-loop", "challenger")
     new_run = reg.version("churn-loop", version).tags["raymlops.run_id"]
-    trained_rows = json.loads((Path(pipe.config.storage) / "runs" / pipe.config.name / new_run / "meta.json")
-                              .read_text())["rows"]
+    trained_rows = json.loads(
+        (Path(pipe.config.storage) / "runs" / pipe.config.name / new_run / "meta.json").read_text()
+    )["rows"]
     assert sum(trained_rows.values()) > 6000  # trained on the data up to now (the shifted month too)
     new_model = f"churn-loop/{version}"  # what serving calls a registered version
-    served = _wait("both variants to swap to the new version",
-                   lambda: (v := httpx.get(f"{url}/health").json()["variants"])["default"] == new_model and v,
-                   timeout=30)
+    served = _wait(
+        "both variants to swap to the new version",
+        lambda: (v := httpx.get(f"{url}/health").json()["variants"])["default"] == new_model and v,
+        timeout=30,
+    )
     assert served["challenger"] == new_model and before["default"] != new_model
     from raymlops.pipeline.monitor import format_monitor_status, monitor_status
 
@@ -321,18 +442,33 @@ def test_the_closed_loop_retrains_shadows_and_promotes_when_the_gate_passes(loop
     assert reg.alias_version("churn-loop", "champion") == 1
 
 
-
 def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champion_on_rollback(
-        quickstart, demo_dir, storage, tmp_path, receiver):
+    quickstart, demo_dir, storage, tmp_path, receiver
+):
     """deploy: canary. The canary variant follows @challenger: the retrained version swaps in, the canary
     schedule starts again for it, and its rollback (p99 above an unreachable 0.001 ms) keeps the champion."""
-    canary = {"variant": "challenger", "steps": [50, 100], "interval_s": 3600,
-              "rollback_on": {"error_rate": None, "p99_ms": 0.001, "min_requests": 10}}
-    variants = [{"name": "default", "model": "models:/churn-canary@champion"},
-                {"name": "challenger", "model": "models:/churn-canary@challenger", "weight": 0}]
-    pipe, url, data = _loop_app(demo_dir, storage, tmp_path, receiver, "churn-canary", "loopc",
-                                f"serving.variants={json.dumps(variants)}", f"serving.canary={json.dumps(canary)}",
-                                deploy="canary", observe_s=120)
+    canary = {
+        "variant": "challenger",
+        "steps": [50, 100],
+        "interval_s": 3600,
+        "rollback_on": {"error_rate": None, "p99_ms": 0.001, "min_requests": 10},
+    }
+    variants = [
+        {"name": "default", "model": "models:/churn-canary@champion"},
+        {"name": "challenger", "model": "models:/churn-canary@challenger", "weight": 0},
+    ]
+    pipe, url, data = _loop_app(
+        demo_dir,
+        storage,
+        tmp_path,
+        receiver,
+        "churn-canary",
+        "loopc",
+        f"serving.variants={json.dumps(variants)}",
+        f"serving.canary={json.dumps(canary)}",
+        deploy="canary",
+        observe_s=120,
+    )
     stop = threading.Event()
     try:
         rows = _post_shifted_month(demo_dir, data, url)
@@ -341,7 +477,7 @@ def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champi
             i = 0
             while not stop.is_set():
                 try:
-                    httpx.post(f"{url}/predict", json={"instances": rows[i % 1000:i % 1000 + 1]}, timeout=60)
+                    httpx.post(f"{url}/predict", json={"instances": rows[i % 1000 : i % 1000 + 1]}, timeout=60)
                 except httpx.HTTPError:  # a slow moment on a loaded machine: keep the traffic coming
                     pass
                 i += 1
@@ -375,7 +511,6 @@ def test_the_closed_loop_in_canary_mode_restarts_the_canary_and_keeps_the_champi
     assert [b["details"]["step"] for b in receiver.of("retrain")][-1] == "kept"
 
 
-
 def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_dir, storage, tmp_path):
     """`raymlops serve --export` + the real `serve deploy` CLI: Serve's build of the app starts the variant
     monitor and the app monitor that `raymlops serve` would have started; traffic then reaches them."""
@@ -392,9 +527,16 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
     _, result = quickstart
     port = urlparse(start_serve("127.0.0.1", free_port())).port  # the session's proxy: deploy files must match it
     secret = "http://127.0.0.1:9/hook?token=s3cr3t-token"  # alert secrets stay in storage, out of the file
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.app_name=exported", "serving.route_prefix=/exported",
-                    "serving.num_cpus=0", f"serving.port={port}",
-                    f'monitoring.alerts=[{{"type": "webhook", "url": "{secret}", "on": ["retrain"]}}, {{"type": "log"}}]')
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "serving.app_name=exported",
+        "serving.route_prefix=/exported",
+        "serving.num_cpus=0",
+        f"serving.port={port}",
+        f'monitoring.alerts=[{{"type": "webhook", "url": "{secret}", "on": ["retrain"]}}, {{"type": "log"}}]',
+    )
     path = pipe.export_serve_config(tmp_path / "serve.yaml", result.run_dir)
     assert "s3cr3t" not in path.read_text()
     monitors = [(actor_name("exported", "default"), "variant"), (app_monitor_name("exported"), "app")]
@@ -403,19 +545,31 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
             ray.get_actor(name, namespace="raymlops")
     dashboard = "http://" + ray._private.worker.global_worker.node.address_info["webui_url"]
     try:
-        r = subprocess.run(["serve", "deploy", str(path), "--address", dashboard], capture_output=True, text=True,
-                           timeout=300, env=cli_env(RAY_AUTH_MODE="token"))
+        r = subprocess.run(
+            ["serve", "deploy", str(path), "--address", dashboard],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=cli_env(RAY_AUTH_MODE="token"),
+        )
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        _wait("the deployed app", lambda: getattr(serve.status().applications.get("exported"), "status", None)
-              == "RUNNING", timeout=240, every=1)
+        _wait(
+            "the deployed app",
+            lambda: getattr(serve.status().applications.get("exported"), "status", None) == "RUNNING",
+            timeout=240,
+            every=1,
+        )
         for name, _ in monitors:
             ray.get_actor(name, namespace="raymlops")  # started by Serve's build of the app
         url = f"http://127.0.0.1:{port}/exported"
         rows = _jsonable(pd.read_parquet(demo_dir / "holdout.parquet").drop(columns=["customer_id", "churned"]))
         for i in range(0, 600, 100):
-            assert httpx.post(f"{url}/predict", json={"instances": rows[i:i + 100]}, timeout=60).status_code == 200
-        drift = _wait("a drift window", lambda: (d := httpx.get(f"{url}/drift", timeout=30).json())["windows_tested"]
-                      and d, timeout=60)
+            assert httpx.post(f"{url}/predict", json={"instances": rows[i : i + 100]}, timeout=60).status_code == 200
+        drift = _wait(
+            "a drift window",
+            lambda: (d := httpx.get(f"{url}/drift", timeout=30).json())["windows_tested"] and d,
+            timeout=60,
+        )
         assert drift["model_version"] == result.run_id and drift["rows_seen"] == 600 and drift["is_drift"] is False
         app_status = httpx.get(f"{url}/monitoring", timeout=30).json()["app"]
         assert app_status["app"] == "exported" and any(k.startswith("webhook:") for k in app_status["alerts"])
@@ -424,8 +578,11 @@ def test_serve_deploy_of_an_exported_file_starts_the_monitors(quickstart, demo_d
 
         from raymlops.monitoring.actor import ensure_monitor
 
-        [spec] = [c["args"][0] for c in yaml.safe_load(path.read_text())["applications"][0]["args"]["start"]
-                  if c["call"].endswith(":ensure_monitor")]
+        [spec] = [
+            c["args"][0]
+            for c in yaml.safe_load(path.read_text())["applications"][0]["args"]["start"]
+            if c["call"].endswith(":ensure_monitor")
+        ]
 
         def pid():
             return ray.get(ray.get_actor(monitors[0][0], namespace="raymlops").pid.remote(), timeout=60)
@@ -463,8 +620,21 @@ def test_check_and_drift_report_on_batches_without_serving(quickstart, demo_dir,
     assert "FAILED" in out and "age" in out and "usage_gb" in out and "platinum" in out, out
     for batch, drifted in (("holdout", False), ("shifted", True)):
         out_file = tmp_path / f"{batch}.html"
-        assert main(["drift", "report", "--run", str(result.run_dir), "--current",
-                     str(demo_dir / f"{batch}.parquet"), "--out", str(out_file)]) == 0
+        assert (
+            main(
+                [
+                    "drift",
+                    "report",
+                    "--run",
+                    str(result.run_dir),
+                    "--current",
+                    str(demo_dir / f"{batch}.parquet"),
+                    "--out",
+                    str(out_file),
+                ]
+            )
+            == 0
+        )
         doc = json.loads(out_file.with_suffix(".json").read_text())
         assert doc["verdict"]["is_drift"] is drifted, doc["verdict"]
         assert out_file.read_text().count("<img") == doc["verdict"]["n_features"] == 11  # 10 inputs + output

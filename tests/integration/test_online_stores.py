@@ -42,8 +42,9 @@ def rec(x, ts: int = T0, cts: int | None = None) -> OnlineRecord:
 def open_store(kind: str, tmp_path: Path, redis_url: str | None) -> OnlineStore:
     if kind == "sqlite":
         return open_online_store(SqliteOnlineStoreConfig(), str(tmp_path / "store"), "ns")
-    return open_online_store(RedisOnlineStoreConfig(type="redis", url=redis_url), str(tmp_path),
-                             f"test-{uuid.uuid4().hex[:12]}")
+    return open_online_store(
+        RedisOnlineStoreConfig(type="redis", url=redis_url), str(tmp_path), f"test-{uuid.uuid4().hex[:12]}"
+    )
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -57,8 +58,17 @@ def store(request, tmp_path):
 
 
 def test_round_trip_keeps_values_and_timestamps(store):
-    values = {"i": 42, "neg": -7, "f": 0.1, "big": 2**62 + 1, "s": "héllo \"q\" :*", "b": True, "no": False,
-              "n": None, "list": [1, 2.5, None]}
+    values = {
+        "i": 42,
+        "neg": -7,
+        "f": 0.1,
+        "big": 2**62 + 1,
+        "s": 'héllo "q" :*',
+        "b": True,
+        "no": False,
+        "n": None,
+        "list": [1, 2.5, None],
+    }
     assert store.write("v", [((1,), OnlineRecord(values, T0, T0 + 1)), ((2,), OnlineRecord({"i": 0}, -5))]) == 2
     got = store.read("v", [(1,), (2,)])
     assert got == [OnlineRecord(values, T0, T0 + 1), OnlineRecord({"i": 0}, -5, None)]
@@ -66,15 +76,36 @@ def test_round_trip_keeps_values_and_timestamps(store):
 
 
 def test_values_are_normalized_to_json(store):
-    values = {"f32": np.float32(0.5), "i64": np.int64(7), "nb": np.bool_(True), "nan": float("nan"),
-              "npnan": np.float64("nan"), "inf": float("inf"), "ts": pd.Timestamp("2024-01-02 03:04:05"),
-              "tz": pd.Timestamp("2024-01-02 05:04:05", tz="Europe/Berlin"),
-              "dt64": np.datetime64("2024-01-02T03:04:05"), "nat": pd.NaT, "na": pd.NA, "arr": np.array([1, 2])}
+    values = {
+        "f32": np.float32(0.5),
+        "i64": np.int64(7),
+        "nb": np.bool_(True),
+        "nan": float("nan"),
+        "npnan": np.float64("nan"),
+        "inf": float("inf"),
+        "ts": pd.Timestamp("2024-01-02 03:04:05"),
+        "tz": pd.Timestamp("2024-01-02 05:04:05", tz="Europe/Berlin"),
+        "dt64": np.datetime64("2024-01-02T03:04:05"),
+        "nat": pd.NaT,
+        "na": pd.NA,
+        "arr": np.array([1, 2]),
+    }
     store.write("v", [((1,), OnlineRecord(values, np.int64(T0), np.int64(3)))])
     got = store.read("v", [(1,)])[0]
-    assert got.values == {"f32": 0.5, "i64": 7, "nb": True, "nan": None, "npnan": None, "inf": None,
-                          "ts": "2024-01-02T03:04:05+00:00", "tz": "2024-01-02T04:04:05+00:00",
-                          "dt64": "2024-01-02T03:04:05+00:00", "nat": None, "na": None, "arr": [1, 2]}
+    assert got.values == {
+        "f32": 0.5,
+        "i64": 7,
+        "nb": True,
+        "nan": None,
+        "npnan": None,
+        "inf": None,
+        "ts": "2024-01-02T03:04:05+00:00",
+        "tz": "2024-01-02T04:04:05+00:00",
+        "dt64": "2024-01-02T03:04:05+00:00",
+        "nat": None,
+        "na": None,
+        "arr": [1, 2],
+    }
     assert (got.event_ts, got.created_ts) == (T0, 3)
 
 
@@ -110,8 +141,15 @@ def test_int_str_and_bool_keys_do_not_collide(store):
 
 
 def test_numpy_keys_equal_python_keys(store):
-    store.write("v", [((np.int64(5), np.str_("a")), rec("np")), ((np.int32(6),), rec("i32")), ((7,), rec("py")),
-                      ((8.0,), rec("float"))])
+    store.write(
+        "v",
+        [
+            ((np.int64(5), np.str_("a")), rec("np")),
+            ((np.int32(6),), rec("i32")),
+            ((7,), rec("py")),
+            ((8.0,), rec("float")),
+        ],
+    )
     got = store.read("v", [(5, "a"), (np.int16(6),), (np.uint64(7),), (8,), (np.float32(8.0),), (8.5,)])
     assert [r and r.values["x"] for r in got] == ["np", "i32", "py", "float", "float", None]
     assert encode_key((np.int64(1),)) == encode_key((1,)) == encode_key([1.0]) != encode_key(("1",))
@@ -238,8 +276,12 @@ def far() -> int:
 
 def test_tiles_replace_read_and_isolate(store):
     k1, k2 = (1,), ("1",)
-    assert store.write_tiles("v", [(k1, 0, 10, far(), "1"), (k1, 0, 11, far(), "2"), (k1, 1, 1, far(), "3"),
-                                   (k2, 0, 10, far(), "4")]) == 4
+    assert (
+        store.write_tiles(
+            "v", [(k1, 0, 10, far(), "1"), (k1, 0, 11, far(), "2"), (k1, 1, 1, far(), "3"), (k2, 0, 10, far(), "4")]
+        )
+        == 4
+    )
     assert store.write_tiles("v", [(k1, 0, 10, far(), "5")]) == 1  # replaces
     got = store.read_tiles("v", [k1, k2, (9,)], [(0, 10), (0, 11), (1, 1), (0, 12)])
     assert got == [{(0, 10): "5", (0, 11): "2", (1, 1): "3"}, {(0, 10): "4"}, {}]
@@ -309,8 +351,10 @@ def test_redis_key_layout_and_prefix_isolation(redis_url, tmp_path):
 
     prefix = f"iso-{uuid.uuid4().hex[:8]}"
     cfg = RedisOnlineStoreConfig(type="redis", url=redis_url, key_prefix=prefix)
-    with open_online_store(cfg, "", "ignored") as a, open_online_store(cfg.model_copy(update={"key_prefix": None}),
-                                                                       "", prefix + "-b") as b:
+    with (
+        open_online_store(cfg, "", "ignored") as a,
+        open_online_store(cfg.model_copy(update={"key_prefix": None}), "", prefix + "-b") as b,
+    ):
         a.write("v", [((7, "x"), rec(1, T0, 9))])
         a.set_meta("m", "1")
         assert b.read("v", [(7, "x")]) == [None] and b.count("v") == 0 and b.get_meta("m") is None
@@ -343,8 +387,9 @@ def test_sqlite_failed_write_keeps_previous_state(tmp_path):
 
         with pytest.raises(RuntimeError, match="source died"):
             s.write("v", rows())
-        assert [r and r.values["x"] for r in s.read("v", [(i,) for i in range(20)])] == \
-               [f"old{i}" for i in range(10)] + [None] * 10
+        assert [r and r.values["x"] for r in s.read("v", [(i,) for i in range(20)])] == [
+            f"old{i}" for i in range(10)
+        ] + [None] * 10
         assert s.count("v") == 10
         assert s.write("v", [((1,), rec("after", T0 + 2))]) == 1  # the connection is usable afterwards
 
@@ -359,8 +404,9 @@ def test_sqlite_processes_write_concurrently(tmp_path):
             for batch in range(20):
                 s.write(sys.argv[1], (((batch, i), OnlineRecord({{"x": i}}, batch)) for i in range(500)))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", child, f"p{n}"], cwd=ROOT, stderr=subprocess.PIPE)
-             for n in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", child, f"p{n}"], cwd=ROOT, stderr=subprocess.PIPE) for n in range(3)
+    ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     with SqliteOnlineStore(path) as s:

@@ -112,8 +112,10 @@ def test_penguins_string_label_categoricals_and_a_pq_file(ray_session, penguins,
     df.assign(prediction="someone else's").to_parquet(d / "with_prediction.pq")
     with pytest.raises(DataError, match=r"prediction: the input already has this column"):
         plan(result.run_id, str(d / "with_prediction.pq"), storage)
-    n = score(plan(result.run_id, str(d / "with_prediction.pq"), storage, names=output_names(None, "sex_")),
-              str(tmp_path / "scored2"))
+    n = score(
+        plan(result.run_id, str(d / "with_prediction.pq"), storage, names=output_names(None, "sex_")),
+        str(tmp_path / "scored2"),
+    )
     both = pd.read_parquet(tmp_path / "scored2")
     assert (both["prediction"] == "someone else's").all()
     assert both["sex_prediction"].tolist() == scored["prediction"].tolist()

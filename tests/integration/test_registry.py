@@ -35,8 +35,15 @@ def registry(storage):
 def challenger(quickstart, registry, demo_dir, storage):
     """A second run whose gate cannot pass (min auc 0.99): it must become @challenger, not @champion."""
     before = registry.alias_version(MODEL, "champion")
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.num_samples=1", "monitoring=null",
-                    "training.model.num_boost_round=30", "registry.promotion.min=0.99")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "training.tune.num_samples=1",
+        "monitoring=null",
+        "training.model.num_boost_round=30",
+        "registry.promotion.min=0.99",
+    )
     result = pipe.train(progress=False, no_cache=True)
     return result, before
 
@@ -48,13 +55,16 @@ def test_run_is_recorded_in_mlflow_with_trials_tags_inputs_and_report(quickstart
     assert run.info.status == "FINISHED" and run.info.run_name == result.run_id
     assert tags["raymlops.run_id"] == result.run_id and len(tags["raymlops.config_hash"]) == 16
     sha = tags["raymlops.input.customers.sha256"]
-    from raymlops.pipeline.fingerprint import file_sha256, digest
+    from raymlops.pipeline.fingerprint import digest, file_sha256
 
     assert sha == digest([["train.parquet", file_sha256(demo_dir / "train.parquet")]])  # content, not location
     assert json.loads(tags["raymlops.packages"])["xgboost"].startswith("3.2")
     assert json.loads(tags["raymlops.ray_resources"])["CPU"] == 2.0
-    assert tags["raymlops.seed.tune"] == "7" and tags["raymlops.git.commit"] and tags["raymlops.git.dirty"] in (
-        "true", "false")
+    assert (
+        tags["raymlops.seed.tune"] == "7"
+        and tags["raymlops.git.commit"]
+        and tags["raymlops.git.dirty"] in ("true", "false")
+    )
     assert {tags[f"raymlops.step.{s}"] for s in ("prepare", "train", "evaluate")} == {"ran"}
     assert run.data.metrics["auc"] == pytest.approx(result.metrics["auc"])
     assert run.data.metrics["holdout_auc"] == pytest.approx(result.metrics["auc"], abs=1e-6)
@@ -62,21 +72,29 @@ def test_run_is_recorded_in_mlflow_with_trials_tags_inputs_and_report(quickstart
     [ds] = run.inputs.dataset_inputs
     assert ds.dataset.name == "customers" and sha.startswith(ds.dataset.digest)
     # One child run per trial, with params and the per-round validation curve.
-    children = mlflow_client.search_runs([run.info.experiment_id],
-                                         filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    children = mlflow_client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
     assert len(children) == 2
     for child in children:
         assert set(child.data.params) == {"max_depth", "eta", "subsample"}
         curve = mlflow_client.get_metric_history(child.info.run_id, "valid_auc")
         assert len(curve) > 5 and [m.step for m in curve] == list(range(1, len(curve) + 1))
     arts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "report")}
-    assert {"report/report.html", "report/roc.png", "report/pr.png", "report/confusion_matrix.png",
-            "report/calibration.png", "report/feature_importance.png"} <= arts
+    assert {
+        "report/report.html",
+        "report/roc.png",
+        "report/pr.png",
+        "report/confusion_matrix.png",
+        "report/calibration.png",
+        "report/feature_importance.png",
+    } <= arts
     assert "run/config.yaml" in {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "run")}
 
 
-def test_the_best_model_is_registered_with_signature_bundle_and_alias(quickstart, registry, mlflow_client, storage,
-                                                                      demo_dir):
+def test_the_best_model_is_registered_with_signature_bundle_and_alias(
+    quickstart, registry, mlflow_client, storage, demo_dir
+):
     _, result = quickstart
     m = result.model
     assert m["name"] == MODEL and m["version"] >= 1
@@ -102,8 +120,15 @@ def test_the_best_model_is_registered_with_signature_bundle_and_alias(quickstart
 def test_evaluation_report_is_written_with_every_plot(quickstart):
     _, result = quickstart
     report = result.run_dir / "report"
-    for name in ("report.html", "roc.png", "pr.png", "confusion_matrix.png", "threshold.png", "calibration.png",
-                 "feature_importance.png"):
+    for name in (
+        "report.html",
+        "roc.png",
+        "pr.png",
+        "confusion_matrix.png",
+        "threshold.png",
+        "calibration.png",
+        "feature_importance.png",
+    ):
         assert (report / name).stat().st_size > 1000, name
     html = (report / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "first trained in run" in html
@@ -154,8 +179,9 @@ def test_failed_gate_leaves_the_champion_and_becomes_challenger(challenger, regi
 
 
 def _cli(*args, storage):
-    return subprocess.run(["raymlops", *args, "--storage", storage], cwd=ROOT, env=cli_env(), capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        ["raymlops", *args, "--storage", storage], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=180
+    )
 
 
 def test_cli_promotion_enforces_the_gate_and_records_force(challenger, registry, storage):
@@ -177,8 +203,9 @@ def test_cli_promotion_enforces_the_gate_and_records_force(challenger, registry,
     assert "[forced]" in r.stdout.splitlines()[-1] and f"by {getpass.getuser()}" in r.stdout.splitlines()[-1]
     r = _cli("models", "list", MODEL, storage=storage)
     assert r.returncode == 0 and f"@champion=v{version}" in r.stdout
-    r = _cli("models", "promote", MODEL, str(champion), "--alias", "champion", "--force", "--by", "alice",
-             storage=storage)
+    r = _cli(
+        "models", "promote", MODEL, str(champion), "--alias", "champion", "--force", "--by", "alice", storage=storage
+    )
     assert r.returncode == 0 and registry.history(MODEL)[-1]["by"] == "alice", r.stderr
 
 
@@ -210,8 +237,9 @@ def test_reproduce_refuses_when_inputs_changed(ray_session, demo_dir, tmp_path):
     data = tmp_path / "train.parquet"
     shutil.copy(demo_dir / "train.parquet", data)
     store = str(tmp_path / "store")
-    pipe = pipeline("sklearn_regression.yaml", demo_dir, store, f"sources.customers.path={data}",
-                    "registry.enabled=false")
+    pipe = pipeline(
+        "sklearn_regression.yaml", demo_dir, store, f"sources.customers.path={data}", "registry.enabled=false"
+    )
     result = pipe.train(progress=False)
     df = pd.read_parquet(data)
     df.iloc[: len(df) - 10].to_parquet(data)
@@ -221,10 +249,16 @@ def test_reproduce_refuses_when_inputs_changed(ray_session, demo_dir, tmp_path):
 
 def test_a_killed_trial_worker_is_retried(ray_session, demo_dir, tmp_path):
     marker = tmp_path / "killed"
-    pipe = pipeline("sklearn_multiclass.yaml", demo_dir, str(tmp_path / "store"),
-                    "training.model.estimator=tests.integration.chaos.DieOnceClassifier",
-                    f"training.model.params.marker={marker}", "training.model.params.C=1.0",
-                    "training.failure.max_failures=1", "registry.enabled=false")
+    pipe = pipeline(
+        "sklearn_multiclass.yaml",
+        demo_dir,
+        str(tmp_path / "store"),
+        "training.model.estimator=tests.integration.chaos.DieOnceClassifier",
+        f"training.model.params.marker={marker}",
+        "training.model.params.C=1.0",
+        "training.failure.max_failures=1",
+        "registry.enabled=false",
+    )
     result = pipe.train(progress=False)
     assert marker.exists()  # the first attempt's worker really was SIGKILLed
     assert [t["status"] for t in result.trials] == ["ok"] and result.metrics["accuracy"] > 0.5
@@ -236,8 +270,11 @@ def test_serving_follows_the_alias_with_no_failed_request(quickstart, challenger
     target = result.model["version"] if served == challenger[0].model["version"] else challenger[0].model["version"]
     url = pipe.serve(model=f"models:/{MODEL}@champion")
     model = load_model(result.run_dir)
-    rows = {"instances": json.loads(pd.read_parquet(demo_dir / "holdout.parquet")[model.schema.names].head(5)
-                                    .to_json(orient="records"))}
+    rows = {
+        "instances": json.loads(
+            pd.read_parquet(demo_dir / "holdout.parquet")[model.schema.names].head(5).to_json(orient="records")
+        )
+    }
     before = httpx.post(f"{url}/predict", json=rows, timeout=30).json()["model_version"]
     want = f"{MODEL}/{target}"
     assert before == f"{MODEL}/{served}" != want
@@ -269,4 +306,4 @@ def test_serving_follows_the_alias_with_no_failed_request(quickstart, challenger
     assert not failures, failures[:3]
     assert seen[0] == before and seen[-1] == want, (seen[:3], seen[-3:])
     # Once swapped, every later answer comes from the new version.
-    assert before not in seen[seen.index(want):]
+    assert before not in seen[seen.index(want) :]

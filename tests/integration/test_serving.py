@@ -73,19 +73,24 @@ def test_schema_and_health(endpoint):
     assert cols["tenure_months"]["type"] == "integer" and cols["plan"]["type"] == "string"
     assert cols["usage_gb"]["nullable"] and not cols["monthly_charges"]["nullable"]
     assert schema["classes"] == [0, 1] and schema["task"] == "binary"
-    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model_version": result.run_id,
-                                                 "variants": {"default": result.run_id}}
+    assert httpx.get(f"{url}/health").json() == {
+        "status": "ok",
+        "model_version": result.run_id,
+        "variants": {"default": result.run_id},
+    }
     assert schema["variant"] == "default" and schema["model_version"] == result.run_id
 
 
-
-@pytest.mark.parametrize("mutate,loc", [
-    (lambda r: r.pop("tenure_months"), ["body", "instances", 0, "tenure_months"]),
-    (lambda r: r.update(tenure_months="ten"), ["body", "instances", 0, "tenure_months"]),
-    (lambda r: r.update(plan=3), ["body", "instances", 0, "plan"]),
-    (lambda r: r.update(monthly_charges=None), ["body", "instances", 0, "monthly_charges"]),
-    (lambda r: r.update(autopay="yes"), ["body", "instances", 0, "autopay"]),
-])
+@pytest.mark.parametrize(
+    "mutate,loc",
+    [
+        (lambda r: r.pop("tenure_months"), ["body", "instances", 0, "tenure_months"]),
+        (lambda r: r.update(tenure_months="ten"), ["body", "instances", 0, "tenure_months"]),
+        (lambda r: r.update(plan=3), ["body", "instances", 0, "plan"]),
+        (lambda r: r.update(monthly_charges=None), ["body", "instances", 0, "monthly_charges"]),
+        (lambda r: r.update(autopay="yes"), ["body", "instances", 0, "autopay"]),
+    ],
+)
 def test_bad_fields_are_422_naming_the_field(endpoint, demo_dir, mutate, loc):
     url, result = endpoint
     row = rows_of(demo_dir / "holdout.parquet", 1, load_model(result.run_dir))[0]
@@ -95,13 +100,16 @@ def test_bad_fields_are_422_naming_the_field(endpoint, demo_dir, mutate, loc):
     assert r.json()["detail"][0]["loc"] == loc
 
 
-@pytest.mark.parametrize("content,loc", [
-    (b'{"instances": [', ["body"]),
-    (b'{"rows": []}', ["body", "instances"]),
-    (b'{"instances": []}', ["body", "instances"]),
-    (b'{"instances": [1]}', ["body", "instances", 0]),
-    (b'[1, 2]', ["body"]),
-])
+@pytest.mark.parametrize(
+    "content,loc",
+    [
+        (b'{"instances": [', ["body"]),
+        (b'{"rows": []}', ["body", "instances"]),
+        (b'{"instances": []}', ["body", "instances"]),
+        (b'{"instances": [1]}', ["body", "instances", 0]),
+        (b"[1, 2]", ["body"]),
+    ],
+)
 def test_malformed_bodies_are_422(endpoint, content, loc):
     url, _ = endpoint
     r = httpx.post(f"{url}/predict", content=content, headers={"content-type": "application/json"})
@@ -117,21 +125,34 @@ def test_mlflow_scoring_protocol(endpoint, demo_dir):
     df = pd.read_parquet(demo_dir / "holdout.parquet").head(20)[model.schema.names]
     records = _jsonable(df)
     expected = post(url, {"instances": records}).json()["predictions"]
-    split = {"columns": list(df.columns), "data": [[r[c] for c in df.columns] for r in records],
-             "index": list(range(len(records)))}
-    for body in ({"dataframe_split": split}, {"dataframe_records": records}, {"instances": records},
-                 {"inputs": records}):
+    split = {
+        "columns": list(df.columns),
+        "data": [[r[c] for c in df.columns] for r in records],
+        "index": list(range(len(records))),
+    }
+    for body in (
+        {"dataframe_split": split},
+        {"dataframe_records": records},
+        {"instances": records},
+        {"inputs": records},
+    ):
         r = httpx.post(f"{url}/invocations", json=body, timeout=60)
         assert r.status_code == 200, (list(body), r.text)
         assert r.json()["predictions"] == expected and r.json()["model_version"] == result.run_id
     bad = dict(records[3], tenure_months="ten")
-    cases = [({"dataframe_records": [records[0], bad]}, ["body", "dataframe_records", 1, "tenure_months"]),
-             ({"dataframe_split": {**split, "data": [split["data"][0], [r for r in split["data"][1][:-1]]]}},
-              ["body", "dataframe_split", "data", 1]),
-             ({"dataframe_split": {"columns": split["columns"], "data": [[bad[c] for c in split["columns"]]]}},
-              ["body", "dataframe_split", "data", 0, "tenure_months"]),
-             ({"dataframe_records": records, "instances": records}, ["body", "instances"]),
-             ({"params": {}}, ["body"])]
+    cases = [
+        ({"dataframe_records": [records[0], bad]}, ["body", "dataframe_records", 1, "tenure_months"]),
+        (
+            {"dataframe_split": {**split, "data": [split["data"][0], [r for r in split["data"][1][:-1]]]}},
+            ["body", "dataframe_split", "data", 1],
+        ),
+        (
+            {"dataframe_split": {"columns": split["columns"], "data": [[bad[c] for c in split["columns"]]]}},
+            ["body", "dataframe_split", "data", 0, "tenure_months"],
+        ),
+        ({"dataframe_records": records, "instances": records}, ["body", "instances"]),
+        ({"params": {}}, ["body"]),
+    ]
     for body, loc in cases:
         r = httpx.post(f"{url}/invocations", json=body, timeout=60)
         assert r.status_code == 422, (body, r.text)
@@ -161,8 +182,10 @@ def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_di
     d = _wait_drift(url, "rows_seen", start["rows_seen"] + 123)
     base = d["windows_tested"]
     if d["rows_pending"]:
-        assert post(url, {"instances": rows_of(demo_dir / "holdout.parquet", 500 - d["rows_pending"], model)}
-                    ).status_code == 200
+        assert (
+            post(url, {"instances": rows_of(demo_dir / "holdout.parquet", 500 - d["rows_pending"], model)}).status_code
+            == 200
+        )
         base = _wait_drift(url, "windows_tested", base + 1)["windows_tested"]
     for chunk in np.array_split(np.arange(500), 5):  # several requests make one window
         rows = rows_of(demo_dir / "holdout.parquet", 500, model)
@@ -172,8 +195,11 @@ def test_drift_flags_a_shifted_window_and_not_an_unshifted_one(endpoint, demo_di
     assert d["rows_seen"] >= 500 and set(d["features"]) == {*model.schema.names, "__prediction__"}
     assert d["prediction_drift"] is False
     calm = d["features"]
-    assert calm["monthly_charges"]["effect_metric"] == "wasserstein_norm" and calm["plan"]["effect_metric"] == \
-        "jensen_shannon" and all(0 <= f["effect"] < 0.2 for f in calm.values()), calm
+    assert (
+        calm["monthly_charges"]["effect_metric"] == "wasserstein_norm"
+        and calm["plan"]["effect_metric"] == "jensen_shannon"
+        and all(0 <= f["effect"] < 0.2 for f in calm.values())
+    ), calm
     assert post(url, {"instances": rows_of(demo_dir / "shifted.parquet", 500, model)}).status_code == 200
     d = _wait_drift(url, "windows_tested", base + 2)
     assert d["features"]["monthly_charges"]["effect"] > 3 * calm["monthly_charges"]["effect"]

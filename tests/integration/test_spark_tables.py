@@ -24,9 +24,14 @@ def spark_table(demo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("spark") / "customers"
     df = pd.read_parquet(demo_dir / "train.parquet")
     df["month"] = df["event_ts"].dt.month
-    spark = (SparkSession.builder.master("local[1]").appName("raymlops-test")
-             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("raymlops-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
     try:
         spark.createDataFrame(df).write.partitionBy("month", "plan").parquet(str(out))
     finally:
@@ -65,9 +70,17 @@ def test_a_partition_filter_reads_only_its_files(spark_table):
 
 def test_the_quickstart_trains_on_the_pruned_spark_table(ray_session, spark_table, storage):
     out, df = spark_table
-    pipe = pipeline("quickstart.yaml", out.parent, storage, f"sources.customers.path={out}",
-                    'sources.customers.filter=[["month", "<=", 5]]', "training.tune.num_samples=1",
-                    "training.explore=false", "serving=null", "monitoring=null")
+    pipe = pipeline(
+        "quickstart.yaml",
+        out.parent,
+        storage,
+        f"sources.customers.path={out}",
+        'sources.customers.filter=[["month", "<=", 5]]',
+        "training.tune.num_samples=1",
+        "training.explore=false",
+        "serving=null",
+        "monitoring=null",
+    )
     result = pipe.train(progress=False)
     from raymlops.artifacts.run import read_meta
 
@@ -80,7 +93,6 @@ def test_the_quickstart_trains_on_the_pruned_spark_table(ray_session, spark_tabl
 def test_the_offline_store_exports_tables_spark_and_delta_read(ray_session, tmp_path):
     import numpy as np
     import pyarrow as pa
-
     from deltalake import DeltaTable
     from pyspark.sql import SparkSession
 
@@ -88,10 +100,15 @@ def test_the_offline_store_exports_tables_spark_and_delta_read(ray_session, tmp_
 
     rng = np.random.default_rng(4)
     n = 3_000
-    table = pa.table({"user_id": rng.integers(0, 50, n), "ts": pd.Timestamp("2024-03-01", tz="UTC")
-                      + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
-                      "created": pd.Timestamp("2024-04-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
-                      "clicks": rng.integers(0, 9, n), "spend": rng.normal(10, 2, n)})
+    table = pa.table(
+        {
+            "user_id": rng.integers(0, 50, n),
+            "ts": pd.Timestamp("2024-03-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
+            "created": pd.Timestamp("2024-04-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+            "clicks": rng.integers(0, 9, n),
+            "spend": rng.normal(10, 2, n),
+        }
+    )
     store = make_store(tmp_path, table)
     want = store.offline.read_table("stats").to_pandas()
     got = store.export("stats", str(tmp_path / "pq"), "parquet")
@@ -101,8 +118,13 @@ def test_the_offline_store_exports_tables_spark_and_delta_read(ray_session, tmp_
     delta = DeltaTable(str(tmp_path / "delta"))
     assert delta.to_pyarrow_table().num_rows == n
     assert delta.history()[0]["raymlops.offline_version"] == str(got["version"])
-    spark = (SparkSession.builder.master("local[1]").appName("raymlops-export").config("spark.ui.enabled", "false")
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("raymlops-export")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
     try:
         df = spark.read.parquet(str(tmp_path / "pq"))
         assert df.count() == n and "date" in df.columns

@@ -89,12 +89,15 @@ def test_iceberg_time_travel_by_snapshot(ray_session, iceberg_table):
 def test_a_run_trains_on_a_pinned_table_version(ray_session, storage, delta_table, iceberg_table, fmt, tmp_path):
     if fmt == "delta":
         path, first, second, _ = delta_table
-        table = [f"sources.customers.format=delta", f"sources.customers.path={path}"]
+        table = ["sources.customers.format=delta", f"sources.customers.path={path}"]
         old, latest = ["sources.customers.version=0"], {"version": 1}
     else:
         catalog, first, second, snap0 = iceberg_table
-        table = ["sources.customers.format=iceberg", "sources.customers.path=crm.customers",
-                 f"sources.customers.catalog={json.dumps(catalog)}"]
+        table = [
+            "sources.customers.format=iceberg",
+            "sources.customers.path=crm.customers",
+            f"sources.customers.catalog={json.dumps(catalog)}",
+        ]
         old, latest = [f"sources.customers.snapshot={snap0}"], None
     quick = ["training.tune.num_samples=1", "training.explore=false", "serving=null", "monitoring=null"]
     result = pipeline("quickstart.yaml", tmp_path, storage, *table, *old, *quick).train(progress=False)
@@ -124,17 +127,28 @@ def test_a_feature_view_builds_from_a_delta_table_at_its_pinned_version(ray_sess
     from raymlops.pipeline.steps import build_and_record
 
     rng = np.random.default_rng(1)
-    events = pd.DataFrame({"user_id": rng.integers(0, 20, 500),
-                           "ts": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(500), unit="h"),
-                           "score": rng.normal(0, 1, 500), "tier": rng.choice(["a", "b"], 500)})
+    events = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 20, 500),
+            "ts": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(500), unit="h"),
+            "score": rng.normal(0, 1, 500),
+            "tier": rng.choice(["a", "b"], 500),
+        }
+    )
     table = str(tmp_path / "events")
     write_deltalake(table, events.iloc[:300])
     write_deltalake(table, events.iloc[300:], mode="append")
-    cfg = {"name": "delta-features", "storage": str(tmp_path / "store"),
-           "sources": {"events": {"format": "delta", "path": table, "version": 0}},
-           "features": {"entities": [{"name": "user", "join_keys": ["user_id"]}],
-                        "views": [{"name": "stats", "entity": "user", "source": "events", "timestamp": "ts",
-                                   "fields": ["score", "tier"]}]}}
+    cfg = {
+        "name": "delta-features",
+        "storage": str(tmp_path / "store"),
+        "sources": {"events": {"format": "delta", "path": table, "version": 0}},
+        "features": {
+            "entities": [{"name": "user", "join_keys": ["user_id"]}],
+            "views": [
+                {"name": "stats", "entity": "user", "source": "events", "timestamp": "ts", "fields": ["score", "tier"]}
+            ],
+        },
+    }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     store = FeatureStore.from_yaml(tmp_path / "cfg.yaml")
     built = build_and_record(store.config, store)

@@ -41,12 +41,22 @@ def ab(quickstart, demo_dir, storage, tmp_path_factory):
     _, result = quickstart
     tmp = tmp_path_factory.mktemp("ab")
     challenger = flaky_copy(result.run_dir, tmp / "challenger", str(tmp / "never"), suffix="b")
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.model=null", "serving.app_name=ab",
-                    "serving.route_prefix=/ab", f"serving.variants={_variants(champion=(result.run_dir, 90), challenger=(challenger, 10))}",
-                    f'serving.shadow=[{{"name": "candidate", "model": "{result.run_dir}"}}]',
-                    "serving.sticky_key=customer_id", "serving.batching.max_batch_size=16",
-                    "serving.batching.batch_wait_timeout_s=0.005",
-                    "serving.request_log.flush_s=0.5", "monitoring=null", "serving.num_cpus=0.2")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "serving.model=null",
+        "serving.app_name=ab",
+        "serving.route_prefix=/ab",
+        f"serving.variants={_variants(champion=(result.run_dir, 90), challenger=(challenger, 10))}",
+        f'serving.shadow=[{{"name": "candidate", "model": "{result.run_dir}"}}]',
+        "serving.sticky_key=customer_id",
+        "serving.batching.max_batch_size=16",
+        "serving.batching.batch_wait_timeout_s=0.005",
+        "serving.request_log.flush_s=0.5",
+        "monitoring=null",
+        "serving.num_cpus=0.2",
+    )
     url = pipe.serve(result.run_dir)
     yield pipe, url, result
     shutdown("ab")
@@ -156,11 +166,20 @@ def test_prometheus_metrics_per_variant(ab, answered):
     deadline, text = time.time() + 60, ""
     while time.time() < deadline:  # Ray exports metrics every few seconds
         text = httpx.get(url, timeout=10).text
-        if 'ray_raymlops_requests_total' in text and 'variant="candidate"' in text and "ray_raymlops_batch_requests" in text:
+        if (
+            "ray_raymlops_requests_total" in text
+            and 'variant="candidate"' in text
+            and "ray_raymlops_batch_requests" in text
+        ):
             break
         time.sleep(2)
-    for name in ("ray_raymlops_requests_total", "ray_raymlops_request_latency_ms_bucket", "ray_raymlops_batch_requests",
-                 "ray_raymlops_variant_weight", "ray_raymlops_request_log_rows_total"):
+    for name in (
+        "ray_raymlops_requests_total",
+        "ray_raymlops_request_latency_ms_bucket",
+        "ray_raymlops_batch_requests",
+        "ray_raymlops_variant_weight",
+        "ray_raymlops_request_log_rows_total",
+    ):
         assert name in text, name
     lines = [ln for ln in text.splitlines() if ln.startswith("ray_raymlops_requests_total{")]
     assert any('variant="challenger"' in ln and 'role="primary"' in ln for ln in lines), lines
@@ -170,8 +189,7 @@ def test_prometheus_metrics_per_variant(ab, answered):
 def test_openapi_describes_every_route(ab):
     _, url, _ = ab
     doc = httpx.get(f"{url}/openapi.json").json()
-    assert set(doc["paths"]) == {"/predict", "/invocations", "/health", "/schema", "/drift", "/monitoring",
-                                 "/variants"}
+    assert set(doc["paths"]) == {"/predict", "/invocations", "/health", "/schema", "/drift", "/monitoring", "/variants"}
     resp = doc["components"]["schemas"]["PredictResponse"]
     assert {"predictions", "model_version", "variant", "request_id"} <= set(resp["required"])
     # The rows are the served model's: every input column required, typed, nullable only where training had
@@ -188,7 +206,11 @@ def test_openapi_describes_every_route(ab):
     assert body["oneOf"] == [{"required": ["instances"]}] and set(body["properties"]) == {"instances"}
     assert body["properties"]["instances"]["maxItems"] == 10_000
     assert [o["required"] for o in schemas["InvocationsRequestRows"]["oneOf"]] == [
-        ["dataframe_split"], ["dataframe_records"], ["instances"], ["inputs"]]
+        ["dataframe_split"],
+        ["dataframe_records"],
+        ["instances"],
+        ["inputs"],
+    ]
     assert httpx.get(f"{url}/nope").status_code == 404
     assert httpx.get(f"{url}/predict").status_code == 405
     r = httpx.get(f"{url}/schema", params={"variant": "nope"})
@@ -207,18 +229,33 @@ def test_export_writes_a_config_serve_deploy_accepts(ab, tmp_path):
     ServeDeploySchema.model_validate(doc)  # the schema `serve deploy` validates against
     app = doc["applications"][0]
     assert app["import_path"] == "raymlops.serving.app:build_app" and app["route_prefix"] == "/ab"
-    assert {d["name"] for d in app["deployments"]} == {"router", "model-champion", "model-challenger",
-                                                      "model-candidate"}
+    assert {d["name"] for d in app["deployments"]} == {
+        "router",
+        "model-champion",
+        "model-challenger",
+        "model-candidate",
+    }
     from raymlops.serving.app import build_app
 
     build_app(app["args"])  # the import path builds the same graph from the file's args
-    scaled = Pipeline(pipe.config.model_copy(update={"serving": pipe.config.serving.model_copy(update={
-        "autoscaling": AutoscalingConfig(min_replicas=1, max_replicas=3, target_ongoing_requests=4)})}), say=None)
+    scaled = Pipeline(
+        pipe.config.model_copy(
+            update={
+                "serving": pipe.config.serving.model_copy(
+                    update={"autoscaling": AutoscalingConfig(min_replicas=1, max_replicas=3, target_ongoing_requests=4)}
+                )
+            }
+        ),
+        say=None,
+    )
     app = yaml.safe_load(scaled.export_serve_config(tmp_path / "scaled.yaml").read_text())["applications"][0]
     model = next(d for d in app["deployments"] if d["name"] == "model-champion")
     assert "num_replicas" not in model and model["ray_actor_options"] == {"num_cpus": 0.2}
-    assert {k: model["autoscaling_config"][k] for k in ("min_replicas", "max_replicas", "target_ongoing_requests")} \
-        == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4}
+    assert {k: model["autoscaling_config"][k] for k in ("min_replicas", "max_replicas", "target_ongoing_requests")} == {
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "target_ongoing_requests": 4,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- canary
@@ -230,13 +267,28 @@ def canary(quickstart, demo_dir, storage, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("canary")
     flag = tmp / "fail"
     bad = flaky_copy(result.run_dir, tmp / "next", str(flag))
-    canary_cfg = json.dumps({"variant": "next", "steps": [20, 50, 100], "interval_s": 4,
-                             "rollback_on": {"error_rate": 0.05, "min_requests": 10}})
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.model=null", "serving.app_name=canary",
-                    "serving.route_prefix=/canary", "serving.num_cpus=0.2",
-                    f"serving.variants={_variants(stable=(result.run_dir, 1), next=(bad, 1))}",
-                    f'serving.shadow=[{{"name": "mirror", "model": "{bad}"}}]',  # fails with the canary
-                    f"serving.canary={canary_cfg}", "monitoring=null", "serving.request_log=null")
+    canary_cfg = json.dumps(
+        {
+            "variant": "next",
+            "steps": [20, 50, 100],
+            "interval_s": 4,
+            "rollback_on": {"error_rate": 0.05, "min_requests": 10},
+        }
+    )
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "serving.model=null",
+        "serving.app_name=canary",
+        "serving.route_prefix=/canary",
+        "serving.num_cpus=0.2",
+        f"serving.variants={_variants(stable=(result.run_dir, 1), next=(bad, 1))}",
+        f'serving.shadow=[{{"name": "mirror", "model": "{bad}"}}]',  # fails with the canary
+        f"serving.canary={canary_cfg}",
+        "monitoring=null",
+        "serving.request_log=null",
+    )
     url = pipe.serve(result.run_dir)
     yield pipe, url, flag
     shutdown("canary")
@@ -311,8 +363,9 @@ def test_the_rollback_survives_router_and_controller_restarts(canary, rows, caps
         got = load.result()
     assert {s for s, _ in got} == {200} and {b["variant"] for _, b in got} == {"stable"}
     address = ray.get_runtime_context().gcs_address  # this session's cluster, whatever else ran on the machine
-    routers = [a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])
-               if "canary#router" in (a.name or "")]
+    routers = [
+        a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")]) if "canary#router" in (a.name or "")
+    ]
     assert len(routers) == 1, routers
     ray.kill(ray.get_actor(routers[0].name, namespace="serve"), no_restart=False)
     deadline = time.time() + 60
@@ -342,9 +395,18 @@ def test_an_app_that_cannot_start_fails_clearly_and_is_removed(quickstart, demo_
     from raymlops.errors import RaymlopsError
 
     _, result = quickstart
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "serving.model=null", "serving.app_name=huge",
-                    "serving.route_prefix=/huge", "serving.num_cpus=64", "serving.start_timeout_s=5",
-                    "monitoring=null", "serving.request_log=null")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "serving.model=null",
+        "serving.app_name=huge",
+        "serving.route_prefix=/huge",
+        "serving.num_cpus=64",
+        "serving.start_timeout_s=5",
+        "monitoring=null",
+        "serving.request_log=null",
+    )
     with pytest.raises(RaymlopsError, match="'huge' was not running after 5 s"):
         pipe.serve(result.run_dir)
     deadline = time.time() + 20
@@ -353,6 +415,9 @@ def test_an_app_that_cannot_start_fails_clearly_and_is_removed(quickstart, demo_
         time.sleep(0.2)
     # Nothing is left waiting on the app: a thread still in Serve's own (deadline-less) wait kept polling
     # after the session's ray.shutdown() and auto-started a new local Ray as the interpreter exited (CI failed).
-    waiting = [t for t, f in sys._current_frames().items()
-               if any(fs.name == "_wait_for_application_running" for fs in traceback.extract_stack(f))]
+    waiting = [
+        t
+        for t, f in sys._current_frames().items()
+        if any(fs.name == "_wait_for_application_running" for fs in traceback.extract_stack(f))
+    ]
     assert not waiting, f"threads still waiting for the app: {waiting}"

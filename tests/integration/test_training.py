@@ -14,9 +14,18 @@ from tests.integration.conftest import pipeline
 def test_quickstart_run_has_every_artifact(quickstart, storage):
     _, result = quickstart
     d = result.run_dir
-    for name in ("config.yaml", "meta.json", "metrics.json", "schema.json", "preprocessing.json", "model.ubj",
-                 "reference.parquet", "quality.json", "drift/inputs/detector.json",
-                 "drift/prediction/detector.json"):
+    for name in (
+        "config.yaml",
+        "meta.json",
+        "metrics.json",
+        "schema.json",
+        "preprocessing.json",
+        "model.ubj",
+        "reference.parquet",
+        "quality.json",
+        "drift/inputs/detector.json",
+        "drift/prediction/detector.json",
+    ):
         assert (d / name).exists(), name
     assert not [p for p in d.parent.iterdir() if p.name.endswith(".partial")]
     metrics = json.loads((d / "metrics.json").read_text())
@@ -126,10 +135,18 @@ def test_a_failing_run_leaves_nothing_visible(ray_session, demo_dir, storage):
 
 @pytest.mark.parametrize("distributed", ["never", "always"])
 def test_xgboost_with_asha_reports_rounds_and_keeps_a_complete_best(ray_session, demo_dir, storage, distributed):
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.scheduler=asha",
-                    "training.tune.num_samples=2", "training.model.num_boost_round=20",
-                    f"training.model.distributed={distributed}",
-                    "training.model.early_stopping_rounds=null", "monitoring=null", "serving=null")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "training.tune.scheduler=asha",
+        "training.tune.num_samples=2",
+        "training.model.num_boost_round=20",
+        f"training.model.distributed={distributed}",
+        "training.model.early_stopping_rounds=null",
+        "monitoring=null",
+        "serving=null",
+    )
     result = pipe.train(progress=False)
     statuses = [t["status"] for t in result.trials]
     assert len(statuses) == 2 and "ok" in statuses and set(statuses) <= {"ok", "stopped"}, result.trials
@@ -145,9 +162,17 @@ def test_both_xgboost_paths_give_the_same_results_and_reproducible_bytes(ray_ses
     """One trial per path, twice each: identical model bytes within a path; the same metrics across them."""
     runs = {}
     for distributed in ("never", "always", "never", "always"):
-        pipe = pipeline("quickstart.yaml", demo_dir, str(tmp_path / distributed), "training.tune.num_samples=1",
-                        f"training.model.distributed={distributed}", "monitoring=null", "serving=null",
-                        "registry.enabled=false", "training.model.num_boost_round=30")
+        pipe = pipeline(
+            "quickstart.yaml",
+            demo_dir,
+            str(tmp_path / distributed),
+            "training.tune.num_samples=1",
+            f"training.model.distributed={distributed}",
+            "monitoring=null",
+            "serving=null",
+            "registry.enabled=false",
+            "training.model.num_boost_round=30",
+        )
         result = pipe.train(progress=False, no_cache=True)
         runs.setdefault(distributed, []).append((result.run_dir / "model.ubj").read_bytes())
         runs.setdefault(f"{distributed} metrics", []).append(result.metrics)
@@ -157,9 +182,9 @@ def test_both_xgboost_paths_give_the_same_results_and_reproducible_bytes(ray_ses
 
 
 def test_auto_trains_in_process_unless_the_split_is_large(ray_session, demo_dir, tmp_path):
-    from raymlops.training.search import xgboost_path
-
     import ray
+
+    from raymlops.training.search import xgboost_path
 
     ds = ray.data.range(1000)
     model = {"distributed": "auto", "num_workers": 1, "in_process_max_share": 0.25}
@@ -180,8 +205,17 @@ def test_optuna_search_runs_in_process_trials_two_at_a_time(ray_session, demo_di
     concurrency runs as many trials at once as the cluster has CPUs (2 here), and they overlap in time."""
     import ray
 
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.tune.search=optuna", "training.tune.num_samples=4",
-                    "training.model.num_boost_round=40", "monitoring=null", "serving=null", "registry.enabled=false")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "training.tune.search=optuna",
+        "training.tune.num_samples=4",
+        "training.model.num_boost_round=40",
+        "monitoring=null",
+        "serving=null",
+        "registry.enabled=false",
+    )
     result = pipe.train(progress=False, no_cache=True)
     assert [t["status"] for t in result.trials] == ["ok"] * 4, result.trials
     assert len({t["params"]["eta"] for t in result.trials}) == 4  # suggested, not repeated
@@ -197,8 +231,15 @@ def test_cuda_without_a_gpu_fails_before_any_trial(ray_session, demo_dir, storag
     from raymlops.training.search import TrainingError
 
     assert ray.cluster_resources().get("GPU", 0) == 0  # the test machines have none
-    pipe = pipeline("quickstart.yaml", demo_dir, storage, "training.model.device=cuda", "monitoring=null",
-                    "serving=null", "registry.enabled=false")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        storage,
+        "training.model.device=cuda",
+        "monitoring=null",
+        "serving=null",
+        "registry.enabled=false",
+    )
     with pytest.raises(TrainingError, match="training.model.device is 'cuda' but this Ray cluster has no GPU"):
         pipe.train(progress=False, no_cache=True)
 
@@ -233,10 +274,20 @@ def test_a_killed_trial_process_is_retried_on_both_paths(ray_session, demo_dir, 
     import threading
     import time
 
-    pipe = pipeline("quickstart.yaml", demo_dir, str(tmp_path), "training.tune.num_samples=1",
-                    f"training.model.distributed={distributed}", "training.model.num_boost_round=3000",
-                    "training.model.early_stopping_rounds=null", "training.failure.max_failures=1",
-                    "training.decision=null", "monitoring=null", "serving=null", "registry.enabled=false")
+    pipe = pipeline(
+        "quickstart.yaml",
+        demo_dir,
+        str(tmp_path),
+        "training.tune.num_samples=1",
+        f"training.model.distributed={distributed}",
+        "training.model.num_boost_round=3000",
+        "training.model.early_stopping_rounds=null",
+        "training.failure.max_failures=1",
+        "training.decision=null",
+        "monitoring=null",
+        "serving=null",
+        "registry.enabled=false",
+    )
     seen: dict = {"killed": None, "after": set()}
     done = threading.Event()
 

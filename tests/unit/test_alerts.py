@@ -5,8 +5,8 @@ import logging
 import socket
 import threading
 import time
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -91,8 +91,9 @@ def hook(url, **kw):
 
 
 def drift(subject="plan, region", **kw):
-    return make_event("drift", "churn-quickstart", f"drift on {subject} (p<0.05)", variant="default",
-                      subject=subject, **kw)
+    return make_event(
+        "drift", "churn-quickstart", f"drift on {subject} (p<0.05)", variant="default", subject=subject, **kw
+    )
 
 
 def closed_port() -> int:
@@ -178,9 +179,14 @@ def test_retries_until_success_and_failure_after_retries(receiver, alerts, tmp_p
 def test_dead_and_slow_sinks_never_block_emit_nor_other_sinks(receiver, alerts, tmp_path):
     slow = receiver(delay_s=5)
     log_path = tmp_path / "alerts.jsonl"
-    a = alerts([hook(f"http://127.0.0.1:{closed_port()}/x", cooldown_s=0, retries=2),
-                hook(slow.url, cooldown_s=0, timeout_s=0.2, retries=2),
-                {"type": "log", "cooldown_s": 0}], tmp_path)
+    a = alerts(
+        [
+            hook(f"http://127.0.0.1:{closed_port()}/x", cooldown_s=0, retries=2),
+            hook(slow.url, cooldown_s=0, timeout_s=0.2, retries=2),
+            {"type": "log", "cooldown_s": 0},
+        ],
+        tmp_path,
+    )
     t0 = time.monotonic()
     assert all(a.emit(drift(f"f{i}")) for i in range(100))
     assert time.monotonic() - t0 < 0.5
@@ -255,8 +261,14 @@ def test_queue_full_drops_and_counts():
 
 
 def test_from_config_accepts_models_and_dicts(tmp_path):
-    a = Alerts.from_config([WebhookAlert(type="webhook", url="http://h:1/a"), hook("http://h:1/b"),
-                            {"type": "log", "path": str(tmp_path / "a.jsonl")}], str(tmp_path / "default.jsonl"))
+    a = Alerts.from_config(
+        [
+            WebhookAlert(type="webhook", url="http://h:1/a"),
+            hook("http://h:1/b"),
+            {"type": "log", "path": str(tmp_path / "a.jsonl")},
+        ],
+        str(tmp_path / "default.jsonl"),
+    )
     try:
         sinks = a.sinks
         assert list(sinks) == ["webhook:h:1", "webhook:h:1#2", f"log:{(tmp_path / 'a.jsonl').resolve()}"]
@@ -271,9 +283,16 @@ def test_a_restarted_app_monitor_keeps_the_cooldown(receiver, tmp_path):
     from raymlops.monitoring.app_monitor import AppMonitor
 
     r = receiver()
-    spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"),
-            "alerts": [hook(r.url, cooldown_s=300)], "alert_log": str(tmp_path / "alerts.jsonl"),
-            "canary_events": None, "performance": None, "retrain": None}
+    spec = {
+        "app": "churn-quickstart",
+        "namespace": "raymlops",
+        "state_dir": str(tmp_path / "app"),
+        "alerts": [hook(r.url, cooldown_s=300)],
+        "alert_log": str(tmp_path / "alerts.jsonl"),
+        "canary_events": None,
+        "performance": None,
+        "retrain": None,
+    }
     first = AppMonitor(spec)
     first.event(drift())
     assert first.flush_alerts(5) and len(r.delivered()) == 1
@@ -297,8 +316,9 @@ def submitted(config, job_id, result_path):  # the retrain's submit step (called
     from raymlops.contracts.monitoring import RetrainResult
 
     Path(result_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(result_path).write_text(RetrainResult(model="churn", version=3, run_id="run-new", gate_passed=True)
-                                 .model_dump_json())
+    Path(result_path).write_text(
+        RetrainResult(model="churn", version=3, run_id="run-new", gate_passed=True).model_dump_json()
+    )
     return job_id
 
 
@@ -320,12 +340,24 @@ def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp
     events = tmp_path / "events.jsonl"
     events.write_text("")
     here = __name__
-    spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"), "alerts": [],
-            "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": str(events), "performance": None,
-            "retrain": {"on": ["drift"], "min_interval_s": 3600, "deploy": "canary", "timeout_s": 60,
-                        "observe_s": 600 if kept else 3,  # 'kept' never waits for it
-                        "submit": {"call": f"{here}:submitted", "args": ["cfg.yaml"]},
-                        "promote": {"call": f"{here}:promote", "args": ["cfg.yaml"]}}}
+    spec = {
+        "app": "churn-quickstart",
+        "namespace": "raymlops",
+        "state_dir": str(tmp_path / "app"),
+        "alerts": [],
+        "alert_log": str(tmp_path / "alerts.jsonl"),
+        "canary_events": str(events),
+        "performance": None,
+        "retrain": {
+            "on": ["drift"],
+            "min_interval_s": 3600,
+            "deploy": "canary",
+            "timeout_s": 60,
+            "observe_s": 600 if kept else 3,  # 'kept' never waits for it
+            "submit": {"call": f"{here}:submitted", "args": ["cfg.yaml"]},
+            "promote": {"call": f"{here}:promote", "args": ["cfg.yaml"]},
+        },
+    }
     monitor = AppMonitor(spec)
     monitor.event(drift())
     job["status"] = "SUCCEEDED"
@@ -339,8 +371,18 @@ def test_a_canary_rollback_of_the_challenger_keeps_the_champion(monkeypatch, tmp
 
     assert record("observing")["run_id"] == "run-new"
     with open(events, "a") as f:
-        f.write(json.dumps({"type": "canary", "event": "rollback", "variant": "challenger", "model": rolled_back,
-                            "reason": "p99 latency 9.0 ms > 1 ms over 20 requests"}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "type": "canary",
+                    "event": "rollback",
+                    "variant": "challenger",
+                    "model": rolled_back,
+                    "reason": "p99 latency 9.0 ms > 1 ms over 20 requests",
+                }
+            )
+            + "\n"
+        )
     if kept:
         r = record("kept")
         assert r["outcome"]["reason"].startswith("the canary of churn/3 (run run-new) rolled back: p99 latency")
@@ -362,10 +404,20 @@ def test_a_retrain_job_that_wrote_no_result_record_fails_naming_where_it_was_exp
     from raymlops.monitoring.app_monitor import AppMonitor
 
     monkeypatch.setattr("raymlops.monitoring.retrain.job_status", lambda job_id, address: ("SUCCEEDED", ""))
-    spec = {"app": "churn-quickstart", "namespace": "raymlops", "state_dir": str(tmp_path / "app"), "alerts": [],
-            "alert_log": str(tmp_path / "alerts.jsonl"), "canary_events": None, "performance": None,
-            "retrain": {"on": ["drift"], "submit": {"call": f"{__name__}:no_result", "args": ["cfg.yaml"]},
-                        "promote": {"call": f"{__name__}:promote", "args": ["cfg.yaml"]}}}
+    spec = {
+        "app": "churn-quickstart",
+        "namespace": "raymlops",
+        "state_dir": str(tmp_path / "app"),
+        "alerts": [],
+        "alert_log": str(tmp_path / "alerts.jsonl"),
+        "canary_events": None,
+        "performance": None,
+        "retrain": {
+            "on": ["drift"],
+            "submit": {"call": f"{__name__}:no_result", "args": ["cfg.yaml"]},
+            "promote": {"call": f"{__name__}:promote", "args": ["cfg.yaml"]},
+        },
+    }
     monitor = AppMonitor(spec)
     try:
         monitor.event(drift())

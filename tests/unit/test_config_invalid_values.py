@@ -52,8 +52,20 @@ training:
 
 BAD_CHOICE = "not-a-choice"
 # Values tried against a key's validators until one is refused as invalid (not merely of the wrong type).
-CANDIDATES: list[Any] = ["not valid!", "", "models:/bad uri", "http://x", -1, 0, 101, 1.5, [101.5], [-1.5],
-                         {"bad_space": [1, 2]}, {"k": {"bad_space": [1, 2]}}]
+CANDIDATES: list[Any] = [
+    "not valid!",
+    "",
+    "models:/bad uri",
+    "http://x",
+    -1,
+    0,
+    101,
+    1.5,
+    [101.5],
+    [-1.5],
+    {"bad_space": [1, 2]},
+    {"k": {"bad_space": [1, 2]}},
+]
 BOUNDS = {"ge": "greater than or equal to", "gt": "greater than", "le": "less than or equal to", "lt": "less than"}
 Facet = tuple[type[BaseModel], str, str]  # (model, field, what is constrained)
 
@@ -83,8 +95,12 @@ def _validated(model: type[BaseModel], name: str, field: FieldInfo) -> bool:
     decorators = model.__pydantic_decorators__.field_validators.values()
     if any(name in d.info.fields for d in decorators):
         return True
-    return any(hasattr(m, "func") for t in _walk_types(field.rebuild_annotation())
-               if typing.get_origin(t) is typing.Annotated for m in t.__metadata__)
+    return any(
+        hasattr(m, "func")
+        for t in _walk_types(field.rebuild_annotation())
+        if typing.get_origin(t) is typing.Annotated
+        for m in t.__metadata__
+    )
 
 
 def facets(model: type[BaseModel], name: str, field: FieldInfo) -> list[str]:
@@ -115,8 +131,9 @@ def all_models() -> list[type[BaseModel]]:
 
 
 def required_facets() -> set[Facet]:
-    return {(m, name, facet) for m in all_models() for name, f in m.model_fields.items()
-            for facet in facets(m, name, f)}
+    return {
+        (m, name, facet) for m in all_models() for name, f in m.model_fields.items() for facet in facets(m, name, f)
+    }
 
 
 # ------------------------------------------------------------------ invalid values
@@ -167,8 +184,9 @@ def cases(facet: str, field: FieldInfo) -> list[tuple[Any, list[str]]]:
         attr = facet.split(":")[1]
         n = next(getattr(m, attr) for m in field.metadata if getattr(m, attr, None) is not None)
         size = n - 1 if attr == "min_length" else n + 1
-        bad = {f"k{i}": "x" for i in range(size)} if typing.get_origin(_bare(field.annotation)) is dict \
-            else ["x"] * size
+        bad = (
+            {f"k{i}": "x" for i in range(size)} if typing.get_origin(_bare(field.annotation)) is dict else ["x"] * size
+        )
         return [(bad, [f"at least {n} item" if attr == "min_length" else f"at most {n} item"])]
     if facet == "pattern":
         pattern = next(m.pattern for m in field.metadata if getattr(m, "pattern", None) is not None)
@@ -220,8 +238,11 @@ def inject(data: dict, cfg: BaseModel, section: tuple, key: str, value: Any) -> 
     node: Any = data
     model: Any = cfg
     for part in section:
-        model = model[part] if isinstance(part, int) or isinstance(model, dict) else getattr(
-            model, next(n for n, f in type(model).model_fields.items() if (f.alias or n) == part))
+        model = (
+            model[part]
+            if isinstance(part, int) or isinstance(model, dict)
+            else getattr(model, next(n for n, f in type(model).model_fields.items() if (f.alias or n) == part))
+        )
         if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
             tag = getattr(model, "type", None) if isinstance(model, BaseModel) else None
             node[part] = {"type": tag} if isinstance(tag, str) else {}
@@ -270,8 +291,13 @@ def test_every_constrained_key_refuses_an_invalid_value_naming_key_and_value_or_
                         continue
                     for bad, says in cases(facet, field):
                         file, found = issues_of(tmp_path, inject(data, cfg, section, key, bad))
-                        ours = [i for i in found if i.path == where or i.path.startswith((f"{where}.", f"{where}["))
-                                or f"{i.path}.{i.message}".startswith(f"{where}:")]
+                        ours = [
+                            i
+                            for i in found
+                            if i.path == where
+                            or i.path.startswith((f"{where}.", f"{where}["))
+                            or f"{i.path}.{i.message}".startswith(f"{where}:")
+                        ]
                         if facet == "validator":  # refused by the check itself, not as a wrong type
                             ours = [i for i in ours if "input should be" not in i.message]
                         named = [i for i in ours if any(s in i.message for s in says)]
@@ -279,12 +305,17 @@ def test_every_constrained_key_refuses_an_invalid_value_naming_key_and_value_or_
                             assert all(i.file == str(file) and i.line for i in named), [str(i) for i in named]
                             done.add((model, name, facet))
                             break
-                        why[(model, name, facet)] = (f"{base}: {where} = {bad!r} gave "
-                                                     f"{[str(i) for i in found] or 'no error'}; expected {says}")
+                        why[(model, name, facet)] = (
+                            f"{base}: {where} = {bad!r} gave {[str(i) for i in found] or 'no error'}; expected {says}"
+                        )
                     else:
                         if facet != "validator":  # a choice, bound, length or pattern is refused wherever it is
                             pytest.fail(why[(model, name, facet)])
-    missing = sorted(f"{m.__name__}.{name} ({facet}): {why.get((m, name, facet), 'in no config')}"
-                     for m, name, facet in required - done)
-    assert not missing, ("constrained keys not exercised (add a section that has them to EXTRA, or a value to "
-                         "CANDIDATES that their validator refuses):\n" + "\n".join(missing))
+    missing = sorted(
+        f"{m.__name__}.{name} ({facet}): {why.get((m, name, facet), 'in no config')}"
+        for m, name, facet in required - done
+    )
+    assert not missing, (
+        "constrained keys not exercised (add a section that has them to EXTRA, or a value to "
+        "CANDIDATES that their validator refuses):\n" + "\n".join(missing)
+    )

@@ -16,7 +16,8 @@ def test_the_committed_config_reference_is_the_generated_one():
     committed = DOC.read_text() if DOC.exists() else ""
     assert committed == generated, (
         f"{DOC.relative_to(ROOT)} differs from what the config models generate; regenerate it with `{REGENERATE}` "
-        "(run from the repository root) and commit it")
+        "(run from the repository root) and commit it"
+    )
 
 
 def test_every_model_key_and_variant_is_documented_and_every_link_lands():
@@ -29,13 +30,20 @@ def test_every_model_key_and_variant_is_documented_and_every_link_lands():
         for name, field in section.model.model_fields.items():
             assert field.description, f"{section.model.__name__}.{name} has no description"
             key = field.alias or name
-            assert re.search(rf"^### {re.escape(section.title)}\n.*?^\| `{key}` \|", text, re.M | re.S) or \
-                re.search(rf"^## {re.escape(section.title)}\n.*?^\| `{key}` \|", text, re.M | re.S), (section.path, key)
+            assert re.search(rf"^### {re.escape(section.title)}\n.*?^\| `{key}` \|", text, re.M | re.S) or re.search(
+                rf"^## {re.escape(section.title)}\n.*?^\| `{key}` \|", text, re.M | re.S
+            ), (section.path, key)
     titles = [s.title for s in found]
-    for variant in ["`training.model` (type: xgboost)", "`training.model` (type: sklearn)",
-                    "`training.split` (type: time)", "`training.preprocessing[]` (type: custom)",
-                    "`monitoring.alerts[]` (type: webhook)", "`features.online_store` (type: redis)",
-                    "`training.model.params.<param>`", "`sources.<name>`"]:
+    for variant in [
+        "`training.model` (type: xgboost)",
+        "`training.model` (type: sklearn)",
+        "`training.split` (type: time)",
+        "`training.preprocessing[]` (type: custom)",
+        "`monitoring.alerts[]` (type: webhook)",
+        "`features.online_store` (type: redis)",
+        "`training.model.params.<param>`",
+        "`sources.<name>`",
+    ]:
         assert variant in titles, variant
     anchors = {s.anchor for s in found}
     assert len(anchors) == len(found), "two sections share an anchor"
@@ -48,7 +56,13 @@ def test_every_model_key_and_variant_is_documented_and_every_link_lands():
 
 
 def test_cli_schema_markdown_prints_the_reference():
-    r = subprocess.run([sys.executable, "-m", "raymlops.cli", "schema", "--markdown"], capture_output=True,
-                       text=True, env=cli_env(), cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "raymlops.cli", "schema", "--markdown"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == markdown_reference()

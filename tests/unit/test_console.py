@@ -20,14 +20,19 @@ from raymlops.serving.request_log import SCHEMA
 def _run(root, pipeline, run_id, auc, depth, status="ok"):
     d = root / "runs" / pipeline / run_id
     d.mkdir(parents=True)
-    trials = [{"params": {"max_depth": depth}, "metrics": {"auc": auc}, "trial_id": f"t_{run_id[-5:]}", "status": status}]
-    (d / "metrics.json").write_text(json.dumps({"metric": "auc", "best": {"auc": auc}, "best_params": {"max_depth": depth},
-                                               "trials": trials}))
+    trials = [
+        {"params": {"max_depth": depth}, "metrics": {"auc": auc}, "trial_id": f"t_{run_id[-5:]}", "status": status}
+    ]
+    (d / "metrics.json").write_text(
+        json.dumps({"metric": "auc", "best": {"auc": auc}, "best_params": {"max_depth": depth}, "trials": trials})
+    )
     (d / "evaluation.json").write_text(json.dumps({"candidate": {"auc": auc - 0.01}, "threshold": 0.3, "files": []}))
-    (d / "lineage.json").write_text(json.dumps({"inputs": {"sources": {"s": {"path": "x", "sha256": "ab"}},
-                                                           "feature_views": {}}}))
-    (d / "meta.json").write_text(json.dumps({"run_id": run_id, "pipeline": pipeline, "created": run_id, "label": "y",
-                                            "rows": {"train": 100}}))  # written last: the run is committed
+    (d / "lineage.json").write_text(
+        json.dumps({"inputs": {"sources": {"s": {"path": "x", "sha256": "ab"}}, "feature_views": {}}})
+    )
+    (d / "meta.json").write_text(
+        json.dumps({"run_id": run_id, "pipeline": pipeline, "created": run_id, "label": "y", "rows": {"train": 100}})
+    )  # written last: the run is committed
 
 
 @pytest.fixture()
@@ -39,10 +44,27 @@ def store(tmp_path):
     rng = np.random.default_rng(0)
     now = time.time()
     lat = rng.lognormal(3, 0.5, 2000)
-    rows = [{"ts": int((now - 200 + k * 0.05) * 1e6), "request_id": f"r{k}", "row": 0, "variant": "a", "role": "primary",
-             "model_version": "m/1", "status": 500 if k % 10 == 0 else 200, "latency_ms": float(lat[k]), "inputs": "{}",
-             "prediction": "1", "probability": "0.7", "error": None, "features": None} for k in range(2000)]
-    rows += [dict(r, variant="b", role="shadow", status=200, prediction="1" if k % 4 else "0") for k, r in enumerate(rows)]
+    rows = [
+        {
+            "ts": int((now - 200 + k * 0.05) * 1e6),
+            "request_id": f"r{k}",
+            "row": 0,
+            "variant": "a",
+            "role": "primary",
+            "model_version": "m/1",
+            "status": 500 if k % 10 == 0 else 200,
+            "latency_ms": float(lat[k]),
+            "inputs": "{}",
+            "prediction": "1",
+            "probability": "0.7",
+            "error": None,
+            "features": None,
+        }
+        for k in range(2000)
+    ]
+    rows += [
+        dict(r, variant="b", role="shadow", status=200, prediction="1" if k % 4 else "0") for k, r in enumerate(rows)
+    ]
     rows += [dict(rows[0], row=i) for i in range(1, 6)]  # request r0 had 6 rows: still one request
     day = tmp_path / "request_log" / "app" / "date=2026-12-07"
     day.mkdir(parents=True)
@@ -52,19 +74,48 @@ def store(tmp_path):
     pq.write_table(t.slice(2500), day / "part-2.parquet")
     serving = tmp_path / "serving" / "app"
     serving.mkdir(parents=True)
-    (serving / "traffic.json").write_text(json.dumps({"models": {"a": "m/1"}, "state": {
-        "weights": {"a": 100.0}, "canary": {"variant": "a", "status": "rolled_back", "percent": 0, "step": 1},
-        "history": [{"at": now - 50, "event": "start", "percent": 5}, {"at": now - 10, "event": "rollback", "percent": 0}]}}))
+    (serving / "traffic.json").write_text(
+        json.dumps(
+            {
+                "models": {"a": "m/1"},
+                "state": {
+                    "weights": {"a": 100.0},
+                    "canary": {"variant": "a", "status": "rolled_back", "percent": 0, "step": 1},
+                    "history": [
+                        {"at": now - 50, "event": "start", "percent": 5},
+                        {"at": now - 10, "event": "rollback", "percent": 0},
+                    ],
+                },
+            }
+        )
+    )
     # 1,200 drift windows; windows 7 and 1001 alarm
     mon = tmp_path / "monitoring" / "app" / "a"
     mon.mkdir(parents=True)
     with open(mon / "history.jsonl", "w") as f:
         for w in range(1, 1201):
             drift = w in (7, 1001)
-            f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": now - 1200 + w, "window": w, "is_drift": drift,
-                                "drifted": ["x"] if drift else [], "features": {"x": {
-                                    "statistic": 0.9 if drift else 0.1, "p_value": 1e-9 if drift else 0.5,
-                                    "threshold": 0.01, "is_drift": drift}}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "kind": "drift",
+                        "model_version": "m/1",
+                        "ts": now - 1200 + w,
+                        "window": w,
+                        "is_drift": drift,
+                        "drifted": ["x"] if drift else [],
+                        "features": {
+                            "x": {
+                                "statistic": 0.9 if drift else 0.1,
+                                "p_value": 1e-9 if drift else 0.5,
+                                "threshold": 0.01,
+                                "is_drift": drift,
+                            }
+                        },
+                    }
+                )
+                + "\n"
+            )
     return tmp_path
 
 
@@ -106,7 +157,10 @@ def test_compare_diffs_params_and_metrics(store):
     c = client(store)
     r = c.get("/api/compare", params=[("run", "p1/2026-00001"), ("run", "p1/2026-00002")]).json()
     assert [d["key"] for d in r["params"]] == ["max_depth"] and r["params"][0] == {
-        "key": "max_depth", "values": [1, 2], "differs": True}
+        "key": "max_depth",
+        "values": [1, 2],
+        "differs": True,
+    }
     one = c.get("/api/compare", params={"run": "p1/2026-00001"})
     assert one.status_code == 422 and one.json()["detail"][0]["loc"] == ["query", "run"]
     assert c.get("/api/compare", params=[("run", "p1/nope"), ("run", "p1/2026-00001")]).status_code == 404
@@ -137,8 +191,20 @@ def test_long_drift_series_are_downsampled_and_keep_every_alarm(store):
     assert [a[:2] for a in m["alarms"]["a"]] == [[7, 1e-9], [1001, 1e-9]]  # every alarm, whole, for the markers
     # appended windows are read on the next request (the history is tailed, not re-read)
     with open(store / "monitoring" / "app" / "a" / "history.jsonl", "a") as f:
-        f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": time.time(), "window": 1201,
-                            "is_drift": False, "drifted": [], "features": {}}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "kind": "drift",
+                    "model_version": "m/1",
+                    "ts": time.time(),
+                    "window": 1201,
+                    "is_drift": False,
+                    "drifted": [],
+                    "features": {},
+                }
+            )
+            + "\n"
+        )
     assert client_again.get("/api/monitoring/app").json()["windows"] == {"a": 1201}
 
 
@@ -157,8 +223,18 @@ def test_actions_are_guarded(store):
     c = client(store, tracking_uri="http://127.0.0.1:9")
     body = {"version": 1}
     assert c.post("/api/models/m/promote", json=body).status_code == 401
-    assert c.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok", "origin": "http://evil"}).status_code == 403
-    assert c.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok", "sec-fetch-site": "cross-site"}).status_code == 403
+    assert (
+        c.post(
+            "/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok", "origin": "http://evil"}
+        ).status_code
+        == 403
+    )
+    assert (
+        c.post(
+            "/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok", "sec-fetch-site": "cross-site"}
+        ).status_code
+        == 403
+    )
     assert c.post("/api/models/m/promote", json={"version": 0}, headers={"x-raymlops-token": "tok"}).status_code == 422
     ro = client(store, tracking_uri="http://127.0.0.1:9", read_only=True)
     assert ro.post("/api/models/m/promote", json=body, headers={"x-raymlops-token": "tok"}).status_code == 403
@@ -189,9 +265,11 @@ def test_the_same_pages_from_an_object_store(store, s3_endpoint, monkeypatch, tm
     uri = f"s3://raymlops/console-{tmp_path.name}"
     _upload(store, Storage(uri))
     local, remote = client(store), TestClient(create_app(Settings(storage=uri, token="tok")))
-    for url, params in (("/api/runs", {"sort": "metrics.auc", "per_page": 10}),
-                        ("/api/compare", [("run", "p1/2026-00001"), ("run", "p2/2026-00003")]),
-                        ("/api/monitoring/app", {"points": 50})):
+    for url, params in (
+        ("/api/runs", {"sort": "metrics.auc", "per_page": 10}),
+        ("/api/compare", [("run", "p1/2026-00001"), ("run", "p2/2026-00003")]),
+        ("/api/monitoring/app", {"points": 50}),
+    ):
         a, b = local.get(url, params=params), remote.get(url, params=params)
         assert a.status_code == b.status_code == 200 and a.json() == b.json(), url
     from raymlops.console import monitoring
@@ -255,8 +333,20 @@ def test_rotated_histories_lose_and_repeat_no_window(tmp_path):
     def write(*windows):
         with open(log, "a") as f:
             for w in windows:
-                f.write(json.dumps({"kind": "drift", "model_version": "m/1", "ts": 1e9 + w, "window": w,
-                                    "is_drift": False, "drifted": [], "features": {"x": {"p_value": 0.5}}}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "kind": "drift",
+                            "model_version": "m/1",
+                            "ts": 1e9 + w,
+                            "window": w,
+                            "is_drift": False,
+                            "drifted": [],
+                            "features": {"x": {"p_value": 0.5}},
+                        }
+                    )
+                    + "\n"
+                )
 
     def rotate():
         if (d / "history.jsonl.1").exists():

@@ -11,20 +11,40 @@ from pydantic import ValidationError
 from raymlops.config.monitoring import DriftConfig
 from raymlops.config.serving import BatchingConfig, CanaryConfig
 from raymlops.contracts import Call, CanaryEvent, Event, EventKind, Watch, import_object, make_event
-from raymlops.contracts.monitoring import (AppMonitorSpec, MonitorSpec, RetrainResult, RetrainRun, RetrainSpec,
-                                           RetrainStatus)
+from raymlops.contracts.monitoring import (
+    AppMonitorSpec,
+    MonitorSpec,
+    RetrainResult,
+    RetrainRun,
+    RetrainSpec,
+    RetrainStatus,
+)
 from raymlops.contracts.serving import AppSpec, FeaturesSpec, ModelEntry, ReplicaSpec
 
 pytestmark = pytest.mark.unit
 
 
 def _app(**over) -> AppSpec:
-    base = dict(app="a", namespace="ns", state_dir="/tmp/s", max_batch_rows=100, request_timeout_s=30,
-                router_replicas=1, replica=ReplicaSpec(num_replicas=1, num_cpus=1, batching=BatchingConfig()),
-                models=[ModelEntry(name="v", role="variant", weight=1, model_version="m/1",
-                                   run_dir=Call(call="raymlops.registry.models:bundle_for", args=["models:/m/1", "u"]),
-                                   watch=Watch(call="raymlops.registry.models:pinned_for", args=["x"], every=5))],
-                canary=CanaryConfig(variant="v", steps=[10, 100]))
+    base = dict(
+        app="a",
+        namespace="ns",
+        state_dir="/tmp/s",
+        max_batch_rows=100,
+        request_timeout_s=30,
+        router_replicas=1,
+        replica=ReplicaSpec(num_replicas=1, num_cpus=1, batching=BatchingConfig()),
+        models=[
+            ModelEntry(
+                name="v",
+                role="variant",
+                weight=1,
+                model_version="m/1",
+                run_dir=Call(call="raymlops.registry.models:bundle_for", args=["models:/m/1", "u"]),
+                watch=Watch(call="raymlops.registry.models:pinned_for", args=["x"], every=5),
+            )
+        ],
+        canary=CanaryConfig(variant="v", steps=[10, 100]),
+    )
     return AppSpec(**{**base, **over})
 
 
@@ -79,31 +99,62 @@ def test_events_validate_their_kind_and_severity():
 
 
 def test_canary_events_read_what_the_controller_writes():
-    line = CanaryEvent(app="a", at=1.0, event="rollback", variant="c", model="m/2", step=1, percent=10.0,
-                       weights={"c": 0.0, "v": 1.0}, reason="p99").model_dump_json(exclude_none=True)
+    line = CanaryEvent(
+        app="a",
+        at=1.0,
+        event="rollback",
+        variant="c",
+        model="m/2",
+        step=1,
+        percent=10.0,
+        weights={"c": 0.0, "v": 1.0},
+        reason="p99",
+    ).model_dump_json(exclude_none=True)
     assert CanaryEvent.model_validate_json(line).model == "m/2"
     with pytest.raises(ValidationError):
         CanaryEvent.model_validate({"event": "exploded"})
 
 
 def test_monitor_specs_compare_equal_across_the_export_and_keep_their_sections_typed():
-    spec = MonitorSpec(app="a", variant="v", namespace="ns", run_dir="/runs/r", model_version="r",
-                       state_dir="/s", drift=DriftConfig(window=200), history=10, checkpoint_s=1)
+    spec = MonitorSpec(
+        app="a",
+        variant="v",
+        namespace="ns",
+        run_dir="/runs/r",
+        model_version="r",
+        state_dir="/s",
+        drift=DriftConfig(window=200),
+        history=10,
+        checkpoint_s=1,
+    )
     again = MonitorSpec.model_validate(json.loads(spec.model_dump_json()))
     assert again == spec and again.drift.window == 200 and again.rotation() == (None, 5)
     assert MonitorSpec.model_validate({**spec.model_dump(), "history_rotate_mb": 2}).rotation() == (2 * 1024 * 1024, 5)
 
 
 def test_the_app_monitor_spec_takes_the_config_sections_with_their_calls():
-    spec = AppMonitorSpec.model_validate({
-        "app": "a", "namespace": "ns", "state_dir": "/s", "alert_log": "/s/alerts.jsonl",
-        "alerts": [{"type": "log", "on": ["drift"]}],
-        "retrain": {"on": ["drift"], "submit": {"call": "m:submit", "args": ["c"]}, "promote": {"call": "m:p"}}})
+    spec = AppMonitorSpec.model_validate(
+        {
+            "app": "a",
+            "namespace": "ns",
+            "state_dir": "/s",
+            "alert_log": "/s/alerts.jsonl",
+            "alerts": [{"type": "log", "on": ["drift"]}],
+            "retrain": {"on": ["drift"], "submit": {"call": "m:submit", "args": ["c"]}, "promote": {"call": "m:p"}},
+        }
+    )
     assert isinstance(spec.retrain, RetrainSpec) and spec.retrain.min_interval_s == 3600
     assert spec.alerts[0].type == "log"
     with pytest.raises(ValidationError, match="submit"):
-        AppMonitorSpec.model_validate({"app": "a", "namespace": "ns", "state_dir": "/s", "alert_log": "/s/a",
-                                       "retrain": {"on": ["drift"], "promote": {"call": "m:p"}}})
+        AppMonitorSpec.model_validate(
+            {
+                "app": "a",
+                "namespace": "ns",
+                "state_dir": "/s",
+                "alert_log": "/s/a",
+                "retrain": {"on": ["drift"], "promote": {"call": "m:p"}},
+            }
+        )
 
 
 def test_retrain_records_keep_their_status_as_an_enum_and_their_json_shape():

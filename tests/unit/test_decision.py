@@ -28,10 +28,12 @@ def test_each_objective_matches_a_brute_force_search(seed):
     r = float(rng.uniform(0.3, 0.95))
     pos = y.sum()
     assert choose(y, s, "precision_at_recall", min_recall=r)["threshold"] == brute(
-        y, s, lambda tp, fp, fn: tp / (tp + fp) if tp / pos >= r and tp + fp else None)
+        y, s, lambda tp, fp, fn: tp / (tp + fp) if tp / pos >= r and tp + fp else None
+    )
     cost = {"false_positive": 1.0, "false_negative": float(rng.uniform(1, 10))}
     assert choose(y, s, "cost", cost=cost)["threshold"] == brute(
-        y, s, lambda tp, fp, fn: -(fp + cost["false_negative"] * fn))
+        y, s, lambda tp, fp, fn: -(fp + cost["false_negative"] * fn)
+    )
 
 
 def test_reported_figures_and_one_class():
@@ -65,9 +67,15 @@ def test_folds_are_capped_by_the_rarer_class():
     y = np.zeros(60, dtype=int)
     y[:3] = 1  # 3 positives: 5 stratified folds cannot each hold one
     df = pd.DataFrame({"a": rng.normal(size=60) + y, "y": y})
-    spec = TrainSpec(task="binary", label="y", feature_columns=["a"], n_classes=2, metric="auc", mode="max",
-                     model={"type": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression",
-                            "cpus_per_trial": 1})
+    spec = TrainSpec(
+        task="binary",
+        label="y",
+        feature_columns=["a"],
+        n_classes=2,
+        metric="auc",
+        mode="max",
+        model={"type": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression", "cpus_per_trial": 1},
+    )
     labels, scores, folds = out_of_fold(_Rows(df), spec, {}, None, 5, 0)
     assert folds == 3 and scores.shape == (60,) and np.all((scores >= 0) & (scores <= 1))
     _, none, folds = out_of_fold(_Rows(df.iloc[2:]), spec, {}, None, 5, 0)  # one positive left

@@ -12,10 +12,18 @@ from raymlops.data.schema import Column
 from raymlops.monitoring.detectors import fit_detector, load_detector
 from raymlops.monitoring.drift import PREDICTION, DriftTester, fit_inputs, fit_prediction
 
-COLUMNS = [Column("plan", "string"), Column("region", "string"), Column("contract", "string"),
-           Column("payment_method", "string"), Column("autopay", "boolean"), Column("tenure_months", "integer"),
-           Column("age", "integer"), Column("monthly_charges", "number"), Column("usage_gb", "number"),
-           Column("support_calls", "integer")]
+COLUMNS = [
+    Column("plan", "string"),
+    Column("region", "string"),
+    Column("contract", "string"),
+    Column("payment_method", "string"),
+    Column("autopay", "boolean"),
+    Column("tenure_months", "integer"),
+    Column("age", "integer"),
+    Column("monthly_charges", "number"),
+    Column("usage_gb", "number"),
+    Column("support_calls", "integer"),
+]
 SHIFTED = {"plan", "region", "contract", "tenure_months", "monthly_charges", "usage_gb", "support_calls"}
 SETTINGS = {"p_val": 0.05, "correction": "bonferroni", "ert": 200, "online_window": 20, "n_bootstraps": 3000}
 
@@ -28,8 +36,14 @@ def demo(demo_dir):
     return reference, held_out, pd.read_parquet(demo_dir / "shifted.parquet").head(500)
 
 
-@pytest.mark.parametrize("kind, handles", [("ks", {"integer", "number"}), ("chi2", {"string", "boolean"}),
-                                           ("tabular", {"integer", "number", "string", "boolean"})])
+@pytest.mark.parametrize(
+    "kind, handles",
+    [
+        ("ks", {"integer", "number"}),
+        ("chi2", {"string", "boolean"}),
+        ("tabular", {"integer", "number", "string", "boolean"}),
+    ],
+)
 def test_batch_detectors_flag_the_shifted_features_and_not_a_held_out_reference_sample(demo, kind, handles, tmp_path):
     reference, held_out, shifted = demo
     detector, untested = fit_detector(kind, reference, COLUMNS, {**SETTINGS, "kind": kind})
@@ -62,7 +76,9 @@ def _stream(rng, n, shift=0.0):
 @pytest.mark.parametrize("kind", ["cvm_online", "fet_online"])
 def test_online_false_alarms_match_the_expected_run_time_and_a_shift_is_caught_fast(kind):
     rng = np.random.default_rng(0)
-    columns = [Column("a", "number"), Column("b", "number")] + ([Column("c", "boolean")] if kind == "fet_online" else [])
+    columns = [Column("a", "number"), Column("b", "number")] + (
+        [Column("c", "boolean")] if kind == "fet_online" else []
+    )
     detector, _ = fit_detector(kind, _stream(rng, 1000), columns, SETTINGS)
     got = detector.test(_stream(rng, 8000))
     runs = [d["run_length"] for d in got["detections"]]
@@ -137,8 +153,12 @@ def test_fast_cvm_calibration_equals_alibi_detects_own_simulation(n, windows):
 
     from raymlops.monitoring.detectors.calibration import cvm_streams
 
-    fitted, _ = fit_detector("cvm_online", pd.DataFrame({"a": np.random.default_rng(0).normal(size=n)}),
-                             [Column("a", "number")], {**SETTINGS, "online_window": windows[0]})
+    fitted, _ = fit_detector(
+        "cvm_online",
+        pd.DataFrame({"a": np.random.default_rng(0).normal(size=n)}),
+        [Column("a", "number")],
+        {**SETTINGS, "online_window": windows[0]},
+    )
     assert type(fitted.impl).__name__ == "FastCVMDriftOnline"
     # alibi-detect's own O(n^2)-per-stream simulation, without the threshold search its constructor runs.
     alibi = SimpleNamespace(n=n, window_sizes=np.asarray(windows), n_bootstraps=300, batch_size=64, verbose=False)
@@ -158,8 +178,15 @@ def test_fast_fet_calibration_equals_alibi_detects_own_simulation(alternative):
     from raymlops.monitoring.detectors.calibration import fet_streams
 
     x_ref = np.random.default_rng(1).random(400) < 0.3
-    alibi = SimpleNamespace(n=400, t_max=59, window_sizes=[10, 30], n_bootstraps=500, alternative=alternative,
-                            lam=0.99, _exp_moving_avg=FETDriftOnline._exp_moving_avg)
+    alibi = SimpleNamespace(
+        n=400,
+        t_max=59,
+        window_sizes=[10, 30],
+        n_bootstraps=500,
+        alternative=alternative,
+        lam=0.99,
+        _exp_moving_avg=FETDriftOnline._exp_moving_avg,
+    )
     np.random.seed(9)
     expected = FETDriftOnline._simulate_streams(alibi, x_ref, None)
     np.random.seed(9)
@@ -177,8 +204,14 @@ def test_one_verdict_over_inputs_and_prediction_keeps_the_false_alarm_rate_at_p_
     rng = np.random.default_rng(11)
 
     def draw(n):
-        return pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.exponential(1, n), "c": rng.random(n) < 0.3,
-                             "d": rng.choice(list("xyz"), n, p=[0.5, 0.3, 0.2])})
+        return pd.DataFrame(
+            {
+                "a": rng.normal(0, 1, n),
+                "b": rng.exponential(1, n),
+                "c": rng.random(n) < 0.3,
+                "d": rng.choice(list("xyz"), n, p=[0.5, 0.3, 0.2]),
+            }
+        )
 
     columns = [Column("a", "number"), Column("b", "number"), Column("c", "boolean"), Column("d", "string")]
     score = lambda df: 1 / (1 + np.exp(-df["b"]))  # noqa: E731 - a stand-in model on one input

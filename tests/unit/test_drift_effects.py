@@ -79,8 +79,13 @@ def seasonal(rng, start: int, n: int) -> pd.DataFrame:
     """Time-ordered traffic whose level wanders with a weekly cycle (rows are hours), like real ordered data."""
     t = np.arange(start, start + n)
     level = 0.3 * np.sin(2 * np.pi * t / (24 * 7 * 20))  # 20 rows an hour
-    return pd.DataFrame({"x": rng.normal(level, 1), "y": rng.normal(0.5 * level, 1),
-                         "c": np.where(rng.random(n) < 0.3 + 0.3 * level, "a", "b")})
+    return pd.DataFrame(
+        {
+            "x": rng.normal(level, 1),
+            "y": rng.normal(0.5 * level, 1),
+            "c": np.where(rng.random(n) < 0.3 + 0.3 * level, "a", "b"),
+        }
+    )
 
 
 def test_chunk_thresholds_keep_ordered_traffic_of_the_same_period_quiet_and_still_catch_a_shift(tmp_path):
@@ -89,10 +94,11 @@ def test_chunk_thresholds_keep_ordered_traffic_of_the_same_period_quiet_and_stil
     period = 24 * 7 * 20  # a week of rows
     ref = seasonal(rng, 0, 6 * period)  # six weeks, in time order
     later = seasonal(rng, 6 * period, 4 * period)  # the next four weeks, in time order
-    windows = [later.iloc[i:i + 500] for i in range(0, len(later) - 499, 500)]
+    windows = [later.iloc[i : i + 500] for i in range(0, len(later) - 499, 500)]
     sample = fitted(tmp_path / "s", ref, cols, detector="tabular", reference_size=len(ref), predictions=False)
-    chunks = fitted(tmp_path / "c", ref, cols, detector="tabular", reference="chunks", chunks=len(ref) // 500,
-                    predictions=False)
+    chunks = fitted(
+        tmp_path / "c", ref, cols, detector="tabular", reference="chunks", chunks=len(ref) // 500, predictions=False
+    )
     by_sample = sum(sample.test(w)["is_drift"] for w in windows)
     by_chunks = sum(chunks.test(w)["is_drift"] for w in windows)
     assert by_sample > 0.5 * len(windows)  # p-values assume shuffled windows: ordered traffic looks drifted
@@ -106,13 +112,20 @@ def test_chunk_thresholds_keep_ordered_traffic_of_the_same_period_quiet_and_stil
 def test_chunks_need_three_chunks(tmp_path):
     rng = np.random.default_rng(6)
     with pytest.raises(ValueError, match="at least 3 chunks"):
-        fitted(tmp_path, seasonal(rng, 0, 1200), [Column("x", "number")], detector="ks", reference="chunks",
-               predictions=False)
+        fitted(
+            tmp_path,
+            seasonal(rng, 0, 1200),
+            [Column("x", "number")],
+            detector="ks",
+            reference="chunks",
+            predictions=False,
+        )
 
 
 def test_profile_distances():
-    enc = Encoder.fit(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "c": list("aabb")}),
-                      [Column("x", "number"), Column("c", "string")])
+    enc = Encoder.fit(
+        pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "c": list("aabb")}), [Column("x", "number"), Column("c", "string")]
+    )
     ref = enc.encode(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "c": list("aabb")}))
     p = Profile.fit(ref, enc)
     assert p.distances(ref) == [0.0, 0.0] and p.metrics() == ["wasserstein_norm", "jensen_shannon"]
@@ -146,23 +159,37 @@ def test_verdicts_keep_the_multivariate_test_and_unexplained_alarms(tmp_path):
     t = DriftTester(tmp_path)
     window = pd.DataFrame({"x": rng.normal(0, 1, 500), PREDICTION: rng.random(500)})
     # mmd-like, inputs calm: a significant prediction below min_effect is no drift of the window
-    result = {"is_drift": True, "inputs_drift": False, "p_value": 0.4, "prediction_drift": True,
-              "features": {PREDICTION: {"test": "ks", "p_value": 0.001, "is_drift": True}}}
+    result = {
+        "is_drift": True,
+        "inputs_drift": False,
+        "p_value": 0.4,
+        "prediction_drift": True,
+        "features": {PREDICTION: {"test": "ks", "p_value": 0.001, "is_drift": True}},
+    }
     t._effects(window, result)
     assert result["is_drift"] is False and result["prediction_drift"] is False
     # mmd-like: one test over every input flagged; its features below min_effect do not cancel it
-    result = {"is_drift": True, "inputs_drift": True, "p_value": 0.001,
-              "features": {"x": {"test": "ks", "p_value": 0.001, "is_drift": True}}}
+    result = {
+        "is_drift": True,
+        "inputs_drift": True,
+        "p_value": 0.001,
+        "features": {"x": {"test": "ks", "p_value": 0.001, "is_drift": True}},
+    }
     t._effects(window, result)
     assert result["features"]["x"]["significant"] and not result["features"]["x"]["is_drift"]
     assert result["is_drift"] is True
+
     # online: an alarm of the prediction detector that no statistic explains still counts
     class Online(DriftTester):
         online = True  # type: ignore[assignment]
 
     t.__class__ = Online
-    result = {"is_drift": True, "detections": [], "prediction_detections": [{"row": 3, "features": []}],
-              "features": {"x": {"test": "cvm", "p_value": None, "is_drift": False}}}
+    result = {
+        "is_drift": True,
+        "detections": [],
+        "prediction_detections": [{"row": 3, "features": []}],
+        "features": {"x": {"test": "cvm", "p_value": None, "is_drift": False}},
+    }
     t._effects(window, result)
     assert result["is_drift"] is True
 

@@ -14,22 +14,40 @@ from raymlops.monitoring.report import build_report, render_html, write_report
 pytestmark = pytest.mark.unit
 
 EVIL = "<b>x</b>"
-KINDS = {"monthly_charges": "numeric", "plan": "categorical", "tenure": "numeric", "flat": "numeric",
-         EVIL: "categorical", "__prediction__": "numeric"}
+KINDS = {
+    "monthly_charges": "numeric",
+    "plan": "categorical",
+    "tenure": "numeric",
+    "flat": "numeric",
+    EVIL: "categorical",
+    "__prediction__": "numeric",
+}
 META = {"run_id": "run-1", "model": "churn", "current": "/data/current.parquet", "created": "2026-01-01T00:00:00Z"}
 
 
 def _frames():
     rng = np.random.default_rng(0)
     n = 500
-    ref = pd.DataFrame({
-        "monthly_charges": rng.normal(50, 10, n), "plan": rng.choice(["basic", "pro"], n, p=[0.7, 0.3]),
-        "tenure": rng.integers(0, 72, n).astype(float), "flat": np.full(n, 3.0),
-        EVIL: rng.choice(["a", "b"], n), "__prediction__": rng.uniform(0, 1, n)})
-    cur = pd.DataFrame({
-        "monthly_charges": rng.normal(70, 10, n), "plan": rng.choice(["basic", "pro", "$vip$"], n, p=[0.3, 0.5, 0.2]),
-        "tenure": rng.integers(0, 72, n).astype(float), "flat": np.full(n, 3.0),
-        EVIL: rng.choice(["a", "b"], n), "__prediction__": rng.uniform(0, 1, n)})
+    ref = pd.DataFrame(
+        {
+            "monthly_charges": rng.normal(50, 10, n),
+            "plan": rng.choice(["basic", "pro"], n, p=[0.7, 0.3]),
+            "tenure": rng.integers(0, 72, n).astype(float),
+            "flat": np.full(n, 3.0),
+            EVIL: rng.choice(["a", "b"], n),
+            "__prediction__": rng.uniform(0, 1, n),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "monthly_charges": rng.normal(70, 10, n),
+            "plan": rng.choice(["basic", "pro", "$vip$"], n, p=[0.3, 0.5, 0.2]),
+            "tenure": rng.integers(0, 72, n).astype(float),
+            "flat": np.full(n, 3.0),
+            EVIL: rng.choice(["a", "b"], n),
+            "__prediction__": rng.uniform(0, 1, n),
+        }
+    )
     ref.loc[:49, "tenure"] = np.nan  # 10% missing in the reference
     cur.loc[:99, "plan"] = None  # 20% missing in the current data
     cur.loc[:9, "monthly_charges"] = np.inf
@@ -44,11 +62,18 @@ def _result():
         "tenure": {"test": "ks", "statistic": 0.03, "p_value": 0.9, "is_drift": False},
         "flat": {"test": "ks", "statistic": 0.0, "p_value": 1.0, "is_drift": False},
         EVIL: {"test": "chi2", "statistic": 0.5, "p_value": 0.48, "is_drift": False},
-        "__prediction__": {"test": "ks", "statistic": np.float32(0.02), "p_value": np.float64(0.95),
-                           "is_drift": False},
+        "__prediction__": {"test": "ks", "statistic": np.float32(0.02), "p_value": np.float64(0.95), "is_drift": False},
     }
-    return {"detector": "tabular", "is_drift": True, "threshold": thr, "p_val": 0.05, "correction": "bonferroni",
-            "rows": 500, "reference_rows": 500, "features": feats}
+    return {
+        "detector": "tabular",
+        "is_drift": True,
+        "threshold": thr,
+        "p_val": 0.05,
+        "correction": "bonferroni",
+        "rows": 500,
+        "reference_rows": 500,
+        "features": feats,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +88,7 @@ def test_document_verdict_order_and_summaries(report):
     json.dumps(doc, allow_nan=False)  # JSON-safe, numpy scalars converted
     assert doc["meta"] == META
     assert doc["detector"]["correction"] == "bonferroni"
-    assert doc["verdict"] == {"is_drift": True, "drifted": ["plan", "monthly_charges"], "n_features": 6,
-                              "n_drifted": 2}
+    assert doc["verdict"] == {"is_drift": True, "drifted": ["plan", "monthly_charges"], "n_features": 6, "n_drifted": 2}
     names = [r["name"] for r in doc["features"]]
     assert names[:2] == ["plan", "monthly_charges"] and set(names) == set(KINDS)
     rows = {r["name"]: r for r in doc["features"]}
@@ -89,10 +113,16 @@ def test_document_verdict_order_and_summaries(report):
 
 def test_online_result_without_p_values():
     ref, cur = _frames()
-    res = {"detector": "online", "is_drift": True, "threshold": None, "features": {
-        "tenure": {"test": "cvm", "statistic": 2.0, "p_value": None, "threshold": 1.0, "is_drift": True},
-        "monthly_charges": {"test": "cvm", "statistic": 9.0, "p_value": None, "threshold": 1.0, "is_drift": True},
-        "flat": {"test": "cvm", "statistic": 0.1, "p_value": None, "threshold": 1.0, "is_drift": False}}}
+    res = {
+        "detector": "online",
+        "is_drift": True,
+        "threshold": None,
+        "features": {
+            "tenure": {"test": "cvm", "statistic": 2.0, "p_value": None, "threshold": 1.0, "is_drift": True},
+            "monthly_charges": {"test": "cvm", "statistic": 9.0, "p_value": None, "threshold": 1.0, "is_drift": True},
+            "flat": {"test": "cvm", "statistic": 0.1, "p_value": None, "threshold": 1.0, "is_drift": False},
+        },
+    }
     doc = build_report(res, ref, cur, {}, {})
     assert doc["verdict"]["drifted"] == ["monthly_charges", "tenure"]  # larger statistic / threshold first
     assert doc["features"][0]["p_value"] is None and doc["features"][0]["kind"] == "numeric"
@@ -112,9 +142,13 @@ def test_html_page(report):
 
 def test_no_drift_and_missing_column():
     ref, cur = _frames()
-    res = {"is_drift": False, "features": {
-        "tenure": {"test": "ks", "statistic": 0.03, "p_value": 0.9, "is_drift": False},
-        "gone": {"test": "chi2", "statistic": 1.0, "p_value": 0.5, "is_drift": False}}}
+    res = {
+        "is_drift": False,
+        "features": {
+            "tenure": {"test": "ks", "statistic": 0.03, "p_value": 0.9, "is_drift": False},
+            "gone": {"test": "chi2", "statistic": 1.0, "p_value": 0.5, "is_drift": False},
+        },
+    }
     doc = build_report(res, ref, cur, KINDS, {})
     assert doc["verdict"]["is_drift"] is False and doc["verdict"]["drifted"] == []
     assert [r["name"] for r in doc["features"]] == ["gone", "tenure"] and doc["features"][0]["reference"] is None
@@ -126,8 +160,13 @@ def test_all_missing_and_many_categories():
     n = 300
     ref = pd.DataFrame({"x": [np.nan] * n, "c": [f"cat{i % 40}" for i in range(n)]})
     cur = pd.DataFrame({"x": [np.nan] * n, "c": [None] * n})
-    res = {"is_drift": True, "features": {"x": {"test": "ks", "statistic": 0.0, "p_value": 1.0, "is_drift": False},
-                                          "c": {"test": "chi2", "statistic": 9.0, "p_value": 0.0, "is_drift": True}}}
+    res = {
+        "is_drift": True,
+        "features": {
+            "x": {"test": "ks", "statistic": 0.0, "p_value": 1.0, "is_drift": False},
+            "c": {"test": "chi2", "statistic": 9.0, "p_value": 0.0, "is_drift": True},
+        },
+    }
     doc = build_report(res, ref, cur, {"x": "numeric", "c": "categorical"}, {})
     rows = {r["name"]: r for r in doc["features"]}
     assert rows["x"]["current"]["mean"] is None and rows["x"]["current"]["null_rate"] == 1.0

@@ -22,18 +22,20 @@ def _frame(n: int = 30_000, seed: int = 0) -> pd.DataFrame:
     y = (rng.random(n) < 0.3).astype(np.int64)
     x = rng.lognormal(0, 1, n)
     x[rng.random(n) < 0.1] = np.nan
-    return pd.DataFrame({
-        "id": np.arange(n),
-        "x": x,
-        "k": pd.array(np.where(rng.random(n) < 0.05, None, rng.integers(0, 40, n)), dtype="Int64"),
-        "cat": np.where(rng.random(n) < 0.02, None, rng.choice(["a", "bb", "", "dddd"], n, p=[0.5, 0.3, 0.1, 0.1])),
-        "flag": rng.random(n) < 0.25,
-        "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 40 * 86400, n), unit="s"),
-        "const": np.ones(n),
-        "leak": y * 2.0 + rng.normal(0, 0.01, n),
-        "noise": rng.normal(0, 1, n),
-        "y": y,
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "x": x,
+            "k": pd.array(np.where(rng.random(n) < 0.05, None, rng.integers(0, 40, n)), dtype="Int64"),
+            "cat": np.where(rng.random(n) < 0.02, None, rng.choice(["a", "bb", "", "dddd"], n, p=[0.5, 0.3, 0.1, 0.1])),
+            "flag": rng.random(n) < 0.25,
+            "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 40 * 86400, n), unit="s"),
+            "const": np.ones(n),
+            "leak": y * 2.0 + rng.normal(0, 0.01, n),
+            "noise": rng.normal(0, 1, n),
+            "y": y,
+        }
+    )
 
 
 def _profile(df: pd.DataFrame, blocks: int = 3, label: str | None = None) -> tuple[dict, Partial]:
@@ -44,10 +46,17 @@ def _profile(df: pd.DataFrame, blocks: int = 3, label: str | None = None) -> tup
     for a, b in zip(bounds, bounds[1:]):
         merged.merge(loads(dumps(profile_block(table.slice(a, b - a), layout))))  # as between Ray tasks
     types = {f.name: str(f.type) for f in table.schema}
-    out = {"name": "t", "rows": merged.rows, "columns": {n: _column(merged.columns[n], types[n], merged.rows)
-                                                         for n in layout.kinds},
-           "table": _table(merged, layout), "label": label, "time": "ts", "skipped": [],
-           "errors": {"quantile_rank": kll_error(), "distinct_relative": HLL_ERROR}, "seconds": 0.0}
+    out = {
+        "name": "t",
+        "rows": merged.rows,
+        "columns": {n: _column(merged.columns[n], types[n], merged.rows) for n in layout.kinds},
+        "table": _table(merged, layout),
+        "label": label,
+        "time": "ts",
+        "skipped": [],
+        "errors": {"quantile_rank": kll_error(), "distinct_relative": HLL_ERROR},
+        "seconds": 0.0,
+    }
     if label:
         bins = label_bins(out["columns"], merged.columns, label)
         counts: dict = {}
@@ -76,7 +85,7 @@ def test_distinct_counts_within_two_percent_after_merging(n):
     values = np.random.default_rng(n).permutation(np.arange(n, dtype=np.float64) * 1.5)
     a, b = HyperLogLog(), HyperLogLog()
     a.update_hashes(hash_values(values[: n * 2 // 3]))
-    b.update_hashes(hash_values(values[n // 3:]))  # overlapping halves: shared values count once
+    b.update_hashes(hash_values(values[n // 3 :]))  # overlapping halves: shared values count once
     a.merge(b)
     assert abs(a.estimate() - n) <= max(0.02 * n, 0.5)
 
@@ -102,8 +111,10 @@ def test_partials_merge_to_exact_figures():
     assert [(t["value"], t["count"]) for t in cols["cat"]["top"]] == list(exact.items())  # few values: exact counts
     assert cols["cat"]["empty"] == int((df["cat"] == "").sum())
     assert cols["cat"]["length"]["min"] == 0 and cols["cat"]["length"]["max"] == 4
-    assert {t["value"]: t["count"] for t in cols["flag"]["top"]} == {"true": int(df["flag"].sum()),
-                                                                    "false": int((~df["flag"]).sum())}
+    assert {t["value"]: t["count"] for t in cols["flag"]["top"]} == {
+        "true": int(df["flag"].sum()),
+        "false": int((~df["flag"]).sum()),
+    }
     assert cols["ts"]["min"] == df["ts"].min().isoformat() and cols["ts"]["max"] == df["ts"].max().isoformat()
     days = p["table"]["rows_per_day"]
     assert sum(days["counts"]) == len(df) and days["first"] == "2024-01-01"
@@ -190,13 +201,15 @@ def test_awkward_values_do_not_break_the_profile():
     y = np.where(rng.random(n) < 0.5, 1_000_000, 1_000_001)
     x = rng.normal(0, 1, n)
     x[:3] = [np.inf, -np.inf, np.nan]
-    df = pd.DataFrame({
-        "big": np.arange(n, dtype=np.int64) + 2 ** 60,  # 64-bit ids: past float64's exact integers
-        "x": x,
-        "level": 1.7e9 + rng.normal(0, 1, n),  # a mean that dwarfs the spread
-        "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),
-        "y": y,
-    })
+    df = pd.DataFrame(
+        {
+            "big": np.arange(n, dtype=np.int64) + 2**60,  # 64-bit ids: past float64's exact integers
+            "x": x,
+            "level": 1.7e9 + rng.normal(0, 1, n),  # a mean that dwarfs the spread
+            "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),
+            "y": y,
+        }
+    )
     df["level2"] = df["level"] + rng.normal(0, 1, n)
     df["leak"] = (y - 1_000_000) * 3.0 + rng.normal(0, 0.01, n)
     df.loc[0, "ts"] = pd.Timestamp("2199-12-31")  # one sentinel date

@@ -78,8 +78,11 @@ def brute_window(keys, ts, vals, window, fn):
         elif not w:  # no value in the window: 0 for sum (as pandas), null for the others
             out.append(0.0 if fn == "sum" else None)
         elif fn == "last":
-            cand = [(tt, i) for i, (kk, tt, v) in enumerate(zip(keys, ts, vals))
-                    if kk == k and t - window < tt <= t and v is not None]
+            cand = [
+                (tt, i)
+                for i, (kk, tt, v) in enumerate(zip(keys, ts, vals))
+                if kk == k and t - window < tt <= t and v is not None
+            ]
             out.append(vals[max(cand)[1]])
         elif fn == "std":
             out.append(float(np.std(w, ddof=1)) if len(w) > 1 else None)

@@ -13,9 +13,19 @@ from raymlops.pipeline.k8s import ManifestError, check, render, schema, serving_
 from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-SERVE = {"proxy_location": "EveryNode", "http_options": {"host": "127.0.0.1", "port": 8000},
-         "applications": [{"name": "app", "route_prefix": "/churn", "import_path": "raymlops.serving.app:build_app",
-                           "args": {"app": "app"}, "deployments": [{"name": "Router", "num_replicas": 1}]}]}
+SERVE = {
+    "proxy_location": "EveryNode",
+    "http_options": {"host": "127.0.0.1", "port": 8000},
+    "applications": [
+        {
+            "name": "app",
+            "route_prefix": "/churn",
+            "import_path": "raymlops.serving.app:build_app",
+            "args": {"app": "app"},
+            "deployments": [{"name": "Router", "num_replicas": 1}],
+        }
+    ],
+}
 
 
 def _docs(paths) -> dict[str, dict]:
@@ -26,8 +36,16 @@ def _docs(paths) -> dict[str, dict]:
 def test_every_example_renders_conforming_manifests(config, tmp_path):
     cfg = load_config(config)
     rel = str(config.relative_to(ROOT))
-    docs = _docs(render(cfg, rel, "registry.example/raymlops:1.0", tmp_path, namespace="ml",
-                        serve_config=SERVE if cfg.serving else None))
+    docs = _docs(
+        render(
+            cfg,
+            rel,
+            "registry.example/raymlops:1.0",
+            tmp_path,
+            namespace="ml",
+            serve_config=SERVE if cfg.serving else None,
+        )
+    )
     for name, doc in docs.items():
         assert check(doc) == [], name
         assert doc["metadata"]["namespace"] == "ml"
@@ -61,8 +79,11 @@ def test_the_checker_refuses_what_kuberay_would(tmp_path):
     (path,) = [p for p in render(cfg, "configs/quickstart.yaml", "r/raymlops:1", tmp_path) if "rayjob" in p.name]
     good = yaml.safe_load(path.read_text())
     cases = [
-        (("spec", "rayClusterSpec", "headGroupSpec", "rayStartParams", "num-cpus"), 0,
-         "rayStartParams.num-cpus: must be a string"),
+        (
+            ("spec", "rayClusterSpec", "headGroupSpec", "rayStartParams", "num-cpus"),
+            0,
+            "rayStartParams.num-cpus: must be a string",
+        ),
         (("spec", "rayClusterSpec", "workerGroupSpecs", 0, "replicas"), "2", "replicas: must be an integer"),
         (("spec", "submissionMode"), "Batch", "submissionMode: must be one of"),
         (("spec", "entrypoints"), "x", "spec.entrypoints: unknown field of RayJob"),
@@ -108,8 +129,16 @@ def test_sizing_follows_the_training_path_and_refuses_what_cannot_schedule(tmp_p
 def test_long_names_stay_distinct_and_overrides_reach_the_job(tmp_path):
     name = "customer-churn-prediction-model-for-emea-region"  # 47 characters
     cfg = load_config(ROOT / "configs" / "monitoring.yaml", [f"name={name}"])
-    docs = _docs(render(cfg, "configs/monitoring.yaml", "r/x:1", tmp_path, serve_config=SERVE,
-                        overrides=["training.tune.num_samples=2"]))
+    docs = _docs(
+        render(
+            cfg,
+            "configs/monitoring.yaml",
+            "r/x:1",
+            tmp_path,
+            serve_config=SERVE,
+            overrides=["training.tune.num_samples=2"],
+        )
+    )
     names = [d["metadata"]["name"] for d in docs.values()]
     assert len(set(names)) == 3 and all(len(n) <= 47 for n in names), names
     assert sorted(n.rsplit("-", 1)[1] for n in names) == ["retrain", "run", "serve"]

@@ -32,11 +32,22 @@ def runs(demo_dir, tmp_path_factory):
 
 
 def _monitor(run_dir, state_dir, version, started=1.0):
-    return VariantMonitor({"app": "app", "variant": "v", "namespace": "ns", "run_dir": str(run_dir),
-                           "model_version": version, "state_dir": str(state_dir), "started": started,
-                           "drift": DriftConfig(window=200).model_dump(),
-                           "quality": DataQualityConfig(window=200).model_dump(), "history": 50,
-                           "checkpoint_s": 60, "app_monitor": None})
+    return VariantMonitor(
+        {
+            "app": "app",
+            "variant": "v",
+            "namespace": "ns",
+            "run_dir": str(run_dir),
+            "model_version": version,
+            "state_dir": str(state_dir),
+            "started": started,
+            "drift": DriftConfig(window=200).model_dump(),
+            "quality": DataQualityConfig(window=200).model_dump(),
+            "history": 50,
+            "checkpoint_s": 60,
+            "app_monitor": None,
+        }
+    )
 
 
 def test_a_restart_resumes_the_swapped_model_and_a_redeploy_does_not(runs, tmp_path):
@@ -80,8 +91,11 @@ def test_history_rotates_at_its_size_keeps_what_is_asked_and_reads_across_files(
     logs = sorted(p for p in tmp_path.iterdir() if not p.name.startswith("."))  # not the hidden lock file
     assert [p.name for p in logs] == [HISTORY, f"{HISTORY}.1", f"{HISTORY}.2", f"{HISTORY}.3"]  # .4+ dropped
     assert all(p.stat().st_size < 300 + 80 for p in logs)
-    kept = [json.loads(ln)["window"] for p in (f"{HISTORY}.3", f"{HISTORY}.2", f"{HISTORY}.1", HISTORY)
-            for ln in (tmp_path / p).read_text().splitlines()]
+    kept = [
+        json.loads(ln)["window"]
+        for p in (f"{HISTORY}.3", f"{HISTORY}.2", f"{HISTORY}.1", HISTORY)
+        for ln in (tmp_path / p).read_text().splitlines()
+    ]
     two = {json.loads(ln)["window"] for ln in (tmp_path / f"{HISTORY}.2").read_text().splitlines()}
     assert kept == list(range(kept[0], 41)) and len(kept) < 40  # contiguous, newest last, oldest gone
     assert [e["window"] for e in read_history(tmp_path, 8, keep=3)] == list(range(33, 41))  # spans two files

@@ -20,8 +20,13 @@ UTC = pa.timestamp("ns", tz="UTC")
 
 
 def table(days: list[str], values: list[float], key: int = 1) -> pa.Table:
-    return pa.table({"k": pa.array([key] * len(days), pa.int64()),
-                     "ts": pa.array(pd.to_datetime(days, utc=True, format="mixed"), UTC), "v": values})
+    return pa.table(
+        {
+            "k": pa.array([key] * len(days), pa.int64()),
+            "ts": pa.array(pd.to_datetime(days, utc=True, format="mixed"), UTC),
+            "v": values,
+        }
+    )
 
 
 def ns(s: str) -> int:
@@ -43,8 +48,14 @@ def test_overwrite_append_backfill_and_versions(tmp_path):
     assert read(store) == [("01-01 00", 1.0), ("01-02 12", 2.0), ("01-03 00", 3.0)]
     store.write("view", table(["2024-01-02 00:00"], [20.0]), "ts", mode="append")
     # Backfill [01-02 06:00, 01-03): replaces the 01-02 12:00 row, keeps the rest of the straddled day.
-    store.write("view", table(["2024-01-02 07:00"], [30.0]), "ts", mode="backfill",
-                start=ns("2024-01-02 06:00"), end=ns("2024-01-03"))
+    store.write(
+        "view",
+        table(["2024-01-02 07:00"], [30.0]),
+        "ts",
+        mode="backfill",
+        start=ns("2024-01-02 06:00"),
+        end=ns("2024-01-03"),
+    )
     assert read(store) == [("01-01 00", 1.0), ("01-02 00", 20.0), ("01-02 07", 30.0), ("01-03 00", 3.0)]
     assert [v.number for v in store.versions("view")] == [1, 2, 3, 4]
     assert read(store, version=2) == [("01-01 00", 1.0), ("01-02 12", 2.0), ("01-03 00", 3.0)]  # old versions stay
@@ -105,8 +116,13 @@ def test_uri_roots_work_like_paths(tmp_path):
 def test_an_all_null_batch_widens_instead_of_breaking_the_view(tmp_path):
     store = OfflineStore(str(tmp_path))
     store.write("view", table(["2024-01-01"], [1.5]), "ts")
-    nulls = pa.table({"k": pa.array([1], pa.int64()), "ts": pa.array(pd.to_datetime(["2024-01-02"], utc=True), UTC),
-                      "v": pa.array([None], pa.null())})
+    nulls = pa.table(
+        {
+            "k": pa.array([1], pa.int64()),
+            "ts": pa.array(pd.to_datetime(["2024-01-02"], utc=True), UTC),
+            "v": pa.array([None], pa.null()),
+        }
+    )
     store.write("view", nulls, "ts", mode="append")
     assert store.latest("view").schema.field("v").type == pa.float64()
     assert store.read_table("view").column("v").to_pylist() == [1.5, None]

@@ -39,10 +39,12 @@ def test_an_unknown_type_names_the_known_ones(tmp_path):
 
 
 def test_backends_are_imported_only_when_opened(tmp_path):
-    code = ("import sys, raymlops.features.online as o; "
-            "assert not [m for m in sys.modules if m.startswith('raymlops.features.online.') and m != "
-            "'raymlops.features.online.base'], sorted(sys.modules); "
-            f"o.open_online_store(None, {str(tmp_path)!r}, 'ns').close(); "
-            "assert 'raymlops.features.online.sqlite' in sys.modules and 'raymlops.features.online.redis' not in "
-            "sys.modules and 'redis' not in sys.modules")
+    code = (
+        "import sys, raymlops.features.online as o; "
+        "assert not [m for m in sys.modules if m.startswith('raymlops.features.online.') and m != "
+        "'raymlops.features.online.base'], sorted(sys.modules); "
+        f"o.open_online_store(None, {str(tmp_path)!r}, 'ns').close(); "
+        "assert 'raymlops.features.online.sqlite' in sys.modules and 'raymlops.features.online.redis' not in "
+        "sys.modules and 'redis' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

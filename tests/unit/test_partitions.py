@@ -25,12 +25,21 @@ def _table(root, layout: dict[str, list]) -> None:
 
 
 def test_values_types_and_nulls_from_paths(tmp_path):
-    _table(tmp_path, {"d=2024-01-01/n=1/c=a%2Fb/t=true/part-0.parquet": [1, 2],
-                      "d=2024-01-02/n=2/c=__HIVE_DEFAULT_PARTITION__/t=false/part-0.parquet": [3]})
+    _table(
+        tmp_path,
+        {
+            "d=2024-01-01/n=1/c=a%2Fb/t=true/part-0.parquet": [1, 2],
+            "d=2024-01-02/n=2/c=__HIVE_DEFAULT_PARTITION__/t=false/part-0.parquet": [3],
+        },
+    )
     src = resolve(str(tmp_path))
     assert len(src.files) == 2
-    assert {k: str(v) for k, v in src.partition_types.items()} == {"d": "date32[day]", "n": "int64", "c": "string",
-                                                                   "t": "bool"}
+    assert {k: str(v) for k, v in src.partition_types.items()} == {
+        "d": "date32[day]",
+        "n": "int64",
+        "c": "string",
+        "t": "bool",
+    }
     df = read_frame(src).sort_values("x")
     assert df["c"].tolist()[:2] == ["a/b", "a/b"] and df["c"].isna().tolist()[2]  # escaped and null values
     assert df["d"].tolist()[2] == dt.date(2024, 1, 2) and df["n"].tolist() == [1, 1, 2]
@@ -58,20 +67,31 @@ def test_bad_layouts_and_filters_fail_in_one_line(tmp_path):
         resolve(str(tmp_path / "flat"), filters=[("a", "==", 1)])
     assert file_partitions(["/r/x.parquet"], "/r") == {}
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs" / "quickstart.yaml").read_text().replace(
-        "    timestamp: event_ts\n", "    timestamp: event_ts\n    filter: [[month, '~', 3]]\n", 1))
-    with pytest.raises(ConfigError, match=r"bad.yaml:10: sources.customers.filter\[0\]\[1\]: got '~'; input should be '=='"):
+    bad.write_text(
+        (ROOT / "configs" / "quickstart.yaml")
+        .read_text()
+        .replace("    timestamp: event_ts\n", "    timestamp: event_ts\n    filter: [[month, '~', 3]]\n", 1)
+    )
+    with pytest.raises(
+        ConfigError, match=r"bad.yaml:10: sources.customers.filter\[0\]\[1\]: got '~'; input should be '=='"
+    ):
         load_config(bad)
 
 
-@pytest.mark.parametrize("extra,says", [
-    ("    version: 3\n", "version is for format: delta, got format 'parquet'"),
-    ("    as_of: yesterday\n", "as_of is for format: delta or iceberg"),
-    ("    snapshot: 4\n", "snapshot and catalog are for format: iceberg"),
-])
+@pytest.mark.parametrize(
+    "extra,says",
+    [
+        ("    version: 3\n", "version is for format: delta, got format 'parquet'"),
+        ("    as_of: yesterday\n", "as_of is for format: delta or iceberg"),
+        ("    snapshot: 4\n", "snapshot and catalog are for format: iceberg"),
+    ],
+)
 def test_table_settings_belong_to_their_format(tmp_path, extra, says):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs" / "quickstart.yaml").read_text().replace(
-        "    timestamp: event_ts\n", "    timestamp: event_ts\n" + extra, 1))
+    bad.write_text(
+        (ROOT / "configs" / "quickstart.yaml")
+        .read_text()
+        .replace("    timestamp: event_ts\n", "    timestamp: event_ts\n" + extra, 1)
+    )
     with pytest.raises(ConfigError, match=f"sources.customers: .*{says}"):
         load_config(bad)

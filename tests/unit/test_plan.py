@@ -15,16 +15,35 @@ from raymlops.errors import DataError
 
 INPUTS = ["plan", "region", "tenure", "charges", "age", "autopay", "calls", "code", "junk", "big"]
 STEPS = [
-    {"type": "impute", "columns": ["age", "plan"], "params": {"strategy": "mean"},
-     "state": {"fill": {"age": 41.5, "plan": "basic"}}},
-    {"type": "impute", "columns": ["calls"], "params": {"strategy": "constant", "value": 0},
-     "state": {"fill": {"calls": 0}}},
-    {"type": "standard_scale", "columns": ["tenure", "charges"], "params": {},
-     "state": {"tenure": {"mean": 30.2, "std": 12.5}, "charges": {"mean": 60.0, "std": 0.0}}},
+    {
+        "type": "impute",
+        "columns": ["age", "plan"],
+        "params": {"strategy": "mean"},
+        "state": {"fill": {"age": 41.5, "plan": "basic"}},
+    },
+    {
+        "type": "impute",
+        "columns": ["calls"],
+        "params": {"strategy": "constant", "value": 0},
+        "state": {"fill": {"calls": 0}},
+    },
+    {
+        "type": "standard_scale",
+        "columns": ["tenure", "charges"],
+        "params": {},
+        "state": {"tenure": {"mean": 30.2, "std": 12.5}, "charges": {"mean": 60.0, "std": 0.0}},
+    },
     {"type": "minmax_scale", "columns": ["age"], "params": {}, "state": {"age": {"min": 18.0, "max": 90.0}}},
-    {"type": "onehot", "columns": ["plan", "region", "autopay"], "params": {"max_categories": None},
-     "state": {"plan": ["basic", "premium", "standard"], "region": ["north", "south", "east<1>"],
-               "autopay": [True, False]}},
+    {
+        "type": "onehot",
+        "columns": ["plan", "region", "autopay"],
+        "params": {"max_categories": None},
+        "state": {
+            "plan": ["basic", "premium", "standard"],
+            "region": ["north", "south", "east<1>"],
+            "autopay": [True, False],
+        },
+    },
     {"type": "ordinal", "columns": ["code"], "params": {}, "state": {"code": ["a", "b", 3]}},
     {"type": "drop", "columns": ["junk", "not_there"], "params": {}, "state": {}},
 ]
@@ -39,10 +58,21 @@ def _random_rows(rng, n):
     def pick(values, null=0.15):
         return None if rng.random() < null else values[rng.integers(len(values))]
 
-    return [{"plan": pick(["basic", "premium", "standard", "gold"]), "region": pick(["north", "south", "east<1>", "mars"]),
-             "tenure": pick([0, 1, 12, 10**9, -5, 2**53]), "big": pick([2**54 + 2**30 + 1, 3, -2**62], null=0.0), "charges": pick([0.0, 59.99, 1e300, -1e-300, 3.5]),
-             "age": pick([18, 90, 41.5, 200.25]), "autopay": pick([True, False]), "calls": pick([0, 3, 7]),
-             "code": pick(["a", "b", 3, "zz"]), "junk": pick(["x", 1])} for _ in range(n)]
+    return [
+        {
+            "plan": pick(["basic", "premium", "standard", "gold"]),
+            "region": pick(["north", "south", "east<1>", "mars"]),
+            "tenure": pick([0, 1, 12, 10**9, -5, 2**53]),
+            "big": pick([2**54 + 2**30 + 1, 3, -(2**62)], null=0.0),
+            "charges": pick([0.0, 59.99, 1e300, -1e-300, 3.5]),
+            "age": pick([18, 90, 41.5, 200.25]),
+            "autopay": pick([True, False]),
+            "calls": pick([0, 3, 7]),
+            "code": pick(["a", "b", 3, "zz"]),
+            "junk": pick(["x", 1]),
+        }
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -65,14 +95,32 @@ def test_the_quickstarts_fitted_preprocessing_on_its_holdout(tmp_path):
 
     paths = write_demo_data(tmp_path, rows=3000, seed=3)
     df = pd.read_parquet(paths["holdout"])
-    inputs = ["plan", "region", "contract", "payment_method", "tenure_months", "age", "monthly_charges", "usage_gb",
-              "support_calls", "autopay"]
+    inputs = [
+        "plan",
+        "region",
+        "contract",
+        "payment_method",
+        "tenure_months",
+        "age",
+        "monthly_charges",
+        "usage_gb",
+        "support_calls",
+        "autopay",
+    ]
     train = pd.read_parquet(paths["train"])
-    cats = {c: [k for k, _ in sorted(train[c].dropna().value_counts().items(), key=lambda kv: (-kv[1], str(kv[0])))]
-            for c in ("plan", "region", "contract", "payment_method")}
-    steps = [{"type": "impute", "columns": ["age"], "params": {"strategy": "median"},
-              "state": {"fill": {"age": float(train["age"].median())}}},
-             {"type": "onehot", "columns": list(cats), "params": {"max_categories": None}, "state": cats}]
+    cats = {
+        c: [k for k, _ in sorted(train[c].dropna().value_counts().items(), key=lambda kv: (-kv[1], str(kv[0])))]
+        for c in ("plan", "region", "contract", "payment_method")
+    }
+    steps = [
+        {
+            "type": "impute",
+            "columns": ["age"],
+            "params": {"strategy": "median"},
+            "state": {"fill": {"age": float(train["age"].median())}},
+        },
+        {"type": "onehot", "columns": list(cats), "params": {"max_categories": None}, "state": cats},
+    ]
     pre = Preprocessor.from_json(json.dumps({"version": 1, "steps": steps}))
     features = list(pre.transform(train[inputs].head(50)).columns)
     plan = compile_plan(pre, inputs, features, np.float32)

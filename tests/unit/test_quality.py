@@ -15,8 +15,13 @@ from raymlops.data.stats import MISSING, CategoricalStats, NumericStats, _py
 
 pytestmark = pytest.mark.unit
 
-COLUMNS = [Column("usage_gb", "number"), Column("age", "integer"), Column("plan", "string"),
-           Column("active", "boolean"), Column("signup", "timestamp")]
+COLUMNS = [
+    Column("usage_gb", "number"),
+    Column("age", "integer"),
+    Column("plan", "string"),
+    Column("active", "boolean"),
+    Column("signup", "timestamp"),
+]
 
 
 def frame(n=200, seed=0) -> pd.DataFrame:
@@ -25,13 +30,15 @@ def frame(n=200, seed=0) -> pd.DataFrame:
     usage[::20] = np.nan  # 5% nulls
     if n >= 3:
         usage[1:3] = 0, 100  # training ranges are exactly [0, 100] and [18, 79]
-    return pd.DataFrame({
-        "usage_gb": usage,
-        "age": np.clip(rng.integers(17, 81, n), 18, 79),
-        "plan": pd.Series(rng.choice(["basic", "pro", "team"], n), dtype=object),
-        "active": rng.random(n) < 0.5,
-        "signup": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
-    })
+    return pd.DataFrame(
+        {
+            "usage_gb": usage,
+            "age": np.clip(rng.integers(17, 81, n), 18, 79),
+            "plan": pd.Series(rng.choice(["basic", "pro", "team"], n), dtype=object),
+            "active": rng.random(n) < 0.5,
+            "signup": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+        }
+    )
 
 
 @pytest.fixture

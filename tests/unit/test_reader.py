@@ -84,10 +84,16 @@ def test_arrow_problems_name_each_column_before_scoring():
 
 
 def test_output_names():
-    assert output_names(None, None) == {"prediction": "prediction", "probability": "probability",
-                                        "model_version": "model_version"}
-    assert output_names(["prediction=p,probability=q"], "m_") == {"prediction": "p", "probability": "q",
-                                                                  "model_version": "m_model_version"}
+    assert output_names(None, None) == {
+        "prediction": "prediction",
+        "probability": "probability",
+        "model_version": "model_version",
+    }
+    assert output_names(["prediction=p,probability=q"], "m_") == {
+        "prediction": "p",
+        "probability": "q",
+        "model_version": "m_model_version",
+    }
     for bad in (["score=x"], ["prediction"], ["prediction=x,probability=x"]):
         with pytest.raises(DataError, match="--output-columns"):
             output_names(bad, None)
@@ -106,12 +112,20 @@ def test_check_flags_numbers_that_arrive_as_text_unless_the_format_is_csv():
 def test_invocation_rows_take_mlflows_three_shapes():
     rows = [{"n": 1.0, "k": "a"}, {"n": 2.0, "k": "b"}]
     split = {"columns": ["n", "k"], "data": [[1.0, "a"], [2.0, "b"]], "index": [0, 1]}
-    for body, field in (({"dataframe_split": split}, "dataframe_split"), ({"dataframe_records": rows},
-                        "dataframe_records"), ({"instances": rows}, "instances"), ({"inputs": rows}, "inputs")):
+    for body, field in (
+        ({"dataframe_split": split}, "dataframe_split"),
+        ({"dataframe_records": rows}, "dataframe_records"),
+        ({"instances": rows}, "instances"),
+        ({"inputs": rows}, "inputs"),
+    ):
         assert invocation_rows(InvocationsRequest.model_validate(body)) == (field, rows, [])
-    _, _, errors = invocation_rows(InvocationsRequest.model_validate(
-        {"dataframe_split": {"columns": ["n", "n"], "data": [[1.0], [1.0, 2.0]]}}))
-    assert [e["loc"] for e in errors] == [["body", "dataframe_split", "columns"], ["body", "dataframe_split", "data", 0]]
+    _, _, errors = invocation_rows(
+        InvocationsRequest.model_validate({"dataframe_split": {"columns": ["n", "n"], "data": [[1.0], [1.0, 2.0]]}})
+    )
+    assert [e["loc"] for e in errors] == [
+        ["body", "dataframe_split", "columns"],
+        ["body", "dataframe_split", "data", 0],
+    ]
     _, _, errors = invocation_rows(InvocationsRequest.model_validate({"params": {"x": 1}}))
     assert errors[0]["loc"] == ["body"] and "exactly one of dataframe_split" in errors[0]["msg"]
     assert json.dumps(errors)  # FastAPI's 422 shape, JSON as it is
@@ -143,6 +157,7 @@ def test_training_warns_when_the_holdout_fails_the_training_profile(tmp_path):
         "warning: holdout fails the training profile's ranges check: lat: 10.0% of values outside training "
         "[32, 38] (1.0% allowed); seen [32.1504, 41.5], e.g. [41.5]",
         "warning: holdout fails the training profile's unseen_categories check: month: 20.0% of values never seen "
-        "in training (1.0% allowed), e.g. {'dec': 20}"]
+        "in training (1.0% allowed), e.g. {'dec': 20}",
+    ]
     odd.loc[:, "lat"], odd.loc[:2, "lat"] = 35.0, 38.5  # 3 rows: a small holdout's extremes, not a warning
     assert len(holdout_warnings(tmp_path, odd.assign(month="jan"))) == 0

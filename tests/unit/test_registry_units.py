@@ -15,13 +15,16 @@ from tests.conftest import ROOT
 GATE = {"metric": "auc", "min": 0.8, "max": None, "beat_champion_by": 0.0}
 
 
-@pytest.mark.parametrize("candidate,champion,passed", [
-    ({"auc": 0.85}, None, True),                  # above min, no champion
-    ({"auc": 0.79}, None, False),                 # below min
-    ({"auc": 0.85}, {"auc": 0.85}, True),         # a tie beats the champion by 0.0
-    ({"auc": 0.85}, {"auc": 0.86}, False),        # worse than the champion
-    ({"logloss": 0.3}, None, False),              # the gate metric is missing
-])
+@pytest.mark.parametrize(
+    "candidate,champion,passed",
+    [
+        ({"auc": 0.85}, None, True),  # above min, no champion
+        ({"auc": 0.79}, None, False),  # below min
+        ({"auc": 0.85}, {"auc": 0.85}, True),  # a tie beats the champion by 0.0
+        ({"auc": 0.85}, {"auc": 0.86}, False),  # worse than the champion
+        ({"logloss": 0.3}, None, False),  # the gate metric is missing
+    ],
+)
 def test_gate_on_a_maximised_metric(candidate, champion, passed):
     ok, lines = check_gate(GATE, candidate, champion)
     assert ok is passed and lines
@@ -29,10 +32,10 @@ def test_gate_on_a_maximised_metric(candidate, champion, passed):
 
 def test_gate_on_a_minimised_metric_and_margin():
     gate = {"metric": "logloss", "min": None, "max": 0.5, "beat_champion_by": 0.05}
-    assert check_gate(gate, {"logloss": 0.30}, {"logloss": 0.40})[0]       # lower by 0.10 >= 0.05
-    ok, lines = check_gate(gate, {"logloss": 0.38}, {"logloss": 0.40})     # lower by only 0.02
+    assert check_gate(gate, {"logloss": 0.30}, {"logloss": 0.40})[0]  # lower by 0.10 >= 0.05
+    ok, lines = check_gate(gate, {"logloss": 0.38}, {"logloss": 0.40})  # lower by only 0.02
     assert not ok and "better by +0.0200 (< 0.05)" in lines[-1]
-    assert not check_gate(gate, {"logloss": 0.6}, None)[0]                 # above max
+    assert not check_gate(gate, {"logloss": 0.6}, None)[0]  # above max
     assert check_gate({**gate, "beat_champion_by": None}, {"logloss": 0.45}, {"logloss": 0.1})[0]
 
 
@@ -106,20 +109,29 @@ def test_fingerprint_follows_content_not_names(tmp_path):
     fp = Fingerprinter(memo)
     first = fp.path(str(d))
     assert first["files"] == 1 and first["bytes"] == 3 and json.loads(memo.read_text())
-    assert Fingerprinter(memo).path(str(d))["sha256"] == first["sha256"]   # from the memo
+    assert Fingerprinter(memo).path(str(d))["sha256"] == first["sha256"]  # from the memo
     (d / "a.parquet").write_bytes(b"two")
     os.utime(d / "a.parquet", ns=(1, 1))
     assert fp.path(str(d))["sha256"] != first["sha256"]
     assert fp.path(str(d / "*.parquet"))["files"] == 1
 
 
-@pytest.mark.parametrize("old,new,expected", [
-    ("metric: auc\n    min: 0.60", "metric: rmse\n    min: 0.60",
-     "registry.promotion.metric: got 'rmse'; task 'binary' supports"),
-    ("model: models:/churn@champion", "model: churn@champion",
-     "serving.model: got 'churn@champion'; expected 'models:/NAME@ALIAS'"),
-    ("max_failures: 1", "max_failures: -2", "training.failure.max_failures: "),
-])
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        (
+            "metric: auc\n    min: 0.60",
+            "metric: rmse\n    min: 0.60",
+            "registry.promotion.metric: got 'rmse'; task 'binary' supports",
+        ),
+        (
+            "model: models:/churn@champion",
+            "model: churn@champion",
+            "serving.model: got 'churn@champion'; expected 'models:/NAME@ALIAS'",
+        ),
+        ("max_failures: 1", "max_failures: -2", "training.failure.max_failures: "),
+    ],
+)
 def test_registry_config_errors_name_the_key(tmp_path, old, new, expected):
     text = (ROOT / "configs" / "quickstart.yaml").read_text()
     assert old in text

@@ -39,12 +39,23 @@ def test_binary_two_models(tmp_path):
     champ = np.clip(0.4 * y + rng.normal(0.3, 0.25, 400), 0, 1)
     champ[:7] = np.nan
     metrics = {CANDIDATE: {"auc": 0.91234, "logloss": 0.3}, CHAMPION: {"auc": 0.8, "f1": float("nan")}}
-    written = write_report(tmp_path, title="Churn <model>", task="binary", y_true=y,
-                           scores={CANDIDATE: cand, CHAMPION: champ}, metrics=metrics, classes=["no", "yes"],
-                           importance={"age": 3.0, "plan": 1.0, "zero": 0.0},
-                           details={"run id": "r1", "note": "<script>x</script>"}, threshold=0.3)
-    page = _check_files(written, tmp_path, ["roc.png", "pr.png", "confusion_matrix.png", "threshold.png",
-                                            "calibration.png", "feature_importance.png"])
+    written = write_report(
+        tmp_path,
+        title="Churn <model>",
+        task="binary",
+        y_true=y,
+        scores={CANDIDATE: cand, CHAMPION: champ},
+        metrics=metrics,
+        classes=["no", "yes"],
+        importance={"age": 3.0, "plan": 1.0, "zero": 0.0},
+        details={"run id": "r1", "note": "<script>x</script>"},
+        threshold=0.3,
+    )
+    page = _check_files(
+        written,
+        tmp_path,
+        ["roc.png", "pr.png", "confusion_matrix.png", "threshold.png", "calibration.png", "feature_importance.png"],
+    )
     assert "Precision, recall and F1 of the first model by threshold" in page
     assert CANDIDATE in page and CHAMPION in page
     assert "Churn &lt;model&gt;" in page and "<script>" not in page and "&lt;script&gt;x" in page
@@ -61,9 +72,15 @@ def test_multiclass_one_model(tmp_path):
     y = rng.integers(0, 3, 300)
     logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[y]
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    written = write_report(tmp_path / "sub", title="Iris", task="multiclass", y_true=y,
-                           scores={CANDIDATE: proba}, metrics={CANDIDATE: {"accuracy": 0.75}},
-                           classes=["setosa", "versicolor", "virginica"])
+    written = write_report(
+        tmp_path / "sub",
+        title="Iris",
+        task="multiclass",
+        y_true=y,
+        scores={CANDIDATE: proba},
+        metrics={CANDIDATE: {"accuracy": 0.75}},
+        classes=["setosa", "versicolor", "virginica"],
+    )
     page = _check_files(written, tmp_path / "sub", ["roc.png", "pr.png", "confusion_matrix.png", "calibration.png"])
     assert _metric_row(page, "accuracy") == ["0.7500"]
     assert "difference" not in page
@@ -73,9 +90,15 @@ def test_multiclass_one_model(tmp_path):
 def test_regression_two_models(tmp_path):
     rng = np.random.default_rng(3)
     y = rng.normal(100.0, 20.0, 6000)  # more than the scatter sample size
-    written = write_report(tmp_path, title="Prices", task="regression", y_true=y,
-                           scores={CANDIDATE: y + rng.normal(0, 5, 6000), CHAMPION: y + rng.normal(0, 9, 6000)},
-                           metrics={CANDIDATE: {"rmse": 5.0}, CHAMPION: {"rmse": 9.0}}, importance={})
+    written = write_report(
+        tmp_path,
+        title="Prices",
+        task="regression",
+        y_true=y,
+        scores={CANDIDATE: y + rng.normal(0, 5, 6000), CHAMPION: y + rng.normal(0, 9, 6000)},
+        metrics={CANDIDATE: {"rmse": 5.0}, CHAMPION: {"rmse": 9.0}},
+        importance={},
+    )
     page = _check_files(written, tmp_path, ["residuals.png", "predicted_vs_actual.png"])
     assert _metric_row(page, "rmse") == ["5.0000", "9.0000", "-4.0000"]
     assert "random sample of 5000 rows" in page
@@ -85,8 +108,14 @@ def test_regression_two_models(tmp_path):
 def test_binary_single_class_holdout(tmp_path):
     y = np.zeros(50, dtype=int)
     p = np.linspace(0.0, 0.6, 50)
-    written = write_report(tmp_path, title="t", task="binary", y_true=y, scores={CANDIDATE: p},
-                           metrics={CANDIDATE: {"auc": float("nan"), "accuracy": 0.9}})
+    written = write_report(
+        tmp_path,
+        title="t",
+        task="binary",
+        y_true=y,
+        scores={CANDIDATE: p},
+        metrics={CANDIDATE: {"auc": float("nan"), "accuracy": 0.9}},
+    )
     page = _check_files(written, tmp_path, ["confusion_matrix.png", "calibration.png"])
     assert "only one class in the holdout" in page
     assert _metric_row(page, "auc") == ["nan"]
@@ -111,8 +140,8 @@ def test_feature_importance_xgboost():
 
 
 def test_feature_importance_sklearn():
-    from sklearn.linear_model import LogisticRegression
     from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
     rng = np.random.default_rng(5)

@@ -16,8 +16,12 @@ from raymlops.serving.split import Splitter, stable_unit
 from raymlops.serving.traffic import Traffic, spread
 from tests.unit.test_config import BASE, issues, write
 
-CANARY = {"variant": "new", "steps": [10, 50, 100], "interval_s": 60,
-          "rollback_on": {"error_rate": 0.05, "p99_ms": 200, "min_requests": 20}}
+CANARY = {
+    "variant": "new",
+    "steps": [10, 50, 100],
+    "interval_s": 60,
+    "rollback_on": {"error_rate": 0.05, "p99_ms": 200, "min_requests": 20},
+}
 
 
 def test_random_split_follows_the_weights_and_skips_zero():
@@ -68,10 +72,13 @@ def test_thin_traffic_holds_the_step():
     assert t.evaluate(now=122)[0]["event"] == "step"
 
 
-@pytest.mark.parametrize("stats,why", [
-    (_stats(40, errors=3), "error rate 0.075 > 0.05 (3/40)"),
-    (_stats(40, ms=250.0), "p99 latency 250.0 ms > 200 ms over 40 requests"),
-])
+@pytest.mark.parametrize(
+    "stats,why",
+    [
+        (_stats(40, errors=3), "error rate 0.075 > 0.05 (3/40)"),
+        (_stats(40, ms=250.0), "p99 latency 250.0 ms > 200 ms over 40 requests"),
+    ],
+)
 def test_a_breach_rolls_back_at_once_with_the_reason(stats, why):
     t = Traffic({"old": 1, "new": 1}, CANARY, now=0)
     (e,) = t.observe(stats, now=5)  # before the interval ends
@@ -115,7 +122,6 @@ def test_controller_persists_and_resumes_the_same_plan(tmp_path):
     assert view.canary.status == "running" and view.plan
 
 
-
 def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
     """The canary variant follows a registry alias: when a replica swaps to a new version, the schedule
     starts again for it (every replica reports the swap; only the first restarts it)."""
@@ -124,8 +130,13 @@ def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
     assert c.sync(_stats(40, errors=10)).canary.status == "rolled_back"  # r2 failed its canary
     before = c.status().version
     view = c.model_swapped("new", "r3")
-    assert view.canary.model_dump() == {**view.canary.model_dump(), "status": "running", "step": 0, "percent": 10.0,
-                                        "model": "r3"}
+    assert view.canary.model_dump() == {
+        **view.canary.model_dump(),
+        "status": "running",
+        "step": 0,
+        "percent": 10.0,
+        "model": "r3",
+    }
     assert view.weights == {"old": 90.0, "new": 10.0} and view.version == before + 1
     assert view.plan == plan  # the routers' plan: they take the new weights
     assert c.model_swapped("new", "r3") == view  # another replica of the same variant: no second restart
@@ -137,8 +148,9 @@ def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
     assert c.sync(_stats(40, errors=40, model="r2")).canary.status == "running"
     assert c.status().window["new"]["requests"] == 0
     assert c.sync(_stats(40, errors=10, model="r3")).canary.status == "rolled_back"  # r3's own requests
-    resumed = TrafficController("app", str(tmp_path)).configure({"old": 1, "new": 1}, CANARY,
-                                                                 {"old": "r1", "new": "r2"})
+    resumed = TrafficController("app", str(tmp_path)).configure(
+        {"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"}
+    )
     assert resumed.canary.model == "r3" and resumed.canary.status == "rolled_back"  # a restart keeps it
     # A redeploy whose alias now resolves to r3 is the same plan: r3 stays rolled back (not 10% again) ...
     again = c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r3"})
@@ -151,9 +163,18 @@ def test_a_swapped_canary_model_restarts_the_canary_once(tmp_path):
 
 
 def _record(i, role="primary", variant="a", preds=(1,), probs=(0.7,), status=200):
-    return {"ts": time.time(), "request_id": f"r{i}", "variant": variant, "role": role, "model_version": "v1",
-            "status": status, "latency_ms": 3.0, "rows": [{"x": i}] * len(preds), "predictions": list(preds),
-            "probabilities": list(probs)}
+    return {
+        "ts": time.time(),
+        "request_id": f"r{i}",
+        "variant": variant,
+        "role": role,
+        "model_version": "v1",
+        "status": status,
+        "latency_ms": 3.0,
+        "rows": [{"x": i}] * len(preds),
+        "predictions": list(preds),
+        "probabilities": list(probs),
+    }
 
 
 def test_request_log_writes_date_partitions_atomically(tmp_path):
@@ -193,8 +214,18 @@ def test_compare_reports_agreement_per_shadow():
     for i in range(10):
         rows.append(_record(i, variant="a" if i < 8 else "b", preds=(1,), probs=(0.8,)))
         rows.append(_record(i, role="shadow", variant="s", preds=(1 if i < 6 else 0,), probs=(0.6,)))
-    df = pd.DataFrame([{**r, "row": 0, "prediction": json.dumps(r["predictions"][0]),
-                        "probability": json.dumps(r["probabilities"][0]), "inputs": "{}"} for r in rows])
+    df = pd.DataFrame(
+        [
+            {
+                **r,
+                "row": 0,
+                "prediction": json.dumps(r["predictions"][0]),
+                "probability": json.dumps(r["probabilities"][0]),
+                "inputs": "{}",
+            }
+            for r in rows
+        ]
+    )
     got = compare(df)
     assert got["variants"]["a"]["requests"] == 8 and got["variants"]["b"]["requests"] == 2
     s = got["shadows"]["s"]
@@ -202,7 +233,9 @@ def test_compare_reports_agreement_per_shadow():
     assert s["agreement_by_variant"] == {"a": 0.75, "b": 0.0}
 
 
-SERVING = BASE + """\
+SERVING = (
+    BASE
+    + """\
 serving:
   variants:
     - {name: champion, weight: 90}
@@ -213,24 +246,30 @@ serving:
   max_ongoing_requests: 8
   autoscaling: {min_replicas: 3, max_replicas: 2}
 """
+)
 
 
 def test_serving_config_errors_name_file_line_and_path(tmp_path):
     (bad_steps,) = issues(write(tmp_path, SERVING))
     assert ":23: serving.canary.steps: got [50.0, 20.0]; expected increasing percentages in (0, 100]" in bad_steps
     got = issues(write(tmp_path, SERVING.replace("[50, 20]", "[5, 50, 100]")))
-    expected = [":21: serving.variants[1].name: variant 'champion' is declared twice",
-                ":22: serving.shadow[0].name: 'champion' is already a variant or shadow name",
-                ":23: serving.canary.variant: unknown variant 'missing'",
-                ":25: serving.max_ongoing_requests: 8 is below batching.max_batch_size 64",
-                ":26: serving.autoscaling.min_replicas: 3 is above max_replicas 2"]
+    expected = [
+        ":21: serving.variants[1].name: variant 'champion' is declared twice",
+        ":22: serving.shadow[0].name: 'champion' is already a variant or shadow name",
+        ":23: serving.canary.variant: unknown variant 'missing'",
+        ":25: serving.max_ongoing_requests: 8 is below batching.max_batch_size 64",
+        ":26: serving.autoscaling.min_replicas: 3 is above max_replicas 2",
+    ]
     for e in expected:
         assert any(e in g for g in got), (e, got)
-    solo = SERVING.replace("[50, 20]", "[5, 50, 100]").replace("- {name: champion, weight: 10}",
-                                                               "- {name: next, weight: 10}")
+    solo = SERVING.replace("[50, 20]", "[5, 50, 100]").replace(
+        "- {name: champion, weight: 10}", "- {name: next, weight: 10}"
+    )
     solo = solo.replace("variant: missing", "variant: next").replace("weight: 90", "weight: 0")
-    assert any("serving.canary: a canary needs another variant with a weight above 0" in g
-               for g in issues(write(tmp_path, solo)))
+    assert any(
+        "serving.canary: a canary needs another variant with a weight above 0" in g
+        for g in issues(write(tmp_path, solo))
+    )
 
 
 def test_operator_requests_pause_resume_and_roll_back_the_canary(tmp_path):
@@ -258,7 +297,9 @@ def test_operator_requests_pause_resume_and_roll_back_the_canary(tmp_path):
     assert tick_until("running")["canary"]["step"] == 0
     request_action(tmp_path, "rollback", "bo", "bad dashboards")
     state = tick_until("rolled_back")
-    assert state["weights"] == {"old": 100.0, "new": 0.0} and state["canary"]["reason"] == "rollback by bo: bad dashboards"
+    assert (
+        state["weights"] == {"old": 100.0, "new": 0.0} and state["canary"]["reason"] == "rollback by bo: bad dashboards"
+    )
     request_action(tmp_path, "resume", "ana")  # nothing to resume: recorded as ignored, the state unchanged
     end = time.time() + 10
     while time.time() < end and read_events(tmp_path)[-1]["event"] != "ignored":
@@ -277,7 +318,7 @@ def test_operator_requests_pause_resume_and_roll_back_the_canary(tmp_path):
 
 def test_a_stale_operator_request_changes_nothing_and_none_is_lost_across_a_restart(tmp_path):
     from raymlops.serving import controller
-    from raymlops.serving.controller import REQUESTS_FILE, request_action
+    from raymlops.serving.controller import REQUESTS_FILE
 
     c = TrafficController("app", str(tmp_path))  # no requests file yet
     c.configure({"old": 1, "new": 1}, CANARY, {"old": "r1", "new": "r2"})
@@ -299,13 +340,22 @@ def test_the_typed_openapi_takes_any_column_name():
     """Column names that are not Python names, or clash with pydantic's (`_id`, `model_dump`), still document."""
     from raymlops.serving.router import openapi_document
 
-    cols = [{"name": n, "type": t, "nullable": null} for n, t, null in
-            (("_id", "integer", False), ("model_dump", "string", True), ("a b", "number", False),
-             ("model_config", "boolean", False), ("when", "timestamp", False))]
+    cols = [
+        {"name": n, "type": t, "nullable": null}
+        for n, t, null in (
+            ("_id", "integer", False),
+            ("model_dump", "string", True),
+            ("a b", "number", False),
+            ("model_config", "boolean", False),
+            ("when", "timestamp", False),
+        )
+    ]
     row = openapi_document("/x", columns=cols, entities=False, max_rows=7)["components"]["schemas"]["Row"]
     assert set(row["required"]) == {c["name"] for c in cols} == set(row["properties"])
     import re
 
     when = row["properties"]["when"]  # ISO-8601 inside pandas' nanosecond range: what validation accepts
-    assert re.match(when["pattern"], "2024-05-06T07:08:09.5+02:00") and not re.match(when["pattern"], "0001-01-01T00:00:00Z")
+    assert re.match(when["pattern"], "2024-05-06T07:08:09.5+02:00") and not re.match(
+        when["pattern"], "0001-01-01T00:00:00Z"
+    )
     assert row["properties"]["_id"]["type"] == "integer"

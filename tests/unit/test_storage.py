@@ -7,8 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from raymlops.storage import MANIFEST, Staging, Storage, fetch_dir
-from raymlops.storage import files
+from raymlops.storage import MANIFEST, Staging, Storage, fetch_dir, files
 from tests.s3server import KEY, SECRET
 
 
@@ -35,6 +34,7 @@ def test_an_exclusive_create_has_one_winner_among_racing_writers(store):
         start.wait()
         if store.create("race", "00000001.json", data=str(i).encode()):
             wins.append(i)
+
     threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
@@ -156,14 +156,17 @@ def test_logs_append_read_tail_fold_and_rotate(store):
         files.append_line(log, {"i": i})
     lines = [json.loads(x)["i"] for x in files.read_lines(log)]
     assert lines == list(range(files.COMPACT_AT + 6))
-    assert [json.loads(x)["i"] for x in files.read_lines(log, last=3)][-3:] == [files.COMPACT_AT + 3,
-                                                                                 files.COMPACT_AT + 4,
-                                                                                 files.COMPACT_AT + 5]
+    assert [json.loads(x)["i"] for x in files.read_lines(log, last=3)][-3:] == [
+        files.COMPACT_AT + 3,
+        files.COMPACT_AT + 4,
+        files.COMPACT_AT + 5,
+    ]
     if not store.local:  # folded into one object; segments a crash left behind a fold are not read twice
         names = store.listdir("monitoring", "app", "history.jsonl.d")  # the writer looks every MAINTAIN_EVERY
         assert sum(n.startswith("m") for n in names) == 1 and len(names) <= 1 + files.MAINTAIN_EVERY
-        store.write_bytes("monitoring", "app", "history.jsonl.d", "s00000000000000000001-dead.jsonl",
-                          data=b'{"i": -1}\n')
+        store.write_bytes(
+            "monitoring", "app", "history.jsonl.d", "s00000000000000000001-dead.jsonl", data=b'{"i": -1}\n'
+        )
         assert [json.loads(x)["i"] for x in files.read_lines(log)][:2] == [0, 1]
     events = store.url("serving", "app", "events.jsonl")
     got, cursor = files.tail_lines(events, 0)
@@ -198,8 +201,19 @@ def test_the_request_log_writes_and_reads_on_storage(store):
     path = store.url("request_log", "app")
     assert read_log(path).empty
     rl = RequestLog(path, flush_s=0.05)
-    rl.add({"ts": 1_700_000_000.0, "request_id": "r1", "variant": "a", "role": "primary", "model_version": "m",
-            "status": 200, "latency_ms": 1.0, "rows": [{"x": 1}, {"x": 2}], "predictions": [0, 1]})
+    rl.add(
+        {
+            "ts": 1_700_000_000.0,
+            "request_id": "r1",
+            "variant": "a",
+            "role": "primary",
+            "model_version": "m",
+            "status": 200,
+            "latency_ms": 1.0,
+            "rows": [{"x": 1}, {"x": 2}],
+            "predictions": [0, 1],
+        }
+    )
     assert rl.flush(10)
     df = read_log(path)
     assert len(df) == 2 and set(df["request_id"]) == {"r1"} and isinstance(df, pd.DataFrame)

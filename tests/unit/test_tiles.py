@@ -18,10 +18,20 @@ FUNCS = ["sum", "mean", "count", "min", "max", "std", "last", "distinct_count"]
 
 
 def view(tile: str | None = "1m", windows=("1h", "1d")) -> FeatureViewConfig:
-    aggs = [{"column": "cat" if f in ("last", "distinct_count") else "x", "function": f, "window": w}
-            for f in FUNCS for w in windows]
-    return FeatureViewConfig(name="v", entity="e", source="s", timestamp="ts", created_timestamp="c",
-                             aggregations=aggs, **({"tile": tile} if tile else {}))
+    aggs = [
+        {"column": "cat" if f in ("last", "distinct_count") else "x", "function": f, "window": w}
+        for f in FUNCS
+        for w in windows
+    ]
+    return FeatureViewConfig(
+        name="v",
+        entity="e",
+        source="s",
+        timestamp="ts",
+        created_timestamp="c",
+        aggregations=aggs,
+        **({"tile": tile} if tile else {}),
+    )
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -46,8 +56,16 @@ def test_cover_is_the_window_in_disjoint_aligned_tiles(seed):
 
 def test_default_tile_and_config_errors():
     assert view(tile=None).tile_seconds == 60
-    assert FeatureViewConfig(name="v", entity="e", source="s", timestamp="ts",
-                             aggregations=[{"column": "x", "function": "sum", "window": "30s"}]).tile_seconds == 30
+    assert (
+        FeatureViewConfig(
+            name="v",
+            entity="e",
+            source="s",
+            timestamp="ts",
+            aggregations=[{"column": "x", "function": "sum", "window": "30s"}],
+        ).tile_seconds
+        == 30
+    )
     with pytest.raises(ValueError, match="longer than the windows"):
         view(tile="2h")
     with pytest.raises(ValueError, match="no 'aggregations'"):
@@ -55,9 +73,15 @@ def test_default_tile_and_config_errors():
 
 
 def events(rng, n: int, start: int) -> pd.DataFrame:
-    df = pd.DataFrame({"k": rng.integers(0, 5, n), "ts": start + rng.integers(0, 2 * 24 * 60, n) * MIN // 2,
-                       "c": rng.integers(0, 3, n), "x": rng.normal(50, 10, n).round(2),
-                       "cat": rng.choice(list("abcd"), n)})
+    df = pd.DataFrame(
+        {
+            "k": rng.integers(0, 5, n),
+            "ts": start + rng.integers(0, 2 * 24 * 60, n) * MIN // 2,
+            "c": rng.integers(0, 3, n),
+            "x": rng.normal(50, 10, n).round(2),
+            "cat": rng.choice(list("abcd"), n),
+        }
+    )
     df.loc[rng.random(n) < 0.1, "x"] = np.nan
     df.loc[rng.random(n) < 0.1, "cat"] = None
     return df
@@ -65,8 +89,15 @@ def events(rng, n: int, start: int) -> pd.DataFrame:
 
 def table(df: pd.DataFrame) -> pa.Table:
     t = pa.timestamp("ns", tz="UTC")
-    return pa.table({"k": df.k, "ts": pa.array(df.ts, pa.int64()).cast(t), "c": pa.array(df.c, pa.int64()).cast(t),
-                     "x": pa.array(df.x, from_pandas=True), "cat": pa.array(df.cat, pa.string())})
+    return pa.table(
+        {
+            "k": df.k,
+            "ts": pa.array(df.ts, pa.int64()).cast(t),
+            "c": pa.array(df.c, pa.int64()).cast(t),
+            "x": pa.array(df.x, from_pandas=True),
+            "cat": pa.array(df.cat, pa.string()),
+        }
+    )
 
 
 def stored(built: pa.Table) -> dict:
@@ -111,8 +142,10 @@ def test_tiles_equal_the_brute_force_window_at_tile_exactness(seed):
             for name, (pid, w) in spec.windows.items():
                 fn = spec.partials[pid][0]
                 # the stated exactness: both ends of the window move to tile boundaries
-                lo, hi = (math.ceil((now - w) / spec.tile_ns) * spec.tile_ns, math.ceil(now / spec.tile_ns)
-                          * spec.tile_ns)
+                lo, hi = (
+                    math.ceil((now - w) / spec.tile_ns) * spec.tile_ns,
+                    math.ceil(now / spec.tile_ns) * spec.tile_ns,
+                )
                 want, got = brute(df, k, lo, hi, fn), values[name]
                 if isinstance(want, set):
                     assert got in want, (name, now, got, want)
@@ -128,18 +161,26 @@ def test_merging_tiles_of_two_batches_equals_tiles_of_all_events():
     df = events(rng, 400, start)
     spec = tile_spec(view())
     first, second = df.iloc[:250], df.iloc[250:].assign(c=5)  # the later batch's ties win 'last'
-    a, b = stored(build_tiles(table(first), spec, ["k"], "ts", "c")), stored(build_tiles(table(second), spec, ["k"],
-                                                                                       "ts", "c"))
+    a, b = (
+        stored(build_tiles(table(first), spec, ["k"], "ts", "c")),
+        stored(build_tiles(table(second), spec, ["k"], "ts", "c")),
+    )
     whole = stored(build_tiles(table(pd.concat([first, second])), spec, ["k"], "ts", "c"))
     for k, slots in whole.items():
         for slot, partial in slots.items():
-            got = b[k][slot] if slot not in a.get(k, {}) else (
-                merge(a[k][slot], b[k][slot], spec) if slot in b.get(k, {}) else a[k][slot])
+            got = (
+                b[k][slot]
+                if slot not in a.get(k, {})
+                else (merge(a[k][slot], b[k][slot], spec) if slot in b.get(k, {}) else a[k][slot])
+            )
             g, w = json.loads(got), json.loads(partial)
             assert g.keys() == w.keys()
             for pid in w:
-                assert g[pid] == pytest.approx(w[pid], rel=1e-9) if pid.startswith(("mean", "std", "sum")) \
-                    else g[pid] == w[pid], (pid, g[pid], w[pid])
+                assert (
+                    g[pid] == pytest.approx(w[pid], rel=1e-9)
+                    if pid.startswith(("mean", "std", "sum"))
+                    else g[pid] == w[pid]
+                ), (pid, g[pid], w[pid])
 
 
 def test_offline_windows_as_served_equal_the_tiles_at_any_instant():
@@ -168,8 +209,12 @@ def test_offline_windows_as_served_equal_the_tiles_at_any_instant():
                 online = window_values(spec, tiles.get(k, {}), covers(spec, int(now), [name]), [name])[0][name]
                 if fn == "last":
                     continue  # ties on (ts, created) may pick either row
-                assert (online is None and offline[j] is None) or online == pytest.approx(offline[j], rel=1e-9), \
-                    (name, k, online, offline[j])
+                assert (online is None and offline[j] is None) or online == pytest.approx(offline[j], rel=1e-9), (
+                    name,
+                    k,
+                    online,
+                    offline[j],
+                )
 
 
 def test_skew_comparison_matches_nulls_and_tolerates_rounding():
@@ -183,7 +228,11 @@ def test_skew_comparison_matches_nulls_and_tolerates_rounding():
     offline = pd.DataFrame({"x": [1.0, 7.0, np.nan], "s": ["a", "b", None]})
     r = compare(served, offline, ["x", "s"], ["request_id"], 1e-6)
     assert r["features"]["x"]["mismatches"] == 1 and r["features"]["x"]["largest"][0] == {
-        "request_id": "r2", "served": 2.0, "offline": 7.0, "difference": 5.0}
+        "request_id": "r2",
+        "served": 2.0,
+        "offline": 7.0,
+        "difference": 5.0,
+    }
     assert r["features"]["s"]["largest"][0]["difference"] is None and r["max_rate"] == pytest.approx(1 / 3)
 
 
@@ -203,5 +252,8 @@ def test_small_and_bulk_tile_builds_agree(monkeypatch):
         for slot in bulk[k]:
             a, b = json.loads(small[k][slot]), json.loads(bulk[k][slot])
             for pid in b:
-                assert a[pid] == pytest.approx(b[pid], rel=1e-9, abs=1e-9) if pid.startswith(("mean", "std", "sum")) \
-                    else a[pid] == b[pid], (pid, a[pid], b[pid])
+                assert (
+                    a[pid] == pytest.approx(b[pid], rel=1e-9, abs=1e-9)
+                    if pid.startswith(("mean", "std", "sum"))
+                    else a[pid] == b[pid]
+                ), (pid, a[pid], b[pid])

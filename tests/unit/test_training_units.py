@@ -9,9 +9,16 @@ from raymlops.training.space import to_tune
 def test_search_spaces_map_to_tune():
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    space = to_tune({"a": SearchSpace(uniform=(0, 1)), "b": SearchSpace(loguniform=(1e-3, 1)),
-                     "c": SearchSpace(randint=(3, 5)), "d": SearchSpace(choice=["x", "y"]),
-                     "e": SearchSpace(grid=[1, 2]), "f": 7})
+    space = to_tune(
+        {
+            "a": SearchSpace(uniform=(0, 1)),
+            "b": SearchSpace(loguniform=(1e-3, 1)),
+            "c": SearchSpace(randint=(3, 5)),
+            "d": SearchSpace(choice=["x", "y"]),
+            "e": SearchSpace(grid=[1, 2]),
+            "f": 7,
+        }
+    )
     assert isinstance(space["a"], Float) and isinstance(space["b"], Float)
     assert isinstance(space["c"], Integer) and space["c"].upper == 6  # YAML bounds are inclusive
     assert isinstance(space["d"], Categorical)
@@ -42,8 +49,16 @@ def test_xgboost_params_take_the_device_and_an_auto_scale_pos_weight():
     from raymlops.training.search import TrainSpec
     from raymlops.training.xgb import xgb_params
 
-    spec = TrainSpec(task="binary", label="y", feature_columns=["a"], n_classes=2, metric="auc", mode="max",
-                     model={"type": "xgboost", "cpus_per_worker": 1, "device": "cuda"}, scale_pos_weight=7.5)
+    spec = TrainSpec(
+        task="binary",
+        label="y",
+        feature_columns=["a"],
+        n_classes=2,
+        metric="auc",
+        mode="max",
+        model={"type": "xgboost", "cpus_per_worker": 1, "device": "cuda"},
+        scale_pos_weight=7.5,
+    )
     full, _, _ = xgb_params(spec, {"scale_pos_weight": "auto", "max_depth": 3})
     assert full["scale_pos_weight"] == 7.5 and full["device"] == "cuda" and full["max_depth"] == 3
     assert xgb_params(spec, {"scale_pos_weight": 2.0})[0]["scale_pos_weight"] == 2.0

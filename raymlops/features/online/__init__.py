@@ -15,8 +15,18 @@ from raymlops.features.online.base import (
     to_json_value,
 )
 
-__all__ = ["ONLINE_STORES", "OnlineRecord", "OnlineStore", "OnlineStoreError", "decode_values", "encode_key",
-           "encode_values", "online_store_class", "open_online_store", "to_json_value"]
+__all__ = [
+    "ONLINE_STORES",
+    "OnlineRecord",
+    "OnlineStore",
+    "OnlineStoreError",
+    "decode_values",
+    "encode_key",
+    "encode_values",
+    "online_store_class",
+    "open_online_store",
+    "to_json_value",
+]
 
 # The only place a backend is chosen: features.online_store.type -> the OnlineStore subclass, as "module:Class"
 # (imported when a store of that type is first opened, so `redis` loads only where it is used) or the class.
@@ -35,8 +45,9 @@ def online_store_class(kind: str) -> type[OnlineStore]:
     try:
         target = ONLINE_STORES[kind]
     except KeyError:
-        raise OnlineStoreError(f"unknown online store type {kind!r}; expected "
-                               f"{' or '.join(repr(k) for k in ONLINE_STORES)}") from None
+        raise OnlineStoreError(
+            f"unknown online store type {kind!r}; expected {' or '.join(repr(k) for k in ONLINE_STORES)}"
+        ) from None
     if isinstance(target, str):
         module, _, name = target.partition(":")
         target = getattr(importlib.import_module(module), name)

@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -151,8 +151,7 @@ def version(record: OnlineRecord) -> tuple[int, int, int]:
 
 def check_ts(value: Any, what: str) -> int:
     """Returns value as a python int (UTC epoch ns); raises DataError unless it is an int64-range integer."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
-            and -(2**63) <= value < 2**63:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and -(2**63) <= value < 2**63:
         return int(value)
     raise DataError(f"{what} must be a 64-bit integer of UTC epoch nanoseconds, got {type(value).__name__} {value!r}")
 
@@ -237,8 +236,10 @@ def to_json_value(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, (bytes, bytearray, memoryview)):
-        raise DataError(f"feature value {bytes(v)[:20]!r}...: bytes are not supported in the online store; "
-                        "store text (e.g. base64) instead")
+        raise DataError(
+            f"feature value {bytes(v)[:20]!r}...: bytes are not supported in the online store; "
+            "store text (e.g. base64) instead"
+        )
     import pandas as pd
 
     if v is pd.NaT or v is pd.NA:
@@ -249,7 +250,7 @@ def to_json_value(v: Any) -> Any:
             return None
     if isinstance(v, datetime):
         ts = pd.Timestamp(v)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert(timezone.utc)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert(UTC)
         return ts.isoformat()
     if isinstance(v, date):
         return v.isoformat()

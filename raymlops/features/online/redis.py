@@ -22,10 +22,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from raymlops.features.online.base import (
+    Merge,
     OnlineRecord,
     OnlineStore,
     OnlineStoreError,
-    Merge,
     Row,
     Slot,
     Tile,
@@ -111,8 +111,9 @@ class RedisOnlineStore(OnlineStore):
         self._counts = f"{key_prefix}:__counts__"
         self._closed = False
         try:
-            self._client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
-                                                socket_timeout=socket_timeout)
+            self._client = redis.Redis.from_url(
+                url, decode_responses=True, socket_connect_timeout=5, socket_timeout=socket_timeout
+            )
             self._client.ping()
         except (*self._redis_errors, ValueError) as e:
             raise self._wrap(e, "connect") from e
@@ -147,8 +148,11 @@ class RedisOnlineStore(OnlineStore):
             for key, rec in rows:
                 cts = rec.created_ts
                 keys.append(vp + encode_key(key))
-                args += (encode_values(rec.values), str(check_ts(rec.event_ts, "event_ts")),
-                         "" if cts is None else str(check_ts(cts, "created_ts")))
+                args += (
+                    encode_values(rec.values),
+                    str(check_ts(rec.event_ts, "event_ts")),
+                    "" if cts is None else str(check_ts(cts, "created_ts")),
+                )
                 if len(keys) > CHUNK_ROWS:
                     self._cas(keys=keys, args=args, client=pipe)
                     keys, args, queued = [self._counts], [view], queued + 1
@@ -176,13 +180,15 @@ class RedisOnlineStore(OnlineStore):
                 replies = []
                 for i in range(0, len(keys), READ_BATCH):
                     pipe = self._client.pipeline(transaction=False)
-                    for k in keys[i: i + READ_BATCH]:
+                    for k in keys[i : i + READ_BATCH]:
                         pipe.hmget(vp + encode_key(k), _FIELDS)
                     replies += pipe.execute()
         except self._redis_errors as e:
             raise self._wrap(e, f"read from view {view!r}") from e
-        return [None if vals is None else OnlineRecord(decode_values(vals), int(ts), int(cts) if cts else None)
-                for vals, ts, cts in replies]
+        return [
+            None if vals is None else OnlineRecord(decode_values(vals), int(ts), int(cts) if cts else None)
+            for vals, ts, cts in replies
+        ]
 
     def _tile_key(self, vp: str, key: tuple, level: int, index: int) -> str:
         return f"{vp}@{level}.{index}:{encode_key(key)}"
@@ -194,11 +200,14 @@ class RedisOnlineStore(OnlineStore):
 
         vp = self._view_prefix(view)
         now = time.time_ns()
-        rows = [(self._tile_key(vp, k, level, index), -(-expires // 10**6), partial)
-                for k, level, index, expires, partial in tiles if expires > now]
+        rows = [
+            (self._tile_key(vp, k, level, index), -(-expires // 10**6), partial)
+            for k, level, index, expires, partial in tiles
+            if expires > now
+        ]
         try:
             for i in range(0, len(rows), CHUNK_ROWS):
-                chunk = rows[i: i + CHUNK_ROWS]
+                chunk = rows[i : i + CHUNK_ROWS]
                 if merge is None:
                     pipe = self._client.pipeline(transaction=False)
                     for key, pxat, partial in chunk:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.features.online.base import (
+    Merge,
     OnlineRecord,
     OnlineStore,
     OnlineStoreError,
-    Merge,
     Row,
     Slot,
     Tile,
@@ -74,8 +74,10 @@ _READ_ONE = "SELECT vals, ts, cts FROM online_features WHERE view = ? AND ekey =
 def default_sqlite_path(storage: str) -> Path:
     """<storage>/features/online.db, for a local (or file://) storage path."""
     if "://" in storage and not storage.startswith("file://"):
-        raise OnlineStoreError(f"the SQLite online store needs a local file but storage is {storage!r}: "
-                               "set features.online_store.path, or use type: redis")
+        raise OnlineStoreError(
+            f"the SQLite online store needs a local file but storage is {storage!r}: "
+            "set features.online_store.path, or use type: redis"
+        )
     return Path(storage.removeprefix("file://")).expanduser() / "features" / "online.db"
 
 
@@ -157,9 +159,12 @@ class SqliteOnlineStore(OnlineStore):
         found: dict[str, OnlineRecord] = {}
         unique = list(dict.fromkeys(enc))
         for i in range(0, len(unique), READ_CHUNK):
-            chunk = unique[i: i + READ_CHUNK]
-            sql = ("SELECT ekey, vals, ts, cts FROM online_features WHERE view = ? AND ekey IN ("
-                   + ",".join("?" * len(chunk)) + ")")
+            chunk = unique[i : i + READ_CHUNK]
+            sql = (
+                "SELECT ekey, vals, ts, cts FROM online_features WHERE view = ? AND ekey IN ("
+                + ",".join("?" * len(chunk))
+                + ")"
+            )
             for ekey, vals, ts, cts in conn.execute(sql, (view, *chunk)):
                 found[ekey] = OnlineRecord(decode_values(vals), ts, cts)
         return [found.get(e) for e in enc]
@@ -185,8 +190,13 @@ class SqliteOnlineStore(OnlineStore):
         runs = slot_runs(slots)
         if not runs:
             return [{} for _ in keys]
-        sql = " UNION ALL ".join(["SELECT lvl, idx, partial FROM online_tiles WHERE view = ? AND ekey = ? AND lvl = ? "
-                                  "AND idx BETWEEN ? AND ?"] * len(runs))
+        sql = " UNION ALL ".join(
+            [
+                "SELECT lvl, idx, partial FROM online_tiles WHERE view = ? AND ekey = ? AND lvl = ? "
+                "AND idx BETWEEN ? AND ?"
+            ]
+            * len(runs)
+        )
         conn = self._conn()
         out = []
         for key in keys:
@@ -206,8 +216,10 @@ class SqliteOnlineStore(OnlineStore):
 
     def set_meta(self, key: str, value: str) -> None:
         """See OnlineStore.set_meta."""
-        self._conn().execute("INSERT INTO online_meta (key, value) VALUES (?, ?) "
-                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+        self._conn().execute(
+            "INSERT INTO online_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def delete_view(self, view: str) -> None:
         """See OnlineStore.delete_view."""
@@ -231,5 +243,10 @@ class SqliteOnlineStore(OnlineStore):
 def _params(view: str, rows: Iterable[Row]) -> Iterator[tuple]:
     for key, rec in rows:
         cts = rec.created_ts
-        yield (view, encode_key(key), encode_values(rec.values), check_ts(rec.event_ts, "event_ts"),
-               None if cts is None else check_ts(cts, "created_ts"))
+        yield (
+            view,
+            encode_key(key),
+            encode_values(rec.values),
+            check_ts(rec.event_ts, "event_ts"),
+            None if cts is None else check_ts(cts, "created_ts"),
+        )

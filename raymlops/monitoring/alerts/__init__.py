@@ -77,12 +77,13 @@ class _Lane:
                 if attempt == self.sink.retries:
                     with self.lock:
                         self.stats["failed"] += 1
-                    logger.warning("alert sink %s failed after %d attempt(s): %s: %s",
-                                   self.name, attempt + 1, summary(event), e)
+                    logger.warning(
+                        "alert sink %s failed after %d attempt(s): %s: %s", self.name, attempt + 1, summary(event), e
+                    )
                     return
                 with self.lock:
                     self.stats["retries"] += 1
-                if self.stop.wait(min(self.backoff_s * 2 ** attempt, self.backoff_max_s)):
+                if self.stop.wait(min(self.backoff_s * 2**attempt, self.backoff_max_s)):
                     return
             else:
                 with self.lock:
@@ -106,8 +107,13 @@ class Alerts:
     backoff_s = 0.5
     backoff_max_s = 30.0
 
-    def __init__(self, sinks: list[AlertSink], queue_size: int | None = None, backoff_s: float | None = None,
-                 backoff_max_s: float | None = None):
+    def __init__(
+        self,
+        sinks: list[AlertSink],
+        queue_size: int | None = None,
+        backoff_s: float | None = None,
+        backoff_max_s: float | None = None,
+    ):
         names: set[str] = set()
         self._lanes: list[_Lane] = []
         for sink in sinks:
@@ -116,9 +122,15 @@ class Alerts:
                 n += 1
                 name = f"{sink.name}#{n}"
             names.add(name)
-            self._lanes.append(_Lane(sink, name, queue_size or self.queue_size,
-                                     self.backoff_s if backoff_s is None else backoff_s,
-                                     self.backoff_max_s if backoff_max_s is None else backoff_max_s))
+            self._lanes.append(
+                _Lane(
+                    sink,
+                    name,
+                    queue_size or self.queue_size,
+                    self.backoff_s if backoff_s is None else backoff_s,
+                    self.backoff_max_s if backoff_max_s is None else backoff_max_s,
+                )
+            )
         self._closed = False
 
     @classmethod

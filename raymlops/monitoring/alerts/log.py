@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.config.monitoring import LogAlert
-from raymlops.storage.files import append_line, is_uri
 from raymlops.monitoring.alerts.base import AlertSink, summary
+from raymlops.storage.files import append_line, is_uri
 
 logger = logging.getLogger("raymlops.alerts")
 

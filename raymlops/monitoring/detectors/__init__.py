@@ -19,7 +19,9 @@ def _backends() -> dict[str, type[Detector]]:
     return BACKENDS
 
 
-def fit_detector(kind: str, reference: pd.DataFrame, schema_columns: list, settings: dict) -> tuple[Detector, list[str]]:
+def fit_detector(
+    kind: str, reference: pd.DataFrame, schema_columns: list, settings: dict
+) -> tuple[Detector, list[str]]:
     """Fits a ``kind`` detector on the reference rows of ``schema_columns``; returns it and the columns it
     leaves untested (those of a kind it does not handle, e.g. categorical columns under 'ks')."""
     cls = _backends()[kind]
@@ -27,8 +29,10 @@ def fit_detector(kind: str, reference: pd.DataFrame, schema_columns: list, setti
     encoder = full.subset(cls.handles)
     untested = [n for n in full.names if n not in encoder.names]
     if not encoder.columns:
-        raise ValueError(f"drift detector {kind!r} tests {' and '.join(cls.handles)} columns; the monitored "
-                         f"columns {full.names} have none")
+        raise ValueError(
+            f"drift detector {kind!r} tests {' and '.join(cls.handles)} columns; the monitored "
+            f"columns {full.names} have none"
+        )
     return cls.fit(reference, encoder, {"kind": kind, **settings}), untested
 
 

@@ -46,14 +46,19 @@ class _Univariate(_Pickled):
         return cls(encoder, settings, cls._build(encoder.encode(reference), encoder, settings))
 
     def test(self, window: pd.DataFrame) -> dict[str, Any]:
-        pred = self.impl.predict(self.encoder.encode(window), drift_type="batch", return_p_val=True,
-                                 return_distance=True)["data"]
+        pred = self.impl.predict(
+            self.encoder.encode(window), drift_type="batch", return_p_val=True, return_distance=True
+        )["data"]
         threshold = float(np.max(pred["threshold"]))  # fdr with nothing significant: the largest cut-off
         features = {}
         for i, c in enumerate(self.encoder.columns):
             p = float(pred["p_val"][i])
-            features[c["name"]] = {"test": self.test_names[c["kind"]], "statistic": float(pred["distance"][i]),
-                                   "p_value": p, "is_drift": bool(pred["is_drift"]) and p <= threshold}
+            features[c["name"]] = {
+                "test": self.test_names[c["kind"]],
+                "statistic": float(pred["distance"][i]),
+                "p_value": p,
+                "is_drift": bool(pred["is_drift"]) and p <= threshold,
+            }
         return {"is_drift": bool(pred["is_drift"]), "threshold": threshold, "features": features}
 
 
@@ -84,8 +89,12 @@ class Tabular(_Univariate):
     def _build(cls, x_ref, encoder, settings):
         from alibi_detect.cd import TabularDrift
 
-        return TabularDrift(x_ref, p_val=settings["p_val"], correction=settings["correction"],
-                            categories_per_feature=encoder.categorical_indices() or None)
+        return TabularDrift(
+            x_ref,
+            p_val=settings["p_val"],
+            correction=settings["correction"],
+            categories_per_feature=encoder.categorical_indices() or None,
+        )
 
 
 class MMD(_Pickled):
@@ -104,8 +113,9 @@ class MMD(_Pickled):
         x = encoder.encode(reference)
         scale = x.std(axis=0)
         settings = {**settings, "center": x.mean(axis=0).tolist(), "scale": np.where(scale > 0, scale, 1).tolist()}
-        impl = MMDDrift(cls._standardize(x, settings), backend="pytorch", p_val=settings["p_val"],
-                        n_permutations=100, device="cpu")
+        impl = MMDDrift(
+            cls._standardize(x, settings), backend="pytorch", p_val=settings["p_val"], n_permutations=100, device="cpu"
+        )
         return cls(encoder, settings, impl)
 
     @staticmethod
@@ -113,10 +123,16 @@ class MMD(_Pickled):
         return ((x - np.asarray(settings["center"])) / np.asarray(settings["scale"])).astype(np.float32)
 
     def test(self, window):
-        pred = self.impl.predict(self._standardize(self.encoder.encode(window), self.settings),
-                                 return_p_val=True, return_distance=True)["data"]
-        return {"is_drift": bool(pred["is_drift"]), "threshold": float(pred["threshold"]),
-                "p_value": float(pred["p_val"]), "statistic": float(pred["distance"]), "features": {}}
+        pred = self.impl.predict(
+            self._standardize(self.encoder.encode(window), self.settings), return_p_val=True, return_distance=True
+        )["data"]
+        return {
+            "is_drift": bool(pred["is_drift"]),
+            "threshold": float(pred["threshold"]),
+            "p_value": float(pred["p_val"]),
+            "statistic": float(pred["distance"]),
+            "features": {},
+        }
 
 
 class _Online(_Pickled):
@@ -154,8 +170,11 @@ class _Online(_Pickled):
                 stat_max = np.fmax(stat_max, stats)
             if data["is_drift"]:
                 # FET breaks ties at the threshold at random (discrete statistics): ties count.
-                over = [] if stats is None else [j for j in range(len(names))
-                                                  if stats[j] >= threshold[min(j, len(threshold) - 1)]]
+                over = (
+                    []
+                    if stats is None
+                    else [j for j in range(len(names)) if stats[j] >= threshold[min(j, len(threshold) - 1)]]
+                )
                 hit = sorted({names[j] for j in over})
                 flagged.update(hit)
                 detections.append({"row": i, "run_length": int(data["time"]), "features": hit})
@@ -166,16 +185,30 @@ class _Online(_Pickled):
         for j, n in enumerate(names):  # a feature may span several columns (FET: both directions)
             if np.isfinite(stat_max[j]):
                 best[n] = max(best.get(n, -np.inf), float(stat_max[j]))
-        features = {n: {"test": self.test_name, "statistic": best.get(n), "p_value": None, "threshold": thr,
-                        "is_drift": n in flagged} for n in self.encoder.names}
-        return {"is_drift": bool(detections), "threshold": thr, "features": features, "detections": detections,
-                "run_length": int(self.impl.t), "ert": self.settings["ert"]}
+        features = {
+            n: {
+                "test": self.test_name,
+                "statistic": best.get(n),
+                "p_value": None,
+                "threshold": thr,
+                "is_drift": n in flagged,
+            }
+            for n in self.encoder.names
+        }
+        return {
+            "is_drift": bool(detections),
+            "threshold": thr,
+            "features": features,
+            "detections": detections,
+            "run_length": int(self.impl.t),
+            "ert": self.settings["ert"],
+        }
 
     def _trim(self) -> None:
         """alibi-detect appends every statistic to its state; keep only the last (memory stays flat)."""
         self.impl.test_stats = self.impl.test_stats[-1:]
         self.impl.drift_preds = self.impl.drift_preds[-1:]
-        self.impl.xs = self.impl.xs[-max(self.impl.window_sizes):]  # only the latest window is read
+        self.impl.xs = self.impl.xs[-max(self.impl.window_sizes) :]  # only the latest window is read
 
     def get_state(self) -> Any:
         return {k: getattr(self.impl, k) for k in self.impl.online_state_keys}
@@ -215,9 +248,13 @@ class CVMOnline(_Online):
     def fit(cls, reference, encoder, settings):
         numba_cache()
         settings = {**settings, "n_bootstraps": cls._bootstraps(settings, len(encoder.columns))}
-        impl = _fast("FastCVMDriftOnline")(encoder.encode(reference), ert=settings["ert"],
-                                           window_sizes=[settings["online_window"]],
-                                           n_bootstraps=settings["n_bootstraps"], verbose=False)
+        impl = _fast("FastCVMDriftOnline")(
+            encoder.encode(reference),
+            ert=settings["ert"],
+            window_sizes=[settings["online_window"]],
+            n_bootstraps=settings["n_bootstraps"],
+            verbose=False,
+        )
         return cls(encoder, settings, impl)
 
 
@@ -241,9 +278,13 @@ class FETOnline(_Online):
     def fit(cls, reference, encoder, settings):
         numba_cache()
         settings = {**settings, "n_bootstraps": cls._bootstraps(settings, 2 * len(encoder.columns))}
-        impl = _fast("FastFETDriftOnline")(cls._both(encoder.binarize(reference)), ert=settings["ert"],
-                                           window_sizes=[settings["online_window"]],
-                                           n_bootstraps=settings["n_bootstraps"], verbose=False)
+        impl = _fast("FastFETDriftOnline")(
+            cls._both(encoder.binarize(reference)),
+            ert=settings["ert"],
+            window_sizes=[settings["online_window"]],
+            n_bootstraps=settings["n_bootstraps"],
+            verbose=False,
+        )
         return cls(encoder, settings, impl)
 
 

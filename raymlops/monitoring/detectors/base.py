@@ -40,7 +40,7 @@ class Encoder:
         self.columns = columns
 
     @classmethod
-    def fit(cls, reference: pd.DataFrame, schema_columns: list, window: int | None = None) -> "Encoder":
+    def fit(cls, reference: pd.DataFrame, schema_columns: list, window: int | None = None) -> Encoder:
         cols = []
         for c in schema_columns:
             if c.type in NUMERIC:
@@ -52,8 +52,14 @@ class Encoder:
                 values = col[~col.map(is_missing)].astype(str)
                 counts = values.value_counts()
                 mode = counts.index[0] if len(values) else None
-                cols.append({"name": c.name, "kind": "categorical", "mode": mode,
-                             **_buckets(counts, len(col) - len(values), len(col), window)})
+                cols.append(
+                    {
+                        "name": c.name,
+                        "kind": "categorical",
+                        "mode": mode,
+                        **_buckets(counts, len(col) - len(values), len(col), window),
+                    }
+                )
         return cls(cols)
 
     @property
@@ -63,7 +69,7 @@ class Encoder:
     def kinds(self) -> dict[str, str]:
         return {c["name"]: c["kind"] for c in self.columns}
 
-    def subset(self, kinds: tuple[str, ...]) -> "Encoder":
+    def subset(self, kinds: tuple[str, ...]) -> Encoder:
         return Encoder([c for c in self.columns if c["kind"] in kinds])
 
     def categorical_indices(self) -> dict[int, None]:
@@ -111,8 +117,12 @@ def _buckets(counts: pd.Series, missing: int, n: int, window: int | None) -> dic
     fold = bool(window) and rare < need and len(kept) >= 2
     if fold:
         other = kept.index(min(kept, key=lambda v: (counts[v], v)))
-    return {"categories": kept, "merged": sorted(str(v) for v in counts.index if str(v) not in kept),
-            "other": other, "missing": other if fold and missing < need else len(kept) + 1}
+    return {
+        "categories": kept,
+        "merged": sorted(str(v) for v in counts.index if str(v) not in kept),
+        "other": other,
+        "missing": other if fold and missing < need else len(kept) + 1,
+    }
 
 
 class Detector(ABC):
@@ -132,7 +142,7 @@ class Detector(ABC):
 
     @classmethod
     @abstractmethod
-    def fit(cls, reference: pd.DataFrame, encoder: Encoder, settings: dict[str, Any]) -> "Detector":
+    def fit(cls, reference: pd.DataFrame, encoder: Encoder, settings: dict[str, Any]) -> Detector:
         """Fits (and calibrates) on the reference rows; ``encoder`` is already restricted to ``handles``."""
 
     @abstractmethod

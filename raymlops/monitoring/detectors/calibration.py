@@ -15,7 +15,7 @@ is evaluated once per value and looked up.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -42,31 +42,32 @@ def _ref_ranks(xs: np.ndarray, n: int) -> np.ndarray:
 
 def _batch_stats(xs: np.ndarray, n: int, t_max: int, window_sizes: np.ndarray, normalise: Normalise) -> np.ndarray:
     b = xs.shape[0]
-    r = _ref_ranks(xs, n)[:, n - 1:].astype(np.float64)  # q_j: the last reference point, then the stream
-    q = xs[:, n - 1:]
+    r = _ref_ranks(xs, n)[:, n - 1 :].astype(np.float64)  # q_j: the last reference point, then the stream
+    q = xs[:, n - 1 :]
     stats = np.full((b, t_max, len(window_sizes)), np.nan)
     for k, ws in enumerate(int(w) for w in window_sizes):
         # Term 1, at each reference point (k-th smallest: F_ref = k/n) against the window's cdf, summed in
         # closed form over the runs of reference ranks between consecutive sorted window ranks.
         wr = np.sort(sliding_window_view(r[:, 1:], ws, axis=1), axis=-1)  # (b, t_max-ws+1, ws)
         zeros = np.zeros(wr.shape[:-1] + (1,))
-        lo = np.concatenate([zeros, wr], axis=-1)                          # segment m: ranks lo+1 .. hi
+        lo = np.concatenate([zeros, wr], axis=-1)  # segment m: ranks lo+1 .. hi
         hi = np.concatenate([wr, np.full_like(zeros, n)], axis=-1)
         c = np.arange(ws + 1) / ws
         term1 = ((_s2(hi) - _s2(lo)) / (n * n) - 2 * c * (_s1(hi) - _s1(lo)) / n + (hi - lo) * c * c).sum(-1)
         # Term 2, at the ws points before the window's newest (alibi-detect's indexing) against the
         # window's cdf: ranks within the ws + 1 points spanning both.
-        v = sliding_window_view(q, ws + 1, axis=1)                         # (b, t_max-ws+1, ws+1)
+        v = sliding_window_view(q, ws + 1, axis=1)  # (b, t_max-ws+1, ws+1)
         rank = np.argsort(np.argsort(v, axis=-1, kind="stable"), axis=-1, kind="stable")
         g = (rank[..., :ws] + 1 - (rank[..., :1] <= rank[..., :ws])) / ws
         f = sliding_window_view(r, ws + 1, axis=1)[..., :ws] / n
         term2 = ((f - g) ** 2).sum(-1)
-        stats[:, ws - 1:, k] = normalise(term1 + term2, n, ws)
+        stats[:, ws - 1 :, k] = normalise(term1 + term2, n, ws)
     return stats
 
 
-def cvm_streams(n: int, t_max: int, window_sizes, n_bootstraps: int, batch_size: int,
-                normalise: Normalise) -> np.ndarray:
+def cvm_streams(
+    n: int, t_max: int, window_sizes, n_bootstraps: int, batch_size: int, normalise: Normalise
+) -> np.ndarray:
     """Null CVM statistics, shape (n_bootstraps, t_max, n_windows), NaN before a window is full;
     ``normalise(stats, n, ws)`` is the detector's own normalisation. Draws
     ``np.random.randn(len(batch), n + t_max)`` per batch exactly as alibi-detect does."""
@@ -79,8 +80,14 @@ def cvm_streams(n: int, t_max: int, window_sizes, n_bootstraps: int, batch_size:
     return stats
 
 
-def fet_streams(x_ref: np.ndarray, t_max: int, window_sizes, n_bootstraps: int, alternative: str,
-                smooth: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def fet_streams(
+    x_ref: np.ndarray,
+    t_max: int,
+    window_sizes,
+    n_bootstraps: int,
+    alternative: str,
+    smooth: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
     """Null (smoothed) FET statistics of one binary feature, shape (n_bootstraps, t_max, n_windows), NaN
     before a window is full; ``smooth`` is the detector's moving average. Draws as alibi-detect does."""
     from scipy.stats import hypergeom
@@ -97,5 +104,5 @@ def fet_streams(x_ref: np.ndarray, t_max: int, window_sizes, n_bootstraps: int, 
             p_val = hypergeom.cdf(sum_ref, n + ws, sum_ref + values, n)
         else:
             p_val = hypergeom.cdf(values, n + ws, sum_ref + values, ws)
-        stats[:, ws - 1:, k] = smooth(1 - p_val[counts])
+        stats[:, ws - 1 :, k] = smooth(1 - p_val[counts])
     return stats
