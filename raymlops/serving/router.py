@@ -4,10 +4,10 @@ background, logs the request and counts metrics.
 
 It is a lean ASGI-free ingress (``__call__`` on Serve's Starlette request): a FastAPI ingress costs ~3 ms per
 request on a 2-core machine. FastAPI still generates the exact OpenAPI document from the pydantic models
-(`openapi_document`), served at ``{prefix}/openapi.json``.
+(`raymlops.serving.openapi.openapi_document`), served at ``{prefix}/openapi.json``.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the route annotations in openapi_document.
+from __future__ import annotations
 
 import asyncio
 import inspect
@@ -17,9 +17,7 @@ import random
 import threading
 import time
 import uuid
-from typing import Literal, Optional
 
-from fastapi import FastAPI
 from pydantic import ValidationError
 from ray import serve
 from starlette.requests import Request
@@ -27,82 +25,39 @@ from starlette.responses import JSONResponse, Response
 
 from raymlops.contracts.serving import RouterSpec
 from raymlops.contracts.traffic import TrafficStatus, TrafficView, VariantSamples
-from raymlops.serving.api import json_response
-
-from raymlops.serving.api import (DriftResponse, ErrorResponse, HealthResponse, InvocationsRequest, MonitoringResponse,
-                                  PredictRequest, PredictResponse, SchemaResponse, VariantsResponse, invocation_rows,
-                                  typed_requests, unprocessable)
+from raymlops.serving.api import (
+    DriftResponse,
+    InvocationsRequest,
+    MonitoringResponse,
+    PredictRequest,
+    SchemaResponse,
+    VariantsResponse,
+    invocation_rows,
+    json_response,
+    unprocessable,
+)
 from raymlops.serving.compare import same_prediction
 from raymlops.serving.grpc_ingress import GrpcIngress
+from raymlops.serving.openapi import openapi_document
 from raymlops.serving.split import Splitter
 
 SYNC_S = 0.25  # how often a router replica reports counts to the traffic controller and reads weights
 MAX_SHADOW_INFLIGHT = 256
-ROUTES = {"predict": "POST", "invocations": "POST", "health": "GET", "schema": "GET", "drift": "GET",
-          "monitoring": "GET", "variants": "GET", "openapi.json": "GET"}  # route -> its method
+ROUTES = {
+    "predict": "POST",
+    "invocations": "POST",
+    "health": "GET",
+    "schema": "GET",
+    "drift": "GET",
+    "monitoring": "GET",
+    "variants": "GET",
+    "openapi.json": "GET",
+}  # route -> its method
 SHADOW_BATCH = 64  # shadow copies sent in one call
-SHADOW_LINGER_S = 0.02
-READ_TIMEOUT_S = 10  # /health, /schema, /drift, /variants  # longest a copy waits for others before its call goes out
+SHADOW_LINGER_S = 0.02  # longest a copy waits for others before its call goes out
+READ_TIMEOUT_S = 10  # /health, /schema, /drift, /variants
 
 log = logging.getLogger("ray.serve")
-
-_UNPROCESSABLE = {422: {"description": "A field is missing, mistyped or the body is malformed; `detail[].loc` "
-                                       "names the field."}}
-
-
-def openapi_document(route_prefix: str = "/", title: str = "raymlops model server", columns: list[dict] | None = None,
-                     entities: bool = True, max_rows: int = 10_000, variants: list[str] | None = None) -> dict:
-    """The exact OpenAPI document of the router's routes (generated here, never served by FastAPI); with the
-    model's input ``columns`` (its /schema), the request rows are typed column by column, and with the app's
-    ``variants`` (and shadows) the ``variant`` query parameter is one of them."""
-    predict_body, invocations_body = (PredictRequest, InvocationsRequest) if columns is None else \
-        typed_requests(columns, entities, max_rows)
-    Variant = Literal[tuple(variants)] if variants else str  # type: ignore[valid-type]  # noqa: N806
-    doc = FastAPI(title=title, description="Predictions from the app's variants, schema, health, drift and "
-                                           "traffic weights.", servers=[{"url": route_prefix}])
-    error = {"model": ErrorResponse}
-    unavailable = {503: {**error, "description": "The variant (or the drift actor) did not answer."}}
-
-    @doc.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
-              responses={**_UNPROCESSABLE,
-                         500: {**error, "description": "The variant that took the request failed."},
-                         503: {**error, "description": "The online feature store is unavailable."},
-                         504: {**error, "description": "The variant did not answer in serving.request_timeout_s."}})
-    def predict(body: predict_body) -> PredictResponse:  # type: ignore[valid-type]  # pragma: no cover
-        """Scores `instances` (feature values) or `entities` (keys; features fetched online)."""
-
-    @doc.post("/invocations", response_model=PredictResponse, response_model_exclude_none=True,
-              responses={**_UNPROCESSABLE,
-                         500: {**error, "description": "The variant that took the request failed."},
-                         504: {**error, "description": "The variant did not answer in serving.request_timeout_s."}})
-    def invocations(body: invocations_body) -> PredictResponse:  # type: ignore[valid-type]  # pragma: no cover
-        """MLflow's scoring protocol: `dataframe_split`, `dataframe_records` or `instances`; the answer is
-        `/predict`'s (its `predictions` are what MLflow clients read)."""
-
-    @doc.get("/health", response_model=HealthResponse,
-             responses={503: {"model": HealthResponse, "description": "A variant does not answer ('degraded')."}})
-    def health() -> HealthResponse:  # pragma: no cover - schema only
-        """Liveness, with the model version of every variant."""
-
-    @doc.get("/schema", response_model=SchemaResponse, responses={**_UNPROCESSABLE, **unavailable})
-    def schema(variant: Optional[Variant] = None) -> SchemaResponse:  # type: ignore[valid-type]  # pragma: no cover - schema only
-        """Input columns of a variant's model (default: the first variant)."""
-
-    @doc.get("/drift", response_model=DriftResponse, response_model_exclude_none=True,
-             responses={**_UNPROCESSABLE, **unavailable})
-    def drift(variant: Optional[Variant] = None) -> DriftResponse:  # type: ignore[valid-type]  # pragma: no cover - schema only
-        """Latest drift test of a variant's inputs (default: the first variant)."""
-
-    @doc.get("/monitoring", response_model=MonitoringResponse, responses={**_UNPROCESSABLE, **unavailable})
-    def monitoring(variant: Optional[Variant] = None) -> MonitoringResponse:  # type: ignore[valid-type]  # pragma: no cover - schema only
-        """A variant's monitor (drift, data quality, history) and the app's (events, alerts, performance,
-        retraining)."""
-
-    @doc.get("/variants", response_model=VariantsResponse)
-    def variants() -> VariantsResponse:  # pragma: no cover - schema only
-        """Live weights, canary step and history, shadows."""
-
-    return doc.openapi()
 
 
 def _as_sent(answer: dict, field: str) -> dict:
@@ -139,7 +94,7 @@ class Inline:
     def __init__(self, obj):
         self.obj = obj
 
-    def __getattr__(self, name: str) -> "_Method":
+    def __getattr__(self, name: str) -> _Method:
         return Inline._Method(getattr(self.obj, name))
 
 
@@ -149,10 +104,20 @@ async def _result(response):
 
 def _record(request_id: str, variant: str, role: str, status: int, latency_ms: float, rows: list, body: dict) -> dict:
     """One request-log record (see `request_log.RequestLog`)."""
-    return {"ts": time.time(), "request_id": request_id, "variant": variant, "role": role,
-            "model_version": body.get("model_version"), "status": status, "latency_ms": latency_ms, "rows": rows,
-            "predictions": body.get("predictions"), "probabilities": body.get("probabilities"),
-            "features": body.get("features"), "error": _detail(body) if status >= 400 else None}
+    return {
+        "ts": time.time(),
+        "request_id": request_id,
+        "variant": variant,
+        "role": role,
+        "model_version": body.get("model_version"),
+        "status": status,
+        "latency_ms": latency_ms,
+        "rows": rows,
+        "predictions": body.get("predictions"),
+        "probabilities": body.get("probabilities"),
+        "features": body.get("features"),
+        "error": _detail(body) if status >= 400 else None,
+    }
 
 
 def _detail(body: dict) -> str | None:
@@ -185,8 +150,11 @@ class Router(GrpcIngress):
         self.controller = get_or_start(spec.app, spec.namespace, spec.state_dir)
         from raymlops.serving.controller import plan_fingerprint
 
-        self._plan = ({v.name: v.weight for v in spec.variants}, spec.canary.model_dump() if spec.canary else None,
-                      {v.name: v.model_version for v in spec.variants})
+        self._plan = (
+            {v.name: v.weight for v in spec.variants},
+            spec.canary.model_dump() if spec.canary else None,
+            {v.name: v.model_version for v in spec.variants},
+        )
         self.plan = plan_fingerprint(*self._plan)
         self.view = TrafficView(version=0, weights=self._plan[0], plan=self.plan)
         self.splitter = Splitter(self._plan[0])
@@ -209,9 +177,13 @@ class Router(GrpcIngress):
             from raymlops.serving.request_log import RequestLog
 
             self.sample_rate = rl.sample_rate
-            self.log = RequestLog(rl.path, rl.flush_s, rl.max_buffer_rows,
-                                  on_drop=lambda n: self.metrics["log_dropped"].inc(n),
-                                  on_write=lambda n: self.metrics["log_written"].inc(n))
+            self.log = RequestLog(
+                rl.path,
+                rl.flush_s,
+                rl.max_buffer_rows,
+                on_drop=lambda n: self.metrics["log_dropped"].inc(n),
+                on_write=lambda n: self.metrics["log_written"].inc(n),
+            )
         threading.Thread(target=self._sync_loop, daemon=True, name="traffic-sync").start()
 
     # ----------------------------------------------------------------- traffic
@@ -249,8 +221,11 @@ class Router(GrpcIngress):
                 for name, w in (self.view.weights or {}).items():
                     self.metrics["weight"].set(w, tags={"variant": name})
             except Exception as e:
-                log.warning("router: traffic controller unavailable (%s); keeping weights %s",
-                            type(e).__name__, self.view.weights)
+                log.warning(
+                    "router: traffic controller unavailable (%s); keeping weights %s",
+                    type(e).__name__,
+                    self.view.weights,
+                )
 
     def _count(self, variant: str, error: bool, latency_ms: float, model: str | None = None) -> None:
         """One request for the traffic controller: (latency, error, the model version that answered if known),
@@ -268,7 +243,7 @@ class Router(GrpcIngress):
 
     async def __call__(self, request: Request) -> Response:
         path, root = request.url.path, request.scope.get("root_path", "")
-        route = (path[len(root):] if root and path.startswith(root) else path).strip("/")
+        route = (path[len(root) :] if root and path.startswith(root) else path).strip("/")
         method = request.method
         if method == "POST" and route == "predict":
             return await self.predict(request)
@@ -288,8 +263,9 @@ class Router(GrpcIngress):
             if route == "openapi.json":
                 return JSONResponse(await self._openapi())
         if route in ROUTES:  # RFC 9110: a 405 lists the methods the route takes
-            return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"},
-                                headers={"Allow": ROUTES[route]})
+            return JSONResponse(
+                status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ROUTES[route]}
+            )
         return JSONResponse(status_code=404, content={"detail": "Not Found"})
 
     async def predict(self, request: Request, mlflow: bool = False) -> Response:
@@ -306,8 +282,12 @@ class Router(GrpcIngress):
         try:
             body = (InvocationsRequest if mlflow else PredictRequest).model_validate_json(raw)
         except ValidationError as e:
-            return 422, unprocessable([{"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
-                                   for err in e.errors(include_url=False, include_context=False)])
+            return 422, unprocessable(
+                [
+                    {"loc": ["body", *err["loc"]], "type": err["type"], "msg": err["msg"]}
+                    for err in e.errors(include_url=False, include_context=False)
+                ]
+            )
         sent = None
         if mlflow:
             sent, rows, errors = invocation_rows(body)
@@ -315,17 +295,31 @@ class Router(GrpcIngress):
                 return 422, unprocessable(errors)
             kind = "instances"
         elif (body.instances is None) == (body.entities is None):
-            loc, kind = (["body", "instances"], "missing") if body.instances is None else (["body", "entities"],
-                                                                                           "value_error")
-            return 422, unprocessable([{"loc": loc, "type": kind, "msg": "send exactly one of 'instances' (feature "
-                                                                         "values) or 'entities' (entity keys)"}])
+            loc, kind = (
+                (["body", "instances"], "missing") if body.instances is None else (["body", "entities"], "value_error")
+            )
+            return 422, unprocessable(
+                [
+                    {
+                        "loc": loc,
+                        "type": kind,
+                        "msg": "send exactly one of 'instances' (feature values) or 'entities' (entity keys)",
+                    }
+                ]
+            )
         else:
             kind = "instances" if body.instances is not None else "entities"
             rows = body.instances if body.instances is not None else body.entities
         if len(rows) > self.spec.max_batch_rows:
-            return 422, unprocessable([{"loc": ["body", sent or kind], "type": "too_long",
-                                        "msg": f"at most {self.spec.max_batch_rows} rows per request, "
-                                               f"got {len(rows)}"}])
+            return 422, unprocessable(
+                [
+                    {
+                        "loc": ["body", sent or kind],
+                        "type": "too_long",
+                        "msg": f"at most {self.spec.max_batch_rows} rows per request, got {len(rows)}",
+                    }
+                ]
+            )
         variant = self._pick(rows)
         out = None
         try:
@@ -405,12 +399,14 @@ class Router(GrpcIngress):
     async def _run_shadow(self, name: str, items: list[tuple]) -> None:
         try:
             try:
-                outs = await asyncio.wait_for(_result(self.handles[name].predict_many.remote(
-                    [(kind, rows) for kind, rows, *_ in items])), self.timeout_s)
+                outs = await asyncio.wait_for(
+                    _result(self.handles[name].predict_many.remote([(kind, rows) for kind, rows, *_ in items])),
+                    self.timeout_s,
+                )
             except Exception as e:  # a failing shadow is logged and counted, never seen by the client
                 outs = [{"status": 500, "body": {"detail": f"{type(e).__name__}: {e}"[:500]}}] * len(items)
             done = time.perf_counter()
-            for (kind, rows, request_id, answer, logged, queued), out in zip(items, outs):
+            for (_kind, rows, request_id, answer, logged, queued), out in zip(items, outs):
                 latency_ms = (done - queued) * 1000
                 status, body = out["status"], out["body"]
                 with self._stats_lock:
@@ -432,8 +428,15 @@ class Router(GrpcIngress):
     def _variant_arg(self, request: Request) -> tuple[str | None, Response | None]:
         name = request.query_params.get("variant") or self.primary
         if name not in self.handles:
-            return None, _unprocessable([{"loc": ["query", "variant"], "type": "value_error",
-                                          "msg": f"unknown variant {name!r}; have {sorted(self.handles)}"}])
+            return None, _unprocessable(
+                [
+                    {
+                        "loc": ["query", "variant"],
+                        "type": "value_error",
+                        "msg": f"unknown variant {name!r}; have {sorted(self.handles)}",
+                    }
+                ]
+            )
         return name, None
 
     async def _forward(self, method: str, request: Request) -> Response:
@@ -446,12 +449,16 @@ class Router(GrpcIngress):
         except Exception as e:
             return JSONResponse(status_code=503, content={"detail": f"{name} unavailable: {type(e).__name__}"})
         if method == "monitor_status":
-            return JSONResponse(MonitoringResponse(variant=name, enabled=got is not None, monitor=got,
-                                                   app=await self._app_monitor()).model_dump(mode="json"))
+            return JSONResponse(
+                MonitoringResponse(
+                    variant=name, enabled=got is not None, monitor=got, app=await self._app_monitor()
+                ).model_dump(mode="json")
+            )
         if method == "drift_status":
             body = {"enabled": False} if got is None else {"enabled": True, **got}
-            return JSONResponse(DriftResponse.model_validate({**body, "variant": name}).model_dump(
-                mode="json", exclude_none=True))
+            return JSONResponse(
+                DriftResponse.model_validate({**body, "variant": name}).model_dump(mode="json", exclude_none=True)
+            )
         return JSONResponse(SchemaResponse.model_validate({**got, "variant": name}).model_dump(mode="json"))
 
     async def _openapi(self) -> dict:
@@ -463,10 +470,13 @@ class Router(GrpcIngress):
             return self.openapi
         key = got.get("model_version")
         if self._typed_openapi is None or self._typed_openapi[0] != key:
-            doc = openapi_document(self.spec.route_prefix, columns=got["columns"],
-                                   entities=got.get("entity_columns") or bool(got.get("entities")),
-                                   max_rows=self.spec.max_batch_rows,
-                                   variants=self.variants + self.shadows)
+            doc = openapi_document(
+                self.spec.route_prefix,
+                columns=got["columns"],
+                entities=got.get("entity_columns") or bool(got.get("entities")),
+                max_rows=self.spec.max_batch_rows,
+                variants=self.variants + self.shadows,
+            )
             self._typed_openapi = (key, doc)
         return self._typed_openapi[1]
 
@@ -491,12 +501,17 @@ class Router(GrpcIngress):
         """(200 or 503, body): the model version of every variant and shadow; 503 when a variant does not
         answer."""
         names = self.variants + self.shadows
-        got = await asyncio.gather(*(asyncio.wait_for(_result(self.handles[n].health.remote()), READ_TIMEOUT_S)
-                                     for n in names), return_exceptions=True)
+        got = await asyncio.gather(
+            *(asyncio.wait_for(_result(self.handles[n].health.remote()), READ_TIMEOUT_S) for n in names),
+            return_exceptions=True,
+        )
         versions = {n: (g["model_version"] if isinstance(g, dict) else None) for n, g in zip(names, got)}
         ok = all(versions[n] for n in self.variants)
-        return (200 if ok else 503), {"status": "ok" if ok else "degraded", "model_version": versions[self.primary],
-                                      "variants": versions}
+        return (200 if ok else 503), {
+            "status": "ok" if ok else "degraded",
+            "model_version": versions[self.primary],
+            "variants": versions,
+        }
 
     async def variants_status(self) -> dict:
         try:
@@ -505,16 +520,24 @@ class Router(GrpcIngress):
                 raise ValueError("plan mismatch")
         except Exception:
             live = TrafficStatus(**self.view.model_dump())
-        body = {**live.model_dump(mode="json"), "sticky_key": self.sticky,
-                "history": [e.model_dump(mode="json", exclude_none=True) for e in live.history], "shadow": self.shadows,
-                "variants": [v.name for v in self.spec.variants]}
+        body = {
+            **live.model_dump(mode="json"),
+            "sticky_key": self.sticky,
+            "history": [e.model_dump(mode="json", exclude_none=True) for e in live.history],
+            "shadow": self.shadows,
+            "variants": [v.name for v in self.spec.variants],
+        }
         return VariantsResponse.model_validate(body).model_dump(mode="json")
 
     async def stats(self) -> dict:
         """This replica's view (tests and `serving status`): weights version and request-log counters."""
-        return {"version": self.view.version, "weights": self.view.weights,
-                "shadow_dropped": dict(self.shadow_dropped), "shadow_in_flight": dict(self._shadow_inflight),
-                "log": None if self.log is None else {"written": self.log.written, "dropped": self.log.dropped}}
+        return {
+            "version": self.view.version,
+            "weights": self.view.weights,
+            "shadow_dropped": dict(self.shadow_dropped),
+            "shadow_in_flight": dict(self._shadow_inflight),
+            "log": None if self.log is None else {"written": self.log.written, "dropped": self.log.dropped},
+        }
 
     async def flush_log(self) -> bool:
         return True if self.log is None else await asyncio.get_running_loop().run_in_executor(None, self.log.flush)
