@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from raymlops.contracts.calls import import_object
 from raymlops.features.online.base import (
     OnlineRecord,
     OnlineStore,
@@ -49,8 +49,7 @@ def online_store_class(kind: str) -> type[OnlineStore]:
             f"unknown online store type {kind!r}; expected {' or '.join(repr(k) for k in ONLINE_STORES)}"
         ) from None
     if isinstance(target, str):
-        module, _, name = target.partition(":")
-        target = getattr(importlib.import_module(module), name)
+        target = import_object(target)
     return target
 
 
