@@ -12,7 +12,7 @@ bash scripts/need.sh java openjdk-17-jre-headless  # real PySpark writes the Spa
 .venv/bin/python -m uv pip install -q --python .venv/bin/python pyspark==4.3.0 py4j==0.10.9.9
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> import layers (import-linter)"
-lint-imports --config pyproject.toml
+lint-imports pyproject.toml
 # Exit code 5 (no tests collected) is a failure too: `set -e` propagates any non-zero exit.
 # With arguments (`bash scripts/test.sh tests/unit -q`): pytest only, no lint and no coverage.
 if [ $# -gt 0 ]; then echo "==> pytest"; exec python -m pytest "$@"; fi

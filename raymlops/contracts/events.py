@@ -7,7 +7,7 @@ import time
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from raymlops.contracts.base import Contract
 
@@ -49,8 +49,9 @@ class Event(Contract):
     ts: float = Field(default_factory=time.time, description="When it happened (epoch seconds).")
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape alert sinks and history files carry."""
-        return self.model_dump(mode="json")
+        """The JSON shape alert sinks and history files carry. A detail JSON cannot hold (a NumPy integer, an
+        array) is written as its ``str``, as the history files always did: an event is never lost to it."""
+        return self.model_dump(mode="json", fallback=str)
 
 
 def make_event(
@@ -79,7 +80,11 @@ CanaryStep = Literal["start", "step", "hold", "complete", "rollback", "pause", "
 
 class CanaryEvent(Contract):
     """One line of a Serve app's ``events.jsonl``: written by the traffic controller (its one writer),
-    tailed by the app monitor and read by the console."""
+    tailed by the app monitor and read by the console. A line is history: one written by another version of
+    the controller, with keys this one does not know, is still read (its rollback still vetoes a promotion),
+    so unknown keys are ignored here rather than refused."""
+
+    model_config = ConfigDict(extra="ignore")
 
     type: Literal["canary"] = "canary"
     app: str | None = Field(None, description="The Serve app.")

@@ -142,7 +142,7 @@ class RetrainRun(Contract):
     id: str = Field(description="Also the Ray job's submission id.")
     trigger: dict[str, Any] = Field(description="The triggering event's type, variant, subject and message.")
     started: float
-    status: RetrainStatus = RetrainStatus.SUBMITTED
+    status: RetrainStatus = Field(description="Where it stands (a record without one is unreadable, not active).")
     steps: list[RetrainStep] = Field(default_factory=list)
     job_id: str | None = None
     result_path: str | None = Field(None, description="Where the job writes its `RetrainResult`.")

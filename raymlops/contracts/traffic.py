@@ -54,10 +54,19 @@ class VariantSamples(Contract):
 
 
 class OperatorRequest(Contract):
-    """One line of ``requests.jsonl``: an operator asks the controller to pause, resume or roll back."""
+    """One line of ``requests.jsonl``: an operator asks the controller to pause, resume or roll back. Read
+    leniently (a line is a record, whoever wrote it): a request whose action the controller does not apply,
+    or that names no time (so cannot be shown fresh), is recorded as ignored, with why."""
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
-    action: Action
-    by: str = Field(description="Who asked.")
+    id: str | None = None
+    action: str = Field(description="pause, resume or rollback (`new` checks it).")
+    by: str | None = Field(None, description="Who asked.")
     reason: str | None = None
-    ts: float = Field(default_factory=time.time, description="When it was asked (stale ones are ignored).")
+    ts: float = Field(0.0, description="When it was asked (epoch seconds); older than the TTL: ignored.")
+
+    @classmethod
+    def new(cls, action: Action, by: str, reason: str | None = None) -> OperatorRequest:
+        """A request made now, with a fresh id."""
+        if action not in ("pause", "resume", "rollback"):
+            raise ValueError(f"action must be pause, resume or rollback; got {action!r}")
+        return cls(id=uuid.uuid4().hex[:12], action=action, by=by, reason=reason, ts=time.time())

@@ -3,6 +3,8 @@ completion becomes a canary event, and a rollback names the model the retrain lo
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 
 from pydantic import ValidationError
@@ -12,6 +14,16 @@ from raymlops.monitoring.hub import StateFile
 from raymlops.storage.files import tail_lines
 
 ROLLBACKS_KEPT = 50
+
+log = logging.getLogger("raymlops.monitoring")
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except ValueError:
+        return False
 
 
 class CanaryReader:
@@ -31,7 +43,10 @@ class CanaryReader:
         for line in lines:
             try:
                 e = CanaryEvent.model_validate_json(line)
-            except (ValidationError, ValueError):  # a line cut short by a crash mid-append
+            except ValidationError as err:
+                if not _is_json(line):  # a line cut short by a crash mid-append
+                    continue
+                log.warning("%s: skipping a canary event this version cannot read: %s", self.path, err)
                 continue
             if e.event not in ("rollback", "complete"):
                 continue
@@ -52,7 +67,7 @@ class CanaryReader:
                     message=f"canary {e.variant}"
                     + (f" ({e.model})" if e.model else "")
                     + (f" rolled back: {e.reason}" if rollback else " completed: it takes all its traffic"),
-                    details=e.model_dump(mode="json", exclude_none=True),
+                    details=e.model_dump(mode="json", exclude_unset=True),  # the line as written
                 )
             )
         if offset != offset0:

@@ -87,6 +87,7 @@ class RetrainLoop:
             run = RetrainRun(
                 id=rid,
                 started=time.time(),
+                status=Status.SUBMITTED,
                 result_path=join(self.results_dir, f"{rid}.json"),
                 trigger={
                     "type": event.type.value,
@@ -173,8 +174,14 @@ class RetrainLoop:
             return
         if status != "SUCCEEDED":
             return self._fail(run, f"job {run.id} {status}: {info}")
+        if run.result_path is None:  # submitted by a version that read the job's logs instead
+            return self._fail(
+                run,
+                f"job {run.id} succeeded, but it was submitted before retrain jobs wrote result records: its "
+                "challenger (if it registered one) holds @challenger; promote it with `raymlops models promote`",
+            )
         try:
-            result = RetrainResult.model_validate_json(read_file(run.result_path or ""))
+            result = RetrainResult.model_validate_json(read_file(run.result_path))
         except (OSError, ValueError) as e:
             return self._fail(
                 run,

@@ -411,7 +411,10 @@ def search(
         "best": result.best_metrics,
         "best_params": result.best_params,
         "trials": result.trials,
-        "spec": {k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir", "storage_fs")},
+        "spec": {
+            **{k: v for k, v in asdict(spec).items() if k not in ("feature_columns", "storage_dir", "storage_fs")},
+            "model": spec.model.model_dump(mode="json", exclude={"params"}),  # as before the model was typed
+        },
     }
     if t.task == "binary":
         record["decision"] = _decision(t, spec, result.best_params, train_ds, out / model_file, say)

@@ -34,6 +34,16 @@ def controller_name(app: str) -> str:
     return f"raymlops-traffic-{app}"
 
 
+def canary_plan(canary: CanaryConfig | dict | None) -> dict | None:
+    """The canary section as the plan holds it, in one canonical form whichever way it came: a config section
+    keeps an unset float default as written (``interval_s: 60``), while the same section read back from an
+    exported file has it validated (``60.0``); validating the dump makes both ``60.0``, so a plan redeployed
+    the other way fingerprints the same and its canary keeps its state."""
+    if canary is None:
+        return None
+    return CanaryConfig.model_validate(CanaryConfig.model_validate(canary).model_dump()).model_dump()
+
+
 def plan_fingerprint(base: dict, canary: dict | None, models: dict | None = None) -> str:
     """Identifies a traffic plan: the weights, the canary schedule and the model version of each variant."""
     return hashlib.sha256(json.dumps([base, canary, models], sort_keys=True).encode()).hexdigest()[:16]
@@ -89,7 +99,7 @@ class TrafficController:
     ) -> TrafficView:
         """Sets the plan; keeps the current state if the plan (including each variant's model version) is
         the one already running, so redeploying the same thing does not restart a canary."""
-        canary = CanaryConfig.model_validate(canary).model_dump() if canary is not None else None
+        canary = canary_plan(canary)
         fp = plan_fingerprint(base, canary, models)
         with self._lock:
             if fp != self.fingerprint and self._swapped_plan(base, canary, models):
@@ -194,7 +204,7 @@ class TrafficController:
 
     def _event_line(self, e: dict) -> dict:
         """A canary event as the app monitor and the console read it (validated here, by its one writer)."""
-        return CanaryEvent(app=self.app, **e).model_dump(mode="json", exclude_none=True)
+        return CanaryEvent(type="canary", app=self.app, **e).model_dump(mode="json", exclude_unset=True)
 
     def _save(self, events: list[dict]) -> None:
         t = self.traffic
@@ -222,9 +232,7 @@ def request_action(state_dir: str | os.PathLike, action: str, by: str, reason: s
     """Asks the app's controller to ``pause``, ``resume`` or ``rollback`` its canary: an entry appended to
     ``requests.jsonl`` in its state folder, applied (and recorded in the canary history) at its next tick,
     wherever the controller runs. The request's id comes back."""
-    if action not in ("pause", "resume", "rollback"):
-        raise ValueError(f"action must be pause, resume or rollback; got {action!r}")
-    entry = OperatorRequest(action=action, by=by, reason=reason).model_dump(mode="json")  # type: ignore[arg-type]
+    entry = OperatorRequest.new(action, by, reason).model_dump(mode="json")  # type: ignore[arg-type]
     append_line(join(state_dir, REQUESTS_FILE), entry, compact=False)
     return entry
 

@@ -148,11 +148,11 @@ class Router(GrpcIngress):
         self._typed_openapi: tuple | None = None  # (model version, document typed by its rows)
         self.timeout_s = spec.request_timeout_s
         self.controller = get_or_start(spec.app, spec.namespace, spec.state_dir)
-        from raymlops.serving.controller import plan_fingerprint
+        from raymlops.serving.controller import canary_plan, plan_fingerprint
 
         self._plan = (
             {v.name: v.weight for v in spec.variants},
-            spec.canary.model_dump() if spec.canary else None,
+            canary_plan(spec.canary),
             {v.name: v.model_version for v in spec.variants},
         )
         self.plan = plan_fingerprint(*self._plan)
@@ -523,7 +523,7 @@ class Router(GrpcIngress):
         body = {
             **live.model_dump(mode="json"),
             "sticky_key": self.sticky,
-            "history": [e.model_dump(mode="json", exclude_none=True) for e in live.history],
+            "history": [e.model_dump(mode="json", exclude_unset=True) for e in live.history],  # as recorded
             "shadow": self.shadows,
             "variants": [v.name for v in self.spec.variants],
         }

@@ -158,7 +158,7 @@ def test_the_app_monitor_spec_takes_the_config_sections_with_their_calls():
 
 
 def test_retrain_records_keep_their_status_as_an_enum_and_their_json_shape():
-    run = RetrainRun(id="r1", trigger={"type": "drift"}, started=1.0)
+    run = RetrainRun(id="r1", trigger={"type": "drift"}, started=1.0, status="submitted")
     assert run.status is RetrainStatus.SUBMITTED and run.status.active
     doc = run.model_dump(mode="json")
     assert doc["status"] == "submitted" and RetrainRun.model_validate(doc) == run
@@ -167,3 +167,44 @@ def test_retrain_records_keep_their_status_as_an_enum_and_their_json_shape():
     assert RetrainResult.model_validate_json(result.model_dump_json()) == result
     with pytest.raises(ValidationError):
         RetrainResult.model_validate({"model": "churn", "version": 0, "run_id": "abc", "gate_passed": True})
+    with pytest.raises(ValidationError, match="status"):  # a record without one is unreadable, never "active"
+        RetrainRun.model_validate({"id": "r2", "trigger": {}, "started": 1.0})
+
+
+def test_a_plan_fingerprints_the_same_deployed_in_process_or_from_an_exported_file():
+    """The canary section's unset float defaults (interval_s: 60) come back validated (60.0) from an exported
+    file: the plan must not change, or a redeploy the other way restarts the canary."""
+    from raymlops.config.serving import ServingConfig
+    from raymlops.serving.app import router_spec
+    from raymlops.serving.controller import canary_plan, plan_fingerprint
+
+    canary = ServingConfig.model_validate(
+        {"variants": [{"name": "v"}, {"name": "c"}], "canary": {"variant": "c", "steps": [10, 100]}}
+    ).canary
+    assert isinstance(canary.interval_s, int)  # a default pydantic does not validate
+    spec = _app(canary=canary)
+    exported = AppSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+
+    def fp(s):
+        r = router_spec(s)
+        return plan_fingerprint({v.name: v.weight for v in r.variants}, canary_plan(r.canary), {})
+
+    assert fp(spec) == fp(exported)
+
+
+def test_records_from_another_version_are_read_not_refused():
+    line = json.dumps({"type": "canary", "event": "rollback", "model": "m/2", "added_later": 1})
+    assert CanaryEvent.model_validate_json(line).model == "m/2"  # its rollback still vetoes a promotion
+    from raymlops.contracts.traffic import OperatorRequest
+
+    old = OperatorRequest.model_validate({"action": "stop", "by": "ana"})  # recorded as ignored, not dropped
+    assert old.ts == 0.0 and old.id is None
+    with pytest.raises(ValueError, match="action must be"):
+        OperatorRequest.new("stop", "ana")  # type: ignore[arg-type]
+
+
+def test_an_events_details_that_json_cannot_hold_are_written_as_text_not_lost():
+    import numpy as np
+
+    e = Event(type="drift", app="a", message="m", details={"n": np.int64(3), "ok": np.bool_(True), "x": 1.5})
+    assert e.to_dict()["details"] == {"n": "3", "ok": "True", "x": 1.5}
