@@ -8,10 +8,11 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from raymlops.config.models import FILTER_OPS
 from raymlops.errors import DataError
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # Spark's directory name for a null partition value
-OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
+OPS = FILTER_OPS  # the config's `sources.<name>.filter` operators
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

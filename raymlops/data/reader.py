@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
+from raymlops.config.models import FILE_FORMATS
 from raymlops.errors import DataError
 
-FORMATS = ("parquet", "csv", "json")
+FORMATS = FILE_FORMATS
 EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",

@@ -8,9 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from raymlops.config.models import TABLE_FORMATS
 from raymlops.errors import DataError
-
-TABLE_FORMATS = ("delta", "iceberg")
 
 
 def is_table(src) -> bool:

@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from raymlops.config.training import MAXIMIZE
+
 COLUMNS = ["ts", "request_id", "row", "variant", "role", "model_version", "prediction", "probability", "label"]
-LOWER_IS_WORSE = {"auc", "accuracy", "f1", "r2"}
+LOWER_IS_WORSE = MAXIMIZE  # a metric tuned up is one whose fall is a breach
 HIGHER_IS_WORSE = {"logloss", "rmse", "mae"}
 
 

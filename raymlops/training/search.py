@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from raymlops.config.training import ModelConfig, SklearnModel, XGBoostModel
+from raymlops.config.training import METRICS, ModelConfig, SklearnModel, XGBoostModel
 from raymlops.errors import RaymlopsError
 from raymlops.training.xgb import CURVE_FILE
 
@@ -64,7 +64,7 @@ class TrainingError(RaymlopsError):
     """Every trial failed."""
 
 
-_KEEP = ("auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2")
+_KEEP = METRICS
 
 
 def _clean(metrics: dict) -> dict[str, float]:
