@@ -10,7 +10,6 @@ import pickle
 import threading
 import time
 from collections import deque
-from typing import Any
 
 import pandas as pd
 
@@ -18,6 +17,7 @@ from raymlops.artifacts.run import local_run
 from raymlops.contracts.calls import Call
 from raymlops.contracts.events import Event, EventKind
 from raymlops.contracts.monitoring import HistoryRotation, MonitorSpec
+from raymlops.contracts.status import DriftStatus, MonitorStatus
 from raymlops.errors import RaymlopsError
 from raymlops.storage.files import append_line, file_exists, join, move_aside, read_file, read_lines, write_file
 
@@ -319,7 +319,7 @@ class VariantMonitor:
 
     # ------------------------------------------------------------------ reads
 
-    def latest(self) -> dict[str, Any]:
+    def latest(self) -> DriftStatus:
         """The latest drift test (the shape of GET /drift)."""
         with self._lock:
             d = self.spec.drift
@@ -336,7 +336,7 @@ class VariantMonitor:
                 return {**base, "is_drift": None, "features": {}, "tested_at": None}
             return {**base, **{k: v for k, v in self.latest_drift.items() if k != "window"}}
 
-    def status(self, history: int = 50) -> dict[str, Any]:
+    def status(self, history: int = 50) -> MonitorStatus:
         """Everything this monitor knows: latest drift and quality results and the newest history."""
         with self._lock:
             return {

@@ -13,6 +13,7 @@ import pandas as pd
 
 from raymlops.contracts.events import Event, EventKind, Severity
 from raymlops.contracts.monitoring import AppMonitorSpec, PerformanceSpec
+from raymlops.contracts.status import AppMonitorStatus
 from raymlops.monitoring.actor import _kill
 from raymlops.monitoring.canary_events import CanaryReader
 from raymlops.monitoring.hub import EVENTS, STATE, EventHub, StateFile
@@ -233,7 +234,7 @@ class AppMonitor:
             self._performance()
         return self.performance
 
-    def status(self, events: int = 50) -> dict:
+    def status(self, events: int = 50) -> AppMonitorStatus:
         with self.state.lock:
             return {
                 "app": self.spec.app,

@@ -17,6 +17,7 @@ import pandas as pd
 from ray import serve
 
 from raymlops.contracts.serving import ModelSpec, Reply
+from raymlops.contracts.status import ReplicaHealth, ReplicaStats
 from raymlops.serving.api import unprocessable
 from raymlops.storage.files import read_file
 
@@ -278,7 +279,7 @@ class ModelServer:
             self._fast_rows = min(self._fast_rows, rows - 1)
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> ReplicaStats:
         return {
             "variant": self.variant,
             "model_version": self.version,
@@ -318,7 +319,7 @@ class ModelServer:
         rows = [{**{name: vals[i] for name, vals in got.values.items()}, **row} for i, row in enumerate(entities)]
         return rows, got
 
-    def health(self) -> dict:
+    def health(self) -> ReplicaHealth:
         return {"variant": self.variant, "model_version": self.version}
 
     def schema(self) -> dict:
