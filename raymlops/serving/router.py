@@ -231,7 +231,10 @@ class Router(GrpcIngress):
         """One request for the traffic controller: (latency, error, the model version that answered if known),
         and for the metrics (both handed over by the sync thread, off the response path)."""
         with self._stats_lock:
-            self._stats.setdefault(variant, VariantSamples()).samples.append((latency_ms, int(error), model))
+            counts = self._stats.get(variant)
+            if counts is None:  # not setdefault: that would build a model on every request
+                counts = self._stats[variant] = VariantSamples()
+            counts.samples.append((latency_ms, int(error), model))
             self._observed.append((variant, "primary", latency_ms, error))
 
     def _pick(self, rows: list[dict]) -> str:
