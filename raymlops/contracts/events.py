@@ -86,7 +86,7 @@ class CanaryEvent(Contract):
 
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["canary"] = "canary"
+    type: Literal["canary"] = Field("canary", description="Always 'canary' (the app monitor's event kind).")
     app: str | None = Field(None, description="The Serve app.")
     at: float | None = Field(None, description="When it happened (epoch seconds).")
     event: CanaryStep = Field(

@@ -36,14 +36,16 @@ class HistoryRotation(Contract):
 class MonitorSpec(HistoryRotation):
     """A variant's (or shadow's) monitor actor: drift and data-quality checks on its served rows."""
 
-    app: str
-    variant: str
-    namespace: str
+    app: str = Field(description="The Serve application's name.")
+    variant: str = Field(description="The variant or shadow monitored.")
+    namespace: str = Field(description="Ray namespace of the app's actors.")
     run_dir: str | Call = Field(description="The model's run (its reference data and profile).")
-    model_version: str
+    model_version: str = Field(description="The model served (NAME/VERSION or a run id).")
     state_dir: str = Field(description="The monitor's checkpoint and history: a path or URI.")
-    drift: DriftConfig | None = None
-    quality: DataQualityConfig | None = None
+    drift: DriftConfig | None = Field(None, description="monitoring.drift; unset: no drift tests.")
+    quality: DataQualityConfig | None = Field(
+        None, description="monitoring.data_quality; unset: no data-quality checks."
+    )
     history: int = Field(ge=1, description="Results kept in memory for `latest`/`history`.")
     checkpoint_s: float = Field(gt=0, description="Seconds between checkpoints.")
     app_monitor: str | None = Field(None, description="The app monitor actor's name; events go there.")
@@ -64,7 +66,7 @@ class PerformanceSpec(PerformanceConfig):
 
     label: str = Field(description="Labels' label column.")
     task: str = Field(description="The training task (how the metric is computed).")
-    labels_source: LabelsSource
+    labels_source: LabelsSource = Field(description="Where the late labels arrive.")
     request_log: str = Field(description="The app's request log: a path or URI.")
 
 
@@ -84,15 +86,15 @@ class RetrainSpec(RetrainConfig):
 class AppMonitorSpec(HistoryRotation):
     """The app monitor actor: events, alerts, live performance, skew and retraining of one Serve app."""
 
-    app: str
-    namespace: str
+    app: str = Field(description="The Serve application's name.")
+    namespace: str = Field(description="Ray namespace of the app's actors.")
     state_dir: str = Field(description="Its state and event history: a path or URI (it is the one writer).")
-    alerts: list[AlertConfig] = Field(default_factory=list)
+    alerts: list[AlertConfig] = Field(default_factory=list, description="monitoring.alerts: the sinks events go to.")
     alert_log: str = Field(description="Where every alert sent is appended.")
     canary_events: str | None = Field(None, description="The traffic controller's events.jsonl, tailed.")
-    performance: PerformanceSpec | None = None
-    skew: SkewSpec | None = None
-    retrain: RetrainSpec | None = None
+    performance: PerformanceSpec | None = Field(None, description="Live performance from late labels; unset: off.")
+    skew: SkewSpec | None = Field(None, description="Online/offline feature skew checks; unset: off.")
+    retrain: RetrainSpec | None = Field(None, description="Drift-triggered retraining; unset: off.")
 
 
 class RetrainStatus(str, Enum):
@@ -114,17 +116,17 @@ class RetrainStatus(str, Enum):
 class RetrainStep(Contract):
     """One step of a retrain, as recorded."""
 
-    step: str
-    at: float
-    detail: Any = None
+    step: str = Field(description="What happened (triggered, job_submitted, job_running, challenger_registered, ...).")
+    at: float = Field(description="When (epoch seconds).")
+    detail: Any = Field(None, description="The step's detail (a job id, a reason, the challenger).")
 
 
 class PromotionOutcome(Contract):
     """What the gate decided about a challenger (`raymlops.pipeline.loop.promote_challenger`)."""
 
-    promoted: bool
-    version: int
-    reason: str
+    promoted: bool = Field(description="Whether the champion alias moved to the challenger.")
+    version: int = Field(description="The challenger's registry version.")
+    reason: str = Field(description="Why, with the gate's lines.")
 
 
 class RetrainResult(Contract):
@@ -141,15 +143,17 @@ class RetrainRun(Contract):
 
     id: str = Field(description="Also the Ray job's submission id.")
     trigger: dict[str, Any] = Field(description="The triggering event's type, variant, subject and message.")
-    started: float
+    started: float = Field(description="When it was triggered (epoch seconds).")
     status: RetrainStatus = Field(description="Where it stands (a record without one is unreadable, not active).")
-    steps: list[RetrainStep] = Field(default_factory=list)
-    job_id: str | None = None
+    steps: list[RetrainStep] = Field(default_factory=list, description="Every step, in order.")
+    job_id: str | None = Field(None, description="The Ray job's id once submitted.")
     result_path: str | None = Field(None, description="Where the job writes its `RetrainResult`.")
     status_errors: int = Field(0, description="Consecutive failed job-status reads.")
-    version: int | None = None
-    run_id: str | None = None
+    version: int | None = Field(None, description="The challenger's registry version, once registered.")
+    run_id: str | None = Field(None, description="The challenger's training run, once registered.")
     model: str | None = Field(None, description="NAME/VERSION, as canary events name it.")
-    observe_until: float | None = None
-    outcome: PromotionOutcome | None = None
-    error: str | None = None
+    observe_until: float | None = Field(
+        None, description="When the observation of the challenger ends (epoch seconds)."
+    )
+    outcome: PromotionOutcome | None = Field(None, description="The gate's decision, once taken.")
+    error: str | None = Field(None, description="Why it failed, when it did.")

@@ -51,15 +51,19 @@ class ReplicaSpec(Contract):
     num_replicas: int = Field(ge=1, description="Replicas when not autoscaling.")
     num_cpus: float = Field(ge=0, description="CPUs per replica.")
     max_ongoing_requests: int | None = Field(None, ge=1, description="Unset: enough for batches to fill.")
-    autoscaling: AutoscalingConfig | None = None
-    batching: BatchingConfig | None = None
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="serving.autoscaling; unset: num_replicas fixed replicas."
+    )
+    batching: BatchingConfig | None = Field(None, description="serving.batching; unset: each request is scored alone.")
 
 
 class ModelEntry(Contract):
     """One variant or shadow of the app, with its model resolved."""
 
-    name: str
-    role: Literal["variant", "shadow"]
+    name: str = Field(description="The variant's or shadow's name (answers carry it as `variant`).")
+    role: Literal["variant", "shadow"] = Field(
+        description="variant: takes traffic by weight; shadow: gets copies, its answers are logged only."
+    )
     weight: float = Field(0.0, ge=0, description="Relative traffic share (variants).")
     run_dir: RunLocation = Field(description="Where every node finds the model's run.")
     model_version: str = Field(description="NAME/VERSION of a registry version, else the run id.")
@@ -71,23 +75,31 @@ class ModelEntry(Contract):
 class AppSpec(Contract):
     """The Serve app's build arguments: `raymlops.serving.app.build_app`'s ``args``."""
 
-    app: str
+    app: str = Field(description="The Serve application's name.")
     namespace: str = Field(description="Ray namespace of the app's actors.")
     state_dir: str = Field(description="The app's serving state (traffic.json, events.jsonl): a path or URI.")
     max_batch_rows: int = Field(ge=1, description="Most rows one request may carry.")
     models: list[ModelEntry] = Field(min_length=1, description="Variants first, then shadows.")
-    features: FeaturesSpec | None = None
-    sticky_key: str | None = None
-    canary: CanaryConfig | None = None
-    request_log: RequestLogSpec | None = None
-    route_prefix: str = "/"
-    request_timeout_s: float = Field(gt=0)
-    router_replicas: int = Field(ge=1)
+    features: FeaturesSpec | None = Field(
+        None, description="Online features joined to `entities` requests; unset: rows carry every input."
+    )
+    sticky_key: str | None = Field(
+        None, description="Input column whose value pins a caller to one variant; unset: by weight."
+    )
+    canary: CanaryConfig | None = Field(
+        None, description="serving.canary: the variant whose share steps up, with its rollback rules."
+    )
+    request_log: RequestLogSpec | None = Field(
+        None, description="Where and how requests are logged; unset: not logged."
+    )
+    route_prefix: str = Field("/", description="The app's HTTP path prefix.")
+    request_timeout_s: float = Field(gt=0, description="A variant slower than this answers 504.")
+    router_replicas: int = Field(ge=1, description="Router replicas when models run in their own deployments.")
     app_monitor: str | None = Field(None, description="The app monitor actor's name.")
     start: list[Call] = Field(
         default_factory=list, description="Calls `build_app` makes first (an exported file's monitor actors)."
     )
-    replica: ReplicaSpec
+    replica: ReplicaSpec = Field(description="Serve options of the model deployments.")
 
     @model_validator(mode="after")
     def _variant_first(self) -> AppSpec:
@@ -105,13 +117,15 @@ class AppSpec(Contract):
 class ModelSpec(Contract):
     """One model deployment's (or inline model's) arguments."""
 
-    variant: str
-    run_dir: RunLocation
-    namespace: str
-    batching: BatchingConfig | None = None
-    monitor: str | None = None
-    features: FeaturesSpec | None = None
-    watch: Watch | None = None
+    variant: str = Field(description="The variant (or shadow) this deployment scores for.")
+    run_dir: RunLocation = Field(description="Where every node finds the model's run.")
+    namespace: str = Field(description="Ray namespace of the app's actors (its monitor, the traffic controller).")
+    batching: BatchingConfig | None = Field(
+        None, description="Dynamic batching of concurrent requests; unset: each scored alone."
+    )
+    monitor: str | None = Field(None, description="The variant monitor actor's name; unset: not monitored.")
+    features: FeaturesSpec | None = Field(None, description="Online features joined to `entities` requests.")
+    watch: Watch | None = Field(None, description="Polls the registry alias the model follows; unset: a fixed model.")
     canary_controller: str | None = Field(
         None, description="The traffic controller's name, on the canary variant that follows an alias."
     )
@@ -120,34 +134,44 @@ class ModelSpec(Contract):
 class VariantSpec(Contract):
     """A variant as the router splits traffic to it."""
 
-    name: str
-    weight: float = Field(ge=0)
-    model_version: str
+    name: str = Field(description="The variant's name.")
+    weight: float = Field(ge=0, description="Relative traffic share.")
+    model_version: str = Field(description="The model it serves (NAME/VERSION or a run id), part of the traffic plan.")
 
 
 class ShadowSpec(Contract):
     """A shadow as the router mirrors traffic to it."""
 
-    name: str
-    model_version: str
-    max_in_flight: int = Field(4096, ge=1)
+    name: str = Field(description="The shadow's name.")
+    model_version: str = Field(description="The model it serves (NAME/VERSION or a run id).")
+    max_in_flight: int = Field(
+        4096,
+        ge=1,
+        description="Copies waiting for this shadow per router replica; beyond it copies are dropped and counted.",
+    )
 
 
 class RouterSpec(Contract):
     """The router deployment's arguments."""
 
-    app: str
-    namespace: str
-    state_dir: str
-    variants: list[VariantSpec] = Field(min_length=1)
-    shadow: list[ShadowSpec] = Field(default_factory=list)
-    sticky_key: str | None = None
-    canary: CanaryConfig | None = None
-    app_monitor: str | None = None
-    request_log: RequestLogSpec | None = None
-    max_batch_rows: int = Field(ge=1)
-    route_prefix: str = "/"
-    request_timeout_s: float = Field(gt=0)
+    app: str = Field(description="The Serve application's name.")
+    namespace: str = Field(description="Ray namespace of the app's actors.")
+    state_dir: str = Field(description="The app's serving state (traffic.json, events.jsonl): a path or URI.")
+    variants: list[VariantSpec] = Field(
+        min_length=1, description="The variants, in the config's order (the first answers when no weight applies)."
+    )
+    shadow: list[ShadowSpec] = Field(default_factory=list, description="The shadows.")
+    sticky_key: str | None = Field(None, description="Input column whose value pins a caller to one variant.")
+    canary: CanaryConfig | None = Field(
+        None, description="The canary section; the traffic controller runs its schedule."
+    )
+    app_monitor: str | None = Field(None, description="The app monitor actor's name (GET /monitoring asks it).")
+    request_log: RequestLogSpec | None = Field(
+        None, description="Where and how requests are logged; unset: not logged."
+    )
+    max_batch_rows: int = Field(ge=1, description="Most rows one request may carry (more: 422).")
+    route_prefix: str = Field("/", description="The app's HTTP path prefix.")
+    request_timeout_s: float = Field(gt=0, description="A variant slower than this answers 504.")
     inline: dict[str, ModelSpec] | None = Field(None, description="Models scored in the router replica itself.")
 
 

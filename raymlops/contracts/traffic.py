@@ -19,11 +19,11 @@ Action = Literal["pause", "resume", "rollback"]
 class CanaryState(Contract):
     """Where the canary stands."""
 
-    variant: str
+    variant: str = Field(description="The canary variant.")
     model: str | None = Field(None, description="The model version the canary judges (its requests only).")
     step: int = Field(ge=0, description="The schedule step (0-based).")
     percent: float = Field(ge=0, le=100, description="The canary's traffic share now.")
-    status: CanaryStatus
+    status: CanaryStatus = Field(description="running, paused (by an operator), rolled_back or complete.")
     step_started: float | None = Field(None, description="When the step's interval began (epoch seconds).")
     reason: str | None = Field(None, description="Why it paused or rolled back.")
 
@@ -35,22 +35,26 @@ class TrafficView(Contract):
     weights: dict[str, float] | None = Field(
         None, description="Percent per variant; None: the controller lost its plan (the router configures it again)."
     )
-    canary: CanaryState | None = None
+    canary: CanaryState | None = Field(None, description="Where the canary stands; unset: no canary.")
     plan: str | None = Field(None, description="The plan's fingerprint (weights, canary, model versions).")
 
 
 class TrafficStatus(TrafficView):
     """The view with the canary's history and the current interval's figures per variant."""
 
-    history: list[CanaryEvent] = Field(default_factory=list)
-    window: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    history: list[CanaryEvent] = Field(default_factory=list, description="The canary's events, oldest first.")
+    window: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="The current interval's counts and p99 per variant."
+    )
 
 
 class VariantSamples(Contract):
     """A router's requests to one variant since its last sync: (latency ms, error 0/1[, the model version
     that answered, or None when unknown])."""
 
-    samples: list[tuple[float, int, str | None] | tuple[float, int]] = Field(default_factory=list)
+    samples: list[tuple[float, int, str | None] | tuple[float, int]] = Field(
+        default_factory=list, description="One entry per request."
+    )
 
 
 class OperatorRequest(Contract):
@@ -58,10 +62,10 @@ class OperatorRequest(Contract):
     leniently (a line is a record, whoever wrote it): a request whose action the controller does not apply,
     or that names no time (so cannot be shown fresh), is recorded as ignored, with why."""
 
-    id: str | None = None
+    id: str | None = Field(None, description="The request's id (an `ignored` record names it).")
     action: str = Field(description="pause, resume or rollback (`new` checks it).")
     by: str | None = Field(None, description="Who asked.")
-    reason: str | None = None
+    reason: str | None = Field(None, description="The operator's reason, kept in the canary history.")
     ts: float = Field(0.0, description="When it was asked (epoch seconds); older than the TTL: ignored.")
 
     @classmethod
